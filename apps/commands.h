@@ -1,0 +1,11 @@
+#pragma once
+// One function per `duet` subcommand. Each parses its own options with
+// Boost.Program_options (argv[0] is the subcommand name) and returns the exit code.
+// User errors are thrown as std::exception and reported once, in main().
+
+namespace duet::app {
+
+int cmd_train(int argc, char** argv);
+int cmd_schedule(int argc, char** argv);
+
+}  // namespace duet::app

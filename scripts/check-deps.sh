@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Fails when a module includes a header of a module it may not use (docs/architecture.md).
+# The link catches most of these too; this names the offending file and line.
+set -euo pipefail
+root=${1:-$(dirname "$0")/..}
+cd "$root"
+declare -A allowed=(
+  [kernels]="kernels"
+  [model]="model kernels"
+  [scheduler]="scheduler"
+  [io]="io"
+  [slurm]="slurm"
+  [runtime]="runtime model kernels scheduler io"
+  [apps]="apps runtime model kernels scheduler io slurm"
+)
+modules="kernels model scheduler io runtime slurm apps"
+bad=0
+for mod in "${!allowed[@]}"; do
+  [ -d "$mod" ] || continue
+  while IFS=: read -r file line text; do
+    inc=$(sed -E 's/.*#include "([a-z_]+)\/.*/\1/' <<<"$text")
+    case " $modules " in *" $inc "*) ;; *) continue ;; esac
+    case " ${allowed[$mod]} " in
+      *" $inc "*) ;;
+      *) echo "$file:$line: $mod/ may not include $inc/ (allowed: ${allowed[$mod]})"; bad=1 ;;
+    esac
+  done < <(grep -rnE '^\s*#\s*include "[a-z_]+/' "$mod" --include='*.h' --include='*.cpp' --include='*.cu' || true)
+done
+[ $bad -eq 0 ] && echo "module dependencies OK"
+exit $bad

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages duet needs; skips what is already present (idempotent).
+set -euo pipefail
+pkgs=(
+  build-essential cmake pkg-config git
+  openmpi-bin libopenmpi-dev            # MPI control plane
+  libhdf5-openmpi-dev hdf5-tools        # checkpoints (parallel flavour) + h5ls/h5dump
+  libyaml-cpp-dev                       # configs
+  libboost-program-options-dev          # the duet command line
+  libopenblas-dev                       # CPU GEMM
+  libgtest-dev googletest libbenchmark-dev
+  fortunes fortunes-min                 # training text (byte-level tokens)
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
