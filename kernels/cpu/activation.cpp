@@ -1,0 +1,36 @@
+#include "kernels/activation.h"
+
+#include <cmath>
+
+namespace duet::cpu {
+
+void swiglu_forward(float* h, const float* ab, int N, int F) {
+  for (int n = 0; n < N; ++n) {
+    const float* a = ab + (size_t)n * 2 * F;
+    const float* b = a + F;
+    float* y = h + (size_t)n * F;
+    for (int f = 0; f < F; ++f) y[f] = a[f] / (1.0f + std::exp(-a[f])) * b[f];
+  }
+}
+
+void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F) {
+  for (int n = 0; n < N; ++n) {
+    const float* a = ab + (size_t)n * 2 * F;
+    const float* b = a + F;
+    const float* dy = dh + (size_t)n * F;
+    float* da = dab + (size_t)n * 2 * F;
+    float* db = da + F;
+    for (int f = 0; f < F; ++f) {
+      const float s = 1.0f / (1.0f + std::exp(-a[f]));
+      const float silu = a[f] * s;
+      db[f] = dy[f] * silu;
+      da[f] = dy[f] * b[f] * s * (1.0f + a[f] * (1.0f - s));
+    }
+  }
+}
+
+void sigmoid_forward(float* out, const float* in, long n) {
+  for (long i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
+}
+
+}  // namespace duet::cpu

@@ -1,0 +1,26 @@
+#pragma once
+// Dense matrix products. Row-major throughout; the CPU backend is OpenBLAS SGEMM.
+//
+// Linear layers store weights as [out, in] (like torch.nn.Linear), so
+//   forward:          out[N,O]  = in[N,I] · w[O,I]ᵀ
+//   backward-input:   din[N,I]  = dout[N,O] · w[O,I]      (activation gradient: '=' or '+=')
+//   backward-weight:  dw[O,I]  += dout[N,O]ᵀ · in[N,I]    (parameter gradient: always '+=')
+// Parameter gradients accumulate so that micro-batches add up; activation gradients are
+// written unless `accumulate` asks to add (residual streams).
+
+namespace duet::cpu {
+
+// C[M,N] = alpha · op(A) · op(B) + beta · C, with leading dimensions (row strides).
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
+
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O,
+                           bool accumulate);
+void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
+
+// Threads used by the GEMM library (0 leaves the library's default).
+void set_gemm_threads(int threads);
+int gemm_threads();
+
+}  // namespace duet::cpu

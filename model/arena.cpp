@@ -1,0 +1,78 @@
+#include "model/arena.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace duet::model {
+
+ParamArena::ParamArena(std::vector<TensorSpec> specs) : specs_(std::move(specs)) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    // Align every tensor to 16 floats (64 bytes) so vector loads never straddle tensors.
+    offset = (offset + 15) / 16 * 16;
+    specs_[i].offset = offset;
+    offset += specs_[i].numel();
+    if (!index_.emplace(specs_[i].name, i).second)
+      throw std::logic_error("ParamArena: duplicate tensor " + specs_[i].name);
+  }
+  params_.assign(offset, 0.0f);
+  grads_.assign(offset, 0.0f);
+}
+
+const TensorSpec& ParamArena::spec(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) throw std::logic_error("ParamArena: no tensor named " + name);
+  return specs_[it->second];
+}
+
+void ParamArena::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+bool is_output_projection(const std::string& name) {
+  auto ends = [&](const char* suf) {
+    const std::string s(suf);
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends(".wo") || ends(".w2");
+}
+
+}  // namespace
+
+float init_value(const TensorSpec& spec, const ModelConfig& cfg, uint64_t seed, int64_t i) {
+  switch (spec.role) {
+    case TensorRole::Norm: return 1.0f;
+    case TensorRole::State: return 0.0f;
+    case TensorRole::Weight: break;
+  }
+  double std = 0.02;
+  if (is_output_projection(spec.name)) std /= std::sqrt(2.0 * cfg.layers);
+  // Box–Muller on two counter-based uniforms.
+  const uint64_t key = splitmix64(seed ^ fnv1a(spec.name));
+  const uint64_t a = splitmix64(key + 2 * (uint64_t)i), b = splitmix64(key + 2 * (uint64_t)i + 1);
+  const double u1 = ((a >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+  const double u2 = (b >> 11) * 0x1.0p-53;
+  return (float)(std * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
+}
+
+void init_parameters(ParamArena& arena, const ModelConfig& cfg, uint64_t seed) {
+  for (const auto& s : arena.specs()) {
+    float* p = arena.param(s.name);
+    for (int64_t i = 0; i < s.numel(); ++i) p[i] = init_value(s, cfg, seed, i);
+  }
+}
+
+}  // namespace duet::model

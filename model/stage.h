@@ -1,0 +1,122 @@
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "model/arena.h"
+#include "model/config.h"
+#include "model/tensor_spec.h"
+
+// A stage: a contiguous run of transformer layers (plus the embedding on the first stage and
+// final norm + head + loss on the last) with forward, backward-for-input and
+// backward-for-weight per micro-batch. Pipeline schedules call these three separately
+// (ZB1P and DualPipe defer the weight part); `backward` runs both.
+//
+// Shapes: B = sequences in the micro-batch, T = sequence length, N = B·T tokens,
+// C = d_model, H = heads, D = C/H, V = vocab, E = routed experts, K = top_k.
+// Invariants: parameter gradients accumulate (+=) so micro-batches add up; a micro-batch's
+// activations live in its own StageActivations from forward until its weight pass.
+
+namespace duet::model {
+
+struct MicroBatch {
+  int batch = 1;
+  int seq_len = 0;
+  const int32_t* tokens = nullptr;   // (B, T), first stage only
+  const int32_t* targets = nullptr;  // (B, T), last stage only
+  bool training = true;              // training forwards count the experts' load
+};
+
+// Everything one layer keeps between its forward and its weight pass.
+struct LayerActivations {
+  std::vector<float> x1, ln1, rstd1, qkv, probs, att, ln2, rstd2;
+  std::vector<float> ab, h;                       // dense FFN or shared expert: (N,2F), (N,F)
+  std::vector<float> scores, gate, xp, abp, hp, yp;  // MoE: (N,E) (N,K) (NK,C) (NK,2Fe) (NK,Fe) (NK,C)
+  std::vector<int32_t> expert, row_of, offsets;   // MoE routing: (N,K) (N·K) (E+1)
+  // Gradients stashed by backward-input for backward-weight.
+  std::vector<float> dx1, dqkv, dln1, dln2, dab, dabp, dyp, dlogits;
+};
+
+struct StageActivations {
+  int batch = 0, seq_len = 0;
+  std::vector<int32_t> tokens, targets;
+  std::vector<std::vector<float>> res;   // residual stream at each layer boundary: (N,C)
+  std::vector<std::vector<float>> dres;  // its gradient
+  std::vector<LayerActivations> layers;
+  std::vector<float> lnf, rstdf, logits, dlnf;  // head: logits become probs, then dlogits
+  double loss_sum = 0.0;                         // Σ token losses (head stage)
+  bool awaiting_weight = false;                  // backward-input done, weight pass pending
+};
+
+class Stage {
+ public:
+  // The stage's tensors must be in `arena` (stage_tensor_specs(cfg, range) or a superset).
+  Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena);
+
+  const StageRange& range() const { return range_; }
+  const ModelConfig& config() const { return cfg_; }
+  int num_layers() const { return range_.end_layer - range_.first_layer; }
+
+  // x_in: (N, C) output of the previous stage; ignored on the first stage (tokens instead).
+  void forward(StageActivations& a, const MicroBatch& mb, const float* x_in);
+  const float* output(const StageActivations& a) const { return a.res.back().data(); }
+  double loss_sum(const StageActivations& a) const { return a.loss_sum; }
+
+  // dy: (N, C) gradient of this stage's output; ignored on the last stage, where the gradient
+  // starts from the loss, scaled by loss_scale (1 / tokens in the global batch).
+  void backward_input(StageActivations& a, const float* dy, float loss_scale);
+  const float* input_grad(const StageActivations& a) const { return a.dres.front().data(); }
+  void backward_weight(StageActivations& a);
+  void backward(StageActivations& a, const float* dy, float loss_scale) {
+    backward_input(a, dy, loss_scale);
+    backward_weight(a);
+  }
+
+  // Tokens routed to each expert by training forwards since the last reset:
+  // (MoE layers of this stage) × E, row-major in layer order.
+  std::span<const int64_t> expert_load() const { return load_; }
+  int moe_layers() const { return (int)load_.size() / std::max(cfg_.experts, 1); }
+  void reset_expert_load();
+  // Auxiliary-loss-free balancing: bias_e += rate · sign(mean load − load_e), per layer,
+  // from a load table shaped like expert_load() (summed over all ranks by the caller).
+  void update_expert_bias(std::span<const int64_t> load, float rate);
+
+ private:
+  struct LayerParams {
+    int layer;
+    bool moe;
+    float *attn_norm, *wqkv, *wo, *ffn_norm, *w13, *w2, *router, *bias, *sw13, *sw2;
+    float *g_attn_norm, *g_wqkv, *g_wo, *g_ffn_norm, *g_w13, *g_w2, *g_router, *g_sw13, *g_sw2;
+    std::vector<float*> ew13, ew2, g_ew13, g_ew2;  // routed experts [0, E)
+    int load_row;                                   // row in load_ (MoE layers)
+  };
+
+  void layer_forward(const LayerParams& p, LayerActivations& L, const float* x, float* y, int B,
+                     int T, bool training);
+  void layer_backward_input(const LayerParams& p, LayerActivations& L, const float* x,
+                            const float* dy, float* dx, int B, int T);
+  void layer_backward_weight(const LayerParams& p, LayerActivations& L, const float* x, const float* dy,
+                             int N);
+
+  // Feed-forward halves: dense SwiGLU or MoE (shared + routed experts). `in` is the normed
+  // input ln2 (N,C); the FFN output is added to `out`.
+  void ffn_forward(const LayerParams& p, LayerActivations& L, float* out, int N, bool training);
+  void ffn_backward_input(const LayerParams& p, LayerActivations& L, const float* dy, int N);
+  void ffn_backward_weight(const LayerParams& p, LayerActivations& L, const float* dy, int N);
+
+  const float* rope_table(int T);
+
+  ModelConfig cfg_;
+  StageRange range_;
+  ParamArena& arena_;
+  std::vector<LayerParams> layers_;
+  float *embed_ = nullptr, *g_embed_ = nullptr, *final_norm_ = nullptr, *g_final_norm_ = nullptr,
+        *head_ = nullptr, *g_head_ = nullptr;
+  std::vector<int64_t> load_;
+  std::vector<float> rope_;
+  int rope_T_ = 0;
+  std::vector<float> scratch_a_, scratch_b_;  // per-call temporaries (one op runs at a time)
+};
+
+}  // namespace duet::model
