@@ -1,10 +1,12 @@
 #include "kernels/activation.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
 namespace duet::cpu {
 
 void swiglu_forward(float* h, const float* ab, int N, int F) {
+  DUET_PROFILE("swiglu");
   for (int n = 0; n < N; ++n) {
     const float* a = ab + (size_t)n * 2 * F;
     const float* b = a + F;
@@ -14,6 +16,7 @@ void swiglu_forward(float* h, const float* ab, int N, int F) {
 }
 
 void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F) {
+  DUET_PROFILE("swiglu");
   for (int n = 0; n < N; ++n) {
     const float* a = ab + (size_t)n * 2 * F;
     const float* b = a + F;
@@ -30,6 +33,7 @@ void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F)
 }
 
 void sigmoid_forward(float* out, const float* in, long n) {
+  DUET_PROFILE("moe_routing");
   for (long i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
 }
 

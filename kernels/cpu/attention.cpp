@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 #include <vector>
@@ -8,6 +9,7 @@
 namespace duet::cpu {
 
 void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D) {
+  DUET_PROFILE("attention");
   const int C = H * D;
   const float scale = 1.0f / std::sqrt((float)D);
   for (int b = 0; b < B; ++b)
@@ -36,6 +38,7 @@ void attention_forward(float* out, float* probs, const float* qkv, int B, int T,
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B,
                         int T, int H, int D) {
+  DUET_PROFILE("attention");
   const int C = H * D;
   const float scale = 1.0f / std::sqrt((float)D);
   thread_local std::vector<float> dp;

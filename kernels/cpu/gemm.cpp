@@ -1,4 +1,5 @@
 #include "kernels/gemm.h"
+#include "kernels/profile.h"
 
 #include <cblas.h>
 
@@ -6,6 +7,7 @@ namespace duet::cpu {
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
+  DUET_PROFILE("gemm");
   if (M == 0 || N == 0) return;
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

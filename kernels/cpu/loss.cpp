@@ -1,10 +1,12 @@
 #include "kernels/loss.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
 namespace duet::cpu {
 
 double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V) {
+  DUET_PROFILE("cross_entropy");
   double total = 0.0;
   for (int n = 0; n < N; ++n) {
     float* row = logits + (size_t)n * V;
@@ -23,6 +25,7 @@ double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V
 }
 
 void cross_entropy_backward(float* probs, const int32_t* targets, int N, int V, float scale) {
+  DUET_PROFILE("cross_entropy");
   for (int n = 0; n < N; ++n) {
     float* row = probs + (size_t)n * V;
     row[targets[n]] -= 1.0f;

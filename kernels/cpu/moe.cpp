@@ -1,4 +1,5 @@
 #include "kernels/moe.h"
+#include "kernels/profile.h"
 
 #include <cstring>
 #include <vector>
@@ -7,6 +8,7 @@ namespace duet::cpu {
 
 void moe_route(int32_t* expert, float* gate, const float* scores, const float* bias, int N, int E,
                int K) {
+  DUET_PROFILE("moe_routing");
   for (int n = 0; n < N; ++n) {
     const float* s = scores + (size_t)n * E;
     int32_t* ex = expert + (size_t)n * K;
@@ -28,6 +30,7 @@ void moe_route(int32_t* expert, float* gate, const float* scores, const float* b
 
 void moe_route_backward(float* dlogits, const float* dgate, const float* scores,
                         const int32_t* expert, const float* gate, int N, int E, int K) {
+  DUET_PROFILE("moe_routing");
   // g_k = s_k / S with S = Σ_j s_j over the chosen  ⇒  ∂L/∂s_k = (dg_k − Σ_j dg_j g_j) / S;
   // s = σ(logit) ⇒ ∂L/∂logit = ∂L/∂s · s (1 − s).
   for (int n = 0; n < N; ++n) {
@@ -50,6 +53,7 @@ void moe_route_backward(float* dlogits, const float* dgate, const float* scores,
 }
 
 void moe_permute_plan(int32_t* row_of, int32_t* offsets, const int32_t* expert, int N, int E, int K) {
+  DUET_PROFILE("moe_permute");
   for (int e = 0; e <= E; ++e) offsets[e] = 0;
   for (long i = 0; i < (long)N * K; ++i) offsets[expert[i] + 1]++;
   for (int e = 0; e < E; ++e) offsets[e + 1] += offsets[e];
@@ -60,12 +64,14 @@ void moe_permute_plan(int32_t* row_of, int32_t* offsets, const int32_t* expert, 
 }
 
 void moe_gather(float* xp, const float* x, const int32_t* row_of, int N, int K, int C) {
+  DUET_PROFILE("moe_permute");
   for (int n = 0; n < N; ++n)
     for (int k = 0; k < K; ++k)
       std::memcpy(xp + (size_t)row_of[(size_t)n * K + k] * C, x + (size_t)n * C, sizeof(float) * C);
 }
 
 void moe_gather_backward(float* dx, const float* dxp, const int32_t* row_of, int N, int K, int C) {
+  DUET_PROFILE("moe_permute");
   for (int n = 0; n < N; ++n) {
     float* d = dx + (size_t)n * C;
     for (int k = 0; k < K; ++k) {
@@ -77,6 +83,7 @@ void moe_gather_backward(float* dx, const float* dxp, const int32_t* row_of, int
 
 void moe_combine(float* out, const float* yp, const float* gate, const int32_t* row_of, int N, int K,
                  int C) {
+  DUET_PROFILE("moe_permute");
   for (int n = 0; n < N; ++n) {
     float* o = out + (size_t)n * C;
     for (int k = 0; k < K; ++k) {
@@ -89,6 +96,7 @@ void moe_combine(float* out, const float* yp, const float* gate, const int32_t* 
 
 void moe_combine_backward(float* dyp, float* dgate, const float* dout, const float* yp,
                           const float* gate, const int32_t* row_of, int N, int K, int C) {
+  DUET_PROFILE("moe_permute");
   for (int n = 0; n < N; ++n) {
     const float* d = dout + (size_t)n * C;
     for (int k = 0; k < K; ++k) {

@@ -1,4 +1,5 @@
 #include "kernels/norm.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
@@ -6,6 +7,7 @@ namespace duet::cpu {
 
 void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C,
                      float eps) {
+  DUET_PROFILE("rmsnorm");
   for (int n = 0; n < N; ++n) {
     const float* x = in + (size_t)n * C;
     float* y = out + (size_t)n * C;
@@ -19,6 +21,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weig
 
 void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight,
                             const float* rstd, int N, int C) {
+  DUET_PROFILE("rmsnorm");
   // y_c = x_c r w_c, r = (mean(x²)+eps)^(-1/2)  ⇒  dx_c = r (g_c − x_c r² · mean_k(g_k x_k)),
   // with g = dout ⊙ w.
   for (int n = 0; n < N; ++n) {
@@ -35,6 +38,7 @@ void rmsnorm_backward_input(float* din, const float* dout, const float* in, cons
 
 void rmsnorm_backward_weight(float* dweight, const float* dout, const float* in, const float* rstd,
                              int N, int C) {
+  DUET_PROFILE("rmsnorm");
   for (int n = 0; n < N; ++n) {
     const float* x = in + (size_t)n * C;
     const float* dy = dout + (size_t)n * C;

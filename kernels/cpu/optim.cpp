@@ -1,10 +1,12 @@
 #include "kernels/optim.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
 namespace duet::cpu {
 
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, const AdamWParams& p) {
+  DUET_PROFILE("adamw");
   const float c1 = 1.0f / (1.0f - std::pow(p.beta1, (float)p.step));
   const float c2 = 1.0f / (1.0f - std::pow(p.beta2, (float)p.step));
   for (long i = 0; i < n; ++i) {
@@ -17,12 +19,14 @@ void adamw_update(float* params, const float* grads, float* m, float* v, long n,
 }
 
 double sum_squares(const float* g, long n) {
+  DUET_PROFILE("adamw");
   double s = 0.0;
   for (long i = 0; i < n; ++i) s += (double)g[i] * g[i];
   return s;
 }
 
 void scale(float* x, long n, float s) {
+  DUET_PROFILE("adamw");
   for (long i = 0; i < n; ++i) x[i] *= s;
 }
 

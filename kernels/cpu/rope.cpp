@@ -1,4 +1,5 @@
 #include "kernels/rope.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
@@ -36,10 +37,12 @@ void rotate(float* qkv, const float* cos_sin, int B, int T, int H, int D, float 
 }  // namespace
 
 void rope_forward(float* qkv, const float* cos_sin, int B, int T, int H, int D) {
+  DUET_PROFILE("rope");
   rotate(qkv, cos_sin, B, T, H, D, 1.0f);
 }
 
 void rope_backward(float* dqkv, const float* cos_sin, int B, int T, int H, int D) {
+  DUET_PROFILE("rope");
   rotate(dqkv, cos_sin, B, T, H, D, -1.0f);
 }
 

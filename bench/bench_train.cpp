@@ -1,0 +1,111 @@
+// Training throughput of the CPU model against OpenBLAS SGEMM on the same machine, same
+// thread count, same run (docs/PERFORMANCE.md). Counters:
+//   model_GFLOPs      model FLOPs per second (6 × touched params + causal attention, per token)
+//   sgemm_GFLOPs      OpenBLAS SGEMM, square 1024³, measured first in this run
+//   of_sgemm          model_GFLOPs / sgemm_GFLOPs
+//   pct_<op>          share of step time spent in each kernel (exclusive of nested GEMMs)
+// Run: build/bench/bench_train --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "kernels/profile.h"
+#include "model/arena.h"
+#include "model/optimizer.h"
+#include "model/stage.h"
+#include "runtime/train_setup.h"
+
+using namespace duet;
+
+namespace {
+
+// SGEMM rate (FLOP/s) per thread count, measured by BM_Sgemm earlier in this run.
+std::map<int, double> g_sgemm_rate;
+
+int threads_arg(const benchmark::State& s) { return (int)s.range(0); }
+
+void BM_Sgemm(benchmark::State& state) {
+  const int n = 1024, threads = threads_arg(state);
+  cpu::set_gemm_threads(threads);
+  std::vector<float> a((size_t)n * n, 0.5f), b((size_t)n * n, 0.25f), c((size_t)n * n);
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    cpu::gemm(false, true, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    benchmark::DoNotOptimize(c.data());
+  }
+  const double rate = 2.0 * n * n * n * state.iterations() / seconds;
+  g_sgemm_rate[threads] = std::max(g_sgemm_rate[threads], rate);
+  state.counters["GFLOPs"] = rate * 1e-9;
+}
+BENCHMARK(BM_Sgemm)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+struct Shape {
+  int d_model, layers, heads, d_ff, experts, top_k, d_expert, batch, seq_len;
+};
+
+// One optimizer step of `micro` micro-batches: forward, backward, AdamW.
+void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
+  const int threads = threads_arg(state);
+  cpu::set_gemm_threads(threads);
+  model::ModelConfig m;
+  m.vocab = 256, m.d_model = s.d_model, m.layers = s.layers, m.heads = s.heads, m.dense_layers = 1;
+  m.d_ff = s.d_ff, m.experts = s.experts, m.top_k = s.top_k, m.shared_experts = 1, m.d_expert = s.d_expert;
+  model::ParamArena arena(model::model_tensor_specs(m));
+  model::init_parameters(arena, m, 1);
+  model::Stage stage(m, model::StageRange::whole_model(m), arena);
+  model::OptimizerConfig oc;
+  model::AdamW opt(arena, oc);
+  model::StageActivations acts;
+  const int N = s.batch * s.seq_len;
+  std::mt19937 rng(1);
+  std::vector<int32_t> tokens(N), targets(N);
+  for (int i = 0; i < N; ++i) tokens[i] = rng() % 256, targets[i] = rng() % 256;
+  auto step = [&] {
+    arena.zero_grads();
+    for (int k = 0; k < micro; ++k) {
+      stage.forward(acts, {s.batch, s.seq_len, tokens.data(), targets.data(), true}, nullptr);
+      stage.backward(acts, nullptr, 1.0f / (N * micro));
+    }
+    opt.step(arena, 1e-3, 1.0f);
+  };
+  step();  // warm up: allocate activations
+  cpu::profile_reset();
+  cpu::profile_enable(true);
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  cpu::profile_enable(false);
+  const double tokens_per_step = (double)N * micro;
+  const double flops = runtime::train_flops_per_token(m, s.seq_len) * tokens_per_step;
+  const double rate = flops * state.iterations() / seconds;
+  state.counters["model_GFLOPs"] = rate * 1e-9;
+  state.counters["tok_per_s"] = tokens_per_step * state.iterations() / seconds;
+  if (g_sgemm_rate.count(threads)) state.counters["of_sgemm"] = rate / g_sgemm_rate[threads];
+  for (const auto& [op, t] : cpu::profile_totals()) state.counters["pct_" + op] = 100.0 * t / seconds;
+}
+
+}  // namespace
+
+static void BM_TrainTiny(benchmark::State& state) {  // configs/tiny.yaml's shape
+  train_step_bench(state, {128, 4, 4, 384, 8, 2, 128, 1, 128}, 16);
+}
+static void BM_TrainD256(benchmark::State& state) {  // d_model 256, 4 layers, T 256, 4 sequences
+  train_step_bench(state, {256, 4, 8, 768, 8, 2, 256, 4, 256}, 4);
+}
+static void BM_TrainD512(benchmark::State& state) {
+  train_step_bench(state, {512, 4, 8, 1536, 8, 2, 512, 4, 256}, 2);
+}
+BENCHMARK(BM_TrainTiny)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TrainD256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TrainD512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

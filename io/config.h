@@ -1,0 +1,163 @@
+#pragma once
+// RunConfig: the one validated description of a run, read from YAML (yaml-cpp).
+//
+// Every key lives in one table (io/config_keys.cpp) that drives parsing, range checks,
+// to_yaml, the CLI's long options and their help. The struct members below are named
+// exactly like the YAML keys: `model.moe.experts` in YAML is `cfg.model.moe.experts` in C++.
+// A default-constructed RunConfig holds the documented defaults.
+//
+// Typical use:
+//   RunConfig cfg = load_config("configs/tiny.yaml", {"train.steps=5"});
+//   RunConfig cfg = parse_config(default_config_text(), overrides, "<default config>");
+// Both throw ConfigError with a message that names the key, the value and what is allowed.
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace duet::io {
+
+// A user error in a configuration: bad key, type, range, file or combination of keys.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// parallel.schedule. Names in YAML: 1f1b | zb1p | dualpipe | dualpipev.
+enum class ScheduleKind { k1F1B, kZB1P, kDualPipe, kDualPipeV };
+std::string_view schedule_name(ScheduleKind kind);
+
+struct RunSection {
+  std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
+  std::string dir = "runs";   // the run directory is <dir>/<name>
+  bool operator==(const RunSection&) const = default;
+};
+
+struct MoeSection {
+  int experts = 8;         // routed experts per MoE layer
+  int top_k = 2;           // experts chosen per token, ≤ experts
+  int shared_experts = 1;  // always-on experts per MoE layer
+  int d_expert = 128;      // hidden width of one expert's SwiGLU
+  double bias_update_rate = 1e-3;  // aux-loss-free balancing: bias step per update
+  bool operator==(const MoeSection&) const = default;
+};
+
+struct ModelSection {
+  int vocab = 256;
+  int d_model = 128;
+  int layers = 4;
+  int heads = 4;
+  int dense_layers = 1;  // the first dense_layers layers use a dense SwiGLU FFN, the rest MoE
+  int d_ff = 384;        // hidden width of the dense FFN
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+  MoeSection moe;
+  bool operator==(const ModelSection&) const = default;
+};
+
+struct ParallelSection {
+  int pp = 1;  // pipeline stages
+  int dp = 1;  // data-parallel replicas
+  int ep = 1;  // expert-parallel group size; divides dp and model.moe.experts
+  ScheduleKind schedule = ScheduleKind::kDualPipe;
+  bool operator==(const ParallelSection&) const = default;
+};
+
+struct TrainSection {
+  int steps = 300;
+  std::uint64_t seed = 1234;
+  int seq_len = 128;
+  int global_batch = 16;     // sequences per optimizer step, over all data-parallel ranks
+  int micro_batch_size = 1;  // sequences per micro-batch
+  double lr = 3e-3;          // peak learning rate, reached after warmup_steps
+  double min_lr = lr / 10;   // cosine floor; also lr / 10 when absent from the YAML
+  int warmup_steps = 20;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;  // global gradient-norm clip; 0 = off
+  int log_every = 10;
+  int eval_every = 100;  // 0 = evaluate only at the end
+  int eval_batches = 8;
+  int stop_at = 0;  // stop after this step as if interrupted (for resume tests); 0 = never
+  bool operator==(const TrainSection&) const = default;
+};
+
+struct DataSection {
+  std::string path = "/usr/share/games/fortunes";  // a file, or a directory of text files
+  double val_fraction = 0.05;
+  bool operator==(const DataSection&) const = default;
+};
+
+struct CheckpointSection {
+  std::string dir;  // "" = <run dir>/checkpoints
+  int every = 0;    // steps between checkpoints; 0 = never
+  int keep = 3;     // newest checkpoints kept
+  bool async = true;
+  bool resume = true;  // resume from the newest valid checkpoint when one exists
+  bool operator==(const CheckpointSection&) const = default;
+};
+
+struct RuntimeSection {
+  bool overlap = true;  // overlap communication with compute
+  int threads = 0;      // compute threads; 0 = auto
+  bool trace = true;    // write per-rank event traces
+  int comm_delay_us = 0;  // artificial delay added to each message (testing overlap)
+  bool operator==(const RuntimeSection&) const = default;
+};
+
+struct ClusterSection {
+  int gpus = 1;
+  int gpus_per_node = 8;
+  bool operator==(const ClusterSection&) const = default;
+};
+
+struct RunConfig {
+  RunSection run;
+  ModelSection model;
+  ParallelSection parallel;
+  TrainSection train;
+  DataSection data;
+  CheckpointSection checkpoint;
+  RuntimeSection runtime;
+  ClusterSection cluster;
+  bool operator==(const RunConfig&) const = default;
+};
+
+// Reads a YAML file, applies overrides ("a.b=c", as from --set) and validates.
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Same from text; source_name prefixes error locations ("configs/tiny.yaml:12:3: ...").
+RunConfig parse_config(std::string_view yaml_text, const std::vector<std::string>& overrides = {},
+                       std::string_view source_name = "<config>");
+
+// The text of configs/tiny.yaml, embedded at build time (works from any directory).
+std::string default_config_text();
+
+// The resolved config, every key, in table order. parse_config(to_yaml(c)) == c.
+std::string to_yaml(const RunConfig& cfg);
+
+// Range checks of every key plus the rules that join keys (d_model % heads, ep | dp, ...).
+// parse_config calls it; call it again after changing a RunConfig in code.
+void validate(const RunConfig& cfg);
+
+// Stable hex digest (FNV-1a 64 of to_yaml), e.g. for checkpoint manifests.
+std::string config_hash(const RunConfig& cfg);
+
+// One row per key, in table order; the CLI makes `--<path> VALUE` from each.
+struct ConfigKey {
+  std::string path;           // "train.steps"
+  std::string type;           // int | uint64 | float | bool | string | a|b|c (enum choices)
+  std::string help;           // "optimizer steps; an integer ≥ 1 (default 300)"
+  std::string allowed;        // "an integer ≥ 1"
+  std::string default_value;  // "300", as written by to_yaml ("train.lr / 10" for derived)
+};
+const std::vector<ConfigKey>& config_keys();
+
+// Splits "a.b=c" into {"a.b", "c"}; throws ConfigError when there is no '=' or no key.
+std::pair<std::string, std::string> split_override(std::string_view text);
+
+}  // namespace duet::io

@@ -1,0 +1,376 @@
+// The key table: one row per configuration key, and the per-type parsing, range checking
+// and formatting that every row shares. To add a key: add the member to io/config.h and one
+// row below; parsing, to_yaml, validation, the CLI option and its help follow from the row.
+#include <charconv>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <type_traits>
+#include <unordered_map>
+
+#include "io/config_table.h"
+
+namespace duet::io {
+namespace detail {
+namespace {
+
+// ---- ranges, as short constructors so each table row reads like the spec -----------------
+
+Range at_least(double lo) { return {.has_lo = true, .lo = lo}; }
+Range above(double lo) { return {.has_lo = true, .lo_open = true, .lo = lo}; }
+Range between(double lo, double hi) { return {.has_lo = true, .has_hi = true, .lo = lo, .hi = hi}; }
+Range from_below(double lo, double hi) {  // lo ≤ x < hi
+  return {.has_lo = true, .has_hi = true, .hi_open = true, .lo = lo, .hi = hi};
+}
+Range above_up_to(double lo, double hi) {  // lo < x ≤ hi
+  return {.has_lo = true, .has_hi = true, .lo_open = true, .lo = lo, .hi = hi};
+}
+
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> names = {"1f1b", "zb1p", "dualpipe", "dualpipev"};
+  return names;  // in ScheduleKind order
+}
+
+// ---- building one row from a member accessor ---------------------------------------------
+
+// What a row may add to its type: a range, a derived default, "must not be empty".
+struct KeyOptions {
+  KeyOptions() = default;
+  KeyOptions(Range r) : range(r) {}  // NOLINT: implicit, so a row can pass at_least(1)
+  KeyOptions(Range r, DerivedDefault d) : range(r), derived(std::move(d)) {}
+  Range range;
+  DerivedDefault derived;
+  bool non_empty = false;  // String keys: "" is not allowed
+};
+
+KeyOptions non_empty_string() {
+  KeyOptions o;
+  o.non_empty = true;
+  return o;
+}
+
+// `field` is a generic lambda returning a reference to the member, so one accessor serves
+// both reading (const RunConfig&) and writing (RunConfig&).
+template <class Field>
+KeyDef make_key(const char* path, Field field, std::string help, KeyOptions opt = {}) {
+  using T = std::remove_cvref_t<decltype(field(std::declval<RunConfig&>()))>;
+  KeyDef k;
+  k.path = path;
+  k.help = std::move(help);
+  k.range = opt.range;
+  k.derived = std::move(opt.derived);
+  k.non_empty = opt.non_empty;
+  if constexpr (std::is_same_v<T, int>) {
+    k.kind = KeyKind::Int;
+    k.get = [field](const RunConfig& c) { return Value{std::int64_t{field(c)}}; };
+    k.set = [field](RunConfig& c, const Value& v) { field(c) = static_cast<int>(std::get<std::int64_t>(v)); };
+  } else if constexpr (std::is_same_v<T, std::uint64_t>) {
+    k.kind = KeyKind::UInt64;
+    k.get = [field](const RunConfig& c) { return Value{std::uint64_t{field(c)}}; };
+    k.set = [field](RunConfig& c, const Value& v) { field(c) = std::get<std::uint64_t>(v); };
+  } else if constexpr (std::is_same_v<T, double>) {
+    k.kind = KeyKind::Float;
+    k.get = [field](const RunConfig& c) { return Value{double{field(c)}}; };
+    k.set = [field](RunConfig& c, const Value& v) { field(c) = std::get<double>(v); };
+  } else if constexpr (std::is_same_v<T, bool>) {
+    k.kind = KeyKind::Bool;
+    k.get = [field](const RunConfig& c) { return Value{bool{field(c)}}; };
+    k.set = [field](RunConfig& c, const Value& v) { field(c) = std::get<bool>(v); };
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    k.kind = KeyKind::String;
+    k.get = [field](const RunConfig& c) { return Value{std::string{field(c)}}; };
+    k.set = [field](RunConfig& c, const Value& v) { field(c) = std::get<std::string>(v); };
+  } else if constexpr (std::is_same_v<T, ScheduleKind>) {
+    k.kind = KeyKind::Enum;
+    k.choices = schedule_names();
+    k.get = [field](const RunConfig& c) {
+      return Value{schedule_names().at(static_cast<std::size_t>(field(c)))};
+    };
+    k.set = [field](RunConfig& c, const Value& v) {
+      const auto& names = schedule_names();
+      for (std::size_t i = 0; i < names.size(); ++i)
+        if (names[i] == std::get<std::string>(v)) field(c) = static_cast<ScheduleKind>(i);
+    };
+  } else {
+    static_assert(sizeof(T) == 0, "config key of an unsupported type");
+  }
+  return k;
+}
+
+// The member path is written once and becomes both the YAML path and the accessor.
+#define DUET_KEY(member) #member, [](auto& c) -> auto& { return c.member; }
+
+std::vector<KeyDef> build_table() {
+  // Rows are grouped by section, in the order to_yaml writes them; a section's own keys
+  // come before its subsections (model.* before model.moe.*).
+  return {
+      make_key(DUET_KEY(run.name), "run name; the run directory is <run.dir>/<run.name>; \"\" = a timestamp"),
+      make_key(DUET_KEY(run.dir), "folder that holds run directories", non_empty_string()),
+
+      make_key(DUET_KEY(model.vocab), "vocabulary size (byte-level data uses 256)", at_least(2)),
+      make_key(DUET_KEY(model.d_model), "model width; divisible by model.heads, head size even", at_least(8)),
+      make_key(DUET_KEY(model.layers), "transformer layers", at_least(1)),
+      make_key(DUET_KEY(model.heads), "attention heads", at_least(1)),
+      make_key(DUET_KEY(model.dense_layers), "leading layers with a dense FFN (the rest are MoE); ≤ model.layers",
+               at_least(0)),
+      make_key(DUET_KEY(model.d_ff), "hidden width of the dense SwiGLU FFN", at_least(1)),
+      make_key(DUET_KEY(model.rope_theta), "RoPE base frequency", above(0)),
+      make_key(DUET_KEY(model.norm_eps), "RMSNorm epsilon", above(0)),
+      make_key(DUET_KEY(model.moe.experts), "routed experts per MoE layer", at_least(1)),
+      make_key(DUET_KEY(model.moe.top_k), "routed experts chosen per token; ≤ model.moe.experts", at_least(1)),
+      make_key(DUET_KEY(model.moe.shared_experts), "always-active experts per MoE layer", between(0, 8)),
+      make_key(DUET_KEY(model.moe.d_expert), "hidden width of one expert's SwiGLU", at_least(1)),
+      make_key(DUET_KEY(model.moe.bias_update_rate),
+               "auxiliary-loss-free balancing: step of the per-expert routing bias", at_least(0)),
+
+      make_key(DUET_KEY(parallel.pp), "pipeline-parallel ranks", at_least(1)),
+      make_key(DUET_KEY(parallel.dp), "data-parallel ranks", at_least(1)),
+      make_key(DUET_KEY(parallel.ep), "expert-parallel ranks; divides parallel.dp and model.moe.experts",
+               at_least(1)),
+      make_key(DUET_KEY(parallel.schedule), "pipeline schedule"),
+
+      make_key(DUET_KEY(train.steps), "optimizer steps", at_least(1)),
+      make_key(DUET_KEY(train.seed), "seed of initialization and data sampling"),
+      make_key(DUET_KEY(train.seq_len), "tokens per sequence", at_least(2)),
+      make_key(DUET_KEY(train.global_batch), "sequences per optimizer step over all data-parallel ranks",
+               at_least(1)),
+      make_key(DUET_KEY(train.micro_batch_size), "sequences per micro-batch; divides train.global_batch",
+               at_least(1)),
+      make_key(DUET_KEY(train.lr), "peak learning rate (after warm-up)", above(0)),
+      make_key(DUET_KEY(train.min_lr), "learning rate at the end of the cosine decay; ≤ train.lr",
+               {at_least(0), DerivedDefault{"train.lr / 10", [](RunConfig& c) { c.train.min_lr = c.train.lr / 10; }}}),
+      make_key(DUET_KEY(train.warmup_steps), "steps of linear learning-rate warm-up", at_least(0)),
+      make_key(DUET_KEY(train.weight_decay), "AdamW decoupled weight decay", at_least(0)),
+      make_key(DUET_KEY(train.beta1), "AdamW first-moment decay", from_below(0, 1)),
+      make_key(DUET_KEY(train.beta2), "AdamW second-moment decay", from_below(0, 1)),
+      make_key(DUET_KEY(train.eps), "AdamW epsilon", above(0)),
+      make_key(DUET_KEY(train.grad_clip), "clip the global gradient norm to this; 0 = off", at_least(0)),
+      make_key(DUET_KEY(train.log_every), "steps between progress lines", at_least(1)),
+      make_key(DUET_KEY(train.eval_every), "steps between validation passes; 0 = only at the end", at_least(0)),
+      make_key(DUET_KEY(train.eval_batches), "global batches per validation pass", at_least(1)),
+      make_key(DUET_KEY(train.stop_at), "stop after this step as if interrupted; 0 = run to train.steps",
+               at_least(0)),
+
+      make_key(DUET_KEY(data.path), "a text file, or a directory whose regular files are concatenated",
+               non_empty_string()),
+      make_key(DUET_KEY(data.val_fraction), "fraction of each file held out for validation (its tail)",
+               above_up_to(0, 0.5)),
+
+      make_key(DUET_KEY(checkpoint.dir), "checkpoint folder; \"\" = <run dir>/checkpoints"),
+      make_key(DUET_KEY(checkpoint.every), "steps between checkpoints; 0 = never", at_least(0)),
+      make_key(DUET_KEY(checkpoint.keep), "newest checkpoints to keep", at_least(1)),
+      make_key(DUET_KEY(checkpoint.async), "write checkpoints in the background"),
+      make_key(DUET_KEY(checkpoint.resume), "resume from the newest valid checkpoint if there is one"),
+
+      make_key(DUET_KEY(runtime.overlap), "overlap communication with computation"),
+      make_key(DUET_KEY(runtime.threads), "compute threads per rank; 0 = automatic", at_least(0)),
+      make_key(DUET_KEY(runtime.trace), "record per-rank event traces"),
+      make_key(DUET_KEY(runtime.comm_delay_us), "artificial delay per message in microseconds (testing)",
+               at_least(0)),
+
+      make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
+      make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),
+  };
+}
+#undef DUET_KEY
+
+// ---- text helpers -----------------------------------------------------------------------
+
+std::string number_text(double x) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof buf, x);  // shortest text that round-trips
+  return std::string(buf, r.ptr);
+}
+
+std::string bound_text(double x, KeyKind kind) {
+  return kind == KeyKind::Int ? std::to_string(static_cast<long long>(x)) : number_text(x);
+}
+
+[[noreturn]] void fail_value(const KeyDef& key, const std::string& where, const std::string& got) {
+  throw ConfigError(where + key.path + ": expected " + allowed_text(key) + ", got " + got);
+}
+
+std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// Whole-string parses: trailing characters make them fail.
+template <class T>
+bool parse_integer(std::string_view s, T& out) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+bool parse_number(std::string_view s, double& out) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return false;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && std::isfinite(out);
+}
+
+bool parse_bool(std::string_view s, bool& out) {
+  std::string lower(s);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  // YAML 1.1 spellings, which yaml-cpp also reads as booleans.
+  if (lower == "true" || lower == "yes" || lower == "on") return out = true, true;
+  if (lower == "false" || lower == "no" || lower == "off") return out = false, true;
+  return false;
+}
+
+bool in_range(const Range& r, double x) {
+  if (r.has_lo && (r.lo_open ? !(x > r.lo) : !(x >= r.lo))) return false;
+  if (r.has_hi && (r.hi_open ? !(x < r.hi) : !(x <= r.hi))) return false;
+  return true;
+}
+
+// "" when v is allowed; otherwise what is allowed, for the error message.
+std::string range_violation(const KeyDef& key, const Value& v) {
+  switch (key.kind) {
+    case KeyKind::Int: {
+      const std::int64_t x = std::get<std::int64_t>(v);
+      if (x < INT_MIN || x > INT_MAX)  // the key's range may not say that it is an `int`
+        return allowed_text(key) + " (and between " + std::to_string(INT_MIN) + " and " + std::to_string(INT_MAX) + ")";
+      return in_range(key.range, static_cast<double>(x)) ? "" : allowed_text(key);
+    }
+    case KeyKind::Float: {
+      const double x = std::get<double>(v);
+      return std::isfinite(x) && in_range(key.range, x) ? "" : allowed_text(key);
+    }
+    case KeyKind::String:
+      return key.non_empty && std::get<std::string>(v).empty() ? allowed_text(key) : "";
+    case KeyKind::Enum:
+      for (const auto& c : key.choices)
+        if (c == std::get<std::string>(v)) return "";
+      return allowed_text(key);
+    case KeyKind::UInt64:
+    case KeyKind::Bool: return "";
+  }
+  return "";
+}
+
+}  // namespace
+
+const std::vector<KeyDef>& key_table() {
+  static const std::vector<KeyDef> table = build_table();
+  return table;
+}
+
+const KeyDef* find_key(std::string_view path) {
+  static const auto index = [] {
+    std::unordered_map<std::string_view, const KeyDef*> m;
+    for (const auto& k : key_table()) m.emplace(k.path, &k);
+    return m;
+  }();
+  auto it = index.find(path);
+  return it == index.end() ? nullptr : it->second;
+}
+
+std::string allowed_text(const KeyDef& key) {
+  const Range& r = key.range;
+  const auto lo_op = [&] { return std::string(r.lo_open ? "<" : "≤"); };
+  const auto hi_op = [&] { return std::string(r.hi_open ? "<" : "≤"); };
+  switch (key.kind) {
+    case KeyKind::Int:
+    case KeyKind::Float: {
+      const std::string what = key.kind == KeyKind::Int ? "an integer" : "a number";
+      const std::string lo = bound_text(r.lo, key.kind), hi = bound_text(r.hi, key.kind);
+      if (r.has_lo && r.has_hi) {
+        if (key.kind == KeyKind::Int) return what + " between " + lo + " and " + hi;
+        return what + " with " + lo + " " + lo_op() + " x " + hi_op() + " " + hi;
+      }
+      if (r.has_lo) return what + (r.lo_open ? " > " : " ≥ ") + lo;
+      if (r.has_hi) return what + (r.hi_open ? " < " : " ≤ ") + hi;
+      return what;
+    }
+    case KeyKind::UInt64: return "an integer between 0 and 18446744073709551615";
+    case KeyKind::Bool: return "true or false";
+    case KeyKind::String: return key.non_empty ? "a non-empty string" : "a string";
+    case KeyKind::Enum: {
+      std::string s = "one of ";
+      for (std::size_t i = 0; i < key.choices.size(); ++i) s += (i ? ", " : "") + key.choices[i];
+      return s;
+    }
+  }
+  return "";
+}
+
+Value parse_value(const KeyDef& key, const Scalar& s) {
+  if (s.is_null) {
+    if (key.kind == KeyKind::String && !key.non_empty) return Value{std::string()};
+    fail_value(key, s.where, "an empty value");
+  }
+  Value v;
+  switch (key.kind) {
+    case KeyKind::Int: {
+      std::int64_t x = 0;
+      if (!parse_integer(s.text, x)) fail_value(key, s.where, quoted(s.text));
+      v = x;
+      break;
+    }
+    case KeyKind::UInt64: {
+      std::uint64_t x = 0;
+      if (!parse_integer(s.text, x)) fail_value(key, s.where, quoted(s.text));
+      v = x;
+      break;
+    }
+    case KeyKind::Float: {
+      double x = 0;
+      if (!parse_number(s.text, x)) fail_value(key, s.where, quoted(s.text));
+      v = x;
+      break;
+    }
+    case KeyKind::Bool: {
+      bool x = false;
+      if (!parse_bool(s.text, x)) fail_value(key, s.where, quoted(s.text));
+      v = x;
+      break;
+    }
+    case KeyKind::String: v = s.text; break;
+    case KeyKind::Enum: v = s.text; break;  // membership is a range check
+  }
+  if (auto allowed = range_violation(key, v); !allowed.empty())
+    throw ConfigError(s.where + key.path + ": expected " + allowed + ", got " + quoted(s.text));
+  return v;
+}
+
+void check_range(const KeyDef& key, const Value& v) {
+  if (auto allowed = range_violation(key, v); !allowed.empty())
+    throw ConfigError(key.path + ": expected " + allowed + ", got " + quoted(format_value(key, v)));
+}
+
+std::string format_value(const KeyDef& key, const Value& v) {
+  switch (key.kind) {
+    case KeyKind::Int: return std::to_string(std::get<std::int64_t>(v));
+    case KeyKind::UInt64: return std::to_string(std::get<std::uint64_t>(v));
+    case KeyKind::Float: return number_text(std::get<double>(v));
+    case KeyKind::Bool: return std::get<bool>(v) ? "true" : "false";
+    case KeyKind::Enum: return std::get<std::string>(v);
+    case KeyKind::String: {
+      // Always double-quoted, so "", "123", "true" or "a: b" stay strings on reload.
+      std::string out = "\"";
+      for (unsigned char ch : std::get<std::string>(v)) {
+        if (ch == '"' || ch == '\\') {
+          out += '\\';
+          out += static_cast<char>(ch);
+        } else if (ch < 0x20 || ch == 0x7f) {
+          static const char* hex = "0123456789abcdef";
+          out += "\\x";
+          out += hex[ch >> 4];
+          out += hex[ch & 15];
+        } else {
+          out += static_cast<char>(ch);
+        }
+      }
+      return out + "\"";
+    }
+  }
+  return "";
+}
+
+}  // namespace detail
+
+std::string_view schedule_name(ScheduleKind kind) {
+  return detail::schedule_names().at(static_cast<std::size_t>(kind));
+}
+
+}  // namespace duet::io

@@ -1,0 +1,53 @@
+#include "runtime/train_setup.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "model/tensor_spec.h"
+
+namespace duet::runtime {
+
+model::ModelConfig to_model_config(const io::RunConfig& cfg) {
+  const auto& m = cfg.model;
+  model::ModelConfig out;
+  out.vocab = m.vocab, out.d_model = m.d_model, out.layers = m.layers, out.heads = m.heads;
+  out.dense_layers = m.dense_layers, out.d_ff = m.d_ff;
+  out.experts = m.moe.experts, out.top_k = m.moe.top_k, out.shared_experts = m.moe.shared_experts;
+  out.d_expert = m.moe.d_expert;
+  out.rope_theta = (float)m.rope_theta, out.norm_eps = (float)m.norm_eps;
+  return out;
+}
+
+model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
+  const auto& t = cfg.train;
+  model::OptimizerConfig o;
+  o.lr = t.lr, o.min_lr = t.min_lr, o.warmup_steps = t.warmup_steps, o.total_steps = t.steps;
+  o.beta1 = t.beta1, o.beta2 = t.beta2, o.eps = t.eps, o.weight_decay = t.weight_decay;
+  o.grad_clip = t.grad_clip;
+  return o;
+}
+
+int compute_threads(const io::RunConfig& cfg, int local_ranks) {
+  if (cfg.runtime.threads > 0) return cfg.runtime.threads;
+  const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
+  return std::max(1, cores / std::max(1, local_ranks));
+}
+
+double train_flops_per_token(const model::ModelConfig& m, int seq_len) {
+  // Attention core per layer per token, forward: QKᵀ and PV each 2·T·C MACs-worth of FLOPs
+  // over the full square; causal masking halves it → 2·T·C. Backward doubles: 3× in all.
+  const double attn = 3.0 * 2.0 * seq_len * m.d_model * m.layers;
+  return 6.0 * (double)model::active_params_per_token(m) + attn;
+}
+
+double expert_imbalance(const std::vector<int64_t>& load, int experts) {
+  double worst = 1.0;
+  for (size_t r = 0; r + experts <= load.size(); r += experts) {
+    double sum = 0, mx = 0;
+    for (int e = 0; e < experts; ++e) sum += load[r + e], mx = std::max(mx, (double)load[r + e]);
+    if (sum > 0) worst = std::max(worst, mx / (sum / experts));
+  }
+  return worst;
+}
+
+}  // namespace duet::runtime

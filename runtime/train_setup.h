@@ -1,0 +1,27 @@
+#pragma once
+// The bridge from the run config (io/) to the model's plain configs (model/): the only place
+// that knows both, so neither module depends on the other.
+
+#include "io/config.h"
+#include "model/config.h"
+#include "model/optimizer.h"
+
+namespace duet::runtime {
+
+model::ModelConfig to_model_config(const io::RunConfig& cfg);
+model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
+
+// Compute threads for this process: runtime.threads, or the machine's cores divided by the
+// ranks that share it (at least 1).
+int compute_threads(const io::RunConfig& cfg, int local_ranks);
+
+// Model FLOPs per token of one training step (forward + backward): 6 × the parameters a token
+// touches (routed experts counted top_k times) plus the attention core — QKᵀ and PV cost
+// 4·T·C per token per layer forward over the full square, 2·T·C with the causal mask, and
+// the backward twice that: 6·L·T·C.
+double train_flops_per_token(const model::ModelConfig& m, int seq_len);
+
+// max(load) / mean(load) over the experts of each MoE layer, the worst layer; 1 is perfect.
+double expert_imbalance(const std::vector<int64_t>& load, int experts);
+
+}  // namespace duet::runtime

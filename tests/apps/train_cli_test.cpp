@@ -1,0 +1,99 @@
+// `duet train` end to end: run directory contents, determinism, config errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+#include <vector>
+
+#include "tests/apps/cli_util.h"
+
+using namespace duet::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The "loss" values of metrics.jsonl, as written (text, so the comparison is bit-exact).
+std::vector<std::string> losses(const fs::path& metrics) {
+  std::vector<std::string> out;
+  const std::regex re("\"loss\":([^,}]+)");
+  std::stringstream ss(read_file(metrics));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+const char* kShort = "--train.steps 4 --train.log_every 2 --train.eval_batches 1 --train.global_batch 4";
+
+}  // namespace
+
+TEST(TrainCli, WritesRunDirectory) {
+  const auto dir = scratch_dir("train-rundir");
+  const auto r = run_duet(std::string("train ") + kShort + " --run.dir " + dir.string() + " --run.name a");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path run = dir / "a";
+  EXPECT_TRUE(fs::exists(run / "config.yaml"));
+  EXPECT_TRUE(fs::exists(run / "train.log"));
+  const auto metrics = read_file(run / "metrics.jsonl");
+  for (const char* key : {"\"step\":4", "\"loss\":", "\"lr\":", "\"grad_norm\":", "\"tokens\":",
+                          "\"step_time_s\":", "\"tokens_per_s\":", "\"expert_imbalance\":", "\"val_loss\":"})
+    EXPECT_NE(metrics.find(key), std::string::npos) << key;
+  EXPECT_EQ(losses(run / "metrics.jsonl").size(), 4u);
+  // The resolved config records the overrides.
+  EXPECT_NE(read_file(run / "config.yaml").find("steps: 4"), std::string::npos);
+  // Progress lines name the step, loss, throughput and ETA.
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("step +2/4 +loss [0-9.]+ .*tok/s +eta"))) << r.output;
+  fs::remove_all(dir);
+}
+
+TEST(TrainCli, SameSeedBitIdenticalLosses) {
+  const auto dir = scratch_dir("train-determinism");
+  const std::string base = std::string("train ") + kShort + " --run.dir " + dir.string();
+  ASSERT_EQ(run_duet(base + " --run.name a").exit_code, 0);
+  ASSERT_EQ(run_duet(base + " --run.name b").exit_code, 0);
+  ASSERT_EQ(run_duet(base + " --run.name c --set train.seed=99").exit_code, 0);
+  const auto a = losses(dir / "a/metrics.jsonl"), b = losses(dir / "b/metrics.jsonl"),
+             c = losses(dir / "c/metrics.jsonl");
+  ASSERT_EQ(a.size(), 4u);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);  // the seed matters
+  fs::remove_all(dir);
+}
+
+TEST(TrainCli, ConfigErrorsNameTheKey) {
+  auto r = run_duet("train --set train.setps=3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("train.setps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train.steps"), std::string::npos) << r.output;  // the suggestion
+  r = run_duet("train --train.steps ten");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("train.steps"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ten"), std::string::npos) << r.output;
+  r = run_duet("train --parallel.schedule gpipe");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("dualpipev"), std::string::npos) << r.output;  // lists allowed values
+  r = run_duet("train --config /nonexistent/x.yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("/nonexistent/x.yaml"), std::string::npos) << r.output;
+}
+
+TEST(TrainCli, HelpListsConfigKeys) {
+  const auto r = run_duet("train --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* key : {"--train.steps", "--model.moe.top_k", "--parallel.schedule", "--set"})
+    EXPECT_NE(r.output.find(key), std::string::npos) << key;
+}
+
+// The README's promise: the default run takes validation loss from ~ln 256 to below 2.5.
+TEST(TrainCli, DefaultRunLearns) {
+  const auto dir = scratch_dir("train-default");
+  const auto r = run_duet("train --run.dir " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("val loss ([0-9.]+) -> ([0-9.]+)"))) << r.output;
+  const double first = std::stod(m[1]), last = std::stod(m[2]);
+  EXPECT_NEAR(first, std::log(256.0), 0.3);
+  EXPECT_LT(last, 2.5);
+  fs::remove_all(dir);
+}
