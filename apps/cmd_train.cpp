@@ -1,4 +1,5 @@
-// duet train: one process trains the model of a run config.
+// duet train: trains the model of a run config — on one process, or as one rank of an MPI
+// job (mpirun -np PP·DP duet train ...; `duet launch` writes that command for you).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -6,6 +7,7 @@
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "io/metrics.h"
+#include "runtime/mpi.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
@@ -14,7 +16,8 @@ namespace duet::app {
 
 int cmd_train(int argc, char** argv) {
   po::options_description opts("usage: duet train [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
-                               "Trains on this process and writes runs/<name>/ (config.yaml, metrics.jsonl, train.log)");
+                               "Trains on this process, or as one rank under mpirun, and writes\n"
+                               "runs/<name>/ (config.yaml, metrics.jsonl, train.log)");
   opts.add_options()("help,h", "show this help");
   add_config_options(opts);
   po::variables_map vm;
@@ -25,16 +28,38 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   const io::RunConfig cfg = config_from_options(vm);
-  const std::string run_dir = io::make_run_dir(cfg);
-  io::RunLog log(run_dir + "/train.log");
-  log.print("duet train: run directory " + run_dir);
-  const auto s = runtime::train_local(cfg, run_dir, log);
-  char line[512];
-  std::snprintf(line, sizeof line,
-                "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model)",
-                s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss,
-                s.last_val_loss, io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9);
-  log.print(line);
+
+  runtime::MpiSession mpi(&argc, &argv);
+  const int rank = runtime::world_rank(), world = runtime::world_size();
+  const int need = cfg.parallel.pp * cfg.parallel.dp;
+  if (world != need) {
+    const std::string msg = "the layout parallel.pp × parallel.dp = " + std::to_string(need) + " ranks, but " +
+                            std::to_string(world) + " were started; run `duet launch --nproc " +
+                            std::to_string(need) + "` (or mpirun -np " + std::to_string(need) + " duet train ...)";
+    if (world > 1) runtime::fatal(msg);
+    throw std::invalid_argument(msg);
+  }
+  try {
+    // Rank 0 owns the run directory; the others learn its path from the same config.
+    std::string run_dir = rank == 0 ? io::make_run_dir(cfg) : "";
+    int len = (int)run_dir.size();
+    MPI_CHECK(MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    run_dir.resize(len);
+    MPI_CHECK(MPI_Bcast(run_dir.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD));
+    io::RunLog log(rank == 0 ? run_dir + "/train.log" : "", /*echo=*/rank == 0);
+    log.print("duet train: run directory " + run_dir);
+    const auto s = runtime::train(cfg, run_dir, log);
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "
+                  "%.1f%% of rank time waiting on communication",
+                  s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
+                  io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
+    log.print(line);
+  } catch (const std::exception& e) {
+    if (world > 1) runtime::fatal(e.what());  // never leave the other ranks hanging
+    throw;
+  }
   return 0;
 }
 

@@ -7,9 +7,11 @@
 
 #include "io/data.h"
 #include "kernels/gemm.h"
-#include "model/arena.h"
 #include "model/optimizer.h"
-#include "model/stage.h"
+#include "runtime/engine.h"
+#include "runtime/grad_sync.h"
+#include "runtime/mpi.h"
+#include "runtime/topology.h"
 #include "runtime/train_setup.h"
 
 namespace duet::runtime {
@@ -17,110 +19,99 @@ namespace duet::runtime {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
+int local_ranks() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"})
+    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
+  return 1;
 }
 
-// Splits seq_len + 1 tokens per sequence into inputs and next-token targets.
-void split_windows(const std::vector<int32_t>& windows, int count, int T, std::vector<int32_t>& tokens,
-                   std::vector<int32_t>& targets) {
-  tokens.resize((size_t)count * T), targets.resize((size_t)count * T);
-  for (int s = 0; s < count; ++s)
-    for (int t = 0; t < T; ++t) {
-      tokens[(size_t)s * T + t] = windows[(size_t)s * (T + 1) + t];
-      targets[(size_t)s * T + t] = windows[(size_t)s * (T + 1) + t + 1];
-    }
-}
-
-struct LocalModel {
-  model::ModelConfig cfg;
-  model::ParamArena arena;
-  model::Stage stage;
-  model::StageActivations acts;
-
-  explicit LocalModel(const model::ModelConfig& c)
-      : cfg(c), arena(model::model_tensor_specs(c)), stage(c, model::StageRange::whole_model(c), arena) {}
-};
-
-double validation_loss(LocalModel& m, const io::TokenDataset& data, const io::RunConfig& cfg) {
-  const int T = cfg.train.seq_len, mbs = cfg.train.micro_batch_size;
-  const int sequences = cfg.train.eval_batches * cfg.train.global_batch;
-  std::vector<int32_t> windows((size_t)mbs * (T + 1)), tokens, targets;
-  double sum = 0;
-  for (int first = 0; first < sequences; first += mbs) {
-    for (int s = 0; s < mbs; ++s) data.val_sequence(first + s, T, windows.data() + (size_t)s * (T + 1));
-    split_windows(windows, mbs, T, tokens, targets);
-    m.stage.forward(m.acts, {mbs, T, tokens.data(), targets.data(), /*training=*/false}, nullptr);
-    sum += m.stage.loss_sum(m.acts);
-  }
-  return sum / ((double)sequences * T);
+// Mean validation loss: the fixed validation sequences split over the data-parallel replicas,
+// each pushed through its pipeline.
+double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const Topology& topo, int rank) {
+  const int total = cfg.train.eval_batches * cfg.train.global_batch;
+  const int per_replica = total / topo.dp();
+  const double local = engine.eval_loss_sum(topo.coords(rank).dp_rank * per_replica, per_replica);
+  double sum = local;
+  MPI_CHECK(MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+  return sum / ((double)per_replica * topo.dp() * cfg.train.seq_len);
 }
 
 }  // namespace
 
-TrainSummary train_local(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
+TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
+  const int rank = world_rank(), world = world_size();
+  const Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
+  if (cfg.parallel.ep > 1)
+    throw std::invalid_argument("parallel.ep > 1 (expert parallelism) is not implemented yet; use parallel.ep: 1");
   const auto mcfg = to_model_config(cfg);
   const auto ocfg = to_optimizer_config(cfg);
-  const int threads = compute_threads(cfg, 1);
+  const int threads = compute_threads(cfg, local_ranks());
   cpu::set_gemm_threads(threads);
 
+  const auto groups = topo.groups(rank);
+  Comm pipeline = Comm::from_members(groups.pipeline);
   const io::TokenDataset data = io::TokenDataset::load(cfg);
-  LocalModel m(mcfg);
-  model::init_parameters(m.arena, mcfg, cfg.train.seed);
-  model::AdamW opt(m.arena, ocfg);
-  io::MetricsWriter metrics(run_dir + "/metrics.jsonl");
+  PipelineEngine engine(cfg, topo, rank, pipeline.get(), data);
+  GradSync sync(topo, rank, engine.schedule());
+  std::vector<model::AdamW> opts;
+  for (auto& s : engine.slots()) opts.emplace_back(*s.arena, ocfg);
+  std::unique_ptr<io::MetricsWriter> metrics;
+  if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
 
-  const int T = cfg.train.seq_len, mbs = cfg.train.micro_batch_size, G = cfg.train.global_batch;
-  const int micro_batches = G / mbs;
+  const int T = cfg.train.seq_len, G = cfg.train.global_batch;
   const double tokens_per_step = (double)G * T;
-  const float loss_scale = (float)(1.0 / tokens_per_step);
   const double flops_per_token = train_flops_per_token(mcfg, T);
   {
-    char line[256];
+    char line[320];
     std::snprintf(line, sizeof line,
-                  "model: %.2fM parameters (%.2fM active per token), %d layers, %d MoE; %d threads; "
-                  "%d micro-batches of %d x %d tokens per step; data %zu train / %zu val bytes",
-                  model::total_params(mcfg) / 1e6, model::active_params_per_token(mcfg) / 1e6,
-                  mcfg.layers, mcfg.layers - mcfg.dense_layers, threads, micro_batches, mbs, T,
-                  data.train().size(), data.val().size());
+                  "model: %.2fM parameters (%.2fM active per token), %d layers, %d MoE | layout: %s, %s, "
+                  "%d micro-batches of %d x %d tokens per pipeline | %d compute threads per rank",
+                  model::total_params(mcfg) / 1e6, model::active_params_per_token(mcfg) / 1e6, mcfg.layers,
+                  mcfg.layers - mcfg.dense_layers, topo.describe().c_str(),
+                  sched::format_schedule_kind(engine.schedule().kind).c_str(), engine.microbatches(),
+                  cfg.train.micro_batch_size, T, threads);
     log.print(line);
   }
 
   TrainSummary out;
-  out.first_val_loss = validation_loss(m, data, cfg);
+  out.first_val_loss = validation_loss(engine, cfg, topo, rank);
   {
     char line[64];
     std::snprintf(line, sizeof line, "step 0: val loss %.4f", out.first_val_loss);
     log.print(line);
   }
 
-  std::vector<int32_t> windows((size_t)mbs * (T + 1)), tokens, targets;
-  double train_seconds = 0;
+  double train_seconds = 0, wait_seconds = 0;
   const auto run_start = Clock::now();
   for (int step = 1; step <= cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
-    m.arena.zero_grads();
-    m.stage.reset_expert_load();
-    double loss_sum = 0;
-    for (int mb = 0; mb < micro_batches; ++mb) {
-      // Sequence numbers are global: step-major, then micro-batch, so every layout trains on
-      // the same sequences.
-      const uint64_t first = (uint64_t)(step - 1) * G + (uint64_t)mb * mbs;
-      for (int s = 0; s < mbs; ++s)
-        data.train_sequence(cfg.train.seed, first + s, T, windows.data() + (size_t)s * (T + 1));
-      split_windows(windows, mbs, T, tokens, targets);
-      m.stage.forward(m.acts, {mbs, T, tokens.data(), targets.data(), true}, nullptr);
-      loss_sum += m.stage.loss_sum(m.acts);
-      m.stage.backward(m.acts, nullptr, loss_scale);
+    for (auto& s : engine.slots()) s.arena->zero_grads();
+    const StepStats st = engine.run_step(step);
+    const auto t_sync = Clock::now();
+    sync.reduce(engine.slots());
+    const double grad_norm = sync.grad_norm(engine.slots(), pipeline.get());
+    const float clip = model::clip_scale(grad_norm, ocfg.grad_clip);
+    for (size_t i = 0; i < opts.size(); ++i) {
+      auto& s = engine.slots()[i];
+      opts[i].step(*s.arena, lr, clip);
+      s.stage_model->update_expert_bias(s.reduced_load, (float)cfg.model.moe.bias_update_rate);
     }
-    const double grad_norm = std::sqrt(model::grad_sum_squares(m.arena));
-    opt.step(m.arena, lr, model::clip_scale(grad_norm, ocfg.grad_clip));
-    const std::vector<int64_t> load(m.stage.expert_load().begin(), m.stage.expert_load().end());
-    m.stage.update_expert_bias(load, (float)cfg.model.moe.bias_update_rate);
-    const double step_time = seconds_since(t0);
+    double loss_sum = st.loss_sum;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    // Load imbalance over the experts this rank saw (already summed over the stage's copies).
+    std::vector<int64_t> load;
+    for (auto& s : engine.slots()) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());
+    double imbalance = expert_imbalance(load, mcfg.experts);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &imbalance, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    const double sync_s = since(t_sync);
+    const double step_time = since(t0);
     train_seconds += step_time;
+    double waited = st.wait_s;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &waited, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    wait_seconds += waited / world;
 
     const double loss = loss_sum / tokens_per_step;
     out.last_loss = loss;
@@ -129,15 +120,18 @@ TrainSummary train_local(const io::RunConfig& cfg, const std::string& run_dir, i
     j.add("tokens", (int64_t)(step * tokens_per_step)).add("step_time_s", step_time);
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
-    if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", expert_imbalance(load, mcfg.experts));
+    j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
+    if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);
     std::string extra;
     const bool last = step == cfg.train.steps;
     if (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0)) {
-      out.last_val_loss = validation_loss(m, data, cfg);
+      out.last_val_loss = validation_loss(engine, cfg, topo, rank);
       j.add("val_loss", out.last_val_loss);
-      extra = "val " + io::JsonLine::number(std::round(out.last_val_loss * 1000) / 1000);
+      char v[32];
+      std::snprintf(v, sizeof v, "val %.3f", out.last_val_loss);
+      extra = v;
     }
-    metrics.write(j);
+    if (metrics) metrics->write(j);
     if (step % cfg.train.log_every == 0 || step == 1 || last) {
       const double per_step = train_seconds / step;
       log.print(io::format_progress({step, cfg.train.steps, loss, lr, step * tokens_per_step / train_seconds,
@@ -145,9 +139,10 @@ TrainSummary train_local(const io::RunConfig& cfg, const std::string& run_dir, i
     }
     out.steps = step;
   }
-  out.seconds = seconds_since(run_start);
+  out.seconds = since(run_start);
   out.tokens_per_s = out.steps * tokens_per_step / train_seconds;
   out.model_flops_per_s = out.tokens_per_s * flops_per_token;
+  out.wait_fraction = wait_seconds / train_seconds;
   return out;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
-// Training on one process: the whole model as one stage, gradients accumulated over
-// global_batch / micro_batch_size micro-batches per step. The reference every pipelined
-// layout is checked against.
+// The training loop, for every layout: one process (PP 1 × DP 1 runs the 1F1B schedule on
+// one rank: forward and backward of each micro-batch in turn) or many ranks under mpirun.
+// MPI must be initialised (MpiSession) before calling train().
 
 #include <string>
 
@@ -18,9 +18,11 @@ struct TrainSummary {
   double tokens_per_s = 0;    // training tokens over training time (evaluation excluded)
   double model_flops_per_s = 0;
   double seconds = 0;
+  double wait_fraction = 0;   // share of step time the ranks spent blocked on communication
 };
 
-// Trains as the config says, writing metrics.jsonl into run_dir and progress to `log`.
-TrainSummary train_local(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log);
+// Trains as the config says. Rank 0 writes metrics.jsonl into run_dir and progress to `log`
+// (other ranks pass a log that does not echo). The layout must match the world size.
+TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log);
 
 }  // namespace duet::runtime

@@ -1,0 +1,235 @@
+#include "runtime/engine.h"
+
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+#include "runtime/train_setup.h"
+#include "scheduler/placement.h"
+
+namespace duet::runtime {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+sched::ScheduleKind to_schedule_kind(io::ScheduleKind k) {
+  switch (k) {
+    case io::ScheduleKind::k1F1B: return sched::ScheduleKind::OneFOneB;
+    case io::ScheduleKind::kZB1P: return sched::ScheduleKind::ZB1P;
+    case io::ScheduleKind::kDualPipe: return sched::ScheduleKind::DualPipe;
+    case io::ScheduleKind::kDualPipeV: return sched::ScheduleKind::DualPipeV;
+  }
+  throw std::logic_error("unknown schedule kind");
+}
+
+sched::ScheduleKind schedule_for(const io::RunConfig& cfg) {
+  // One pipeline rank has no pipeline schedule: forward and backward per micro-batch.
+  return cfg.parallel.pp == 1 ? sched::ScheduleKind::OneFOneB : to_schedule_kind(cfg.parallel.schedule);
+}
+
+int microbatches_per_pipeline(const io::RunConfig& cfg) {
+  const auto& t = cfg.train;
+  const int per = t.micro_batch_size * cfg.parallel.dp;
+  if (t.global_batch % per != 0)
+    throw std::invalid_argument("train.global_batch (" + std::to_string(t.global_batch) +
+                                ") must be a multiple of train.micro_batch_size × parallel.dp (" +
+                                std::to_string(per) + ")");
+  const int C = t.global_batch / per;
+  try {  // the schedule's own rules (e.g. DualPipe: C even and ≥ 2·pp)
+    sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, C);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("layout pp " + std::to_string(cfg.parallel.pp) + " × dp " +
+                                std::to_string(cfg.parallel.dp) + " gives " + std::to_string(C) +
+                                " micro-batches per pipeline (global_batch / (micro_batch_size × dp)), which " +
+                                std::string(io::schedule_name(cfg.parallel.schedule)) + " cannot run: " + e.what());
+  }
+  return C;
+}
+
+PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank,
+                               MPI_Comm pipeline_comm, const io::TokenDataset& data)
+    : cfg_(cfg), mcfg_(to_model_config(cfg)), data_(data), comm_(pipeline_comm) {
+  const auto c = topo.coords(world_rank);
+  pp_rank_ = c.pp_rank, dp_rank_ = c.dp_rank;
+  microbatches_ = microbatches_per_pipeline(cfg);
+  schedule_ = sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, microbatches_);
+  const sched::Placement pl = schedule_.placement();
+  mbpd_ = schedule_.microbatches_per_dir();
+  dirs_ = pl.num_dirs();
+  batch_ = cfg.train.micro_batch_size, seq_len_ = cfg.train.seq_len;
+  loss_scale_ = (float)(1.0 / ((double)cfg.train.global_batch * seq_len_));
+  // More stages than layers is allowed (DualPipeV at PP 4 has 8 stages): the extra stages
+  // hold no layer and pass activations through, the last still holds the head.
+  const auto ranges = model::split_layers(mcfg_, pl.num_stages());
+  slot_index_.assign(dirs_, -1);
+  for (int d = 0; d < dirs_; ++d) {
+    StageSlot s;
+    s.dir = d, s.stage = pl.stage_of(pp_rank_, d), s.pipeline = pl.pipeline_of(d);
+    s.first = pl.is_first_stage(pp_rank_, d), s.last = pl.is_last_stage(pp_rank_, d);
+    s.arena = std::make_unique<model::ParamArena>(model::stage_tensor_specs(mcfg_, ranges[s.stage]));
+    model::init_parameters(*s.arena, mcfg_, cfg.train.seed);
+    s.stage_model = std::make_unique<model::Stage>(mcfg_, ranges[s.stage], *s.arena);
+    s.acts.resize(mbpd_);
+    slot_index_[d] = (int)slots_.size();
+    slots_.push_back(std::move(s));
+  }
+  const size_t n = (size_t)batch_ * seq_len_ * mcfg_.d_model;
+  inbox_.assign(2 * dirs_ * mbpd_, std::vector<float>(n));
+  recv_req_.assign(inbox_.size(), MPI_REQUEST_NULL);
+  tokens_.resize(dirs_ * mbpd_), targets_.resize(dirs_ * mbpd_);
+}
+
+void PipelineEngine::load_microbatch(int step, StageSlot& s, int mb) {
+  if (!s.first && !s.last) return;
+  const int T = seq_len_;
+  // Sequence numbers are global (step-major, then replica, then micro-batch), so every layout
+  // trains on the same sequences in the same step.
+  const uint64_t local = (uint64_t)s.pipeline * mbpd_ + mb;
+  const uint64_t first = (uint64_t)(step - 1) * cfg_.train.global_batch +
+                         ((uint64_t)dp_rank_ * microbatches_ + local) * batch_;
+  window_.resize((size_t)batch_ * (T + 1));
+  for (int j = 0; j < batch_; ++j) data_.train_sequence(cfg_.train.seed, first + j, T, window_.data() + (size_t)j * (T + 1));
+  auto& tok = tokens_[s.dir * mbpd_ + mb];
+  auto& tgt = targets_[s.dir * mbpd_ + mb];
+  tok.resize((size_t)batch_ * T), tgt.resize((size_t)batch_ * T);
+  for (int j = 0; j < batch_; ++j)
+    for (int t = 0; t < T; ++t) {
+      tok[(size_t)j * T + t] = window_[(size_t)j * (T + 1) + t];
+      tgt[(size_t)j * T + t] = window_[(size_t)j * (T + 1) + t + 1];
+    }
+}
+
+StepStats PipelineEngine::run_step(int step) {
+  step_ = step;
+  StepStats st;
+  const sched::Placement pl = schedule_.placement();
+  const int count = batch_ * seq_len_ * mcfg_.d_model;
+  for (auto& s : slots_) {
+    for (int mb = 0; mb < mbpd_; ++mb) {
+      load_microbatch(step, s, mb);
+      const sched::Slot prev = pl.prev(pp_rank_, s.dir), next = pl.next(pp_rank_, s.dir);
+      if (prev.valid() && prev.rank != pp_rank_) {
+        const int i = (kActivation * dirs_ + s.dir) * mbpd_ + mb;
+        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count, MPI_FLOAT, prev.rank, tag(kActivation, s.dir, mb), comm_, &recv_req_[i]));
+      }
+      if (next.valid() && next.rank != pp_rank_) {
+        const int i = (kGradient * dirs_ + s.dir) * mbpd_ + mb;
+        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count, MPI_FLOAT, next.rank, tag(kGradient, s.dir, mb), comm_, &recv_req_[i]));
+      }
+    }
+  }
+  const auto& ops = schedule_.ops[pp_rank_];
+  for (size_t k = 0; k < ops.size(); ++k) run_op(ops[k], (int)k, st);
+  const auto t0 = Clock::now();
+  MPI_CHECK(MPI_Waitall((int)send_req_.size(), send_req_.data(), MPI_STATUSES_IGNORE));
+  send_req_.clear();
+  st.wait_s += since(t0);
+  return st;
+}
+
+void PipelineEngine::run_op(const sched::Op& op, int op_index, StepStats& st) {
+  switch (op.kind) {
+    case sched::OpKind::F: forward(slot(op.dir), op.microbatch, st); break;
+    case sched::OpKind::B: backward(slot(op.dir), op.microbatch, true, true, st); break;
+    case sched::OpKind::I: backward(slot(op.dir), op.microbatch, true, false, st); break;
+    case sched::OpKind::W: backward(slot(op.dir), op.microbatch, false, true, st); break;
+    case sched::OpKind::FB:
+      forward(slot(op.dir), op.microbatch, st);
+      backward(slot(op.dir2), op.microbatch2, true, true, st);
+      break;
+  }
+}
+
+void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
+  MPI_Request& r = recv_req_[(k * dirs_ + dir) * mbpd_ + mb];
+  if (r == MPI_REQUEST_NULL) return;  // local producer, already delivered
+  const auto t0 = Clock::now();
+  MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE));
+  st.wait_s += since(t0);
+}
+
+void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
+  const sched::Placement pl = schedule_.placement();
+  const sched::Slot to = k == kActivation ? pl.next(pp_rank_, from_dir) : pl.prev(pp_rank_, from_dir);
+  const int count = batch_ * seq_len_ * mcfg_.d_model;
+  if (to.rank == pp_rank_) {  // DualPipeV's turn: the consumer is this rank's other stage
+    std::memcpy(inbox(k, to.dir, mb).data(), data, sizeof(float) * count);
+    return;
+  }
+  send_req_.emplace_back();
+  MPI_CHECK(MPI_Isend(data, count, MPI_FLOAT, to.rank, tag(k, to.dir, mb), comm_, &send_req_.back()));
+}
+
+void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
+  if (!s.first) wait_input(kActivation, s.dir, mb, st);
+  const auto t0 = Clock::now();
+  const model::MicroBatch m{batch_, seq_len_, s.first ? tokens_[s.dir * mbpd_ + mb].data() : nullptr,
+                            s.last ? targets_[s.dir * mbpd_ + mb].data() : nullptr, true};
+  auto& a = s.acts[mb];
+  s.stage_model->forward(a, m, s.first ? nullptr : inbox(kActivation, s.dir, mb).data());
+  st.compute_s += since(t0);
+  if (s.last)
+    st.loss_sum += s.stage_model->loss_sum(a);
+  else
+    deliver(kActivation, s.stage_model->output(a), s.dir, mb);
+}
+
+void PipelineEngine::backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st) {
+  auto& a = s.acts[mb];
+  if (input) {
+    if (!s.last) wait_input(kGradient, s.dir, mb, st);
+    const auto t0 = Clock::now();
+    s.stage_model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), loss_scale_);
+    st.compute_s += since(t0);
+    if (!s.first) deliver(kGradient, s.stage_model->input_grad(a), s.dir, mb);
+  }
+  if (weight) {
+    const auto t0 = Clock::now();
+    s.stage_model->backward_weight(a);
+    st.compute_s += since(t0);
+  }
+}
+
+double PipelineEngine::eval_loss_sum(int first, int count) {
+  const sched::Placement pl = schedule_.placement();
+  const int T = seq_len_, n = batch_ * T * mcfg_.d_model;
+  const int eval_tag = 2 * dirs_ * mbpd_ + 1;  // above every step tag
+  std::vector<float> in(n), carry;
+  std::vector<int32_t> tok((size_t)batch_ * T), tgt((size_t)batch_ * T);
+  double sum = 0;
+  for (int seq = first; seq < first + count; seq += batch_) {
+    for (int j = 0; j < batch_; ++j) {
+      window_.resize(T + 1);
+      data_.val_sequence(seq + j, T, window_.data());
+      for (int t = 0; t < T; ++t) tok[(size_t)j * T + t] = window_[t], tgt[(size_t)j * T + t] = window_[t + 1];
+    }
+    const float* local = nullptr;  // output of this rank's previous stage, if it was local
+    for (int st = 0; st < pl.num_stages(); ++st) {
+      const sched::Slot me = pl.slot_of(0, st);
+      if (me.rank != pp_rank_) continue;
+      StageSlot& s = slot(me.dir);
+      const sched::Slot prev = pl.prev(pp_rank_, me.dir), next = pl.next(pp_rank_, me.dir);
+      if (prev.valid() && prev.rank != pp_rank_)
+        MPI_CHECK(MPI_Recv(in.data(), n, MPI_FLOAT, prev.rank, eval_tag, comm_, MPI_STATUS_IGNORE));
+      else if (prev.valid())
+        std::memcpy(in.data(), local, sizeof(float) * n);
+      auto& a = s.acts[0];
+      s.stage_model->forward(a, {batch_, T, tok.data(), tgt.data(), false}, s.first ? nullptr : in.data());
+      if (s.last) {
+        sum += s.stage_model->loss_sum(a);
+      } else if (next.rank != pp_rank_) {
+        MPI_CHECK(MPI_Send(s.stage_model->output(a), n, MPI_FLOAT, next.rank, eval_tag, comm_));
+      } else {
+        carry.assign(s.stage_model->output(a), s.stage_model->output(a) + n);
+        local = carry.data();
+      }
+    }
+  }
+  return sum;
+}
+
+}  // namespace duet::runtime

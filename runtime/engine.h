@@ -1,0 +1,102 @@
+#pragma once
+// The pipeline engine: runs this rank's op list from scheduler/ on real tensors.
+//
+// Each (rank, direction) slot holds one model stage (placement from the schedule). A step:
+//   1. every receive of the step is posted up front (as early as the schedule allows), into
+//      a buffer per (activation|gradient, direction, micro-batch);
+//   2. ops run in schedule order: an op first waits for its inputs (time spent waiting is
+//      the exposed communication), computes, then starts the sends of its outputs — or, when
+//      the consumer is on this rank (DualPipeV's turn), copies them;
+//   3. the step ends when every send has completed.
+// Gradients accumulate in the stages' arenas; synchronising them across stage copies and
+// data-parallel replicas is the trainer's job (runtime/grad_sync.h).
+
+#include <memory>
+#include <vector>
+
+#include "io/config.h"
+#include "io/data.h"
+#include "model/arena.h"
+#include "model/config.h"
+#include "model/stage.h"
+#include "runtime/mpi.h"
+#include "runtime/topology.h"
+#include "scheduler/schedule.h"
+
+namespace duet::runtime {
+
+sched::ScheduleKind to_schedule_kind(io::ScheduleKind k);
+// The schedule a layout runs: parallel.schedule, or 1F1B when pp is 1 (nothing to pipeline).
+sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
+
+// Micro-batches per pipeline replica: global_batch / (micro_batch_size · dp). Throws
+// std::invalid_argument when the schedule cannot run that many on pp ranks (the rule named).
+int microbatches_per_pipeline(const io::RunConfig& cfg);
+
+struct StepStats {
+  double loss_sum = 0;     // Σ token losses computed on this rank (last stages only)
+  double compute_s = 0;    // time in forward / backward / weight ops
+  double wait_s = 0;       // time blocked on receives and on the final sends
+};
+
+// One stage this rank holds: its direction, place in the model, parameters and activations.
+struct StageSlot {
+  int dir = 0;
+  int stage = 0;      // index in its pipeline
+  int pipeline = 0;   // model copy (DualPipe has two)
+  bool first = false, last = false;
+  std::unique_ptr<model::ParamArena> arena;
+  std::unique_ptr<model::Stage> stage_model;
+  std::vector<model::StageActivations> acts;  // per micro-batch
+  std::vector<int64_t> reduced_load;          // expert load summed over the stage's copies
+};
+
+class PipelineEngine {
+ public:
+  // pipeline_comm: this rank's pipeline group, ranked by pp_rank (the schedule's ranks).
+  PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank, MPI_Comm pipeline_comm,
+                 const io::TokenDataset& data);
+
+  // Runs one training step (1-based) of the schedule. Parameter gradients accumulate.
+  StepStats run_step(int step);
+
+  // Σ token losses of validation sequences [first, first+count) pushed through pipeline 0,
+  // on the rank holding its last stage (0 elsewhere).
+  double eval_loss_sum(int first, int count);
+
+  std::vector<StageSlot>& slots() { return slots_; }
+  const sched::Schedule& schedule() const { return schedule_; }
+  int microbatches() const { return microbatches_; }
+
+ private:
+  enum Kind { kActivation = 0, kGradient = 1 };
+  std::vector<float>& inbox(Kind k, int dir, int mb) { return inbox_[(k * dirs_ + dir) * mbpd_ + mb]; }
+  int tag(Kind k, int to_dir, int mb) const { return (k * dirs_ + to_dir) * mbpd_ + mb; }
+  void load_microbatch(int step, StageSlot& s, int mb);
+  void run_op(const sched::Op& op, int op_index, StepStats& st);
+  void forward(StageSlot& s, int mb, StepStats& st);
+  void backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st);
+  void deliver(Kind k, const float* data, int from_dir, int mb);
+  void wait_input(Kind k, int dir, int mb, StepStats& st);
+  StageSlot& slot(int dir) { return slots_[slot_index_[dir]]; }
+
+  io::RunConfig cfg_;
+  model::ModelConfig mcfg_;
+  const io::TokenDataset& data_;
+  MPI_Comm comm_;
+  int pp_rank_, dp_rank_;
+  sched::Schedule schedule_;
+  int microbatches_, mbpd_, dirs_;
+  int batch_, seq_len_;
+  float loss_scale_;
+  std::vector<StageSlot> slots_;
+  std::vector<int> slot_index_;  // dir -> index in slots_
+  std::vector<std::vector<float>> inbox_;
+  std::vector<MPI_Request> recv_req_;  // parallel to inbox_
+  std::vector<MPI_Request> send_req_;
+  std::vector<std::vector<int32_t>> tokens_, targets_;  // per (dir, mb) on first / last stages
+  std::vector<int32_t> window_;
+  int step_ = 0;
+};
+
+}  // namespace duet::runtime

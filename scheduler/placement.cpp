@@ -1,0 +1,69 @@
+#include "scheduler/placement.h"
+
+#include <stdexcept>
+
+namespace duet::sched {
+
+ScheduleKind parse_schedule_kind(std::string_view name) {
+  if (name == "1f1b") return ScheduleKind::OneFOneB;
+  if (name == "zb1p") return ScheduleKind::ZB1P;
+  if (name == "dualpipe") return ScheduleKind::DualPipe;
+  if (name == "dualpipev") return ScheduleKind::DualPipeV;
+  throw std::invalid_argument("unknown schedule kind '" + std::string(name) +
+                              "' (valid: 1f1b, zb1p, dualpipe, dualpipev)");
+}
+
+std::string format_schedule_kind(ScheduleKind kind) {
+  switch (kind) {
+    case ScheduleKind::OneFOneB: return "1f1b";
+    case ScheduleKind::ZB1P: return "zb1p";
+    case ScheduleKind::DualPipe: return "dualpipe";
+    case ScheduleKind::DualPipeV: return "dualpipev";
+  }
+  return "?";
+}
+
+Placement::Placement(ScheduleKind kind, int ranks) : kind_(kind), ranks_(ranks) {
+  if (ranks < 1) throw std::invalid_argument("placement needs ranks >= 1, got " + std::to_string(ranks));
+}
+
+int Placement::num_dirs() const {
+  return kind_ == ScheduleKind::DualPipe || kind_ == ScheduleKind::DualPipeV ? 2 : 1;
+}
+
+int Placement::num_pipelines() const { return kind_ == ScheduleKind::DualPipe ? 2 : 1; }
+
+int Placement::num_stages() const { return kind_ == ScheduleKind::DualPipeV ? 2 * ranks_ : ranks_; }
+
+int Placement::pipeline_of(int dir) const { return kind_ == ScheduleKind::DualPipe ? dir : 0; }
+
+int Placement::stage_of(int rank, int dir) const {
+  switch (kind_) {
+    case ScheduleKind::OneFOneB:
+    case ScheduleKind::ZB1P: return rank;
+    case ScheduleKind::DualPipe: return dir == 0 ? rank : ranks_ - 1 - rank;
+    case ScheduleKind::DualPipeV: return dir == 0 ? rank : 2 * ranks_ - 1 - rank;
+  }
+  return -1;
+}
+
+Slot Placement::slot_of(int pipeline, int stage) const {
+  if (stage < 0 || stage >= num_stages() || pipeline < 0 || pipeline >= num_pipelines()) return {};
+  switch (kind_) {
+    case ScheduleKind::OneFOneB:
+    case ScheduleKind::ZB1P: return {stage, 0};
+    case ScheduleKind::DualPipe: return pipeline == 0 ? Slot{stage, 0} : Slot{ranks_ - 1 - stage, 1};
+    case ScheduleKind::DualPipeV: return stage < ranks_ ? Slot{stage, 0} : Slot{2 * ranks_ - 1 - stage, 1};
+  }
+  return {};
+}
+
+Slot Placement::next(int rank, int dir) const {
+  return slot_of(pipeline_of(dir), stage_of(rank, dir) + 1);
+}
+
+Slot Placement::prev(int rank, int dir) const {
+  return slot_of(pipeline_of(dir), stage_of(rank, dir) - 1);
+}
+
+}  // namespace duet::sched
