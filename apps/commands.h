@@ -7,5 +7,6 @@ namespace duet::app {
 
 int cmd_train(int argc, char** argv);
 int cmd_schedule(int argc, char** argv);
+int cmd_launch(int argc, char** argv);
 
 }  // namespace duet::app

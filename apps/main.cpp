@@ -15,7 +15,8 @@ struct Subcommand {
 };
 
 constexpr Subcommand kSubcommands[] = {
-    {"train", duet::app::cmd_train, "train a model in this process (one rank)"},
+    {"launch", duet::app::cmd_launch, "run a multi-rank training job on this machine (mpirun)"},
+    {"train", duet::app::cmd_train, "train in this process, or as one rank of an MPI job"},
     {"schedule", duet::app::cmd_schedule, "print, validate, simulate or draw a pipeline schedule"},
 };
 

@@ -60,18 +60,35 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   if (training)
     for (int32_t e : L.expert) load_[(size_t)p.load_row * E + e]++;
   moe_permute_plan(sized(L.row_of, (size_t)N * K), sized(L.offsets, E + 1), L.expert.data(), N, E, K);
-  const size_t rows = (size_t)N * K;
-  moe_gather(sized(L.xp, rows * C), L.ln2.data(), L.row_of.data(), N, K, C);
-  sized(L.abp, rows * 2 * Fe), sized(L.hp, rows * Fe), sized(L.yp, rows * C);
-  for (int e = 0; e < E; ++e) {
-    const int r0 = L.offsets[e], n = L.offsets[e + 1] - r0;
-    if (n == 0) continue;
-    linear_forward(L.abp.data() + (size_t)r0 * 2 * Fe, L.xp.data() + (size_t)r0 * C, p.ew13[e], n, C, 2 * Fe);
-    swiglu_forward(L.hp.data() + (size_t)r0 * Fe, L.abp.data() + (size_t)r0 * 2 * Fe, n, Fe);
-    linear_forward(L.yp.data() + (size_t)r0 * C, L.hp.data() + (size_t)r0 * Fe, p.ew2[e], n, Fe, C);
+  moe_gather(sized(L.xp, (size_t)N * K * C), L.ln2.data(), L.row_of.data(), N, K, C);
+
+  // Dispatch: rows travel to their experts' owners (all-to-all), or stay (no expert parallelism).
+  std::vector<int32_t> per_expert(E);
+  for (int e = 0; e < E; ++e) per_expert[e] = L.offsets[e + 1] - L.offsets[e];
+  if (exchange_) {
+    exchange_->plan(L.plan, per_expert.data(), E);
+    exchange_->dispatch(L.plan, L.xp.data(), L.xo, C);
+  } else {
+    L.plan.local_counts = per_expert;
   }
+  const float* xo = exchange_ ? L.xo.data() : L.xp.data();
+  const size_t R = L.plan.owner_rows();
+  sized(L.abo, R * 2 * Fe), sized(L.ho, R * Fe), sized(L.yo, R * C);
+  size_t r0 = 0;
+  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
+    const int n = L.plan.local_counts[l];
+    if (n > 0) {
+      linear_forward(L.abo.data() + r0 * 2 * Fe, xo + r0 * C, p.ew13[l], n, C, 2 * Fe);
+      swiglu_forward(L.ho.data() + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
+      linear_forward(L.yo.data() + r0 * C, L.ho.data() + r0 * Fe, p.ew2[l], n, Fe, C);
+    }
+    r0 += n;
+  }
+  // Combine: expert outputs come back to the tokens' rank.
+  if (exchange_) exchange_->combine(L.plan, L.yo.data(), L.yp, C);
+  const float* yp = exchange_ ? L.yp.data() : L.yo.data();
   if (cfg_.d_shared() > 0) swiglu_ffn_forward(out, L.ab, L.h, L.ln2.data(), p.sw13, p.sw2, N, C, cfg_.d_shared());
-  moe_combine(out, L.yp.data(), L.gate.data(), L.row_of.data(), N, K, C);
+  moe_combine(out, yp, L.gate.data(), L.row_of.data(), N, K, C);
 }
 
 void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const float* dy, int N) {
@@ -83,21 +100,33 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   }
   const int E = cfg_.experts, K = cfg_.top_k, Fe = cfg_.d_expert;
   const size_t rows = (size_t)N * K;
+  const float* yp = exchange_ ? L.yp.data() : L.yo.data();
   float* dgate = sized(scratch_a_, rows);
-  moe_combine_backward(sized(L.dyp, rows * C), dgate, dy, L.yp.data(), L.gate.data(), L.row_of.data(), N, K, C);
+  moe_combine_backward(sized(L.dyp, rows * C), dgate, dy, yp, L.gate.data(), L.row_of.data(), N, K, C);
   float* dlogits = sized(L.dlogits, (size_t)N * E);
   moe_route_backward(dlogits, dgate, L.scores.data(), L.expert.data(), L.gate.data(), N, E, K);
   linear_backward_input(dln2, dlogits, p.router, N, C, E, false);
 
-  float* dhp = sized(scratch_b_, rows * Fe);
-  float* dabp = sized(L.dabp, rows * 2 * Fe);
-  float* dxp = sized(scratch_a_, rows * C);  // dgate is consumed above
-  for (int e = 0; e < E; ++e) {
-    const int r0 = L.offsets[e], n = L.offsets[e + 1] - r0;
-    if (n == 0) continue;
-    linear_backward_input(dhp + (size_t)r0 * Fe, L.dyp.data() + (size_t)r0 * C, p.ew2[e], n, Fe, C, false);
-    swiglu_backward(dabp + (size_t)r0 * 2 * Fe, dhp + (size_t)r0 * Fe, L.abp.data() + (size_t)r0 * 2 * Fe, n, Fe);
-    linear_backward_input(dxp + (size_t)r0 * C, dabp + (size_t)r0 * 2 * Fe, p.ew13[e], n, C, 2 * Fe, false);
+  if (exchange_) exchange_->dispatch(L.plan, L.dyp.data(), L.dyo, C);
+  const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
+  const size_t R = L.plan.owner_rows();
+  float* dho = sized(scratch_b_, R * Fe);
+  float* dabo = sized(L.dabo, R * 2 * Fe);
+  float* dxo = sized(scratch_a_, R * C);  // dgate is consumed above
+  size_t r0 = 0;
+  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
+    const int n = L.plan.local_counts[l];
+    if (n > 0) {
+      linear_backward_input(dho + r0 * Fe, dyo + r0 * C, p.ew2[l], n, Fe, C, false);
+      swiglu_backward(dabo + r0 * 2 * Fe, dho + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
+      linear_backward_input(dxo + r0 * C, dabo + r0 * 2 * Fe, p.ew13[l], n, C, 2 * Fe, false);
+    }
+    r0 += n;
+  }
+  const float* dxp = dxo;
+  if (exchange_) {
+    exchange_->combine(L.plan, dxo, scratch_c_, C);
+    dxp = scratch_c_.data();
   }
   moe_gather_backward(dln2, dxp, L.row_of.data(), N, K, C);
   if (cfg_.d_shared() > 0)
@@ -112,12 +141,15 @@ void Stage::ffn_backward_weight(const LayerParams& p, LayerActivations& L, const
   }
   const int E = cfg_.experts, Fe = cfg_.d_expert;
   linear_backward_weight(p.g_router, L.dlogits.data(), L.ln2.data(), N, C, E);
-  for (int e = 0; e < E; ++e) {
-    const int r0 = L.offsets[e], n = L.offsets[e + 1] - r0;
-    if (n == 0) continue;
-    swiglu_ffn_backward_weight(p.g_ew13[e], p.g_ew2[e], L.dyp.data() + (size_t)r0 * C,
-                               L.dabp.data() + (size_t)r0 * 2 * Fe, L.hp.data() + (size_t)r0 * Fe,
-                               L.xp.data() + (size_t)r0 * C, n, C, Fe);
+  const float* xo = exchange_ ? L.xo.data() : L.xp.data();
+  const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
+  size_t r0 = 0;
+  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
+    const int n = L.plan.local_counts[l];
+    if (n > 0)
+      swiglu_ffn_backward_weight(p.g_ew13[l], p.g_ew2[l], dyo + r0 * C, L.dabo.data() + r0 * 2 * Fe,
+                                 L.ho.data() + r0 * Fe, xo + r0 * C, n, C, Fe);
+    r0 += n;
   }
   if (cfg_.d_shared() > 0)
     swiglu_ffn_backward_weight(p.g_sw13, p.g_sw2, dy, L.dab.data(), L.h.data(), L.ln2.data(), N, C, cfg_.d_shared());

@@ -26,11 +26,16 @@ T* sized(std::vector<T>& v, size_t n) {
 
 }  // namespace
 
-Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena)
-    : cfg_(cfg), range_(range), arena_(arena) {
+Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena, ExpertExchange* exchange)
+    : cfg_(cfg), range_(range), arena_(arena), exchange_(exchange) {
   if (range_.expert_end < 0) range_.expert_end = cfg_.experts;
-  if (range_.expert_begin != 0 || range_.expert_end != cfg_.experts)
-    throw std::logic_error("Stage: expert-sharded stages are driven by the runtime's MoE exchange");
+  const int local = range_.expert_end - range_.expert_begin;
+  if (exchange_ && exchange_->group_size() == 1) exchange_ = nullptr;
+  if (exchange_ ? (local * exchange_->group_size() != cfg_.experts ||
+                   range_.expert_begin != exchange_->group_rank() * local)
+                : local != cfg_.experts)
+    throw std::logic_error("Stage: experts [" + std::to_string(range_.expert_begin) + ", " +
+                           std::to_string(range_.expert_end) + ") do not match the expert-parallel group");
   auto P = [&](const std::string& n) { return arena_.param(n); };
   auto G = [&](const std::string& n) { return arena_.grad(n); };
   if (range_.embedding) embed_ = P("embed.weight"), g_embed_ = G("embed.weight");
@@ -58,7 +63,7 @@ Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena)
         lp.sw13 = P(p + "moe.shared.w13"), lp.g_sw13 = G(p + "moe.shared.w13");
         lp.sw2 = P(p + "moe.shared.w2"), lp.g_sw2 = G(p + "moe.shared.w2");
       }
-      for (int e = 0; e < cfg_.experts; ++e) {
+      for (int e = range_.expert_begin; e < range_.expert_end; ++e) {
         const std::string q = p + "moe.experts." + std::to_string(e) + ".";
         lp.ew13.push_back(P(q + "w13")), lp.g_ew13.push_back(G(q + "w13"));
         lp.ew2.push_back(P(q + "w2")), lp.g_ew2.push_back(G(q + "w2"));

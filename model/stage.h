@@ -6,6 +6,7 @@
 
 #include "model/arena.h"
 #include "model/config.h"
+#include "model/expert_exchange.h"
 #include "model/tensor_spec.h"
 
 // A stage: a contiguous run of transformer layers (plus the embedding on the first stage and
@@ -32,10 +33,15 @@ struct MicroBatch {
 struct LayerActivations {
   std::vector<float> x1, ln1, rstd1, qkv, probs, att, ln2, rstd2;
   std::vector<float> ab, h;                       // dense FFN or shared expert: (N,2F), (N,F)
-  std::vector<float> scores, gate, xp, abp, hp, yp;  // MoE: (N,E) (N,K) (NK,C) (NK,2Fe) (NK,Fe) (NK,C)
+  // MoE, sender layout (one row per (token, k), grouped by global expert): scores (N,E),
+  // gate (N,K), xp and yp (NK,C). Owner layout (rows this rank's experts compute, see
+  // model/expert_exchange.h; the same buffer as the sender layout without expert
+  // parallelism): xo (R,C), abo (R,2Fe), ho (R,Fe), yo (R,C).
+  std::vector<float> scores, gate, xp, yp, xo, abo, ho, yo;
   std::vector<int32_t> expert, row_of, offsets;   // MoE routing: (N,K) (N·K) (E+1)
+  ExpertPlan plan;
   // Gradients stashed by backward-input for backward-weight.
-  std::vector<float> dx1, dqkv, dln1, dln2, dab, dabp, dyp, dlogits;
+  std::vector<float> dx1, dqkv, dln1, dln2, dab, dabo, dyp, dyo, dlogits;
 };
 
 struct StageActivations {
@@ -52,7 +58,10 @@ struct StageActivations {
 class Stage {
  public:
   // The stage's tensors must be in `arena` (stage_tensor_specs(cfg, range) or a superset).
-  Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena);
+  // A range holding only some experts needs `exchange`: the expert-parallel group that holds
+  // the others (group rank g owns experts [g·El, (g+1)·El)).
+  Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena,
+        ExpertExchange* exchange = nullptr);
 
   const StageRange& range() const { return range_; }
   const ModelConfig& config() const { return cfg_; }
@@ -88,7 +97,7 @@ class Stage {
     bool moe;
     float *attn_norm, *wqkv, *wo, *ffn_norm, *w13, *w2, *router, *bias, *sw13, *sw2;
     float *g_attn_norm, *g_wqkv, *g_wo, *g_ffn_norm, *g_w13, *g_w2, *g_router, *g_sw13, *g_sw2;
-    std::vector<float*> ew13, ew2, g_ew13, g_ew2;  // routed experts [0, E)
+    std::vector<float*> ew13, ew2, g_ew13, g_ew2;  // this stage's routed experts, local index
     int load_row;                                   // row in load_ (MoE layers)
   };
 
@@ -110,13 +119,14 @@ class Stage {
   ModelConfig cfg_;
   StageRange range_;
   ParamArena& arena_;
+  ExpertExchange* exchange_ = nullptr;
   std::vector<LayerParams> layers_;
   float *embed_ = nullptr, *g_embed_ = nullptr, *final_norm_ = nullptr, *g_final_norm_ = nullptr,
         *head_ = nullptr, *g_head_ = nullptr;
   std::vector<int64_t> load_;
   std::vector<float> rope_;
   int rope_T_ = 0;
-  std::vector<float> scratch_a_, scratch_b_;  // per-call temporaries (one op runs at a time)
+  std::vector<float> scratch_a_, scratch_b_, scratch_c_;  // per-call temporaries (one op runs at a time)
 };
 
 }  // namespace duet::model

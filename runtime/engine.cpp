@@ -51,7 +51,7 @@ int microbatches_per_pipeline(const io::RunConfig& cfg) {
 }
 
 PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank,
-                               MPI_Comm pipeline_comm, const io::TokenDataset& data)
+                               MPI_Comm pipeline_comm, MPI_Comm expert_comm, const io::TokenDataset& data)
     : cfg_(cfg), mcfg_(to_model_config(cfg)), data_(data), comm_(pipeline_comm) {
   const auto c = topo.coords(world_rank);
   pp_rank_ = c.pp_rank, dp_rank_ = c.dp_rank;
@@ -64,7 +64,15 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   loss_scale_ = (float)(1.0 / ((double)cfg.train.global_batch * seq_len_));
   // More stages than layers is allowed (DualPipeV at PP 4 has 8 stages): the extra stages
   // hold no layer and pass activations through, the last still holds the head.
-  const auto ranges = model::split_layers(mcfg_, pl.num_stages());
+  auto ranges = model::split_layers(mcfg_, pl.num_stages());
+  if (topo.ep() > 1) {
+    if (mcfg_.experts % topo.ep() != 0)
+      throw std::invalid_argument("model.moe.experts (" + std::to_string(mcfg_.experts) +
+                                  ") must be a multiple of parallel.ep (" + std::to_string(topo.ep()) + ")");
+    exchange_ = std::make_unique<MpiExpertExchange>(expert_comm, mcfg_.experts);
+    const int El = mcfg_.experts / topo.ep();
+    for (auto& r : ranges) r.expert_begin = c.ep_rank * El, r.expert_end = (c.ep_rank + 1) * El;
+  }
   slot_index_.assign(dirs_, -1);
   for (int d = 0; d < dirs_; ++d) {
     StageSlot s;
@@ -72,7 +80,7 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
     s.first = pl.is_first_stage(pp_rank_, d), s.last = pl.is_last_stage(pp_rank_, d);
     s.arena = std::make_unique<model::ParamArena>(model::stage_tensor_specs(mcfg_, ranges[s.stage]));
     model::init_parameters(*s.arena, mcfg_, cfg.train.seed);
-    s.stage_model = std::make_unique<model::Stage>(mcfg_, ranges[s.stage], *s.arena);
+    s.stage_model = std::make_unique<model::Stage>(mcfg_, ranges[s.stage], *s.arena, exchange_.get());
     s.acts.resize(mbpd_);
     slot_index_[d] = (int)slots_.size();
     slots_.push_back(std::move(s));

@@ -19,6 +19,7 @@
 #include "model/arena.h"
 #include "model/config.h"
 #include "model/stage.h"
+#include "runtime/expert_exchange.h"
 #include "runtime/mpi.h"
 #include "runtime/topology.h"
 #include "scheduler/schedule.h"
@@ -53,9 +54,10 @@ struct StageSlot {
 
 class PipelineEngine {
  public:
-  // pipeline_comm: this rank's pipeline group, ranked by pp_rank (the schedule's ranks).
+  // pipeline_comm: this rank's pipeline group, ranked by pp_rank (the schedule's ranks);
+  // expert_comm: its expert-parallel group, ranked by ep_rank.
   PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank, MPI_Comm pipeline_comm,
-                 const io::TokenDataset& data);
+                 MPI_Comm expert_comm, const io::TokenDataset& data);
 
   // Runs one training step (1-based) of the schedule. Parameter gradients accumulate.
   StepStats run_step(int step);
@@ -66,6 +68,7 @@ class PipelineEngine {
 
   std::vector<StageSlot>& slots() { return slots_; }
   const sched::Schedule& schedule() const { return schedule_; }
+  double expert_exchange_seconds() const { return exchange_ ? exchange_->seconds() : 0.0; }
   int microbatches() const { return microbatches_; }
 
  private:
@@ -89,6 +92,7 @@ class PipelineEngine {
   int microbatches_, mbpd_, dirs_;
   int batch_, seq_len_;
   float loss_scale_;
+  std::unique_ptr<MpiExpertExchange> exchange_;  // shared by this rank's stages
   std::vector<StageSlot> slots_;
   std::vector<int> slot_index_;  // dir -> index in slots_
   std::vector<std::vector<float>> inbox_;

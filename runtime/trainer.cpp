@@ -43,8 +43,6 @@ double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const T
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
   const int rank = world_rank(), world = world_size();
   const Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
-  if (cfg.parallel.ep > 1)
-    throw std::invalid_argument("parallel.ep > 1 (expert parallelism) is not implemented yet; use parallel.ep: 1");
   const auto mcfg = to_model_config(cfg);
   const auto ocfg = to_optimizer_config(cfg);
   const int threads = compute_threads(cfg, local_ranks());
@@ -52,8 +50,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
   const auto groups = topo.groups(rank);
   Comm pipeline = Comm::from_members(groups.pipeline);
+  Comm experts = Comm::from_members(groups.expert_parallel);
   const io::TokenDataset data = io::TokenDataset::load(cfg);
-  PipelineEngine engine(cfg, topo, rank, pipeline.get(), data);
+  PipelineEngine engine(cfg, topo, rank, pipeline.get(), experts.get(), data);
   GradSync sync(topo, rank, engine.schedule());
   std::vector<model::AdamW> opts;
   for (auto& s : engine.slots()) opts.emplace_back(*s.arena, ocfg);
@@ -92,7 +91,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const StepStats st = engine.run_step(step);
     const auto t_sync = Clock::now();
     sync.reduce(engine.slots());
-    const double grad_norm = sync.grad_norm(engine.slots(), pipeline.get());
+    const double grad_norm = sync.grad_norm(engine.slots(), pipeline.get(), experts.get());
     const float clip = model::clip_scale(grad_norm, ocfg.grad_clip);
     for (size_t i = 0; i < opts.size(); ++i) {
       auto& s = engine.slots()[i];

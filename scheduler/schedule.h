@@ -31,12 +31,12 @@ struct Op {
 };
 
 struct Schedule {
-  ScheduleKind kind;
-  int ranks;
+  ScheduleKind kind = ScheduleKind::OneFOneB;
+  int ranks = 0;
   // Micro-batches in the whole step, as given to make_schedule: for DualPipe both directions
   // together (C; each direction gets C/2), for DualPipeV, 1F1B and ZB1P the number that
   // passes through the pipeline (each goes through both DualPipeV legs).
-  int microbatches;
+  int microbatches = 0;
   std::vector<std::vector<Op>> ops;  // ops[rank], in execution order
 
   Placement placement() const { return Placement(kind, ranks); }

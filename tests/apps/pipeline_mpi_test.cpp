@@ -79,12 +79,12 @@ TEST_F(PipelineVsSingle, PP4_DualPipe) {
 TEST_F(PipelineVsSingle, PP4_DualPipeV) {
   expect_agrees(run_layout("dualpipev", 4, "--parallel.pp 4 --parallel.schedule dualpipev"));
 }
-TEST_F(PipelineVsSingle, PP2xDP2_DualPipe) {
-  expect_agrees(run_layout("pp2dp2", 4, "--parallel.pp 2 --parallel.dp 2 --parallel.schedule dualpipe"));
+TEST_F(PipelineVsSingle, PP2xDP2_EP2_DualPipe) {
+  expect_agrees(run_layout("pp2dp2ep2", 4, "--parallel.pp 2 --parallel.dp 2 --parallel.ep 2 --parallel.schedule dualpipe"));
 }
 TEST_F(PipelineVsSingle, SameLayoutTwiceIsBitIdentical) {
-  const auto a = run_layout("again-a", 4, "--parallel.pp 2 --parallel.dp 2");
-  const auto b = run_layout("again-b", 4, "--parallel.pp 2 --parallel.dp 2");
+  const auto a = run_layout("again-a", 4, "--parallel.pp 2 --parallel.dp 2 --parallel.ep 2");
+  const auto b = run_layout("again-b", 4, "--parallel.pp 2 --parallel.dp 2 --parallel.ep 2");
   ASSERT_EQ(a.size(), 12u);
   EXPECT_EQ(a, b);
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -23,7 +24,10 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "duet_schedule_cli_" + name; }
+// Per process: CTest may run these tests in parallel, each in its own process.
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "duet_schedule_cli_" + std::to_string(getpid()) + "_" + name;
+}
 
 // Runs `duet schedule <args>` and captures exit code, stdout and stderr.
 CliResult duet_schedule(const std::string& args) {

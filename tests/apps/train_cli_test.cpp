@@ -97,3 +97,24 @@ TEST(TrainCli, DefaultRunLearns) {
   EXPECT_LT(last, 2.5);
   fs::remove_all(dir);
 }
+
+// The README's main command: `duet launch` with no arguments runs the default 8-rank job
+// (PP 4 DualPipe x DP 2, EP 2) and it learns like the single process does.
+TEST(LaunchCli, DefaultEightRankDualPipeJob) {
+  const auto dir = scratch_dir("launch-default");
+  const auto r = run_duet("launch --run.dir " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("-np 8"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("PP 4 x DP 2 (EP 2), dualpipe"), std::string::npos) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("val loss ([0-9.]+) -> ([0-9.]+)"))) << r.output;
+  EXPECT_LT(std::stod(m[2]), 2.5);
+  EXPECT_TRUE(fs::exists(dir / "tiny/metrics.jsonl"));
+  fs::remove_all(dir);
+}
+
+TEST(LaunchCli, RankCountMustMatchLayout) {
+  const auto r = run_duet("launch --nproc 3 --parallel.pp 2 --parallel.dp 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--nproc 3"), std::string::npos) << r.output;
+}

@@ -1,0 +1,107 @@
+// duet launch: starts a multi-rank job on this machine through mpirun and owns its life
+// (waits for it, returns its exit status). With no arguments it runs the default job:
+// configs/tiny.yaml on 8 ranks, PP 4 DualPipe × DP 2 with EP 2.
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <climits>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/config_options.h"
+
+extern char** environ;
+
+namespace po = boost::program_options;
+
+namespace duet::app {
+
+namespace {
+
+std::string self_exe() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find the duet executable (/proc/self/exe)");
+  return std::string(buf, n);
+}
+
+bool has_layout_override(const po::variables_map& vm) {
+  if (vm.count("config")) return true;
+  for (const char* k : {"parallel.pp", "parallel.dp", "parallel.ep"})
+    if (vm.count(k)) return true;
+  if (vm.count("set"))
+    for (const auto& s : vm["set"].as<std::vector<std::string>>())
+      if (s.rfind("parallel.pp=", 0) == 0 || s.rfind("parallel.dp=", 0) == 0 || s.rfind("parallel.ep=", 0) == 0)
+        return true;
+  return false;
+}
+
+}  // namespace
+
+int cmd_launch(int argc, char** argv) {
+  po::options_description opts(
+      "usage: duet launch [--nproc N] [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
+      "Runs `duet train` on N local ranks under mpirun (oversubscribed when N exceeds the cores).\n"
+      "Without a config or parallel.* keys: configs/tiny.yaml as PP 4 DualPipe x DP 2, EP 2 (8 ranks)");
+  opts.add_options()("help,h", "show this help")("nproc,n", po::value<int>(), "ranks (default: parallel.pp × parallel.dp)")(
+      "mpirun", po::value<std::string>()->default_value("mpirun"), "the MPI launcher")(
+      "dry-run", "print the command instead of running it");
+  add_config_options(opts);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  // Forward every config option to the ranks unchanged; add the default layout if none given.
+  std::vector<std::string> train_args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--nproc" || a == "-n" || a == "--mpirun") { ++i; continue; }
+    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a == "--dry-run") continue;
+    train_args.push_back(a);
+  }
+  if (!has_layout_override(vm))
+    for (const char* s : {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=dualpipe"})
+      train_args.insert(train_args.end(), {"--set", s});
+  // Validate here, once, so a config error is one clear message rather than N.
+  po::variables_map resolved;
+  po::store(po::command_line_parser(train_args).options(opts).run(), resolved);
+  const io::RunConfig cfg = config_from_options(resolved);
+  const int need = cfg.parallel.pp * cfg.parallel.dp;
+  const int nproc = vm.count("nproc") ? vm["nproc"].as<int>() : need;
+  if (nproc != need)
+    throw std::invalid_argument("--nproc " + std::to_string(nproc) + " does not match parallel.pp × parallel.dp = " +
+                                std::to_string(need));
+
+  std::vector<std::string> cmd = {vm["mpirun"].as<std::string>(), "--oversubscribe", "-np", std::to_string(nproc)};
+  if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  cmd.push_back(self_exe());
+  cmd.push_back("train");
+  cmd.insert(cmd.end(), train_args.begin(), train_args.end());
+  std::string line;
+  for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;
+  std::printf("duet launch: %s\n", line.c_str());
+  std::fflush(stdout);
+  if (vm.count("dry-run")) return 0;
+
+  std::vector<char*> args;
+  for (auto& c : cmd) args.push_back(c.data());
+  args.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0)
+    throw std::runtime_error("cannot start " + cmd[0] + " (is Open MPI installed? scripts/install-deps.sh)");
+  int status = 0;
+  waitpid(pid, &status, 0);
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (code != 0) std::fprintf(stderr, "duet launch: the job failed (exit status %d)\n", code);
+  return code;
+}
+
+}  // namespace duet::app

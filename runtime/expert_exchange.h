@@ -1,0 +1,31 @@
+#pragma once
+// Expert parallelism over MPI: the model's ExpertExchange with MPI_Alltoall (counts) and
+// MPI_Alltoallv (rows) on the expert-parallel communicator.
+
+#include <vector>
+
+#include "model/expert_exchange.h"
+#include "runtime/mpi.h"
+
+namespace duet::runtime {
+
+class MpiExpertExchange : public model::ExpertExchange {
+ public:
+  MpiExpertExchange(MPI_Comm ep_comm, int experts);
+  int group_size() const override { return size_; }
+  int group_rank() const override { return rank_; }
+  void plan(model::ExpertPlan& plan, const int32_t* rows_per_expert, int experts) override;
+  void dispatch(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
+  void combine(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
+
+  double seconds() const { return seconds_; }  // time spent in the all-to-alls
+
+ private:
+  MPI_Comm comm_;
+  int size_, rank_, local_experts_;
+  std::vector<float> staging_;
+  std::vector<int> counts_a_, displs_a_, counts_b_, displs_b_;
+  double seconds_ = 0;
+};
+
+}  // namespace duet::runtime
