@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "runtime/train_setup.h"
 #include "scheduler/placement.h"
@@ -58,6 +59,9 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   microbatches_ = microbatches_per_pipeline(cfg);
   schedule_ = sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, microbatches_);
   const sched::Placement pl = schedule_.placement();
+  overlap_ = cfg.runtime.overlap;
+  delay_us_ = cfg.runtime.comm_delay_us;
+  if (overlap_) sends_ = std::make_unique<SendQueue>(comm_, delay_us_);
   mbpd_ = schedule_.microbatches_per_dir();
   dirs_ = pl.num_dirs();
   batch_ = cfg.train.micro_batch_size, seq_len_ = cfg.train.seq_len;
@@ -69,7 +73,9 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
     if (mcfg_.experts % topo.ep() != 0)
       throw std::invalid_argument("model.moe.experts (" + std::to_string(mcfg_.experts) +
                                   ") must be a multiple of parallel.ep (" + std::to_string(topo.ep()) + ")");
-    exchange_ = std::make_unique<MpiExpertExchange>(expert_comm, mcfg_.experts);
+    for (int d = 0; d < pl.num_dirs(); ++d)
+      exchanges_.push_back(std::make_unique<MpiExpertExchange>(expert_comm, mcfg_.experts, overlap_ ? &baton_ : nullptr,
+                                                               delay_us_));
     const int El = mcfg_.experts / topo.ep();
     for (auto& r : ranges) r.expert_begin = c.ep_rank * El, r.expert_end = (c.ep_rank + 1) * El;
   }
@@ -80,7 +86,8 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
     s.first = pl.is_first_stage(pp_rank_, d), s.last = pl.is_last_stage(pp_rank_, d);
     s.arena = std::make_unique<model::ParamArena>(model::stage_tensor_specs(mcfg_, ranges[s.stage]));
     model::init_parameters(*s.arena, mcfg_, cfg.train.seed);
-    s.stage_model = std::make_unique<model::Stage>(mcfg_, ranges[s.stage], *s.arena, exchange_.get());
+    s.stage_model = std::make_unique<model::Stage>(mcfg_, ranges[s.stage], *s.arena,
+                                                   exchanges_.empty() ? nullptr : exchanges_[d].get());
     s.acts.resize(mbpd_);
     slot_index_[d] = (int)slots_.size();
     slots_.push_back(std::move(s));
@@ -131,8 +138,11 @@ StepStats PipelineEngine::run_step(int step) {
     }
   }
   const auto& ops = schedule_.ops[pp_rank_];
+  if (overlap_) baton_.acquire();
   for (size_t k = 0; k < ops.size(); ++k) run_op(ops[k], (int)k, st);
+  if (overlap_) baton_.release();
   const auto t0 = Clock::now();
+  if (sends_) sends_->wait_all();
   MPI_CHECK(MPI_Waitall((int)send_req_.size(), send_req_.data(), MPI_STATUSES_IGNORE));
   send_req_.clear();
   st.wait_s += since(t0);
@@ -145,10 +155,28 @@ void PipelineEngine::run_op(const sched::Op& op, int op_index, StepStats& st) {
     case sched::OpKind::B: backward(slot(op.dir), op.microbatch, true, true, st); break;
     case sched::OpKind::I: backward(slot(op.dir), op.microbatch, true, false, st); break;
     case sched::OpKind::W: backward(slot(op.dir), op.microbatch, false, true, st); break;
-    case sched::OpKind::FB:
-      forward(slot(op.dir), op.microbatch, st);
+    case sched::OpKind::FB: {
+      if (!overlap_) {
+        forward(slot(op.dir), op.microbatch, st);
+        backward(slot(op.dir2), op.microbatch2, true, true, st);
+        break;
+      }
+      // The forward half on its own thread; the halves pass the baton at every wait, so
+      // one computes while the other communicates. They touch different stages.
+      StepStats fst;
+      std::thread fwd([&] {
+        baton_.acquire();
+        forward(slot(op.dir), op.microbatch, fst);
+        baton_.release();
+      });
       backward(slot(op.dir2), op.microbatch2, true, true, st);
+      {
+        BatonRelease handover(&baton_);
+        fwd.join();
+      }
+      st.loss_sum += fst.loss_sum, st.compute_s += fst.compute_s, st.wait_s += fst.wait_s;
       break;
+    }
   }
 }
 
@@ -156,6 +184,7 @@ void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
   MPI_Request& r = recv_req_[(k * dirs_ + dir) * mbpd_ + mb];
   if (r == MPI_REQUEST_NULL) return;  // local producer, already delivered
   const auto t0 = Clock::now();
+  BatonRelease handover(overlap_ ? &baton_ : nullptr);
   MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE));
   st.wait_s += since(t0);
 }
@@ -168,8 +197,13 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
     std::memcpy(inbox(k, to.dir, mb).data(), data, sizeof(float) * count);
     return;
   }
-  send_req_.emplace_back();
-  MPI_CHECK(MPI_Isend(data, count, MPI_FLOAT, to.rank, tag(k, to.dir, mb), comm_, &send_req_.back()));
+  if (sends_) {
+    sends_->send(data, count, to.rank, tag(k, to.dir, mb));
+    return;
+  }
+  // Overlap off: the transfer is waited on at once (its modelled latency included).
+  if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
+  MPI_CHECK(MPI_Send(data, count, MPI_FLOAT, to.rank, tag(k, to.dir, mb), comm_));
 }
 
 void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
@@ -208,6 +242,14 @@ double PipelineEngine::eval_loss_sum(int first, int count) {
   const int eval_tag = 2 * dirs_ * mbpd_ + 1;  // above every step tag
   std::vector<float> in(n), carry;
   std::vector<int32_t> tok((size_t)batch_ * T), tgt((size_t)batch_ * T);
+  // The all-to-alls hand the baton over, so this thread must hold it while it computes.
+  if (overlap_) baton_.acquire();
+  struct Release {
+    Baton* b;
+    ~Release() {
+      if (b) b->release();
+    }
+  } release{overlap_ ? &baton_ : nullptr};
   double sum = 0;
   for (int seq = first; seq < first + count; seq += batch_) {
     for (int j = 0; j < batch_; ++j) {

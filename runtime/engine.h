@@ -8,6 +8,10 @@
 //      the exposed communication), computes, then starts the sends of its outputs — or, when
 //      the consumer is on this rank (DualPipeV's turn), copies them;
 //   3. the step ends when every send has completed.
+// With runtime.overlap (the default) sends go through a progress thread (SendQueue) and the
+// two halves of an F&B pair run on two threads that pass one compute baton between them
+// (runtime/progress.h). With overlap off, every transfer is waited on as soon as it is
+// issued: the baseline that shows what overlap hides.
 // Gradients accumulate in the stages' arenas; synchronising them across stage copies and
 // data-parallel replicas is the trainer's job (runtime/grad_sync.h).
 
@@ -21,6 +25,7 @@
 #include "model/stage.h"
 #include "runtime/expert_exchange.h"
 #include "runtime/mpi.h"
+#include "runtime/progress.h"
 #include "runtime/topology.h"
 #include "scheduler/schedule.h"
 
@@ -68,7 +73,11 @@ class PipelineEngine {
 
   std::vector<StageSlot>& slots() { return slots_; }
   const sched::Schedule& schedule() const { return schedule_; }
-  double expert_exchange_seconds() const { return exchange_ ? exchange_->seconds() : 0.0; }
+  double expert_exchange_seconds() const {
+    double s = 0;
+    for (auto& e : exchanges_) s += e->seconds();
+    return s;
+  }
   int microbatches() const { return microbatches_; }
 
  private:
@@ -92,8 +101,12 @@ class PipelineEngine {
   int microbatches_, mbpd_, dirs_;
   int batch_, seq_len_;
   float loss_scale_;
-  std::unique_ptr<MpiExpertExchange> exchange_;  // shared by this rank's stages
+  std::vector<std::unique_ptr<MpiExpertExchange>> exchanges_;  // per direction (ep > 1)
   std::vector<StageSlot> slots_;
+  bool overlap_;
+  int delay_us_;
+  Baton baton_;
+  std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> slot_index_;  // dir -> index in slots_
   std::vector<std::vector<float>> inbox_;
   std::vector<MPI_Request> recv_req_;  // parallel to inbox_

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace duet::runtime {
 
@@ -15,10 +16,24 @@ void scaled(const std::vector<int32_t>& rows, int width, std::vector<int>& count
 }
 }  // namespace
 
-MpiExpertExchange::MpiExpertExchange(MPI_Comm ep_comm, int experts) : comm_(ep_comm) {
-  MPI_CHECK(MPI_Comm_size(comm_, &size_));
-  MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+MpiExpertExchange::MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton, int delay_us)
+    : baton_(baton), delay_us_(delay_us) {
+  MPI_Comm dup;
+  MPI_CHECK(MPI_Comm_dup(ep_comm, &dup));
+  comm_ = Comm(dup);
+  size_ = comm_.size(), rank_ = comm_.rank();
   local_experts_ = experts / size_;
+}
+
+template <class F>
+void MpiExpertExchange::collective(F&& f) {
+  const auto t0 = Clock::now();
+  {
+    BatonRelease handover(baton_);
+    if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));  // modelled latency
+    f();
+  }
+  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {
@@ -26,10 +41,10 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
   p.send_counts.assign(size_, 0);
   for (int e = 0; e < experts; ++e) p.send_counts[e / El] += rows_per_expert[e];
   p.recv_expert_counts.assign((size_t)size_ * El, 0);
-  const auto t0 = Clock::now();
   // Rank q gets the counts of its experts [q·El, (q+1)·El) from every rank.
-  MPI_CHECK(MPI_Alltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_));
-  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  collective([&] {
+    MPI_CHECK(MPI_Alltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get()));
+  });
   p.recv_counts.assign(size_, 0);
   p.local_counts.assign(El, 0);
   for (int src = 0; src < size_; ++src)
@@ -44,10 +59,10 @@ void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, st
   scaled(p.send_counts, width, counts_a_, displs_a_);
   scaled(p.recv_counts, width, counts_b_, displs_b_);
   staging_.resize((size_t)p.owner_rows() * width);
-  const auto t0 = Clock::now();
-  MPI_CHECK(MPI_Alltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
-                          displs_b_.data(), MPI_FLOAT, comm_));
-  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  collective([&] {
+    MPI_CHECK(MPI_Alltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
+                            displs_b_.data(), MPI_FLOAT, comm_.get()));
+  });
   // Staging is source-major (each source's rows grouped by local expert); make it expert-major.
   out.resize(staging_.size());
   size_t dst = 0;
@@ -78,10 +93,10 @@ void MpiExpertExchange::combine(const model::ExpertPlan& p, const float* in, std
   int total = 0;
   for (int c : counts_a_) total += c;
   out.resize(total);
-  const auto t0 = Clock::now();
-  MPI_CHECK(MPI_Alltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(), counts_a_.data(),
-                          displs_a_.data(), MPI_FLOAT, comm_));
-  seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  collective([&] {
+    MPI_CHECK(MPI_Alltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(),
+                            counts_a_.data(), displs_a_.data(), MPI_FLOAT, comm_.get()));
+  });
 }
 
 }  // namespace duet::runtime

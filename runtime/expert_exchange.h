@@ -6,12 +6,17 @@
 
 #include "model/expert_exchange.h"
 #include "runtime/mpi.h"
+#include "runtime/progress.h"
 
 namespace duet::runtime {
 
 class MpiExpertExchange : public model::ExpertExchange {
  public:
-  MpiExpertExchange(MPI_Comm ep_comm, int experts);
+  // Owns a duplicate of ep_comm, so each direction's all-to-alls have their own ordering.
+  // With a baton, the baton is handed over for the duration of every collective (the other
+  // half of an F&B pair computes meanwhile); delay_us is added to each collective, as
+  // network latency, with the baton handed over or not.
+  MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0);
   int group_size() const override { return size_; }
   int group_rank() const override { return rank_; }
   void plan(model::ExpertPlan& plan, const int32_t* rows_per_expert, int experts) override;
@@ -21,7 +26,12 @@ class MpiExpertExchange : public model::ExpertExchange {
   double seconds() const { return seconds_; }  // time spent in the all-to-alls
 
  private:
-  MPI_Comm comm_;
+  template <class F>
+  void collective(F&& f);
+
+  Comm comm_;
+  Baton* baton_;
+  int delay_us_;
   int size_, rank_, local_experts_;
   std::vector<float> staging_;
   std::vector<int> counts_a_, displs_a_, counts_b_, displs_b_;

@@ -1,0 +1,75 @@
+#include "runtime/progress.h"
+
+namespace duet::runtime {
+
+SendQueue::SendQueue(MPI_Comm comm, int delay_us) : comm_(comm), delay_(delay_us), thread_([this] { loop(); }) {}
+
+SendQueue::~SendQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void SendQueue::send(const float* buf, int count, int peer, int tag) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back({std::chrono::steady_clock::now() + delay_, buf, count, peer, tag});
+  }
+  cv_.notify_all();
+}
+
+void SendQueue::wait_all() {
+  std::unique_lock<std::mutex> lock(mu_);
+  done_cv_.wait(lock, [&] { return pending_.empty() && active_.empty(); });
+}
+
+void SendQueue::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<int> done;
+  auto backoff = std::chrono::microseconds(20);
+  for (;;) {
+    if (stop_ && pending_.empty() && active_.empty()) return;
+    if (pending_.empty() && active_.empty()) {
+      cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
+      continue;
+    }
+    // Post the messages whose delay has passed (queue order = readiness order).
+    const auto now = std::chrono::steady_clock::now();
+    bool progressed = false;
+    while (!pending_.empty() && pending_.front().ready <= now) {
+      progressed = true;
+      const Pending p = pending_.front();
+      pending_.pop_front();
+      active_.emplace_back();
+      MPI_CHECK(MPI_Isend(p.buf, p.count, MPI_FLOAT, p.peer, p.tag, comm_, &active_.back()));
+    }
+    if (!active_.empty()) {
+      int n = 0;
+      done.resize(active_.size());
+      MPI_CHECK(MPI_Testsome((int)active_.size(), active_.data(), &n, done.data(), MPI_STATUSES_IGNORE));
+      if (n > 0) {
+        progressed = true;
+        std::vector<MPI_Request> keep;
+        for (auto r : active_)
+          if (r != MPI_REQUEST_NULL) keep.push_back(r);
+        active_.swap(keep);
+      }
+    }
+    if (pending_.empty() && active_.empty()) {
+      done_cv_.notify_all();
+      continue;
+    }
+    // Back off between polls, 20 µs doubling to 1 ms while nothing happens: ranks share
+    // cores, and a spinning progress thread would steal them from computation. A send is
+    // complete for the receiver as soon as it is matched; polling only tells this side.
+    // Woken early when a new message is queued.
+    backoff = progressed ? std::chrono::microseconds(20) : std::min(backoff * 2, std::chrono::microseconds(1000));
+    const auto next = pending_.empty() ? now + backoff : std::min(pending_.front().ready, now + backoff);
+    cv_.wait_until(lock, next);
+  }
+}
+
+}  // namespace duet::runtime
