@@ -7,6 +7,7 @@ namespace duet::app {
 
 int cmd_train(int argc, char** argv);
 int cmd_schedule(int argc, char** argv);
+int cmd_simulate(int argc, char** argv);
 int cmd_launch(int argc, char** argv);
 
 }  // namespace duet::app

@@ -283,6 +283,25 @@ void check_cross_key_rules(const RunConfig& c) {
     fail("model.dense_layers (" + num(m.dense_layers) + ") must be ≤ model.layers (" + num(m.layers) + ")");
   if (m.moe.top_k > m.moe.experts)
     fail("model.moe.top_k (" + num(m.moe.top_k) + ") must be ≤ model.moe.experts (" + num(m.moe.experts) + ")");
+  if (m.moe.experts % m.moe.groups != 0)
+    fail("model.moe.groups (" + num(m.moe.groups) + ") must divide model.moe.experts (" + num(m.moe.experts) + ")");
+  if (m.moe.group_limit > m.moe.groups)
+    fail("model.moe.group_limit (" + num(m.moe.group_limit) + ") must be ≤ model.moe.groups (" + num(m.moe.groups) + ")");
+  // Routing picks top_k experts among the allowed groups, so those must hold enough experts.
+  if (static_cast<long long>(m.moe.group_limit) * (m.moe.experts / m.moe.groups) < m.moe.top_k)
+    fail("model.moe.top_k (" + num(m.moe.top_k) + ") must be ≤ model.moe.group_limit × experts per group (" +
+         num(m.moe.group_limit) + " × " + num(m.moe.experts / m.moe.groups) + ")");
+  if (m.attention == AttentionKind::kMLA) {
+    const std::pair<const char*, int> dims[] = {{"model.mla.kv_lora_rank", m.mla.kv_lora_rank},
+                                                {"model.mla.qk_nope_head_dim", m.mla.qk_nope_head_dim},
+                                                {"model.mla.qk_rope_head_dim", m.mla.qk_rope_head_dim},
+                                                {"model.mla.v_head_dim", m.mla.v_head_dim}};
+    for (const auto& [key, value] : dims)
+      if (value < 1) fail(std::string(key) + " must be ≥ 1 when model.attention is mla, got " + num(value));
+    if (m.mla.qk_rope_head_dim % 2 != 0)
+      fail("model.mla.qk_rope_head_dim (" + num(m.mla.qk_rope_head_dim) +
+           ") must be even: RoPE rotates pairs of dimensions");
+  }
 
   const auto& p = c.parallel;
   if (p.dp % p.ep != 0)
@@ -298,6 +317,9 @@ void check_cross_key_rules(const RunConfig& c) {
   if (t.global_batch % (static_cast<long long>(p.dp) * t.micro_batch_size) != 0)
     fail("train.global_batch (" + num(t.global_batch) + ") must be divisible by parallel.dp × train.micro_batch_size (" +
          num(p.dp) + " × " + num(t.micro_batch_size) + ")");
+  if (c.cluster.comm_sms >= c.cluster.sms)
+    fail("cluster.comm_sms (" + num(c.cluster.comm_sms) + ") must be < cluster.sms (" + num(c.cluster.sms) +
+         "): compute needs at least one SM");
   if (t.min_lr > t.lr) fail("train.min_lr (" + num(t.min_lr) + ") must be ≤ train.lr (" + num(t.lr) + ")");
 
   // run.name names one folder under run.dir.
@@ -307,6 +329,20 @@ void check_cross_key_rules(const RunConfig& c) {
 }
 
 }  // namespace detail
+
+void require_trainable(const RunConfig& cfg) {
+  const auto& m = cfg.model;
+  const std::string why = " (`duet simulate` models it; the CPU trainer does not run it)";
+  if (m.attention != AttentionKind::kMHA)
+    fail("model.attention: duet train runs only mha, got mla" + why);
+  if (m.mtp_depth != 0) fail("model.mtp_depth: duet train runs only 0 (no multi-token prediction), got " + num(m.mtp_depth) + why);
+  if (m.precision != Precision::kFP32)
+    fail(std::string("model.precision: duet train runs only fp32, got ") +
+         (m.precision == Precision::kBF16 ? "bf16" : "fp8") + why);
+  if (m.moe.group_limit < m.moe.groups)
+    fail("model.moe.group_limit: duet train runs only plain top-k routing (group_limit = groups), got " +
+         num(m.moe.group_limit) + " of " + num(m.moe.groups) + " groups" + why);
+}
 
 void validate(const RunConfig& cfg) {
   for (const auto& key : key_table()) detail::check_range(key, key.get(cfg));

@@ -29,6 +29,12 @@ struct ConfigError : std::runtime_error {
 enum class ScheduleKind { k1F1B, kZB1P, kDualPipe, kDualPipeV };
 std::string_view schedule_name(ScheduleKind kind);
 
+// model.attention. mha: multi-head attention, head size d_model / heads (what `duet train`
+// runs); mla: DeepSeek's multi-head latent attention, dimensions in model.mla.
+enum class AttentionKind { kMHA, kMLA };
+// model.precision: the number format of the GEMMs of linear layers (the CPU trainer: fp32).
+enum class Precision { kFP32, kBF16, kFP8 };
+
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
   std::string dir = "runs";   // the run directory is <dir>/<name>
@@ -41,7 +47,22 @@ struct MoeSection {
   int shared_experts = 1;  // always-on experts per MoE layer
   int d_expert = 128;      // hidden width of one expert's SwiGLU
   double bias_update_rate = 1e-3;  // aux-loss-free balancing: bias step per update
+  // Group-limited routing: experts form `groups` equal groups (DeepSeek-V3: one per node of
+  // the EP group) and a token picks its top_k among at most `group_limit` groups. 1 and 1 =
+  // plain top-k, the only routing `duet train` runs.
+  int groups = 1;
+  int group_limit = 1;
   bool operator==(const MoeSection&) const = default;
+};
+
+// Multi-head latent attention (DeepSeek-V2/V3). Used when model.attention is mla; 0 = unset.
+struct MlaSection {
+  int q_lora_rank = 0;       // compressed query width; 0 = queries are not compressed
+  int kv_lora_rank = 0;      // compressed key-value width
+  int qk_nope_head_dim = 0;  // per-head query/key width without RoPE
+  int qk_rope_head_dim = 0;  // per-head query/key width with RoPE (the key part is shared by heads)
+  int v_head_dim = 0;        // per-head value width
+  bool operator==(const MlaSection&) const = default;
 };
 
 struct ModelSection {
@@ -53,7 +74,11 @@ struct ModelSection {
   int d_ff = 384;        // hidden width of the dense FFN
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
+  AttentionKind attention = AttentionKind::kMHA;
+  int mtp_depth = 0;  // multi-token prediction modules (DeepSeek-V3: 1); 0 = off
+  Precision precision = Precision::kFP32;
   MoeSection moe;
+  MlaSection mla;
   bool operator==(const ModelSection&) const = default;
 };
 
@@ -109,9 +134,29 @@ struct RuntimeSection {
   bool operator==(const RuntimeSection&) const = default;
 };
 
+// The machines a run is planned for. `duet simulate` reads all of it; `duet train` only gpus.
+// Defaults describe one H800 node (DeepSeek-V3 report §3.1, ISCA '25 "Insights into
+// DeepSeek-V3"); the efficiencies are measured fractions of peak whose sources are in
+// docs/cost-model.md (they equal sched::Efficiencies{}).
 struct ClusterSection {
   int gpus = 1;
   int gpus_per_node = 8;
+  std::string gpu = "H800";
+  double bf16_tflops = 989;    // dense BF16 tensor-core peak per GPU
+  double fp8_tflops = 1979;    // dense FP8 tensor-core peak per GPU
+  double hbm_gib = 80;         // HBM per GPU
+  double hbm_tbps = 3.35;      // HBM bandwidth, TB/s
+  int sms = 132;               // streaming multiprocessors per GPU
+  int comm_sms = 20;           // SMs given to all-to-all kernels; compute gets the rest
+  double nvlink_gbps = 160;    // intra-node bandwidth per GPU, GB/s, one direction
+  double ib_gbps = 40;         // inter-node bandwidth per GPU (one NIC), GB/s, effective
+  double nvlink_latency_us = 3;
+  double ib_latency_us = 5;
+  double gemm_efficiency = 0.57;       // forward and input-gradient GEMMs, fraction of peak on compute SMs
+  double wgrad_efficiency = 0.35;      // weight-gradient GEMMs (accumulating into FP32)
+  double attention_fwd_efficiency = 0.66;
+  double attention_bwd_efficiency = 0.48;
+  double hbm_efficiency = 0.5;         // memory-bound kernels, fraction of HBM bandwidth
   bool operator==(const ClusterSection&) const = default;
 };
 
@@ -143,6 +188,12 @@ std::string to_yaml(const RunConfig& cfg);
 // Range checks of every key plus the rules that join keys (d_model % heads, ep | dp, ...).
 // parse_config calls it; call it again after changing a RunConfig in code.
 void validate(const RunConfig& cfg);
+
+// Throws ConfigError naming the first key set to something the CPU trainer (`duet train`)
+// cannot run: model.attention=mla, model.mtp_depth > 0, model.precision other than fp32,
+// group-limited routing (model.moe.group_limit < model.moe.groups). `duet simulate` accepts
+// them all; the trainer calls this before building the model.
+void require_trainable(const RunConfig& cfg);
 
 // Stable hex digest (FNV-1a 64 of to_yaml), e.g. for checkpoint manifests.
 std::string config_hash(const RunConfig& cfg);

@@ -31,6 +31,17 @@ const std::vector<std::string>& schedule_names() {
   return names;  // in ScheduleKind order
 }
 
+// The YAML names of each enum key type, in enum order; make_key finds them by overload.
+const std::vector<std::string>& enum_names(ScheduleKind) { return schedule_names(); }
+const std::vector<std::string>& enum_names(AttentionKind) {
+  static const std::vector<std::string> names = {"mha", "mla"};
+  return names;
+}
+const std::vector<std::string>& enum_names(Precision) {
+  static const std::vector<std::string> names = {"fp32", "bf16", "fp8"};
+  return names;
+}
+
 // ---- building one row from a member accessor ---------------------------------------------
 
 // What a row may add to its type: a range, a derived default, "must not be empty".
@@ -80,16 +91,14 @@ KeyDef make_key(const char* path, Field field, std::string help, KeyOptions opt 
     k.kind = KeyKind::String;
     k.get = [field](const RunConfig& c) { return Value{std::string{field(c)}}; };
     k.set = [field](RunConfig& c, const Value& v) { field(c) = std::get<std::string>(v); };
-  } else if constexpr (std::is_same_v<T, ScheduleKind>) {
+  } else if constexpr (std::is_enum_v<T>) {
     k.kind = KeyKind::Enum;
-    k.choices = schedule_names();
-    k.get = [field](const RunConfig& c) {
-      return Value{schedule_names().at(static_cast<std::size_t>(field(c)))};
-    };
+    k.choices = enum_names(T{});
+    k.get = [field](const RunConfig& c) { return Value{enum_names(T{}).at(static_cast<std::size_t>(field(c)))}; };
     k.set = [field](RunConfig& c, const Value& v) {
-      const auto& names = schedule_names();
+      const auto& names = enum_names(T{});
       for (std::size_t i = 0; i < names.size(); ++i)
-        if (names[i] == std::get<std::string>(v)) field(c) = static_cast<ScheduleKind>(i);
+        if (names[i] == std::get<std::string>(v)) field(c) = static_cast<T>(i);
     };
   } else {
     static_assert(sizeof(T) == 0, "config key of an unsupported type");
@@ -116,12 +125,26 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(model.d_ff), "hidden width of the dense SwiGLU FFN", at_least(1)),
       make_key(DUET_KEY(model.rope_theta), "RoPE base frequency", above(0)),
       make_key(DUET_KEY(model.norm_eps), "RMSNorm epsilon", above(0)),
+      make_key(DUET_KEY(model.attention), "attention: mha (head size d_model / heads) or mla (latent, model.mla.*)"),
+      make_key(DUET_KEY(model.mtp_depth), "multi-token prediction modules after the last layer; 0 = off",
+               between(0, 8)),
+      make_key(DUET_KEY(model.precision), "number format of the GEMMs of linear layers"),
       make_key(DUET_KEY(model.moe.experts), "routed experts per MoE layer", at_least(1)),
       make_key(DUET_KEY(model.moe.top_k), "routed experts chosen per token; ≤ model.moe.experts", at_least(1)),
       make_key(DUET_KEY(model.moe.shared_experts), "always-active experts per MoE layer", between(0, 8)),
       make_key(DUET_KEY(model.moe.d_expert), "hidden width of one expert's SwiGLU", at_least(1)),
       make_key(DUET_KEY(model.moe.bias_update_rate),
                "auxiliary-loss-free balancing: step of the per-expert routing bias", at_least(0)),
+      make_key(DUET_KEY(model.moe.groups), "expert groups for group-limited routing; divides model.moe.experts",
+               at_least(1)),
+      make_key(DUET_KEY(model.moe.group_limit), "groups a token's experts may come from; ≤ model.moe.groups",
+               at_least(1)),
+      make_key(DUET_KEY(model.mla.q_lora_rank), "MLA compressed query width; 0 = queries not compressed", at_least(0)),
+      make_key(DUET_KEY(model.mla.kv_lora_rank), "MLA compressed key-value width; ≥ 1 when model.attention is mla",
+               at_least(0)),
+      make_key(DUET_KEY(model.mla.qk_nope_head_dim), "MLA per-head query/key width without RoPE", at_least(0)),
+      make_key(DUET_KEY(model.mla.qk_rope_head_dim), "MLA per-head query/key width with RoPE; even", at_least(0)),
+      make_key(DUET_KEY(model.mla.v_head_dim), "MLA per-head value width", at_least(0)),
 
       make_key(DUET_KEY(parallel.pp), "pipeline-parallel ranks", at_least(1)),
       make_key(DUET_KEY(parallel.dp), "data-parallel ranks", at_least(1)),
@@ -170,6 +193,27 @@ std::vector<KeyDef> build_table() {
 
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),
+      make_key(DUET_KEY(cluster.gpu), "GPU model, for reports", non_empty_string()),
+      make_key(DUET_KEY(cluster.bf16_tflops), "dense BF16 tensor-core peak per GPU, TFLOP/s", above(0)),
+      make_key(DUET_KEY(cluster.fp8_tflops), "dense FP8 tensor-core peak per GPU, TFLOP/s", above(0)),
+      make_key(DUET_KEY(cluster.hbm_gib), "HBM per GPU, GiB", above(0)),
+      make_key(DUET_KEY(cluster.hbm_tbps), "HBM bandwidth per GPU, TB/s", above(0)),
+      make_key(DUET_KEY(cluster.sms), "streaming multiprocessors per GPU", at_least(1)),
+      make_key(DUET_KEY(cluster.comm_sms), "SMs reserved for all-to-all communication; < cluster.sms", at_least(0)),
+      make_key(DUET_KEY(cluster.nvlink_gbps), "intra-node (NVLink) bandwidth per GPU, GB/s, one direction", above(0)),
+      make_key(DUET_KEY(cluster.ib_gbps), "inter-node (InfiniBand) bandwidth per GPU, GB/s, effective", above(0)),
+      make_key(DUET_KEY(cluster.nvlink_latency_us), "latency of one intra-node message, microseconds", at_least(0)),
+      make_key(DUET_KEY(cluster.ib_latency_us), "latency of one inter-node message, microseconds", at_least(0)),
+      make_key(DUET_KEY(cluster.gemm_efficiency),
+               "achieved fraction of peak of forward and input-gradient GEMMs (docs/cost-model.md)", above_up_to(0, 1)),
+      make_key(DUET_KEY(cluster.wgrad_efficiency), "achieved fraction of peak of weight-gradient GEMMs",
+               above_up_to(0, 1)),
+      make_key(DUET_KEY(cluster.attention_fwd_efficiency), "achieved fraction of BF16 peak of attention forward",
+               above_up_to(0, 1)),
+      make_key(DUET_KEY(cluster.attention_bwd_efficiency), "achieved fraction of BF16 peak of attention backward",
+               above_up_to(0, 1)),
+      make_key(DUET_KEY(cluster.hbm_efficiency), "achieved fraction of HBM bandwidth of memory-bound kernels",
+               above_up_to(0, 1)),
   };
 }
 #undef DUET_KEY

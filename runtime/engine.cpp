@@ -15,6 +15,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// "F0:3": the op's name in the schedule text format.
+std::string op_name(char kind, int dir, int mb) {
+  return std::string(1, kind) + std::to_string(dir) + ":" + std::to_string(mb);
+}
+
 }  // namespace
 
 sched::ScheduleKind to_schedule_kind(io::ScheduleKind k) {
@@ -61,7 +66,8 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   const sched::Placement pl = schedule_.placement();
   overlap_ = cfg.runtime.overlap;
   delay_us_ = cfg.runtime.comm_delay_us;
-  if (overlap_) sends_ = std::make_unique<SendQueue>(comm_, delay_us_);
+  if (cfg.runtime.trace) trace_ = std::make_unique<io::TraceRecorder>();
+  if (overlap_) sends_ = std::make_unique<SendQueue>(comm_, delay_us_, trace_.get());
   mbpd_ = schedule_.microbatches_per_dir();
   dirs_ = pl.num_dirs();
   batch_ = cfg.train.micro_batch_size, seq_len_ = cfg.train.seq_len;
@@ -75,7 +81,7 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
                                   ") must be a multiple of parallel.ep (" + std::to_string(topo.ep()) + ")");
     for (int d = 0; d < pl.num_dirs(); ++d)
       exchanges_.push_back(std::make_unique<MpiExpertExchange>(expert_comm, mcfg_.experts, overlap_ ? &baton_ : nullptr,
-                                                               delay_us_));
+                                                               delay_us_, trace_.get()));
     const int El = mcfg_.experts / topo.ep();
     for (auto& r : ranges) r.expert_begin = c.ep_rank * El, r.expert_end = (c.ep_rank + 1) * El;
   }
@@ -120,6 +126,7 @@ void PipelineEngine::load_microbatch(int step, StageSlot& s, int mb) {
 
 StepStats PipelineEngine::run_step(int step) {
   step_ = step;
+  if (trace_) trace_->set_step(step);
   StepStats st;
   const sched::Placement pl = schedule_.placement();
   const int count = batch_ * seq_len_ * mcfg_.d_model;
@@ -165,6 +172,7 @@ void PipelineEngine::run_op(const sched::Op& op, int op_index, StepStats& st) {
       // one computes while the other communicates. They touch different stages.
       StepStats fst;
       std::thread fwd([&] {
+        t_trace_tid = 1;
         baton_.acquire();
         forward(slot(op.dir), op.microbatch, fst);
         baton_.release();
@@ -185,6 +193,10 @@ void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
   if (r == MPI_REQUEST_NULL) return;  // local producer, already delivered
   const auto t0 = Clock::now();
   BatonRelease handover(overlap_ ? &baton_ : nullptr);
+  io::TraceScope event(trace_.get(), io::TraceCategory::Idle,
+                       std::string(k == kActivation ? "wait activation " : "wait gradient ") + std::to_string(dir) +
+                           ":" + std::to_string(mb),
+                       t_trace_tid);
   MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE));
   st.wait_s += since(t0);
 }
@@ -209,6 +221,7 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
 void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
   if (!s.first) wait_input(kActivation, s.dir, mb, st);
   const auto t0 = Clock::now();
+  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name('F', s.dir, mb), t_trace_tid);
   const model::MicroBatch m{batch_, seq_len_, s.first ? tokens_[s.dir * mbpd_ + mb].data() : nullptr,
                             s.last ? targets_[s.dir * mbpd_ + mb].data() : nullptr, true};
   auto& a = s.acts[mb];
@@ -222,18 +235,17 @@ void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
 
 void PipelineEngine::backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st) {
   auto& a = s.acts[mb];
+  if (input && !s.last) wait_input(kGradient, s.dir, mb, st);
+  const auto t0 = Clock::now();
+  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name(!input ? 'W' : weight ? 'B' : 'I', s.dir, mb),
+                       t_trace_tid);
   if (input) {
-    if (!s.last) wait_input(kGradient, s.dir, mb, st);
-    const auto t0 = Clock::now();
     s.stage_model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), loss_scale_);
-    st.compute_s += since(t0);
+    // The previous stage needs only the input gradient: send it before the weight part.
     if (!s.first) deliver(kGradient, s.stage_model->input_grad(a), s.dir, mb);
   }
-  if (weight) {
-    const auto t0 = Clock::now();
-    s.stage_model->backward_weight(a);
-    st.compute_s += since(t0);
-  }
+  if (weight) s.stage_model->backward_weight(a);
+  st.compute_s += since(t0);
 }
 
 double PipelineEngine::eval_loss_sum(int first, int count) {

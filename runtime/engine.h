@@ -72,6 +72,7 @@ class PipelineEngine {
   double eval_loss_sum(int first, int count);
 
   std::vector<StageSlot>& slots() { return slots_; }
+  io::TraceRecorder* trace() { return trace_.get(); }
   const sched::Schedule& schedule() const { return schedule_; }
   double expert_exchange_seconds() const {
     double s = 0;
@@ -106,6 +107,7 @@ class PipelineEngine {
   bool overlap_;
   int delay_us_;
   Baton baton_;
+  std::unique_ptr<io::TraceRecorder> trace_;  // runtime.trace
   std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> slot_index_;  // dir -> index in slots_
   std::vector<std::vector<float>> inbox_;

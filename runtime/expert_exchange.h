@@ -16,7 +16,8 @@ class MpiExpertExchange : public model::ExpertExchange {
   // With a baton, the baton is handed over for the duration of every collective (the other
   // half of an F&B pair computes meanwhile); delay_us is added to each collective, as
   // network latency, with the baton handed over or not.
-  MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0);
+  MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0,
+                    io::TraceRecorder* trace = nullptr);
   int group_size() const override { return size_; }
   int group_rank() const override { return rank_; }
   void plan(model::ExpertPlan& plan, const int32_t* rows_per_expert, int experts) override;
@@ -27,11 +28,12 @@ class MpiExpertExchange : public model::ExpertExchange {
 
  private:
   template <class F>
-  void collective(F&& f);
+  void collective(const char* name, F&& f);
 
   Comm comm_;
   Baton* baton_;
   int delay_us_;
+  io::TraceRecorder* trace_;
   int size_, rank_, local_experts_;
   std::vector<float> staging_;
   std::vector<int> counts_a_, displs_a_, counts_b_, displs_b_;

@@ -34,7 +34,8 @@ std::vector<StageSlot*> by_stage(std::vector<StageSlot>& slots) {
 }
 }  // namespace
 
-void GradSync::reduce(std::vector<StageSlot>& slots) {
+void GradSync::reduce(std::vector<StageSlot>& slots, io::TraceRecorder* trace) {
+  io::TraceScope event(trace, io::TraceCategory::Dp, "gradient all-reduce");
   const bool alone = members_.size() == 1;
   for (StageSlot* s : by_stage(slots)) {
     // Contiguous runs of dense or of expert tensors, each summed over its own replicas.

@@ -19,7 +19,7 @@ class GradSync {
 
   // Sums gradients and expert loads over the copies of each stage: dense tensors over every
   // copy, routed-expert tensors over the copies of the same experts.
-  void reduce(std::vector<StageSlot>& slots);
+  void reduce(std::vector<StageSlot>& slots, io::TraceRecorder* trace = nullptr);
   // Global gradient norm, each tensor counted once; the same value on every rank.
   double grad_norm(std::vector<StageSlot>& slots, MPI_Comm pipeline_comm, MPI_Comm expert_comm) const;
   // This rank's stage-copy group: world ranks holding a copy of this rank's stages.

@@ -2,7 +2,8 @@
 
 namespace duet::runtime {
 
-SendQueue::SendQueue(MPI_Comm comm, int delay_us) : comm_(comm), delay_(delay_us), thread_([this] { loop(); }) {}
+SendQueue::SendQueue(MPI_Comm comm, int delay_us, io::TraceRecorder* trace)
+    : comm_(comm), delay_(delay_us), trace_(trace), thread_([this] { loop(); }) {}
 
 SendQueue::~SendQueue() {
   {
@@ -27,6 +28,7 @@ void SendQueue::wait_all() {
 }
 
 void SendQueue::loop() {
+  t_trace_tid = 2;
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<int> done;
   auto backoff = std::chrono::microseconds(20);
@@ -44,6 +46,7 @@ void SendQueue::loop() {
       const Pending p = pending_.front();
       pending_.pop_front();
       active_.emplace_back();
+      posted_.push_back({io::TraceRecorder::now(), p.peer});
       MPI_CHECK(MPI_Isend(p.buf, p.count, MPI_FLOAT, p.peer, p.tag, comm_, &active_.back()));
     }
     if (!active_.empty()) {
@@ -52,10 +55,18 @@ void SendQueue::loop() {
       MPI_CHECK(MPI_Testsome((int)active_.size(), active_.data(), &n, done.data(), MPI_STATUSES_IGNORE));
       if (n > 0) {
         progressed = true;
+        const double t1 = io::TraceRecorder::now();
         std::vector<MPI_Request> keep;
-        for (auto r : active_)
-          if (r != MPI_REQUEST_NULL) keep.push_back(r);
+        std::vector<Posted> keep_posted;
+        for (size_t i = 0; i < active_.size(); ++i) {
+          if (active_[i] != MPI_REQUEST_NULL) {
+            keep.push_back(active_[i]), keep_posted.push_back(posted_[i]);
+          } else if (trace_) {
+            trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, 2, posted_[i].t0, t1);
+          }
+        }
         active_.swap(keep);
+        posted_.swap(keep_posted);
       }
     }
     if (pending_.empty() && active_.empty()) {

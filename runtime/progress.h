@@ -18,9 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "io/trace.h"
 #include "runtime/mpi.h"
 
 namespace duet::runtime {
+
+// Which thread an event belongs to in the trace: 0 compute, 1 forward half of an F&B pair,
+// 2 progress thread.
+inline thread_local int t_trace_tid = 0;
 
 class Baton {
  public:
@@ -49,7 +54,7 @@ class BatonRelease {
 
 class SendQueue {
  public:
-  SendQueue(MPI_Comm comm, int delay_us);
+  SendQueue(MPI_Comm comm, int delay_us, io::TraceRecorder* trace = nullptr);
   ~SendQueue();
   SendQueue(const SendQueue&) = delete;
   SendQueue& operator=(const SendQueue&) = delete;
@@ -74,6 +79,12 @@ class SendQueue {
   std::condition_variable done_cv_;  // wakes wait_all
   std::deque<Pending> pending_;
   std::vector<MPI_Request> active_;
+  struct Posted {
+    double t0;
+    int peer;
+  };
+  std::vector<Posted> posted_;  // parallel to active_
+  io::TraceRecorder* trace_;
   bool stop_ = false;
   std::thread thread_;
 };

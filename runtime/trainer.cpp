@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "io/data.h"
@@ -41,6 +42,7 @@ double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const T
 }  // namespace
 
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
+  io::require_trainable(cfg);  // e.g. MLA attention is simulated, not trained, on CPU
   const int rank = world_rank(), world = world_size();
   const Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
   const auto mcfg = to_model_config(cfg);
@@ -90,7 +92,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     for (auto& s : engine.slots()) s.arena->zero_grads();
     const StepStats st = engine.run_step(step);
     const auto t_sync = Clock::now();
-    sync.reduce(engine.slots());
+    sync.reduce(engine.slots(), engine.trace());
     const double grad_norm = sync.grad_norm(engine.slots(), pipeline.get(), experts.get());
     const float clip = model::clip_scale(grad_norm, ocfg.grad_clip);
     for (size_t i = 0; i < opts.size(); ++i) {
@@ -137,6 +139,14 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                                      per_step * (cfg.train.steps - step), extra}));
     }
     out.steps = step;
+  }
+  if (engine.trace()) {
+    const std::string dir = run_dir + "/trace";
+    std::filesystem::create_directories(dir);
+    char name[64];
+    std::snprintf(name, sizeof name, "/rank-%05d.json", rank);
+    engine.trace()->write(dir + name, rank);
+    if (rank == 0) log.print("traces: " + dir + "/rank-*.json (open in Perfetto: ui.perfetto.dev)");
   }
   out.seconds = since(run_start);
   out.tokens_per_s = out.steps * tokens_per_step / train_seconds;

@@ -10,6 +10,7 @@ pkgs=(
   libopenblas-dev                       # CPU GEMM
   libgtest-dev googletest libbenchmark-dev
   fortunes fortunes-min                 # training text (byte-level tokens)
+  chromium                              # renders report.html in tests (headless screenshot)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,180 @@
+// `duet simulate`: predict one training step of a config on its cluster, without the cluster.
+//
+//   duet simulate --config configs/deepseek-v3-2048xh800.yaml --out runs/sim
+//   duet simulate --config ... --sweep parallel.pp=8,16,32        a table, one row per value
+//   duet simulate --config ... --compare-schedules                1f1b, zb1p, dualpipe, dualpipev
+//
+// Sweeping parallel.pp (or parallel.dp, or cluster.gpus) keeps pp × dp = cluster.gpus by
+// moving parallel.dp (parallel.pp when dp is swept). Errors are thrown; main prints them.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/config_options.h"
+#include "apps/simulate_job.h"
+
+namespace po = boost::program_options;
+
+namespace duet::app {
+namespace {
+
+struct Row {
+  std::string name;
+  std::string error;  // empty when it simulated
+  sched::StepSummary s;
+};
+
+void print_table(const std::string& first_column, const std::vector<Row>& rows) {
+  std::printf("%-22s %10s %9s %10s %8s %8s %12s %10s %9s\n", first_column.c_str(), "step_s", "bubble", "exp_comm_s",
+              "MFU", "MFU_fp8", "tok/s/GPU", "GPU-h/T", "mem_GiB");
+  for (const Row& r : rows) {
+    if (!r.error.empty()) {
+      std::printf("%-22s error: %s\n", r.name.c_str(), r.error.c_str());
+      continue;
+    }
+    const auto& s = r.s;
+    std::printf("%-22s %10.3f %8.1f%% %10.3f %7.1f%% %7.1f%% %12.1f %10.0f %9.1f\n", r.name.c_str(), s.step_time_s,
+                100 * s.bubble_s / s.step_time_s, s.exposed_comm_s, 100 * s.mfu, 100 * s.mfu_fp8_peak,
+                s.tokens_per_s_per_gpu, s.gpu_hours_per_trillion_tokens, s.memory.total() / (1024.0 * 1024 * 1024));
+  }
+  std::fflush(stdout);
+}
+
+// A progress bar on stderr: redrawn in place on a terminal, one line per step otherwise.
+void progress(int done, int total, const std::string& what) {
+  const int width = 30, filled = total ? width * done / total : width;
+  const std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
+  if (isatty(STDERR_FILENO)) {
+    std::fprintf(stderr, "\r[%s] %d/%d %-40s", bar.c_str(), done, total, what.c_str());
+    if (done == total) std::fprintf(stderr, "\n");
+  } else {
+    std::fprintf(stderr, "[%s] %d/%d %s\n", bar.c_str(), done, total, what.c_str());
+  }
+  std::fflush(stderr);
+}
+
+std::vector<std::string> split_values(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string v; std::getline(in, v, ',');)
+    if (!v.empty()) out.push_back(v);
+  return out;
+}
+
+// The config for one sweep value: the override, then pp × dp = gpus restored if the key moved it.
+io::RunConfig sweep_config(const po::variables_map& vm, const std::string& key, const std::string& value) {
+  io::RunConfig c = config_from_options(vm);
+  const long long before = static_cast<long long>(c.parallel.pp) * c.parallel.dp;
+  const bool kept = before == c.cluster.gpus;
+  std::vector<std::string> sets;
+  if (vm.count("set")) sets = vm["set"].as<std::vector<std::string>>();
+  sets.push_back(key + "=" + value);
+  po::variables_map copy = vm;
+  copy.erase("set");
+  copy.insert({"set", po::variable_value(sets, false)});
+  c = config_from_options(copy);
+  if (kept && static_cast<long long>(c.parallel.pp) * c.parallel.dp != c.cluster.gpus) {
+    const bool move_pp = key == "parallel.dp";
+    const int fixed = move_pp ? c.parallel.dp : c.parallel.pp;
+    if (c.cluster.gpus % fixed != 0)
+      throw std::invalid_argument(std::string(move_pp ? "parallel.dp" : "parallel.pp") + "=" + std::to_string(fixed) +
+                                  " does not divide cluster.gpus=" + std::to_string(c.cluster.gpus));
+    (move_pp ? c.parallel.pp : c.parallel.dp) = c.cluster.gpus / fixed;
+    io::validate(c);
+  }
+  return c;
+}
+
+}  // namespace
+
+int cmd_simulate(int argc, char** argv) {
+  po::options_description opts(
+      "usage: duet simulate --config FILE --out DIR [options]\n"
+      "       duet simulate --config FILE --sweep KEY=V1,V2,... [--out DIR]\n"
+      "       duet simulate --config FILE --compare-schedules\n\n"
+      "Simulates one training step of every rank with a cost model of the model, the cluster\n"
+      "and the layout, and writes DIR/report.json, report.md and report.html.\n\noptions");
+  // clang-format off
+  opts.add_options()
+      ("help,h", "show this help")
+      ("out,o", po::value<std::string>(), "directory for report.json, report.md, report.html")
+      ("sweep", po::value<std::string>(), "KEY=V1,V2,...: one simulation per value of any config key; prints a table")
+      ("compare-schedules", "simulate 1f1b, zb1p, dualpipe and dualpipev on the same job; prints a table");
+  // clang-format on
+  add_config_options(opts);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  const bool sweeping = vm.count("sweep") > 0, comparing = vm.count("compare-schedules") > 0;
+  if (sweeping && comparing) throw std::invalid_argument("--sweep and --compare-schedules cannot be combined");
+  if (!sweeping && !comparing && !vm.count("out"))
+    throw std::invalid_argument("--out DIR is required (where report.json, report.md and report.html go)");
+
+  if (sweeping) {
+    const auto [key, list] = io::split_override(vm["sweep"].as<std::string>());
+    const std::vector<std::string> values = split_values(list);
+    if (values.empty()) throw std::invalid_argument("--sweep " + key + "=: give at least one value, e.g. " + key + "=8,16");
+    std::vector<Row> rows;
+    for (size_t k = 0; k < values.size(); ++k) {
+      progress(static_cast<int>(k), static_cast<int>(values.size()), key + "=" + values[k]);
+      Row row{key + "=" + values[k], "", {}};
+      try {
+        row.s = simulate_config(sweep_config(vm, key, values[k])).summary;
+      } catch (const std::exception& e) {
+        row.error = e.what();
+      }
+      rows.push_back(row);
+    }
+    progress(static_cast<int>(values.size()), static_cast<int>(values.size()), "done");
+    print_table(key, rows);
+    for (const Row& r : rows)
+      if (r.error.empty()) return 0;
+    throw std::invalid_argument("--sweep: every value failed (errors above)");
+  }
+
+  const io::RunConfig cfg = config_from_options(vm);
+  if (comparing) {
+    std::vector<Row> rows;
+    for (auto kind : {io::ScheduleKind::k1F1B, io::ScheduleKind::kZB1P, io::ScheduleKind::kDualPipe,
+                      io::ScheduleKind::kDualPipeV}) {
+      io::RunConfig c = cfg;
+      c.parallel.schedule = kind;
+      Row row{std::string(io::schedule_name(kind)), "", {}};
+      try {
+        row.s = simulate_config(c).summary;
+      } catch (const std::exception& e) {
+        row.error = e.what();
+      }
+      rows.push_back(row);
+    }
+    print_table("schedule", rows);
+    return 0;
+  }
+
+  const SimOutcome o = simulate_config(cfg);
+  const io::Report report = build_report(cfg, o);
+  const std::string dir = vm["out"].as<std::string>();
+  io::write_report(report, dir);
+  const auto& s = o.summary;
+  std::printf("%s: step %.3f s, bubble %.1f%%, MFU %.1f%% (BF16 peak), %.0f tokens/s/GPU\n", cfg.run.name.c_str(),
+              s.step_time_s, 100 * s.bubble_s / s.step_time_s, 100 * s.mfu, s.tokens_per_s_per_gpu);
+  std::printf("GPU-hours per trillion tokens: %.0f", s.gpu_hours_per_trillion_tokens);
+  if (!report.published.metric.empty())
+    std::printf(" (published %.0f, predicted/published %.3f)", report.published.published, report.published.ratio());
+  std::printf("\nmemory per GPU: %.1f GiB of %.0f GiB\n", s.memory.total() / (1024.0 * 1024 * 1024), cfg.cluster.hbm_gib);
+  std::printf("wrote %s/report.json, report.md, report.html\n", dir.c_str());
+  return 0;
+}
+
+}  // namespace duet::app

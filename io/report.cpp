@@ -1,0 +1,222 @@
+#include "io/report.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace duet::io {
+namespace {
+
+// ---- text helpers ---------------------------------------------------------------------------
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
+  return std::string(buf, r.ptr);
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
+
+// For people: 4 significant digits, thousands separated above 10,000.
+std::string pretty(double v) {
+  if (!std::isfinite(v)) return "n/a";
+  char buf[64];
+  if (std::fabs(v) >= 1e4 && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    std::string s(buf), out;
+    const size_t start = s[0] == '-' ? 1 : 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (i > start && (s.size() - i) % 3 == 0) out += ',';
+      out += s[i];
+    }
+    return out;
+  }
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+std::string percent(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100 * fraction);
+  return buf;
+}
+
+std::string field_value_text(const ReportField& f) {
+  switch (f.kind) {
+    case ReportField::Kind::Number: return pretty(f.number) + (f.unit.empty() ? "" : " " + f.unit);
+    case ReportField::Kind::Text: return f.text;
+    case ReportField::Kind::Group: {
+      std::string s;
+      for (size_t i = 0; i < f.group.size(); ++i)
+        s += (i ? ", " : "") + f.group[i].first + " " + pretty(f.group[i].second);
+      return s + (f.unit.empty() ? "" : " " + f.unit);
+    }
+  }
+  return "";
+}
+
+double breakdown_total(const Report& r) {
+  double t = 0;
+  for (const auto& p : r.breakdown) t += p.seconds;
+  return t;
+}
+
+}  // namespace
+
+ReportField ReportField::num(std::string key, std::string label, double value, std::string unit) {
+  ReportField f;
+  f.key = std::move(key), f.label = std::move(label), f.unit = std::move(unit);
+  f.kind = Kind::Number, f.number = value;
+  return f;
+}
+
+ReportField ReportField::str(std::string key, std::string label, std::string value) {
+  ReportField f;
+  f.key = std::move(key), f.label = std::move(label);
+  f.kind = Kind::Text, f.text = std::move(value);
+  return f;
+}
+
+ReportField ReportField::grp(std::string key, std::string label, std::vector<std::pair<std::string, double>> parts,
+                             std::string unit) {
+  ReportField f;
+  f.key = std::move(key), f.label = std::move(label), f.unit = std::move(unit);
+  f.kind = Kind::Group, f.group = std::move(parts);
+  return f;
+}
+
+bool PublishedComparison::within_tolerance() const {
+  return published != 0 && std::fabs(ratio() - 1) <= tolerance;
+}
+
+// ---- report.json ------------------------------------------------------------------------------
+
+std::string report_json(const Report& r) {
+  std::string j = "{\n";
+  auto line = [&](const std::string& key, const std::string& value, bool last = false) {
+    j += "  " + json_string(key) + ": " + value + (last ? "\n" : ",\n");
+  };
+  auto array = [](const std::vector<double>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_number(v[i]);
+    return s + "]";
+  };
+  line("title", json_string(r.title));
+  line("source", json_string(r.source));
+  line("subtitle", json_string(r.subtitle));
+  for (const auto& f : r.headline) {
+    if (f.kind == ReportField::Kind::Number) line(f.key, json_number(f.number));
+    else if (f.kind == ReportField::Kind::Text) line(f.key, json_string(f.text));
+    else {
+      std::string g = "{";
+      for (size_t i = 0; i < f.group.size(); ++i)
+        g += (i ? ", " : "") + json_string(f.group[i].first) + ": " + json_number(f.group[i].second);
+      line(f.key, g + "}");
+    }
+  }
+  if (!r.published.metric.empty()) {
+    const auto& p = r.published;
+    line("published", "{\"metric\": " + json_string(p.metric) + ", \"source\": " + json_string(p.source) +
+                          ", \"published\": " + json_number(p.published) + ", \"predicted\": " +
+                          json_number(p.predicted) + ", \"predicted_over_published\": " + json_number(p.ratio()) +
+                          ", \"tolerance\": " + json_number(p.tolerance) + ", \"within_tolerance\": " +
+                          (p.within_tolerance() ? "true" : "false") + ", \"note\": " + json_string(p.note) + "}");
+  }
+  std::string b = "{";
+  for (size_t i = 0; i < r.breakdown.size(); ++i)
+    b += (i ? ", " : "") + json_string(r.breakdown[i].name) + ": " + json_number(r.breakdown[i].seconds);
+  line("breakdown_s", b + "}");
+  line("per_rank", "{\"bubble_s\": " + array(r.bubble_per_rank) + ", \"busy_s\": " + array(r.busy_per_rank) +
+                       ", \"exposed_comm_s\": " + array(r.exposed_comm_per_rank) + "}");
+  std::string t = "[";
+  for (size_t i = 0; i < r.tables.size(); ++i) {
+    const auto& tb = r.tables[i];
+    t += (i ? ", " : "") + std::string("{\"title\": ") + json_string(tb.title) + ", \"columns\": [";
+    for (size_t c = 0; c < tb.columns.size(); ++c) t += (c ? ", " : "") + json_string(tb.columns[c]);
+    t += "], \"rows\": [";
+    for (size_t k = 0; k < tb.rows.size(); ++k) {
+      t += k ? ", [" : "[";
+      for (size_t c = 0; c < tb.rows[k].size(); ++c) t += (c ? ", " : "") + json_string(tb.rows[k][c]);
+      t += "]";
+    }
+    t += "]}";
+  }
+  line("tables", t + "]");
+  std::string n = "[";
+  for (size_t i = 0; i < r.notes.size(); ++i) n += (i ? ", " : "") + json_string(r.notes[i]);
+  line("notes", n + "]");
+  line("timeline_title", json_string(r.timeline_title));
+  std::string tl = "[";
+  for (size_t i = 0; i < r.timeline.size(); ++i) {
+    const auto& e = r.timeline[i];
+    tl += std::string(i ? ",\n    " : "\n    ") + "{\"rank\": " + std::to_string(e.rank) + ", \"kind\": " +
+          json_string(e.kind) + ", \"label\": " + json_string(e.label) + ", \"t0\": " + json_number(e.t0) +
+          ", \"t1\": " + json_number(e.t1) + "}";
+  }
+  line("timeline", tl + (r.timeline.empty() ? "]" : "\n  ]"), true);
+  return j + "}\n";
+}
+
+// ---- report.md --------------------------------------------------------------------------------
+
+std::string report_markdown(const Report& r) {
+  std::string m = "# " + r.title + "\n\n";
+  m += "*" + r.source + "*" + (r.subtitle.empty() ? "" : " — " + r.subtitle) + "\n\n";
+  m += "| | |\n|---|---|\n";
+  for (const auto& f : r.headline) m += "| " + f.label + " | " + field_value_text(f) + " |\n";
+  if (!r.published.metric.empty()) {
+    const auto& p = r.published;
+    m += "\n## Compared with the published figure\n\n| " + p.metric + " | value |\n|---|---|\n";
+    m += "| published (" + p.source + ") | " + pretty(p.published) + " |\n";
+    m += "| " + r.source + " | " + pretty(p.predicted) + " |\n";
+    m += "| " + r.source + " / published | " + pretty(p.ratio()) + (p.within_tolerance() ? " (within " : " (outside ") +
+         "±" + percent(p.tolerance) + ") |\n";
+    if (!p.note.empty()) m += "\n" + p.note + "\n";
+  }
+  const double total = breakdown_total(r);
+  m += "\n## Where the step time goes\n\n| part | seconds | share |\n|---|---:|---:|\n";
+  for (const auto& b : r.breakdown)
+    m += "| " + b.name + " | " + pretty(b.seconds) + " | " + percent(total > 0 ? b.seconds / total : 0) + " |\n";
+  if (!r.bubble_per_rank.empty()) {
+    m += "\n## Per rank (seconds)\n\n| rank | busy | bubble | exposed comm |\n|---:|---:|---:|---:|\n";
+    for (size_t i = 0; i < r.bubble_per_rank.size(); ++i)
+      m += "| " + std::to_string(i) + " | " + pretty(i < r.busy_per_rank.size() ? r.busy_per_rank[i] : 0) + " | " +
+           pretty(r.bubble_per_rank[i]) + " | " +
+           pretty(i < r.exposed_comm_per_rank.size() ? r.exposed_comm_per_rank[i] : 0) + " |\n";
+  }
+  for (const auto& t : r.tables) {
+    m += "\n## " + t.title + "\n\n|";
+    for (const auto& c : t.columns) m += " " + c + " |";
+    m += "\n|";
+    for (size_t c = 0; c < t.columns.size(); ++c) m += "---|";
+    m += "\n";
+    for (const auto& row : t.rows) {
+      m += "|";
+      for (const auto& cell : row) m += " " + cell + " |";
+      m += "\n";
+    }
+  }
+  if (!r.notes.empty()) {
+    m += "\n## Notes\n\n";
+    for (const auto& n : r.notes) m += "- " + n + "\n";
+  }
+  if (!r.timeline.empty()) m += "\nThe timeline (" + r.timeline_title + ") is drawn in report.html.\n";
+  return m;
+}
+
+}  // namespace duet::io

@@ -1,0 +1,68 @@
+#pragma once
+// Per-rank event traces in the Chrome trace-event JSON format (opens in Perfetto and
+// chrome://tracing): one complete event ("ph":"X") per compute op, wait, send, all-to-all,
+// data-parallel reduction. Every rank writes its own file; timestamps come from the
+// machine's monotonic clock, so files of ranks on one machine line up when loaded together.
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace duet::io {
+
+enum class TraceCategory { Compute, P2p, All2all, Dp, Ckpt, Idle };
+const char* trace_category_name(TraceCategory c);  // "compute", "p2p", "all2all", "dp", "ckpt", "idle"
+
+struct TraceEvent {
+  std::string name;
+  TraceCategory cat;
+  int tid;        // 0 main thread, 1 forward half of an F&B pair, 2 progress thread
+  double t0, t1;  // seconds on the monotonic clock
+  int step;
+};
+
+class TraceRecorder {
+ public:
+  explicit TraceRecorder(size_t max_events = 500000) : max_events_(max_events) {}
+  static double now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  // Thread-safe. Events past max_events are counted, not kept.
+  void add(std::string name, TraceCategory cat, int tid, double t0, double t1);
+  void set_step(int step) { step_ = step; }
+  // Writes {"traceEvents": [...]} with pid = rank; throws std::runtime_error naming the path.
+  void write(const std::string& path, int rank) const;
+  std::vector<TraceEvent> events() const;
+  size_t dropped() const { return dropped_; }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<TraceEvent> events_;
+  size_t max_events_, dropped_ = 0;
+  int step_ = 0;
+};
+
+// Reads back a file written by write() (for reports and tests); throws naming the path.
+std::vector<TraceEvent> read_trace(const std::string& path);
+
+// Records [construction, destruction) as one event, when a recorder is given.
+class TraceScope {
+ public:
+  TraceScope(TraceRecorder* r, TraceCategory cat, std::string name, int tid = 0)
+      : r_(r), cat_(cat), name_(r ? std::move(name) : std::string()), tid_(tid), t0_(r ? TraceRecorder::now() : 0) {}
+  ~TraceScope() {
+    if (r_) r_->add(std::move(name_), cat_, tid_, t0_, TraceRecorder::now());
+  }
+  TraceScope(const TraceScope&) = delete;
+  TraceScope& operator=(const TraceScope&) = delete;
+
+ private:
+  TraceRecorder* r_;
+  TraceCategory cat_;
+  std::string name_;
+  int tid_;
+  double t0_;
+};
+
+}  // namespace duet::io

@@ -1,0 +1,123 @@
+// `duet simulate` end to end, as a user runs it: the shipped DeepSeek-V3 config writes the
+// three report files with the fields, the published comparison holds the targets,
+// sweeps and schedule comparisons print their tables, errors exit 2, and report.html renders
+// in headless Chromium (scripts/install-deps.sh installs it, so its absence fails the test).
+#include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <string>
+
+#include "io/config.h"
+#include "scheduler/cost_model.h"
+#include "tests/apps/cli_util.h"
+
+namespace duet::test {
+namespace {
+
+const std::string kConfig = std::string(DUET_SOURCE_DIR) + "/configs/deepseek-v3-2048xh800.yaml";
+
+TEST(SimulateCli, ShippedConfigWritesTheReport) {
+  const auto dir = scratch_dir("simulate");
+  const CommandResult r = run_duet("simulate --config " + kConfig + " --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("predicted/published"), std::string::npos) << r.output;
+  for (const char* f : {"report.json", "report.md", "report.html"})
+    ASSERT_TRUE(std::filesystem::exists(dir / f)) << f;
+
+  const YAML::Node j = YAML::Load(read_file(dir / "report.json"));
+  for (const char* key : {"step_time_s", "bubble_s", "bubble_fraction", "exposed_comm_s", "tokens_per_step",
+                          "tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_day", "model_flops_per_token", "mfu",
+                          "mfu_convention", "gpu_hours_per_trillion_tokens", "days_per_trillion_tokens"})
+    EXPECT_TRUE(j[key].IsDefined()) << key;
+  for (const char* part : {"weights", "gradients", "optimizer", "peak_activations", "total"})
+    EXPECT_TRUE(j["memory_per_gpu_gib"][part].IsDefined()) << part;
+  EXPECT_DOUBLE_EQ(j["tokens_per_step"].as<double>(), 15360.0 * 4096);
+  EXPECT_NE(j["mfu_convention"].as<std::string>().find("causal"), std::string::npos);
+
+  // The targets: within ±15% of 180K GPU-hours per trillion tokens, and fits 80 GB.
+  const YAML::Node p = j["published"];
+  EXPECT_DOUBLE_EQ(p["published"].as<double>(), 180000);
+  EXPECT_DOUBLE_EQ(p["predicted"].as<double>(), j["gpu_hours_per_trillion_tokens"].as<double>());
+  EXPECT_NEAR(p["predicted_over_published"].as<double>(), 1.0, 0.15);
+  EXPECT_LE(j["memory_per_gpu_gib"]["total"].as<double>(), 80.0);
+
+  // Units agree with each other.
+  const double step = j["step_time_s"].as<double>();
+  EXPECT_NEAR(j["tokens_per_s"].as<double>() * step, 15360.0 * 4096, 1);
+  EXPECT_NEAR(j["tokens_per_s_per_gpu"].as<double>() * 2048, j["tokens_per_s"].as<double>(), 1e-6 * step);
+  double parts = 0;
+  for (const auto& kv : j["breakdown_s"]) parts += kv.second.as<double>();
+  EXPECT_NEAR(parts, step, 1e-6 * step);
+  EXPECT_EQ(j["per_rank"]["bubble_s"].size(), 16u);  // one pipeline's ranks
+  EXPECT_GT(j["timeline"].size(), 16u * 120);         // every chunk of every rank drawn
+
+  const std::string md = read_file(dir / "report.md");
+  EXPECT_NE(md.find("| GPU-hours per trillion tokens |"), std::string::npos);
+  EXPECT_NE(md.find("## Where the step time goes"), std::string::npos);
+}
+
+TEST(SimulateCli, HtmlRendersInHeadlessChromium) {
+  const CommandResult which = run_command("command -v chromium || command -v chromium-browser");
+  ASSERT_EQ(which.exit_code, 0) << "chromium is missing: scripts/install-deps.sh installs it";
+  std::string browser = which.output.substr(0, which.output.find('\n'));
+  const auto dir = scratch_dir("simulate-html");
+  ASSERT_EQ(run_duet("simulate --config " + kConfig + " --out " + dir.string()).exit_code, 0);
+  const auto png = dir / "report.png";
+  const CommandResult r = run_command("timeout 120 " + browser +
+                                      " --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1450,2200"
+                                      " --screenshot=" + png.string() + " file://" + (dir / "report.html").string());
+  ASSERT_TRUE(std::filesystem::exists(png)) << r.output;
+  // A blank page compresses to a few kB; the timeline alone is thousands of coloured cells.
+  EXPECT_GT(std::filesystem::file_size(png), 50'000u) << r.output;
+  const std::string head = read_file(png).substr(0, 8);
+  EXPECT_EQ(head, "\x89PNG\r\n\x1a\n");
+}
+
+TEST(SimulateCli, SweepPrintsOneRowPerValue) {
+  const CommandResult r = run_duet("simulate --config " + kConfig + " --sweep parallel.pp=8,16,32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"parallel.pp=8 ", "parallel.pp=16 ", "parallel.pp=32 "})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+  EXPECT_NE(r.output.find("GPU-h/T"), std::string::npos);
+  EXPECT_NE(r.output.find("3/3"), std::string::npos);  // the progress bar finished
+  EXPECT_EQ(r.output.find("error"), std::string::npos) << r.output;  // dp followed pp: 2048 GPUs each time
+}
+
+TEST(SimulateCli, CompareSchedulesPrintsAllFour) {
+  const CommandResult r = run_duet("simulate --config " + kConfig + " --compare-schedules");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* k : {"\n1f1b ", "\nzb1p ", "\ndualpipe ", "\ndualpipev "})
+    EXPECT_NE(r.output.find(k), std::string::npos) << k << "\n" << r.output;
+}
+
+TEST(SimulateCli, UserErrorsExitTwoWithAMessage) {
+  CommandResult r = run_duet("simulate --config " + kConfig);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--out DIR is required"), std::string::npos) << r.output;
+  r = run_duet("simulate --config " + kConfig + " --sweep cluster.ib_gbs=20,40");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("did you mean 'cluster.ib_gbps'"), std::string::npos) << r.output;
+  const auto dir = scratch_dir("simulate-bad");
+  r = run_duet("simulate --config " + kConfig + " --set parallel.dp=64 --out " + dir.string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("must equal cluster.gpus (2048)"), std::string::npos) << r.output;
+}
+
+// The config keys' defaults and the cost model's must not drift apart.
+TEST(SimulateCli, ClusterDefaultsMatchTheCostModel) {
+  const io::ClusterSection c;
+  const sched::Efficiencies e;
+  const sched::ClusterSpec h;
+  EXPECT_DOUBLE_EQ(c.gemm_efficiency, e.gemm);
+  EXPECT_DOUBLE_EQ(c.wgrad_efficiency, e.wgrad);
+  EXPECT_DOUBLE_EQ(c.attention_fwd_efficiency, e.attention_fwd);
+  EXPECT_DOUBLE_EQ(c.attention_bwd_efficiency, e.attention_bwd);
+  EXPECT_DOUBLE_EQ(c.hbm_efficiency, e.hbm);
+  EXPECT_DOUBLE_EQ(c.ib_gbps, h.ib_gbps);
+  EXPECT_DOUBLE_EQ(c.nvlink_gbps, h.nvlink_gbps);
+  EXPECT_EQ(c.comm_sms, h.comm_sms);
+}
+
+}  // namespace
+}  // namespace duet::test
