@@ -26,19 +26,42 @@ float clip_scale(double grad_norm, double clip) {
 }
 
 AdamW::AdamW(const ParamArena& arena, OptimizerConfig cfg)
-    : cfg_(cfg), m_(arena.params().size(), 0.0f), v_(arena.params().size(), 0.0f) {}
+    : AdamW(arena, cfg, ArenaRanges{{0, (int64_t)arena.params().size()}}) {}
+
+AdamW::AdamW(const ParamArena& arena, OptimizerConfig cfg, ArenaRanges owned) : cfg_(cfg), owned_(std::move(owned)) {
+  int64_t n = 0;
+  for (auto [b, e] : owned_) n += e - b;
+  m_.assign(n, 0.0f), v_.assign(n, 0.0f);
+}
+
+template <class F>
+void AdamW::for_owned(const ParamArena& arena, F&& f) const {
+  int64_t moment = 0;  // moments are packed: owned range after owned range
+  for (auto [b, e] : owned_) {
+    for (const auto& spec : arena.specs()) {
+      const int64_t lo = std::max(b, spec.offset), hi = std::min(e, spec.offset + spec.numel());
+      if (lo < hi && spec.trainable()) f(spec, lo, hi, moment + (lo - b));
+    }
+    moment += e - b;
+  }
+}
 
 void AdamW::step(ParamArena& arena, double lr, float grad_scale) {
   ++step_;
-  for (const auto& spec : arena.specs()) {
-    if (!spec.trainable()) continue;
-    float* g = arena.grads().data() + spec.offset;
-    if (grad_scale != 1.0f) cpu::scale(g, spec.numel(), grad_scale);
+  for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t mo) {
+    float* g = arena.grads().data() + lo;
+    if (grad_scale != 1.0f) cpu::scale(g, hi - lo, grad_scale);
     const cpu::AdamWParams p{(float)lr, (float)cfg_.beta1, (float)cfg_.beta2, (float)cfg_.eps,
                              spec.role == TensorRole::Weight ? (float)cfg_.weight_decay : 0.0f, step_};
-    cpu::adamw_update(arena.params().data() + spec.offset, g, m_.data() + spec.offset,
-                      v_.data() + spec.offset, spec.numel(), p);
-  }
+    cpu::adamw_update(arena.params().data() + lo, g, m_.data() + mo, v_.data() + mo, hi - lo, p);
+  });
+}
+
+void AdamW::grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const {
+  dense = experts = 0;
+  for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t) {
+    (spec.expert >= 0 ? experts : dense) += cpu::sum_squares(arena.grads().data() + lo, hi - lo);
+  });
 }
 
 }  // namespace duet::model

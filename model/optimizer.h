@@ -22,21 +22,36 @@ double learning_rate(const OptimizerConfig& c, long step);
 // Σ g² over the trainable tensors of the arena (State tensors have no gradient).
 double grad_sum_squares(const ParamArena& arena);
 
+// Element ranges [begin, end) of an arena.
+using ArenaRanges = std::vector<std::pair<int64_t, int64_t>>;
+
+// AdamW over the parts of an arena this rank owns: the whole arena, or — ZeRO-1 — its shard
+// of each reduce-scatter bucket. Moments exist only for owned elements.
 class AdamW {
  public:
-  AdamW(const ParamArena& arena, OptimizerConfig cfg);
+  AdamW(const ParamArena& arena, OptimizerConfig cfg);                      // owns everything
+  AdamW(const ParamArena& arena, OptimizerConfig cfg, ArenaRanges owned);  // owns a shard
 
-  // One update of every trainable tensor: grads are first multiplied by grad_scale (the clip
-  // factor, computed by the caller from the global norm). Weight decay only on Weight tensors.
+  // One update of every owned trainable element: grads are first multiplied by grad_scale
+  // (the clip factor, computed by the caller from the global norm). Weight decay only on
+  // Weight tensors; State tensors are never touched.
   void step(ParamArena& arena, double lr, float grad_scale);
   long steps_taken() const { return step_; }
+  const ArenaRanges& owned() const { return owned_; }
+  // Σ g² over the owned trainable elements, split into dense and routed-expert tensors.
+  void grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const;
 
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }
   void set_steps_taken(long s) { step_ = s; }
 
  private:
+  // Calls f(spec, begin, end, moment_offset) for every owned piece of a trainable tensor.
+  template <class F>
+  void for_owned(const ParamArena& arena, F&& f) const;
+
   OptimizerConfig cfg_;
+  ArenaRanges owned_;
   std::vector<float> m_, v_;
   long step_ = 0;
 };

@@ -102,6 +102,13 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   inbox_.assign(2 * dirs_ * mbpd_, std::vector<float>(n));
   recv_req_.assign(inbox_.size(), MPI_REQUEST_NULL);
   tokens_.resize(dirs_ * mbpd_), targets_.resize(dirs_ * mbpd_);
+  last_backward_op_.assign(dirs_, -1);
+  const auto& ops = schedule_.ops[pp_rank_];
+  for (size_t k = 0; k < ops.size(); ++k) {
+    const auto& op = ops[k];
+    if (op.kind == sched::OpKind::FB) last_backward_op_[op.dir2] = (int)k;
+    else if (op.kind != sched::OpKind::F) last_backward_op_[op.dir] = (int)k;
+  }
 }
 
 void PipelineEngine::load_microbatch(int step, StageSlot& s, int mb) {
@@ -124,7 +131,7 @@ void PipelineEngine::load_microbatch(int step, StageSlot& s, int mb) {
     }
 }
 
-StepStats PipelineEngine::run_step(int step) {
+StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slot_done) {
   step_ = step;
   if (trace_) trace_->set_step(step);
   StepStats st;
@@ -146,7 +153,12 @@ StepStats PipelineEngine::run_step(int step) {
   }
   const auto& ops = schedule_.ops[pp_rank_];
   if (overlap_) baton_.acquire();
-  for (size_t k = 0; k < ops.size(); ++k) run_op(ops[k], (int)k, st);
+  for (size_t k = 0; k < ops.size(); ++k) {
+    run_op(ops[k], (int)k, st);
+    if (slot_done)
+      for (int d = 0; d < dirs_; ++d)
+        if (last_backward_op_[d] == (int)k) slot_done(slot_index_[d]);
+  }
   if (overlap_) baton_.release();
   const auto t0 = Clock::now();
   if (sends_) sends_->wait_all();

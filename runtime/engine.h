@@ -15,6 +15,7 @@
 // Gradients accumulate in the stages' arenas; synchronising them across stage copies and
 // data-parallel replicas is the trainer's job (runtime/grad_sync.h).
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -65,7 +66,9 @@ class PipelineEngine {
                  MPI_Comm expert_comm, const io::TokenDataset& data);
 
   // Runs one training step (1-based) of the schedule. Parameter gradients accumulate.
-  StepStats run_step(int step);
+  // slot_done(i) is called as soon as slot i's last backward op of the step has run (its
+  // gradients are final), so their reduction can start while other ops still run.
+  StepStats run_step(int step, const std::function<void(int)>& slot_done = {});
 
   // Σ token losses of validation sequences [first, first+count) pushed through pipeline 0,
   // on the rank holding its last stage (0 elsewhere).
@@ -110,6 +113,7 @@ class PipelineEngine {
   std::unique_ptr<io::TraceRecorder> trace_;  // runtime.trace
   std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> slot_index_;  // dir -> index in slots_
+  std::vector<int> last_backward_op_;  // dir -> index of its last B/I/W op in this rank's list
   std::vector<std::vector<float>> inbox_;
   std::vector<MPI_Request> recv_req_;  // parallel to inbox_
   std::vector<MPI_Request> send_req_;

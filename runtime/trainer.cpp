@@ -10,7 +10,7 @@
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
 #include "runtime/engine.h"
-#include "runtime/grad_sync.h"
+#include "runtime/zero.h"
 #include "runtime/mpi.h"
 #include "runtime/topology.h"
 #include "runtime/train_setup.h"
@@ -55,9 +55,15 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   Comm experts = Comm::from_members(groups.expert_parallel);
   const io::TokenDataset data = io::TokenDataset::load(cfg);
   PipelineEngine engine(cfg, topo, rank, pipeline.get(), experts.get(), data);
-  GradSync sync(topo, rank, engine.schedule());
-  std::vector<model::AdamW> opts;
-  for (auto& s : engine.slots()) opts.emplace_back(*s.arena, ocfg);
+  ZeroOptimizer zero(topo, rank, engine.schedule(), engine.slots(), ocfg);
+  {
+    int64_t held = 0;
+    for (auto& s : engine.slots()) held += (int64_t)s.arena->params().size();
+    char line[200];
+    std::snprintf(line, sizeof line, "ZeRO-1: rank 0 keeps AdamW moments for %lld of the %lld parameters it holds (%.1f%%)",
+                  (long long)zero.moment_floats() / 2, (long long)held, 50.0 * zero.moment_floats() / held);
+    log.print(line);
+  }
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
 
@@ -90,16 +96,12 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
     for (auto& s : engine.slots()) s.arena->zero_grads();
-    const StepStats st = engine.run_step(step);
+    const StepStats st = engine.run_step(step, [&](int slot) { zero.start_reduce(slot); });
     const auto t_sync = Clock::now();
-    sync.reduce(engine.slots(), engine.trace());
-    const double grad_norm = sync.grad_norm(engine.slots(), pipeline.get(), experts.get());
-    const float clip = model::clip_scale(grad_norm, ocfg.grad_clip);
-    for (size_t i = 0; i < opts.size(); ++i) {
-      auto& s = engine.slots()[i];
-      opts[i].step(*s.arena, lr, clip);
+    const double grad_norm = zero.finish_reduce(engine.trace());
+    zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), engine.trace());
+    for (auto& s : engine.slots())
       s.stage_model->update_expert_bias(s.reduced_load, (float)cfg.model.moe.bias_update_rate);
-    }
     double loss_sum = st.loss_sum;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).

@@ -98,3 +98,21 @@ TEST(PipelineLayout, WrongRankCountOrScheduleRuleIsAClearError) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("micro-batches per pipeline"), std::string::npos) << r.output;
 }
+
+// ZeRO-1: with DP 2 each rank keeps optimizer moments for about half of what it holds;
+// on one process, for all of it.
+TEST(PipelineLayout, Zero1ShardsOptimizerState) {
+  const auto dir = scratch_dir("zero1");
+  auto share = [](const std::string& out) {
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(out, m, std::regex("ZeRO-1: rank 0 keeps AdamW moments for ([0-9]+) of the ([0-9]+)"))) << out;
+    return m.size() == 3 ? std::stod(m[1]) / std::stod(m[2]) : -1.0;
+  };
+  const auto two = run_command(mpirun(2) + " --train.steps 1 --train.eval_batches 1 --parallel.dp 2 --run.dir " + dir.string());
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NEAR(share(two.output), 0.5, 0.01);
+  const auto one = run_duet("train --train.steps 1 --train.eval_batches 1 --run.dir " + dir.string());
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NEAR(share(one.output), 1.0, 0.01);
+  fs::remove_all(dir);
+}
