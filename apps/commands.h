@@ -9,5 +9,6 @@ int cmd_train(int argc, char** argv);
 int cmd_schedule(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
 int cmd_launch(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 
 }  // namespace duet::app

@@ -17,6 +17,7 @@ struct Subcommand {
 constexpr Subcommand kSubcommands[] = {
     {"launch", duet::app::cmd_launch, "run a multi-rank training job on this machine (mpirun)"},
     {"train", duet::app::cmd_train, "train in this process, or as one rank of an MPI job"},
+    {"report", duet::app::cmd_report, "throughput report of a finished run, measured and simulated"},
     {"schedule", duet::app::cmd_schedule, "print, validate, simulate or draw a pipeline schedule"},
     {"simulate", duet::app::cmd_simulate, "predict a training step at full scale: throughput report"},
 };

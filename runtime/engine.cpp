@@ -134,6 +134,7 @@ void PipelineEngine::load_microbatch(int step, StageSlot& s, int mb) {
 StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slot_done) {
   step_ = step;
   if (trace_) trace_->set_step(step);
+  const long messages_before = p2p_sends_ + expert_collectives();
   StepStats st;
   const sched::Placement pl = schedule_.placement();
   const int count = batch_ * seq_len_ * mcfg_.d_model;
@@ -165,6 +166,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slo
   MPI_CHECK(MPI_Waitall((int)send_req_.size(), send_req_.data(), MPI_STATUSES_IGNORE));
   send_req_.clear();
   st.wait_s += since(t0);
+  st.messages = p2p_sends_ + expert_collectives() - messages_before;
   return st;
 }
 
@@ -221,6 +223,7 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
     std::memcpy(inbox(k, to.dir, mb).data(), data, sizeof(float) * count);
     return;
   }
+  ++p2p_sends_;
   if (sends_) {
     sends_->send(data, count, to.rank, tag(k, to.dir, mb));
     return;

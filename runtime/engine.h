@@ -15,6 +15,7 @@
 // Gradients accumulate in the stages' arenas; synchronising them across stage copies and
 // data-parallel replicas is the trainer's job (runtime/grad_sync.h).
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -44,6 +45,7 @@ struct StepStats {
   double loss_sum = 0;     // Σ token losses computed on this rank (last stages only)
   double compute_s = 0;    // time in forward / backward / weight ops
   double wait_s = 0;       // time blocked on receives and on the final sends
+  long messages = 0;       // point-to-point sends and all-to-alls this rank issued
 };
 
 // One stage this rank holds: its direction, place in the model, parameters and activations.
@@ -81,6 +83,11 @@ class PipelineEngine {
     double s = 0;
     for (auto& e : exchanges_) s += e->seconds();
     return s;
+  }
+  long expert_collectives() const {
+    long n = 0;
+    for (auto& e : exchanges_) n += e->collectives();
+    return n;
   }
   int microbatches() const { return microbatches_; }
 
@@ -120,6 +127,7 @@ class PipelineEngine {
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per (dir, mb) on first / last stages
   std::vector<int32_t> window_;
   int step_ = 0;
+  std::atomic<long> p2p_sends_{0};
 };
 
 }  // namespace duet::runtime

@@ -36,6 +36,7 @@ void MpiExpertExchange::collective(const char* name, F&& f) {
     f();
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  ++collectives_;
 }
 
 void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {

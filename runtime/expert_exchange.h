@@ -25,6 +25,7 @@ class MpiExpertExchange : public model::ExpertExchange {
   void combine(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
 
   double seconds() const { return seconds_; }  // time spent in the all-to-alls
+  long collectives() const { return collectives_; }  // all-to-alls issued so far
 
  private:
   template <class F>
@@ -38,6 +39,7 @@ class MpiExpertExchange : public model::ExpertExchange {
   std::vector<float> staging_;
   std::vector<int> counts_a_, displs_a_, counts_b_, displs_b_;
   double seconds_ = 0;
+  long collectives_ = 0;
 };
 
 }  // namespace duet::runtime

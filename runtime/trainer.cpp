@@ -112,6 +112,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const double sync_s = since(t_sync);
     const double step_time = since(t0);
     train_seconds += step_time;
+    // runtime.comm_delay_us adds latency to every message: the most a rank had added.
+    double added = st.messages * cfg.runtime.comm_delay_us * 1e-6;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &added, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
     double waited = st.wait_s;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &waited, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     wait_seconds += waited / world;
@@ -124,6 +127,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
+    if (cfg.runtime.comm_delay_us > 0) j.add("comm_delay_added_s", added);
     if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);
     std::string extra;
     const bool last = step == cfg.train.steps;

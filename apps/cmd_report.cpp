@@ -1,0 +1,36 @@
+// duet report --run DIR: the throughput report of a finished run (report.json/md/html),
+// measured from its traces, with the simulator's prediction for the same schedule.
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+
+#include "apps/commands.h"
+#include "io/report.h"
+#include "runtime/run_report.h"
+
+namespace po = boost::program_options;
+
+namespace duet::app {
+
+int cmd_report(int argc, char** argv) {
+  po::options_description opts("usage: duet report --run DIR [--out DIR]\n\nWrites report.json, report.md and report.html for a training run");
+  opts.add_options()("help,h", "show this help")("run", po::value<std::string>(), "the run directory (runs/<name>)")(
+      "out", po::value<std::string>(), "where to write the report (default: the run directory)");
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return 0;
+  }
+  if (!vm.count("run")) throw std::invalid_argument("--run DIR is required (a run directory, e.g. runs/tiny)");
+  const std::string run = vm["run"].as<std::string>();
+  const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
+  const io::Report r = runtime::measured_report(run);
+  io::write_report(r, out);
+  std::cout << io::report_markdown(r);
+  std::printf("\nwrote %s/report.json, report.md, report.html\n", out.c_str());
+  return 0;
+}
+
+}  // namespace duet::app

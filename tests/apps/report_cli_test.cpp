@@ -1,0 +1,61 @@
+// `duet report --run DIR` on a real 2-rank DualPipe run: the three files, the fields, and a
+// prediction from the simulator. (How close prediction and measurement are is a benchmark
+// result — docs/PERFORMANCE.md — not asserted here.)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+
+#include "tests/apps/cli_util.h"
+
+using namespace duet::test;
+namespace fs = std::filesystem;
+
+namespace {
+double field(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(json, m, std::regex("\"" + key + "\": *([-0-9.eE+]+)"))) return NAN;
+  return std::stod(m[1]);
+}
+}  // namespace
+
+TEST(ReportCli, MeasuredRunReport) {
+  const auto dir = scratch_dir("report");
+  auto r = run_duet("launch --parallel.pp 2 --train.steps 8 --train.eval_batches 1 --run.dir " + dir.string() +
+                    " --run.name run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path run = dir / "run";
+  for (const char* f : {"trace/rank-00000.json", "trace/rank-00001.json"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  // Traces are Chrome trace JSON with compute ops, waits and sends.
+  const std::string trace = read_file(run / "trace/rank-00000.json");
+  EXPECT_NE(trace.find("\"traceEvents\""), std::string::npos);
+  EXPECT_NE(trace.find("\"cat\":\"compute\""), std::string::npos);
+  EXPECT_NE(trace.find("\"name\":\"F0:0\""), std::string::npos);
+  EXPECT_NE(trace.find("\"cat\":\"dp\""), std::string::npos);
+
+  r = run_duet("report --run " + run.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* f : {"report.json", "report.md", "report.html"}) EXPECT_TRUE(fs::exists(run / f)) << f;
+  const std::string json = read_file(run / "report.json");
+  const double step = field(json, "step_time_s"), predicted = field(json, "predicted_step_time_s");
+  EXPECT_GT(step, 0);
+  EXPECT_GT(predicted, 0);
+  EXPECT_NEAR(field(json, "predicted_over_measured"), predicted / step, 1e-3);
+  for (const char* k : {"bubble_fraction", "exposed_comm_fraction"}) {
+    EXPECT_GE(field(json, k), 0) << k;
+    EXPECT_LE(field(json, k), 1) << k;
+  }
+  EXPECT_NEAR(field(json, "tokens_per_step"), 16 * 128, 1e-9);
+  EXPECT_NE(read_file(run / "report.html").find("<svg"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(ReportCli, MissingTracesNameTheFile) {
+  const auto dir = scratch_dir("report-missing");
+  ASSERT_EQ(run_duet("train --train.steps 2 --train.eval_batches 1 --runtime.trace false --run.dir " + dir.string() +
+                     " --run.name run").exit_code, 0);
+  const auto r = run_duet("report --run " + (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("rank-00000.json"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
