@@ -7,7 +7,9 @@
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "io/metrics.h"
+#include "io/report.h"
 #include "runtime/mpi.h"
+#include "runtime/run_report.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
@@ -56,6 +58,24 @@ int cmd_train(int argc, char** argv) {
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
     log.print(line);
+    if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
+      MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+      if (rank == 0) {
+        const io::Report r = runtime::measured_report(run_dir);
+        io::write_report(r, run_dir);
+        auto get = [&](const char* key) {
+          for (const auto& f : r.headline)
+            if (f.key == key) return f.number;
+          return 0.0;
+        };
+        std::snprintf(line, sizeof line,
+                      "summary: step %.3f s (median), bubble %.1f%%, exposed communication %.1f%% of the step; "
+                      "simulator with measured op costs: %.3f s; report: %s/report.html",
+                      get("step_time_s"), 100 * get("bubble_fraction"), 100 * get("exposed_comm_fraction"),
+                      get("predicted_step_time_s"), run_dir.c_str());
+        log.print(line);
+      }
+    }
   } catch (const std::exception& e) {
     if (world > 1) runtime::fatal(e.what());  // never leave the other ranks hanging
     throw;

@@ -131,6 +131,8 @@ struct RuntimeSection {
   int threads = 0;      // compute threads; 0 = auto
   bool trace = true;    // write per-rank event traces
   int comm_delay_us = 0;  // artificial delay added to each message (testing overlap)
+  int fail_rank = -1;     // fault injection: this rank fails at fail_step (-1 = none)
+  int fail_step = 0;
   bool operator==(const RuntimeSection&) const = default;
 };
 

@@ -190,6 +190,10 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(runtime.trace), "record per-rank event traces"),
       make_key(DUET_KEY(runtime.comm_delay_us), "artificial delay per message in microseconds (testing)",
                at_least(0)),
+      make_key(DUET_KEY(runtime.fail_rank), "fault injection (testing): this rank fails at runtime.fail_step; -1 = none",
+               at_least(-1)),
+      make_key(DUET_KEY(runtime.fail_step), "fault injection (testing): the step at which runtime.fail_rank fails",
+               at_least(0)),
 
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),

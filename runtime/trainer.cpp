@@ -96,6 +96,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
     for (auto& s : engine.slots()) s.arena->zero_grads();
+    if (rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step)
+      throw std::runtime_error("injected failure (runtime.fail_rank " + std::to_string(rank) + ", runtime.fail_step " +
+                               std::to_string(step) + ")");
     const StepStats st = engine.run_step(step, [&](int slot) { zero.start_reduce(slot); });
     const auto t_sync = Clock::now();
     const double grad_norm = zero.finish_reduce(engine.trace());

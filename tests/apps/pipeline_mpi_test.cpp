@@ -28,8 +28,8 @@ std::vector<double> losses(const fs::path& metrics) {
   return out;
 }
 
-std::string mpirun(int np) {
-  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + DUET_MPIEXEC +
+std::string mpirun(int np, const std::string& wrapper = "") {
+  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + wrapper + DUET_MPIEXEC +
          " --oversubscribe -np " + std::to_string(np) + " " + DUET_BINARY + " train";
 }
 
@@ -114,5 +114,17 @@ TEST(PipelineLayout, Zero1ShardsOptimizerState) {
   const auto one = run_duet("train --train.steps 1 --train.eval_batches 1 --run.dir " + dir.string());
   ASSERT_EQ(one.exit_code, 0) << one.output;
   EXPECT_NEAR(share(one.output), 1.0, 0.01);
+  fs::remove_all(dir);
+}
+
+// A rank that fails says who, where and why, and takes the whole job down: no rank is left
+// waiting for it.
+TEST(PipelineLayout, FailingRankAbortsTheWholeJob) {
+  const auto dir = scratch_dir("fail");
+  const auto r = run_command(mpirun(4, "timeout 120 ") + " --parallel.pp 4 --train.steps 6 --train.eval_batches 1" +
+                             " --runtime.fail_rank 2 --runtime.fail_step 3 --run.dir " + dir.string());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "the job hung instead of aborting";
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("rank 2 on [^ :]+: injected failure"))) << r.output;
   fs::remove_all(dir);
 }
