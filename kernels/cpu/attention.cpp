@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/profile.h"
 
 #include <cmath>
@@ -23,11 +24,9 @@ void attention_forward(float* out, float* probs, const float* qkv, int B, int T,
         float* row = p + (size_t)t * T;
         float m = row[0];
         for (int s = 1; s <= t; ++s) m = std::max(m, row[s]);
+        for (int s = 0; s <= t; ++s) row[s] = fast_exp(row[s] - m);  // vectorised
         float sum = 0.0f;
-        for (int s = 0; s <= t; ++s) {
-          row[s] = std::exp(row[s] - m);
-          sum += row[s];
-        }
+        for (int s = 0; s <= t; ++s) sum += row[s];
         const float inv = 1.0f / sum;
         for (int s = 0; s <= t; ++s) row[s] *= inv;
         for (int s = t + 1; s < T; ++s) row[s] = 0.0f;

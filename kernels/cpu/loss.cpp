@@ -1,4 +1,5 @@
 #include "kernels/loss.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/profile.h"
 
 #include <cmath>
@@ -12,11 +13,9 @@ double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V
     float* row = logits + (size_t)n * V;
     float m = row[0];
     for (int v = 1; v < V; ++v) m = std::max(m, row[v]);
+    for (int v = 0; v < V; ++v) row[v] = fast_exp(row[v] - m);  // vectorised
     float sum = 0.0f;
-    for (int v = 0; v < V; ++v) {
-      row[v] = std::exp(row[v] - m);
-      sum += row[v];
-    }
+    for (int v = 0; v < V; ++v) sum += row[v];
     const float inv = 1.0f / sum;
     for (int v = 0; v < V; ++v) row[v] *= inv;
     total -= std::log(std::max(row[targets[n]], 1e-30f));

@@ -15,6 +15,7 @@
 #include "kernels/norm.h"
 #include "kernels/optim.h"
 #include "kernels/rope.h"
+#include "kernels/cpu/fast_exp.h"
 #include "tests/kernels/grad_check.h"
 
 using namespace duet::cpu;
@@ -295,4 +296,14 @@ TEST(KernelOptim, AdamWOneStepByHand) {
   EXPECT_NEAR(p[1], -2.0f - 0.1f * (1.0f + 0.01f * -2.0f), 1e-6);
   EXPECT_NEAR(m[0], 0.05f, 1e-7);
   EXPECT_NEAR(v[1], 0.05f * 0.01f, 1e-9);
+}
+
+TEST(KernelMath, FastExpMatchesStdExp) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.0137f)
+    worst = std::max(worst, std::abs((double)duet::cpu::fast_exp(x) - std::exp((double)x)) / std::exp((double)x));
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_EQ(duet::cpu::fast_exp(0.0f), 1.0f);
+  EXPECT_GT(duet::cpu::fast_exp(-1000.0f), 0.0f);  // clamped, never NaN or negative
+  EXPECT_LT(duet::cpu::fast_exp(-1000.0f), 1e-37f);
 }
