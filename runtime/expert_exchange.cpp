@@ -27,16 +27,16 @@ MpiExpertExchange::MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton
 }
 
 template <class F>
-void MpiExpertExchange::collective(const char* name, F&& f) {
+void MpiExpertExchange::collective(const char* name, bool delayed, F&& f) {
   const auto t0 = Clock::now();
   {
     BatonRelease handover(baton_);  // destroyed last: the event ends before the baton returns
     io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_tid);
-    if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));  // modelled latency
+    if (delayed && delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));  // modelled latency
     f();
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
-  ++collectives_;
+  if (delayed) ++collectives_;
 }
 
 void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {
@@ -45,7 +45,7 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
   for (int e = 0; e < experts; ++e) p.send_counts[e / El] += rows_per_expert[e];
   p.recv_expert_counts.assign((size_t)size_ * El, 0);
   // Rank q gets the counts of its experts [q·El, (q+1)·El) from every rank.
-  collective("all-to-all counts", [&] {
+  collective("all-to-all counts", false, [&] {
     MPI_CHECK(MPI_Alltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get()));
   });
   p.recv_counts.assign(size_, 0);
@@ -62,7 +62,7 @@ void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, st
   scaled(p.send_counts, width, counts_a_, displs_a_);
   scaled(p.recv_counts, width, counts_b_, displs_b_);
   staging_.resize((size_t)p.owner_rows() * width);
-  collective("all-to-all dispatch", [&] {
+  collective("all-to-all dispatch", true, [&] {
     MPI_CHECK(MPI_Alltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
                             displs_b_.data(), MPI_FLOAT, comm_.get()));
   });
@@ -96,7 +96,7 @@ void MpiExpertExchange::combine(const model::ExpertPlan& p, const float* in, std
   int total = 0;
   for (int c : counts_a_) total += c;
   out.resize(total);
-  collective("all-to-all combine", [&] {
+  collective("all-to-all combine", true, [&] {
     MPI_CHECK(MPI_Alltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(),
                             counts_a_.data(), displs_a_.data(), MPI_FLOAT, comm_.get()));
   });

@@ -25,11 +25,13 @@ class MpiExpertExchange : public model::ExpertExchange {
   void combine(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
 
   double seconds() const { return seconds_; }  // time spent in the all-to-alls
-  long collectives() const { return collectives_; }  // all-to-alls issued so far
+  long collectives() const { return collectives_; }  // dispatches and combines so far
 
  private:
+  // delayed: whether runtime.comm_delay_us applies. The counts exchange is the header of a
+  // dispatch, not a message of its own: only dispatch and combine carry the latency.
   template <class F>
-  void collective(const char* name, F&& f);
+  void collective(const char* name, bool delayed, F&& f);
 
   Comm comm_;
   Baton* baton_;
