@@ -174,6 +174,11 @@ io::Report measured_report(const std::string& run_dir) {
   for (const auto& r : steady) steady_steps.insert(r.step);
   std::vector<RankStep> per_rank(world);
   std::map<int, std::vector<double>> f, b, i, w, fa2a, ba2a;  // by stage
+  struct PairSample {
+    int stage_f, stage_b;
+    double busy;
+  };
+  std::vector<PairSample> pairs;  // overlapped pairs: compute time of the pair as a whole
   double min_send = 1e300;
   for (int r = 0; r < world; ++r) {
     std::vector<io::TraceEvent> step_ev;
@@ -190,6 +195,25 @@ io::Report measured_report(const std::string& run_dir) {
       }
     for (int s : steady_steps) {
       const auto& ev = by_step[s];
+      // A pair's cost is what its two halves computed together: the union of each half's span
+      // minus its own communication (a half waiting for the baton overlaps the other's compute).
+      std::map<std::string, const io::TraceEvent*> by_name;
+      for (const auto& e : ev)
+        if (e.cat == io::TraceCategory::Compute) by_name[e.name] = &e;
+      for (const auto& op : schedule.ops[pp_rank]) {
+        if (op.kind != sched::OpKind::FB) continue;
+        const auto fi = by_name.find(sched::format_op({sched::OpKind::F, op.dir, op.microbatch}));
+        const auto bi = by_name.find(sched::format_op({sched::OpKind::B, op.dir2, op.microbatch2}));
+        if (fi == by_name.end() || bi == by_name.end()) continue;
+        std::vector<Interval> busy;
+        for (const io::TraceEvent* h : {fi->second, bi->second}) {
+          std::vector<Interval> nested;
+          for (const auto& c : ev)
+            if (c.tid == h->tid && is_comm(c) && c.t0 >= h->t0 && c.t1 <= h->t1) nested.push_back({c.t0, c.t1});
+          for (auto iv : minus({{h->t0, h->t1}}, nested)) busy.push_back(iv);
+        }
+        pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), length(busy)});
+      }
       for (const auto& e : ev) {
         if (e.cat == io::TraceCategory::P2p && e.tid == 2) min_send = std::min(min_send, e.t1 - e.t0);
         if (e.cat != io::TraceCategory::Compute || paired.count(e.name)) continue;
@@ -216,11 +240,24 @@ io::Report measured_report(const std::string& run_dir) {
     c.b = b[s].empty() ? median(i[s]) + median(w[s]) : median(b[s]);
     c.i = i[s].empty() ? c.b / 2 : median(i[s]);
     c.w = w[s].empty() ? c.b / 2 : median(w[s]);
-    c.fb = c.f + c.b;  // one CPU computes both halves in turn; communication is what overlaps
+    c.fb = c.f + c.b;  // scaled below by what pairs measured
     c.f_a2a = median(fa2a[s]), c.b_a2a = median(ba2a[s]);
     c.activation_bytes = c.gradient_bytes = act_bytes;
     c.dp_sync = median(syncs);
     sim.stages.push_back(c);
+  }
+  // Pairs: one CPU computes both halves in turn, and a pair costs more than its halves do
+  // alone (a second thread, baton hand-overs, caches shared by two micro-batches). The
+  // simulator prices a pair F_a & B_b as fb_a·f_a/(f_a+b_a) + fb_b·b_b/(f_b+b_b); with
+  // fb = k·(f + b) for every stage that is k·(f_a + b_b), and k is the median measured ratio.
+  if (!pairs.empty()) {
+    std::vector<double> ratio;
+    for (const auto& p : pairs) {
+      const double lone = sim.stages[p.stage_f].f + sim.stages[p.stage_b].b;
+      if (lone > 0) ratio.push_back(p.busy / lone);
+    }
+    const double k = ratio.empty() ? 1.0 : median(ratio);
+    for (auto& c : sim.stages) c.fb = k * (c.f + c.b);
   }
   // Point-to-point: the fastest send seen is latency + transfer of one activation.
   const double p2p = min_send < 1e300 ? min_send : cfg.runtime.comm_delay_us * 1e-6;
@@ -278,7 +315,8 @@ io::Report measured_report(const std::string& run_dir) {
       rep_out.timeline.push_back({p, kind, e.name, e.t0 - origin, e.t1 - origin});
     }
   rep_out.timeline_title = "pipeline 0, measured";
-  io::ReportTable costs{"measured op costs per stage (ms, medians of lone ops)", {"stage", "F", "B", "I", "W", "all-to-all in F", "all-to-all in B"}, {}};
+  io::ReportTable costs{"measured op costs per stage (ms, medians of lone ops; F&B = pair cost used)",
+                       {"stage", "F", "B", "I", "W", "F&B", "all-to-all in F", "all-to-all in B"}, {}};
   auto ms = [](double s) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.3f", s * 1e3);
@@ -286,13 +324,14 @@ io::Report measured_report(const std::string& run_dir) {
   };
   for (int s = 0; s < place.num_stages(); ++s)
     costs.rows.push_back({std::to_string(s), ms(sim.stages[s].f), ms(sim.stages[s].b), ms(sim.stages[s].i),
-                          ms(sim.stages[s].w), ms(sim.stages[s].f_a2a), ms(sim.stages[s].b_a2a)});
+                          ms(sim.stages[s].w), ms(sim.stages[s].fb), ms(sim.stages[s].f_a2a), ms(sim.stages[s].b_a2a)});
   rep_out.tables.push_back(costs);
   rep_out.notes = {
       "Busy = some thread of the rank computing; exposed communication = waiting on a transfer, an all-to-all or the "
       "gradient reduction while no thread computes; bubble = the rest of the step window.",
       "The prediction replays this run's schedule in the discrete-event simulator with per-stage op costs measured "
-      "here (medians of ops outside overlapped pairs) and point-to-point latency = the fastest send observed.",
+      "here (medians of ops outside overlapped pairs; overlapped pairs scaled by their measured cost) and "
+      "point-to-point latency = the fastest send observed.",
       "Ranks that share cores (more ranks than cores) stretch each other's op times; the measured costs include that."};
   const unsigned cores = std::thread::hardware_concurrency();
   if (cores > 0 && (unsigned)world > cores)
