@@ -53,12 +53,7 @@ int cmd_launch(int argc, char** argv) {
       "dry-run", "print the command instead of running it");
   add_config_options(opts);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   // Forward every config option to the ranks unchanged; add the default layout if none given.
   std::vector<std::string> train_args;
   for (int i = 1; i < argc; ++i) {

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "apps/config_options.h"
 #include "io/report.h"
 #include "runtime/run_report.h"
 
@@ -17,12 +18,7 @@ int cmd_report(int argc, char** argv) {
   opts.add_options()("help,h", "show this help")("run", po::value<std::string>(), "the run directory (runs/<name>)")(
       "out", po::value<std::string>(), "where to write the report (default: the run directory)");
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   if (!vm.count("run")) throw std::invalid_argument("--run DIR is required (a run directory, e.g. runs/tiny)");
   const std::string run = vm["run"].as<std::string>();
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;

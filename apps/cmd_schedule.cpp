@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/config_options.h"
 #include "scheduler/json_writer.h"
 #include "scheduler/schedule.h"
 #include "scheduler/simulate.h"
@@ -147,12 +148,7 @@ int cmd_schedule(int argc, char** argv) {
       ("validate", po::value<std::string>(), "check a schedule file in the text format; --kind if it has no header");
   // clang-format on
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
 
   const std::string format = vm["format"].as<std::string>();
   if (format != "text" && format != "json")

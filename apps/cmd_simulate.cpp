@@ -110,12 +110,7 @@ int cmd_simulate(int argc, char** argv) {
   // clang-format on
   add_config_options(opts);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   const bool sweeping = vm.count("sweep") > 0, comparing = vm.count("compare-schedules") > 0;
   if (sweeping && comparing) throw std::invalid_argument("--sweep and --compare-schedules cannot be combined");
   if (!sweeping && !comparing && !vm.count("out"))

@@ -23,12 +23,7 @@ int cmd_train(int argc, char** argv) {
   opts.add_options()("help,h", "show this help");
   add_config_options(opts);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
+  if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   const io::RunConfig cfg = config_from_options(vm);
 
   runtime::MpiSession mpi(&argc, &argv);

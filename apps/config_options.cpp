@@ -1,5 +1,7 @@
 #include "apps/config_options.h"
 
+#include <iostream>
+
 namespace po = boost::program_options;
 
 namespace duet::app {
@@ -12,6 +14,16 @@ void add_config_options(po::options_description& opts) {
   for (const auto& k : io::config_keys())
     keys.add_options()(k.path.c_str(), po::value<std::string>()->value_name(k.type), k.help.c_str());
   opts.add(keys);
+}
+
+bool parse_options(const po::options_description& opts, int argc, char** argv, po::variables_map& vm) {
+  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << opts << "\n";
+    return false;
+  }
+  return true;
 }
 
 io::RunConfig config_from_options(const po::variables_map& vm) {

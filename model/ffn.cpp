@@ -7,6 +7,7 @@
 #include "kernels/activation.h"
 #include "kernels/gemm.h"
 #include "kernels/moe.h"
+#include "model/buffers.h"
 #include "model/stage.h"
 
 namespace duet::model {
@@ -14,12 +15,6 @@ namespace duet::model {
 using namespace duet::cpu;
 
 namespace {
-
-template <class T>
-T* sized(std::vector<T>& v, size_t n) {
-  if (v.size() != n) v.resize(n);
-  return v.data();
-}
 
 // SwiGLU FFN on rows of `in` (N,C): ab = in·W13ᵀ, h = silu(a)⊙b, out += h·W2ᵀ.
 void swiglu_ffn_forward(float* out, std::vector<float>& ab, std::vector<float>& h, const float* in,

@@ -1,3 +1,4 @@
+#include "model/buffers.h"
 #include "model/stage.h"
 
 #include <algorithm>
@@ -15,16 +16,6 @@
 namespace duet::model {
 
 using namespace duet::cpu;
-
-namespace {
-
-template <class T>
-T* sized(std::vector<T>& v, size_t n) {
-  if (v.size() != n) v.resize(n);
-  return v.data();
-}
-
-}  // namespace
 
 Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena, ExpertExchange* exchange)
     : cfg_(cfg), range_(range), arena_(arena), exchange_(exchange) {

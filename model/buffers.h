@@ -1,0 +1,15 @@
+#pragma once
+#include <cstddef>
+#include <vector>
+
+namespace duet::model {
+
+// Resizes v to n elements when it is not already that size and returns its data: activation
+// buffers keep their storage across micro-batches of the same shape.
+template <class T>
+T* sized(std::vector<T>& v, size_t n) {
+  if (v.size() != n) v.resize(n);
+  return v.data();
+}
+
+}  // namespace duet::model
