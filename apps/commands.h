@@ -10,5 +10,6 @@ int cmd_schedule(int argc, char** argv);
 int cmd_simulate(int argc, char** argv);
 int cmd_launch(int argc, char** argv);
 int cmd_report(int argc, char** argv);
+int cmd_ckpt(int argc, char** argv);
 
 }  // namespace duet::app

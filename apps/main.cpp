@@ -19,6 +19,7 @@ constexpr Subcommand kSubcommands[] = {
     {"train", duet::app::cmd_train, "train in this process, or as one rank of an MPI job"},
     {"report", duet::app::cmd_report, "throughput report of a finished run, measured and simulated"},
     {"schedule", duet::app::cmd_schedule, "print, validate, simulate or draw a pipeline schedule"},
+    {"ckpt", duet::app::cmd_ckpt, "inspect or verify checkpoints (duet ckpt inspect|verify DIR)"},
     {"simulate", duet::app::cmd_simulate, "predict a training step at full scale: throughput report"},
 };
 
