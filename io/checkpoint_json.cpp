@@ -1,5 +1,6 @@
 // Strict JSON (RFC 8259) reader and an indenting writer, for manifest.json.
 #include "io/checkpoint_json.h"
+#include "io/metrics.h"
 
 #include <cctype>
 #include <charconv>
@@ -236,27 +237,7 @@ const char* kind_name(Value::Kind k) {
   return "?";
 }
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string quote(std::string_view s) { return JsonLine::quote(s); }  // one JSON escaper for io/
 
 // ---- Writer ----------------------------------------------------------------------------------
 
