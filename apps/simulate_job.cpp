@@ -1,4 +1,5 @@
 #include "apps/simulate_job.h"
+#include "runtime/train_setup.h"
 
 #include <cmath>
 #include <cstdio>
@@ -7,16 +8,6 @@
 
 namespace duet::app {
 namespace {
-
-sched::ScheduleKind to_sched(io::ScheduleKind k) {
-  switch (k) {
-    case io::ScheduleKind::k1F1B: return sched::ScheduleKind::OneFOneB;
-    case io::ScheduleKind::kZB1P: return sched::ScheduleKind::ZB1P;
-    case io::ScheduleKind::kDualPipe: return sched::ScheduleKind::DualPipe;
-    case io::ScheduleKind::kDualPipeV: return sched::ScheduleKind::DualPipeV;
-  }
-  return sched::ScheduleKind::DualPipe;
-}
 
 std::string fmt(const char* f, double v) {
   char buf[64];
@@ -95,7 +86,7 @@ SimInputs simulation_inputs(const io::RunConfig& cfg) {
   e.gemm = c.gemm_efficiency, e.wgrad = c.wgrad_efficiency, e.attention_fwd = c.attention_fwd_efficiency;
   e.attention_bwd = c.attention_bwd_efficiency, e.hbm = c.hbm_efficiency;
   auto& l = in.layout;
-  l.schedule = to_sched(cfg.parallel.schedule);
+  l.schedule = runtime::to_schedule_kind(cfg.parallel.schedule);
   l.pp = cfg.parallel.pp, l.dp = cfg.parallel.dp, l.ep = cfg.parallel.ep;
   l.seq_len = cfg.train.seq_len, l.micro_batch_size = cfg.train.micro_batch_size;
   l.global_batch = cfg.train.global_batch;

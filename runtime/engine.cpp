@@ -22,15 +22,6 @@ std::string op_name(char kind, int dir, int mb) {
 
 }  // namespace
 
-sched::ScheduleKind to_schedule_kind(io::ScheduleKind k) {
-  switch (k) {
-    case io::ScheduleKind::k1F1B: return sched::ScheduleKind::OneFOneB;
-    case io::ScheduleKind::kZB1P: return sched::ScheduleKind::ZB1P;
-    case io::ScheduleKind::kDualPipe: return sched::ScheduleKind::DualPipe;
-    case io::ScheduleKind::kDualPipeV: return sched::ScheduleKind::DualPipeV;
-  }
-  throw std::logic_error("unknown schedule kind");
-}
 
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg) {
   // One pipeline rank has no pipeline schedule: forward and backward per micro-batch.

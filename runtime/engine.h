@@ -29,11 +29,11 @@
 #include "runtime/mpi.h"
 #include "runtime/progress.h"
 #include "runtime/topology.h"
+#include "runtime/train_setup.h"
 #include "scheduler/schedule.h"
 
 namespace duet::runtime {
 
-sched::ScheduleKind to_schedule_kind(io::ScheduleKind k);
 // The schedule a layout runs: parallel.schedule, or 1F1B when pp is 1 (nothing to pipeline).
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
 

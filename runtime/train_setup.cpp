@@ -1,6 +1,7 @@
 #include "runtime/train_setup.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <thread>
 
 #include "model/tensor_spec.h"
@@ -16,6 +17,16 @@ model::ModelConfig to_model_config(const io::RunConfig& cfg) {
   out.d_expert = m.moe.d_expert;
   out.rope_theta = (float)m.rope_theta, out.norm_eps = (float)m.norm_eps;
   return out;
+}
+
+sched::ScheduleKind to_schedule_kind(io::ScheduleKind k) {
+  switch (k) {
+    case io::ScheduleKind::k1F1B: return sched::ScheduleKind::OneFOneB;
+    case io::ScheduleKind::kZB1P: return sched::ScheduleKind::ZB1P;
+    case io::ScheduleKind::kDualPipe: return sched::ScheduleKind::DualPipe;
+    case io::ScheduleKind::kDualPipeV: return sched::ScheduleKind::DualPipeV;
+  }
+  throw std::logic_error("unknown schedule kind");
 }
 
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {

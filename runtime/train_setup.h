@@ -5,10 +5,12 @@
 #include "io/config.h"
 #include "model/config.h"
 #include "model/optimizer.h"
+#include "scheduler/placement.h"
 
 namespace duet::runtime {
 
 model::ModelConfig to_model_config(const io::RunConfig& cfg);
+sched::ScheduleKind to_schedule_kind(io::ScheduleKind k);
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
 
 // Compute threads for this process: runtime.threads, or the machine's cores divided by the
