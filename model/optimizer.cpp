@@ -57,6 +57,12 @@ void AdamW::step(ParamArena& arena, double lr, float grad_scale) {
   });
 }
 
+std::vector<AdamW::OwnedPiece> AdamW::owned_pieces(const ParamArena& arena) const {
+  std::vector<OwnedPiece> out;
+  for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t mo) { out.push_back({&spec, lo, hi, mo}); });
+  return out;
+}
+
 void AdamW::grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const {
   dense = experts = 0;
   for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t) {

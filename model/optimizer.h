@@ -41,6 +41,14 @@ class AdamW {
   // Σ g² over the owned trainable elements, split into dense and routed-expert tensors.
   void grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const;
 
+  // The owned part of each trainable tensor: elements [begin, end) of the arena, whose
+  // moments start at m()/v()[moment] (for checkpoints: a ZeRO-1 shard is saved per tensor).
+  struct OwnedPiece {
+    const TensorSpec* spec;
+    int64_t begin, end, moment;
+  };
+  std::vector<OwnedPiece> owned_pieces(const ParamArena& arena) const;
+
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }
   void set_steps_taken(long s) { step_ = s; }

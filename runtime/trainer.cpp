@@ -9,6 +9,7 @@
 #include "io/data.h"
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
+#include "runtime/checkpointing.h"
 #include "runtime/engine.h"
 #include "runtime/zero.h"
 #include "runtime/mpi.h"
@@ -64,6 +65,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                   (long long)zero.moment_floats() / 2, (long long)held, 50.0 * zero.moment_floats() / held);
     log.print(line);
   }
+  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log);
+  const int start_step = checkpoints.resume(engine.slots(), zero);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
 
@@ -92,7 +95,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
   double train_seconds = 0, wait_seconds = 0;
   const auto run_start = Clock::now();
-  for (int step = 1; step <= cfg.train.steps; ++step) {
+  for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
     for (auto& s : engine.slots()) s.arena->zero_grads();
@@ -143,11 +146,19 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     }
     if (metrics) metrics->write(j);
     if (step % cfg.train.log_every == 0 || step == 1 || last) {
-      const double per_step = train_seconds / step;
-      log.print(io::format_progress({step, cfg.train.steps, loss, lr, step * tokens_per_step / train_seconds,
+      const int done = step - start_step;  // steps this process ran (a resumed run skips some)
+      const double per_step = train_seconds / done;
+      log.print(io::format_progress({step, cfg.train.steps, loss, lr, done * tokens_per_step / train_seconds,
                                      per_step * (cfg.train.steps - step), extra}));
     }
     out.steps = step;
+    const bool stopping = step == cfg.train.stop_at;
+    if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0))
+      checkpoints.save(step, engine.slots(), zero);
+    if (stopping) {
+      log.print("stopping after step " + std::to_string(step) + " (train.stop_at); run again to resume");
+      break;
+    }
   }
   if (engine.trace()) {
     const std::string dir = run_dir + "/trace";
@@ -158,7 +169,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     if (rank == 0) log.print("traces: " + dir + "/rank-*.json (open in Perfetto: ui.perfetto.dev)");
   }
   out.seconds = since(run_start);
-  out.tokens_per_s = out.steps * tokens_per_step / train_seconds;
+  const int trained = out.steps - start_step;
+  out.tokens_per_s = train_seconds > 0 ? trained * tokens_per_step / train_seconds : 0;
   out.model_flops_per_s = out.tokens_per_s * flops_per_token;
   out.wait_fraction = wait_seconds / train_seconds;
   return out;

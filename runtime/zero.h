@@ -37,6 +37,8 @@ class ZeroOptimizer {
   // Clip, AdamW on the owned shards, all-gather the parameters.
   void step(double lr, float clip_scale, io::TraceRecorder* trace);
 
+  model::AdamW& adam(int slot) { return *state_[slot].adam; }
+
   // Optimizer-state floats this rank keeps (two moments per owned element).
   int64_t moment_floats() const;
 

@@ -1,0 +1,111 @@
+#include "runtime/checkpointing.h"
+
+#include <set>
+#include <stdexcept>
+
+#include "io/checkpoint.h"
+
+namespace duet::runtime {
+
+std::string model_hash(const io::RunConfig& cfg) {
+  io::RunConfig only_model;
+  only_model.model = cfg.model;
+  return io::config_hash(only_model);
+}
+
+TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const Topology& topo,
+                                   int rank, io::RunLog& log)
+    : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log) {
+  layout_.world = topo.world(), layout_.pp = topo.pp(), layout_.dp = topo.dp(), layout_.ep = topo.ep();
+  layout_.schedule = std::string(io::schedule_name(cfg.parallel.schedule));
+  layout_.config_hash = io::config_hash(cfg);
+  layout_.model_hash = model_hash(cfg);
+  MPI_Comm dup;
+  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
+  agree_ = Comm(dup);
+}
+
+bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero) {
+  std::vector<io::TensorSlice> slices;
+  std::vector<std::string> names;  // keeps the moment names alive
+  std::set<std::string> seen;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    const auto& arena = *slots[i].arena;
+    for (const auto& spec : arena.specs()) {
+      std::vector<int64_t> zero_offset(spec.shape.size(), 0);
+      slices.push_back({spec.name, spec.shape, zero_offset, spec.shape,
+                        arena.params().subspan(spec.offset, spec.numel())});
+    }
+    auto& adam = zero.adam((int)i);
+    for (const auto& piece : adam.owned_pieces(arena)) {
+      if (!seen.insert(piece.spec->name).second)
+        throw std::runtime_error("checkpoint: this rank owns two separate ZeRO-1 pieces of " + piece.spec->name +
+                                 " (a tensor larger than a reduce-scatter bucket); not supported yet");
+      const std::vector<int64_t> global = {piece.spec->numel()}, off = {piece.begin - piece.spec->offset},
+                                 len = {piece.end - piece.begin};
+      slices.push_back({"opt.m/" + piece.spec->name, global, off, len,
+                        std::span<const float>(adam.m().data() + piece.moment, piece.end - piece.begin)});
+      slices.push_back({"opt.v/" + piece.spec->name, global, off, len,
+                        std::span<const float>(adam.v().data() + piece.moment, piece.end - piece.begin)});
+    }
+  }
+  io::ShardRequest req;
+  req.dir = dir_, req.step = step, req.rank = rank_, req.layout = layout_, req.slices = slices;
+  req.state.data_position = (int64_t)step * cfg_.train.global_batch;
+  req.state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
+  io::SaveOptions opt;
+  opt.keep = cfg_.checkpoint.keep;
+  if (rank_ == 0) opt.log = [&](std::string_view line) { log_.print(std::string(line)); };
+  const auto agree = [&](bool ok) {
+    int v = ok ? 1 : 0;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, agree_.get()));
+    return v != 0;
+  };
+  const io::SaveResult r = io::save_checkpoint(req, agree, opt);
+  if (rank_ == 0) {
+    char line[512];
+    if (r.committed)
+      std::snprintf(line, sizeof line, "checkpoint: step %d saved to %s in %.2f s", step, r.path.c_str(), r.seconds);
+    else
+      std::snprintf(line, sizeof line, "checkpoint: step %d NOT saved: %s (the previous checkpoint is intact)", step,
+                    r.error.c_str());
+    log_.print(line);
+  }
+  return r.committed;
+}
+
+int TrainCheckpoints::resume(std::vector<StageSlot>& slots, ZeroOptimizer& zero) {
+  if (!cfg_.checkpoint.resume) return 0;
+  io::VerifyOptions vo;
+  vo.model_hash = layout_.model_hash;
+  const io::ResumePoint at =
+      io::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
+  if (!at.found()) return 0;
+  io::CheckpointReader reader(at.path, layout_.model_hash);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto& arena = *slots[i].arena;
+    for (const auto& spec : arena.specs()) {
+      const std::vector<float> v = reader.read(spec.name);
+      if ((int64_t)v.size() != spec.numel())
+        throw std::runtime_error("checkpoint " + at.path + ": tensor " + spec.name + " has the wrong size");
+      std::copy(v.begin(), v.end(), arena.params().begin() + spec.offset);
+    }
+    auto& adam = zero.adam((int)i);
+    for (const auto& piece : adam.owned_pieces(arena)) {
+      const std::vector<int64_t> off = {piece.begin - piece.spec->offset}, len = {piece.end - piece.begin};
+      reader.read("opt.m/" + piece.spec->name, off, len,
+                  std::span<float>(adam.m().data() + piece.moment, piece.end - piece.begin));
+      reader.read("opt.v/" + piece.spec->name, off, len,
+                  std::span<float>(adam.v().data() + piece.moment, piece.end - piece.begin));
+    }
+    adam.set_steps_taken(std::stol(reader.state(0).attributes.at("optimizer_steps")));
+  }
+  if (rank_ == 0)
+    log_.print("resuming from " + at.path + " (step " + std::to_string(at.step) + ", written by " +
+               std::to_string(reader.manifest().layout.world) + " ranks: PP " +
+               std::to_string(reader.manifest().layout.pp) + " x DP " + std::to_string(reader.manifest().layout.dp) +
+               ", " + reader.manifest().layout.schedule + ")");
+  return (int)at.step;
+}
+
+}  // namespace duet::runtime
