@@ -23,6 +23,44 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
   MPI_Comm dup;
   MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
   agree_ = Comm(dup);
+  if (cfg.checkpoint.async) {
+    io::CheckpointWriter::Options o;
+    o.dir = dir_, o.rank = rank_, o.layout = layout_;
+    // Called from the writer thread: its own communicator, so it never interleaves with the
+    // training thread's collectives.
+    o.all_agree = [this](bool ok) {
+      int v = ok ? 1 : 0;
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, agree_.get()));
+      return v != 0;
+    };
+    o.save.keep = cfg.checkpoint.keep;
+    if (rank_ == 0) o.save.log = [this](std::string_view line) { log_.print(std::string(line)); };
+    writer_ = std::make_unique<io::CheckpointWriter>(std::move(o));
+  }
+}
+
+void TrainCheckpoints::report(const io::SaveResult& r) {
+  all_committed_ = all_committed_ && r.committed;
+  if (rank_ != 0) return;
+  char line[512];
+  if (r.committed)
+    std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s in %.2f s (training stalled %.3f s)",
+                  (long long)r.step, r.path.c_str(), r.seconds, r.stall_seconds);
+  else
+    std::snprintf(line, sizeof line, "checkpoint: step %lld NOT saved: %s (the previous checkpoint is intact)",
+                  (long long)r.step, r.error.c_str());
+  log_.print(line);
+}
+
+void TrainCheckpoints::poll() {
+  if (!writer_) return;
+  while (auto r = writer_->poll()) report(*r);
+}
+
+bool TrainCheckpoints::finish() {
+  if (writer_)
+    while (auto r = writer_->wait()) report(*r);
+  return all_committed_;
 }
 
 bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero) {
@@ -49,10 +87,16 @@ bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimiz
                         std::span<const float>(adam.v().data() + piece.moment, piece.end - piece.begin)});
     }
   }
+  io::ShardState state;
+  state.data_position = (int64_t)step * cfg_.train.global_batch;
+  state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
+  if (writer_) {
+    writer_->save_async(step, slices, state, io::Snapshot::copy);  // returns after the copy
+    return true;
+  }
   io::ShardRequest req;
   req.dir = dir_, req.step = step, req.rank = rank_, req.layout = layout_, req.slices = slices;
-  req.state.data_position = (int64_t)step * cfg_.train.global_batch;
-  req.state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
+  req.state = state;
   io::SaveOptions opt;
   opt.keep = cfg_.checkpoint.keep;
   if (rank_ == 0) opt.log = [&](std::string_view line) { log_.print(std::string(line)); };
@@ -62,15 +106,7 @@ bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimiz
     return v != 0;
   };
   const io::SaveResult r = io::save_checkpoint(req, agree, opt);
-  if (rank_ == 0) {
-    char line[512];
-    if (r.committed)
-      std::snprintf(line, sizeof line, "checkpoint: step %d saved to %s in %.2f s", step, r.path.c_str(), r.seconds);
-    else
-      std::snprintf(line, sizeof line, "checkpoint: step %d NOT saved: %s (the previous checkpoint is intact)", step,
-                    r.error.c_str());
-    log_.print(line);
-  }
+  report(r);
   return r.committed;
 }
 

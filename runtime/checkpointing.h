@@ -9,10 +9,12 @@
 // Loading reads tensors and moment ranges by name, so the layout that reads need not be the
 // layout that wrote.
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "io/checkpoint_manifest.h"
+#include "io/checkpoint_writer.h"
 #include "io/config.h"
 #include "io/metrics.h"
 #include "runtime/engine.h"
@@ -31,8 +33,15 @@ class TrainCheckpoints {
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
   // Returns its step, or 0 when there is none (or checkpoint.resume is false).
   int resume(std::vector<StageSlot>& slots, ZeroOptimizer& zero);
-  // Saves `step` on every rank and commits it; false (logged) when it did not commit.
+  // Saves `step` on every rank. Synchronous: returns whether it committed. With
+  // checkpoint.async: returns after the in-memory snapshot (true), a background thread writes
+  // and commits, and poll()/finish() report the verdict; a save still writing when the next
+  // one starts makes the next one wait (and say so).
   bool save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero);
+  // Reports (logs) finished background saves; cheap, call once per step.
+  void poll();
+  // Waits for the save in flight and reports it; true if every save so far committed.
+  bool finish();
 
   const std::string& dir() const { return dir_; }
 
@@ -43,6 +52,9 @@ class TrainCheckpoints {
   io::CheckpointLayout layout_;
   io::RunLog& log_;
   Comm agree_;
+  std::unique_ptr<io::CheckpointWriter> writer_;  // checkpoint.async
+  bool all_committed_ = true;
+  void report(const io::SaveResult& r);
 };
 
 // A digest of the model's shape (the model section of the config): checkpoints of another

@@ -152,6 +152,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                                      per_step * (cfg.train.steps - step), extra}));
     }
     out.steps = step;
+    checkpoints.poll();
     const bool stopping = step == cfg.train.stop_at;
     if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0))
       checkpoints.save(step, engine.slots(), zero);
@@ -160,6 +161,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       break;
     }
   }
+  checkpoints.finish();  // a background save still writing completes before the run ends
   if (engine.trace()) {
     const std::string dir = run_dir + "/trace";
     std::filesystem::create_directories(dir);

@@ -47,6 +47,11 @@ TEST(CheckpointTrain, StopAndResumeIsBitIdentical) {
   const auto a = loss_texts(dir / "a/metrics.jsonl"), b = loss_texts(dir / "b/metrics.jsonl");
   ASSERT_EQ(a.size(), 8u);
   EXPECT_EQ(a, b);  // the same text: bit-identical losses, steps 1-4 before and 5-8 after
+  // The same with synchronous saves (the default, checkpoint.async: true, writes in the
+  // background).
+  ASSERT_EQ(run_duet("train" + args + " --run.name c --train.stop_at 4 --checkpoint.async false").exit_code, 0);
+  ASSERT_EQ(run_duet("train" + args + " --run.name c --checkpoint.async false").exit_code, 0);
+  EXPECT_EQ(loss_texts(dir / "c/metrics.jsonl"), a);
   // checkpoint.resume: false starts afresh even with a checkpoint present.
   r = run_duet("train --train.steps 2 --train.eval_batches 1 --run.dir " + dir.string() + " --run.name b --checkpoint.resume false");
   ASSERT_EQ(r.exit_code, 0) << r.output;
