@@ -1,5 +1,6 @@
 #include "runtime/checkpointing.h"
 
+#include <chrono>
 #include <set>
 #include <stdexcept>
 
@@ -43,13 +44,27 @@ void TrainCheckpoints::report(const io::SaveResult& r) {
   all_committed_ = all_committed_ && r.committed;
   if (rank_ != 0) return;
   char line[512];
-  if (r.committed)
-    std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s in %.2f s (training stalled %.3f s)",
-                  (long long)r.step, r.path.c_str(), r.seconds, r.stall_seconds);
+  const auto stall = stalls_.find(r.step);
+  if (r.committed && stall != stalls_.end())
+    std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s in %.2f s in the background (training waited %.3f s)",
+                  (long long)r.step, r.path.c_str(), r.seconds, stall->second);
+  else if (r.committed)
+    std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s in %.2f s", (long long)r.step, r.path.c_str(),
+                  r.seconds);
   else
     std::snprintf(line, sizeof line, "checkpoint: step %lld NOT saved: %s (the previous checkpoint is intact)",
                   (long long)r.step, r.error.c_str());
   log_.print(line);
+}
+
+double TrainCheckpoints::before_update() {
+  if (!writer_) return 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  writer_->wait_snapshot();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (last_async_step_ >= 0) stalls_[last_async_step_] += s;
+  last_async_step_ = -1;
+  return s;
 }
 
 void TrainCheckpoints::poll() {
@@ -91,7 +106,11 @@ bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimiz
   state.data_position = (int64_t)step * cfg_.train.global_batch;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
   if (writer_) {
-    writer_->save_async(step, slices, state, io::Snapshot::copy);  // returns after the copy
+    // The copy happens on the writer thread; before_update() waits for it.
+    const auto t0 = std::chrono::steady_clock::now();
+    writer_->save_async(step, slices, state, io::Snapshot::deferred);  // waits if one is writing
+    stalls_[step] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    last_async_step_ = step;
     return true;
   }
   io::ShardRequest req;

@@ -9,6 +9,7 @@
 // Loading reads tensors and moment ranges by name, so the layout that reads need not be the
 // layout that wrote.
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,10 @@ class TrainCheckpoints {
   // and commits, and poll()/finish() report the verdict; a save still writing when the next
   // one starts makes the next one wait (and say so).
   bool save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero);
+  // With checkpoint.async the snapshot is taken by the writer thread while the next step's
+  // forward and backward run (they only read parameters): call this before anything changes
+  // parameters or optimizer state (the optimizer step). Returns the seconds it blocked.
+  double before_update();
   // Reports (logs) finished background saves; cheap, call once per step.
   void poll();
   // Waits for the save in flight and reports it; true if every save so far committed.
@@ -54,6 +59,8 @@ class TrainCheckpoints {
   Comm agree_;
   std::unique_ptr<io::CheckpointWriter> writer_;  // checkpoint.async
   bool all_committed_ = true;
+  std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step
+  int64_t last_async_step_ = -1;
   void report(const io::SaveResult& r);
 };
 

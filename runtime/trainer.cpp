@@ -105,6 +105,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const StepStats st = engine.run_step(step, [&](int slot) { zero.start_reduce(slot); });
     const auto t_sync = Clock::now();
     const double grad_norm = zero.finish_reduce(engine.trace());
+    const double ckpt_wait = checkpoints.before_update();  // a deferred snapshot must finish first
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), engine.trace());
     for (auto& s : engine.slots())
       s.stage_model->update_expert_bias(s.reduced_load, (float)cfg.model.moe.bias_update_rate);
@@ -133,6 +134,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
+    if (ckpt_wait > 0) j.add("checkpoint_wait_s", ckpt_wait);
     if (cfg.runtime.comm_delay_us > 0) j.add("comm_delay_added_s", added);
     if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);
     std::string extra;
