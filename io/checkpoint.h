@@ -44,6 +44,11 @@
 
 namespace duet::io {
 
+// Call once before MPI_Init in processes that write checkpoints under MPI: parallel HDF5
+// initialised after MPI_Init would run its cleanup inside MPI_Finalize, which crashes on a
+// file whose close failed (a full disk). Harmless elsewhere.
+void init_before_mpi();
+
 // ---- what a rank saves -----------------------------------------------------------------------
 
 // One tensor, or the slice [offset, offset + shape) of a global tensor, owned by a rank. A flat

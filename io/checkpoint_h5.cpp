@@ -175,3 +175,15 @@ std::string read_attr_string(hid_t obj, const char* name) {
 }
 
 }  // namespace duet::io::h5
+
+namespace duet::io {
+
+void init_before_mpi() {
+  // Parallel HDF5 that starts after MPI_Init hangs its cleanup on MPI_COMM_SELF, so
+  // MPI_Finalize runs it — and it crashes on a file whose close failed (see Session).
+  // Starting the library before MPI_Init, with atexit cleanup off, avoids both.
+  h5::Session session;
+  H5open();
+}
+
+}  // namespace duet::io

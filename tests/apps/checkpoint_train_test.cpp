@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <regex>
 #include <vector>
 
@@ -90,5 +91,56 @@ TEST(CheckpointTrain, ResumeOnOtherLayouts) {
       EXPECT_LE(std::abs(a - b) / b, 1e-4) << l.name << " step " << 4 + i << ": " << a << " vs " << b;
     }
   }
+  fs::remove_all(dir);
+}
+
+// A damaged newest checkpoint is rejected with a line saying why, the run resumes from the
+// one before, and the losses are still those of an uninterrupted run.
+TEST(CheckpointTrain, CorruptNewestFallsBackToPrevious) {
+  const auto dir = scratch_dir("ckpt-corrupt");
+  const std::string args = " --train.steps 8 --train.eval_batches 1 --run.dir " + dir.string();
+  ASSERT_EQ(run_duet("train" + args + " --run.name a").exit_code, 0);
+  ASSERT_EQ(run_duet("train" + args + " --run.name b --checkpoint.every 2 --train.stop_at 6").exit_code, 0);
+  const fs::path shard = dir / "b/checkpoints/step-000006/shard-00000.h5";
+  ASSERT_TRUE(fs::exists(shard));
+  {  // flip one byte in the middle of the shard
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg((std::streamoff)fs::file_size(shard) / 2);
+    char c;
+    f.read(&c, 1);
+    c = (char)~c;
+    f.seekp((std::streamoff)fs::file_size(shard) / 2);
+    f.write(&c, 1);
+  }
+  // Steps 5 and 6 of the stopped run are replayed from step 4: drop them from its metrics.
+  const auto r = run_duet("train" + args + " --run.name b");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step-000006"), std::string::npos) << r.output;  // named as rejected
+  EXPECT_NE(r.output.find("resuming from"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step-000004"), std::string::npos) << r.output;
+  const auto a = loss_texts(dir / "a/metrics.jsonl"), b = loss_texts(dir / "b/metrics.jsonl");
+  ASSERT_EQ(b.size(), 10u);  // 6 before the stop, then 5..8 again
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(b[6 + i], a[4 + i]) << "step " << 5 + i;
+  fs::remove_all(dir);
+}
+
+// A full disk during training: the save fails with a clear line, the previous checkpoint
+// (here: none) is untouched, and training goes on unchanged.
+TEST(CheckpointTrain, FullDiskDoesNotStopOrCorruptTraining) {
+  const auto dir = scratch_dir("ckpt-full");
+  const fs::path small = dir / "small";
+  fs::create_directories(small);
+  if (run_command("mount -t tmpfs -o size=1m tmpfs " + small.string()).exit_code != 0) {
+    fs::remove_all(dir);
+    GTEST_SKIP() << "cannot mount a 1 MiB tmpfs here (needs root)";
+  }
+  const std::string args = " --train.steps 4 --train.eval_batches 1 --run.dir " + dir.string();
+  const auto ok = run_duet("train" + args + " --run.name a");
+  const auto r = run_duet("train" + args + " --run.name b --checkpoint.every 2 --checkpoint.dir " + small.string());
+  run_command("umount " + small.string());
+  ASSERT_EQ(ok.exit_code, 0);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("NOT saved"), std::string::npos) << r.output;
+  EXPECT_EQ(loss_texts(dir / "a/metrics.jsonl"), loss_texts(dir / "b/metrics.jsonl"));
   fs::remove_all(dir);
 }
