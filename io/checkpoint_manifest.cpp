@@ -324,8 +324,8 @@ std::string manifest_to_json(const Manifest& m) {
   return w.str();
 }
 
-Manifest parse_manifest(std::string_view text, std::string_view origin) {
-  const Reader r(origin);
+// The JSON object of a manifest or sidecar, with its "format" checked.
+static Value parse_document(const Reader& r, std::string_view text, const char* format) {
   Value doc;
   try {
     doc = json::parse(text);
@@ -333,7 +333,13 @@ Manifest parse_manifest(std::string_view text, std::string_view origin) {
     r.fail("", std::string("not valid JSON: ") + e.what());
   }
   if (doc.kind != Value::Kind::object) r.fail("", "expected a JSON object");
-  check_format(r, doc, "duet-checkpoint");
+  check_format(r, doc, format);
+  return doc;
+}
+
+Manifest parse_manifest(std::string_view text, std::string_view origin) {
+  const Reader r(origin);
+  const Value doc = parse_document(r, text, "duet-checkpoint");
   Manifest m;
   m.step = r.integer(doc, "", "step", 0, kMaxElements);
   m.layout = parse_layout(r, doc);
@@ -363,14 +369,7 @@ std::string sidecar_to_json(const ShardSidecar& s) {
 
 ShardSidecar parse_sidecar(std::string_view text, std::string_view origin) {
   const Reader r(origin);
-  Value doc;
-  try {
-    doc = json::parse(text);
-  } catch (const json::Error& e) {
-    r.fail("", std::string("not valid JSON: ") + e.what());
-  }
-  if (doc.kind != Value::Kind::object) r.fail("", "expected a JSON object");
-  check_format(r, doc, "duet-checkpoint-shard");
+  const Value doc = parse_document(r, text, "duet-checkpoint-shard");
   ShardSidecar s;
   s.step = r.integer(doc, "", "step", 0, kMaxElements);
   s.layout = parse_layout(r, doc);
