@@ -13,26 +13,6 @@
 using namespace duet::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-std::vector<std::string> loss_texts(const fs::path& metrics) {
-  std::vector<std::string> out;
-  const std::regex re("\"loss\":([^,}]+)");
-  std::stringstream ss(read_file(metrics));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1]);
-  }
-  return out;
-}
-
-std::string mpirun(int np) {
-  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + DUET_MPIEXEC +
-         " --oversubscribe -np " + std::to_string(np) + " " + DUET_BINARY + " train";
-}
-
-}  // namespace
-
 TEST(CheckpointTrain, StopAndResumeIsBitIdentical) {
   const auto dir = scratch_dir("ckpt-same");
   const std::string args = " --train.steps 8 --train.eval_batches 1 --run.dir " + dir.string();
@@ -69,7 +49,7 @@ TEST(CheckpointTrain, ResumeOnOtherLayouts) {
   ASSERT_EQ(run_duet("train" + args + " --run.name ref").exit_code, 0);
   const auto ref = loss_texts(dir / "ref/metrics.jsonl");
   ASSERT_EQ(ref.size(), 6u);
-  auto r = run_command(mpirun(8) + args + " --run.name save --train.stop_at 3 --checkpoint.dir " + ck +
+  auto r = run_command(mpirun_train(8) + args + " --run.name save --train.stop_at 3 --checkpoint.dir " + ck +
                        " --parallel.pp 4 --parallel.dp 2 --parallel.ep 2 --parallel.schedule dualpipe");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   struct Layout {
@@ -80,7 +60,7 @@ TEST(CheckpointTrain, ResumeOnOtherLayouts) {
   for (const Layout& l : {Layout{"pp2dp4", 8, " --parallel.pp 2 --parallel.dp 4 --parallel.ep 2"},
                           Layout{"single", 1, ""},
                           Layout{"dualpipev", 4, " --parallel.pp 4 --parallel.schedule dualpipev"}}) {
-    r = run_command((l.np == 1 ? std::string(DUET_BINARY) + " train" : mpirun(l.np)) + args + " --run.name " + l.name +
+    r = run_command((l.np == 1 ? std::string(DUET_BINARY) + " train" : mpirun_train(l.np)) + args + " --run.name " + l.name +
                     " --checkpoint.dir " + ck + l.args);
     ASSERT_EQ(r.exit_code, 0) << l.name << "\n" << r.output;
     EXPECT_NE(r.output.find("resuming from"), std::string::npos) << l.name;

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <vector>
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
@@ -43,6 +45,31 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+// The "loss" values of a metrics.jsonl, as written (text, so comparisons can be bit-exact).
+inline std::vector<std::string> loss_texts(const std::filesystem::path& metrics) {
+  std::vector<std::string> out;
+  const std::regex re("\"loss\":([^,}]+)");
+  std::stringstream ss(read_file(metrics));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+inline std::vector<double> loss_values(const std::filesystem::path& metrics) {
+  std::vector<double> out;
+  for (const auto& t : loss_texts(metrics)) out.push_back(std::stod(t));
+  return out;
+}
+
+// "mpirun --oversubscribe -np N duet train", allowed to run as root; `wrapper` goes right
+// before the launcher (e.g. "timeout 120 ").
+inline std::string mpirun_train(int np, const std::string& wrapper = "") {
+  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + wrapper + DUET_MPIEXEC +
+         " --oversubscribe -np " + std::to_string(np) + " " + DUET_BINARY + " train";
 }
 
 }  // namespace duet::test

@@ -17,21 +17,7 @@ namespace {
 
 const char* kArgs = " --train.steps 12 --train.log_every 12 --train.eval_batches 1";
 
-std::vector<double> losses(const fs::path& metrics) {
-  std::vector<double> out;
-  const std::regex re("\"loss\":([^,}]+)");
-  std::stringstream ss(read_file(metrics));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(std::stod(m[1]));
-  }
-  return out;
-}
 
-std::string mpirun(int np, const std::string& wrapper = "") {
-  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + wrapper + DUET_MPIEXEC +
-         " --oversubscribe -np " + std::to_string(np) + " " + DUET_BINARY + " train";
-}
 
 class PipelineVsSingle : public ::testing::Test {
  protected:
@@ -39,7 +25,7 @@ class PipelineVsSingle : public ::testing::Test {
     dir_ = new fs::path(scratch_dir("pipeline"));
     const auto r = run_duet(std::string("train") + kArgs + " --run.dir " + dir_->string() + " --run.name single");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    reference_ = new std::vector<double>(losses(*dir_ / "single/metrics.jsonl"));
+    reference_ = new std::vector<double>(loss_values(*dir_ / "single/metrics.jsonl"));
   }
   static void TearDownTestSuite() {
     fs::remove_all(*dir_);
@@ -48,9 +34,9 @@ class PipelineVsSingle : public ::testing::Test {
   }
 
   std::vector<double> run_layout(const std::string& name, int np, const std::string& layout) {
-    const auto r = run_command(mpirun(np) + kArgs + " --run.dir " + dir_->string() + " --run.name " + name + " " + layout);
+    const auto r = run_command(mpirun_train(np) + kArgs + " --run.dir " + dir_->string() + " --run.name " + name + " " + layout);
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    return losses(*dir_ / name / "metrics.jsonl");
+    return loss_values(*dir_ / name / "metrics.jsonl");
   }
 
   void expect_agrees(const std::vector<double>& got) {
@@ -90,11 +76,11 @@ TEST_F(PipelineVsSingle, SameLayoutTwiceIsBitIdentical) {
 }
 
 TEST(PipelineLayout, WrongRankCountOrScheduleRuleIsAClearError) {
-  auto r = run_command(mpirun(2) + " --parallel.pp 4");
+  auto r = run_command(mpirun_train(2) + " --parallel.pp 4");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("parallel.pp"), std::string::npos) << r.output;
   // global_batch 4 gives 4 micro-batches per pipeline; DualPipe at PP 4 needs at least 8.
-  r = run_command(mpirun(4) + " --parallel.pp 4 --train.global_batch 4 --train.steps 1");
+  r = run_command(mpirun_train(4) + " --parallel.pp 4 --train.global_batch 4 --train.steps 1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("micro-batches per pipeline"), std::string::npos) << r.output;
 }
@@ -108,7 +94,7 @@ TEST(PipelineLayout, Zero1ShardsOptimizerState) {
     EXPECT_TRUE(std::regex_search(out, m, std::regex("ZeRO-1: rank 0 keeps AdamW moments for ([0-9]+) of the ([0-9]+)"))) << out;
     return m.size() == 3 ? std::stod(m[1]) / std::stod(m[2]) : -1.0;
   };
-  const auto two = run_command(mpirun(2) + " --train.steps 1 --train.eval_batches 1 --parallel.dp 2 --run.dir " + dir.string());
+  const auto two = run_command(mpirun_train(2) + " --train.steps 1 --train.eval_batches 1 --parallel.dp 2 --run.dir " + dir.string());
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NEAR(share(two.output), 0.5, 0.01);
   const auto one = run_duet("train --train.steps 1 --train.eval_batches 1 --run.dir " + dir.string());
@@ -121,7 +107,7 @@ TEST(PipelineLayout, Zero1ShardsOptimizerState) {
 // waiting for it.
 TEST(PipelineLayout, FailingRankAbortsTheWholeJob) {
   const auto dir = scratch_dir("fail");
-  const auto r = run_command(mpirun(4, "timeout 120 ") + " --parallel.pp 4 --train.steps 6 --train.eval_batches 1" +
+  const auto r = run_command(mpirun_train(4, "timeout 120 ") + " --parallel.pp 4 --train.steps 6 --train.eval_batches 1" +
                              " --runtime.fail_rank 2 --runtime.fail_step 3 --run.dir " + dir.string());
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.exit_code, 124) << "the job hung instead of aborting";

@@ -12,18 +12,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The "loss" values of metrics.jsonl, as written (text, so the comparison is bit-exact).
-std::vector<std::string> losses(const fs::path& metrics) {
-  std::vector<std::string> out;
-  const std::regex re("\"loss\":([^,}]+)");
-  std::stringstream ss(read_file(metrics));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1]);
-  }
-  return out;
-}
-
 const char* kShort = "--train.steps 4 --train.log_every 2 --train.eval_batches 1 --train.global_batch 4";
 
 }  // namespace
@@ -39,7 +27,7 @@ TEST(TrainCli, WritesRunDirectory) {
   for (const char* key : {"\"step\":4", "\"loss\":", "\"lr\":", "\"grad_norm\":", "\"tokens\":",
                           "\"step_time_s\":", "\"tokens_per_s\":", "\"expert_imbalance\":", "\"val_loss\":"})
     EXPECT_NE(metrics.find(key), std::string::npos) << key;
-  EXPECT_EQ(losses(run / "metrics.jsonl").size(), 4u);
+  EXPECT_EQ(loss_texts(run / "metrics.jsonl").size(), 4u);
   // The resolved config records the overrides.
   EXPECT_NE(read_file(run / "config.yaml").find("steps: 4"), std::string::npos);
   // Progress lines name the step, loss, throughput and ETA.
@@ -53,8 +41,8 @@ TEST(TrainCli, SameSeedBitIdenticalLosses) {
   ASSERT_EQ(run_duet(base + " --run.name a").exit_code, 0);
   ASSERT_EQ(run_duet(base + " --run.name b").exit_code, 0);
   ASSERT_EQ(run_duet(base + " --run.name c --set train.seed=99").exit_code, 0);
-  const auto a = losses(dir / "a/metrics.jsonl"), b = losses(dir / "b/metrics.jsonl"),
-             c = losses(dir / "c/metrics.jsonl");
+  const auto a = loss_texts(dir / "a/metrics.jsonl"), b = loss_texts(dir / "b/metrics.jsonl"),
+             c = loss_texts(dir / "c/metrics.jsonl");
   ASSERT_EQ(a.size(), 4u);
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);  // the seed matters
