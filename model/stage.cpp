@@ -119,16 +119,24 @@ void Stage::backward_input(StageActivations& a, const float* dy, float loss_scal
 }
 
 void Stage::backward_weight(StageActivations& a) {
+  for (int part = 0; part < weight_parts(); ++part) backward_weight_part(a, part);
+}
+
+void Stage::backward_weight_part(StageActivations& a, int part) {
   if (!a.awaiting_weight) throw std::logic_error("Stage::backward_weight before backward_input");
   const int N = a.batch * a.seq_len, C = cfg_.d_model, nl = num_layers();
-  if (range_.head) {
-    linear_backward_weight(g_head_, a.logits.data(), a.lnf.data(), N, C, cfg_.vocab);
-    rmsnorm_backward_weight(g_final_norm_, a.dlnf.data(), a.res[nl].data(), a.rstdf.data(), N, C);
-  }
-  for (int i = nl - 1; i >= 0; --i)
+  if (part == 0) {
+    if (range_.head) {
+      linear_backward_weight(g_head_, a.logits.data(), a.lnf.data(), N, C, cfg_.vocab);
+      rmsnorm_backward_weight(g_final_norm_, a.dlnf.data(), a.res[nl].data(), a.rstdf.data(), N, C);
+    }
+  } else if (part <= nl) {
+    const int i = nl - part;
     layer_backward_weight(layers_[i], a.layers[i], a.res[i].data(), a.dres[i + 1].data(), N);
-  if (range_.embedding) embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
-  a.awaiting_weight = false;
+  } else {
+    if (range_.embedding) embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
+    a.awaiting_weight = false;
+  }
 }
 
 // Pre-norm block:  x1 = x + Wo·attn(rope(Wqkv·rms(x)));  y = x1 + ffn(rms(x1)).

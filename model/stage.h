@@ -77,6 +77,13 @@ class Stage {
   void backward_input(StageActivations& a, const float* dy, float loss_scale);
   const float* input_grad(const StageActivations& a) const { return a.dres.front().data(); }
   void backward_weight(StageActivations& a);
+  // The weight pass in parts, for filling communication waits with it: part 0 the head (or
+  // nothing), parts 1..L the layers from the last, part L+1 the embedding (or nothing).
+  // Running every part in order is backward_weight(a), bit for bit; parts of one micro-batch
+  // touch disjoint gradients, and a part may run while another micro-batch's forward or
+  // backward-input is paused (it reads only `a` and writes only parameter gradients).
+  int weight_parts() const { return num_layers() + 2; }
+  void backward_weight_part(StageActivations& a, int part);
   void backward(StageActivations& a, const float* dy, float loss_scale) {
     backward_input(a, dy, loss_scale);
     backward_weight(a);

@@ -110,6 +110,37 @@ TEST(Model, InputThenWeightEqualsFullBackward) {
   EXPECT_THROW(s2.backward_weight(a2), std::logic_error);  // no pending weight pass
 }
 
+// The weight pass in parts (how the engine fills communication waits): parts of two
+// micro-batches interleaved, with a forward of a third micro-batch in between, equal the
+// whole weight passes run in FIFO order, bit for bit.
+TEST(Model, WeightPartsEqualWholeWeightPass) {
+  const auto cfg = tiny_config();
+  const Batch b = make_batch(cfg, 2);
+  ParamArena whole(model_tensor_specs(cfg)), parts(model_tensor_specs(cfg));
+  init_parameters(whole, cfg, 5);
+  init_parameters(parts, cfg, 5);
+  Stage s1(cfg, StageRange::whole_model(cfg), whole), s2(cfg, StageRange::whole_model(cfg), parts);
+  const MicroBatch mb{b.B, b.T, b.tokens.data(), b.targets.data(), true};
+  StageActivations w1, w2, p1, p2, p3;
+  for (auto* a : {&w1, &w2}) s1.forward(*a, mb, nullptr), s1.backward_input(*a, nullptr, 0.1f);
+  s1.backward_weight(w1);
+  s1.backward_weight(w2);
+  for (auto* a : {&p1, &p2}) s2.forward(*a, mb, nullptr), s2.backward_input(*a, nullptr, 0.1f);
+  const int n = s2.weight_parts();
+  ASSERT_EQ(n, cfg.layers + 2);
+  s2.backward_weight_part(p1, 0);
+  s2.backward_weight_part(p1, 1);
+  s2.forward(p3, mb, nullptr);  // another micro-batch computes between parts
+  for (int part = 2; part < n; ++part) s2.backward_weight_part(p1, part);
+  for (int part = 0; part < n; ++part) {
+    EXPECT_TRUE(p2.awaiting_weight);
+    s2.backward_weight_part(p2, part);
+  }
+  EXPECT_FALSE(p2.awaiting_weight);
+  for (size_t i = 0; i < whole.grads().size(); ++i) ASSERT_EQ(whole.grads()[i], parts.grads()[i]) << i;
+  EXPECT_THROW(s2.backward_weight_part(p2, 0), std::logic_error);
+}
+
 TEST(Model, TwoStagesEqualOneStage) {
   const auto cfg = tiny_config();
   const Batch b = make_batch(cfg, 4);
