@@ -58,7 +58,10 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   overlap_ = cfg.runtime.overlap;
   delay_us_ = cfg.runtime.comm_delay_us;
   if (cfg.runtime.trace) trace_ = std::make_unique<io::TraceRecorder>();
-  if (overlap_) sends_ = std::make_unique<SendQueue>(comm_, delay_us_, trace_.get());
+  if (overlap_) {
+    sends_ = std::make_unique<SendQueue>(comm_, delay_us_, trace_.get());
+    baton_.set_filler([this] { return run_deferred_part(); });
+  }
   mbpd_ = schedule_.microbatches_per_dir();
   dirs_ = pl.num_dirs();
   batch_ = cfg.train.micro_batch_size, seq_len_ = cfg.train.seq_len;
@@ -145,16 +148,21 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slo
   }
   const auto& ops = schedule_.ops[pp_rank_];
   if (overlap_) baton_.acquire();
+  deferred_compute_s_ = 0;
   for (size_t k = 0; k < ops.size(); ++k) {
     run_op(ops[k], (int)k, st);
-    if (slot_done)
-      for (int d = 0; d < dirs_; ++d)
-        if (last_backward_op_[d] == (int)k) slot_done(slot_index_[d]);
+    for (int d = 0; d < dirs_; ++d)
+      if (last_backward_op_[d] == (int)k) {
+        drain_deferred(d);  // the stage's gradients are final only when its weight passes ran
+        if (slot_done) slot_done(slot_index_[d]);
+      }
   }
+  drain_deferred(-1);
+  st.compute_s += deferred_compute_s_;
   if (overlap_) baton_.release();
   const auto t0 = Clock::now();
   if (sends_) sends_->wait_all();
-  MPI_CHECK(MPI_Waitall((int)send_req_.size(), send_req_.data(), MPI_STATUSES_IGNORE));
+  wait_quietly((int)send_req_.size(), send_req_.data());
   send_req_.clear();
   st.wait_s += since(t0);
   st.messages = p2p_sends_ + expert_collectives() - messages_before;
@@ -197,12 +205,15 @@ void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
   MPI_Request& r = recv_req_[(k * dirs_ + dir) * mbpd_ + mb];
   if (r == MPI_REQUEST_NULL) return;  // local producer, already delivered
   const auto t0 = Clock::now();
-  BatonRelease handover(overlap_ ? &baton_ : nullptr);
-  io::TraceScope event(trace_.get(), io::TraceCategory::Idle,
-                       std::string(k == kActivation ? "wait activation " : "wait gradient ") + std::to_string(dir) +
-                           ":" + std::to_string(mb),
-                       t_trace_tid);
-  MPI_CHECK(MPI_Wait(&r, MPI_STATUS_IGNORE));
+  {
+    Baton* baton = overlap_ ? &baton_ : nullptr;
+    BatonRelease handover(baton);  // destroyed last: the event ends before the baton returns
+    io::TraceScope event(trace_.get(), io::TraceCategory::Idle,
+                         std::string(k == kActivation ? "wait activation " : "wait gradient ") + std::to_string(dir) +
+                             ":" + std::to_string(mb),
+                         t_trace_tid);
+    wait_requests(baton, 1, &r);
+  }
   st.wait_s += since(t0);
 }
 
@@ -242,16 +253,45 @@ void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
 void PipelineEngine::backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st) {
   auto& a = s.acts[mb];
   if (input && !s.last) wait_input(kGradient, s.dir, mb, st);
+  if (!input) drain_deferred(s.dir);  // a scheduled weight pass runs after the deferred ones: FIFO
+  const bool defer = overlap_ && input && weight;
   const auto t0 = Clock::now();
-  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name(!input ? 'W' : weight ? 'B' : 'I', s.dir, mb),
-                       t_trace_tid);
+  io::TraceScope event(trace_.get(), io::TraceCategory::Compute,
+                       op_name(!input ? 'W' : weight && !defer ? 'B' : 'I', s.dir, mb), t_trace_tid);
   if (input) {
     s.stage_model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), loss_scale_);
     // The previous stage needs only the input gradient: send it before the weight part.
     if (!s.first) deliver(kGradient, s.stage_model->input_grad(a), s.dir, mb);
   }
-  if (weight) s.stage_model->backward_weight(a);
+  if (defer) {
+    for (int part = 0; part < s.stage_model->weight_parts(); ++part) deferred_.push_back({s.dir, mb, part});
+  } else if (weight) {
+    s.stage_model->backward_weight(a);
+  }
   st.compute_s += since(t0);
+}
+
+bool PipelineEngine::run_deferred_part() {
+  if (deferred_.empty()) return false;
+  const WeightPart w = deferred_.front();
+  deferred_.pop_front();
+  StageSlot& s = slot(w.dir);
+  const auto t0 = Clock::now();
+  {
+    io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name('W', w.dir, w.mb), kDeferredWeightTid);
+    s.stage_model->backward_weight_part(s.acts[w.mb], w.part);
+  }
+  deferred_compute_s_ += since(t0);
+  return true;
+}
+
+void PipelineEngine::drain_deferred(int dir) {
+  auto pending = [&] {
+    for (const auto& w : deferred_)
+      if (dir < 0 || w.dir == dir) return true;
+    return false;
+  };
+  while (pending()) run_deferred_part();
 }
 
 double PipelineEngine::eval_loss_sum(int first, int count) {

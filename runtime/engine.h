@@ -10,12 +10,17 @@
 //   3. the step ends when every send has completed.
 // With runtime.overlap (the default) sends go through a progress thread (SendQueue) and the
 // two halves of an F&B pair run on two threads that pass one compute baton between them
-// (runtime/progress.h). With overlap off, every transfer is waited on as soon as it is
-// issued: the baseline that shows what overlap hides.
+// (runtime/progress.h). A backward's weight pass is deferred, a layer at a time, into a
+// FIFO that fills communication waits (any thread that waits while the baton is free runs
+// the next part) and is drained before the stage's gradients are reduced — FIFO order keeps
+// every gradient sum, and so every loss, bit-identical to running it at once. With overlap
+// off, every transfer is waited on as soon as it is issued and weight passes run in place:
+// the baseline that shows what overlap hides.
 // Gradients accumulate in the stages' arenas; synchronising them across stage copies and
 // data-parallel replicas is the trainer's job (runtime/grad_sync.h).
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -100,6 +105,12 @@ class PipelineEngine {
   void forward(StageSlot& s, int mb, StepStats& st);
   void backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st);
   void deliver(Kind k, const float* data, int from_dir, int mb);
+  // Deferred weight passes (overlap on; touched only by the baton's holder).
+  struct WeightPart {
+    int dir, mb, part;
+  };
+  bool run_deferred_part();         // the oldest part; false when none is left
+  void drain_deferred(int dir);     // until no part of `dir` is left (-1: all)
   void wait_input(Kind k, int dir, int mb, StepStats& st);
   StageSlot& slot(int dir) { return slots_[slot_index_[dir]]; }
 
@@ -126,6 +137,8 @@ class PipelineEngine {
   std::vector<MPI_Request> send_req_;
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per (dir, mb) on first / last stages
   std::vector<int32_t> window_;
+  std::deque<WeightPart> deferred_;
+  double deferred_compute_s_ = 0;  // compute of deferred parts since the step began
   int step_ = 0;
   std::atomic<long> p2p_sends_{0};
 };

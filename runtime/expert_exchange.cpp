@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <thread>
 
 namespace duet::runtime {
 
@@ -32,8 +31,9 @@ void MpiExpertExchange::collective(const char* name, bool delayed, F&& f) {
   {
     BatonRelease handover(baton_);  // destroyed last: the event ends before the baton returns
     io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_tid);
-    if (delayed && delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));  // modelled latency
-    f();
+    if (delayed) wait_latency(baton_, std::chrono::microseconds(delay_us_));  // modelled latency
+    MPI_Request r = f();
+    wait_requests(baton_, 1, &r);
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
   if (delayed) ++collectives_;
@@ -46,7 +46,9 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
   p.recv_expert_counts.assign((size_t)size_ * El, 0);
   // Rank q gets the counts of its experts [q·El, (q+1)·El) from every rank.
   collective("all-to-all counts", false, [&] {
-    MPI_CHECK(MPI_Alltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get()));
+    MPI_Request r;
+    MPI_CHECK(MPI_Ialltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get(), &r));
+    return r;
   });
   p.recv_counts.assign(size_, 0);
   p.local_counts.assign(El, 0);
@@ -63,8 +65,10 @@ void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, st
   scaled(p.recv_counts, width, counts_b_, displs_b_);
   staging_.resize((size_t)p.owner_rows() * width);
   collective("all-to-all dispatch", true, [&] {
-    MPI_CHECK(MPI_Alltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
-                            displs_b_.data(), MPI_FLOAT, comm_.get()));
+    MPI_Request r;
+    MPI_CHECK(MPI_Ialltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
+                             displs_b_.data(), MPI_FLOAT, comm_.get(), &r));
+    return r;
   });
   // Staging is source-major (each source's rows grouped by local expert); make it expert-major.
   out.resize(staging_.size());
@@ -97,8 +101,10 @@ void MpiExpertExchange::combine(const model::ExpertPlan& p, const float* in, std
   for (int c : counts_a_) total += c;
   out.resize(total);
   collective("all-to-all combine", true, [&] {
-    MPI_CHECK(MPI_Alltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(),
-                            counts_a_.data(), displs_a_.data(), MPI_FLOAT, comm_.get()));
+    MPI_Request r;
+    MPI_CHECK(MPI_Ialltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(),
+                             counts_a_.data(), displs_a_.data(), MPI_FLOAT, comm_.get(), &r));
+    return r;
   });
 }
 

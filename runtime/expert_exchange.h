@@ -14,8 +14,8 @@ class MpiExpertExchange : public model::ExpertExchange {
  public:
   // Owns a duplicate of ep_comm, so each direction's all-to-alls have their own ordering.
   // With a baton, the baton is handed over for the duration of every collective (the other
-  // half of an F&B pair computes meanwhile); delay_us is added to each collective, as
-  // network latency, with the baton handed over or not.
+  // half of an F&B pair, or deferred work, computes meanwhile); delay_us is added to each
+  // dispatch and combine as network latency, waited out the same way.
   MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0,
                     io::TraceRecorder* trace = nullptr);
   int group_size() const override { return size_; }

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 namespace duet::runtime {
 
@@ -51,6 +53,17 @@ void mpi_check(int code, const char* expr, const char* file, int line) {
   int len = 0;
   MPI_Error_string(code, msg, &len);
   fatal(std::string(expr) + " failed: " + std::string(msg, len), file, line);
+}
+
+void wait_quietly(int n, MPI_Request* reqs) {
+  auto pause = std::chrono::microseconds(5);
+  for (;;) {
+    int done = 0;
+    MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+    if (done) return;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(200));
+  }
 }
 
 MpiSession::MpiSession(int* argc, char*** argv) {

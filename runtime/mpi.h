@@ -21,6 +21,13 @@ int world_size();
 std::string host_name();
 bool mpi_launched();  // true when this process was started by mpirun / srun
 
+// Waits for n requests without spinning: MPI_Testall, then sleeps 5 µs doubling to 200 µs
+// between tests. Open MPI's blocking waits poll (and sched_yield when oversubscribed), so a
+// rank blocked in MPI_Wait burns the core that the ranks sharing it need to compute; a
+// rank waiting here leaves it to them. Every MPI wait on the training path goes through this.
+void wait_quietly(int n, MPI_Request* reqs);
+inline void wait_quietly(MPI_Request* req) { wait_quietly(1, req); }
+
 // Initialises MPI with MPI_THREAD_MULTIPLE (the progress thread calls MPI too) and finalises
 // it on destruction. Errors on COMM_WORLD return codes, so MPI_CHECK can report them.
 class MpiSession {

@@ -2,6 +2,22 @@
 
 namespace duet::runtime {
 
+void wait_requests(Baton* baton, int n, MPI_Request* reqs) {
+  if (!baton) return wait_quietly(n, reqs);
+  baton->idle_until([&] {
+    int done = 0;
+    MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
+    return done != 0;
+  });
+}
+
+void wait_latency(Baton* baton, std::chrono::microseconds d) {
+  if (d.count() <= 0) return;
+  if (!baton) return std::this_thread::sleep_for(d);
+  const auto until = std::chrono::steady_clock::now() + d;
+  baton->idle_until([&] { return std::chrono::steady_clock::now() >= until; }, until);
+}
+
 SendQueue::SendQueue(MPI_Comm comm, int delay_us, io::TraceRecorder* trace)
     : comm_(comm), delay_(delay_us), trace_(trace), thread_([this] { loop(); }) {}
 

@@ -4,16 +4,21 @@
 // Baton: one compute token per rank. The two halves of an overlapped F&B pair run on two
 // threads; a half holds the baton while it computes and hands it over while it waits on
 // communication, so the forward of one micro-batch computes while the backward of the other
-// waits on its all-to-all, and the other way round — DualPipe's overlapped chunk pair.
+// waits on its all-to-all, and the other way round — DualPipe's overlapped chunk pair. A
+// thread that waits while the baton is free (the other half waits too, or there is none)
+// takes it to run deferred weight passes, so the rank computes whenever it has work.
 //
 // SendQueue: a progress thread that owns this rank's outgoing point-to-point messages: it
 // posts each MPI_Isend (after runtime.comm_delay_us, the knob that makes local communication
 // as costly as a network's) and drives them to completion with MPI_Testsome, so sends never
 // hold up the compute thread.
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -24,16 +29,51 @@
 namespace duet::runtime {
 
 // Which thread an event belongs to in the trace: 0 compute, 1 forward half of an F&B pair,
-// 2 progress thread.
+// 2 progress thread, 3 deferred weight passes (run by whichever thread was waiting).
 inline thread_local int t_trace_tid = 0;
+constexpr int kDeferredWeightTid = 3;
 
 class Baton {
  public:
-  void acquire() { m_.lock(); }
+  void acquire() {
+    ++wanted_;
+    m_.lock();
+    --wanted_;
+  }
   void release() { m_.unlock(); }
+
+  // Deferred work that fills communication waits: fill() runs one small unit (the engine's
+  // deferred weight passes, a layer at a time) with the baton held, and returns false when
+  // there is none. Set once, before any thread waits.
+  void set_filler(std::function<bool()> fill) { fill_ = std::move(fill); }
+
+  // Waits, without the baton, until done() is true: polled 5 µs doubling to 200 µs, or, with
+  // a deadline (done() means it has passed), asleep until then. Meanwhile, whenever the baton is free and no thread is asking for it, takes it and runs
+  // one unit of deferred work — so a rank whose halves both wait still computes. A thread
+  // that asks for the baton waits at most one unit.
+  template <class Done>
+  void idle_until(Done&& done, std::chrono::steady_clock::time_point deadline = {}) {
+    auto pause = std::chrono::microseconds(5);
+    for (;;) {
+      if (done()) return;
+      if (fill_ && wanted_.load() == 0 && m_.try_lock()) {
+        const bool did = fill_();
+        m_.unlock();
+        if (did) continue;
+      }
+      if (deadline != std::chrono::steady_clock::time_point{}) {
+        std::this_thread::sleep_until(deadline);
+        continue;
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(200));
+    }
+  }
 
  private:
   std::mutex m_;
+  std::atomic<int> wanted_{0};
+  std::function<bool()> fill_;
 };
 
 // Hands the baton over for the lifetime of the object (no-op without a baton).
@@ -51,6 +91,12 @@ class BatonRelease {
  private:
   Baton* b_;
 };
+
+// Waits for n requests. With a baton (overlap on) the caller has handed it over
+// (BatonRelease) and the wait is filled with deferred work; without, it waits quietly.
+void wait_requests(Baton* baton, int n, MPI_Request* reqs);
+// Waits out the modelled network latency, the same way.
+void wait_latency(Baton* baton, std::chrono::microseconds d);
 
 class SendQueue {
  public:

@@ -192,18 +192,25 @@ io::Report measured_report(const std::string& run_dir) {
       if (op.kind == sched::OpKind::FB) {
         paired.insert(sched::format_op({sched::OpKind::F, op.dir, op.microbatch}));
         paired.insert(sched::format_op({sched::OpKind::B, op.dir2, op.microbatch2}));
+        paired.insert(sched::format_op({sched::OpKind::I, op.dir2, op.microbatch2}));
       }
     for (int s : steady_steps) {
       const auto& ev = by_step[s];
       // A pair's cost is what its two halves computed together: the union of each half's span
       // minus its own communication (a half waiting for the baton overlaps the other's compute).
       std::map<std::string, const io::TraceEvent*> by_name;
+      std::map<std::string, double> weight;  // a deferred weight pass runs in parts: sum them
       for (const auto& e : ev)
-        if (e.cat == io::TraceCategory::Compute) by_name[e.name] = &e;
+        if (e.cat == io::TraceCategory::Compute) {
+          by_name[e.name] = &e;
+          if (e.name[0] == 'W') weight[e.name] += pure_compute(e, ev);
+        }
       for (const auto& op : schedule.ops[pp_rank]) {
         if (op.kind != sched::OpKind::FB) continue;
         const auto fi = by_name.find(sched::format_op({sched::OpKind::F, op.dir, op.microbatch}));
-        const auto bi = by_name.find(sched::format_op({sched::OpKind::B, op.dir2, op.microbatch2}));
+        auto bi = by_name.find(sched::format_op({sched::OpKind::B, op.dir2, op.microbatch2}));
+        // With overlap on, the backward half is its input part; its weight part was deferred.
+        if (bi == by_name.end()) bi = by_name.find(sched::format_op({sched::OpKind::I, op.dir2, op.microbatch2}));
         if (fi == by_name.end() || bi == by_name.end()) continue;
         std::vector<Interval> busy;
         for (const io::TraceEvent* h : {fi->second, bi->second}) {
@@ -212,21 +219,27 @@ io::Report measured_report(const std::string& run_dir) {
             if (c.tid == h->tid && is_comm(c) && c.t0 >= h->t0 && c.t1 <= h->t1) nested.push_back({c.t0, c.t1});
           for (auto iv : minus({{h->t0, h->t1}}, nested)) busy.push_back(iv);
         }
-        pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), length(busy)});
+        // A deferred weight pass belongs to its pair's backward, wherever it ran.
+        double deferred = 0;
+        if (bi->first[0] == 'I') {
+          const auto wi = weight.find(sched::format_op({sched::OpKind::W, op.dir2, op.microbatch2}));
+          if (wi != weight.end()) deferred = wi->second;
+        }
+        pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), length(busy) + deferred});
       }
       for (const auto& e : ev) {
         if (e.cat == io::TraceCategory::P2p && e.tid == 2) min_send = std::min(min_send, e.t1 - e.t0);
-        if (e.cat != io::TraceCategory::Compute || paired.count(e.name)) continue;
-        const int dir = e.name[1] - '0';
-        const int stage = place.stage_of(pp_rank, dir);
+        if (e.cat != io::TraceCategory::Compute) continue;
+        if (e.name[0] == 'W' || paired.count(e.name)) continue;
+        const int stage = place.stage_of(pp_rank, e.name[1] - '0');
         const double c = pure_compute(e, ev), a = nested_a2a(e, ev);
         switch (e.name[0]) {
           case 'F': f[stage].push_back(c), fa2a[stage].push_back(a); break;
           case 'B': b[stage].push_back(c), ba2a[stage].push_back(a); break;
           case 'I': i[stage].push_back(c), ba2a[stage].push_back(a); break;
-          case 'W': w[stage].push_back(c); break;
         }
       }
+      for (const auto& [name, c] : weight) w[place.stage_of(pp_rank, name[1] - '0')].push_back(c);
     }
   }
 

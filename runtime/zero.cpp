@@ -100,7 +100,7 @@ double ZeroOptimizer::finish_reduce(io::TraceRecorder* trace) {
     SlotState& st = state_[i];
     float* g = slots_[i].arena->grads().data();
     for (auto& b : st.buckets) {
-      if (b.req != MPI_REQUEST_NULL) MPI_CHECK(MPI_Wait(&b.req, MPI_STATUS_IGNORE));
+      wait_quietly(&b.req);
       std::memcpy(g + b.begin + b.displs[b.me], b.shard.data(), sizeof(float) * b.shard.size());
     }
     double d = 0, e = 0;
@@ -135,7 +135,7 @@ void ZeroOptimizer::step(double lr, float clip_scale, io::TraceRecorder* trace) 
                                 b.comm, &reqs.back()));
     }
   }
-  MPI_CHECK(MPI_Waitall((int)reqs.size(), reqs.data(), MPI_STATUSES_IGNORE));
+  wait_quietly((int)reqs.size(), reqs.data());
 }
 
 int64_t ZeroOptimizer::moment_floats() const {
