@@ -50,6 +50,9 @@ int cmd_launch(int argc, char** argv) {
       "Without a config or parallel.* keys: configs/tiny.yaml as PP 4 DualPipe x DP 2, EP 2 (8 ranks)");
   opts.add_options()("help,h", "show this help")("nproc,n", po::value<int>(), "ranks (default: parallel.pp × parallel.dp)")(
       "mpirun", po::value<std::string>()->default_value("mpirun"), "the MPI launcher")(
+      "bind", po::value<std::string>()->default_value("core"),
+      "core: rank r on core r mod cores (whole data-parallel replicas share a core when ranks "
+      "exceed cores; ranks never migrate) | none: leave placement to the OS")(
       "dry-run", "print the command instead of running it");
   add_config_options(opts);
   po::variables_map vm;
@@ -58,8 +61,9 @@ int cmd_launch(int argc, char** argv) {
   std::vector<std::string> train_args;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--nproc" || a == "-n" || a == "--mpirun") { ++i; continue; }
-    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a == "--dry-run") continue;
+    if (a == "--nproc" || a == "-n" || a == "--mpirun" || a == "--bind") { ++i; continue; }
+    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a.rfind("--bind=", 0) == 0 || a == "--dry-run")
+      continue;
     train_args.push_back(a);
   }
   if (!has_layout_override(vm))
@@ -75,7 +79,14 @@ int cmd_launch(int argc, char** argv) {
     throw std::invalid_argument("--nproc " + std::to_string(nproc) + " does not match parallel.pp × parallel.dp = " +
                                 std::to_string(need));
 
+  const std::string bind = vm["bind"].as<std::string>();
+  if (bind != "core" && bind != "none")
+    throw std::invalid_argument("--bind " + bind + ": allowed values are core | none");
   std::vector<std::string> cmd = {vm["mpirun"].as<std::string>(), "--oversubscribe", "-np", std::to_string(nproc)};
+  // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
+  // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
+  // bubbles and communication waits; a rank pinned to a core keeps its caches.
+  if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   cmd.push_back(self_exe());
   cmd.push_back("train");

@@ -101,6 +101,22 @@ TEST(LaunchCli, DefaultEightRankDualPipeJob) {
   fs::remove_all(dir);
 }
 
+// Ranks are pinned round-robin to cores by default (--bind core); --bind none leaves it to
+// the OS, and anything else names the allowed values.
+TEST(LaunchCli, BindsRanksToCores) {
+  const auto bound = run_duet("launch --dry-run --parallel.pp 2 --parallel.dp 2");
+  ASSERT_EQ(bound.exit_code, 0) << bound.output;
+  EXPECT_NE(bound.output.find("--map-by core --bind-to core:overload-allowed"), std::string::npos)
+      << bound.output;
+  const auto free = run_duet("launch --dry-run --bind none --parallel.pp 2 --parallel.dp 2");
+  ASSERT_EQ(free.exit_code, 0) << free.output;
+  EXPECT_EQ(free.output.find("--bind-to"), std::string::npos) << free.output;
+  EXPECT_EQ(free.output.find("--bind none"), std::string::npos) << "launcher option passed to the ranks";
+  const auto bad = run_duet("launch --dry-run --bind socket");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("allowed values are core | none"), std::string::npos) << bad.output;
+}
+
 TEST(LaunchCli, RankCountMustMatchLayout) {
   const auto r = run_duet("launch --nproc 3 --parallel.pp 2 --parallel.dp 2");
   EXPECT_EQ(r.exit_code, 2);
