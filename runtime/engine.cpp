@@ -59,7 +59,7 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
   delay_us_ = cfg.runtime.comm_delay_us;
   if (cfg.runtime.trace) trace_ = std::make_unique<io::TraceRecorder>();
   if (overlap_) {
-    sends_ = std::make_unique<SendQueue>(comm_, delay_us_, trace_.get());
+    sends_ = std::make_unique<SendQueue>(comm_, trace_.get());
     baton_.set_filler([this] { return run_deferred_part(); });
   }
   mbpd_ = schedule_.microbatches_per_dir();
@@ -93,7 +93,9 @@ PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, i
     slots_.push_back(std::move(s));
   }
   const size_t n = (size_t)batch_ * seq_len_ * mcfg_.d_model;
-  inbox_.assign(2 * dirs_ * mbpd_, std::vector<float>(n));
+  stamp_ = delay_us_ > 0 ? kStampFloats : 0;  // a modelled latency needs each message's send time
+  inbox_.assign(2 * dirs_ * mbpd_, std::vector<float>(n + stamp_));
+  if (stamp_) outbox_.assign(inbox_.size(), std::vector<float>(n + stamp_));
   recv_req_.assign(inbox_.size(), MPI_REQUEST_NULL);
   tokens_.resize(dirs_ * mbpd_), targets_.resize(dirs_ * mbpd_);
   last_backward_op_.assign(dirs_, -1);
@@ -138,11 +140,13 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slo
       const sched::Slot prev = pl.prev(pp_rank_, s.dir), next = pl.next(pp_rank_, s.dir);
       if (prev.valid() && prev.rank != pp_rank_) {
         const int i = (kActivation * dirs_ + s.dir) * mbpd_ + mb;
-        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count, MPI_FLOAT, prev.rank, tag(kActivation, s.dir, mb), comm_, &recv_req_[i]));
+        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count + stamp_, MPI_FLOAT, prev.rank, tag(kActivation, s.dir, mb), comm_,
+                            &recv_req_[i]));
       }
       if (next.valid() && next.rank != pp_rank_) {
         const int i = (kGradient * dirs_ + s.dir) * mbpd_ + mb;
-        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count, MPI_FLOAT, next.rank, tag(kGradient, s.dir, mb), comm_, &recv_req_[i]));
+        MPI_CHECK(MPI_Irecv(inbox_[i].data(), count + stamp_, MPI_FLOAT, next.rank, tag(kGradient, s.dir, mb), comm_,
+                            &recv_req_[i]));
       }
     }
   }
@@ -213,6 +217,10 @@ void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
                              ":" + std::to_string(mb),
                          t_trace_tid);
     wait_requests(baton, 1, &r);
+    if (stamp_) {  // usable comm_delay_us after it was sent
+      const auto& box = inbox(k, dir, mb);
+      wait_until(baton, read_stamp(box.data() + box.size() - stamp_) + std::chrono::microseconds(delay_us_));
+    }
   }
   st.wait_s += since(t0);
 }
@@ -226,13 +234,19 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
     return;
   }
   ++p2p_sends_;
+  if (stamp_) {
+    auto& out = outbox_[(k * dirs_ + to.dir) * mbpd_ + mb];
+    std::memcpy(out.data(), data, sizeof(float) * count);
+    write_stamp(out.data() + count);
+    data = out.data();
+  }
   if (sends_) {
-    sends_->send(data, count, to.rank, tag(k, to.dir, mb));
+    sends_->send(data, count + stamp_, to.rank, tag(k, to.dir, mb));
     return;
   }
   // Overlap off: the transfer is waited on at once (its modelled latency included).
   if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
-  MPI_CHECK(MPI_Send(data, count, MPI_FLOAT, to.rank, tag(k, to.dir, mb), comm_));
+  MPI_CHECK(MPI_Send(data, count + stamp_, MPI_FLOAT, to.rank, tag(k, to.dir, mb), comm_));
 }
 
 void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {

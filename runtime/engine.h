@@ -132,7 +132,8 @@ class PipelineEngine {
   std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> slot_index_;  // dir -> index in slots_
   std::vector<int> last_backward_op_;  // dir -> index of its last B/I/W op in this rank's list
-  std::vector<std::vector<float>> inbox_;
+  int stamp_ = 0;  // floats of send time after each message (runtime.comm_delay_us > 0)
+  std::vector<std::vector<float>> inbox_, outbox_;  // outbox_: stamped copies of sends
   std::vector<MPI_Request> recv_req_;  // parallel to inbox_
   std::vector<MPI_Request> send_req_;
   std::vector<std::vector<int32_t>> tokens_, targets_;  // per (dir, mb) on first / last stages

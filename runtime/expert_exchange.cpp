@@ -25,18 +25,59 @@ MpiExpertExchange::MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton
   local_experts_ = experts / size_;
 }
 
-template <class F>
-void MpiExpertExchange::collective(const char* name, bool delayed, F&& f) {
+template <class Post, class Until>
+void MpiExpertExchange::collective(const char* name, bool delayed, Post&& post, Until&& until) {
   const auto t0 = Clock::now();
   {
     BatonRelease handover(baton_);  // destroyed last: the event ends before the baton returns
     io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_tid);
-    if (delayed) wait_latency(baton_, std::chrono::microseconds(delay_us_));  // modelled latency
-    MPI_Request r = f();
+    MPI_Request r = post();
     wait_requests(baton_, 1, &r);
+    if (delayed && delay_us_ > 0) wait_until(baton_, until() + std::chrono::microseconds(delay_us_));
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
   if (delayed) ++collectives_;
+}
+
+void MpiExpertExchange::exchange_rows(const char* name, const float* send, float* recv) {
+  if (delay_us_ <= 0) {
+    collective(name, true, [&] {
+      MPI_Request r;
+      MPI_CHECK(MPI_Ialltoallv(send, send_counts_.data(), send_displs_.data(), MPI_FLOAT, recv, recv_counts_.data(),
+                               recv_displs_.data(), MPI_FLOAT, comm_.get(), &r));
+      return r;
+    }, [] { return Clock::time_point{}; });
+    return;
+  }
+  // Modelled latency: every segment carries its send time, and the rows are usable
+  // runtime.comm_delay_us after the latest segment was sent (see kStampFloats).
+  auto stamped = [](const std::vector<int>& counts, std::vector<int>& c, std::vector<int>& d) {
+    c.resize(counts.size()), d.resize(counts.size());
+    int off = 0;
+    for (size_t q = 0; q < counts.size(); ++q) c[q] = counts[q] + kStampFloats, d[q] = off, off += c[q];
+    return off;
+  };
+  stamped_send_.resize(stamped(send_counts_, stamped_send_counts_, stamped_send_displs_));
+  stamped_recv_.resize(stamped(recv_counts_, stamped_recv_counts_, stamped_recv_displs_));
+  for (int q = 0; q < size_; ++q) {
+    float* seg = stamped_send_.data() + stamped_send_displs_[q];
+    std::memcpy(seg, send + send_displs_[q], sizeof(float) * send_counts_[q]);
+    write_stamp(seg + send_counts_[q]);
+  }
+  collective(name, true, [&] {
+    MPI_Request r;
+    MPI_CHECK(MPI_Ialltoallv(stamped_send_.data(), stamped_send_counts_.data(), stamped_send_displs_.data(), MPI_FLOAT,
+                             stamped_recv_.data(), stamped_recv_counts_.data(), stamped_recv_displs_.data(), MPI_FLOAT,
+                             comm_.get(), &r));
+    return r;
+  }, [&] {
+    Clock::time_point latest{};
+    for (int q = 0; q < size_; ++q)
+      latest = std::max(latest, read_stamp(stamped_recv_.data() + stamped_recv_displs_[q] + recv_counts_[q]));
+    return latest;
+  });
+  for (int q = 0; q < size_; ++q)
+    std::memcpy(recv + recv_displs_[q], stamped_recv_.data() + stamped_recv_displs_[q], sizeof(float) * recv_counts_[q]);
 }
 
 void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {
@@ -49,7 +90,7 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
     MPI_Request r;
     MPI_CHECK(MPI_Ialltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get(), &r));
     return r;
-  });
+  }, [] { return Clock::time_point{}; });
   p.recv_counts.assign(size_, 0);
   p.local_counts.assign(El, 0);
   for (int src = 0; src < size_; ++src)
@@ -61,21 +102,16 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
 
 void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
   const int El = local_experts_;
-  scaled(p.send_counts, width, counts_a_, displs_a_);
-  scaled(p.recv_counts, width, counts_b_, displs_b_);
+  scaled(p.send_counts, width, send_counts_, send_displs_);
+  scaled(p.recv_counts, width, recv_counts_, recv_displs_);
   staging_.resize((size_t)p.owner_rows() * width);
-  collective("all-to-all dispatch", true, [&] {
-    MPI_Request r;
-    MPI_CHECK(MPI_Ialltoallv(in, counts_a_.data(), displs_a_.data(), MPI_FLOAT, staging_.data(), counts_b_.data(),
-                             displs_b_.data(), MPI_FLOAT, comm_.get(), &r));
-    return r;
-  });
+  exchange_rows("all-to-all dispatch", in, staging_.data());
   // Staging is source-major (each source's rows grouped by local expert); make it expert-major.
   out.resize(staging_.size());
   size_t dst = 0;
   for (int l = 0; l < El; ++l)
     for (int src = 0; src < size_; ++src) {
-      size_t off = displs_b_[src];
+      size_t off = recv_displs_[src];
       for (int k = 0; k < l; ++k) off += (size_t)p.recv_expert_counts[(size_t)src * El + k] * width;
       const size_t n = (size_t)p.recv_expert_counts[(size_t)src * El + l] * width;
       std::memcpy(out.data() + dst, staging_.data() + off, n * sizeof(float));
@@ -85,27 +121,23 @@ void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, st
 
 void MpiExpertExchange::combine(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
   const int El = local_experts_;
-  scaled(p.recv_counts, width, counts_b_, displs_b_);
-  scaled(p.send_counts, width, counts_a_, displs_a_);
+  // The reverse of dispatch: owner rows go back to the ranks that routed them.
+  scaled(p.recv_counts, width, send_counts_, send_displs_);
+  scaled(p.send_counts, width, recv_counts_, recv_displs_);
   staging_.resize((size_t)p.owner_rows() * width);
   size_t src_off = 0;  // expert-major → source-major (the inverse of dispatch's reorder)
   for (int l = 0; l < El; ++l)
     for (int src = 0; src < size_; ++src) {
-      size_t off = displs_b_[src];
+      size_t off = send_displs_[src];
       for (int k = 0; k < l; ++k) off += (size_t)p.recv_expert_counts[(size_t)src * El + k] * width;
       const size_t n = (size_t)p.recv_expert_counts[(size_t)src * El + l] * width;
       std::memcpy(staging_.data() + off, in + src_off, n * sizeof(float));
       src_off += n;
     }
   int total = 0;
-  for (int c : counts_a_) total += c;
+  for (int c : recv_counts_) total += c;
   out.resize(total);
-  collective("all-to-all combine", true, [&] {
-    MPI_Request r;
-    MPI_CHECK(MPI_Ialltoallv(staging_.data(), counts_b_.data(), displs_b_.data(), MPI_FLOAT, out.data(),
-                             counts_a_.data(), displs_a_.data(), MPI_FLOAT, comm_.get(), &r));
-    return r;
-  });
+  exchange_rows("all-to-all combine", staging_.data(), out.data());
 }
 
 }  // namespace duet::runtime

@@ -14,8 +14,8 @@ class MpiExpertExchange : public model::ExpertExchange {
  public:
   // Owns a duplicate of ep_comm, so each direction's all-to-alls have their own ordering.
   // With a baton, the baton is handed over for the duration of every collective (the other
-  // half of an F&B pair, or deferred work, computes meanwhile); delay_us is added to each
-  // dispatch and combine as network latency, waited out the same way.
+  // half of an F&B pair, or deferred work, computes meanwhile); delay_us is each dispatch's
+  // and combine's network latency: rows are usable delay_us after they were sent.
   MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0,
                     io::TraceRecorder* trace = nullptr);
   int group_size() const override { return size_; }
@@ -28,10 +28,15 @@ class MpiExpertExchange : public model::ExpertExchange {
   long collectives() const { return collectives_; }  // dispatches and combines so far
 
  private:
-  // delayed: whether runtime.comm_delay_us applies. The counts exchange is the header of a
-  // dispatch, not a message of its own: only dispatch and combine carry the latency.
-  template <class F>
-  void collective(const char* name, bool delayed, F&& f);
+  // Posts a collective and waits for it with the baton handed over. delayed: whether
+  // runtime.comm_delay_us applies — then the wait lasts until until() + the delay. The counts
+  // exchange is the header of a dispatch, not a message of its own: only dispatch and combine
+  // carry the latency.
+  template <class Post, class Until>
+  void collective(const char* name, bool delayed, Post&& post, Until&& until);
+  // All-to-all of rows by send_/recv_ counts and displacements (floats), stamped with their
+  // send time when a latency is modelled.
+  void exchange_rows(const char* name, const float* send, float* recv);
 
   Comm comm_;
   Baton* baton_;
@@ -39,7 +44,9 @@ class MpiExpertExchange : public model::ExpertExchange {
   io::TraceRecorder* trace_;
   int size_, rank_, local_experts_;
   std::vector<float> staging_;
-  std::vector<int> counts_a_, displs_a_, counts_b_, displs_b_;
+  std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;
+  std::vector<float> stamped_send_, stamped_recv_;
+  std::vector<int> stamped_send_counts_, stamped_send_displs_, stamped_recv_counts_, stamped_recv_displs_;
   double seconds_ = 0;
   long collectives_ = 0;
 };

@@ -1,5 +1,7 @@
 #include "runtime/progress.h"
 
+#include <cstring>
+
 namespace duet::runtime {
 
 void wait_requests(Baton* baton, int n, MPI_Request* reqs) {
@@ -11,15 +13,25 @@ void wait_requests(Baton* baton, int n, MPI_Request* reqs) {
   });
 }
 
-void wait_latency(Baton* baton, std::chrono::microseconds d) {
-  if (d.count() <= 0) return;
-  if (!baton) return std::this_thread::sleep_for(d);
-  const auto until = std::chrono::steady_clock::now() + d;
+void wait_until(Baton* baton, std::chrono::steady_clock::time_point until) {
+  if (std::chrono::steady_clock::now() >= until) return;
+  if (!baton) return std::this_thread::sleep_until(until);
   baton->idle_until([&] { return std::chrono::steady_clock::now() >= until; }, until);
 }
 
-SendQueue::SendQueue(MPI_Comm comm, int delay_us, io::TraceRecorder* trace)
-    : comm_(comm), delay_(delay_us), trace_(trace), thread_([this] { loop(); }) {}
+void write_stamp(float* at) {
+  const int64_t ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  static_assert(sizeof ns == kStampFloats * sizeof(float));
+  std::memcpy(at, &ns, sizeof ns);
+}
+
+std::chrono::steady_clock::time_point read_stamp(const float* at) {
+  int64_t ns;
+  std::memcpy(&ns, at, sizeof ns);
+  return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
+}
+
+SendQueue::SendQueue(MPI_Comm comm, io::TraceRecorder* trace) : comm_(comm), trace_(trace), thread_([this] { loop(); }) {}
 
 SendQueue::~SendQueue() {
   {
@@ -33,7 +45,7 @@ SendQueue::~SendQueue() {
 void SendQueue::send(const float* buf, int count, int peer, int tag) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back({std::chrono::steady_clock::now() + delay_, buf, count, peer, tag});
+    pending_.push_back({buf, count, peer, tag});
   }
   cv_.notify_all();
 }
@@ -54,10 +66,9 @@ void SendQueue::loop() {
       cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
       continue;
     }
-    // Post the messages whose delay has passed (queue order = readiness order).
     const auto now = std::chrono::steady_clock::now();
     bool progressed = false;
-    while (!pending_.empty() && pending_.front().ready <= now) {
+    while (!pending_.empty()) {
       progressed = true;
       const Pending p = pending_.front();
       pending_.pop_front();
@@ -94,8 +105,7 @@ void SendQueue::loop() {
     // complete for the receiver as soon as it is matched; polling only tells this side.
     // Woken early when a new message is queued.
     backoff = progressed ? std::chrono::microseconds(20) : std::min(backoff * 2, std::chrono::microseconds(1000));
-    const auto next = pending_.empty() ? now + backoff : std::min(pending_.front().ready, now + backoff);
-    cv_.wait_until(lock, next);
+    cv_.wait_until(lock, now + backoff);
   }
 }
 

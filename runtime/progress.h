@@ -9,9 +9,8 @@
 // takes it to run deferred weight passes, so the rank computes whenever it has work.
 //
 // SendQueue: a progress thread that owns this rank's outgoing point-to-point messages: it
-// posts each MPI_Isend (after runtime.comm_delay_us, the knob that makes local communication
-// as costly as a network's) and drives them to completion with MPI_Testsome, so sends never
-// hold up the compute thread.
+// posts each MPI_Isend and drives them to completion with MPI_Testsome, so sends never hold
+// up the compute thread.
 
 #include <algorithm>
 #include <atomic>
@@ -95,12 +94,20 @@ class BatonRelease {
 // Waits for n requests. With a baton (overlap on) the caller has handed it over
 // (BatonRelease) and the wait is filled with deferred work; without, it waits quietly.
 void wait_requests(Baton* baton, int n, MPI_Request* reqs);
-// Waits out the modelled network latency, the same way.
-void wait_latency(Baton* baton, std::chrono::microseconds d);
+// Waits, the same way, until `until` (the modelled network latency's end).
+void wait_until(Baton* baton, std::chrono::steady_clock::time_point until);
+
+// runtime.comm_delay_us is applied where a network applies latency: on the wire. A message
+// carries the time it was sent as a stamp (kStampFloats trailing floats; the steady clock is
+// one per machine, as delay emulation is) and is usable comm_delay_us after that, however
+// early its bytes arrived — so no thread has to wake up to send it late.
+constexpr int kStampFloats = 2;
+void write_stamp(float* at);
+std::chrono::steady_clock::time_point read_stamp(const float* at);
 
 class SendQueue {
  public:
-  SendQueue(MPI_Comm comm, int delay_us, io::TraceRecorder* trace = nullptr);
+  explicit SendQueue(MPI_Comm comm, io::TraceRecorder* trace = nullptr);
   ~SendQueue();
   SendQueue(const SendQueue&) = delete;
   SendQueue& operator=(const SendQueue&) = delete;
@@ -112,14 +119,12 @@ class SendQueue {
 
  private:
   struct Pending {
-    std::chrono::steady_clock::time_point ready;
     const float* buf;
     int count, peer, tag;
   };
   void loop();
 
   MPI_Comm comm_;
-  std::chrono::microseconds delay_;
   std::mutex mu_;
   std::condition_variable cv_;       // wakes the progress thread
   std::condition_variable done_cv_;  // wakes wait_all
