@@ -40,8 +40,8 @@ void TraceRecorder::write(const std::string& path, int rank) const {
   if (!f) throw std::runtime_error("cannot write trace file " + path);
   std::fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
   std::fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"args\":{\"name\":\"rank %d\"}}", rank, rank);
-  const char* threads[] = {"compute", "forward half (F&B)", "progress"};
-  for (int t = 0; t < 3; ++t)
+  const char* threads[] = {"compute", "second executor", "progress", "deferred weight passes"};
+  for (int t = 0; t < 4; ++t)
     std::fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":\"%s\"}}", rank, t,
                  threads[t]);
   for (const auto& e : events_)

@@ -17,7 +17,8 @@ const char* trace_category_name(TraceCategory c);  // "compute", "p2p", "all2all
 struct TraceEvent {
   std::string name;
   TraceCategory cat;
-  int tid;        // 0 main thread, 1 forward half of an F&B pair, 2 progress thread
+  int tid;        // 0 main thread, 1 second executor (runtime/engine.h), 2 progress thread,
+                  // 3 deferred weight passes
   double t0, t1;  // seconds on the monotonic clock
   int step;
 };

@@ -1,7 +1,9 @@
 #include "runtime/engine.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -150,20 +152,21 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slo
       }
     }
   }
-  const auto& ops = schedule_.ops[pp_rank_];
-  if (overlap_) baton_.acquire();
   deferred_compute_s_ = 0;
-  for (size_t k = 0; k < ops.size(); ++k) {
-    run_op(ops[k], (int)k, st);
-    for (int d = 0; d < dirs_; ++d)
-      if (last_backward_op_[d] == (int)k) {
-        drain_deferred(d);  // the stage's gradients are final only when its weight passes ran
-        if (slot_done) slot_done(slot_index_[d]);
-      }
+  if (overlap_) {
+    run_overlapped(slot_done, st);
+    baton_.acquire();
+    drain_deferred(-1);
+    baton_.release();
+  } else {
+    const auto& ops = schedule_.ops[pp_rank_];
+    for (size_t k = 0; k < ops.size(); ++k) {
+      run_op(ops[k], st);
+      for (int d = 0; d < dirs_; ++d)
+        if (last_backward_op_[d] == (int)k && slot_done) slot_done(slot_index_[d]);
+    }
   }
-  drain_deferred(-1);
   st.compute_s += deferred_compute_s_;
-  if (overlap_) baton_.release();
   const auto t0 = Clock::now();
   if (sends_) sends_->wait_all();
   wait_quietly((int)send_req_.size(), send_req_.data());
@@ -173,36 +176,85 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& slo
   return st;
 }
 
-void PipelineEngine::run_op(const sched::Op& op, int op_index, StepStats& st) {
+void PipelineEngine::run_op(const sched::Op& op, StepStats& st) {
   switch (op.kind) {
     case sched::OpKind::F: forward(slot(op.dir), op.microbatch, st); break;
     case sched::OpKind::B: backward(slot(op.dir), op.microbatch, true, true, st); break;
     case sched::OpKind::I: backward(slot(op.dir), op.microbatch, true, false, st); break;
     case sched::OpKind::W: backward(slot(op.dir), op.microbatch, false, true, st); break;
-    case sched::OpKind::FB: {
-      if (!overlap_) {
-        forward(slot(op.dir), op.microbatch, st);
-        backward(slot(op.dir2), op.microbatch2, true, true, st);
-        break;
-      }
-      // The forward half on its own thread; the halves pass the baton at every wait, so
-      // one computes while the other communicates. They touch different stages.
-      StepStats fst;
-      std::thread fwd([&] {
-        t_trace_tid = 1;
-        baton_.acquire();
-        forward(slot(op.dir), op.microbatch, fst);
-        baton_.release();
-      });
+    case sched::OpKind::FB:
+      forward(slot(op.dir), op.microbatch, st);
       backward(slot(op.dir2), op.microbatch2, true, true, st);
-      {
-        BatonRelease handover(&baton_);
-        fwd.join();
-      }
-      st.loss_sum += fst.loss_sum, st.compute_s += fst.compute_s, st.wait_s += fst.wait_s;
       break;
+  }
+}
+
+void PipelineEngine::run_overlapped(const std::function<void(int)>& slot_done, StepStats& st) {
+  // Two executors (this thread and a helper) take the rank's ops in schedule order, an F&B
+  // pair as its two halves (backward first). An op starts when an executor is free, no op of
+  // its stage is running, and — at DualPipeV's turn, where one of this rank's stages feeds
+  // the other without a message — its producer's stage is idle. So a pair's halves run
+  // together, and so do consecutive ops of different stages in warm-up and cool-down, and
+  // the next op starts as soon as one half finishes. Each stage still runs its ops in
+  // schedule order, so every result is what the sequential order computes, bit for bit.
+  struct Task {
+    sched::Op op;  // F, B, I or W
+    int index;     // in the schedule's op list
+  };
+  const sched::Placement pl = schedule_.placement();
+  std::vector<Task> tasks;
+  const auto& ops = schedule_.ops[pp_rank_];
+  for (int k = 0; k < (int)ops.size(); ++k) {
+    const sched::Op& op = ops[k];
+    if (op.kind == sched::OpKind::FB) {
+      tasks.push_back({{sched::OpKind::B, op.dir2, op.microbatch2}, k});
+      tasks.push_back({{sched::OpKind::F, op.dir, op.microbatch}, k});
+    } else {
+      tasks.push_back({op, k});
     }
   }
+  auto producer_dir = [&](const sched::Op& op) {  // the local stage feeding op, or -1
+    if (op.kind == sched::OpKind::W) return -1;
+    const sched::Slot from = op.kind == sched::OpKind::F ? pl.prev(pp_rank_, op.dir) : pl.next(pp_rank_, op.dir);
+    return from.valid() && from.rank == pp_rank_ ? from.dir : -1;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t next = 0;
+  std::vector<char> busy(dirs_, 0);
+  auto startable = [&](const Task& t) {
+    const int from = producer_dir(t.op);
+    return !busy[t.op.dir] && (from < 0 || !busy[from]);
+  };
+  auto executor = [&](StepStats& s) {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return next == tasks.size() || startable(tasks[next]); });
+      if (next == tasks.size()) return;
+      const Task t = tasks[next++];
+      busy[t.op.dir] = 1;
+      cv.notify_all();  // the next op may be startable for the other executor
+      lock.unlock();
+      baton_.acquire();
+      run_op(t.op, s);
+      if (t.op.kind != sched::OpKind::F && last_backward_op_[t.op.dir] == t.index) {
+        drain_deferred(t.op.dir);  // the stage's gradients are final only when its weight passes ran
+        if (slot_done) slot_done(slot_index_[t.op.dir]);
+      }
+      baton_.release();
+      lock.lock();
+      busy[t.op.dir] = 0;
+      cv.notify_all();
+    }
+  };
+  StepStats other;
+  std::thread helper([&] {
+    t_trace_tid = 1;
+    executor(other);
+  });
+  executor(st);
+  helper.join();
+  st.loss_sum += other.loss_sum, st.compute_s += other.compute_s, st.wait_s += other.wait_s;
 }
 
 void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {

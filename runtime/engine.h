@@ -101,7 +101,8 @@ class PipelineEngine {
   std::vector<float>& inbox(Kind k, int dir, int mb) { return inbox_[(k * dirs_ + dir) * mbpd_ + mb]; }
   int tag(Kind k, int to_dir, int mb) const { return (k * dirs_ + to_dir) * mbpd_ + mb; }
   void load_microbatch(int step, StageSlot& s, int mb);
-  void run_op(const sched::Op& op, int op_index, StepStats& st);
+  void run_op(const sched::Op& op, StepStats& st);  // an F&B pair sequentially (overlap off)
+  void run_overlapped(const std::function<void(int)>& slot_done, StepStats& st);
   void forward(StageSlot& s, int mb, StepStats& st);
   void backward(StageSlot& s, int mb, bool input, bool weight, StepStats& st);
   void deliver(Kind k, const float* data, int from_dir, int mb);

@@ -27,8 +27,9 @@
 
 namespace duet::runtime {
 
-// Which thread an event belongs to in the trace: 0 compute, 1 forward half of an F&B pair,
-// 2 progress thread, 3 deferred weight passes (run by whichever thread was waiting).
+// Which thread an event belongs to in the trace: 0 compute, 1 the second executor (the
+// other half of a pair), 2 progress thread, 3 deferred weight passes (run by whichever
+// thread was waiting).
 inline thread_local int t_trace_tid = 0;
 constexpr int kDeferredWeightTid = 3;
 

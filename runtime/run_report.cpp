@@ -99,12 +99,21 @@ bool is_comm(const io::TraceEvent& e) {
   return e.cat == io::TraceCategory::All2all || e.cat == io::TraceCategory::Idle || e.cat == io::TraceCategory::Dp;
 }
 
-// Compute time of an op event: its span minus the communication nested in it on its thread.
+// Compute time of an op event: its span minus the communication nested in it on its thread
+// and minus what other threads computed meanwhile (one baton: while another thread of the
+// rank computes, this op waits — e.g. the two halves of a pair, or deferred weight passes).
 double pure_compute(const io::TraceEvent& op, const std::vector<io::TraceEvent>& events) {
-  std::vector<Interval> comm;
-  for (const auto& e : events)
-    if (e.tid == op.tid && is_comm(e) && e.t0 >= op.t0 && e.t1 <= op.t1) comm.push_back({e.t0, e.t1});
-  return (op.t1 - op.t0) - length(comm);
+  std::map<int, std::vector<Interval>> compute, comm;  // by thread, clipped to the op's span
+  for (const auto& e : events) {
+    if (e.t1 <= op.t0 || e.t0 >= op.t1 || e.tid == 2) continue;  // the progress thread only sends
+    const Interval clip{std::max(e.t0, op.t0), std::min(e.t1, op.t1)};
+    if (is_comm(e)) comm[e.tid].push_back(clip);
+    else if (e.cat == io::TraceCategory::Compute && e.tid != op.tid) compute[e.tid].push_back(clip);
+  }
+  std::vector<Interval> away = comm[op.tid];
+  for (auto& [tid, iv] : compute)
+    for (auto busy : minus(iv, comm[tid])) away.push_back(busy);
+  return (op.t1 - op.t0) - length(away);
 }
 
 double nested_a2a(const io::TraceEvent& op, const std::vector<io::TraceEvent>& events) {
@@ -196,8 +205,8 @@ io::Report measured_report(const std::string& run_dir) {
       }
     for (int s : steady_steps) {
       const auto& ev = by_step[s];
-      // A pair's cost is what its two halves computed together: the union of each half's span
-      // minus its own communication (a half waiting for the baton overlaps the other's compute).
+      // A pair's cost is what its two halves computed (each half's span minus its own
+      // communication and minus what the other executor computed meanwhile).
       std::map<std::string, const io::TraceEvent*> by_name;
       std::map<std::string, double> weight;  // a deferred weight pass runs in parts: sum them
       for (const auto& e : ev)
@@ -212,20 +221,14 @@ io::Report measured_report(const std::string& run_dir) {
         // With overlap on, the backward half is its input part; its weight part was deferred.
         if (bi == by_name.end()) bi = by_name.find(sched::format_op({sched::OpKind::I, op.dir2, op.microbatch2}));
         if (fi == by_name.end() || bi == by_name.end()) continue;
-        std::vector<Interval> busy;
-        for (const io::TraceEvent* h : {fi->second, bi->second}) {
-          std::vector<Interval> nested;
-          for (const auto& c : ev)
-            if (c.tid == h->tid && is_comm(c) && c.t0 >= h->t0 && c.t1 <= h->t1) nested.push_back({c.t0, c.t1});
-          for (auto iv : minus({{h->t0, h->t1}}, nested)) busy.push_back(iv);
-        }
+        const double busy = pure_compute(*fi->second, ev) + pure_compute(*bi->second, ev);
         // A deferred weight pass belongs to its pair's backward, wherever it ran.
         double deferred = 0;
         if (bi->first[0] == 'I') {
           const auto wi = weight.find(sched::format_op({sched::OpKind::W, op.dir2, op.microbatch2}));
           if (wi != weight.end()) deferred = wi->second;
         }
-        pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), length(busy) + deferred});
+        pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), busy + deferred});
       }
       for (const auto& e : ev) {
         if (e.cat == io::TraceCategory::P2p && e.tid == 2) min_send = std::min(min_send, e.t1 - e.t0);
