@@ -51,7 +51,7 @@ int cmd_train(int argc, char** argv) {
     char line[512];
     std::snprintf(line, sizeof line,
                   "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "
-                  "%.1f%% of rank time waiting on communication",
+                  "%.1f%% of executor time waiting on communication",
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
     log.print(line);

@@ -255,6 +255,7 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& slot_done, S
   executor(st);
   helper.join();
   st.loss_sum += other.loss_sum, st.compute_s += other.compute_s, st.wait_s += other.wait_s;
+  st.executors = 2;
 }
 
 void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {

@@ -49,7 +49,8 @@ int microbatches_per_pipeline(const io::RunConfig& cfg);
 struct StepStats {
   double loss_sum = 0;     // Σ token losses computed on this rank (last stages only)
   double compute_s = 0;    // time in forward / backward / weight ops
-  double wait_s = 0;       // time blocked on receives and on the final sends
+  double wait_s = 0;       // time blocked on receives and on the final sends, summed over executors
+  int executors = 1;       // threads that ran ops (2 with runtime.overlap)
   long messages = 0;       // point-to-point sends and all-to-alls this rank issued
 };
 

@@ -122,7 +122,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     // runtime.comm_delay_us adds latency to every message: the most a rank had added.
     double added = st.messages * cfg.runtime.comm_delay_us * 1e-6;
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &added, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    double waited = st.wait_s;
+    double waited = st.wait_s / st.executors;  // per executor: a fraction of the step, never more
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &waited, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
     wait_seconds += waited / world;
 
