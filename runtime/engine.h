@@ -8,16 +8,17 @@
 //      the exposed communication), computes, then starts the sends of its outputs — or, when
 //      the consumer is on this rank (DualPipeV's turn), copies them;
 //   3. the step ends when every send has completed.
-// With runtime.overlap (the default) sends go through a progress thread (SendQueue) and the
-// two halves of an F&B pair run on two threads that pass one compute baton between them
-// (runtime/progress.h). A backward's weight pass is deferred, a layer at a time, into a
+// With runtime.overlap (the default) sends go through a progress thread (SendQueue), and two
+// executors take the ops in schedule order — an F&B pair as its two halves — passing one
+// compute baton between them at every wait (runtime/progress.h); an op starts when an
+// executor is free and its stage is idle (see run_overlapped). A backward's weight pass is deferred, a layer at a time, into a
 // FIFO that fills communication waits (any thread that waits while the baton is free runs
 // the next part) and is drained before the stage's gradients are reduced — FIFO order keeps
 // every gradient sum, and so every loss, bit-identical to running it at once. With overlap
 // off, every transfer is waited on as soon as it is issued and weight passes run in place:
 // the baseline that shows what overlap hides.
 // Gradients accumulate in the stages' arenas; synchronising them across stage copies and
-// data-parallel replicas is the trainer's job (runtime/grad_sync.h).
+// data-parallel replicas is the trainer's job (runtime/zero.h).
 
 #include <atomic>
 #include <deque>
