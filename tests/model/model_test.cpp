@@ -85,13 +85,27 @@ TEST(Model, GradientMatchesFiniteDifferences) {
   EXPECT_GE(checked, 15);
 }
 
+// Two whole-model stages with identical parameters, to run one way and another and compare
+// their gradients bit for bit.
+struct TwinModels {
+  TwinModels(const ModelConfig& cfg, uint64_t seed)
+      : one(model_tensor_specs(cfg)), two(model_tensor_specs(cfg)), s1(cfg, StageRange::whole_model(cfg), one),
+        s2(cfg, StageRange::whole_model(cfg), two) {
+    init_parameters(one, cfg, seed);  // stages read their parameters when they compute
+    init_parameters(two, cfg, seed);
+  }
+  void expect_same_grads() const {
+    for (size_t i = 0; i < one.grads().size(); ++i) ASSERT_EQ(one.grads()[i], two.grads()[i]) << i;
+  }
+  ParamArena one, two;
+  Stage s1, s2;
+};
+
 TEST(Model, InputThenWeightEqualsFullBackward) {
   const auto cfg = tiny_config();
   const Batch b = make_batch(cfg, 2);
-  ParamArena full(model_tensor_specs(cfg)), split(model_tensor_specs(cfg));
-  init_parameters(full, cfg, 3);
-  init_parameters(split, cfg, 3);
-  Stage s1(cfg, StageRange::whole_model(cfg), full), s2(cfg, StageRange::whole_model(cfg), split);
+  TwinModels m(cfg, 3);
+  Stage &s1 = m.s1, &s2 = m.s2;
   StageActivations a1, a2, a3;
   const MicroBatch mb{b.B, b.T, b.tokens.data(), b.targets.data(), true};
   s1.forward(a1, mb, nullptr);
@@ -106,7 +120,7 @@ TEST(Model, InputThenWeightEqualsFullBackward) {
   s2.backward_weight(a3);
   s1.forward(a1, mb, nullptr);
   s1.backward(a1, nullptr, 0.1f);
-  for (size_t i = 0; i < full.grads().size(); ++i) ASSERT_EQ(full.grads()[i], split.grads()[i]) << i;
+  m.expect_same_grads();
   EXPECT_THROW(s2.backward_weight(a2), std::logic_error);  // no pending weight pass
 }
 
@@ -116,10 +130,8 @@ TEST(Model, InputThenWeightEqualsFullBackward) {
 TEST(Model, WeightPartsEqualWholeWeightPass) {
   const auto cfg = tiny_config();
   const Batch b = make_batch(cfg, 2);
-  ParamArena whole(model_tensor_specs(cfg)), parts(model_tensor_specs(cfg));
-  init_parameters(whole, cfg, 5);
-  init_parameters(parts, cfg, 5);
-  Stage s1(cfg, StageRange::whole_model(cfg), whole), s2(cfg, StageRange::whole_model(cfg), parts);
+  TwinModels m(cfg, 5);
+  Stage &s1 = m.s1, &s2 = m.s2;  // whole weight passes, and weight passes in parts
   const MicroBatch mb{b.B, b.T, b.tokens.data(), b.targets.data(), true};
   StageActivations w1, w2, p1, p2, p3;
   for (auto* a : {&w1, &w2}) s1.forward(*a, mb, nullptr), s1.backward_input(*a, nullptr, 0.1f);
@@ -137,7 +149,7 @@ TEST(Model, WeightPartsEqualWholeWeightPass) {
     s2.backward_weight_part(p2, part);
   }
   EXPECT_FALSE(p2.awaiting_weight);
-  for (size_t i = 0; i < whole.grads().size(); ++i) ASSERT_EQ(whole.grads()[i], parts.grads()[i]) << i;
+  m.expect_same_grads();
   EXPECT_THROW(s2.backward_weight_part(p2, 0), std::logic_error);
 }
 
