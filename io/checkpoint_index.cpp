@@ -31,6 +31,22 @@ std::vector<std::int64_t> dataset_shape(hid_t dset, const std::string& what) {
   return {dims.begin(), dims.end()};
 }
 
+// The (file, dataset) mapped into each part of a virtual dataset, in mapping order; none for
+// any other layout.
+std::vector<std::pair<std::string, std::string>> virtual_sources(hid_t dcpl) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (H5Pget_layout(dcpl) != H5D_VIRTUAL) return out;
+  size_t count = 0;
+  h5::check(H5Pget_virtual_count(dcpl, &count), "H5Pget_virtual_count");
+  for (size_t i = 0; i < count; ++i) {
+    char file_name[4096] = "", dset_name[4096] = "";
+    h5::check(H5Pget_virtual_filename(dcpl, i, file_name, sizeof file_name), "H5Pget_virtual_filename");
+    h5::check(H5Pget_virtual_dsetname(dcpl, i, dset_name, sizeof dset_name), "H5Pget_virtual_dsetname");
+    out.emplace_back(file_name, dset_name);
+  }
+  return out;
+}
+
 struct IterState {
   std::vector<std::string> names;  // datasets, as paths without the leading '/'
 };
@@ -96,16 +112,7 @@ std::vector<IndexEntry> read_index_entries(hid_t file) {
     h5::Id dset = h5::checked(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose, "cannot open dataset '" + name + "'");
     e.shape = dataset_shape(dset.get(), "dataset '" + name + "'");
     h5::Id dcpl = h5::checked(H5Dget_create_plist(dset.get()), H5Pclose, "H5Dget_create_plist");
-    if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
-      size_t count = 0;
-      h5::check(H5Pget_virtual_count(dcpl.get(), &count), "H5Pget_virtual_count");
-      for (size_t i = 0; i < count; ++i) {
-        char file_name[4096] = "", dset_name[4096] = "";
-        h5::check(H5Pget_virtual_filename(dcpl.get(), i, file_name, sizeof file_name), "H5Pget_virtual_filename");
-        h5::check(H5Pget_virtual_dsetname(dcpl.get(), i, dset_name, sizeof dset_name), "H5Pget_virtual_dsetname");
-        e.sources.push_back(std::string(file_name) + ":" + dset_name);
-      }
-    }
+    for (const auto& [file_name, dset_name] : virtual_sources(dcpl.get())) e.sources.push_back(file_name + ":" + dset_name);
     out.push_back(std::move(e));
   }
   return out;
@@ -155,26 +162,21 @@ std::vector<float> read_tensor_via_index(const std::string& path, std::string_vi
   // HDF5 uses these very files.
   std::vector<h5::Id> open_sources;
   h5::Id dcpl = h5::checked(H5Dget_create_plist(dset.get()), H5Pclose, "H5Dget_create_plist");
-  if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) {
-    size_t count = 0;
-    h5::check(H5Pget_virtual_count(dcpl.get(), &count), "H5Pget_virtual_count");
-    for (size_t i = 0; i < count; ++i) {
-      char file_name[4096] = "", dset_name[4096] = "";
-      h5::check(H5Pget_virtual_filename(dcpl.get(), i, file_name, sizeof file_name), "H5Pget_virtual_filename");
-      h5::check(H5Pget_virtual_dsetname(dcpl.get(), i, dset_name, sizeof dset_name), "H5Pget_virtual_dsetname");
-      const fs::path src = fs::path(file_name).is_absolute() ? fs::path(file_name) : fs::path(path) / file_name;
-      std::error_code ec;
-      if (!fs::is_regular_file(src, ec))
-        throw std::runtime_error(where + ": source shard '" + src.string() + "' is missing");
-      h5::Id sf = h5::open_file(src.string());
-      h5::Id sd = h5::checked(H5Dopen2(sf.get(), dset_name, H5P_DEFAULT), H5Dclose,
-                              where + ": source '" + src.string() + ":" + dset_name + "' is missing");
-      h5::Id src_sel = h5::checked(H5Pget_virtual_srcspace(dcpl.get(), i), H5Sclose, "H5Pget_virtual_srcspace");
-      if (H5Sget_select_npoints(src_sel.get()) > element_count(detail::dataset_shape(sd.get(), where)))
-        throw std::runtime_error(where + ": source '" + src.string() + ":" + dset_name + "' is smaller than mapped");
-      open_sources.push_back(std::move(sd));
-      open_sources.push_back(std::move(sf));
-    }
+  const auto sources = detail::virtual_sources(dcpl.get());
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const auto& [file_name, dset_name] = sources[i];
+    const fs::path src = fs::path(file_name).is_absolute() ? fs::path(file_name) : fs::path(path) / file_name;
+    std::error_code ec;
+    if (!fs::is_regular_file(src, ec))
+      throw std::runtime_error(where + ": source shard '" + src.string() + "' is missing");
+    h5::Id sf = h5::open_file(src.string());
+    h5::Id sd = h5::checked(H5Dopen2(sf.get(), dset_name.c_str(), H5P_DEFAULT), H5Dclose,
+                            where + ": source '" + src.string() + ":" + dset_name + "' is missing");
+    h5::Id src_sel = h5::checked(H5Pget_virtual_srcspace(dcpl.get(), i), H5Sclose, "H5Pget_virtual_srcspace");
+    if (H5Sget_select_npoints(src_sel.get()) > element_count(detail::dataset_shape(sd.get(), where)))
+      throw std::runtime_error(where + ": source '" + src.string() + ":" + dset_name + "' is smaller than mapped");
+    open_sources.push_back(std::move(sd));
+    open_sources.push_back(std::move(sf));
   }
   std::vector<float> out(static_cast<std::size_t>(element_count(shape)));
   if (!out.empty())
