@@ -227,6 +227,15 @@ void check_coverage(const Reader& r, const TensorInfo& t, std::vector<Box>& boxe
                          " of its " + std::to_string(total) + " elements (a rank's slices are missing)");
 }
 
+// The "tensors" array of a manifest or sidecar, each entry named by its position.
+std::vector<TensorInfo> parse_tensors(const Reader& r, const Value& doc) {
+  const Value& tensors = r.member(doc, "", "tensors", Value::Kind::array);
+  std::vector<TensorInfo> out;
+  for (std::size_t k = 0; k < tensors.items.size(); ++k)
+    out.push_back(parse_tensor(r, tensors.items[k], "tensors[" + std::to_string(k) + "]"));
+  return out;
+}
+
 }  // namespace
 
 const TensorInfo* Manifest::find_tensor(std::string_view name) const {
@@ -344,9 +353,7 @@ Manifest parse_manifest(std::string_view text, std::string_view origin) {
   m.step = r.integer(doc, "", "step", 0, kMaxElements);
   m.layout = parse_layout(r, doc);
   m.index = parse_file_record(r, doc, "index");
-  const Value& tensors = r.member(doc, "", "tensors", Value::Kind::array);
-  for (std::size_t k = 0; k < tensors.items.size(); ++k)
-    m.tensors.push_back(parse_tensor(r, tensors.items[k], "tensors[" + std::to_string(k) + "]"));
+  m.tensors = parse_tensors(r, doc);
   const Value& shards = r.member(doc, "", "shards", Value::Kind::array);
   if (shards.items.size() > kMaxWorld) r.fail("shards", "too many shards");
   for (std::size_t k = 0; k < shards.items.size(); ++k)
@@ -373,12 +380,8 @@ ShardSidecar parse_sidecar(std::string_view text, std::string_view origin) {
   ShardSidecar s;
   s.step = r.integer(doc, "", "step", 0, kMaxElements);
   s.layout = parse_layout(r, doc);
-  const Value& tensors = r.member(doc, "", "tensors", Value::Kind::array);
-  for (std::size_t k = 0; k < tensors.items.size(); ++k) {
-    const std::string where = "tensors[" + std::to_string(k) + "]";
-    s.tensors.push_back(parse_tensor(r, tensors.items[k], where));
-    validate_tensor(r, s.tensors.back(), where);
-  }
+  s.tensors = parse_tensors(r, doc);
+  for (std::size_t k = 0; k < s.tensors.size(); ++k) validate_tensor(r, s.tensors[k], "tensors[" + std::to_string(k) + "]");
   s.shard = parse_shard(r, r.member(doc, "", "shard", Value::Kind::object), "shard");
   for (std::size_t k = 0; k < s.shard.slices.size(); ++k) {
     const SliceRecord& sl = s.shard.slices[k];
