@@ -12,12 +12,7 @@ namespace duet::io {
 namespace {
 using namespace duet::io::test;
 
-VerifyOptions full_check() {
-  VerifyOptions o;
-  o.level = VerifyLevel::full;
-  o.model_hash = "model-A";
-  return o;
-}
+VerifyOptions full_check() { return test::full_check("model-A"); }
 
 std::vector<std::int64_t> steps_on_disk(const std::string& dir) {
   std::vector<std::int64_t> out;

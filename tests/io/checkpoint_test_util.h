@@ -19,6 +19,14 @@
 namespace duet::io::test {
 namespace fs = std::filesystem;
 
+// Verification at the full level (every checksum read back); model_hash "" accepts any model.
+inline VerifyOptions full_check(std::string model_hash = "") {
+  VerifyOptions o;
+  o.level = VerifyLevel::full;
+  o.model_hash = std::move(model_hash);
+  return o;
+}
+
 // A fresh, empty directory for one test, removed by the destructor.
 struct ScratchDir {
   fs::path path;

@@ -18,11 +18,6 @@ namespace duet::io {
 namespace {
 using namespace duet::io::test;
 
-VerifyOptions full_check() {
-  VerifyOptions o;
-  o.level = VerifyLevel::full;
-  return o;
-}
 
 // Collects log lines; lets a test wait until a line containing some text has been logged.
 class LogWatch {
