@@ -20,7 +20,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
-#include "scheduler/json_writer.h"
+#include "core/json.h"
 #include "scheduler/schedule.h"
 #include "scheduler/simulate.h"
 #include "scheduler/svg.h"
@@ -79,7 +79,7 @@ void write_file(const std::string& path, const std::string& text) {
 bool report_validation(const Schedule& s, const std::string& path, bool json) {
   sched::ValidationReport rep = sched::validate_schedule(s);
   if (json) {
-    sched::JsonWriter j;
+    core::json::Writer j;
     j.begin_object().key("file").value(path).key("valid").value(rep.ok());
     j.key("kind").value(sched::format_schedule_kind(s.kind)).key("ranks").value(s.ranks);
     j.key("microbatches").value(s.microbatches);

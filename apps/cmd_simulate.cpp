@@ -141,11 +141,11 @@ int cmd_simulate(int argc, char** argv) {
   const io::RunConfig cfg = config_from_options(vm);
   if (comparing) {
     std::vector<Row> rows;
-    for (auto kind : {io::ScheduleKind::k1F1B, io::ScheduleKind::kZB1P, io::ScheduleKind::kDualPipe,
-                      io::ScheduleKind::kDualPipeV}) {
+    for (auto kind : {core::ScheduleKind::OneFOneB, core::ScheduleKind::ZB1P, core::ScheduleKind::DualPipe,
+                      core::ScheduleKind::DualPipeV}) {
       io::RunConfig c = cfg;
       c.parallel.schedule = kind;
-      Row row{std::string(io::schedule_name(kind)), "", {}};
+      Row row{core::format_schedule_kind(kind), "", {}};
       try {
         row.s = simulate_config(c).summary;
       } catch (const std::exception& e) {

@@ -86,7 +86,7 @@ SimInputs simulation_inputs(const io::RunConfig& cfg) {
   e.gemm = c.gemm_efficiency, e.wgrad = c.wgrad_efficiency, e.attention_fwd = c.attention_fwd_efficiency;
   e.attention_bwd = c.attention_bwd_efficiency, e.hbm = c.hbm_efficiency;
   auto& l = in.layout;
-  l.schedule = runtime::to_schedule_kind(cfg.parallel.schedule);
+  l.schedule = cfg.parallel.schedule;
   l.pp = cfg.parallel.pp, l.dp = cfg.parallel.dp, l.ep = cfg.parallel.ep;
   l.seq_len = cfg.train.seq_len, l.micro_batch_size = cfg.train.micro_batch_size;
   l.global_batch = cfg.train.global_batch;
@@ -100,7 +100,7 @@ SimOutcome simulate_config(const io::RunConfig& cfg) {
   try {
     o.schedule = sched::make_schedule(l.schedule, l.pp, l.microbatches());
   } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("parallel.schedule=" + std::string(io::schedule_name(cfg.parallel.schedule)) +
+    throw std::invalid_argument("parallel.schedule=" + core::format_schedule_kind(cfg.parallel.schedule) +
                                 " with parallel.pp=" + std::to_string(l.pp) + " and " +
                                 std::to_string(l.microbatches()) +
                                 " micro-batches (train.global_batch / (parallel.dp × train.micro_batch_size)): " +

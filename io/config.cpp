@@ -303,20 +303,15 @@ void check_cross_key_rules(const RunConfig& c) {
            ") must be even: RoPE rotates pairs of dimensions");
   }
 
-  const auto& p = c.parallel;
-  if (p.dp % p.ep != 0)
-    fail("parallel.ep (" + num(p.ep) + ") must divide parallel.dp (" + num(p.dp) + ")");
-  if (m.moe.experts % p.ep != 0)
-    fail("parallel.ep (" + num(p.ep) + ") must divide model.moe.experts (" + num(m.moe.experts) + ")");
-
   const auto& t = c.train;
   if (t.global_batch % t.micro_batch_size != 0)
     fail("train.micro_batch_size (" + num(t.micro_batch_size) + ") must divide train.global_batch (" +
          num(t.global_batch) + ")");
-  // Each data-parallel rank runs the same number of whole micro-batches.
-  if (t.global_batch % (static_cast<long long>(p.dp) * t.micro_batch_size) != 0)
-    fail("train.global_batch (" + num(t.global_batch) + ") must be divisible by parallel.dp × train.micro_batch_size (" +
-         num(p.dp) + " × " + num(t.micro_batch_size) + ")");
+  // The layout rules (ep | dp, ep | experts, whole micro-batches per replica, the schedule's
+  // micro-batch rule) are the ones every layout check uses: core/layout.h.
+  const auto& p = c.parallel;
+  const std::string layout = core::layout_violation(p.pp * p.dp, configured_layout(c), layout_rules(c));
+  if (!layout.empty()) fail(layout);
   if (c.cluster.comm_sms >= c.cluster.sms)
     fail("cluster.comm_sms (" + num(c.cluster.comm_sms) + ") must be < cluster.sms (" + num(c.cluster.sms) +
          "): compute needs at least one SM");
@@ -343,6 +338,16 @@ void require_trainable(const RunConfig& cfg) {
     fail("model.moe.group_limit: duet train runs only plain top-k routing (group_limit = groups), got " +
          num(m.moe.group_limit) + " of " + num(m.moe.groups) + " groups" + why);
 }
+
+core::LayoutRules layout_rules(const RunConfig& cfg) {
+  core::LayoutRules r;
+  r.schedule = cfg.parallel.schedule;
+  r.global_batch = cfg.train.global_batch, r.micro_batch_size = cfg.train.micro_batch_size;
+  r.experts = cfg.model.moe.experts;
+  return r;
+}
+
+core::Layout configured_layout(const RunConfig& cfg) { return {cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep}; }
 
 void validate(const RunConfig& cfg) {
   for (const auto& key : key_table()) detail::check_range(key, key.get(cfg));

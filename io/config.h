@@ -18,6 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/layout.h"
+#include "core/schedule_kind.h"
+
 namespace duet::io {
 
 // A user error in a configuration: bad key, type, range, file or combination of keys.
@@ -25,9 +28,8 @@ struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// parallel.schedule. Names in YAML: 1f1b | zb1p | dualpipe | dualpipev.
-enum class ScheduleKind { k1F1B, kZB1P, kDualPipe, kDualPipeV };
-std::string_view schedule_name(ScheduleKind kind);
+// parallel.schedule. Names in YAML: 1f1b | zb1p | dualpipe | dualpipev (core/schedule_kind.h).
+using core::ScheduleKind;
 
 // model.attention. mha: multi-head attention, head size d_model / heads (what `duet train`
 // runs); mla: DeepSeek's multi-head latent attention, dimensions in model.mla.
@@ -86,7 +88,7 @@ struct ParallelSection {
   int pp = 1;  // pipeline stages
   int dp = 1;  // data-parallel replicas
   int ep = 1;  // expert-parallel group size; divides dp and model.moe.experts
-  ScheduleKind schedule = ScheduleKind::kDualPipe;
+  ScheduleKind schedule = ScheduleKind::DualPipe;
   bool operator==(const ParallelSection&) const = default;
 };
 
@@ -190,6 +192,11 @@ std::string to_yaml(const RunConfig& cfg);
 // Range checks of every key plus the rules that join keys (d_model % heads, ep | dp, ...).
 // parse_config calls it; call it again after changing a RunConfig in code.
 void validate(const RunConfig& cfg);
+
+// What the config fixes that every parallel layout must fit (core/layout.h), and the layout it
+// asks for: valid_layouts(world, layout_rules(cfg)) lists the alternatives.
+core::LayoutRules layout_rules(const RunConfig& cfg);
+core::Layout configured_layout(const RunConfig& cfg);
 
 // Throws ConfigError naming the first key set to something the CPU trainer (`duet train`)
 // cannot run: model.attention=mla, model.mtp_depth > 0, model.precision other than fp32,

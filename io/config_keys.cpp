@@ -27,7 +27,12 @@ Range above_up_to(double lo, double hi) {  // lo < x ≤ hi
 }
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"1f1b", "zb1p", "dualpipe", "dualpipev"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (auto k : {ScheduleKind::OneFOneB, ScheduleKind::ZB1P, ScheduleKind::DualPipe, ScheduleKind::DualPipeV})
+      v.push_back(core::format_schedule_kind(k));
+    return v;
+  }();
   return names;  // in ScheduleKind order
 }
 
@@ -416,9 +421,5 @@ std::string format_value(const KeyDef& key, const Value& v) {
 }
 
 }  // namespace detail
-
-std::string_view schedule_name(ScheduleKind kind) {
-  return detail::schedule_names().at(static_cast<std::size_t>(kind));
-}
 
 }  // namespace duet::io

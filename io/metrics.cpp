@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/json.h"
+
 namespace duet::io {
 namespace fs = std::filesystem;
 
@@ -75,34 +77,9 @@ std::string checkpoint_dir(const RunConfig& cfg, const std::string& run_dir) {
 
 // ---- metrics.jsonl -------------------------------------------------------------------------
 
-std::string JsonLine::number(double x) {
-  if (!std::isfinite(x)) return "null";
-  char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, x);  // shortest round-trip; valid JSON for finite x
-  return std::string(buf, r.ptr);
-}
+std::string JsonLine::number(double x) { return core::json::number(x); }
 
-std::string JsonLine::quote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (ch < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += static_cast<char>(ch);  // UTF-8 passes through
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string JsonLine::quote(std::string_view s) { return core::json::quote(s); }
 
 JsonLine& JsonLine::put(std::string_view key, std::string json) {
   for (auto& field : fields_)

@@ -3,25 +3,22 @@
 // chrome://tracing): one complete event ("ph":"X") per compute op, wait, send, all-to-all,
 // data-parallel reduction. Every rank writes its own file; timestamps come from the
 // machine's monotonic clock, so files of ranks on one machine line up when loaded together.
+// What an event is (category, thread, op) is core/trace_event.h, shared with the readers;
+// an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5}.
 
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/trace_event.h"
+
 namespace duet::io {
 
-enum class TraceCategory { Compute, P2p, All2all, Dp, Ckpt, Idle };
-const char* trace_category_name(TraceCategory c);  // "compute", "p2p", "all2all", "dp", "ckpt", "idle"
-
-struct TraceEvent {
-  std::string name;
-  TraceCategory cat;
-  int tid;        // 0 main thread, 1 second executor (runtime/engine.h), 2 progress thread,
-                  // 3 deferred weight passes
-  double t0, t1;  // seconds on the monotonic clock
-  int step;
-};
+using core::TraceCategory;
+using core::TraceEvent;
+using core::TraceOpRef;
+using core::TraceThread;
 
 class TraceRecorder {
  public:
@@ -30,7 +27,7 @@ class TraceRecorder {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
   // Thread-safe. Events past max_events are counted, not kept.
-  void add(std::string name, TraceCategory cat, int tid, double t0, double t1);
+  void add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op = {});
   void set_step(int step) { step_ = step; }
   // Writes {"traceEvents": [...]} with pid = rank; throws std::runtime_error naming the path.
   void write(const std::string& path, int rank) const;
@@ -50,10 +47,12 @@ std::vector<TraceEvent> read_trace(const std::string& path);
 // Records [construction, destruction) as one event, when a recorder is given.
 class TraceScope {
  public:
-  TraceScope(TraceRecorder* r, TraceCategory cat, std::string name, int tid = 0)
-      : r_(r), cat_(cat), name_(r ? std::move(name) : std::string()), tid_(tid), t0_(r ? TraceRecorder::now() : 0) {}
+  TraceScope(TraceRecorder* r, TraceCategory cat, std::string name, TraceThread thread = TraceThread::Compute,
+             TraceOpRef op = {})
+      : r_(r), cat_(cat), name_(r ? std::move(name) : std::string()), thread_(thread), op_(op),
+        t0_(r ? TraceRecorder::now() : 0) {}
   ~TraceScope() {
-    if (r_) r_->add(std::move(name_), cat_, tid_, t0_, TraceRecorder::now());
+    if (r_) r_->add(std::move(name_), cat_, thread_, t0_, TraceRecorder::now(), op_);
   }
   TraceScope(const TraceScope&) = delete;
   TraceScope& operator=(const TraceScope&) = delete;
@@ -62,7 +61,8 @@ class TraceScope {
   TraceRecorder* r_;
   TraceCategory cat_;
   std::string name_;
-  int tid_;
+  TraceThread thread_;
+  TraceOpRef op_;
   double t0_;
 };
 

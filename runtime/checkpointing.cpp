@@ -14,11 +14,11 @@ std::string model_hash(const io::RunConfig& cfg) {
   return io::config_hash(only_model);
 }
 
-TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const Topology& topo,
+TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo,
                                    int rank, io::RunLog& log)
     : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log) {
   layout_.world = topo.world(), layout_.pp = topo.pp(), layout_.dp = topo.dp(), layout_.ep = topo.ep();
-  layout_.schedule = std::string(io::schedule_name(cfg.parallel.schedule));
+  layout_.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   layout_.config_hash = io::config_hash(cfg);
   layout_.model_hash = model_hash(cfg);
   MPI_Comm dup;

@@ -20,7 +20,7 @@
 #include "io/metrics.h"
 #include "runtime/engine.h"
 #include "runtime/mpi.h"
-#include "runtime/topology.h"
+#include "core/layout.h"
 #include "runtime/zero.h"
 
 namespace duet::runtime {
@@ -28,7 +28,7 @@ namespace duet::runtime {
 class TrainCheckpoints {
  public:
   // Collective over COMM_WORLD (duplicates it for the save protocol's agreement).
-  TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const Topology& topo, int rank,
+  TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo, int rank,
                    io::RunLog& log);
 
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.

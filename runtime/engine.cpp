@@ -17,39 +17,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// "F0:3": the op's name in the schedule text format.
-std::string op_name(char kind, int dir, int mb) {
-  return std::string(1, kind) + std::to_string(dir) + ":" + std::to_string(mb);
-}
 
 }  // namespace
 
 
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg) {
-  // One pipeline rank has no pipeline schedule: forward and backward per micro-batch.
-  return cfg.parallel.pp == 1 ? sched::ScheduleKind::OneFOneB : to_schedule_kind(cfg.parallel.schedule);
+  return core::effective_schedule(cfg.parallel.schedule, cfg.parallel.pp);
 }
 
 int microbatches_per_pipeline(const io::RunConfig& cfg) {
-  const auto& t = cfg.train;
-  const int per = t.micro_batch_size * cfg.parallel.dp;
-  if (t.global_batch % per != 0)
-    throw std::invalid_argument("train.global_batch (" + std::to_string(t.global_batch) +
-                                ") must be a multiple of train.micro_batch_size × parallel.dp (" +
-                                std::to_string(per) + ")");
-  const int C = t.global_batch / per;
-  try {  // the schedule's own rules (e.g. DualPipe: C even and ≥ 2·pp)
-    sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, C);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument("layout pp " + std::to_string(cfg.parallel.pp) + " × dp " +
-                                std::to_string(cfg.parallel.dp) + " gives " + std::to_string(C) +
-                                " micro-batches per pipeline (global_batch / (micro_batch_size × dp)), which " +
-                                std::string(io::schedule_name(cfg.parallel.schedule)) + " cannot run: " + e.what());
-  }
-  return C;
+  return core::microbatches_per_pipeline(cfg.parallel.pp * cfg.parallel.dp, io::configured_layout(cfg),
+                                         io::layout_rules(cfg));
 }
 
-PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank,
+PipelineEngine::PipelineEngine(const io::RunConfig& cfg, const core::Topology& topo, int world_rank,
                                MPI_Comm pipeline_comm, MPI_Comm expert_comm, const io::TokenDataset& data)
     : cfg_(cfg), mcfg_(to_model_config(cfg)), data_(data), comm_(pipeline_comm) {
   const auto c = topo.coords(world_rank);
@@ -249,7 +230,7 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& slot_done, S
   };
   StepStats other;
   std::thread helper([&] {
-    t_trace_tid = 1;
+    t_trace_thread = io::TraceThread::SecondExecutor;
     executor(other);
   });
   executor(st);
@@ -268,7 +249,7 @@ void PipelineEngine::wait_input(Kind k, int dir, int mb, StepStats& st) {
     io::TraceScope event(trace_.get(), io::TraceCategory::Idle,
                          std::string(k == kActivation ? "wait activation " : "wait gradient ") + std::to_string(dir) +
                              ":" + std::to_string(mb),
-                         t_trace_tid);
+                         t_trace_thread);
     wait_requests(baton, 1, &r);
     if (stamp_) {  // usable comm_delay_us after it was sent
       const auto& box = inbox(k, dir, mb);
@@ -305,7 +286,8 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
 void PipelineEngine::forward(StageSlot& s, int mb, StepStats& st) {
   if (!s.first) wait_input(kActivation, s.dir, mb, st);
   const auto t0 = Clock::now();
-  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name('F', s.dir, mb), t_trace_tid);
+  const io::TraceOpRef ref{core::TraceOp::F, s.dir, mb};
+  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
   const model::MicroBatch m{batch_, seq_len_, s.first ? tokens_[s.dir * mbpd_ + mb].data() : nullptr,
                             s.last ? targets_[s.dir * mbpd_ + mb].data() : nullptr, true};
   auto& a = s.acts[mb];
@@ -323,8 +305,8 @@ void PipelineEngine::backward(StageSlot& s, int mb, bool input, bool weight, Ste
   if (!input) drain_deferred(s.dir);  // a scheduled weight pass runs after the deferred ones: FIFO
   const bool defer = overlap_ && input && weight;
   const auto t0 = Clock::now();
-  io::TraceScope event(trace_.get(), io::TraceCategory::Compute,
-                       op_name(!input ? 'W' : weight && !defer ? 'B' : 'I', s.dir, mb), t_trace_tid);
+  const io::TraceOpRef ref{!input ? core::TraceOp::W : weight && !defer ? core::TraceOp::B : core::TraceOp::I, s.dir, mb};
+  io::TraceScope event(trace_.get(), io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
   if (input) {
     s.stage_model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), loss_scale_);
     // The previous stage needs only the input gradient: send it before the weight part.
@@ -345,7 +327,9 @@ bool PipelineEngine::run_deferred_part() {
   StageSlot& s = slot(w.dir);
   const auto t0 = Clock::now();
   {
-    io::TraceScope event(trace_.get(), io::TraceCategory::Compute, op_name('W', w.dir, w.mb), kDeferredWeightTid);
+    const io::TraceOpRef ref{core::TraceOp::W, w.dir, w.mb};
+    io::TraceScope event(trace_.get(), io::TraceCategory::Compute, core::trace_op_name(ref),
+                         io::TraceThread::DeferredWeight, ref);
     s.stage_model->backward_weight_part(s.acts[w.mb], w.part);
   }
   deferred_compute_s_ += since(t0);

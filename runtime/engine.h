@@ -34,17 +34,15 @@
 #include "runtime/expert_exchange.h"
 #include "runtime/mpi.h"
 #include "runtime/progress.h"
-#include "runtime/topology.h"
+#include "core/layout.h"
 #include "runtime/train_setup.h"
 #include "scheduler/schedule.h"
 
 namespace duet::runtime {
 
-// The schedule a layout runs: parallel.schedule, or 1F1B when pp is 1 (nothing to pipeline).
+// The configured layout's schedule and micro-batches per pipeline, by core/layout.h's rules
+// (throws std::invalid_argument naming the broken rule).
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
-
-// Micro-batches per pipeline replica: global_batch / (micro_batch_size · dp). Throws
-// std::invalid_argument when the schedule cannot run that many on pp ranks (the rule named).
 int microbatches_per_pipeline(const io::RunConfig& cfg);
 
 struct StepStats {
@@ -71,7 +69,7 @@ class PipelineEngine {
  public:
   // pipeline_comm: this rank's pipeline group, ranked by pp_rank (the schedule's ranks);
   // expert_comm: its expert-parallel group, ranked by ep_rank.
-  PipelineEngine(const io::RunConfig& cfg, const Topology& topo, int world_rank, MPI_Comm pipeline_comm,
+  PipelineEngine(const io::RunConfig& cfg, const core::Topology& topo, int world_rank, MPI_Comm pipeline_comm,
                  MPI_Comm expert_comm, const io::TokenDataset& data);
 
   // Runs one training step (1-based) of the schedule. Parameter gradients accumulate.

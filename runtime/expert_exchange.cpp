@@ -30,7 +30,7 @@ void MpiExpertExchange::collective(const char* name, bool delayed, Post&& post, 
   const auto t0 = Clock::now();
   {
     BatonRelease handover(baton_);  // destroyed last: the event ends before the baton returns
-    io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_tid);
+    io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_thread);
     MPI_Request r = post();
     wait_requests(baton_, 1, &r);
     if (delayed && delay_us_ > 0) wait_until(baton_, until() + std::chrono::microseconds(delay_us_));

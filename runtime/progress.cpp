@@ -56,7 +56,7 @@ void SendQueue::wait_all() {
 }
 
 void SendQueue::loop() {
-  t_trace_tid = 2;
+  t_trace_thread = io::TraceThread::Progress;
   std::unique_lock<std::mutex> lock(mu_);
   std::vector<int> done;
   auto backoff = std::chrono::microseconds(20);
@@ -89,7 +89,7 @@ void SendQueue::loop() {
           if (active_[i] != MPI_REQUEST_NULL) {
             keep.push_back(active_[i]), keep_posted.push_back(posted_[i]);
           } else if (trace_) {
-            trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, 2, posted_[i].t0, t1);
+            trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, io::TraceThread::Progress, posted_[i].t0, t1);
           }
         }
         active_.swap(keep);

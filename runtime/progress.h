@@ -27,11 +27,8 @@
 
 namespace duet::runtime {
 
-// Which thread an event belongs to in the trace: 0 compute, 1 the second executor (the
-// other half of a pair), 2 progress thread, 3 deferred weight passes (run by whichever
-// thread was waiting).
-inline thread_local int t_trace_tid = 0;
-constexpr int kDeferredWeightTid = 3;
+// Which thread an event belongs to in the trace (core/trace_event.h).
+inline thread_local io::TraceThread t_trace_thread = io::TraceThread::Compute;
 
 class Baton {
  public:

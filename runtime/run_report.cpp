@@ -103,23 +103,23 @@ bool is_comm(const io::TraceEvent& e) {
 // and minus what other threads computed meanwhile (one baton: while another thread of the
 // rank computes, this op waits — e.g. the two halves of a pair, or deferred weight passes).
 double pure_compute(const io::TraceEvent& op, const std::vector<io::TraceEvent>& events) {
-  std::map<int, std::vector<Interval>> compute, comm;  // by thread, clipped to the op's span
+  std::map<io::TraceThread, std::vector<Interval>> compute, comm;  // by thread, clipped to the op's span
   for (const auto& e : events) {
-    if (e.t1 <= op.t0 || e.t0 >= op.t1 || e.tid == 2) continue;  // the progress thread only sends
+    if (e.t1 <= op.t0 || e.t0 >= op.t1 || e.thread == io::TraceThread::Progress) continue;  // the progress thread only sends
     const Interval clip{std::max(e.t0, op.t0), std::min(e.t1, op.t1)};
-    if (is_comm(e)) comm[e.tid].push_back(clip);
-    else if (e.cat == io::TraceCategory::Compute && e.tid != op.tid) compute[e.tid].push_back(clip);
+    if (is_comm(e)) comm[e.thread].push_back(clip);
+    else if (e.cat == io::TraceCategory::Compute && e.thread != op.thread) compute[e.thread].push_back(clip);
   }
-  std::vector<Interval> away = comm[op.tid];
-  for (auto& [tid, iv] : compute)
-    for (auto busy : minus(iv, comm[tid])) away.push_back(busy);
+  std::vector<Interval> away = comm[op.thread];
+  for (auto& [thread, iv] : compute)
+    for (auto busy : minus(iv, comm[thread])) away.push_back(busy);
   return (op.t1 - op.t0) - length(away);
 }
 
 double nested_a2a(const io::TraceEvent& op, const std::vector<io::TraceEvent>& events) {
   std::vector<Interval> comm;
   for (const auto& e : events)
-    if (e.tid == op.tid && e.cat == io::TraceCategory::All2all && e.t0 >= op.t0 && e.t1 <= op.t1)
+    if (e.thread == op.thread && e.cat == io::TraceCategory::All2all && e.t0 >= op.t0 && e.t1 <= op.t1)
       comm.push_back({e.t0, e.t1});
   return length(comm);
 }
@@ -130,7 +130,7 @@ RankStep account(const std::vector<io::TraceEvent>& ev) {
   double t0 = 1e300, t1 = -1e300;
   std::vector<Interval> comm, compute;
   for (const auto& e : ev) {
-    if (e.tid == 2) continue;  // the progress thread's sends overlap everything by design
+    if (e.thread == io::TraceThread::Progress) continue;  // the progress thread's sends overlap everything by design
     t0 = std::min(t0, e.t0), t1 = std::max(t1, e.t1);
     if (is_comm(e)) comm.push_back({e.t0, e.t1});
   }
@@ -138,7 +138,7 @@ RankStep account(const std::vector<io::TraceEvent>& ev) {
     if (e.cat == io::TraceCategory::Compute) {
       std::vector<Interval> nested;
       for (const auto& c : ev)
-        if (c.tid == e.tid && is_comm(c) && c.t0 >= e.t0 && c.t1 <= e.t1) nested.push_back({c.t0, c.t1});
+        if (c.thread == e.thread && is_comm(c) && c.t0 >= e.t0 && c.t1 <= e.t1) nested.push_back({c.t0, c.t1});
       for (auto iv : minus({{e.t0, e.t1}}, nested)) compute.push_back(iv);
     }
   r.window = t1 - t0;
@@ -231,7 +231,7 @@ io::Report measured_report(const std::string& run_dir) {
         pairs.push_back({place.stage_of(pp_rank, op.dir), place.stage_of(pp_rank, op.dir2), busy + deferred});
       }
       for (const auto& e : ev) {
-        if (e.cat == io::TraceCategory::P2p && e.tid == 2) min_send = std::min(min_send, e.t1 - e.t0);
+        if (e.cat == io::TraceCategory::P2p && e.thread == io::TraceThread::Progress) min_send = std::min(min_send, e.t1 - e.t0);
         if (e.cat != io::TraceCategory::Compute) continue;
         if (e.name[0] == 'W' || paired.count(e.name)) continue;
         const int stage = place.stage_of(pp_rank, e.name[1] - '0');
@@ -318,10 +318,10 @@ io::Report measured_report(const std::string& run_dir) {
   double origin = 1e300;
   for (int p = 0; p < cfg.parallel.pp; ++p)
     for (const auto& e : traces[p * cfg.parallel.dp])
-      if (e.step == rep.step && e.tid != 2) origin = std::min(origin, e.t0);
+      if (e.step == rep.step && e.thread != io::TraceThread::Progress) origin = std::min(origin, e.t0);
   for (int p = 0; p < cfg.parallel.pp; ++p)
     for (const auto& e : traces[p * cfg.parallel.dp]) {
-      if (e.step != rep.step || e.tid == 2) continue;
+      if (e.step != rep.step || e.thread == io::TraceThread::Progress) continue;
       std::string kind = e.cat == io::TraceCategory::Compute ? std::string(1, e.name[0])
                          : e.cat == io::TraceCategory::All2all ? "a2a"
                          : e.cat == io::TraceCategory::Dp      ? "dp"

@@ -19,16 +19,6 @@ model::ModelConfig to_model_config(const io::RunConfig& cfg) {
   return out;
 }
 
-sched::ScheduleKind to_schedule_kind(io::ScheduleKind k) {
-  switch (k) {
-    case io::ScheduleKind::k1F1B: return sched::ScheduleKind::OneFOneB;
-    case io::ScheduleKind::kZB1P: return sched::ScheduleKind::ZB1P;
-    case io::ScheduleKind::kDualPipe: return sched::ScheduleKind::DualPipe;
-    case io::ScheduleKind::kDualPipeV: return sched::ScheduleKind::DualPipeV;
-  }
-  throw std::logic_error("unknown schedule kind");
-}
-
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
   const auto& t = cfg.train;
   model::OptimizerConfig o;

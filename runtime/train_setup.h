@@ -10,7 +10,6 @@
 namespace duet::runtime {
 
 model::ModelConfig to_model_config(const io::RunConfig& cfg);
-sched::ScheduleKind to_schedule_kind(io::ScheduleKind k);
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
 
 // Compute threads for this process: runtime.threads, or the machine's cores divided by the

@@ -13,7 +13,7 @@
 #include "runtime/engine.h"
 #include "runtime/zero.h"
 #include "runtime/mpi.h"
-#include "runtime/topology.h"
+#include "core/layout.h"
 #include "runtime/train_setup.h"
 
 namespace duet::runtime {
@@ -31,7 +31,7 @@ int local_ranks() {
 
 // Mean validation loss: the fixed validation sequences split over the data-parallel replicas,
 // each pushed through its pipeline.
-double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const Topology& topo, int rank) {
+double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const core::Topology& topo, int rank) {
   const int total = cfg.train.eval_batches * cfg.train.global_batch;
   const int per_replica = total / topo.dp();
   const double local = engine.eval_loss_sum(topo.coords(rank).dp_rank * per_replica, per_replica);
@@ -45,7 +45,7 @@ double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const T
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
   io::require_trainable(cfg);  // e.g. MLA attention is simulated, not trained, on CPU
   const int rank = world_rank(), world = world_size();
-  const Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
+  const core::Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
   const auto mcfg = to_model_config(cfg);
   const auto ocfg = to_optimizer_config(cfg);
   const int threads = compute_threads(cfg, local_ranks());

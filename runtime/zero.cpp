@@ -19,7 +19,7 @@ std::vector<int> by_stage(const std::vector<StageSlot>& slots) {
 
 }  // namespace
 
-ZeroOptimizer::ZeroOptimizer(const Topology& topo, int world_rank, const sched::Schedule& schedule,
+ZeroOptimizer::ZeroOptimizer(const core::Topology& topo, int world_rank, const sched::Schedule& schedule,
                              std::vector<StageSlot>& slots, const model::OptimizerConfig& cfg, int64_t bucket_floats)
     : slots_(slots), state_(slots.size()) {
   const auto c = topo.coords(world_rank);

@@ -18,14 +18,14 @@
 #include "model/optimizer.h"
 #include "runtime/engine.h"
 #include "runtime/mpi.h"
-#include "runtime/topology.h"
+#include "core/layout.h"
 
 namespace duet::runtime {
 
 class ZeroOptimizer {
  public:
   // Collective over COMM_WORLD. bucket_floats bounds one reduce-scatter.
-  ZeroOptimizer(const Topology& topo, int world_rank, const sched::Schedule& schedule, std::vector<StageSlot>& slots,
+  ZeroOptimizer(const core::Topology& topo, int world_rank, const sched::Schedule& schedule, std::vector<StageSlot>& slots,
                 const model::OptimizerConfig& cfg, int64_t bucket_floats = 1 << 20);
   ~ZeroOptimizer();
 

@@ -6,20 +6,11 @@
 #include "scheduler/schedule.h"
 
 namespace duet::sched {
-namespace {
-
-void check_common(const char* name, int ranks, int microbatches) {
-  if (ranks < 1) throw std::invalid_argument(std::string(name) + ": ranks must be >= 1, got " + std::to_string(ranks));
-  if (microbatches < 1)
-    throw std::invalid_argument(std::string(name) + ": micro-batches must be >= 1, got " + std::to_string(microbatches));
-}
-
-}  // namespace
 
 // Stage r: N-1-r warm-up forwards, then one forward and one backward alternately, then the
 // remaining backwards. Peak in-flight activations on stage r: min(N-r, M).
 Schedule make_1f1b_schedule(int ranks, int microbatches) {
-  check_common("1f1b", ranks, microbatches);
+  core::check_schedule_rule(ScheduleKind::OneFOneB, ranks, microbatches);
   Schedule s{ScheduleKind::OneFOneB, ranks, microbatches, {}};
   const int M = microbatches;
   for (int r = 0; r < ranks; ++r) {
@@ -43,7 +34,7 @@ Schedule make_1f1b_schedule(int ranks, int microbatches) {
 // W), the same peak as 1F1B's first stage, and the waiting W's fill the cool-down bubble.
 // With F = I = W the bubble is (N-1)(F+B-2W), a third of 1F1B's.
 Schedule make_zb1p_schedule(int ranks, int microbatches) {
-  check_common("zb1p", ranks, microbatches);
+  core::check_schedule_rule(ScheduleKind::ZB1P, ranks, microbatches);
   Schedule s{ScheduleKind::ZB1P, ranks, microbatches, {}};
   const int M = microbatches;
   for (int r = 0; r < ranks; ++r) {

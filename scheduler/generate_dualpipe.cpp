@@ -137,25 +137,10 @@ std::vector<Op> dualpipe_rank_program(int half_ranks, int h, int chunks, bool mi
   return p.finish();
 }
 
-void check_common(const char* name, int ranks, int microbatches) {
-  if (ranks < 1) throw std::invalid_argument(std::string(name) + ": ranks must be >= 1, got " + std::to_string(ranks));
-  if (microbatches < 1)
-    throw std::invalid_argument(std::string(name) + ": micro-batches must be >= 1, got " + std::to_string(microbatches));
-}
-
 }  // namespace
 
 Schedule make_dualpipe_schedule(int ranks, int microbatches) {
-  check_common("dualpipe", ranks, microbatches);
-  if (ranks % 2 != 0)
-    throw std::invalid_argument("dualpipe: ranks must be even (the two directions fold at the middle), got " +
-                                std::to_string(ranks));
-  if (microbatches % 2 != 0)
-    throw std::invalid_argument(
-        "dualpipe: micro-batches must be even (half go in each direction), got " + std::to_string(microbatches));
-  if (microbatches < 2 * ranks)
-    throw std::invalid_argument("dualpipe: micro-batches must be >= 2 x ranks = " + std::to_string(2 * ranks) +
-                                ", got " + std::to_string(microbatches));
+  core::check_schedule_rule(ScheduleKind::DualPipe, ranks, microbatches);
   Schedule s{ScheduleKind::DualPipe, ranks, microbatches, {}};
   const int H = ranks / 2;
   for (int r = 0; r < ranks; ++r) {
@@ -167,10 +152,7 @@ Schedule make_dualpipe_schedule(int ranks, int microbatches) {
 }
 
 Schedule make_dualpipev_schedule(int ranks, int microbatches) {
-  check_common("dualpipev", ranks, microbatches);
-  if (microbatches < 2 * ranks)
-    throw std::invalid_argument("dualpipev: micro-batches must be >= 2 x ranks = " + std::to_string(2 * ranks) +
-                                ", got " + std::to_string(microbatches));
+  core::check_schedule_rule(ScheduleKind::DualPipeV, ranks, microbatches);
   Schedule s{ScheduleKind::DualPipeV, ranks, microbatches, {}};
   for (int r = 0; r < ranks; ++r)
     s.ops.push_back(dualpipe_rank_program(ranks, r, microbatches, /*middle=*/r == ranks - 1, /*flip=*/false));

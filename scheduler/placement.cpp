@@ -4,25 +4,6 @@
 
 namespace duet::sched {
 
-ScheduleKind parse_schedule_kind(std::string_view name) {
-  if (name == "1f1b") return ScheduleKind::OneFOneB;
-  if (name == "zb1p") return ScheduleKind::ZB1P;
-  if (name == "dualpipe") return ScheduleKind::DualPipe;
-  if (name == "dualpipev") return ScheduleKind::DualPipeV;
-  throw std::invalid_argument("unknown schedule kind '" + std::string(name) +
-                              "' (valid: 1f1b, zb1p, dualpipe, dualpipev)");
-}
-
-std::string format_schedule_kind(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::OneFOneB: return "1f1b";
-    case ScheduleKind::ZB1P: return "zb1p";
-    case ScheduleKind::DualPipe: return "dualpipe";
-    case ScheduleKind::DualPipeV: return "dualpipev";
-  }
-  return "?";
-}
-
 Placement::Placement(ScheduleKind kind, int ranks) : kind_(kind), ranks_(ranks) {
   if (ranks < 1) throw std::invalid_argument("placement needs ranks >= 1, got " + std::to_string(ranks));
 }

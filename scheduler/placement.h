@@ -18,14 +18,15 @@
 #include <string>
 #include <string_view>
 
+#include "core/schedule_kind.h"
+
 namespace duet::sched {
 
-enum class ScheduleKind { OneFOneB, ZB1P, DualPipe, DualPipeV };
-
-// "1f1b", "zb1p", "dualpipe", "dualpipev". parse throws std::invalid_argument listing the
-// valid names.
-ScheduleKind parse_schedule_kind(std::string_view name);
-std::string format_schedule_kind(ScheduleKind kind);
+// The schedule kinds, their names and micro-batch rules are shared with config and layout
+// code: core/schedule_kind.h.
+using core::format_schedule_kind;
+using core::parse_schedule_kind;
+using core::ScheduleKind;
 
 // Where one stage runs: rank and the direction index of that rank's ops. rank -1 = none
 // (before the first stage or after the last).

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "scheduler/comm.h"
-#include "scheduler/json_writer.h"
+#include "core/json.h"
 #include "scheduler/validate.h"
 
 namespace duet::sched {
@@ -334,7 +334,7 @@ SimResult simulate(const Schedule& schedule, const SimConfig& config) {
 }
 
 std::string sim_result_to_json(const SimResult& res, const Schedule& schedule, bool include_timeline) {
-  JsonWriter j;
+  core::json::Writer j;
   j.begin_object();
   j.key("kind").value(format_schedule_kind(schedule.kind));
   j.key("ranks").value(res.ranks).key("pipelines").value(res.pipelines);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "scheduler/json_writer.h"
+#include "core/json.h"
 
 namespace duet::sched {
 namespace {
@@ -198,7 +198,7 @@ Schedule parse_schedule_text(std::string_view text, std::optional<ScheduleKind> 
 
 std::string schedule_to_json(const Schedule& s) {
   const Placement p = s.placement();
-  JsonWriter j;
+  core::json::Writer j;
   j.begin_object();
   j.key("kind").value(format_schedule_kind(s.kind));
   j.key("ranks").value(s.ranks);

@@ -5,15 +5,16 @@ set -euo pipefail
 root=${1:-$(dirname "$0")/..}
 cd "$root"
 declare -A allowed=(
+  [core]="core"
   [kernels]="kernels"
   [model]="model kernels"
-  [scheduler]="scheduler"
-  [io]="io"
-  [slurm]="slurm"
-  [runtime]="runtime model kernels scheduler io"
-  [apps]="apps runtime model kernels scheduler io slurm"
+  [scheduler]="scheduler core"
+  [io]="io core"
+  [slurm]="slurm core"
+  [runtime]="runtime model kernels scheduler io core"
+  [apps]="apps runtime model kernels scheduler io slurm core"
 )
-modules="kernels model scheduler io runtime slurm apps"
+modules="core kernels model scheduler io runtime slurm apps"
 bad=0
 for mod in "${!allowed[@]}"; do
   [ -d "$mod" ] || continue

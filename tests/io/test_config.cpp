@@ -53,7 +53,7 @@ RunConfig all_keys_changed() {
   c.model.rope_theta = 500000.5;
   c.model.norm_eps = 1.0 / 3.0 * 1e-6;
   c.model.moe = {12, 3, 0, 77, 0.1 + 0.2};
-  c.parallel = {4, 6, 3, ScheduleKind::kZB1P};
+  c.parallel = {4, 6, 3, ScheduleKind::ZB1P};
   c.train.steps = 12345;
   c.train.seed = 18446744073709551615ull;
   c.train.seq_len = 257;
@@ -91,7 +91,7 @@ TEST(Config, DefaultTextParsesToTinyValues) {
   EXPECT_EQ(c.model.d_model, 128);
   EXPECT_EQ(c.model.moe.experts, 8);
   EXPECT_EQ(c.model.moe.top_k, 2);
-  EXPECT_EQ(c.parallel.schedule, ScheduleKind::kDualPipe);
+  EXPECT_EQ(c.parallel.schedule, ScheduleKind::DualPipe);
   EXPECT_EQ(c.train.steps, 300);
   EXPECT_EQ(c.train.seed, 1234u);
   EXPECT_DOUBLE_EQ(c.train.lr, 3e-3);
@@ -160,7 +160,7 @@ TEST(Config, OverridesReplaceFileValues) {
                                    "tiny");
   EXPECT_EQ(c.train.steps, 5);
   EXPECT_EQ(c.train.seed, 7u);
-  EXPECT_EQ(c.parallel.schedule, ScheduleKind::k1F1B);
+  EXPECT_EQ(c.parallel.schedule, ScheduleKind::OneFOneB);
   EXPECT_EQ(c.run.name, "");
   EXPECT_FALSE(c.runtime.overlap);
   EXPECT_DOUBLE_EQ(c.train.lr, 1e-2);
@@ -334,7 +334,7 @@ TEST(Config, KeyTableTypesAndHelp) {
   EXPECT_EQ(find("data.path").type, "string");
   EXPECT_EQ(find("parallel.schedule").type, "1f1b|zb1p|dualpipe|dualpipev");
   EXPECT_EQ(find("train.min_lr").default_value, "train.lr / 10");
-  EXPECT_EQ(schedule_name(ScheduleKind::kDualPipeV), "dualpipev");
+  EXPECT_EQ(duet::core::format_schedule_kind(ScheduleKind::DualPipeV), "dualpipev");
 }
 
 }  // namespace

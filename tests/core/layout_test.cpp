@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <set>
 
-#include "runtime/topology.h"
+#include "core/layout.h"
 
-using duet::runtime::Topology;
+using duet::core::Topology;
 
 TEST(Topology, WorkedExample) {
   const Topology t(8, 2, 4, 2);
@@ -79,4 +79,55 @@ TEST(Topology, RejectsInvalidLayouts) {
   EXPECT_NE(msg(8, 4, 4, 1).find("pp × dp"), std::string::npos);
   EXPECT_NE(msg(8, 2, 4, 3).find("ep must divide dp"), std::string::npos);
   EXPECT_NE(msg(0, 1, 1, 1).find("≥ 1"), std::string::npos);
+}
+
+// ---- valid_layouts: the one rule set every layout check uses ------------------------------
+
+namespace {
+duet::core::LayoutRules tiny_rules() {  // configs/tiny.yaml: global batch 16 of 1, 8 experts
+  duet::core::LayoutRules r;
+  r.schedule = duet::core::ScheduleKind::DualPipe;
+  r.global_batch = 16, r.micro_batch_size = 1, r.experts = 8;
+  return r;
+}
+}  // namespace
+
+TEST(ValidLayouts, EightRanksOfTinyDualPipe) {
+  using duet::core::Layout;
+  const auto v = duet::core::valid_layouts(8, tiny_rules());
+  // pp 1 runs 1F1B (any dp); DualPipe needs an even pp and ≥ 2·pp micro-batches per pipeline:
+  // pp 2 × dp 4 gives 4 (= 2·2), pp 4 × dp 2 gives 8 (= 2·4), pp 8 × dp 1 gives 16 (= 2·8).
+  const std::vector<Layout> want = {{1, 8, 1}, {1, 8, 2}, {1, 8, 4}, {1, 8, 8}, {2, 4, 1}, {2, 4, 2},
+                                    {2, 4, 4}, {4, 2, 1}, {4, 2, 2}, {8, 1, 1}};
+  EXPECT_EQ(v, want);
+  for (const Layout& l : v) EXPECT_EQ(duet::core::layout_violation(8, l, tiny_rules()), "");
+}
+
+TEST(ValidLayouts, EveryRejectedLayoutSaysWhy) {
+  const auto rules = tiny_rules();
+  const auto why = [&](int world, int pp, int dp, int ep) {
+    return duet::core::layout_violation(world, {pp, dp, ep}, rules);
+  };
+  EXPECT_NE(why(8, 4, 4, 1).find("must equal the number of ranks (8)"), std::string::npos);
+  EXPECT_NE(why(8, 2, 4, 3).find("parallel.ep (3) must divide parallel.dp (4)"), std::string::npos);
+  EXPECT_NE(why(6, 1, 6, 1).find("must be divisible by parallel.dp × train.micro_batch_size (6 × 1)"), std::string::npos);
+  EXPECT_NE(why(12, 3, 4, 1).find("dualpipe: ranks must be even"), std::string::npos);
+  // pp 8 × dp 2 leaves 8 micro-batches per pipeline; DualPipe at pp 8 needs 16.
+  EXPECT_NE(why(16, 8, 2, 1).find("micro-batches per pipeline"), std::string::npos);
+  auto r16 = rules;
+  r16.experts = 6;
+  EXPECT_NE(duet::core::layout_violation(8, {2, 4, 4}, r16).find("must divide model.moe.experts (6)"),
+            std::string::npos);
+  EXPECT_THROW(duet::core::microbatches_per_pipeline(8, {4, 4, 1}, rules), std::invalid_argument);
+  EXPECT_EQ(duet::core::microbatches_per_pipeline(8, {4, 2, 2}, rules), 8);
+}
+
+TEST(ValidLayouts, AgreeWithTopologyAndTheScheduleGenerators) {
+  // Every layout valid_layouts returns can be laid out; the schedule rule is the generators'.
+  for (int world : {1, 2, 4, 6, 8, 12, 16}) {
+    for (const auto& l : duet::core::valid_layouts(world, tiny_rules())) {
+      EXPECT_NO_THROW(duet::core::Topology(world, l.pp, l.dp, l.ep));
+    }
+  }
+  EXPECT_EQ(duet::core::effective_schedule(duet::core::ScheduleKind::DualPipe, 1), duet::core::ScheduleKind::OneFOneB);
 }
