@@ -9,6 +9,7 @@
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "io/report.h"
+#include "runtime/comm_mpi.h"
 #include "runtime/mpi.h"
 #include "runtime/run_report.h"
 #include "runtime/trainer.h"
@@ -39,15 +40,14 @@ int cmd_train(int argc, char** argv) {
     throw std::invalid_argument(msg);
   }
   try {
+    auto comm = runtime::mpi_world();
     // Rank 0 owns the run directory; the others learn its path from the same config.
     std::string run_dir = rank == 0 ? io::make_run_dir(cfg) : "";
-    int len = (int)run_dir.size();
-    MPI_CHECK(MPI_Bcast(&len, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    run_dir.resize(len);
-    MPI_CHECK(MPI_Bcast(run_dir.data(), len, MPI_CHAR, 0, MPI_COMM_WORLD));
+    comm->broadcast(run_dir, 0);
+    auto done = comm->dup();  // for the barrier after training: train() owns `comm`
     io::RunLog log(rank == 0 ? run_dir + "/train.log" : "", /*echo=*/rank == 0);
     log.print("duet train: run directory " + run_dir);
-    const auto s = runtime::train(cfg, run_dir, log);
+    const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
     char line[512];
     std::snprintf(line, sizeof line,
                   "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "
@@ -56,7 +56,7 @@ int cmd_train(int argc, char** argv) {
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
     log.print(line);
     if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
-      MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+      done->barrier();
       if (rank == 0) {
         const io::Report r = runtime::measured_report(run_dir);
         io::write_report(r, run_dir);

@@ -1,5 +1,6 @@
 #include "core/layout.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace duet::core {
@@ -26,13 +27,21 @@ RankCoords Topology::coords(int rank) const {
   return c;
 }
 
-RankGroups Topology::groups(int rank) const {
+RankGroups Topology::groups(int rank, ScheduleKind schedule) const {
   const RankCoords c = coords(rank);
   RankGroups g;
   for (int p = 0; p < pp_; ++p) g.pipeline.push_back(rank_of(p, c.dp_rank));
   for (int d = 0; d < dp_; ++d) g.data_parallel.push_back(rank_of(c.pp_rank, d));
   for (int e = 0; e < ep_; ++e) g.expert_parallel.push_back(rank_of(c.pp_rank, c.edp_rank * ep_ + e));
   for (int j = 0; j < dp_ / ep_; ++j) g.expert_data_parallel.push_back(rank_of(c.pp_rank, j * ep_ + c.ep_rank));
+  std::vector<int> holders = {c.pp_rank};  // pipeline positions holding this rank's stages
+  if (schedule == ScheduleKind::DualPipe && pp_ - 1 - c.pp_rank != c.pp_rank) holders.push_back(pp_ - 1 - c.pp_rank);
+  for (int p : holders) {
+    for (int d = 0; d < dp_; ++d) g.stage_copies.push_back(rank_of(p, d));
+    for (int j = 0; j < dp_ / ep_; ++j) g.expert_copies.push_back(rank_of(p, j * ep_ + c.ep_rank));
+  }
+  std::sort(g.stage_copies.begin(), g.stage_copies.end());
+  std::sort(g.expert_copies.begin(), g.expert_copies.end());
   return g;
 }
 

@@ -40,6 +40,11 @@ struct RankGroups {
   std::vector<int> data_parallel;    // DP ranks: same pp_rank, ordered by dp_rank
   std::vector<int> expert_parallel;  // EP ranks: same pp_rank and edp_rank
   std::vector<int> expert_data_parallel;  // DP/EP ranks holding the same experts
+  // Every rank holding a copy of this rank's stages, ascending: its data-parallel group, and
+  // under DualPipe also that of its mirror pp-1-pp_rank (which holds the same two stages,
+  // one per direction). Their gradients are reduced together (ZeRO-1).
+  std::vector<int> stage_copies;
+  std::vector<int> expert_copies;  // the same for this rank's routed experts
 };
 
 class Topology {
@@ -54,7 +59,7 @@ class Topology {
 
   RankCoords coords(int rank) const;
   int rank_of(int pp_rank, int dp_rank) const { return pp_rank * dp_ + dp_rank; }
-  RankGroups groups(int rank) const;
+  RankGroups groups(int rank, ScheduleKind schedule = ScheduleKind::OneFOneB) const;
   std::string describe() const;  // "8 ranks = PP 4 x DP 2 (EP 2)"
 
  private:

@@ -15,25 +15,18 @@ std::string model_hash(const io::RunConfig& cfg) {
 }
 
 TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo,
-                                   int rank, io::RunLog& log)
-    : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log) {
+                                   int rank, io::RunLog& log, Communicator& agreement)
+    : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log), agree_(agreement) {
   layout_.world = topo.world(), layout_.pp = topo.pp(), layout_.dp = topo.dp(), layout_.ep = topo.ep();
   layout_.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   layout_.config_hash = io::config_hash(cfg);
   layout_.model_hash = model_hash(cfg);
-  MPI_Comm dup;
-  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
-  agree_ = Comm(dup);
   if (cfg.checkpoint.async) {
     io::CheckpointWriter::Options o;
     o.dir = dir_, o.rank = rank_, o.layout = layout_;
     // Called from the writer thread: its own communicator, so it never interleaves with the
     // training thread's collectives.
-    o.all_agree = [this](bool ok) {
-      int v = ok ? 1 : 0;
-      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, agree_.get()));
-      return v != 0;
-    };
+    o.all_agree = [this](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
     o.save.keep = cfg.checkpoint.keep;
     if (rank_ == 0) o.save.log = [this](std::string_view line) { log_.print(std::string(line)); };
     writer_ = std::make_unique<io::CheckpointWriter>(std::move(o));
@@ -78,12 +71,12 @@ bool TrainCheckpoints::finish() {
   return all_committed_;
 }
 
-bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero) {
+bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   std::vector<io::TensorSlice> slices;
   std::vector<std::string> names;  // keeps the moment names alive
   std::set<std::string> seen;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const auto& arena = *slots[i].arena;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const auto& arena = *stages[i].arena;
     for (const auto& spec : arena.specs()) {
       std::vector<int64_t> zero_offset(spec.shape.size(), 0);
       slices.push_back({spec.name, spec.shape, zero_offset, spec.shape,
@@ -119,17 +112,13 @@ bool TrainCheckpoints::save(int step, std::vector<StageSlot>& slots, ZeroOptimiz
   io::SaveOptions opt;
   opt.keep = cfg_.checkpoint.keep;
   if (rank_ == 0) opt.log = [&](std::string_view line) { log_.print(std::string(line)); };
-  const auto agree = [&](bool ok) {
-    int v = ok ? 1 : 0;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LAND, agree_.get()));
-    return v != 0;
-  };
+  const auto agree = [&](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
   const io::SaveResult r = io::save_checkpoint(req, agree, opt);
   report(r);
   return r.committed;
 }
 
-int TrainCheckpoints::resume(std::vector<StageSlot>& slots, ZeroOptimizer& zero) {
+int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   if (!cfg_.checkpoint.resume) return 0;
   io::VerifyOptions vo;
   vo.model_hash = layout_.model_hash;
@@ -137,8 +126,8 @@ int TrainCheckpoints::resume(std::vector<StageSlot>& slots, ZeroOptimizer& zero)
       io::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
   if (!at.found()) return 0;
   io::CheckpointReader reader(at.path, layout_.model_hash);
-  for (size_t i = 0; i < slots.size(); ++i) {
-    auto& arena = *slots[i].arena;
+  for (size_t i = 0; i < stages.size(); ++i) {
+    auto& arena = *stages[i].arena;
     for (const auto& spec : arena.specs()) {
       const std::vector<float> v = reader.read(spec.name);
       if ((int64_t)v.size() != spec.numel())

@@ -18,27 +18,28 @@
 #include "io/checkpoint_writer.h"
 #include "io/config.h"
 #include "io/metrics.h"
-#include "runtime/engine.h"
-#include "runtime/mpi.h"
 #include "core/layout.h"
+#include "runtime/comm.h"
+#include "runtime/stages.h"
 #include "runtime/zero.h"
 
 namespace duet::runtime {
 
 class TrainCheckpoints {
  public:
-  // Collective over COMM_WORLD (duplicates it for the save protocol's agreement).
+  // agreement: a communicator of all ranks used for nothing else (ProcessGroups::checkpoint):
+  // the writer thread's votes never interleave with the training thread's collectives.
   TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo, int rank,
-                   io::RunLog& log);
+                   io::RunLog& log, Communicator& agreement);
 
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
   // Returns its step, or 0 when there is none (or checkpoint.resume is false).
-  int resume(std::vector<StageSlot>& slots, ZeroOptimizer& zero);
+  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero);
   // Saves `step` on every rank. Synchronous: returns whether it committed. With
   // checkpoint.async: returns after the in-memory snapshot (true), a background thread writes
   // and commits, and poll()/finish() report the verdict; a save still writing when the next
   // one starts makes the next one wait (and say so).
-  bool save(int step, std::vector<StageSlot>& slots, ZeroOptimizer& zero);
+  bool save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero);
   // With checkpoint.async the snapshot is taken by the writer thread while the next step's
   // forward and backward run (they only read parameters): call this before anything changes
   // parameters or optimizer state (the optimizer step). Returns the seconds it blocked.
@@ -56,7 +57,7 @@ class TrainCheckpoints {
   int rank_;
   io::CheckpointLayout layout_;
   io::RunLog& log_;
-  Comm agree_;
+  Communicator& agree_;
   std::unique_ptr<io::CheckpointWriter> writer_;  // checkpoint.async
   bool all_committed_ = true;
   std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step

@@ -15,37 +15,32 @@ void scaled(const std::vector<int32_t>& rows, int width, std::vector<int>& count
 }
 }  // namespace
 
-MpiExpertExchange::MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton, int delay_us,
-                                     io::TraceRecorder* trace)
-    : baton_(baton), delay_us_(delay_us), trace_(trace) {
-  MPI_Comm dup;
-  MPI_CHECK(MPI_Comm_dup(ep_comm, &dup));
-  comm_ = Comm(dup);
+CommExpertExchange::CommExpertExchange(Communicator& comm, int experts, Baton* baton, int delay_us,
+                                       io::TraceRecorder* trace)
+    : comm_(comm), baton_(baton), delay_us_(delay_us), trace_(trace) {
   size_ = comm_.size(), rank_ = comm_.rank();
   local_experts_ = experts / size_;
 }
 
 template <class Post, class Until>
-void MpiExpertExchange::collective(const char* name, bool delayed, Post&& post, Until&& until) {
+void CommExpertExchange::collective(const char* name, bool delayed, Post&& post, Until&& until) {
   const auto t0 = Clock::now();
   {
     BatonRelease handover(baton_);  // destroyed last: the event ends before the baton returns
     io::TraceScope event(trace_, io::TraceCategory::All2all, name, t_trace_thread);
-    MPI_Request r = post();
-    wait_requests(baton_, 1, &r);
+    Request r = post();
+    wait_request(baton_, r);
     if (delayed && delay_us_ > 0) wait_until(baton_, until() + std::chrono::microseconds(delay_us_));
   }
   seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
   if (delayed) ++collectives_;
 }
 
-void MpiExpertExchange::exchange_rows(const char* name, const float* send, float* recv) {
+void CommExpertExchange::exchange_rows(const char* name, const float* send, float* recv) {
   if (delay_us_ <= 0) {
     collective(name, true, [&] {
-      MPI_Request r;
-      MPI_CHECK(MPI_Ialltoallv(send, send_counts_.data(), send_displs_.data(), MPI_FLOAT, recv, recv_counts_.data(),
-                               recv_displs_.data(), MPI_FLOAT, comm_.get(), &r));
-      return r;
+      return comm_.ialltoallv(send, send_counts_.data(), send_displs_.data(), recv, recv_counts_.data(),
+                              recv_displs_.data());
     }, [] { return Clock::time_point{}; });
     return;
   }
@@ -65,11 +60,8 @@ void MpiExpertExchange::exchange_rows(const char* name, const float* send, float
     write_stamp(seg + send_counts_[q]);
   }
   collective(name, true, [&] {
-    MPI_Request r;
-    MPI_CHECK(MPI_Ialltoallv(stamped_send_.data(), stamped_send_counts_.data(), stamped_send_displs_.data(), MPI_FLOAT,
-                             stamped_recv_.data(), stamped_recv_counts_.data(), stamped_recv_displs_.data(), MPI_FLOAT,
-                             comm_.get(), &r));
-    return r;
+    return comm_.ialltoallv(stamped_send_.data(), stamped_send_counts_.data(), stamped_send_displs_.data(),
+                            stamped_recv_.data(), stamped_recv_counts_.data(), stamped_recv_displs_.data());
   }, [&] {
     Clock::time_point latest{};
     for (int q = 0; q < size_; ++q)
@@ -80,17 +72,14 @@ void MpiExpertExchange::exchange_rows(const char* name, const float* send, float
     std::memcpy(recv + recv_displs_[q], stamped_recv_.data() + stamped_recv_displs_[q], sizeof(float) * recv_counts_[q]);
 }
 
-void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {
+void CommExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expert, int experts) {
   const int El = local_experts_;
   p.send_counts.assign(size_, 0);
   for (int e = 0; e < experts; ++e) p.send_counts[e / El] += rows_per_expert[e];
   p.recv_expert_counts.assign((size_t)size_ * El, 0);
   // Rank q gets the counts of its experts [q·El, (q+1)·El) from every rank.
-  collective("all-to-all counts", false, [&] {
-    MPI_Request r;
-    MPI_CHECK(MPI_Ialltoall(rows_per_expert, El, MPI_INT32_T, p.recv_expert_counts.data(), El, MPI_INT32_T, comm_.get(), &r));
-    return r;
-  }, [] { return Clock::time_point{}; });
+  collective("all-to-all counts", false, [&] { return comm_.ialltoall(rows_per_expert, p.recv_expert_counts.data(), El); },
+             [] { return Clock::time_point{}; });
   p.recv_counts.assign(size_, 0);
   p.local_counts.assign(El, 0);
   for (int src = 0; src < size_; ++src)
@@ -100,7 +89,7 @@ void MpiExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_exper
     }
 }
 
-void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
+void CommExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
   const int El = local_experts_;
   scaled(p.send_counts, width, send_counts_, send_displs_);
   scaled(p.recv_counts, width, recv_counts_, recv_displs_);
@@ -119,7 +108,7 @@ void MpiExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, st
     }
 }
 
-void MpiExpertExchange::combine(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
+void CommExpertExchange::combine(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
   const int El = local_experts_;
   // The reverse of dispatch: owner rows go back to the ranks that routed them.
   scaled(p.recv_counts, width, send_counts_, send_displs_);

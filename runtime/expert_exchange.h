@@ -1,23 +1,23 @@
 #pragma once
-// Expert parallelism over MPI: the model's ExpertExchange with MPI_Alltoall (counts) and
-// MPI_Alltoallv (rows) on the expert-parallel communicator.
+// Expert parallelism: the model's ExpertExchange as an all-to-all of counts and an
+// all-to-all(v) of rows on the expert-parallel communicator (runtime/comm.h).
 
 #include <vector>
 
 #include "model/expert_exchange.h"
-#include "runtime/mpi.h"
+#include "runtime/comm.h"
 #include "runtime/progress.h"
 
 namespace duet::runtime {
 
-class MpiExpertExchange : public model::ExpertExchange {
+class CommExpertExchange : public model::ExpertExchange {
  public:
-  // Owns a duplicate of ep_comm, so each direction's all-to-alls have their own ordering.
-  // With a baton, the baton is handed over for the duration of every collective (the other
+  // comm: the expert-parallel group, this direction's own (ProcessGroups::expert_exchange),
+  // so each direction's all-to-alls have their own ordering. With a baton, the baton is handed over for the duration of every collective (the other
   // half of an F&B pair, or deferred work, computes meanwhile); delay_us is each dispatch's
   // and combine's network latency: rows are usable delay_us after they were sent.
-  MpiExpertExchange(MPI_Comm ep_comm, int experts, Baton* baton = nullptr, int delay_us = 0,
-                    io::TraceRecorder* trace = nullptr);
+  CommExpertExchange(Communicator& comm, int experts, Baton* baton = nullptr, int delay_us = 0,
+                     io::TraceRecorder* trace = nullptr);
   int group_size() const override { return size_; }
   int group_rank() const override { return rank_; }
   void plan(model::ExpertPlan& plan, const int32_t* rows_per_expert, int experts) override;
@@ -38,7 +38,7 @@ class MpiExpertExchange : public model::ExpertExchange {
   // send time when a latency is modelled.
   void exchange_rows(const char* name, const float* send, float* recv);
 
-  Comm comm_;
+  Communicator& comm_;
   Baton* baton_;
   int delay_us_;
   io::TraceRecorder* trace_;

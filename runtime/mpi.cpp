@@ -2,11 +2,8 @@
 
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <thread>
 
 namespace duet::runtime {
 
@@ -55,17 +52,6 @@ void mpi_check(int code, const char* expr, const char* file, int line) {
   fatal(std::string(expr) + " failed: " + std::string(msg, len), file, line);
 }
 
-void wait_quietly(int n, MPI_Request* reqs) {
-  auto pause = std::chrono::microseconds(5);
-  for (;;) {
-    int done = 0;
-    MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
-    if (done) return;
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::microseconds(200));
-  }
-}
-
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
@@ -77,44 +63,6 @@ MpiSession::~MpiSession() {
   int fin = 0;
   MPI_Finalized(&fin);
   if (!fin) MPI_Finalize();
-}
-
-Comm& Comm::operator=(Comm&& o) noexcept {
-  if (this != &o) {
-    this->~Comm();
-    comm_ = o.comm_;
-    o.comm_ = MPI_COMM_NULL;
-  }
-  return *this;
-}
-
-Comm::~Comm() {
-  int fin = 0;
-  MPI_Finalized(&fin);
-  if (!fin && comm_ != MPI_COMM_NULL && comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_SELF) MPI_Comm_free(&comm_);
-}
-
-int Comm::rank() const {
-  int r = 0;
-  MPI_CHECK(MPI_Comm_rank(comm_, &r));
-  return r;
-}
-
-int Comm::size() const {
-  int n = 0;
-  MPI_CHECK(MPI_Comm_size(comm_, &n));
-  return n;
-}
-
-Comm Comm::from_members(const std::vector<int>& members) {
-  // Color = the smallest member (identifies the group), key = position in `members`.
-  const int me = world_rank();
-  const int color = *std::min_element(members.begin(), members.end());
-  const int key = (int)(std::find(members.begin(), members.end(), me) - members.begin());
-  if (key == (int)members.size()) fatal("Comm::from_members: this rank is not in its own group");
-  MPI_Comm c;
-  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color, key, &c));
-  return Comm(c);
 }
 
 }  // namespace duet::runtime

@@ -4,13 +4,12 @@
 
 namespace duet::runtime {
 
-void wait_requests(Baton* baton, int n, MPI_Request* reqs) {
-  if (!baton) return wait_quietly(n, reqs);
-  baton->idle_until([&] {
-    int done = 0;
-    MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE));
-    return done != 0;
-  });
+void wait_request(Baton* baton, Request& req) {
+  if (!baton) {
+    wait(req);
+    return;
+  }
+  baton->idle_until([&] { return req.test(); });
 }
 
 void wait_until(Baton* baton, std::chrono::steady_clock::time_point until) {
@@ -31,7 +30,7 @@ std::chrono::steady_clock::time_point read_stamp(const float* at) {
   return std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(ns));
 }
 
-SendQueue::SendQueue(MPI_Comm comm, io::TraceRecorder* trace) : comm_(comm), trace_(trace), thread_([this] { loop(); }) {}
+SendQueue::SendQueue(Communicator& comm, io::TraceRecorder* trace) : comm_(comm), trace_(trace), thread_([this] { loop(); }) {}
 
 SendQueue::~SendQueue() {
   {
@@ -58,7 +57,6 @@ void SendQueue::wait_all() {
 void SendQueue::loop() {
   t_trace_thread = io::TraceThread::Progress;
   std::unique_lock<std::mutex> lock(mu_);
-  std::vector<int> done;
   auto backoff = std::chrono::microseconds(20);
   for (;;) {
     if (stop_ && pending_.empty() && active_.empty()) return;
@@ -72,22 +70,20 @@ void SendQueue::loop() {
       progressed = true;
       const Pending p = pending_.front();
       pending_.pop_front();
-      active_.emplace_back();
       posted_.push_back({io::TraceRecorder::now(), p.peer});
-      MPI_CHECK(MPI_Isend(p.buf, p.count, MPI_FLOAT, p.peer, p.tag, comm_, &active_.back()));
+      active_.push_back(comm_.isend({p.buf, (size_t)p.count}, p.peer, p.tag));
     }
     if (!active_.empty()) {
-      int n = 0;
-      done.resize(active_.size());
-      MPI_CHECK(MPI_Testsome((int)active_.size(), active_.data(), &n, done.data(), MPI_STATUSES_IGNORE));
-      if (n > 0) {
+      bool any = false;
+      for (auto& r : active_) any = r.test() || any;
+      if (any) {
         progressed = true;
         const double t1 = io::TraceRecorder::now();
-        std::vector<MPI_Request> keep;
+        std::vector<Request> keep;
         std::vector<Posted> keep_posted;
         for (size_t i = 0; i < active_.size(); ++i) {
-          if (active_[i] != MPI_REQUEST_NULL) {
-            keep.push_back(active_[i]), keep_posted.push_back(posted_[i]);
+          if (active_[i].pending()) {
+            keep.push_back(std::move(active_[i])), keep_posted.push_back(posted_[i]);
           } else if (trace_) {
             trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, io::TraceThread::Progress, posted_[i].t0, t1);
           }

@@ -9,8 +9,8 @@
 // takes it to run deferred weight passes, so the rank computes whenever it has work.
 //
 // SendQueue: a progress thread that owns this rank's outgoing point-to-point messages: it
-// posts each MPI_Isend and drives them to completion with MPI_Testsome, so sends never hold
-// up the compute thread.
+// posts each send on the communicator and tests them to completion, so sends never hold up
+// the compute thread.
 
 #include <algorithm>
 #include <atomic>
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "io/trace.h"
-#include "runtime/mpi.h"
+#include "runtime/comm.h"
 
 namespace duet::runtime {
 
@@ -89,9 +89,9 @@ class BatonRelease {
   Baton* b_;
 };
 
-// Waits for n requests. With a baton (overlap on) the caller has handed it over
+// Waits for a request. With a baton (overlap on) the caller has handed it over
 // (BatonRelease) and the wait is filled with deferred work; without, it waits quietly.
-void wait_requests(Baton* baton, int n, MPI_Request* reqs);
+void wait_request(Baton* baton, Request& req);
 // Waits, the same way, until `until` (the modelled network latency's end).
 void wait_until(Baton* baton, std::chrono::steady_clock::time_point until);
 
@@ -105,7 +105,7 @@ std::chrono::steady_clock::time_point read_stamp(const float* at);
 
 class SendQueue {
  public:
-  explicit SendQueue(MPI_Comm comm, io::TraceRecorder* trace = nullptr);
+  explicit SendQueue(Communicator& comm, io::TraceRecorder* trace = nullptr);
   ~SendQueue();
   SendQueue(const SendQueue&) = delete;
   SendQueue& operator=(const SendQueue&) = delete;
@@ -122,12 +122,12 @@ class SendQueue {
   };
   void loop();
 
-  MPI_Comm comm_;
+  Communicator& comm_;
   std::mutex mu_;
   std::condition_variable cv_;       // wakes the progress thread
   std::condition_variable done_cv_;  // wakes wait_all
   std::deque<Pending> pending_;
-  std::vector<MPI_Request> active_;
+  std::vector<Request> active_;
   struct Posted {
     double t0;
     int peer;

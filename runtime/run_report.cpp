@@ -14,7 +14,7 @@
 
 #include "io/config.h"
 #include "io/trace.h"
-#include "runtime/engine.h"
+#include "runtime/train_setup.h"
 #include "scheduler/comm.h"
 #include "scheduler/simulate.h"
 

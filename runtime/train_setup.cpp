@@ -19,6 +19,15 @@ model::ModelConfig to_model_config(const io::RunConfig& cfg) {
   return out;
 }
 
+sched::ScheduleKind schedule_for(const io::RunConfig& cfg) {
+  return core::effective_schedule(cfg.parallel.schedule, cfg.parallel.pp);
+}
+
+int microbatches_per_pipeline(const io::RunConfig& cfg) {
+  return core::microbatches_per_pipeline(cfg.parallel.pp * cfg.parallel.dp, io::configured_layout(cfg),
+                                         io::layout_rules(cfg));
+}
+
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
   const auto& t = cfg.train;
   model::OptimizerConfig o;
@@ -39,16 +48,6 @@ double train_flops_per_token(const model::ModelConfig& m, int seq_len) {
   // over the full square; causal masking halves it → 2·T·C. Backward doubles: 3× in all.
   const double attn = 3.0 * 2.0 * seq_len * m.d_model * m.layers;
   return 6.0 * (double)model::active_params_per_token(m) + attn;
-}
-
-double expert_imbalance(const std::vector<int64_t>& load, int experts) {
-  double worst = 1.0;
-  for (size_t r = 0; r + experts <= load.size(); r += experts) {
-    double sum = 0, mx = 0;
-    for (int e = 0; e < experts; ++e) sum += load[r + e], mx = std::max(mx, (double)load[r + e]);
-    if (sum > 0) worst = std::max(worst, mx / (sum / experts));
-  }
-  return worst;
 }
 
 }  // namespace duet::runtime

@@ -12,6 +12,11 @@ namespace duet::runtime {
 model::ModelConfig to_model_config(const io::RunConfig& cfg);
 model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
 
+// The configured layout's schedule and micro-batches per pipeline, by core/layout.h's rules
+// (throws std::invalid_argument naming the broken rule).
+sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
+int microbatches_per_pipeline(const io::RunConfig& cfg);
+
 // Compute threads for this process: runtime.threads, or the machine's cores divided by the
 // ranks that share it (at least 1).
 int compute_threads(const io::RunConfig& cfg, int local_ranks);
@@ -21,8 +26,5 @@ int compute_threads(const io::RunConfig& cfg, int local_ranks);
 // 4·T·C per token per layer forward over the full square, 2·T·C with the causal mask, and
 // the backward twice that: 6·L·T·C.
 double train_flops_per_token(const model::ModelConfig& m, int seq_len);
-
-// max(load) / mean(load) over the experts of each MoE layer, the worst layer; 1 is perfect.
-double expert_imbalance(const std::vector<int64_t>& load, int experts);
 
 }  // namespace duet::runtime

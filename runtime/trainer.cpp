@@ -9,18 +9,21 @@
 #include "io/data.h"
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
+#include "runtime/batches.h"
 #include "runtime/checkpointing.h"
 #include "runtime/engine.h"
-#include "runtime/zero.h"
-#include "runtime/mpi.h"
-#include "core/layout.h"
+#include "runtime/evaluation.h"
+#include "runtime/expert_balance.h"
+#include "runtime/expert_exchange.h"
+#include "runtime/process_groups.h"
+#include "runtime/stages.h"
 #include "runtime/train_setup.h"
+#include "runtime/zero.h"
 
 namespace duet::runtime {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 int local_ranks() {
@@ -29,46 +32,72 @@ int local_ranks() {
   return 1;
 }
 
-// Mean validation loss: the fixed validation sequences split over the data-parallel replicas,
-// each pushed through its pipeline.
-double validation_loss(PipelineEngine& engine, const io::RunConfig& cfg, const core::Topology& topo, int rank) {
-  const int total = cfg.train.eval_batches * cfg.train.global_batch;
-  const int per_replica = total / topo.dp();
-  const double local = engine.eval_loss_sum(topo.coords(rank).dp_rank * per_replica, per_replica);
-  double sum = local;
-  MPI_CHECK(MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-  return sum / ((double)per_replica * topo.dp() * cfg.train.seq_len);
-}
-
 }  // namespace
 
-TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log) {
+TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
+                   std::unique_ptr<Communicator> world_comm) {
   io::require_trainable(cfg);  // e.g. MLA attention is simulated, not trained, on CPU
-  const int rank = world_rank(), world = world_size();
+  const int rank = world_comm->rank(), world = world_comm->size();
   const core::Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
+  const auto coords = topo.coords(rank);
   const auto mcfg = to_model_config(cfg);
   const auto ocfg = to_optimizer_config(cfg);
   const int threads = compute_threads(cfg, local_ranks());
   cpu::set_gemm_threads(threads);
 
-  const auto groups = topo.groups(rank);
-  Comm pipeline = Comm::from_members(groups.pipeline);
-  Comm experts = Comm::from_members(groups.expert_parallel);
+  const int microbatches = microbatches_per_pipeline(cfg);
+  const sched::Schedule schedule = sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, microbatches);
+  const sched::Placement placement = schedule.placement();
+  std::vector<int> stage_of_dir;
+  for (int d = 0; d < placement.num_dirs(); ++d) stage_of_dir.push_back(placement.stage_of(coords.pp_rank, d));
+  ProcessGroups groups = make_process_groups(std::move(world_comm), topo, schedule.kind, stage_of_dir);
+
+  // What the rank's threads share: the compute baton (overlap) and the trace.
+  Baton baton;
+  std::unique_ptr<io::TraceRecorder> trace;
+  if (cfg.runtime.trace) trace = std::make_unique<io::TraceRecorder>();
+  Baton* overlap_baton = cfg.runtime.overlap ? &baton : nullptr;
+  std::vector<std::unique_ptr<CommExpertExchange>> exchanges;  // per direction (ep > 1)
+  std::vector<model::ExpertExchange*> exchange_of_dir;
+  for (auto& c : groups.expert_exchange) {
+    exchanges.push_back(std::make_unique<CommExpertExchange>(*c, mcfg.experts, overlap_baton,
+                                                             cfg.runtime.comm_delay_us, trace.get()));
+    exchange_of_dir.push_back(exchanges.back().get());
+  }
+  std::vector<RankStage> stages =
+      make_rank_stages(mcfg, schedule, coords.pp_rank, topo.ep(), coords.ep_rank, cfg.train.seed, exchange_of_dir);
+  EngineOptions eo;
+  eo.overlap = cfg.runtime.overlap, eo.comm_delay_us = cfg.runtime.comm_delay_us;
+  eo.batch = cfg.train.micro_batch_size, eo.seq_len = cfg.train.seq_len;
+  eo.loss_scale = (float)(1.0 / ((double)cfg.train.global_batch * cfg.train.seq_len));
+  PipelineEngine engine(schedule, coords.pp_rank, stages, *groups.pipeline, eo, baton, trace.get());
   const io::TokenDataset data = io::TokenDataset::load(cfg);
-  PipelineEngine engine(cfg, topo, rank, pipeline.get(), experts.get(), data);
-  ZeroOptimizer zero(topo, rank, engine.schedule(), engine.slots(), ocfg);
+  TrainBatches batches(data, cfg.train.seed, cfg.train.global_batch, cfg.train.micro_batch_size, cfg.train.seq_len,
+                       coords.dp_rank, microbatches);
+  ZeroOptimizer zero(stages, groups, ocfg);
   {
     int64_t held = 0;
-    for (auto& s : engine.slots()) held += (int64_t)s.arena->params().size();
+    for (auto& s : stages) held += (int64_t)s.arena->params().size();
     char line[200];
     std::snprintf(line, sizeof line, "ZeRO-1: rank 0 keeps AdamW moments for %lld of the %lld parameters it holds (%.1f%%)",
                   (long long)zero.moment_floats() / 2, (long long)held, 50.0 * zero.moment_floats() / held);
     log.print(line);
   }
-  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log);
-  const int start_step = checkpoints.resume(engine.slots(), zero);
+  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint);
+  const int start_step = checkpoints.resume(stages, zero);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
+  Communicator& all = *groups.world;
+  const EvalShape eval_shape{cfg.train.micro_batch_size, cfg.train.seq_len, cfg.train.eval_batches * cfg.train.global_batch};
+  auto validate = [&] {
+    return validation_loss(stages, placement, coords.pp_rank, coords.dp_rank, topo.dp(), eval_shape, data,
+                           *groups.evaluation, all, overlap_baton);
+  };
+  auto expert_messages = [&] {
+    long n = 0;
+    for (auto& e : exchanges) n += e->collectives();
+    return n;
+  };
 
   const int T = cfg.train.seq_len, G = cfg.train.global_batch;
   const double tokens_per_step = (double)G * T;
@@ -80,13 +109,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                   "%d micro-batches of %d x %d tokens per pipeline | %d compute threads per rank",
                   model::total_params(mcfg) / 1e6, model::active_params_per_token(mcfg) / 1e6, mcfg.layers,
                   mcfg.layers - mcfg.dense_layers, topo.describe().c_str(),
-                  sched::format_schedule_kind(engine.schedule().kind).c_str(), engine.microbatches(),
-                  cfg.train.micro_batch_size, T, threads);
+                  sched::format_schedule_kind(schedule.kind).c_str(), microbatches, cfg.train.micro_batch_size, T,
+                  threads);
     log.print(line);
   }
 
   TrainSummary out;
-  out.first_val_loss = validation_loss(engine, cfg, topo, rank);
+  out.first_val_loss = validate();
   {
     char line[64];
     std::snprintf(line, sizeof line, "step 0: val loss %.4f", out.first_val_loss);
@@ -98,32 +127,32 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
-    for (auto& s : engine.slots()) s.arena->zero_grads();
+    for (auto& s : stages) s.arena->zero_grads();
     if (rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step)
       throw std::runtime_error("injected failure (runtime.fail_rank " + std::to_string(rank) + ", runtime.fail_step " +
                                std::to_string(step) + ")");
-    const StepStats st = engine.run_step(step, [&](int slot) { zero.start_reduce(slot); });
+    batches.fill(step, stages);
+    const long expert_before = expert_messages();
+    const StepStats st = engine.run_step(step, [&](int dir) { zero.start_reduce(dir); });
+    const long messages = st.messages + expert_messages() - expert_before;
     const auto t_sync = Clock::now();
-    const double grad_norm = zero.finish_reduce(engine.trace());
+    const double grad_norm = zero.finish_reduce(trace.get());
+    reduce_expert_load(stages, groups);
     const double ckpt_wait = checkpoints.before_update();  // a deferred snapshot must finish first
-    zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), engine.trace());
-    for (auto& s : engine.slots())
-      s.stage_model->update_expert_bias(s.reduced_load, (float)cfg.model.moe.bias_update_rate);
-    double loss_sum = st.loss_sum;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &loss_sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
+    update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
+    const double loss_sum = all.allreduce(st.loss_sum, ReduceOp::Sum);
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).
     std::vector<int64_t> load;
-    for (auto& s : engine.slots()) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());
-    double imbalance = expert_imbalance(load, mcfg.experts);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &imbalance, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
+    for (auto& s : stages) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());
+    const double imbalance = all.allreduce(expert_imbalance(load, mcfg.experts), ReduceOp::Max);
     const double sync_s = since(t_sync);
     const double step_time = since(t0);
     train_seconds += step_time;
     // runtime.comm_delay_us adds latency to every message: the most a rank had added.
-    double added = st.messages * cfg.runtime.comm_delay_us * 1e-6;
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &added, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD));
-    double waited = st.wait_s / st.executors;  // per executor: a fraction of the step, never more
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &waited, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+    const double added = all.allreduce(messages * cfg.runtime.comm_delay_us * 1e-6, ReduceOp::Max);
+    // per executor: a fraction of the step, never more
+    const double waited = all.allreduce(st.wait_s / st.executors, ReduceOp::Sum);
     wait_seconds += waited / world;
 
     const double loss = loss_sum / tokens_per_step;
@@ -140,7 +169,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     std::string extra;
     const bool last = step == cfg.train.steps;
     if (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0)) {
-      out.last_val_loss = validation_loss(engine, cfg, topo, rank);
+      out.last_val_loss = validate();
       j.add("val_loss", out.last_val_loss);
       char v[32];
       std::snprintf(v, sizeof v, "val %.3f", out.last_val_loss);
@@ -157,19 +186,19 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     checkpoints.poll();
     const bool stopping = step == cfg.train.stop_at;
     if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0))
-      checkpoints.save(step, engine.slots(), zero);
+      checkpoints.save(step, stages, zero);
     if (stopping) {
       log.print("stopping after step " + std::to_string(step) + " (train.stop_at); run again to resume");
       break;
     }
   }
   checkpoints.finish();  // a background save still writing completes before the run ends
-  if (engine.trace()) {
+  if (trace) {
     const std::string dir = run_dir + "/trace";
     std::filesystem::create_directories(dir);
     char name[64];
     std::snprintf(name, sizeof name, "/rank-%05d.json", rank);
-    engine.trace()->write(dir + name, rank);
+    trace->write(dir + name, rank);
     if (rank == 0) log.print("traces: " + dir + "/rank-*.json (open in Perfetto: ui.perfetto.dev)");
   }
   out.seconds = since(run_start);

@@ -1,12 +1,14 @@
 #pragma once
 // The training loop, for every layout: one process (PP 1 × DP 1 runs the 1F1B schedule on
-// one rank: forward and backward of each micro-batch in turn) or many ranks under mpirun.
-// MPI must be initialised (MpiSession) before calling train().
+// one rank: forward and backward of each micro-batch in turn) or many ranks — under mpirun
+// (runtime/comm_mpi.h) or as threads of one process (runtime/comm_local.h, for tests).
 
+#include <memory>
 #include <string>
 
 #include "io/config.h"
 #include "io/metrics.h"
+#include "runtime/comm.h"
 
 namespace duet::runtime {
 
@@ -21,8 +23,10 @@ struct TrainSummary {
   double wait_fraction = 0;   // share of step time the ranks spent blocked on communication
 };
 
-// Trains as the config says. Rank 0 writes metrics.jsonl into run_dir and progress to `log`
-// (other ranks pass a log that does not echo). The layout must match the world size.
-TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log);
+// Trains as the config says, as rank world->rank() of world->size(). Rank 0 writes
+// metrics.jsonl into run_dir and progress to `log` (other ranks pass a log that does not
+// echo). The layout must match the world size. Collective over `world`.
+TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
+                   std::unique_ptr<Communicator> world);
 
 }  // namespace duet::runtime

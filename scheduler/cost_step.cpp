@@ -94,7 +94,7 @@ JobCost build_job_cost(const ModelShape& m, const ClusterSpec& c, const Efficien
   double tail = 0;
   for (size_t k = 1 + m.layers; k < pieces.size(); ++k) tail += fb_time(pieces[k]);
 
-  const double copies = place.num_pipelines();       // DualPipe keeps two copies of every stage
+  const double copies = place.num_model_copies();       // DualPipe keeps two copies of every stage
   const double dp_group = lay.dp * copies;            // ranks holding one dense parameter
   const double expert_replicas = static_cast<double>(lay.dp) / lay.ep * copies;
   const double per_node_dense = std::min<double>(c.gpus_per_node, lay.dp);  // pp-major rank order

@@ -12,11 +12,11 @@ int Placement::num_dirs() const {
   return kind_ == ScheduleKind::DualPipe || kind_ == ScheduleKind::DualPipeV ? 2 : 1;
 }
 
-int Placement::num_pipelines() const { return kind_ == ScheduleKind::DualPipe ? 2 : 1; }
+int Placement::num_model_copies() const { return kind_ == ScheduleKind::DualPipe ? 2 : 1; }
 
 int Placement::num_stages() const { return kind_ == ScheduleKind::DualPipeV ? 2 * ranks_ : ranks_; }
 
-int Placement::pipeline_of(int dir) const { return kind_ == ScheduleKind::DualPipe ? dir : 0; }
+int Placement::model_copy_of(int dir) const { return kind_ == ScheduleKind::DualPipe ? dir : 0; }
 
 int Placement::stage_of(int rank, int dir) const {
   switch (kind_) {
@@ -28,23 +28,23 @@ int Placement::stage_of(int rank, int dir) const {
   return -1;
 }
 
-Slot Placement::slot_of(int pipeline, int stage) const {
-  if (stage < 0 || stage >= num_stages() || pipeline < 0 || pipeline >= num_pipelines()) return {};
+Slot Placement::slot_of(int model_copy, int stage) const {
+  if (stage < 0 || stage >= num_stages() || model_copy < 0 || model_copy >= num_model_copies()) return {};
   switch (kind_) {
     case ScheduleKind::OneFOneB:
     case ScheduleKind::ZB1P: return {stage, 0};
-    case ScheduleKind::DualPipe: return pipeline == 0 ? Slot{stage, 0} : Slot{ranks_ - 1 - stage, 1};
+    case ScheduleKind::DualPipe: return model_copy == 0 ? Slot{stage, 0} : Slot{ranks_ - 1 - stage, 1};
     case ScheduleKind::DualPipeV: return stage < ranks_ ? Slot{stage, 0} : Slot{2 * ranks_ - 1 - stage, 1};
   }
   return {};
 }
 
 Slot Placement::next(int rank, int dir) const {
-  return slot_of(pipeline_of(dir), stage_of(rank, dir) + 1);
+  return slot_of(model_copy_of(dir), stage_of(rank, dir) + 1);
 }
 
 Slot Placement::prev(int rank, int dir) const {
-  return slot_of(pipeline_of(dir), stage_of(rank, dir) - 1);
+  return slot_of(model_copy_of(dir), stage_of(rank, dir) - 1);
 }
 
 }  // namespace duet::sched

@@ -4,16 +4,17 @@
 // engine needs to route point-to-point traffic is answered here; nothing is hand-written in
 // a schedule.
 //
-//   kind       dirs  pipelines  stages/pipeline  (rank r, dir d) runs
-//   1f1b, zb1p  1      1          N               stage r
-//   dualpipe    2      2          N               d=0: stage r of pipeline 0 (flows rank 0 -> N-1)
-//                                                 d=1: stage N-1-r of pipeline 1 (flows N-1 -> 0)
-//   dualpipev   2      1          2N              d=0: stage r (first leg, rank 0 -> N-1)
-//                                                 d=1: stage 2N-1-r (second leg, N-1 -> 0)
+//   kind       dirs  model copies  stages/copy  (rank r, dir d) runs
+//   1f1b, zb1p  1      1             N           stage r
+//   dualpipe    2      2             N           d=0: stage r of copy 0 (flows rank 0 -> N-1)
+//                                                d=1: stage N-1-r of copy 1 (flows N-1 -> 0)
+//   dualpipev   2      1             2N          d=0: stage r (first leg, rank 0 -> N-1)
+//                                                d=1: stage 2N-1-r (second leg, N-1 -> 0)
 //
-// A "pipeline" is one copy of the model a micro-batch flows through from stage 0 to the last
-// stage: DualPipe keeps two copies (one per direction, parameters 2x), DualPipeV one copy cut
-// into 2N stages folded into a V. In DualPipeV the turn from stage N-1 to stage N stays on
+// A "model copy" is one copy of the model a micro-batch flows through from stage 0 to the
+// last stage: DualPipe keeps two (one per direction, parameters 2x), DualPipeV one cut into
+// 2N stages folded into a V. (A "pipeline" is the N ranks themselves; a "slot" is one
+// (rank, direction) — where a stage runs. docs/architecture.md has the glossary.) In DualPipeV the turn from stage N-1 to stage N stays on
 // rank N-1: prev/next of those slots are on the same rank and need no transfer.
 #include <string>
 #include <string_view>
@@ -44,12 +45,12 @@ class Placement {
   ScheduleKind kind() const { return kind_; }
   int ranks() const { return ranks_; }
   int num_dirs() const;        // valid Op::dir values are [0, num_dirs())
-  int num_pipelines() const;   // model copies
-  int num_stages() const;      // stages in one pipeline
-  int pipeline_of(int dir) const;  // which model copy ops of direction `dir` belong to
+  int num_model_copies() const;
+  int num_stages() const;          // stages in one model copy
+  int model_copy_of(int dir) const;  // which model copy ops of direction `dir` belong to
 
   int stage_of(int rank, int dir) const;
-  Slot slot_of(int pipeline, int stage) const;  // the owner of a stage
+  Slot slot_of(int model_copy, int stage) const;  // the owner of a stage
 
   // The slot that receives the forward activation of (rank, dir) and sends back its
   // gradient; invalid when (rank, dir) is the last stage (it computes the loss).

@@ -131,3 +131,15 @@ TEST(ValidLayouts, AgreeWithTopologyAndTheScheduleGenerators) {
   }
   EXPECT_EQ(duet::core::effective_schedule(duet::core::ScheduleKind::DualPipe, 1), duet::core::ScheduleKind::OneFOneB);
 }
+
+TEST(Topology, StageCopiesFollowTheSchedule) {
+  const duet::core::Topology t(8, 4, 2, 2);  // the default job: PP 4 × DP 2, EP 2
+  // 1F1B: a stage's copies are its data-parallel group.
+  EXPECT_EQ(t.groups(2).stage_copies, (std::vector<int>{2, 3}));
+  EXPECT_EQ(t.groups(2).expert_copies, (std::vector<int>{2}));
+  // DualPipe: pp_rank 1 holds stages 1 and 2, as does its mirror pp_rank 2 (ranks 4, 5).
+  const auto g = t.groups(2, duet::core::ScheduleKind::DualPipe);
+  EXPECT_EQ(g.stage_copies, (std::vector<int>{2, 3, 4, 5}));
+  EXPECT_EQ(g.expert_copies, (std::vector<int>{2, 4}));
+  EXPECT_EQ(t.groups(3, duet::core::ScheduleKind::DualPipe).expert_copies, (std::vector<int>{3, 5}));
+}

@@ -120,7 +120,7 @@ TEST(MakeSchedule, MicroBatchesPerDirection) {
 TEST(Placement, DualPipeTwoPipelinesInOppositeDirections) {
   Placement p(ScheduleKind::DualPipe, 8);
   EXPECT_EQ(p.num_dirs(), 2);
-  EXPECT_EQ(p.num_pipelines(), 2);
+  EXPECT_EQ(p.num_model_copies(), 2);
   EXPECT_EQ(p.num_stages(), 8);
   EXPECT_EQ(p.stage_of(2, 0), 2);
   EXPECT_EQ(p.stage_of(2, 1), 5);
@@ -138,7 +138,7 @@ TEST(Placement, DualPipeTwoPipelinesInOppositeDirections) {
 
 TEST(Placement, DualPipeVTurnsOnTheLastRank) {
   Placement p(ScheduleKind::DualPipeV, 4);
-  EXPECT_EQ(p.num_pipelines(), 1);
+  EXPECT_EQ(p.num_model_copies(), 1);
   EXPECT_EQ(p.num_stages(), 8);
   EXPECT_EQ(p.stage_of(1, 0), 1);
   EXPECT_EQ(p.stage_of(1, 1), 6);

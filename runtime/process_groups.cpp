@@ -1,0 +1,36 @@
+#include "runtime/process_groups.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace duet::runtime {
+
+StageGroups& ProcessGroups::stage_of_dir(int dir) {
+  for (auto& s : stages)
+    if (s.dir == dir) return s;
+  throw std::logic_error("ProcessGroups: this rank runs no direction " + std::to_string(dir));
+}
+
+ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const core::Topology& topology,
+                                  core::ScheduleKind schedule, const std::vector<int>& stage_of_dir) {
+  ProcessGroups g{topology, topology.coords(world->rank()), std::move(world), {}, {}, {}, {}, {}};
+  const core::RankGroups members = topology.groups(g.coords.rank, schedule);
+  g.pipeline = subgroup(*g.world, members.pipeline);
+  g.evaluation = g.pipeline->dup();
+  if (topology.ep() > 1) {
+    auto experts = subgroup(*g.world, members.expert_parallel);
+    for (size_t d = 0; d < stage_of_dir.size(); ++d) g.expert_exchange.push_back(experts->dup());
+  }
+  // Stage order: every holder of a stage holds the same stages, so the collective splits
+  // over world line up.
+  std::vector<int> dirs(stage_of_dir.size());
+  for (size_t d = 0; d < dirs.size(); ++d) dirs[d] = (int)d;
+  std::sort(dirs.begin(), dirs.end(), [&](int a, int b) { return stage_of_dir[a] < stage_of_dir[b]; });
+  for (int d : dirs)
+    g.stages.push_back({d, stage_of_dir[d], subgroup(*g.world, members.stage_copies),
+                        subgroup(*g.world, members.expert_copies)});
+  g.checkpoint = g.world->dup();
+  return g;
+}
+
+}  // namespace duet::runtime
