@@ -454,9 +454,9 @@ double nmse(const std::vector<double>& out, const std::vector<double>& ref) {
 
 using Param = std::tuple<std::string, Case>;  // backend name, case
 
-class BackendOps : public testing::TestWithParam<Param> {};
+class EveryBackend : public testing::TestWithParam<Param> {};
 
-TEST_P(BackendOps, MatchesCpu) {
+TEST_P(EveryBackend, MatchesCpu) {
   const auto& [name, c] = GetParam();
   std::string why;
   const Backend* b = find_backend(name, why);
@@ -484,7 +484,7 @@ std::string case_name(const testing::TestParamInfo<Param>& info) {
   return s;
 }
 
-INSTANTIATE_TEST_SUITE_P(All, BackendOps,
+INSTANTIATE_TEST_SUITE_P(BackendOps, EveryBackend,
                          testing::Combine(testing::Values("cpu", "cuda"),
                                           testing::ValuesIn(kCases)),
                          case_name);
