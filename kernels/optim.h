@@ -2,12 +2,19 @@
 // AdamW (decoupled weight decay) with bias correction, over n contiguous parameters.
 // m and v are the first and second moments; step is 1-based.
 
-namespace duet::cpu {
+namespace duet::kernels {
 
+// Backend-neutral (every backend's adamw_update takes it), hence not in duet::cpu.
 struct AdamWParams {
   float lr, beta1, beta2, eps, weight_decay;
   long step;
 };
+
+}  // namespace duet::kernels
+
+namespace duet::cpu {
+
+using kernels::AdamWParams;
 
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, const AdamWParams& p);
 

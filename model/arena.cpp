@@ -1,11 +1,13 @@
 #include "model/arena.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
 namespace duet::model {
 
-ParamArena::ParamArena(std::vector<TensorSpec> specs) : specs_(std::move(specs)) {
+ParamArena::ParamArena(std::vector<TensorSpec> specs, const kernels::Backend& backend)
+    : specs_(std::move(specs)), backend_(&backend) {
   int64_t offset = 0;
   for (size_t i = 0; i < specs_.size(); ++i) {
     // Align every tensor to 16 floats (64 bytes) so vector loads never straddle tensors.
@@ -15,8 +17,15 @@ ParamArena::ParamArena(std::vector<TensorSpec> specs) : specs_(std::move(specs))
     if (!index_.emplace(specs_[i].name, i).second)
       throw std::logic_error("ParamArena: duplicate tensor " + specs_[i].name);
   }
-  params_.assign(offset, 0.0f);
-  grads_.assign(offset, 0.0f);
+  // One allocation per buffer, zeroed on the host (the backend's memory is host-addressable).
+  auto buffer = [&](std::unique_ptr<float[], Free>& mem, std::span<float>& view) {
+    mem = std::unique_ptr<float[], Free>(static_cast<float*>(backend.alloc(sizeof(float) * offset)),
+                                         Free{&backend});
+    view = std::span<float>(mem.get(), (size_t)offset);
+    std::fill(view.begin(), view.end(), 0.0f);
+  };
+  buffer(params_mem_, params_);
+  buffer(grads_mem_, grads_);
 }
 
 const TensorSpec& ParamArena::spec(const std::string& name) const {

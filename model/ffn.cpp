@@ -4,39 +4,38 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/activation.h"
-#include "kernels/gemm.h"
-#include "kernels/moe.h"
+#include "kernels/backend.h"
 #include "model/buffers.h"
 #include "model/stage.h"
 
 namespace duet::model {
 
-using namespace duet::cpu;
-
 namespace {
 
 // SwiGLU FFN on rows of `in` (N,C): ab = in·W13ᵀ, h = silu(a)⊙b, out += h·W2ᵀ.
-void swiglu_ffn_forward(float* out, std::vector<float>& ab, std::vector<float>& h, const float* in,
-                        const float* w13, const float* w2, int N, int C, int F) {
-  linear_forward(sized(ab, (size_t)N * 2 * F), in, w13, N, C, 2 * F);
-  swiglu_forward(sized(h, (size_t)N * F), ab.data(), N, F);
-  gemm(false, true, N, C, F, 1.0f, h.data(), F, w2, F, 1.0f, out, C);
+void swiglu_ffn_forward(const kernels::Backend& ops, float* out, std::vector<float>& ab,
+                        std::vector<float>& h, const float* in, const float* w13, const float* w2,
+                        int N, int C, int F) {
+  ops.linear_forward(sized(ab, (size_t)N * 2 * F), in, w13, N, C, 2 * F);
+  ops.swiglu_forward(sized(h, (size_t)N * F), ab.data(), N, F);
+  ops.gemm(false, true, N, C, F, 1.0f, h.data(), F, w2, F, 1.0f, out, C);
 }
 
 // dab (stashed for the weight pass) and din (+= when accumulate) from dout (N,C).
-void swiglu_ffn_backward_input(float* din, std::vector<float>& dab, std::vector<float>& dh,
-                               const float* dout, const float* ab, const float* w13, const float* w2,
-                               int N, int C, int F, bool accumulate) {
-  linear_backward_input(sized(dh, (size_t)N * F), dout, w2, N, F, C, false);
-  swiglu_backward(sized(dab, (size_t)N * 2 * F), dh.data(), ab, N, F);
-  linear_backward_input(din, dab.data(), w13, N, C, 2 * F, accumulate);
+void swiglu_ffn_backward_input(const kernels::Backend& ops, float* din, std::vector<float>& dab,
+                               std::vector<float>& dh, const float* dout, const float* ab,
+                               const float* w13, const float* w2, int N, int C, int F,
+                               bool accumulate) {
+  ops.linear_backward_input(sized(dh, (size_t)N * F), dout, w2, N, F, C, false);
+  ops.swiglu_backward(sized(dab, (size_t)N * 2 * F), dh.data(), ab, N, F);
+  ops.linear_backward_input(din, dab.data(), w13, N, C, 2 * F, accumulate);
 }
 
-void swiglu_ffn_backward_weight(float* g_w13, float* g_w2, const float* dout, const float* dab,
-                                const float* h, const float* in, int N, int C, int F) {
-  linear_backward_weight(g_w2, dout, h, N, F, C);
-  linear_backward_weight(g_w13, dab, in, N, C, 2 * F);
+void swiglu_ffn_backward_weight(const kernels::Backend& ops, float* g_w13, float* g_w2,
+                                const float* dout, const float* dab, const float* h,
+                                const float* in, int N, int C, int F) {
+  ops.linear_backward_weight(g_w2, dout, h, N, F, C);
+  ops.linear_backward_weight(g_w13, dab, in, N, C, 2 * F);
 }
 
 }  // namespace
@@ -44,18 +43,20 @@ void swiglu_ffn_backward_weight(float* g_w13, float* g_w2, const float* dout, co
 void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, int N, bool training) {
   const int C = cfg_.d_model;
   if (!p.moe) {
-    swiglu_ffn_forward(out, L.ab, L.h, L.ln2.data(), p.w13, p.w2, N, C, cfg_.d_ff);
+    swiglu_ffn_forward(ops_, out, L.ab, L.h, L.ln2.data(), p.w13, p.w2, N, C, cfg_.d_ff);
     return;
   }
   const int E = cfg_.experts, K = cfg_.top_k, Fe = cfg_.d_expert;
   float* scores = sized(L.scores, (size_t)N * E);
-  linear_forward(scores, L.ln2.data(), p.router, N, C, E);
-  sigmoid_forward(scores, scores, (long)N * E);
-  moe_route(sized(L.expert, (size_t)N * K), sized(L.gate, (size_t)N * K), scores, p.bias, N, E, K);
+  ops_.linear_forward(scores, L.ln2.data(), p.router, N, C, E);
+  ops_.sigmoid_forward(scores, scores, (long)N * E);
+  ops_.moe_route(sized(L.expert, (size_t)N * K), sized(L.gate, (size_t)N * K), scores, p.bias, N, E,
+                 K);
   if (training)
     for (int32_t e : L.expert) load_[(size_t)p.load_row * E + e]++;
-  moe_permute_plan(sized(L.row_of, (size_t)N * K), sized(L.offsets, E + 1), L.expert.data(), N, E, K);
-  moe_gather(sized(L.xp, (size_t)N * K * C), L.ln2.data(), L.row_of.data(), N, K, C);
+  ops_.moe_permute_plan(sized(L.row_of, (size_t)N * K), sized(L.offsets, E + 1), L.expert.data(), N,
+                        E, K);
+  ops_.moe_gather(sized(L.xp, (size_t)N * K * C), L.ln2.data(), L.row_of.data(), N, K, C);
 
   // Dispatch: rows travel to their experts' owners (all-to-all), or stay (no expert parallelism).
   std::vector<int32_t> per_expert(E);
@@ -73,34 +74,37 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
     const int n = L.plan.local_counts[l];
     if (n > 0) {
-      linear_forward(L.abo.data() + r0 * 2 * Fe, xo + r0 * C, p.ew13[l], n, C, 2 * Fe);
-      swiglu_forward(L.ho.data() + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
-      linear_forward(L.yo.data() + r0 * C, L.ho.data() + r0 * Fe, p.ew2[l], n, Fe, C);
+      ops_.linear_forward(L.abo.data() + r0 * 2 * Fe, xo + r0 * C, p.ew13[l], n, C, 2 * Fe);
+      ops_.swiglu_forward(L.ho.data() + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
+      ops_.linear_forward(L.yo.data() + r0 * C, L.ho.data() + r0 * Fe, p.ew2[l], n, Fe, C);
     }
     r0 += n;
   }
   // Combine: expert outputs come back to the tokens' rank.
   if (exchange_) exchange_->combine(L.plan, L.yo.data(), L.yp, C);
   const float* yp = exchange_ ? L.yp.data() : L.yo.data();
-  if (cfg_.d_shared() > 0) swiglu_ffn_forward(out, L.ab, L.h, L.ln2.data(), p.sw13, p.sw2, N, C, cfg_.d_shared());
-  moe_combine(out, yp, L.gate.data(), L.row_of.data(), N, K, C);
+  if (cfg_.d_shared() > 0)
+    swiglu_ffn_forward(ops_, out, L.ab, L.h, L.ln2.data(), p.sw13, p.sw2, N, C, cfg_.d_shared());
+  ops_.moe_combine(out, yp, L.gate.data(), L.row_of.data(), N, K, C);
 }
 
 void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const float* dy, int N) {
   const int C = cfg_.d_model;
   float* dln2 = sized(L.dln2, (size_t)N * C);
   if (!p.moe) {
-    swiglu_ffn_backward_input(dln2, L.dab, scratch_b_, dy, L.ab.data(), p.w13, p.w2, N, C, cfg_.d_ff, false);
+    swiglu_ffn_backward_input(ops_, dln2, L.dab, scratch_b_, dy, L.ab.data(), p.w13, p.w2, N, C,
+                              cfg_.d_ff, false);
     return;
   }
   const int E = cfg_.experts, K = cfg_.top_k, Fe = cfg_.d_expert;
   const size_t rows = (size_t)N * K;
   const float* yp = exchange_ ? L.yp.data() : L.yo.data();
   float* dgate = sized(scratch_a_, rows);
-  moe_combine_backward(sized(L.dyp, rows * C), dgate, dy, yp, L.gate.data(), L.row_of.data(), N, K, C);
+  ops_.moe_combine_backward(sized(L.dyp, rows * C), dgate, dy, yp, L.gate.data(), L.row_of.data(),
+                            N, K, C);
   float* dlogits = sized(L.dlogits, (size_t)N * E);
-  moe_route_backward(dlogits, dgate, L.scores.data(), L.expert.data(), L.gate.data(), N, E, K);
-  linear_backward_input(dln2, dlogits, p.router, N, C, E, false);
+  ops_.moe_route_backward(dlogits, dgate, L.scores.data(), L.expert.data(), L.gate.data(), N, E, K);
+  ops_.linear_backward_input(dln2, dlogits, p.router, N, C, E, false);
 
   if (exchange_) exchange_->dispatch(L.plan, L.dyp.data(), L.dyo, C);
   const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
@@ -112,9 +116,9 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
     const int n = L.plan.local_counts[l];
     if (n > 0) {
-      linear_backward_input(dho + r0 * Fe, dyo + r0 * C, p.ew2[l], n, Fe, C, false);
-      swiglu_backward(dabo + r0 * 2 * Fe, dho + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
-      linear_backward_input(dxo + r0 * C, dabo + r0 * 2 * Fe, p.ew13[l], n, C, 2 * Fe, false);
+      ops_.linear_backward_input(dho + r0 * Fe, dyo + r0 * C, p.ew2[l], n, Fe, C, false);
+      ops_.swiglu_backward(dabo + r0 * 2 * Fe, dho + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
+      ops_.linear_backward_input(dxo + r0 * C, dabo + r0 * 2 * Fe, p.ew13[l], n, C, 2 * Fe, false);
     }
     r0 += n;
   }
@@ -123,31 +127,35 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
     exchange_->combine(L.plan, dxo, scratch_c_, C);
     dxp = scratch_c_.data();
   }
-  moe_gather_backward(dln2, dxp, L.row_of.data(), N, K, C);
+  ops_.moe_gather_backward(dln2, dxp, L.row_of.data(), N, K, C);
   if (cfg_.d_shared() > 0)
-    swiglu_ffn_backward_input(dln2, L.dab, scratch_b_, dy, L.ab.data(), p.sw13, p.sw2, N, C, cfg_.d_shared(), true);
+    swiglu_ffn_backward_input(ops_, dln2, L.dab, scratch_b_, dy, L.ab.data(), p.sw13, p.sw2, N, C,
+                              cfg_.d_shared(), true);
 }
 
 void Stage::ffn_backward_weight(const LayerParams& p, LayerActivations& L, const float* dy, int N) {
   const int C = cfg_.d_model;
   if (!p.moe) {
-    swiglu_ffn_backward_weight(p.g_w13, p.g_w2, dy, L.dab.data(), L.h.data(), L.ln2.data(), N, C, cfg_.d_ff);
+    swiglu_ffn_backward_weight(ops_, p.g_w13, p.g_w2, dy, L.dab.data(), L.h.data(), L.ln2.data(), N,
+                               C, cfg_.d_ff);
     return;
   }
   const int E = cfg_.experts, Fe = cfg_.d_expert;
-  linear_backward_weight(p.g_router, L.dlogits.data(), L.ln2.data(), N, C, E);
+  ops_.linear_backward_weight(p.g_router, L.dlogits.data(), L.ln2.data(), N, C, E);
   const float* xo = exchange_ ? L.xo.data() : L.xp.data();
   const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
   size_t r0 = 0;
   for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
     const int n = L.plan.local_counts[l];
     if (n > 0)
-      swiglu_ffn_backward_weight(p.g_ew13[l], p.g_ew2[l], dyo + r0 * C, L.dabo.data() + r0 * 2 * Fe,
-                                 L.ho.data() + r0 * Fe, xo + r0 * C, n, C, Fe);
+      swiglu_ffn_backward_weight(ops_, p.g_ew13[l], p.g_ew2[l], dyo + r0 * C,
+                                 L.dabo.data() + r0 * 2 * Fe, L.ho.data() + r0 * Fe, xo + r0 * C, n,
+                                 C, Fe);
     r0 += n;
   }
   if (cfg_.d_shared() > 0)
-    swiglu_ffn_backward_weight(p.g_sw13, p.g_sw2, dy, L.dab.data(), L.h.data(), L.ln2.data(), N, C, cfg_.d_shared());
+    swiglu_ffn_backward_weight(ops_, p.g_sw13, p.g_sw2, dy, L.dab.data(), L.h.data(), L.ln2.data(),
+                               N, C, cfg_.d_shared());
 }
 
 }  // namespace duet::model

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "kernels/optim.h"
+#include "kernels/backend.h"
 
 namespace duet::model {
 
@@ -16,7 +16,8 @@ double learning_rate(const OptimizerConfig& c, long step) {
 double grad_sum_squares(const ParamArena& arena) {
   double s = 0.0;
   for (const auto& spec : arena.specs())
-    if (spec.trainable()) s += cpu::sum_squares(arena.grads().data() + spec.offset, spec.numel());
+    if (spec.trainable())
+      s += arena.backend().sum_squares(arena.grads().data() + spec.offset, spec.numel());
   return s;
 }
 
@@ -29,6 +30,7 @@ AdamW::AdamW(const ParamArena& arena, OptimizerConfig cfg)
     : AdamW(arena, cfg, ArenaRanges{{0, (int64_t)arena.params().size()}}) {}
 
 AdamW::AdamW(const ParamArena& arena, OptimizerConfig cfg, ArenaRanges owned) : cfg_(cfg), owned_(std::move(owned)) {
+  kernels::require_all_ops(arena.backend(), "AdamW");
   int64_t n = 0;
   for (auto [b, e] : owned_) n += e - b;
   m_.assign(n, 0.0f), v_.assign(n, 0.0f);
@@ -48,12 +50,14 @@ void AdamW::for_owned(const ParamArena& arena, F&& f) const {
 
 void AdamW::step(ParamArena& arena, double lr, float grad_scale) {
   ++step_;
+  const kernels::Backend& ops = arena.backend();
   for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t mo) {
     float* g = arena.grads().data() + lo;
-    if (grad_scale != 1.0f) cpu::scale(g, hi - lo, grad_scale);
-    const cpu::AdamWParams p{(float)lr, (float)cfg_.beta1, (float)cfg_.beta2, (float)cfg_.eps,
-                             spec.role == TensorRole::Weight ? (float)cfg_.weight_decay : 0.0f, step_};
-    cpu::adamw_update(arena.params().data() + lo, g, m_.data() + mo, v_.data() + mo, hi - lo, p);
+    if (grad_scale != 1.0f) ops.scale(g, hi - lo, grad_scale);
+    const float decay = spec.role == TensorRole::Weight ? (float)cfg_.weight_decay : 0.0f;
+    const kernels::AdamWParams p{(float)lr, (float)cfg_.beta1, (float)cfg_.beta2, (float)cfg_.eps,
+                                 decay, step_};
+    ops.adamw_update(arena.params().data() + lo, g, m_.data() + mo, v_.data() + mo, hi - lo, p);
   });
 }
 
@@ -66,7 +70,8 @@ std::vector<AdamW::OwnedPiece> AdamW::owned_pieces(const ParamArena& arena) cons
 void AdamW::grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const {
   dense = experts = 0;
   for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t) {
-    (spec.expert >= 0 ? experts : dense) += cpu::sum_squares(arena.grads().data() + lo, hi - lo);
+    (spec.expert >= 0 ? experts : dense) +=
+        arena.backend().sum_squares(arena.grads().data() + lo, hi - lo);
   });
 }
 

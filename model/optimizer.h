@@ -5,7 +5,9 @@
 #include "model/arena.h"
 
 // AdamW over a parameter arena (or over a contiguous shard of it, for ZeRO-1), with the
-// learning-rate schedule and global-norm clipping that the trainer applies each step.
+// learning-rate schedule and global-norm clipping that the trainer applies each step. The
+// kernels (scale, adamw_update, sum_squares) are the arena's backend's. The moments are host
+// vectors for now.
 
 namespace duet::model {
 

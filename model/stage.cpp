@@ -6,19 +6,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/attention.h"
-#include "kernels/embedding.h"
-#include "kernels/gemm.h"
-#include "kernels/loss.h"
-#include "kernels/norm.h"
-#include "kernels/rope.h"
-
 namespace duet::model {
 
-using namespace duet::cpu;
-
-Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena, ExpertExchange* exchange)
-    : cfg_(cfg), range_(range), arena_(arena), exchange_(exchange) {
+Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena,
+             ExpertExchange* exchange)
+    : cfg_(cfg), range_(range), arena_(arena), ops_(arena.backend()), exchange_(exchange) {
+  kernels::require_all_ops(ops_, "Stage");
   if (range_.expert_end < 0) range_.expert_end = cfg_.experts;
   const int local = range_.expert_end - range_.expert_begin;
   if (exchange_ && exchange_->group_size() == 1) exchange_ = nullptr;
@@ -69,7 +62,7 @@ Stage::Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena,
 const float* Stage::rope_table(int T) {
   if (rope_T_ != T) {
     rope_.resize((size_t)T * cfg_.head_dim());
-    cpu::rope_table(rope_.data(), T, cfg_.head_dim(), cfg_.rope_theta);
+    ops_.rope_table(rope_.data(), T, cfg_.head_dim(), cfg_.rope_theta);
     rope_T_ = T;
   }
   return rope_.data();
@@ -82,7 +75,7 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
   for (auto& r : a.res) sized(r, (size_t)N * C);
   if (range_.embedding) {
     a.tokens.assign(mb.tokens, mb.tokens + N);
-    embedding_forward(a.res[0].data(), mb.tokens, embed_, N, C);
+    ops_.embedding_forward(a.res[0].data(), mb.tokens, embed_, N, C);
   } else {
     std::memcpy(a.res[0].data(), x_in, sizeof(float) * N * C);
   }
@@ -91,10 +84,10 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
   if (range_.head) {
     const int V = cfg_.vocab;
     a.targets.assign(mb.targets, mb.targets + N);
-    rmsnorm_forward(sized(a.lnf, (size_t)N * C), sized(a.rstdf, N), a.res[nl].data(), final_norm_, N,
-                    C, cfg_.norm_eps);
-    linear_forward(sized(a.logits, (size_t)N * V), a.lnf.data(), head_, N, C, V);
-    a.loss_sum = cross_entropy_forward(a.logits.data(), mb.targets, N, V);
+    ops_.rmsnorm_forward(sized(a.lnf, (size_t)N * C), sized(a.rstdf, N), a.res[nl].data(),
+                         final_norm_, N, C, cfg_.norm_eps);
+    ops_.linear_forward(sized(a.logits, (size_t)N * V), a.lnf.data(), head_, N, C, V);
+    a.loss_sum = ops_.cross_entropy_forward(a.logits.data(), mb.targets, N, V);
   }
   a.awaiting_weight = false;
 }
@@ -104,11 +97,13 @@ void Stage::backward_input(StageActivations& a, const float* dy, float loss_scal
   for (auto& d : a.dres) sized(d, (size_t)N * C);
   if (range_.head) {
     const int V = cfg_.vocab;
-    cross_entropy_backward(a.logits.data(), a.targets.data(), N, V, loss_scale);  // now dlogits
-    linear_backward_input(sized(a.dlnf, (size_t)N * C), a.logits.data(), head_, N, C, V, false);
+    ops_.cross_entropy_backward(a.logits.data(), a.targets.data(), N, V,
+                                loss_scale);  // now dlogits
+    ops_.linear_backward_input(sized(a.dlnf, (size_t)N * C), a.logits.data(), head_, N, C, V,
+                               false);
     std::fill(a.dres[nl].begin(), a.dres[nl].end(), 0.0f);
-    rmsnorm_backward_input(a.dres[nl].data(), a.dlnf.data(), a.res[nl].data(), final_norm_,
-                           a.rstdf.data(), N, C);
+    ops_.rmsnorm_backward_input(a.dres[nl].data(), a.dlnf.data(), a.res[nl].data(), final_norm_,
+                                a.rstdf.data(), N, C);
   } else {
     std::memcpy(a.dres[nl].data(), dy, sizeof(float) * N * C);
   }
@@ -127,14 +122,16 @@ void Stage::backward_weight_part(StageActivations& a, int part) {
   const int N = a.batch * a.seq_len, C = cfg_.d_model, nl = num_layers();
   if (part == 0) {
     if (range_.head) {
-      linear_backward_weight(g_head_, a.logits.data(), a.lnf.data(), N, C, cfg_.vocab);
-      rmsnorm_backward_weight(g_final_norm_, a.dlnf.data(), a.res[nl].data(), a.rstdf.data(), N, C);
+      ops_.linear_backward_weight(g_head_, a.logits.data(), a.lnf.data(), N, C, cfg_.vocab);
+      ops_.rmsnorm_backward_weight(g_final_norm_, a.dlnf.data(), a.res[nl].data(), a.rstdf.data(),
+                                   N, C);
     }
   } else if (part <= nl) {
     const int i = nl - part;
     layer_backward_weight(layers_[i], a.layers[i], a.res[i].data(), a.dres[i + 1].data(), N);
   } else {
-    if (range_.embedding) embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
+    if (range_.embedding)
+      ops_.embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
     a.awaiting_weight = false;
   }
 }
@@ -143,15 +140,17 @@ void Stage::backward_weight_part(StageActivations& a, int part) {
 void Stage::layer_forward(const LayerParams& p, LayerActivations& L, const float* x, float* y, int B,
                           int T, bool training) {
   const int N = B * T, C = cfg_.d_model, H = cfg_.heads, D = cfg_.head_dim();
-  rmsnorm_forward(sized(L.ln1, (size_t)N * C), sized(L.rstd1, N), x, p.attn_norm, N, C, cfg_.norm_eps);
-  linear_forward(sized(L.qkv, (size_t)N * 3 * C), L.ln1.data(), p.wqkv, N, C, 3 * C);
-  rope_forward(L.qkv.data(), rope_table(T), B, T, H, D);
-  attention_forward(sized(L.att, (size_t)N * C), sized(L.probs, (size_t)B * H * T * T), L.qkv.data(), B,
-                    T, H, D);
+  ops_.rmsnorm_forward(sized(L.ln1, (size_t)N * C), sized(L.rstd1, N), x, p.attn_norm, N, C,
+                       cfg_.norm_eps);
+  ops_.linear_forward(sized(L.qkv, (size_t)N * 3 * C), L.ln1.data(), p.wqkv, N, C, 3 * C);
+  ops_.rope_forward(L.qkv.data(), rope_table(T), B, T, H, D);
+  ops_.attention_forward(sized(L.att, (size_t)N * C), sized(L.probs, (size_t)B * H * T * T),
+                         L.qkv.data(), B, T, H, D);
   float* x1 = sized(L.x1, (size_t)N * C);
-  linear_forward(x1, L.att.data(), p.wo, N, C, C);
+  ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C);
   for (size_t i = 0; i < (size_t)N * C; ++i) x1[i] += x[i];
-  rmsnorm_forward(sized(L.ln2, (size_t)N * C), sized(L.rstd2, N), x1, p.ffn_norm, N, C, cfg_.norm_eps);
+  ops_.rmsnorm_forward(sized(L.ln2, (size_t)N * C), sized(L.rstd2, N), x1, p.ffn_norm, N, C,
+                       cfg_.norm_eps);
   std::memcpy(y, x1, sizeof(float) * N * C);
   ffn_forward(p, L, y, N, training);
 }
@@ -162,25 +161,25 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   ffn_backward_input(p, L, dy, N);  // leaves ∂/∂ln2 in L.dln2
   float* dx1 = sized(L.dx1, (size_t)N * C);
   std::memcpy(dx1, dy, sizeof(float) * N * C);
-  rmsnorm_backward_input(dx1, L.dln2.data(), L.x1.data(), p.ffn_norm, L.rstd2.data(), N, C);
+  ops_.rmsnorm_backward_input(dx1, L.dln2.data(), L.x1.data(), p.ffn_norm, L.rstd2.data(), N, C);
   float* datt = sized(scratch_a_, (size_t)N * C);
-  linear_backward_input(datt, dx1, p.wo, N, C, C, false);
+  ops_.linear_backward_input(datt, dx1, p.wo, N, C, C, false);
   float* dqkv = sized(L.dqkv, (size_t)N * 3 * C);
-  attention_backward(dqkv, datt, L.qkv.data(), L.probs.data(), B, T, H, D);
-  rope_backward(dqkv, rope_table(T), B, T, H, D);
-  linear_backward_input(sized(L.dln1, (size_t)N * C), dqkv, p.wqkv, N, C, 3 * C, false);
+  ops_.attention_backward(dqkv, datt, L.qkv.data(), L.probs.data(), B, T, H, D);
+  ops_.rope_backward(dqkv, rope_table(T), B, T, H, D);
+  ops_.linear_backward_input(sized(L.dln1, (size_t)N * C), dqkv, p.wqkv, N, C, 3 * C, false);
   std::memcpy(dx, dx1, sizeof(float) * N * C);
-  rmsnorm_backward_input(dx, L.dln1.data(), x, p.attn_norm, L.rstd1.data(), N, C);
+  ops_.rmsnorm_backward_input(dx, L.dln1.data(), x, p.attn_norm, L.rstd1.data(), N, C);
 }
 
 void Stage::layer_backward_weight(const LayerParams& p, LayerActivations& L, const float* x,
                                   const float* dy, int N) {
   const int C = cfg_.d_model;
   ffn_backward_weight(p, L, dy, N);
-  rmsnorm_backward_weight(p.g_ffn_norm, L.dln2.data(), L.x1.data(), L.rstd2.data(), N, C);
-  linear_backward_weight(p.g_wo, L.dx1.data(), L.att.data(), N, C, C);
-  linear_backward_weight(p.g_wqkv, L.dqkv.data(), L.ln1.data(), N, C, 3 * C);
-  rmsnorm_backward_weight(p.g_attn_norm, L.dln1.data(), x, L.rstd1.data(), N, C);
+  ops_.rmsnorm_backward_weight(p.g_ffn_norm, L.dln2.data(), L.x1.data(), L.rstd2.data(), N, C);
+  ops_.linear_backward_weight(p.g_wo, L.dx1.data(), L.att.data(), N, C, C);
+  ops_.linear_backward_weight(p.g_wqkv, L.dqkv.data(), L.ln1.data(), N, C, 3 * C);
+  ops_.rmsnorm_backward_weight(p.g_attn_norm, L.dln1.data(), x, L.rstd1.data(), N, C);
 }
 
 void Stage::reset_expert_load() { std::fill(load_.begin(), load_.end(), 0); }

@@ -4,6 +4,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "model/arena.h"
 #include "model/config.h"
 #include "model/expert_exchange.h"
@@ -59,7 +60,8 @@ class Stage {
  public:
   // The stage's tensors must be in `arena` (stage_tensor_specs(cfg, range) or a superset).
   // A range holding only some experts needs `exchange`: the expert-parallel group that holds
-  // the others (group rank g owns experts [g·El, (g+1)·El)).
+  // the others (group rank g owns experts [g·El, (g+1)·El)). The stage computes with the
+  // arena's backend, which must implement every op (else std::logic_error).
   Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena,
         ExpertExchange* exchange = nullptr);
 
@@ -126,6 +128,7 @@ class Stage {
   ModelConfig cfg_;
   StageRange range_;
   ParamArena& arena_;
+  const kernels::Backend& ops_;  // every kernel call goes through this table (arena_.backend())
   ExpertExchange* exchange_ = nullptr;
   std::vector<LayerParams> layers_;
   float *embed_ = nullptr, *g_embed_ = nullptr, *final_norm_ = nullptr, *g_final_norm_ = nullptr,

@@ -2,6 +2,7 @@
 // Σ dy·w·x (backward). Same signatures and semantics as kernels/cpu/norm.cpp.
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/check.h"
 #include "kernels/norm.h"
 
 namespace duet::cuda {
@@ -51,12 +52,16 @@ __global__ void rmsnorm_backward_input_kernel(float* din, const float* dout, con
 
 void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C,
                      float eps) {
-  if (N > 0) rmsnorm_forward_kernel<<<N, kThreads>>>(out, rstd, in, weight, C, eps);
+  if (N <= 0) return;
+  rmsnorm_forward_kernel<<<N, kThreads>>>(out, rstd, in, weight, C, eps);
+  CUDA_CHECK(cudaGetLastError());  // launch errors; faults inside the kernel surface at the next sync
 }
 
 void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight,
                             const float* rstd, int N, int C) {
-  if (N > 0) rmsnorm_backward_input_kernel<<<N, kThreads>>>(din, dout, in, weight, rstd, C);
+  if (N <= 0) return;
+  rmsnorm_backward_input_kernel<<<N, kThreads>>>(din, dout, in, weight, rstd, C);
+  CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace duet::cuda

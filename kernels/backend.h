@@ -1,0 +1,128 @@
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/optim.h"
+
+// A backend: one table of every kernel the model calls, plus the memory those kernels work
+// on (after ggml-backend). The model holds a `const Backend&` and calls `b.op(...)`; which
+// backend it is decides where the math runs. Signatures, shapes and semantics are exactly
+// those of kernels/X.h (read the shapes there); pointers are in the backend's memory.
+//
+// Invariants:
+//  - cpu_backend() implements every op; its slots are the duet::cpu functions themselves,
+//    so calling through the table is bit-identical to calling them directly.
+//  - An op a backend does not implement yet is nullptr (implements() says which).
+//  - Memory from alloc() is addressable from the host too (CPU: heap; CUDA: managed
+//    memory), because the parameter arena's spans are read and written on the host
+//    (initialisation, checkpoints, gradient reductions). Kernels run asynchronously on a
+//    device backend: synchronize() before the host reads what they wrote.
+//  - Not in the table: set_gemm_threads (process set-up of the CPU library) and the profiler
+//    (CPU instrumentation); callers use duet::cpu for those.
+
+namespace duet::kernels {
+
+struct Backend {
+  const char* name;  // "cpu", "cuda"
+
+  // Memory. alloc returns storage aligned to at least 64 bytes; free(nullptr) is a no-op.
+  void* (*alloc)(size_t bytes);
+  void (*free)(void* p);
+  void (*copy_to_host)(void* host_dst, const void* src, size_t bytes);
+  void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);
+  void (*synchronize)();  // waits until every kernel launched so far has finished
+
+  // gemm.h
+  void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
+               int lda, const float* B, int ldb, float beta, float* C, int ldc);
+  void (*linear_forward)(float* out, const float* in, const float* w, int N, int I, int O);
+  void (*linear_backward_input)(float* din, const float* dout, const float* w, int N, int I, int O,
+                                bool accumulate);
+  void (*linear_backward_weight)(float* dw, const float* dout, const float* in, int N, int I,
+                                 int O);
+
+  // norm.h
+  void (*rmsnorm_forward)(float* out, float* rstd, const float* in, const float* weight, int N,
+                          int C, float eps);
+  void (*rmsnorm_backward_input)(float* din, const float* dout, const float* in,
+                                 const float* weight, const float* rstd, int N, int C);
+  void (*rmsnorm_backward_weight)(float* dweight, const float* dout, const float* in,
+                                  const float* rstd, int N, int C);
+
+  // rope.h
+  void (*rope_table)(float* cos_sin, int T, int D, float theta);
+  void (*rope_forward)(float* qkv, const float* cos_sin, int B, int T, int H, int D);
+  void (*rope_backward)(float* dqkv, const float* cos_sin, int B, int T, int H, int D);
+
+  // attention.h
+  void (*attention_forward)(float* out, float* probs, const float* qkv, int B, int T, int H, int D);
+  void (*attention_backward)(float* dqkv, const float* dout, const float* qkv, const float* probs,
+                             int B, int T, int H, int D);
+
+  // activation.h
+  void (*swiglu_forward)(float* h, const float* ab, int N, int F);
+  void (*swiglu_backward)(float* dab, const float* dh, const float* ab, int N, int F);
+  void (*sigmoid_forward)(float* out, const float* in, long n);
+
+  // embedding.h
+  void (*embedding_forward)(float* out, const int32_t* tokens, const float* wte, int N, int C);
+  void (*embedding_backward_weight)(float* dwte, const float* dout, const int32_t* tokens, int N,
+                                    int C);
+
+  // moe.h
+  void (*moe_route)(int32_t* expert, float* gate, const float* scores, const float* bias, int N,
+                    int E, int K);
+  void (*moe_route_backward)(float* dlogits, const float* dgate, const float* scores,
+                             const int32_t* expert, const float* gate, int N, int E, int K);
+  void (*moe_permute_plan)(int32_t* row_of, int32_t* offsets, const int32_t* expert, int N, int E,
+                           int K);
+  void (*moe_gather)(float* xp, const float* x, const int32_t* row_of, int N, int K, int C);
+  void (*moe_gather_backward)(float* dx, const float* dxp, const int32_t* row_of, int N, int K,
+                              int C);
+  void (*moe_combine)(float* out, const float* yp, const float* gate, const int32_t* row_of, int N,
+                      int K, int C);
+  void (*moe_combine_backward)(float* dyp, float* dgate, const float* dout, const float* yp,
+                               const float* gate, const int32_t* row_of, int N, int K, int C);
+
+  // loss.h
+  double (*cross_entropy_forward)(float* logits_to_probs, const int32_t* targets, int N, int V);
+  void (*cross_entropy_backward)(float* probs_to_dlogits, const int32_t* targets, int N, int V,
+                                 float scale);
+
+  // optim.h
+  void (*adamw_update)(float* params, const float* grads, float* m, float* v, long n,
+                       const AdamWParams& p);
+  double (*sum_squares)(const float* g, long n);
+  void (*scale)(float* x, long n, float s);
+};
+
+// Every op slot of Backend, in declaration order: X(name) per slot. Adding an op means a
+// slot above, a line here, and a case in tests/kernels/backend_ops_test.cpp.
+// clang-format off
+#define DUET_BACKEND_OPS(X)                                                                      \
+  X(gemm) X(linear_forward) X(linear_backward_input) X(linear_backward_weight)                  \
+  X(rmsnorm_forward) X(rmsnorm_backward_input) X(rmsnorm_backward_weight)                       \
+  X(rope_table) X(rope_forward) X(rope_backward)                                                 \
+  X(attention_forward) X(attention_backward)                                                     \
+  X(swiglu_forward) X(swiglu_backward) X(sigmoid_forward)                                        \
+  X(embedding_forward) X(embedding_backward_weight)                                              \
+  X(moe_route) X(moe_route_backward) X(moe_permute_plan) X(moe_gather) X(moe_gather_backward)    \
+  X(moe_combine) X(moe_combine_backward)                                                         \
+  X(cross_entropy_forward) X(cross_entropy_backward)                                             \
+  X(adamw_update) X(sum_squares) X(scale)
+// clang-format on
+
+// The reference backend: OpenBLAS and the duet::cpu kernels. Always present.
+const Backend& cpu_backend();
+// The GPU backend, or nullptr when CUDA was not compiled in or no device is visible.
+const Backend* cuda_backend();
+
+// Names of the ops `b` leaves nullptr (empty for a complete backend).
+std::vector<std::string> missing_ops(const Backend& b);
+// Throws std::logic_error naming `who` and the missing ops unless `b` implements every op.
+void require_all_ops(const Backend& b, const char* who);
+
+}  // namespace duet::kernels

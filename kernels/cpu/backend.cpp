@@ -1,0 +1,87 @@
+// The CPU backend: every slot is the duet::cpu function of the same name (so the table adds
+// an indirect call and nothing else), memory is 64-byte-aligned heap.
+#include "kernels/backend.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/moe.h"
+#include "kernels/norm.h"
+#include "kernels/optim.h"
+#include "kernels/rope.h"
+
+namespace duet::kernels {
+
+namespace {
+
+// 64 bytes: a cache line and an AVX-512 vector; the arena aligns each tensor to 16 floats
+// relative to this base.
+constexpr size_t kAlign = 64;
+
+void* host_alloc(size_t bytes) {
+  void* p = std::aligned_alloc(kAlign, (bytes + kAlign - 1) / kAlign * kAlign);
+  if (!p && bytes) throw std::bad_alloc();
+  return p;
+}
+void host_free(void* p) { std::free(p); }
+void host_copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void host_synchronize() {}  // CPU kernels return when done
+
+Backend make_cpu_backend() {
+  Backend b{};
+  b.name = "cpu";
+  b.alloc = &host_alloc;
+  b.free = &host_free;
+  b.copy_to_host = &host_copy;
+  b.copy_from_host = &host_copy;
+  b.synchronize = &host_synchronize;
+#define DUET_CPU_SLOT(op) b.op = &cpu::op;
+  DUET_BACKEND_OPS(DUET_CPU_SLOT)
+#undef DUET_CPU_SLOT
+  return b;
+}
+
+// The op list must name every slot: name + 5 memory slots + the ops fill the struct.
+#define DUET_COUNT_OP(op) +1
+constexpr size_t kOps = 0 DUET_BACKEND_OPS(DUET_COUNT_OP);
+#undef DUET_COUNT_OP
+static_assert(sizeof(Backend) == sizeof(void*) * (1 + 5 + kOps),
+              "DUET_BACKEND_OPS must list every op slot of Backend");
+
+}  // namespace
+
+const Backend& cpu_backend() {
+  static const Backend b = make_cpu_backend();
+  return b;
+}
+
+#if !DUET_HAVE_CUDA
+const Backend* cuda_backend() { return nullptr; }  // built without CUDA
+#endif
+
+std::vector<std::string> missing_ops(const Backend& b) {
+  std::vector<std::string> missing;
+#define DUET_MISSING_OP(op) \
+  if (!b.op) missing.push_back(#op);
+  DUET_BACKEND_OPS(DUET_MISSING_OP)
+#undef DUET_MISSING_OP
+  return missing;
+}
+
+void require_all_ops(const Backend& b, const char* who) {
+  const auto missing = missing_ops(b);
+  if (missing.empty()) return;
+  std::string list;
+  for (const auto& op : missing) list += (list.empty() ? "" : ", ") + op;
+  throw std::logic_error(std::string(who) + ": the " + b.name + " backend does not implement " +
+                         list);
+}
+
+}  // namespace duet::kernels

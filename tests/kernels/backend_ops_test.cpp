@@ -1,0 +1,559 @@
+// Every op of every backend against the CPU reference (after ggml's tests/test-backend-ops.cpp).
+//
+// To add a case: append {op, shape, tolerance} to kCases. `op` names a slot of
+// kernels::Backend; `shape` is what that op's runner in kRunners unpacks (its comment says
+// the order). To add an op: a slot in kernels/backend.h, a runner here — it makes the inputs
+// from fixed seeds, calls the slot of the backend under test on that backend's memory and
+// marks which buffers are outputs — and at least one case (EveryOpHasACase checks).
+//
+// What a case checks:
+//  - cpu: the table, and its memory functions, against the duet::cpu functions called
+//    directly (through a test-local table built here), bit for bit. Trivial by design —
+//    BackendTable.CpuSlotsAreTheCpuFunctions checks each slot is the very function — and
+//    what makes the model's results through the table the same as before it.
+//  - any other backend: against the CPU reference with ggml's normalised error
+//    nmse = mse(out, ref) / mse(ref, 0) < tolerance; integer outputs must be equal.
+// An absent backend (built without CUDA, no device) and an op a backend does not implement
+// yet skip visibly, with the reason.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/backend.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/moe.h"
+#include "kernels/norm.h"
+#include "kernels/optim.h"
+#include "kernels/rope.h"
+#include "tests/kernels/grad_check.h"
+
+namespace {
+
+using duet::kernels::Backend;
+using Shape = std::vector<int>;
+
+// One output of a run, widened to double (exact for float and int32).
+struct Output {
+  std::string name;
+  std::vector<double> values;
+  bool exact;  // integers: must match exactly on every backend
+};
+
+// The buffers of one op call in one backend's memory: inputs copied in, outputs read back.
+class Run {
+ public:
+  explicit Run(const Backend& backend) : b(backend) {}
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+  ~Run() {
+    for (void* p : mem_) b.free(p);
+  }
+
+  const Backend& b;
+
+  // A copy of `host` in the backend's memory.
+  template <class T>
+  T* in(const std::vector<T>& host) {
+    const size_t bytes = host.size() * sizeof(T);
+    void* p = b.alloc(bytes);
+    mem_.push_back(p);
+    b.copy_from_host(p, host.data(), bytes);
+    return static_cast<T*>(p);
+  }
+  // Like in(); its content after the call is output `name` (`init` shows what a kernel that
+  // writes only some elements, or adds instead of writing, would leave).
+  template <class T>
+  T* out(const char* name, const std::vector<T>& init) {
+    T* p = in(init);
+    const size_t n = init.size();
+    read_.push_back([this, name, p, n] {
+      std::vector<T> host(n);
+      b.copy_to_host(host.data(), p, n * sizeof(T));
+      return Output{name, {host.begin(), host.end()}, std::is_integral_v<T>};
+    });
+    return p;
+  }
+  // The op's return value.
+  void result(const char* name, double v) { results_.push_back({name, {v}, false}); }
+
+  std::vector<Output> outputs() {
+    b.synchronize();
+    std::vector<Output> all = results_;
+    for (auto& r : read_) all.push_back(r());
+    return all;
+  }
+
+ private:
+  std::vector<void*> mem_;
+  std::vector<std::function<Output()>> read_;
+  std::vector<Output> results_;
+};
+
+// Inputs. Seeds are fixed, so every backend sees the same data.
+std::vector<float> rnd(size_t n, unsigned seed, float scale = 1.0f) {
+  return duet::test::random_vec(n, seed, scale);
+}
+std::vector<float> positive(size_t n, unsigned seed) {
+  auto v = rnd(n, seed);
+  for (auto& x : v) x = std::abs(x) + 0.01f;
+  return v;
+}
+std::vector<int32_t> ids(size_t n, int bound, unsigned seed) {
+  std::vector<int32_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = (int32_t)((i * 7919u + seed * 104729u) % (unsigned)bound);
+  return v;
+}
+
+// MoE routing inputs, made on the host with the CPU kernels: scores = σ(noise), top-K
+// experts and gates, and the permutation plan.
+struct Routing {
+  std::vector<float> scores, bias, gate;
+  std::vector<int32_t> expert, row_of, offsets;
+  Routing(int N, int E, int K)
+      : scores(rnd((size_t)N * E, 40)),
+        bias(rnd(E, 41, 0.1f)),
+        gate((size_t)N * K),
+        expert((size_t)N * K),
+        row_of((size_t)N * K),
+        offsets(E + 1) {
+    duet::cpu::sigmoid_forward(scores.data(), scores.data(), (long)scores.size());
+    duet::cpu::moe_route(expert.data(), gate.data(), scores.data(), bias.data(), N, E, K);
+    duet::cpu::moe_permute_plan(row_of.data(), offsets.data(), expert.data(), N, E, K);
+  }
+};
+
+template <size_t n>
+std::array<int, n> dims(const Shape& s) {
+  if (s.size() != n) throw std::logic_error("case shape has the wrong number of dimensions");
+  std::array<int, n> d;
+  std::copy(s.begin(), s.end(), d.begin());
+  return d;
+}
+
+using Runner = void (*)(Run&, const Shape&);
+
+// One runner per op; the comment gives the shape's order. Buffers a kernel adds to start
+// random, so that '+=' and '=' differ.
+const std::map<std::string, Runner>& runners() {
+  static const std::map<std::string, Runner> r = {
+      {"gemm",  // M, N, K, trans_a, trans_b: C = 0.7·op(A)·op(B) + 0.3·C
+       [](Run& r, const Shape& s) {
+         const auto [M, N, K, ta, tb] = dims<5>(s);
+         r.b.gemm(ta, tb, M, N, K, 0.7f, r.in(rnd((size_t)M * K, 1)), ta ? M : K,
+                  r.in(rnd((size_t)K * N, 2)), tb ? K : N, 0.3f, r.out("C", rnd((size_t)M * N, 3)),
+                  N);
+       }},
+      {"linear_forward",  // N, I, O
+       [](Run& r, const Shape& s) {
+         const auto [N, I, O] = dims<3>(s);
+         r.b.linear_forward(r.out("out", rnd((size_t)N * O, 1)), r.in(rnd((size_t)N * I, 2)),
+                            r.in(rnd((size_t)O * I, 3)), N, I, O);
+       }},
+      {"linear_backward_input",  // N, I, O, accumulate
+       [](Run& r, const Shape& s) {
+         const auto [N, I, O, acc] = dims<4>(s);
+         r.b.linear_backward_input(r.out("din", rnd((size_t)N * I, 1)), r.in(rnd((size_t)N * O, 2)),
+                                   r.in(rnd((size_t)O * I, 3)), N, I, O, acc);
+       }},
+      {"linear_backward_weight",  // N, I, O
+       [](Run& r, const Shape& s) {
+         const auto [N, I, O] = dims<3>(s);
+         r.b.linear_backward_weight(r.out("dw", rnd((size_t)O * I, 1)), r.in(rnd((size_t)N * O, 2)),
+                                    r.in(rnd((size_t)N * I, 3)), N, I, O);
+       }},
+      {"rmsnorm_forward",  // N, C
+       [](Run& r, const Shape& s) {
+         const auto [N, C] = dims<2>(s);
+         r.b.rmsnorm_forward(r.out("out", rnd((size_t)N * C, 1)), r.out("rstd", rnd(N, 2)),
+                             r.in(rnd((size_t)N * C, 3)), r.in(rnd(C, 4)), N, C, 1e-5f);
+       }},
+      {"rmsnorm_backward_input",  // N, C
+       [](Run& r, const Shape& s) {
+         const auto [N, C] = dims<2>(s);
+         const auto x = rnd((size_t)N * C, 3), w = rnd(C, 4);
+         std::vector<float> y(x.size()), rstd(N);
+         duet::cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+         r.b.rmsnorm_backward_input(r.out("din", rnd((size_t)N * C, 1)),
+                                    r.in(rnd((size_t)N * C, 2)), r.in(x), r.in(w), r.in(rstd), N,
+                                    C);
+       }},
+      {"rmsnorm_backward_weight",  // N, C
+       [](Run& r, const Shape& s) {
+         const auto [N, C] = dims<2>(s);
+         r.b.rmsnorm_backward_weight(r.out("dweight", rnd(C, 1)), r.in(rnd((size_t)N * C, 2)),
+                                     r.in(rnd((size_t)N * C, 3)), r.in(positive(N, 4)), N, C);
+       }},
+      {"rope_table",  // T, D
+       [](Run& r, const Shape& s) {
+         const auto [T, D] = dims<2>(s);
+         r.b.rope_table(r.out("cos_sin", rnd((size_t)T * D, 1)), T, D, 10000.0f);
+       }},
+      {"rope_forward",  // B, T, H, D
+       [](Run& r, const Shape& s) {
+         const auto [B, T, H, D] = dims<4>(s);
+         std::vector<float> table((size_t)T * D);
+         duet::cpu::rope_table(table.data(), T, D, 10000.0f);
+         r.b.rope_forward(r.out("qkv", rnd((size_t)B * T * 3 * H * D, 1)), r.in(table), B, T, H, D);
+       }},
+      {"rope_backward",  // B, T, H, D
+       [](Run& r, const Shape& s) {
+         const auto [B, T, H, D] = dims<4>(s);
+         std::vector<float> table((size_t)T * D);
+         duet::cpu::rope_table(table.data(), T, D, 10000.0f);
+         r.b.rope_backward(r.out("dqkv", rnd((size_t)B * T * 3 * H * D, 1)), r.in(table), B, T, H,
+                           D);
+       }},
+      {"attention_forward",  // B, T, H, D
+       [](Run& r, const Shape& s) {
+         const auto [B, T, H, D] = dims<4>(s);
+         r.b.attention_forward(r.out("out", rnd((size_t)B * T * H * D, 1)),
+                               r.out("probs", rnd((size_t)B * H * T * T, 2)),
+                               r.in(rnd((size_t)B * T * 3 * H * D, 3)), B, T, H, D);
+       }},
+      {"attention_backward",  // B, T, H, D
+       [](Run& r, const Shape& s) {
+         const auto [B, T, H, D] = dims<4>(s);
+         const auto qkv = rnd((size_t)B * T * 3 * H * D, 3);
+         std::vector<float> out((size_t)B * T * H * D), probs((size_t)B * H * T * T);
+         duet::cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
+         r.b.attention_backward(r.out("dqkv", rnd(qkv.size(), 1)), r.in(rnd(out.size(), 2)),
+                                r.in(qkv), r.in(probs), B, T, H, D);
+       }},
+      {"swiglu_forward",  // N, F
+       [](Run& r, const Shape& s) {
+         const auto [N, F] = dims<2>(s);
+         r.b.swiglu_forward(r.out("h", rnd((size_t)N * F, 1)), r.in(rnd((size_t)N * 2 * F, 2)), N,
+                            F);
+       }},
+      {"swiglu_backward",  // N, F
+       [](Run& r, const Shape& s) {
+         const auto [N, F] = dims<2>(s);
+         r.b.swiglu_backward(r.out("dab", rnd((size_t)N * 2 * F, 1)), r.in(rnd((size_t)N * F, 2)),
+                             r.in(rnd((size_t)N * 2 * F, 3)), N, F);
+       }},
+      {"sigmoid_forward",  // n
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.b.sigmoid_forward(r.out("out", rnd(n, 1)), r.in(rnd(n, 2, 4.0f)), n);
+       }},
+      {"embedding_forward",  // N, C, V
+       [](Run& r, const Shape& s) {
+         const auto [N, C, V] = dims<3>(s);
+         r.b.embedding_forward(r.out("out", rnd((size_t)N * C, 1)), r.in(ids(N, V, 2)),
+                               r.in(rnd((size_t)V * C, 3)), N, C);
+       }},
+      {"embedding_backward_weight",  // N, C, V (N > V: tokens repeat, their rows add up)
+       [](Run& r, const Shape& s) {
+         const auto [N, C, V] = dims<3>(s);
+         r.b.embedding_backward_weight(r.out("dwte", rnd((size_t)V * C, 1)),
+                                       r.in(rnd((size_t)N * C, 2)), r.in(ids(N, V, 3)), N, C);
+       }},
+      {"moe_route",  // N, E, K
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K] = dims<3>(s);
+         const Routing g(N, E, K);
+         r.b.moe_route(r.out("expert", std::vector<int32_t>((size_t)N * K, -7)),
+                       r.out("gate", rnd((size_t)N * K, 1)), r.in(g.scores), r.in(g.bias), N, E, K);
+       }},
+      {"moe_route_backward",  // N, E, K
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K] = dims<3>(s);
+         const Routing g(N, E, K);
+         r.b.moe_route_backward(r.out("dlogits", rnd((size_t)N * E, 1)),
+                                r.in(rnd((size_t)N * K, 2)), r.in(g.scores), r.in(g.expert),
+                                r.in(g.gate), N, E, K);
+       }},
+      {"moe_permute_plan",  // N, E, K
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K] = dims<3>(s);
+         const Routing g(N, E, K);
+         r.b.moe_permute_plan(r.out("row_of", std::vector<int32_t>((size_t)N * K, -7)),
+                              r.out("offsets", std::vector<int32_t>(E + 1, -7)), r.in(g.expert), N,
+                              E, K);
+       }},
+      {"moe_gather",  // N, E, K, C
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K, C] = dims<4>(s);
+         const Routing g(N, E, K);
+         r.b.moe_gather(r.out("xp", rnd((size_t)N * K * C, 1)), r.in(rnd((size_t)N * C, 2)),
+                        r.in(g.row_of), N, K, C);
+       }},
+      {"moe_gather_backward",  // N, E, K, C
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K, C] = dims<4>(s);
+         const Routing g(N, E, K);
+         r.b.moe_gather_backward(r.out("dx", rnd((size_t)N * C, 1)),
+                                 r.in(rnd((size_t)N * K * C, 2)), r.in(g.row_of), N, K, C);
+       }},
+      {"moe_combine",  // N, E, K, C
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K, C] = dims<4>(s);
+         const Routing g(N, E, K);
+         r.b.moe_combine(r.out("out", rnd((size_t)N * C, 1)), r.in(rnd((size_t)N * K * C, 2)),
+                         r.in(g.gate), r.in(g.row_of), N, K, C);
+       }},
+      {"moe_combine_backward",  // N, E, K, C
+       [](Run& r, const Shape& s) {
+         const auto [N, E, K, C] = dims<4>(s);
+         const Routing g(N, E, K);
+         r.b.moe_combine_backward(r.out("dyp", rnd((size_t)N * K * C, 1)),
+                                  r.out("dgate", rnd((size_t)N * K, 2)),
+                                  r.in(rnd((size_t)N * C, 3)), r.in(rnd((size_t)N * K * C, 4)),
+                                  r.in(g.gate), r.in(g.row_of), N, K, C);
+       }},
+      {"cross_entropy_forward",  // N, V
+       [](Run& r, const Shape& s) {
+         const auto [N, V] = dims<2>(s);
+         r.result("loss_sum", r.b.cross_entropy_forward(r.out("probs", rnd((size_t)N * V, 1, 3.0f)),
+                                                        r.in(ids(N, V, 2)), N, V));
+       }},
+      {"cross_entropy_backward",  // N, V
+       [](Run& r, const Shape& s) {
+         const auto [N, V] = dims<2>(s);
+         auto probs = rnd((size_t)N * V, 1, 3.0f);
+         const auto targets = ids(N, V, 2);
+         duet::cpu::cross_entropy_forward(probs.data(), targets.data(), N, V);
+         r.b.cross_entropy_backward(r.out("dlogits", probs), r.in(targets), N, V, 0.1f);
+       }},
+      {"adamw_update",  // n, step
+       [](Run& r, const Shape& s) {
+         const auto [n, step] = dims<2>(s);
+         const duet::kernels::AdamWParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
+         r.b.adamw_update(r.out("params", rnd(n, 1)), r.in(rnd(n, 2)), r.out("m", rnd(n, 3, 0.1f)),
+                          r.out("v", positive(n, 4)), n, p);
+       }},
+      {"sum_squares",  // n
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.result("sum", r.b.sum_squares(r.in(rnd(n, 1)), n));
+       }},
+      {"scale",  // n
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.b.scale(r.out("x", rnd(n, 1)), n, 0.37f);
+       }},
+  };
+  return r;
+}
+
+struct Case {
+  std::string op;
+  Shape shape;
+  double tolerance;  // nmse bound against the CPU (the CPU itself must match bit for bit)
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.op << " shape";
+  for (int d : c.shape) *os << ' ' << d;
+  *os << " tolerance " << c.tolerance;
+}
+
+// Odd sizes on purpose: they find tails that vector loops or thread blocks miss.
+const std::vector<Case> kCases = {
+    // op                        shape                tolerance
+    {"gemm", {7, 5, 3, 0, 0}, 1e-7},
+    {"gemm", {7, 5, 3, 1, 0}, 1e-7},
+    {"gemm", {7, 5, 3, 0, 1}, 1e-7},
+    {"gemm", {33, 65, 17, 1, 1}, 1e-7},
+    {"linear_forward", {13, 24, 19}, 1e-7},
+    {"linear_backward_input", {13, 24, 19, 0}, 1e-7},
+    {"linear_backward_input", {13, 24, 19, 1}, 1e-7},
+    {"linear_backward_weight", {13, 24, 19}, 1e-7},
+    {"rmsnorm_forward", {37, 300}, 1e-10},
+    {"rmsnorm_forward", {1, 4097}, 1e-10},
+    {"rmsnorm_backward_input", {37, 300}, 1e-10},
+    {"rmsnorm_backward_weight", {37, 300}, 1e-7},
+    {"rope_table", {11, 16}, 1e-7},
+    {"rope_forward", {2, 11, 3, 8}, 1e-7},
+    {"rope_backward", {2, 11, 3, 8}, 1e-7},
+    {"attention_forward", {2, 9, 3, 8}, 1e-7},
+    {"attention_forward", {1, 70, 2, 16}, 1e-7},  // T > 64: more than one row tile
+    {"attention_backward", {2, 9, 3, 8}, 1e-7},
+    {"attention_backward", {1, 70, 2, 16}, 1e-7},
+    {"swiglu_forward", {13, 21}, 1e-7},
+    {"swiglu_backward", {13, 21}, 1e-7},
+    {"sigmoid_forward", {1001}, 1e-7},
+    {"embedding_forward", {23, 12, 9}, 1e-7},
+    {"embedding_backward_weight", {23, 12, 9}, 1e-7},
+    {"moe_route", {29, 8, 2}, 1e-7},
+    {"moe_route_backward", {29, 8, 2}, 1e-7},
+    {"moe_permute_plan", {29, 8, 2}, 1e-7},
+    {"moe_gather", {29, 8, 2, 12}, 1e-7},
+    {"moe_gather_backward", {29, 8, 2, 12}, 1e-7},
+    {"moe_combine", {29, 8, 2, 12}, 1e-7},
+    {"moe_combine_backward", {29, 8, 2, 12}, 1e-7},
+    {"cross_entropy_forward", {17, 33}, 1e-7},
+    {"cross_entropy_backward", {17, 33}, 1e-7},
+    {"adamw_update", {1001, 1}, 1e-7},
+    {"adamw_update", {1001, 7}, 1e-7},
+    {"sum_squares", {1001}, 1e-7},
+    {"scale", {1001}, 1e-7},
+};
+
+// The duet::cpu functions in a table of the test's own making: the reference calls them
+// directly, not through kernels/cpu/backend.cpp.
+const Backend& direct_cpu() {
+  static const Backend b = [] {
+    Backend d{};
+    d.name = "direct";
+    d.alloc = [](size_t bytes) { return std::malloc(std::max<size_t>(bytes, 1)); };
+    d.free = [](void* p) { std::free(p); };
+    d.copy_to_host =
+        d.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
+    d.synchronize = [] {};
+#define DIRECT_SLOT(op) d.op = &duet::cpu::op;
+    DUET_BACKEND_OPS(DIRECT_SLOT)
+#undef DIRECT_SLOT
+    return d;
+  }();
+  return b;
+}
+
+// The backend named `name`, or nullptr and why it is absent.
+const Backend* find_backend(const std::string& name, std::string& why) {
+  if (name == "cpu") return &duet::kernels::cpu_backend();
+#if DUET_HAVE_CUDA
+  why = "no CUDA device visible on this machine";
+#else
+  why = "built without CUDA (DUET_CUDA=OFF or no nvcc)";
+#endif
+  return duet::kernels::cuda_backend();
+}
+
+bool implements(const Backend& b, const std::string& op) {
+  const auto missing = duet::kernels::missing_ops(b);
+  return std::find(missing.begin(), missing.end(), op) == missing.end();
+}
+
+std::vector<Output> run_case(const Backend& b, const Case& c) {
+  Run r(b);
+  runners().at(c.op)(r, c.shape);
+  return r.outputs();
+}
+
+double nmse(const std::vector<double>& out, const std::vector<double>& ref) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < ref.size(); ++i)
+    err += (out[i] - ref[i]) * (out[i] - ref[i]), norm += ref[i] * ref[i];
+  return err == 0 ? 0 : err / norm;  // 0/0 when both are all zeros
+}
+
+using Param = std::tuple<std::string, Case>;  // backend name, case
+
+class EveryBackend : public testing::TestWithParam<Param> {};
+
+TEST_P(EveryBackend, MatchesCpu) {
+  const auto& [name, c] = GetParam();
+  std::string why;
+  const Backend* b = find_backend(name, why);
+  if (!b) GTEST_SKIP() << name << " backend absent: " << why;
+  if (!implements(*b, c.op))
+    GTEST_SKIP() << b->name << " backend does not implement " << c.op << " yet";
+  const auto got = run_case(*b, c), ref = run_case(direct_cpu(), c);
+  ASSERT_EQ(got.size(), ref.size());
+  const bool bitwise = b == &duet::kernels::cpu_backend();
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const auto &o = got[i].values, &want = ref[i].values;
+    ASSERT_EQ(o.size(), want.size()) << ref[i].name;
+    if (bitwise || ref[i].exact)
+      EXPECT_EQ(0, std::memcmp(o.data(), want.data(), o.size() * sizeof(double)))
+          << c.op << ": output " << ref[i].name << " differs from the direct call";
+    else
+      EXPECT_LT(nmse(o, want), c.tolerance) << c.op << ": output " << ref[i].name;
+  }
+}
+
+std::string case_name(const testing::TestParamInfo<Param>& info) {
+  const auto& [backend, c] = info.param;
+  std::string s = backend + "_" + c.op + "_";
+  for (size_t i = 0; i < c.shape.size(); ++i) s += (i ? "x" : "") + std::to_string(c.shape[i]);
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(BackendOps, EveryBackend,
+                         testing::Combine(testing::Values("cpu", "cuda"),
+                                          testing::ValuesIn(kCases)),
+                         case_name);
+
+TEST(BackendTable, CpuImplementsEveryOp) {
+  const Backend& cpu = duet::kernels::cpu_backend();
+  EXPECT_STREQ(cpu.name, "cpu");
+  EXPECT_TRUE(cpu.alloc && cpu.free && cpu.copy_to_host && cpu.copy_from_host && cpu.synchronize);
+  EXPECT_EQ(duet::kernels::missing_ops(cpu), std::vector<std::string>{});
+  EXPECT_NO_THROW(duet::kernels::require_all_ops(cpu, "test"));
+}
+
+TEST(BackendTable, CpuSlotsAreTheCpuFunctions) {
+  const Backend& cpu = duet::kernels::cpu_backend();
+#define SAME_FUNCTION(op) EXPECT_TRUE(cpu.op == &duet::cpu::op) << #op;
+  DUET_BACKEND_OPS(SAME_FUNCTION)
+#undef SAME_FUNCTION
+}
+
+TEST(BackendTable, EveryOpHasACase) {
+#define HAS_CASE(slot)                                                                        \
+  EXPECT_TRUE(runners().count(#slot)) << #slot << " has no runner";                           \
+  EXPECT_TRUE(                                                                                \
+      std::any_of(kCases.begin(), kCases.end(), [](const Case& c) { return c.op == #slot; })) \
+      << #slot << " has no case";
+  DUET_BACKEND_OPS(HAS_CASE)
+#undef HAS_CASE
+}
+
+TEST(BackendTable, MissingOpsAreNamed) {
+  Backend partial = duet::kernels::cpu_backend();
+  partial.rope_forward = nullptr;
+  partial.scale = nullptr;
+  EXPECT_EQ(duet::kernels::missing_ops(partial),
+            (std::vector<std::string>{"rope_forward", "scale"}));
+  try {
+    duet::kernels::require_all_ops(partial, "Stage");
+    FAIL() << "require_all_ops accepted a backend without rope_forward";
+  } catch (const std::logic_error& e) {
+    EXPECT_STREQ(e.what(), "Stage: the cpu backend does not implement rope_forward, scale");
+  }
+}
+
+TEST(BackendTable, CpuMemoryIsAlignedAndCopies) {
+  const Backend& cpu = duet::kernels::cpu_backend();
+  const std::vector<float> host = rnd(37, 1);
+  float* p = static_cast<float*>(cpu.alloc(host.size() * sizeof(float)));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u);
+  cpu.copy_from_host(p, host.data(), host.size() * sizeof(float));
+  std::vector<float> back(host.size());
+  cpu.copy_to_host(back.data(), p, back.size() * sizeof(float));
+  cpu.free(p);
+  EXPECT_EQ(back, host);
+}
+
+TEST(BackendTable, CudaBackendIsPresentOrSaysWhy) {
+  std::string why;
+  const Backend* cuda = find_backend("cuda", why);
+  if (!cuda) GTEST_SKIP() << "cuda backend absent: " << why;
+  EXPECT_STREQ(cuda->name, "cuda");
+  EXPECT_TRUE(cuda->alloc && cuda->free && cuda->copy_to_host && cuda->copy_from_host &&
+              cuda->synchronize);
+  // Managed memory: the host may address it directly (the parameter arena relies on it).
+  float* p = static_cast<float*>(cuda->alloc(64 * sizeof(float)));
+  p[3] = 2.5f;
+  cuda->synchronize();
+  EXPECT_EQ(p[3], 2.5f);
+  cuda->free(p);
+}
+
+}  // namespace
