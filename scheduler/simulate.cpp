@@ -53,8 +53,9 @@ void check_cost(const StageCost& c, int stage) {
 class Simulator {
  public:
   Simulator(const Schedule& s, const SimConfig& cfg)
-      : s_(s), cfg_(cfg), p_(s.placement()), R_(s.ranks), P_(cfg.pipelines), G_(R_ * P_),
-        dirs_(p_.num_dirs()), mbs_(s.microbatches_per_dir()), K_(R_ * dirs_ * 2 * mbs_) {
+      : s_(s), cfg_(cfg), p_(s.placement()), ranks_(s.ranks), replicas_(cfg.pipelines),
+        global_ranks_(ranks_ * replicas_), dirs_(p_.num_dirs()), microbatches_per_dir_(s.microbatches_per_dir()),
+        data_keys_(ranks_ * dirs_ * 2 * microbatches_per_dir_) {
     if (cfg.pipelines < 1) throw std::invalid_argument("simulate: pipelines must be >= 1");
     const int n = static_cast<int>(cfg.stages.size());
     if (n != 1 && n != p_.num_stages())
@@ -64,25 +65,25 @@ class Simulator {
     if (cfg.link_classes.empty()) throw std::invalid_argument("simulate: no link classes");
     for (const LinkClass& l : cfg.link_classes)
       if (!(l.latency >= 0) || !(l.bandwidth >= 0)) throw std::invalid_argument("simulate: negative link latency or bandwidth");
-    if (!cfg.compute_scale.empty() && static_cast<int>(cfg.compute_scale.size()) != G_)
-      throw std::invalid_argument("simulate: compute_scale needs one entry per global rank (" + std::to_string(G_) +
+    if (!cfg.compute_scale.empty() && static_cast<int>(cfg.compute_scale.size()) != global_ranks_)
+      throw std::invalid_argument("simulate: compute_scale needs one entry per global rank (" + std::to_string(global_ranks_) +
                                   "), got " + std::to_string(cfg.compute_scale.size()));
     prepare();
   }
 
   SimResult run() {
     SimResult res;
-    res.ranks = R_;
-    res.pipelines = P_;
-    res.rank_stats.assign(G_, {});
-    free_at_.assign(G_, 0.0);
-    slot_ready_.assign(static_cast<size_t>(G_) * dirs_, 0.0);
-    link_free_.assign(static_cast<size_t>(G_) * max_peers_, 0.0);
+    res.ranks = ranks_;
+    res.pipelines = replicas_;
+    res.rank_stats.assign(global_ranks_, {});
+    free_at_.assign(global_ranks_, 0.0);
+    slot_ready_.assign(static_cast<size_t>(global_ranks_) * dirs_, 0.0);
+    link_free_.assign(static_cast<size_t>(global_ranks_) * max_peers_, 0.0);
     link_cls_.assign(link_free_.size(), 0);
-    for (int g = 0; g < G_; ++g) {
-      const PreRank& pr = pre_[g % R_];
+    for (int g = 0; g < global_ranks_; ++g) {
+      const PreRank& pr = pre_[g % ranks_];
       for (size_t l = 0; l < pr.peers.size(); ++l) {
-        int to = (g / R_) * R_ + pr.peers[l];
+        int to = (g / ranks_) * ranks_ + pr.peers[l];
         int c = cfg_.link_class ? cfg_.link_class(g, to) : 0;
         if (c < 0 || c >= static_cast<int>(cfg_.link_classes.size()))
           throw std::invalid_argument("simulate: link class " + std::to_string(c) + " of link " + std::to_string(g) +
@@ -91,13 +92,13 @@ class Simulator {
         link_cls_[g * max_peers_ + l] = c;
       }
     }
-    if (cfg_.record_timeline) res.events.reserve(static_cast<size_t>(P_) * (total_ops_ * 2 + R_ * dirs_));
+    if (cfg_.record_timeline) res.events.reserve(static_cast<size_t>(replicas_) * (total_ops_ * 2 + ranks_ * dirs_));
     // Pipelines share nothing until the DP synchronisation (finish_dp), so they run one
     // after the other over one pipeline's worth of input slots.
-    arrival_.resize(K_);
-    made_.resize(K_);
-    waiter_.resize(K_);
-    for (int pl = 0; pl < P_; ++pl) run_pipeline(pl, res);
+    arrival_.resize(data_keys_);
+    made_.resize(data_keys_);
+    waiter_.resize(data_keys_);
+    for (int pl = 0; pl < replicas_; ++pl) run_pipeline(pl, res);
     finish_dp(res);
     return res;
   }
@@ -108,14 +109,14 @@ class Simulator {
   void run_pipeline(int pl, SimResult& res) {
     std::fill(arrival_.begin(), arrival_.end(), -1.0);
     std::fill(waiter_.begin(), waiter_.end(), -1);
-    std::vector<int> next(R_, 0), live(R_, 0);
-    std::vector<double> mem(R_, 0.0);
+    std::vector<int> next(ranks_, 0), live(ranks_, 0);
+    std::vector<double> mem(ranks_, 0.0);
     std::vector<int> ready;
-    for (int r = R_ - 1; r >= 0; --r) ready.push_back(r);
+    for (int r = ranks_ - 1; r >= 0; --r) ready.push_back(r);
     while (!ready.empty()) {
       const int r = ready.back();
       ready.pop_back();
-      const int g = pl * R_ + r;
+      const int g = pl * ranks_ + r;
       const PreRank& pr = pre_[r];
       const double scale = cfg_.compute_scale.empty() ? 1.0 : cfg_.compute_scale[g];
       RankStats& st = res.rank_stats[g];
@@ -167,7 +168,7 @@ class Simulator {
             at = t0 + occupied + lc.latency;
             if (cfg_.record_timeline)
               res.events.push_back({o.gradient ? EventKind::Gradient : EventKind::Activation, g,
-                                    pl * R_ + pr.peers[o.link], k_op, o.dir, o.microbatch, t0, at, at});
+                                    pl * ranks_ + pr.peers[o.link], k_op, o.dir, o.microbatch, t0, at, at});
           }
           arrival_[o.key] = at;
           made_[o.key] = end;
@@ -180,7 +181,7 @@ class Simulator {
           if (pr.last_weight_op[d] == k_op) slot_ready_[static_cast<size_t>(g) * dirs_ + d] = end;
       }
     }
-    for (int r = 0; r < R_; ++r)
+    for (int r = 0; r < ranks_; ++r)
       if (next[r] != static_cast<int>(pre_[r].ops.size()))
         throw std::logic_error("simulate: rank " + std::to_string(r) + " of pipeline " + std::to_string(pl) +
                                " is stuck at op " + std::to_string(next[r]) + " although the schedule validated");
@@ -191,12 +192,12 @@ class Simulator {
   }
 
   int key(const Slot& consumer, DataKind kind, int mb) const {
-    return ((consumer.rank * dirs_ + consumer.dir) * 2 + (kind == DataKind::Gradient)) * mbs_ + mb;
+    return ((consumer.rank * dirs_ + consumer.dir) * 2 + (kind == DataKind::Gradient)) * microbatches_per_dir_ + mb;
   }
 
   void prepare() {
-    pre_.resize(R_);
-    for (int r = 0; r < R_; ++r) {
+    pre_.resize(ranks_);
+    for (int r = 0; r < ranks_; ++r) {
       PreRank& pr = pre_[r];
       const auto& ops = s_.ops[r];
       pr.ops.resize(ops.size());
@@ -266,17 +267,17 @@ class Simulator {
   // starts when the last of them has its gradients; a rank runs its collectives one at a
   // time, in the order they can start.
   void finish_dp(SimResult& res) {
-    for (int r = 0; r < R_; ++r) {
+    for (int r = 0; r < ranks_; ++r) {
       struct Sync { double start, dur; int dir; };
       Sync syncs[2];
       for (int d = 0; d < dirs_; ++d) {
         double start = 0;
-        for (int pl = 0; pl < P_; ++pl) start = std::max(start, slot_ready_[static_cast<size_t>(pl * R_ + r) * dirs_ + d]);
+        for (int pl = 0; pl < replicas_; ++pl) start = std::max(start, slot_ready_[static_cast<size_t>(pl * ranks_ + r) * dirs_ + d]);
         syncs[d] = {start, cost(r, d).dp_sync, d};
       }
       if (dirs_ == 2 && syncs[1].start < syncs[0].start) std::swap(syncs[0], syncs[1]);
-      for (int pl = 0; pl < P_; ++pl) {
-        const int g = pl * R_ + r;
+      for (int pl = 0; pl < replicas_; ++pl) {
+        const int g = pl * ranks_ + r;
         RankStats& st = res.rank_stats[g];
         st.compute_end = free_at_[g];
         double t = 0;
@@ -297,7 +298,9 @@ class Simulator {
   const Schedule& s_;
   const SimConfig& cfg_;
   const Placement p_;
-  const int R_, P_, G_, dirs_, mbs_, K_;
+  // ranks of one pipeline, pipeline replicas (data-parallel), ranks in all, directions,
+  // micro-batches per direction, and keys of the data one pipeline moves (key()).
+  const int ranks_, replicas_, global_ranks_, dirs_, microbatches_per_dir_, data_keys_;
   std::vector<PreRank> pre_;
   int max_peers_ = 0;
   size_t total_ops_ = 0;
