@@ -15,10 +15,10 @@
 #include <span>
 #include <string_view>
 
-#include "io/checkpoint.h"
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/manifest.h"
 
-using namespace duet::io;
+using namespace duet::ckpt;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
 #if defined(DUET_FUZZ_INDEX)

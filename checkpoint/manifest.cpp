@@ -1,5 +1,5 @@
 // manifest.json and the per-shard sidecars: writing, parsing, validation.
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/manifest.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,10 +9,10 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_json.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/json.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 constexpr int kMaxDims = 16;
@@ -392,4 +392,4 @@ ShardSidecar parse_sidecar(std::string_view text, std::string_view origin) {
   return s;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

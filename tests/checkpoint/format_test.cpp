@@ -1,4 +1,4 @@
-// io/checkpoint formats without HDF5: XXH64, the JSON reader/writer, manifest.json and the
+// checkpoint/ formats without HDF5: XXH64, the JSON reader/writer, manifest.json and the
 // per-shard sidecars (parse, round trip, and every validation rule a reader relies on).
 #include <gtest/gtest.h>
 
@@ -8,11 +8,11 @@
 #include <vector>
 #include <string>
 
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_json.h"
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/json.h"
+#include "checkpoint/manifest.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 // ---- XXH64 -----------------------------------------------------------------------------------
@@ -221,9 +221,9 @@ TEST(CheckpointManifest, TensorNames) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 // HDF5 1.10's H5_checksum_fletcher32, transcribed: the reference the fast version must match
@@ -272,4 +272,4 @@ TEST(CheckpointHash, Fletcher32MatchesHdf5BitForBit) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

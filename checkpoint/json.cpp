@@ -1,13 +1,13 @@
 // Strict JSON (RFC 8259) reader and an indenting writer, for manifest.json.
-#include "io/checkpoint_json.h"
-#include "io/metrics.h"
+#include "checkpoint/json.h"
+#include "core/json.h"
 
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
-namespace duet::io::json {
+namespace duet::ckpt::json {
 namespace {
 
 class Parser {
@@ -237,7 +237,7 @@ const char* kind_name(Value::Kind k) {
   return "?";
 }
 
-std::string quote(std::string_view s) { return JsonLine::quote(s); }  // one JSON escaper for io/
+std::string quote(std::string_view s) { return core::json::quote(s); }  // one JSON escaper
 
 // ---- Writer ----------------------------------------------------------------------------------
 
@@ -320,4 +320,4 @@ Writer& Writer::value(const std::vector<std::int64_t>& xs) {
   return *this;
 }
 
-}  // namespace duet::io::json
+}  // namespace duet::ckpt::json

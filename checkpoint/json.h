@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace duet::io::json {
+namespace duet::ckpt::json {
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -71,4 +71,4 @@ class Writer {
 
 std::string quote(std::string_view s);
 
-}  // namespace duet::io::json
+}  // namespace duet::ckpt::json
