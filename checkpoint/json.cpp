@@ -1,6 +1,5 @@
-// Strict JSON (RFC 8259) reader and an indenting writer, for manifest.json.
+// Strict JSON (RFC 8259) reader, for manifest.json.
 #include "checkpoint/json.h"
-#include "core/json.h"
 
 #include <cctype>
 #include <charconv>
@@ -235,89 +234,6 @@ const char* kind_name(Value::Kind k) {
     case Value::Kind::object: return "an object";
   }
   return "?";
-}
-
-std::string quote(std::string_view s) { return core::json::quote(s); }  // one JSON escaper
-
-// ---- Writer ----------------------------------------------------------------------------------
-
-void Writer::newline() {
-  out_ += '\n';
-  out_.append(2 * first_.size(), ' ');
-}
-
-void Writer::before_value() {
-  if (after_key_) {
-    after_key_ = false;
-    return;
-  }
-  if (first_.empty()) return;
-  if (!first_.back()) out_ += ",";
-  first_.back() = false;
-  newline();
-}
-
-Writer& Writer::begin_object() {
-  before_value();
-  out_ += "{";
-  first_.push_back(true);
-  return *this;
-}
-
-Writer& Writer::end_object() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) newline();
-  out_ += "}";
-  return *this;
-}
-
-Writer& Writer::begin_array() {
-  before_value();
-  out_ += "[";
-  first_.push_back(true);
-  return *this;
-}
-
-Writer& Writer::end_array() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) newline();
-  out_ += "]";
-  return *this;
-}
-
-Writer& Writer::key(std::string_view k) {
-  before_value();
-  out_ += quote(k) + ": ";
-  after_key_ = true;
-  return *this;
-}
-
-Writer& Writer::value(std::string_view s) {
-  before_value();
-  out_ += quote(s);
-  return *this;
-}
-
-Writer& Writer::value(std::int64_t x) {
-  before_value();
-  out_ += std::to_string(x);
-  return *this;
-}
-
-Writer& Writer::value(bool b) {
-  before_value();
-  out_ += b ? "true" : "false";
-  return *this;
-}
-
-Writer& Writer::value(const std::vector<std::int64_t>& xs) {
-  before_value();
-  out_ += "[";
-  for (std::size_t k = 0; k < xs.size(); ++k) out_ += (k ? ", " : "") + std::to_string(xs[k]);
-  out_ += "]";
-  return *this;
 }
 
 }  // namespace duet::ckpt::json

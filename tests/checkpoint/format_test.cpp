@@ -11,6 +11,7 @@
 #include "checkpoint/hash.h"
 #include "checkpoint/json.h"
 #include "checkpoint/manifest.h"
+#include "core/json.h"
 
 namespace duet::ckpt {
 namespace {
@@ -90,7 +91,7 @@ TEST(CheckpointJson, RefusesDeepNestingInsteadOfRecursingForever) {
 }
 
 TEST(CheckpointJson, WriterOutputParsesBack) {
-  json::Writer w;
+  core::json::Writer w(core::json::Writer::Style::Indented);
   w.begin_object().key("s").value("q\"uote\\\x01").key("n").value(std::int64_t{-7}).key("shape");
   w.value(std::vector<std::int64_t>{1, 2}).key("empty").begin_array().end_array().key("o").begin_object().end_object();
   w.end_object();
