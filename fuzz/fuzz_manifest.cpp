@@ -1,8 +1,8 @@
 // libFuzzer target for the readers of checkpoint files that may be damaged or hostile.
 //
 // Built twice from this file (fuzz/CMakeLists.txt):
-//   fuzz_manifest   manifest.json and the per-shard sidecars (io/checkpoint_json.cpp and
-//                   io/checkpoint_manifest.cpp: the parser, every validation rule, and the
+//   fuzz_manifest   manifest.json and the per-shard sidecars (checkpoint/json.cpp and
+//                   checkpoint/manifest.cpp: the parser, every validation rule, and the
 //                   property that whatever parses writes back to the same manifest)
 //   fuzz_index      index.h5 as bytes (read_index_image: HDF5 opens the file image, lists the
 //                   datasets and their virtual-dataset mappings)
