@@ -4,7 +4,7 @@
 // agreement, rank 0's commit, agreement) for this rank.
 //
 //   ckpt::CheckpointWriter writer({.dir = ckpt_dir, .rank = rank, .layout = layout,
-//                                .all_agree = agree_on_ckpt_comm, .save = {.keep = 3, .log = log}});
+//                                  .all_agree = agree_on_ckpt_comm, .save = {.keep = 3, .log = log}});
 //   writer.reserve(my_slices);                      // optional: allocate the snapshot up front
 //   ... every checkpoint.every steps, after the optimizer step:
 //   writer.save_async(step, my_slices, my_state);   // returns after the copy
