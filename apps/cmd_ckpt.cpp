@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "apps/commands.h"
-#include "io/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -51,7 +51,7 @@ std::vector<std::string> resolve(const std::string& dir, bool all) {
   if (!fs::is_directory(dir, ec)) throw std::runtime_error("'" + dir + "' is not a directory");
   if (is_checkpoint(dir)) return {dir};
   std::vector<std::string> out;
-  for (const auto& e : io::list_checkpoints(dir))
+  for (const auto& e : ckpt::list_checkpoints(dir))
     if (e.committed) out.push_back(e.path);
   if (out.empty())
     throw std::runtime_error("'" + dir + "' is neither a checkpoint (no manifest.json) nor a folder holding a "
@@ -60,10 +60,10 @@ std::vector<std::string> resolve(const std::string& dir, bool all) {
   return out;
 }
 
-io::VerifyLevel parse_level(const std::string& s) {
-  if (s == "structure") return io::VerifyLevel::structure;
-  if (s == "checksums") return io::VerifyLevel::checksums;
-  if (s == "full") return io::VerifyLevel::full;
+ckpt::VerifyLevel parse_level(const std::string& s) {
+  if (s == "structure") return ckpt::VerifyLevel::structure;
+  if (s == "checksums") return ckpt::VerifyLevel::checksums;
+  if (s == "full") return ckpt::VerifyLevel::full;
   throw std::invalid_argument("--level must be structure, checksums or full, got '" + s + "'");
 }
 
@@ -72,7 +72,7 @@ void print_folder(const std::string& dir) {
   std::error_code ec;
   const fs::path latest = fs::read_symlink(fs::path(dir) / "latest", ec);
   std::printf("folder     %s\n", dir.c_str());
-  for (const auto& e : io::list_checkpoints(dir)) {
+  for (const auto& e : ckpt::list_checkpoints(dir)) {
     const bool is_latest = !ec && fs::path(e.path).filename() == latest;
     std::printf("           %s%s%s\n", fs::path(e.path).filename().c_str(), e.committed ? "" : "  (not committed)",
                 is_latest ? "  <- latest" : "");
@@ -87,18 +87,18 @@ void inspect(const std::string& path, bool json) {
   if (!in) throw std::runtime_error("cannot read '" + manifest_path + "'");
   std::stringstream text;
   text << in.rdbuf();
-  const io::Manifest m = io::parse_manifest(text.str(), manifest_path);
+  const ckpt::Manifest m = ckpt::parse_manifest(text.str(), manifest_path);
   if (json) {
-    std::cout << io::manifest_to_json(m);
+    std::cout << ckpt::manifest_to_json(m);
     return;
   }
-  io::VerifyOptions quick;
-  quick.level = io::VerifyLevel::structure;
-  const io::VerifyReport rep = io::verify_checkpoint(path, quick);
+  ckpt::VerifyOptions quick;
+  quick.level = ckpt::VerifyLevel::structure;
+  const ckpt::VerifyReport rep = ckpt::verify_checkpoint(path, quick);
   std::uint64_t shard_bytes = 0;
   for (const auto& s : m.shards) shard_bytes += s.bytes;
   std::int64_t elements = 0;
-  for (const auto& t : m.tensors) elements += io::element_count(t.shape);
+  for (const auto& t : m.tensors) elements += ckpt::element_count(t.shape);
   const auto& l = m.layout;
   std::printf("checkpoint %s\n", path.c_str());
   std::printf("step       %lld\n", static_cast<long long>(m.step));
@@ -123,8 +123,8 @@ void inspect(const std::string& path, bool json) {
     for (const auto& s : m.shards)
       for (const auto& sl : s.slices) slices += sl.tensor == t.name;
     std::printf("%-*s  %-7s  %-18s  %10s  %d\n", static_cast<int>(width), t.name.c_str(), t.dtype.c_str(),
-                io::format_shape(t.shape).c_str(),
-                human_bytes(4.0 * static_cast<double>(io::element_count(t.shape))).c_str(), slices);
+                ckpt::format_shape(t.shape).c_str(),
+                human_bytes(4.0 * static_cast<double>(ckpt::element_count(t.shape))).c_str(), slices);
   }
   std::printf("\n%-16s  %10s  %-16s  %s\n", "shard", "size", "xxh64", "slices");
   for (const auto& s : m.shards) {
@@ -135,10 +135,10 @@ void inspect(const std::string& path, bool json) {
   }
 }
 
-int verify(const std::vector<std::string>& paths, const io::VerifyOptions& opt) {
+int verify(const std::vector<std::string>& paths, const ckpt::VerifyOptions& opt) {
   int failed = 0;
   for (const auto& path : paths) {
-    const io::VerifyReport rep = io::verify_checkpoint(path, opt);
+    const ckpt::VerifyReport rep = ckpt::verify_checkpoint(path, opt);
     if (rep.ok()) {
       std::printf("%s: OK (step %lld)\n", path.c_str(), static_cast<long long>(rep.step));
       continue;
@@ -188,7 +188,7 @@ int cmd_ckpt(int argc, char** argv) {
     return 0;
   }
   if (action == "verify") {
-    io::VerifyOptions opt;
+    ckpt::VerifyOptions opt;
     opt.level = parse_level(vm["level"].as<std::string>());
     opt.model_hash = vm["model-hash"].as<std::string>();
     return verify(resolve(dir, vm.count("all") > 0), opt);

@@ -6,7 +6,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
-#include "io/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "io/metrics.h"
 #include "io/report.h"
 #include "runtime/comm_mpi.h"
@@ -28,7 +28,7 @@ int cmd_train(int argc, char** argv) {
   if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   const io::RunConfig cfg = config_from_options(vm);
 
-  io::init_before_mpi();  // HDF5 first: see io/checkpoint.h
+  ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);
   const int rank = runtime::world_rank(), world = runtime::world_size();
   const int need = cfg.parallel.pp * cfg.parallel.dp;

@@ -39,8 +39,8 @@
 #include <string>
 #include <vector>
 
-#include "io/checkpoint.h"
-#include "io/checkpoint_writer.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/writer.h"
 
 namespace fs = std::filesystem;
 using namespace duet;
@@ -72,7 +72,7 @@ void reset_shared(int writers) {
 }
 
 // all_agree between forked ranks: AND over a shared flag per round.
-io::AgreeFn process_agreement() {
+ckpt::AgreeFn process_agreement() {
   auto round = std::make_shared<int>(0);
   return [round](bool ok) {
     const int r = (*round)++;
@@ -118,7 +118,7 @@ double span_seconds(int writers) {
 // One rank's slices: rows [rank*R, (rank+1)*R) of each of the kTensors [W*R, kCols] tensors.
 struct RankState {
   std::vector<std::vector<float>> storage;
-  std::vector<io::TensorSlice> slices;
+  std::vector<ckpt::TensorSlice> slices;
 };
 
 RankState make_state(int rank, int writers, std::int64_t rows) {
@@ -133,8 +133,8 @@ RankState make_state(int rank, int writers, std::int64_t rows) {
   return s;
 }
 
-io::CheckpointLayout layout(int writers) {
-  io::CheckpointLayout l;
+ckpt::CheckpointLayout layout(int writers) {
+  ckpt::CheckpointLayout l;
   l.world = l.pp = writers;
   l.schedule = "bench";
   l.model_hash = "bench";
@@ -233,7 +233,7 @@ int main(int argc, char** argv) {
             auto agree = process_agreement();
             pthread_barrier_wait(&g_shared->barrier);
             g_shared->t_start[r] = now();
-            io::SaveResult res = io::save_checkpoint({ckpt, save_step, r, layout(writers), st.slices, {}}, agree);
+            ckpt::SaveResult res = ckpt::save_checkpoint({ckpt, save_step, r, layout(writers), st.slices, {}}, agree);
             g_shared->t_end[r] = now();
             if (!res.committed) std::fprintf(stderr, "rank %d: %s\n", r, res.error.c_str());
             return res.committed ? 0 : 1;
@@ -249,7 +249,7 @@ int main(int argc, char** argv) {
     auto async_save = [&](int ranks, std::int64_t at_step) {
       if (!run_ranks(ranks, [&](int r) {
             RankState st = make_state(r, ranks, rows);  // each rank's share is the same size either way
-            io::CheckpointWriter w({ckpt + (ranks == writers ? "" : "-alone"), r, layout(ranks), process_agreement(), {}});
+            ckpt::CheckpointWriter w({ckpt + (ranks == writers ? "" : "-alone"), r, layout(ranks), process_agreement(), {}});
             w.reserve(st.slices);
             pthread_barrier_wait(&g_shared->barrier);
             g_shared->t_start[r] = now();
@@ -270,7 +270,7 @@ int main(int argc, char** argv) {
     fs::remove_all(ckpt + "-alone");
 
     // Reads from the disk, not the page cache.
-    const std::string load_path = io::checkpoint_path(ckpt, save_step);
+    const std::string load_path = ckpt::checkpoint_path(ckpt, save_step);
     auto dd_read = [&]() {
       evict(dd_file);
       return timed_system("dd if=" + dd_file + " of=/dev/null bs=4M status=none");
@@ -278,13 +278,13 @@ int main(int argc, char** argv) {
     auto load = [&]() {
       evict(ckpt);
       if (!run_ranks(writers, [&](int r) {
-            io::CheckpointReader reader(load_path, "bench");
+            ckpt::CheckpointReader reader(load_path, "bench");
             pthread_barrier_wait(&g_shared->barrier);
             g_shared->t_start[r] = now();
             std::vector<float> buf;
             for (int t = r; t < kTensors; t += writers) {
               const auto& info = reader.tensor("layers." + std::to_string(t) + ".w");
-              buf.resize(static_cast<std::size_t>(io::element_count(info.shape)));
+              buf.resize(static_cast<std::size_t>(ckpt::element_count(info.shape)));
               reader.read(info.name, std::vector<std::int64_t>{0, 0}, info.shape, buf);
               if (buf[1] != static_cast<float>(t) + 1e-7f) return 1;  // rank 0's first row
             }

@@ -1,8 +1,8 @@
 // libFuzzer target for the readers of checkpoint files that may be damaged or hostile.
 //
 // Built twice from this file (fuzz/CMakeLists.txt):
-//   fuzz_manifest   manifest.json and the per-shard sidecars (io/checkpoint_json.cpp and
-//                   io/checkpoint_manifest.cpp: the parser, every validation rule, and the
+//   fuzz_manifest   manifest.json and the per-shard sidecars (checkpoint/json.cpp and
+//                   checkpoint/manifest.cpp: the parser, every validation rule, and the
 //                   property that whatever parses writes back to the same manifest)
 //   fuzz_index      index.h5 as bytes (read_index_image: HDF5 opens the file image, lists the
 //                   datasets and their virtual-dataset mappings)
@@ -15,10 +15,10 @@
 #include <span>
 #include <string_view>
 
-#include "io/checkpoint.h"
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/manifest.h"
 
-using namespace duet::io;
+using namespace duet::ckpt;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
 #if defined(DUET_FUZZ_INDEX)

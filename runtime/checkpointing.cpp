@@ -4,7 +4,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "io/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 namespace duet::runtime {
 
@@ -22,18 +22,18 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
   layout_.config_hash = io::config_hash(cfg);
   layout_.model_hash = model_hash(cfg);
   if (cfg.checkpoint.async) {
-    io::CheckpointWriter::Options o;
+    ckpt::CheckpointWriter::Options o;
     o.dir = dir_, o.rank = rank_, o.layout = layout_;
     // Called from the writer thread: its own communicator, so it never interleaves with the
     // training thread's collectives.
     o.all_agree = [this](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
     o.save.keep = cfg.checkpoint.keep;
     if (rank_ == 0) o.save.log = [this](std::string_view line) { log_.print(std::string(line)); };
-    writer_ = std::make_unique<io::CheckpointWriter>(std::move(o));
+    writer_ = std::make_unique<ckpt::CheckpointWriter>(std::move(o));
   }
 }
 
-void TrainCheckpoints::report(const io::SaveResult& r) {
+void TrainCheckpoints::report(const ckpt::SaveResult& r) {
   all_committed_ = all_committed_ && r.committed;
   if (rank_ != 0) return;
   char line[512];
@@ -72,7 +72,7 @@ bool TrainCheckpoints::finish() {
 }
 
 bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
-  std::vector<io::TensorSlice> slices;
+  std::vector<ckpt::TensorSlice> slices;
   std::vector<std::string> names;  // keeps the moment names alive
   std::set<std::string> seen;
   for (size_t i = 0; i < stages.size(); ++i) {
@@ -95,37 +95,37 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
                         std::span<const float>(adam.v().data() + piece.moment, piece.end - piece.begin)});
     }
   }
-  io::ShardState state;
+  ckpt::ShardState state;
   state.data_position = (int64_t)step * cfg_.train.global_batch;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
   if (writer_) {
     // The copy happens on the writer thread; before_update() waits for it.
     const auto t0 = std::chrono::steady_clock::now();
-    writer_->save_async(step, slices, state, io::Snapshot::deferred);  // waits if one is writing
+    writer_->save_async(step, slices, state, ckpt::Snapshot::deferred);  // waits if one is writing
     stalls_[step] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     last_async_step_ = step;
     return true;
   }
-  io::ShardRequest req;
+  ckpt::ShardRequest req;
   req.dir = dir_, req.step = step, req.rank = rank_, req.layout = layout_, req.slices = slices;
   req.state = state;
-  io::SaveOptions opt;
+  ckpt::SaveOptions opt;
   opt.keep = cfg_.checkpoint.keep;
   if (rank_ == 0) opt.log = [&](std::string_view line) { log_.print(std::string(line)); };
   const auto agree = [&](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
-  const io::SaveResult r = io::save_checkpoint(req, agree, opt);
+  const ckpt::SaveResult r = ckpt::save_checkpoint(req, agree, opt);
   report(r);
   return r.committed;
 }
 
 int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   if (!cfg_.checkpoint.resume) return 0;
-  io::VerifyOptions vo;
+  ckpt::VerifyOptions vo;
   vo.model_hash = layout_.model_hash;
-  const io::ResumePoint at =
-      io::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
+  const ckpt::ResumePoint at =
+      ckpt::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
   if (!at.found()) return 0;
-  io::CheckpointReader reader(at.path, layout_.model_hash);
+  ckpt::CheckpointReader reader(at.path, layout_.model_hash);
   for (size_t i = 0; i < stages.size(); ++i) {
     auto& arena = *stages[i].arena;
     for (const auto& spec : arena.specs()) {

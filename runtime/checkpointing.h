@@ -1,5 +1,5 @@
 #pragma once
-// Checkpoints of a training run, over io/checkpoint (HDF5 shards, atomic commit): what each
+// Checkpoints of a training run, over checkpoint/ (HDF5 shards, atomic commit): what each
 // rank saves and how a run resumes — on the same layout or any other.
 //
 // Every rank saves the parameters of the stages it holds (whole tensors by name; copies of a
@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "io/checkpoint_manifest.h"
-#include "io/checkpoint_writer.h"
+#include "checkpoint/manifest.h"
+#include "checkpoint/writer.h"
+#include "core/layout.h"
 #include "io/config.h"
 #include "io/metrics.h"
-#include "core/layout.h"
 #include "runtime/comm.h"
 #include "runtime/stages.h"
 #include "runtime/zero.h"
@@ -55,14 +55,14 @@ class TrainCheckpoints {
   io::RunConfig cfg_;
   std::string dir_;
   int rank_;
-  io::CheckpointLayout layout_;
+  ckpt::CheckpointLayout layout_;
   io::RunLog& log_;
   Communicator& agree_;
-  std::unique_ptr<io::CheckpointWriter> writer_;  // checkpoint.async
+  std::unique_ptr<ckpt::CheckpointWriter> writer_;  // checkpoint.async
   bool all_committed_ = true;
   std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step
   int64_t last_async_step_ = -1;
-  void report(const io::SaveResult& r);
+  void report(const ckpt::SaveResult& r);
 };
 
 // A digest of the model's shape (the model section of the config): checkpoints of another

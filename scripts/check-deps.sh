@@ -9,12 +9,13 @@ declare -A allowed=(
   [kernels]="kernels"
   [model]="model kernels"
   [scheduler]="scheduler core"
+  [checkpoint]="checkpoint core"
   [io]="io core"
   [slurm]="slurm core"
-  [runtime]="runtime model kernels scheduler io core"
-  [apps]="apps runtime model kernels scheduler io slurm core"
+  [runtime]="runtime model kernels scheduler checkpoint io core"
+  [apps]="apps runtime model kernels scheduler checkpoint io slurm core"
 )
-modules="core kernels model scheduler io runtime slurm apps"
+modules="core kernels model scheduler checkpoint io runtime slurm apps"
 bad=0
 for mod in "${!allowed[@]}"; do
   [ -d "$mod" ] || continue

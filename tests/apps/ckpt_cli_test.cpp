@@ -3,17 +3,17 @@
 #include <gtest/gtest.h>
 
 #include "tests/apps/cli_util.h"
-#include "tests/io/checkpoint_test_util.h"
+#include "tests/checkpoint/test_util.h"
 
 namespace duet::test {
 namespace {
-using io::test::GlobalTensor;
+using ckpt::test::GlobalTensor;
 
 class CkptCli : public ::testing::Test {
  protected:
-  CkptCli() : dir(scratch_dir("ckpt-cli")), model(io::test::test_model()) {
-    io::test::save_sequential(dir.string(), 100, model, io::test::test_layout(4));
-    path = io::test::save_sequential(dir.string(), 200, model, io::test::test_layout(4));
+  CkptCli() : dir(scratch_dir("ckpt-cli")), model(ckpt::test::test_model()) {
+    ckpt::test::save_sequential(dir.string(), 100, model, ckpt::test::test_layout(4));
+    path = ckpt::test::save_sequential(dir.string(), 200, model, ckpt::test::test_layout(4));
   }
   ~CkptCli() override { std::filesystem::remove_all(dir); }
   std::filesystem::path dir;
@@ -49,7 +49,7 @@ TEST_F(CkptCli, InspectShowsWhatIsWrongWithADamagedCheckpoint) {
 TEST_F(CkptCli, InspectJsonIsTheManifest) {
   const auto r = run_duet("ckpt inspect " + path + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_EQ(io::parse_manifest(r.output, "stdout").step, 200);
+  EXPECT_EQ(ckpt::parse_manifest(r.output, "stdout").step, 200);
 }
 
 TEST_F(CkptCli, VerifyPassesAGoodCheckpoint) {
@@ -61,11 +61,11 @@ TEST_F(CkptCli, VerifyPassesAGoodCheckpoint) {
 
 TEST_F(CkptCli, VerifyNamesTheDamagedShardAndTensor) {
   const auto shard = std::filesystem::path(path) / "shard-00002.h5";
-  std::string bytes = io::test::slurp(shard);
-  const std::size_t at = io::test::find_values(bytes, io::test::extract_box(model[0], {8, 0}, {4, 8}));
+  std::string bytes = ckpt::test::slurp(shard);
+  const std::size_t at = ckpt::test::find_values(bytes, ckpt::test::extract_box(model[0], {8, 0}, {4, 8}));
   ASSERT_NE(at, std::string::npos);
   bytes[at + 9] ^= 0x04;
-  io::test::spit(shard, bytes);
+  ckpt::test::spit(shard, bytes);
   const auto r = run_duet("ckpt verify " + path);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("shard-00002.h5: tensor 'embed': checksum mismatch"), std::string::npos) << r.output;

@@ -1,5 +1,5 @@
 // manifest.json and the per-shard sidecars: writing, parsing, validation.
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/manifest.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,10 +9,11 @@
 #include <stdexcept>
 #include <tuple>
 
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_json.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/json.h"
+#include "core/json.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 constexpr int kMaxDims = 16;
@@ -91,7 +92,7 @@ CheckpointLayout parse_layout(const Reader& r, const Value& doc) {
   return out;
 }
 
-void write_layout(json::Writer& w, const CheckpointLayout& l) {
+void write_layout(core::json::Writer& w, const CheckpointLayout& l) {
   w.key("layout").begin_object();
   w.key("world").value(l.world).key("pp").value(l.pp).key("dp").value(l.dp).key("ep").value(l.ep);
   w.key("schedule").value(l.schedule).key("config_hash").value(l.config_hash).key("model_hash").value(l.model_hash);
@@ -116,12 +117,12 @@ FileRecord parse_file_record(const Reader& r, const Value& doc, std::string_view
   return f;
 }
 
-void write_file_record(json::Writer& w, std::string_view key, const FileRecord& f) {
+void write_file_record(core::json::Writer& w, std::string_view key, const FileRecord& f) {
   w.key(key).begin_object().key("file").value(f.file).key("bytes").value(static_cast<std::int64_t>(f.bytes));
   w.key("xxh64").value(format_hex64(f.xxh64)).end_object();
 }
 
-void write_tensor(json::Writer& w, const TensorInfo& t) {
+void write_tensor(core::json::Writer& w, const TensorInfo& t) {
   w.begin_object().key("name").value(t.name).key("dtype").value(t.dtype).key("shape").value(t.shape).end_object();
 }
 
@@ -143,7 +144,7 @@ ShardRecord parse_shard(const Reader& r, const Value& v, const std::string& wher
   return s;
 }
 
-void write_shard(json::Writer& w, const ShardRecord& s) {
+void write_shard(core::json::Writer& w, const ShardRecord& s) {
   w.begin_object().key("rank").value(s.rank).key("file").value(s.file);
   w.key("bytes").value(static_cast<std::int64_t>(s.bytes)).key("xxh64").value(format_hex64(s.xxh64));
   w.key("slices").begin_array();
@@ -321,7 +322,7 @@ void validate_manifest(const Manifest& m, std::string_view origin) {
 }
 
 std::string manifest_to_json(const Manifest& m) {
-  json::Writer w;
+  core::json::Writer w(core::json::Writer::Style::Indented);
   w.begin_object().key("format").value("duet-checkpoint").key("version").value(m.version).key("step").value(m.step);
   write_layout(w, m.layout);
   write_file_record(w, "index", m.index);
@@ -330,7 +331,7 @@ std::string manifest_to_json(const Manifest& m) {
   w.end_array().key("shards").begin_array();
   for (const auto& s : m.shards) write_shard(w, s);
   w.end_array().end_object();
-  return w.str();
+  return w.str() + "\n";  // a text file: ends with a newline
 }
 
 // The JSON object of a manifest or sidecar, with its "format" checked.
@@ -363,7 +364,7 @@ Manifest parse_manifest(std::string_view text, std::string_view origin) {
 }
 
 std::string sidecar_to_json(const ShardSidecar& s) {
-  json::Writer w;
+  core::json::Writer w(core::json::Writer::Style::Indented);
   w.begin_object().key("format").value("duet-checkpoint-shard").key("version").value(1).key("step").value(s.step);
   write_layout(w, s.layout);
   w.key("tensors").begin_array();
@@ -371,7 +372,7 @@ std::string sidecar_to_json(const ShardSidecar& s) {
   w.end_array().key("shard");
   write_shard(w, s.shard);
   w.end_object();
-  return w.str();
+  return w.str() + "\n";  // a text file: ends with a newline
 }
 
 ShardSidecar parse_sidecar(std::string_view text, std::string_view origin) {
@@ -392,4 +393,4 @@ ShardSidecar parse_sidecar(std::string_view text, std::string_view origin) {
   return s;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -12,11 +12,11 @@
 #include <map>
 #include <stdexcept>
 
-#include "io/checkpoint_files.h"
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_internal.h"
+#include "checkpoint/files.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/internal.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace fs = std::filesystem;
 
 namespace detail {
@@ -193,4 +193,4 @@ std::vector<float> read_tensor_via_index(const std::string& path, std::string_vi
   return out;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "io/checkpoint_files.h"
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_internal.h"
+#include "checkpoint/files.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/internal.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace fs = std::filesystem;
 using namespace detail;
 
@@ -156,4 +156,4 @@ VerifyReport verify_checkpoint(const std::string& path, const VerifyOptions& opt
   return rep;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,4 +1,4 @@
-// io/checkpoint against damage: a missing, truncated or bit-flipped shard, a changed manifest,
+// checkpoint/ against damage: a missing, truncated or bit-flipped shard, a changed manifest,
 // a checkpoint of another model. Each is a clear error naming the file (and the tensor where
 // it can be found), never data; resume falls back to the previous good checkpoint.
 #include <gtest/gtest.h>
@@ -7,12 +7,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "io/checkpoint.h"
-#include "tests/io/checkpoint_test_util.h"
+#include "checkpoint/checkpoint.h"
+#include "tests/checkpoint/test_util.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
-using namespace duet::io::test;
+using namespace duet::ckpt::test;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -197,4 +197,4 @@ TEST_F(CheckpointDamage, ShardFromAnotherStepIsCaught) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace duet::io {
+namespace duet::ckpt {
 
 // Streaming XXH64: update() any number of times with any split, then digest(); the result
 // equals xxh64() of the concatenated bytes.
@@ -39,4 +39,4 @@ std::uint32_t fletcher32(const void* data, std::size_t size);
 std::string format_hex64(std::uint64_t x);
 bool parse_hex64(std::string_view text, std::uint64_t& out);
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,5 +1,5 @@
 // The save side of the protocol: each rank's shard, rank 0's commit, `latest`, rotation.
-// The order of durable steps is the whole point of this file; see io/checkpoint.h.
+// The order of durable steps is the whole point of this file; see checkpoint/checkpoint.h.
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -10,11 +10,11 @@
 #include <filesystem>
 #include <map>
 
-#include "io/checkpoint_files.h"
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_internal.h"
+#include "checkpoint/files.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/internal.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace fs = std::filesystem;
 using namespace detail;
 
@@ -334,4 +334,4 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& dir) {
   return out;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

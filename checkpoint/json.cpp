@@ -1,13 +1,12 @@
-// Strict JSON (RFC 8259) reader and an indenting writer, for manifest.json.
-#include "io/checkpoint_json.h"
-#include "io/metrics.h"
+// Strict JSON (RFC 8259) reader, for manifest.json.
+#include "checkpoint/json.h"
 
 #include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
-namespace duet::io::json {
+namespace duet::ckpt::json {
 namespace {
 
 class Parser {
@@ -237,87 +236,4 @@ const char* kind_name(Value::Kind k) {
   return "?";
 }
 
-std::string quote(std::string_view s) { return JsonLine::quote(s); }  // one JSON escaper for io/
-
-// ---- Writer ----------------------------------------------------------------------------------
-
-void Writer::newline() {
-  out_ += '\n';
-  out_.append(2 * first_.size(), ' ');
-}
-
-void Writer::before_value() {
-  if (after_key_) {
-    after_key_ = false;
-    return;
-  }
-  if (first_.empty()) return;
-  if (!first_.back()) out_ += ",";
-  first_.back() = false;
-  newline();
-}
-
-Writer& Writer::begin_object() {
-  before_value();
-  out_ += "{";
-  first_.push_back(true);
-  return *this;
-}
-
-Writer& Writer::end_object() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) newline();
-  out_ += "}";
-  return *this;
-}
-
-Writer& Writer::begin_array() {
-  before_value();
-  out_ += "[";
-  first_.push_back(true);
-  return *this;
-}
-
-Writer& Writer::end_array() {
-  const bool empty = first_.back();
-  first_.pop_back();
-  if (!empty) newline();
-  out_ += "]";
-  return *this;
-}
-
-Writer& Writer::key(std::string_view k) {
-  before_value();
-  out_ += quote(k) + ": ";
-  after_key_ = true;
-  return *this;
-}
-
-Writer& Writer::value(std::string_view s) {
-  before_value();
-  out_ += quote(s);
-  return *this;
-}
-
-Writer& Writer::value(std::int64_t x) {
-  before_value();
-  out_ += std::to_string(x);
-  return *this;
-}
-
-Writer& Writer::value(bool b) {
-  before_value();
-  out_ += b ? "true" : "false";
-  return *this;
-}
-
-Writer& Writer::value(const std::vector<std::int64_t>& xs) {
-  before_value();
-  out_ += "[";
-  for (std::size_t k = 0; k < xs.size(); ++k) out_ += (k ? ", " : "") + std::to_string(xs[k]);
-  out_ += "]";
-  return *this;
-}
-
-}  // namespace duet::io::json
+}  // namespace duet::ckpt::json

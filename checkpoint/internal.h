@@ -1,5 +1,5 @@
 #pragma once
-// Pieces shared by io/checkpoint_*.cpp; not part of the API (io/checkpoint.h is).
+// Pieces shared by checkpoint/*.cpp; not part of the API (checkpoint/checkpoint.h is).
 
 #include <cstdint>
 #include <functional>
@@ -7,10 +7,10 @@
 #include <string>
 #include <string_view>
 
-#include "io/checkpoint.h"
-#include "io/checkpoint_h5.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/h5.h"
 
-namespace duet::io::detail {
+namespace duet::ckpt::detail {
 
 constexpr const char* kStateGroup = "/_duet";
 constexpr const char* kManifestFile = "manifest.json";
@@ -59,4 +59,4 @@ std::string committed_text(std::int64_t step, std::string_view manifest_text);
 // parses and validates the manifest. Throws naming the file and what is wrong.
 Manifest read_committed_manifest(const std::string& path);
 
-}  // namespace duet::io::detail
+}  // namespace duet::ckpt::detail

@@ -1,4 +1,4 @@
-// io/checkpoint formats without HDF5: XXH64, the JSON reader/writer, manifest.json and the
+// checkpoint/ formats without HDF5: XXH64, the JSON reader/writer, manifest.json and the
 // per-shard sidecars (parse, round trip, and every validation rule a reader relies on).
 #include <gtest/gtest.h>
 
@@ -8,11 +8,12 @@
 #include <vector>
 #include <string>
 
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_json.h"
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/json.h"
+#include "checkpoint/manifest.h"
+#include "core/json.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 // ---- XXH64 -----------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ TEST(CheckpointJson, RefusesDeepNestingInsteadOfRecursingForever) {
 }
 
 TEST(CheckpointJson, WriterOutputParsesBack) {
-  json::Writer w;
+  core::json::Writer w(core::json::Writer::Style::Indented);
   w.begin_object().key("s").value("q\"uote\\\x01").key("n").value(std::int64_t{-7}).key("shape");
   w.value(std::vector<std::int64_t>{1, 2}).key("empty").begin_array().end_array().key("o").begin_object().end_object();
   w.end_object();
@@ -221,9 +222,9 @@ TEST(CheckpointManifest, TensorNames) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 // HDF5 1.10's H5_checksum_fletcher32, transcribed: the reference the fast version must match
@@ -272,4 +273,4 @@ TEST(CheckpointHash, Fletcher32MatchesHdf5BitForBit) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

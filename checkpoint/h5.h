@@ -1,5 +1,5 @@
 #pragma once
-// Thin RAII and error handling over the HDF5 C API, for io/checkpoint_*.cpp (and the fuzz
+// Thin RAII and error handling over the HDF5 C API, for checkpoint/*.cpp (and the fuzz
 // target). Failures become std::runtime_error carrying HDF5's own innermost message
 // ("data error detected by Fletcher32 checksum", "... errno = 28, No space left on device").
 
@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace duet::io::h5 {
+namespace duet::ckpt::h5 {
 
 // HDF5 as packaged by Debian (openmpi flavour) is built without H5_HAVE_THREADSAFE: two
 // threads inside the library at once corrupt it. Every checkpoint function that calls HDF5
@@ -106,4 +106,4 @@ Id simple_space(std::span<const std::int64_t> shape);
 // Selects the box [offset, offset + shape) in `space`.
 void select_box(hid_t space, std::span<const std::int64_t> offset, std::span<const std::int64_t> shape);
 
-}  // namespace duet::io::h5
+}  // namespace duet::ckpt::h5

@@ -1,4 +1,4 @@
-// io/CheckpointWriter: asynchronous saves (the caller waits only for the copy), a save that
+// ckpt::CheckpointWriter: asynchronous saves (the caller waits only for the copy), a save that
 // waits for the previous one, failures reported and not committed, a full disk.
 #include <signal.h>
 #include <sys/mount.h>
@@ -11,12 +11,12 @@
 #include <future>
 #include <system_error>
 
-#include "io/checkpoint_writer.h"
-#include "tests/io/checkpoint_test_util.h"
+#include "checkpoint/writer.h"
+#include "tests/checkpoint/test_util.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
-using namespace duet::io::test;
+using namespace duet::ckpt::test;
 
 
 // Collects log lines; lets a test wait until a line containing some text has been logged.
@@ -229,11 +229,11 @@ TEST(CheckpointWriter, DestructorFinishesTheSaveInFlight) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
-using namespace duet::io::test;
+using namespace duet::ckpt::test;
 
 TEST(CheckpointWriterSnapshot, DeferredSnapshotIsTakenBeforeWaitSnapshotReturns) {
   ScratchDir dir("deferred");
@@ -272,4 +272,4 @@ TEST(CheckpointWriterSnapshot, ReserveThenCopyIsTheSameCheckpoint) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,16 +1,16 @@
-// io/checkpoint commit protocol: a crash at any point leaves the previous checkpoint loadable
+// checkpoint/ commit protocol: a crash at any point leaves the previous checkpoint loadable
 // and never a half-written one that loads as good; a failed rank commits nothing; rotation
 // keeps `keep` good checkpoints and never the only good one.
 #include <gtest/gtest.h>
 
 #include <system_error>
 
-#include "io/checkpoint.h"
-#include "tests/io/checkpoint_test_util.h"
+#include "checkpoint/checkpoint.h"
+#include "tests/checkpoint/test_util.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
-using namespace duet::io::test;
+using namespace duet::ckpt::test;
 
 VerifyOptions full_check() { return test::full_check("model-A"); }
 
@@ -33,7 +33,7 @@ TEST_P(CommitCrash, RestartResumesFromACompleteCheckpoint) {
   save_sequential(dir.str(), 100, old_model, test_layout(4));
   SaveOptions opt;
   opt.crash_after = GetParam().stage;
-  EXPECT_THROW(save_sequential(dir.str(), 200, new_model, test_layout(4), opt), io::CheckpointCrash);
+  EXPECT_THROW(save_sequential(dir.str(), 200, new_model, test_layout(4), opt), ckpt::CheckpointCrash);
 
   const ResumePoint rp = find_resumable_checkpoint(dir.str(), full_check());
   ASSERT_TRUE(rp.found());
@@ -70,7 +70,7 @@ TEST(CheckpointCommit, CrashBeforeLatestLeavesLatestOnTheOldOne) {
   save_sequential(dir.str(), 100, test_model(), test_layout(2));
   SaveOptions opt;
   opt.crash_after = CommitStage::renamed;
-  EXPECT_THROW(save_sequential(dir.str(), 200, test_model(), test_layout(2), opt), io::CheckpointCrash);
+  EXPECT_THROW(save_sequential(dir.str(), 200, test_model(), test_layout(2), opt), ckpt::CheckpointCrash);
   EXPECT_EQ(fs::read_symlink(dir.path / "latest"), "step-000100");
 }
 
@@ -226,4 +226,4 @@ TEST(CheckpointCommit, ListIgnoresStagingAndOtherNames) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,9 +1,9 @@
 // XXH64 as specified in xxHash's doc/xxhash_spec.md (seed 0, little-endian reads).
-#include "io/checkpoint_hash.h"
+#include "checkpoint/hash.h"
 
 #include <cstring>
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 
 constexpr std::uint64_t P1 = 0x9E3779B185EBCA87ULL;
@@ -168,4 +168,4 @@ bool parse_hex64(std::string_view text, std::uint64_t& out) {
   return true;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,4 +1,4 @@
-// io/checkpoint: what one layout saves, any layout reads back exactly — whole tensors, any
+// checkpoint/: what one layout saves, any layout reads back exactly — whole tensors, any
 // re-slicing, through the shards or through index.h5 — and standard HDF5 tools open it.
 #include <gtest/gtest.h>
 
@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "io/checkpoint.h"
-#include "tests/io/checkpoint_test_util.h"
+#include "checkpoint/checkpoint.h"
+#include "tests/checkpoint/test_util.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
-using namespace duet::io::test;
+using namespace duet::ckpt::test;
 
 std::string run(const std::string& cmd) {
   std::string out;
@@ -195,4 +195,4 @@ TEST(CheckpointRoundTrip, EmptyAndLargeChunkedTensorsRoundTrip) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::ckpt

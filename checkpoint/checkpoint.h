@@ -26,7 +26,7 @@
 // people and tools; loading scans the directory and does not trust it.
 //
 // Threads: the Debian HDF5 build is not thread-safe, so every function here takes one
-// process-wide lock around its HDF5 calls (io/checkpoint_h5.h). Two threads may call these
+// process-wide lock around its HDF5 calls (checkpoint/h5.h). Two threads may call these
 // functions; their HDF5 work runs one at a time.
 
 #include <cstdint>
@@ -40,9 +40,9 @@
 #include <string_view>
 #include <vector>
 
-#include "io/checkpoint_manifest.h"
+#include "checkpoint/manifest.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 
 // Call once before MPI_Init in processes that write checkpoints under MPI: parallel HDF5
 // initialised after MPI_Init would run its cleanup inside MPI_Finalize, which crashes on a
@@ -255,4 +255,4 @@ struct IndexEntry {
 std::vector<IndexEntry> read_index(const std::string& index_file);
 std::vector<IndexEntry> read_index_image(std::span<const std::uint8_t> bytes);  // from memory
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "io/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
-namespace duet::io::test {
+namespace duet::ckpt::test {
 namespace fs = std::filesystem;
 
 // Verification at the full level (every checksum read back); model_hash "" accepts any model.
@@ -215,4 +215,4 @@ inline std::size_t find_values(const std::string& file_bytes, const std::vector<
   return file_bytes.find(needle);
 }
 
-}  // namespace duet::io::test
+}  // namespace duet::ckpt::test

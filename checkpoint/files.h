@@ -1,13 +1,13 @@
 #pragma once
 // File-system steps of the checkpoint commit protocol: durable writes (fsync of the file and
 // of the directory that names it), atomic replacement, whole-file hashing. Internal to
-// io/checkpoint_*.cpp. Every error names the path and the system's reason.
+// checkpoint/*.cpp. Every error names the path and the system's reason.
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace duet::io::detail {
+namespace duet::ckpt::detail {
 
 // fsync() of a file's data, or of a directory (which makes the names in it durable: a rename
 // is only durable once the directory holding it is synced).
@@ -32,4 +32,4 @@ FileDigest hash_file(const std::string& path);
 // Points the symlink `link` at `target` atomically (a temporary link renamed over it).
 void replace_symlink(const std::string& target, const std::string& link);
 
-}  // namespace duet::io::detail
+}  // namespace duet::ckpt::detail

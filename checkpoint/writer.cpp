@@ -1,5 +1,5 @@
 // The background checkpoint writer: one thread, at most one save in flight.
-#include "io/checkpoint_writer.h"
+#include "checkpoint/writer.h"
 
 #include <chrono>
 #include <cstdint>
@@ -8,7 +8,7 @@
 #include <immintrin.h>
 #endif
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -173,4 +173,4 @@ bool CheckpointWriter::busy() const {
   return in_flight_;
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,7 +1,8 @@
 #pragma once
-// A small JSON reader and writer for checkpoint manifests. Its own (not yaml-cpp) so that the
-// grammar it accepts is strict JSON, it never recurses deeper than kMaxDepth on hostile input
+// A small JSON reader for checkpoint manifests. Its own (not yaml-cpp) so that the grammar it
+// accepts is strict JSON, it never recurses deeper than kMaxDepth on hostile input
 // (fuzz/fuzz_manifest.cpp), integers up to int64 are exact, and errors carry line:column.
+// Manifests are written with core::json::Writer (Style::Indented).
 
 #include <cstdint>
 #include <stdexcept>
@@ -9,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace duet::io::json {
+namespace duet::ckpt::json {
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -44,31 +45,4 @@ Value parse(std::string_view text);
 
 const char* kind_name(Value::Kind k);
 
-// Writes JSON text with two-space indentation; arrays of scalars stay on one line (shapes).
-class Writer {
- public:
-  Writer& begin_object();
-  Writer& end_object();
-  Writer& begin_array();
-  Writer& end_array();
-  Writer& key(std::string_view k);
-  Writer& value(std::string_view s);
-  Writer& value(const char* s) { return value(std::string_view(s)); }
-  Writer& value(const std::string& s) { return value(std::string_view(s)); }
-  Writer& value(std::int64_t x);
-  Writer& value(int x) { return value(static_cast<std::int64_t>(x)); }
-  Writer& value(bool b);
-  Writer& value(const std::vector<std::int64_t>& xs);  // [1, 2, 3] on one line
-  std::string str() const { return out_ + "\n"; }
-
- private:
-  void before_value();
-  void newline();
-  std::string out_;
-  std::vector<bool> first_;  // per open container: no element written yet
-  bool after_key_ = false;
-};
-
-std::string quote(std::string_view s);
-
-}  // namespace duet::io::json
+}  // namespace duet::ckpt::json

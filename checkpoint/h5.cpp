@@ -1,10 +1,10 @@
 // RAII, error text and attribute helpers over the HDF5 C API.
-#include "io/checkpoint_h5.h"
+#include "checkpoint/h5.h"
 
 #include <cstring>
 #include <stdexcept>
 
-namespace duet::io::h5 {
+namespace duet::ckpt::h5 {
 namespace {
 
 std::recursive_mutex& library_mutex() {
@@ -174,9 +174,9 @@ std::string read_attr_string(hid_t obj, const char* name) {
   return buf;
 }
 
-}  // namespace duet::io::h5
+}  // namespace duet::ckpt::h5
 
-namespace duet::io {
+namespace duet::ckpt {
 
 void init_before_mpi() {
   // Parallel HDF5 that starts after MPI_Init hangs its cleanup on MPI_COMM_SELF, so
@@ -186,4 +186,4 @@ void init_before_mpi() {
   H5open();
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -3,8 +3,8 @@
 // its slices; a background thread runs the whole save protocol (save_checkpoint: shard,
 // agreement, rank 0's commit, agreement) for this rank.
 //
-//   io::CheckpointWriter writer({.dir = ckpt_dir, .rank = rank, .layout = layout,
-//                                .all_agree = agree_on_ckpt_comm, .save = {.keep = 3, .log = log}});
+//   ckpt::CheckpointWriter writer({.dir = ckpt_dir, .rank = rank, .layout = layout,
+//                                  .all_agree = agree_on_ckpt_comm, .save = {.keep = 3, .log = log}});
 //   writer.reserve(my_slices);                      // optional: allocate the snapshot up front
 //   ... every checkpoint.every steps, after the optimizer step:
 //   writer.save_async(step, my_slices, my_state);   // returns after the copy
@@ -26,9 +26,9 @@
 #include <optional>
 #include <thread>
 
-#include "io/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 
 // How save_async takes its snapshot.
 enum class Snapshot {
@@ -94,4 +94,4 @@ class CheckpointWriter {
   std::thread thread_;
 };
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -1,5 +1,5 @@
 // Durable, atomic file-system steps for the checkpoint commit protocol.
-#include "io/checkpoint_files.h"
+#include "checkpoint/files.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,9 +12,9 @@
 #include <stdexcept>
 #include <vector>
 
-#include "io/checkpoint_hash.h"
+#include "checkpoint/hash.h"
 
-namespace duet::io::detail {
+namespace duet::ckpt::detail {
 namespace fs = std::filesystem;
 namespace {
 
@@ -153,4 +153,4 @@ void replace_symlink(const std::string& target, const std::string& link) {
   }
 }
 
-}  // namespace duet::io::detail
+}  // namespace duet::ckpt::detail

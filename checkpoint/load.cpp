@@ -4,11 +4,11 @@
 #include <filesystem>
 #include <sstream>
 
-#include "io/checkpoint_files.h"
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_internal.h"
+#include "checkpoint/files.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/internal.h"
 
-namespace duet::io {
+namespace duet::ckpt {
 namespace fs = std::filesystem;
 using namespace detail;
 
@@ -158,4 +158,4 @@ ShardState CheckpointReader::state(int rank) {
   return read_shard_state(s.file.get(), s.path);
 }
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-namespace duet::io {
+namespace duet::ckpt {
 
 // How the job that wrote a checkpoint was laid out. model_hash identifies the model (the
 // tensor table): a checkpoint of another model is refused. config_hash is recorded, not
@@ -112,4 +112,4 @@ std::int64_t element_count(std::span<const std::int64_t> shape);
 
 std::string format_shape(std::span<const std::int64_t> shape);  // "[4, 8]"
 
-}  // namespace duet::io
+}  // namespace duet::ckpt

@@ -14,10 +14,10 @@
 #include <set>
 #include <stdexcept>
 
-#include "io/checkpoint_hash.h"
-#include "io/checkpoint_internal.h"
+#include "checkpoint/hash.h"
+#include "checkpoint/internal.h"
 
-namespace duet::io::detail {
+namespace duet::ckpt::detail {
 namespace {
 
 constexpr std::int64_t kChunkElements = (4 << 20) / sizeof(float);  // 4 MiB chunks
@@ -316,4 +316,4 @@ void read_slice_part(hid_t dset, const SliceRecord& slice, std::span<const std::
   }
 }
 
-}  // namespace duet::io::detail
+}  // namespace duet::ckpt::detail
