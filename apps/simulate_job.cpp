@@ -23,8 +23,8 @@ bool is_deepseek_v3(const io::ModelSection& m) {
 
 // Timeline events of pipeline 0: compute split into its parts (an F&B pair's forward and
 // backward, exposed all-to-all at the end of an op), then DP synchronisation.
-std::vector<io::ReportEvent> timeline_events(const SimOutcome& o, const sched::SimResult& r) {
-  std::vector<io::ReportEvent> out;
+std::vector<report::ReportEvent> timeline_events(const SimOutcome& o, const sched::SimResult& r) {
+  std::vector<report::ReportEvent> out;
   const sched::Placement place = o.schedule.placement();
   for (const sched::Event& e : r.events) {
     if (e.rank >= o.schedule.ranks) continue;
@@ -112,17 +112,17 @@ SimOutcome simulate_config(const io::RunConfig& cfg) {
   return o;
 }
 
-io::Report build_report(const io::RunConfig& cfg, const SimOutcome& o) {
+report::Report build_report(const io::RunConfig& cfg, const SimOutcome& o) {
   const sched::StepSummary& s = o.summary;
   const sched::Layout& l = o.in.layout;
-  io::Report r;
+  report::Report r;
   r.title = "Throughput report: " + cfg.run.name;
   r.source = "simulated";
   r.subtitle = std::to_string(cfg.cluster.gpus) + " × " + cfg.cluster.gpu + ", PP " + std::to_string(l.pp) + " (" +
                sched::format_schedule_kind(l.schedule) + ") × DP " + std::to_string(l.dp) + ", EP " +
                std::to_string(l.ep) + ", " + std::to_string(l.microbatches()) + " micro-batches of " +
                std::to_string(l.micro_batch_size * l.seq_len) + " tokens per pipeline";
-  using F = io::ReportField;
+  using F = report::ReportField;
   const auto& mem = s.memory;
   r.headline = {
       F::num("step_time_s", "step time", s.step_time_s, "s"),
@@ -190,7 +190,7 @@ io::Report build_report(const io::RunConfig& cfg, const SimOutcome& o) {
   r.timeline_title = "pipeline 0, " + sched::format_schedule_kind(l.schedule) + ", " + std::to_string(l.pp) +
                      " ranks, one step";
 
-  io::ReportTable stages{"Stages (one chunk = one micro-batch through one stage)",
+  report::ReportTable stages{"Stages (one chunk = one micro-batch through one stage)",
                          {"stage", "layers", "MoE layers", "extras", "F ms", "B ms", "W ms", "F a2a ms", "B a2a ms",
                           "activations GiB", "dense params (B)", "expert params/GPU (B)", "DP sync + opt ms"},
                          {}};

@@ -3,7 +3,7 @@
 // structs, one simulated step over every rank, and the report built from it. Shared by
 // apps/cmd_simulate.cpp and bench/bench_simulate.cpp.
 #include "io/config.h"
-#include "io/report.h"
+#include "report/report.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/schedule.h"
 #include "scheduler/simulate.h"
@@ -32,7 +32,7 @@ SimOutcome simulate_config(const io::RunConfig& cfg);
 
 // Headline, comparison with the published DeepSeek-V3 figure (for a DeepSeek-V3-shaped
 // model), step-time breakdown, per-rank numbers and the timeline of pipeline 0.
-io::Report build_report(const io::RunConfig& cfg, const SimOutcome& outcome);
+report::Report build_report(const io::RunConfig& cfg, const SimOutcome& outcome);
 
 // The published figure: 180K H800 GPU-hours per trillion tokens (DeepSeek-V3 report, §1).
 constexpr double kPublishedGpuHoursPerTrillion = 180e3;

@@ -150,7 +150,7 @@ RankStep account(const std::vector<io::TraceEvent>& ev) {
 
 }  // namespace
 
-io::Report measured_report(const std::string& run_dir) {
+report::Report measured_report(const std::string& run_dir) {
   const io::RunConfig cfg = io::load_config(run_dir + "/config.yaml");
   const auto rows = read_metrics(run_dir + "/metrics.jsonl");
   const int world = cfg.parallel.pp * cfg.parallel.dp;
@@ -282,7 +282,7 @@ io::Report measured_report(const std::string& run_dir) {
   sim.record_timeline = false;
   const sched::SimResult predicted = sched::simulate(schedule, sim);
 
-  io::Report rep_out;
+  report::Report rep_out;
   rep_out.title = "duet run report: " + fs::path(run_dir).filename().string();
   rep_out.source = "measured";
   char sub[256];
@@ -299,7 +299,7 @@ io::Report measured_report(const std::string& run_dir) {
   }
   const double tokens_per_step = (double)cfg.train.global_batch * cfg.train.seq_len;
   const double predicted_step = predicted.makespan;
-  using F = io::ReportField;
+  using F = report::ReportField;
   rep_out.headline = {
       F::num("step_time_s", "step time (median of steady steps)", step_time, "s"),
       F::num("predicted_step_time_s", "simulator, with this run's measured op costs", predicted_step, "s"),
@@ -331,7 +331,7 @@ io::Report measured_report(const std::string& run_dir) {
       rep_out.timeline.push_back({p, kind, e.name, e.t0 - origin, e.t1 - origin});
     }
   rep_out.timeline_title = "pipeline 0, measured";
-  io::ReportTable costs{"measured op costs per stage (ms, medians of lone ops; F&B = pair cost used)",
+  report::ReportTable costs{"measured op costs per stage (ms, medians of lone ops; F&B = pair cost used)",
                        {"stage", "F", "B", "I", "W", "F&B", "all-to-all in F", "all-to-all in B"}, {}};
   auto ms = [](double s) {
     char buf[32];

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "io/report.h"
+#include "report/report.h"
 
 namespace duet::runtime {
 
@@ -21,6 +21,6 @@ struct RankStep {
 
 // Throws std::runtime_error naming the file when the run directory lacks what is needed
 // (config.yaml, metrics.jsonl, trace/rank-*.json: runs with runtime.trace true).
-io::Report measured_report(const std::string& run_dir);
+report::Report measured_report(const std::string& run_dir);
 
 }  // namespace duet::runtime

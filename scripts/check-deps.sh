@@ -10,11 +10,12 @@ declare -A allowed=(
   [model]="model kernels"
   [scheduler]="scheduler core"
   [io]="io core"
+  [report]="report core scheduler"
   [slurm]="slurm core"
-  [runtime]="runtime model kernels scheduler io core"
-  [apps]="apps runtime model kernels scheduler io slurm core"
+  [runtime]="runtime model kernels scheduler io report core"
+  [apps]="apps runtime model kernels scheduler io report slurm core"
 )
-modules="core kernels model scheduler io runtime slurm apps"
+modules="core kernels model scheduler io report runtime slurm apps"
 bad=0
 for mod in "${!allowed[@]}"; do
   [ -d "$mod" ] || continue
