@@ -14,6 +14,7 @@
 
 #include "io/config.h"
 #include "io/trace.h"
+#include "report/trace_reader.h"
 #include "runtime/engine.h"
 #include "scheduler/comm.h"
 #include "scheduler/simulate.h"
@@ -160,7 +161,7 @@ report::Report measured_report(const std::string& run_dir) {
     std::snprintf(name, sizeof name, "/trace/rank-%05d.json", r);
     const std::string path = run_dir + name;
     if (!fs::exists(path)) throw std::runtime_error("missing " + path + " (runs write traces with runtime.trace: true)");
-    traces[r] = io::read_trace(path);
+    traces[r] = report::read_trace(path);
   }
   const sched::Schedule schedule =
       sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, microbatches_per_pipeline(cfg));
