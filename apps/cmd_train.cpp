@@ -6,11 +6,11 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "apps/report_job.h"
 #include "io/checkpoint.h"
 #include "io/metrics.h"
 #include "report/report.h"
 #include "runtime/mpi.h"
-#include "runtime/run_report.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
@@ -58,7 +58,7 @@ int cmd_train(int argc, char** argv) {
     if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
       MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
       if (rank == 0) {
-        const report::Report r = runtime::measured_report(run_dir);
+        const report::Report r = measured_run_report(run_dir);
         report::write_report(r, run_dir);
         auto get = [&](const char* key) {
           for (const auto& f : r.headline)

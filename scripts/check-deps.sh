@@ -12,7 +12,7 @@ declare -A allowed=(
   [io]="io core"
   [report]="report core scheduler"
   [slurm]="slurm core"
-  [runtime]="runtime model kernels scheduler io report core"
+  [runtime]="runtime model kernels scheduler io core"
   [apps]="apps runtime model kernels scheduler io report slurm core"
 )
 modules="core kernels model scheduler io report runtime slurm apps"
