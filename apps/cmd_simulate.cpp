@@ -158,7 +158,7 @@ int cmd_simulate(int argc, char** argv) {
   }
 
   const SimOutcome o = simulate_config(cfg);
-  const report::Report report = build_report(cfg, o);
+  const report::Report report = report::simulated_report(o, simulation_labels(cfg));
   const std::string dir = vm["out"].as<std::string>();
   report::write_report(report, dir);
   const auto& s = o.summary;
