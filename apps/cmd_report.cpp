@@ -6,8 +6,8 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
-#include "io/report.h"
-#include "runtime/run_report.h"
+#include "apps/report_job.h"
+#include "report/report.h"
 
 namespace po = boost::program_options;
 
@@ -22,9 +22,9 @@ int cmd_report(int argc, char** argv) {
   if (!vm.count("run")) throw std::invalid_argument("--run DIR is required (a run directory, e.g. runs/tiny)");
   const std::string run = vm["run"].as<std::string>();
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
-  const io::Report r = runtime::measured_report(run);
-  io::write_report(r, out);
-  std::cout << io::report_markdown(r);
+  const report::Report r = measured_run_report(run);
+  report::write_report(r, out);
+  std::cout << report::render_markdown(r);
   std::printf("\nwrote %s/report.json, report.md, report.html\n", out.c_str());
   return 0;
 }

@@ -158,9 +158,9 @@ int cmd_simulate(int argc, char** argv) {
   }
 
   const SimOutcome o = simulate_config(cfg);
-  const io::Report report = build_report(cfg, o);
+  const report::Report report = report::simulated_report(o, simulation_labels(cfg));
   const std::string dir = vm["out"].as<std::string>();
-  io::write_report(report, dir);
+  report::write_report(report, dir);
   const auto& s = o.summary;
   std::printf("%s: step %.3f s, bubble %.1f%%, MFU %.1f%% (BF16 peak), %.0f tokens/s/GPU\n", cfg.run.name.c_str(),
               s.step_time_s, 100 * s.bubble_s / s.step_time_s, 100 * s.mfu, s.tokens_per_s_per_gpu);

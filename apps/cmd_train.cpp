@@ -6,12 +6,12 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "apps/report_job.h"
 #include "checkpoint/checkpoint.h"
 #include "io/metrics.h"
-#include "io/report.h"
+#include "report/report.h"
 #include "runtime/comm_mpi.h"
 #include "runtime/mpi.h"
-#include "runtime/run_report.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
@@ -58,8 +58,8 @@ int cmd_train(int argc, char** argv) {
     if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
       done->barrier();
       if (rank == 0) {
-        const io::Report r = runtime::measured_report(run_dir);
-        io::write_report(r, run_dir);
+        const report::Report r = measured_run_report(run_dir);
+        report::write_report(r, run_dir);
         auto get = [&](const char* key) {
           for (const auto& f : r.headline)
             if (f.key == key) return f.number;

@@ -1,40 +1,22 @@
 #pragma once
 // `duet simulate` without the command line: a RunConfig mapped onto the cost model's plain
-// structs, one simulated step over every rank, and the report built from it. Shared by
-// apps/cmd_simulate.cpp and bench/bench_simulate.cpp.
+// structs and one simulated step over every rank. report/simulated.h turns the outcome into
+// the report. Shared by apps/cmd_simulate.cpp and bench/bench_simulate.cpp.
 #include "io/config.h"
-#include "io/report.h"
-#include "scheduler/cost_model.h"
-#include "scheduler/schedule.h"
-#include "scheduler/simulate.h"
+#include "report/simulated.h"
 
 namespace duet::app {
 
-struct SimInputs {
-  sched::ModelShape model;
-  sched::ClusterSpec cluster;
-  sched::Efficiencies efficiencies;
-  sched::Layout layout;
-};
-SimInputs simulation_inputs(const io::RunConfig& cfg);
+using report::SimInputs;
+using report::SimOutcome;
 
-struct SimOutcome {
-  SimInputs in;
-  sched::Schedule schedule;
-  sched::JobCost job;
-  sched::SimResult result;  // all pp × dp ranks, no timeline
-  sched::StepSummary summary;
-};
+SimInputs simulation_inputs(const io::RunConfig& cfg);
 
 // Throws std::invalid_argument naming the config keys when the layout cannot be simulated
 // (pp × dp != cluster.gpus, too few micro-batches for the schedule, ...).
 SimOutcome simulate_config(const io::RunConfig& cfg);
 
-// Headline, comparison with the published DeepSeek-V3 figure (for a DeepSeek-V3-shaped
-// model), step-time breakdown, per-rank numbers and the timeline of pipeline 0.
-io::Report build_report(const io::RunConfig& cfg, const SimOutcome& outcome);
-
-// The published figure: 180K H800 GPU-hours per trillion tokens (DeepSeek-V3 report, §1).
-constexpr double kPublishedGpuHoursPerTrillion = 180e3;
+// The names the report prints that the cost model does not carry: run.name, cluster.gpu.
+inline report::SimLabels simulation_labels(const io::RunConfig& cfg) { return {cfg.run.name, cfg.cluster.gpu}; }
 
 }  // namespace duet::app

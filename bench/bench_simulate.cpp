@@ -28,8 +28,8 @@ BENCHMARK(BM_SimulateDeepSeekV3_2048Gpus)->Unit(benchmark::kMillisecond);
 void BM_SimulateAndReport(benchmark::State& state) {
   for (auto _ : state) {
     duet::app::SimOutcome o = duet::app::simulate_config(deepseek_config());
-    duet::io::Report r = duet::app::build_report(deepseek_config(), o);
-    std::string html = duet::io::report_html(r);
+    duet::report::Report r = duet::report::simulated_report(o, duet::app::simulation_labels(deepseek_config()));
+    std::string html = duet::report::render_html(r);
     benchmark::DoNotOptimize(html.data());
   }
 }

@@ -1,8 +1,6 @@
 #include "io/trace.h"
 
 #include <cstdio>
-#include <fstream>
-#include <regex>
 #include <stdexcept>
 
 #include "core/json.h"
@@ -44,28 +42,6 @@ void TraceRecorder::write(const std::string& path, int rank) const {
   }
   std::fprintf(f, "\n]}\n");
   if (std::fclose(f) != 0) throw std::runtime_error("cannot write trace file " + path);
-}
-
-std::vector<TraceEvent> read_trace(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read trace file " + path);
-  std::vector<TraceEvent> out;
-  const std::regex re(
-      R"re(\{"name":"([^"]*)","cat":"([a-z0-9]+)","ph":"X","pid":\d+,"tid":(\d+),"ts":([-0-9.e]+),"dur":([-0-9.e]+),"args":\{"step":(\d+)(,"op":"([FBIW])","dir":(\d+),"mb":(\d+))?\}\})re");
-  for (std::string line; std::getline(in, line);) {
-    std::smatch m;
-    if (!std::regex_search(line, m, re)) continue;
-    TraceEvent e;
-    e.name = m[1];
-    e.cat = core::parse_trace_category(m[2].str()).value_or(TraceCategory::Idle);
-    e.thread = static_cast<TraceThread>(std::stoi(m[3]));
-    e.t0 = std::stod(m[4]) * 1e-6;
-    e.t1 = e.t0 + std::stod(m[5]) * 1e-6;
-    e.step = std::stoi(m[6]);
-    if (m[7].matched) e.op = {*core::parse_trace_op(m[8].str()), std::stoi(m[9]), std::stoi(m[10])};
-    out.push_back(std::move(e));
-  }
-  return out;
 }
 
 }  // namespace duet::io

@@ -5,6 +5,7 @@
 // machine's monotonic clock, so files of ranks on one machine line up when loaded together.
 // What an event is (category, thread, op) is core/trace_event.h, shared with the readers;
 // an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5}.
+// report/trace_reader.h reads the files back.
 
 #include <chrono>
 #include <mutex>
@@ -40,9 +41,6 @@ class TraceRecorder {
   size_t max_events_, dropped_ = 0;
   int step_ = 0;
 };
-
-// Reads back a file written by write() (for reports and tests); throws naming the path.
-std::vector<TraceEvent> read_trace(const std::string& path);
 
 // Records [construction, destruction) as one event, when a recorder is given.
 class TraceScope {

@@ -11,11 +11,12 @@ declare -A allowed=(
   [scheduler]="scheduler core"
   [checkpoint]="checkpoint core"
   [io]="io core"
+  [report]="report core scheduler"
   [slurm]="slurm core"
   [runtime]="runtime model kernels scheduler checkpoint io core"
-  [apps]="apps runtime model kernels scheduler checkpoint io slurm core"
+  [apps]="apps runtime model kernels scheduler checkpoint io report slurm core"
 )
-modules="core kernels model scheduler checkpoint io runtime slurm apps"
+modules="core kernels model scheduler checkpoint io report runtime slurm apps"
 bad=0
 for mod in "${!allowed[@]}"; do
   [ -d "$mod" ] || continue

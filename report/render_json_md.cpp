@@ -1,36 +1,19 @@
-#include "io/report.h"
+#include "report/report.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
 
-namespace duet::io {
+#include "core/json.h"
+
+namespace duet::report {
 namespace {
 
+using core::json::number;
+using core::json::quote;
+
 // ---- text helpers ---------------------------------------------------------------------------
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
-  return std::string(buf, r.ptr);
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
-    else if (c == '\n') out += "\\n";
-    else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else out += static_cast<char>(c);
-  }
-  return out + "\"";
-}
 
 // For people: 4 significant digits, thousands separated above 10,000.
 std::string pretty(double v) {
@@ -106,67 +89,67 @@ bool PublishedComparison::within_tolerance() const {
 
 // ---- report.json ------------------------------------------------------------------------------
 
-std::string report_json(const Report& r) {
+std::string render_json(const Report& r) {
   std::string j = "{\n";
   auto line = [&](const std::string& key, const std::string& value, bool last = false) {
-    j += "  " + json_string(key) + ": " + value + (last ? "\n" : ",\n");
+    j += "  " + quote(key) + ": " + value + (last ? "\n" : ",\n");
   };
   auto array = [](const std::vector<double>& v) {
     std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_number(v[i]);
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + number(v[i]);
     return s + "]";
   };
-  line("title", json_string(r.title));
-  line("source", json_string(r.source));
-  line("subtitle", json_string(r.subtitle));
+  line("title", quote(r.title));
+  line("source", quote(r.source));
+  line("subtitle", quote(r.subtitle));
   for (const auto& f : r.headline) {
-    if (f.kind == ReportField::Kind::Number) line(f.key, json_number(f.number));
-    else if (f.kind == ReportField::Kind::Text) line(f.key, json_string(f.text));
+    if (f.kind == ReportField::Kind::Number) line(f.key, number(f.number));
+    else if (f.kind == ReportField::Kind::Text) line(f.key, quote(f.text));
     else {
       std::string g = "{";
       for (size_t i = 0; i < f.group.size(); ++i)
-        g += (i ? ", " : "") + json_string(f.group[i].first) + ": " + json_number(f.group[i].second);
+        g += (i ? ", " : "") + quote(f.group[i].first) + ": " + number(f.group[i].second);
       line(f.key, g + "}");
     }
   }
   if (!r.published.metric.empty()) {
     const auto& p = r.published;
-    line("published", "{\"metric\": " + json_string(p.metric) + ", \"source\": " + json_string(p.source) +
-                          ", \"published\": " + json_number(p.published) + ", \"predicted\": " +
-                          json_number(p.predicted) + ", \"predicted_over_published\": " + json_number(p.ratio()) +
-                          ", \"tolerance\": " + json_number(p.tolerance) + ", \"within_tolerance\": " +
-                          (p.within_tolerance() ? "true" : "false") + ", \"note\": " + json_string(p.note) + "}");
+    line("published", "{\"metric\": " + quote(p.metric) + ", \"source\": " + quote(p.source) +
+                          ", \"published\": " + number(p.published) + ", \"predicted\": " +
+                          number(p.predicted) + ", \"predicted_over_published\": " + number(p.ratio()) +
+                          ", \"tolerance\": " + number(p.tolerance) + ", \"within_tolerance\": " +
+                          (p.within_tolerance() ? "true" : "false") + ", \"note\": " + quote(p.note) + "}");
   }
   std::string b = "{";
   for (size_t i = 0; i < r.breakdown.size(); ++i)
-    b += (i ? ", " : "") + json_string(r.breakdown[i].name) + ": " + json_number(r.breakdown[i].seconds);
+    b += (i ? ", " : "") + quote(r.breakdown[i].name) + ": " + number(r.breakdown[i].seconds);
   line("breakdown_s", b + "}");
   line("per_rank", "{\"bubble_s\": " + array(r.bubble_per_rank) + ", \"busy_s\": " + array(r.busy_per_rank) +
                        ", \"exposed_comm_s\": " + array(r.exposed_comm_per_rank) + "}");
   std::string t = "[";
   for (size_t i = 0; i < r.tables.size(); ++i) {
     const auto& tb = r.tables[i];
-    t += (i ? ", " : "") + std::string("{\"title\": ") + json_string(tb.title) + ", \"columns\": [";
-    for (size_t c = 0; c < tb.columns.size(); ++c) t += (c ? ", " : "") + json_string(tb.columns[c]);
+    t += (i ? ", " : "") + std::string("{\"title\": ") + quote(tb.title) + ", \"columns\": [";
+    for (size_t c = 0; c < tb.columns.size(); ++c) t += (c ? ", " : "") + quote(tb.columns[c]);
     t += "], \"rows\": [";
     for (size_t k = 0; k < tb.rows.size(); ++k) {
       t += k ? ", [" : "[";
-      for (size_t c = 0; c < tb.rows[k].size(); ++c) t += (c ? ", " : "") + json_string(tb.rows[k][c]);
+      for (size_t c = 0; c < tb.rows[k].size(); ++c) t += (c ? ", " : "") + quote(tb.rows[k][c]);
       t += "]";
     }
     t += "]}";
   }
   line("tables", t + "]");
   std::string n = "[";
-  for (size_t i = 0; i < r.notes.size(); ++i) n += (i ? ", " : "") + json_string(r.notes[i]);
+  for (size_t i = 0; i < r.notes.size(); ++i) n += (i ? ", " : "") + quote(r.notes[i]);
   line("notes", n + "]");
-  line("timeline_title", json_string(r.timeline_title));
+  line("timeline_title", quote(r.timeline_title));
   std::string tl = "[";
   for (size_t i = 0; i < r.timeline.size(); ++i) {
     const auto& e = r.timeline[i];
     tl += std::string(i ? ",\n    " : "\n    ") + "{\"rank\": " + std::to_string(e.rank) + ", \"kind\": " +
-          json_string(e.kind) + ", \"label\": " + json_string(e.label) + ", \"t0\": " + json_number(e.t0) +
-          ", \"t1\": " + json_number(e.t1) + "}";
+          quote(e.kind) + ", \"label\": " + quote(e.label) + ", \"t0\": " + number(e.t0) +
+          ", \"t1\": " + number(e.t1) + "}";
   }
   line("timeline", tl + (r.timeline.empty() ? "]" : "\n  ]"), true);
   return j + "}\n";
@@ -174,7 +157,7 @@ std::string report_json(const Report& r) {
 
 // ---- report.md --------------------------------------------------------------------------------
 
-std::string report_markdown(const Report& r) {
+std::string render_markdown(const Report& r) {
   std::string m = "# " + r.title + "\n\n";
   m += "*" + r.source + "*" + (r.subtitle.empty() ? "" : " — " + r.subtitle) + "\n\n";
   m += "| | |\n|---|---|\n";
@@ -219,4 +202,4 @@ std::string report_markdown(const Report& r) {
   return m;
 }
 
-}  // namespace duet::io
+}  // namespace duet::report

@@ -1,7 +1,7 @@
 #pragma once
 // A throughput report, whatever produced it: `duet simulate` fills it from the simulator and
-// the cost model ("simulated"), a later `duet report --run DIR` from the traces of a real run
-// ("measured"). One structure, three renderings:
+// the cost model ("simulated", report/simulated.h), `duet report --run DIR` from the traces of
+// a real run ("measured", report/measured.h). One structure, three renderings:
 //   report.json  every field, machine-readable (headline fields at the top level)
 //   report.md    the same as tables, for a terminal or a pull request
 //   report.html  self-contained (inline CSS and SVG, no scripts, no network): headline, the
@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-namespace duet::io {
+namespace duet::report {
 
 // One headline entry: a number with its unit, a text, or a group of named numbers (one
 // JSON object, e.g. memory per GPU by kind). Kept in insertion order.
@@ -79,12 +79,12 @@ struct Report {
   std::vector<std::string> notes;  // caveats, printed as a list
 };
 
-std::string report_json(const Report& r);
-std::string report_markdown(const Report& r);
-std::string report_html(const Report& r);
+std::string render_json(const Report& r);      // report/render_json_md.cpp
+std::string render_markdown(const Report& r);  // report/render_json_md.cpp
+std::string render_html(const Report& r);      // report/html.cpp
 
 // Writes report.json, report.md and report.html into `dir` (created if missing). Throws
 // std::runtime_error naming the path that could not be written.
 void write_report(const Report& r, const std::string& dir);
 
-}  // namespace duet::io
+}  // namespace duet::report

@@ -1,4 +1,4 @@
-// io/report: the three renderings of one Report carry the same facts; JSON reads back
+// report/report: the three renderings of one Report carry the same facts; JSON reads back
 // (yaml-cpp parses JSON), HTML is self-contained and escaped, files land where asked.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
@@ -7,9 +7,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "io/report.h"
+#include "report/report.h"
 
-namespace duet::io {
+namespace duet::report {
 namespace {
 
 Report sample() {
@@ -36,7 +36,7 @@ Report sample() {
 }
 
 TEST(Report, JsonHoldsEveryField) {
-  const YAML::Node j = YAML::Load(report_json(sample()));
+  const YAML::Node j = YAML::Load(render_json(sample()));
   EXPECT_EQ(j["title"].as<std::string>(), "Throughput <test> & \"quotes\"");
   EXPECT_EQ(j["source"].as<std::string>(), "simulated");
   EXPECT_DOUBLE_EQ(j["step_time_s"].as<double>(), 19.25);
@@ -64,11 +64,11 @@ TEST(Report, PublishedToleranceIsEnforced) {
   EXPECT_FALSE(p.within_tolerance());
   Report r = sample();
   r.published.metric.clear();  // no comparison: no block
-  EXPECT_FALSE(YAML::Load(report_json(r))["published"].IsDefined());
+  EXPECT_FALSE(YAML::Load(render_json(r))["published"].IsDefined());
 }
 
 TEST(Report, MarkdownHasTheTables) {
-  const std::string md = report_markdown(sample());
+  const std::string md = render_markdown(sample());
   EXPECT_NE(md.find("# Throughput <test>"), std::string::npos);
   EXPECT_NE(md.find("| step time | 19.25 s |"), std::string::npos) << md;
   EXPECT_NE(md.find("| tokens per second | 3,268,000 |"), std::string::npos) << md;
@@ -81,7 +81,7 @@ TEST(Report, MarkdownHasTheTables) {
 }
 
 TEST(Report, HtmlIsSelfContainedAndEscaped) {
-  const std::string h = report_html(sample());
+  const std::string h = render_html(sample());
   EXPECT_EQ(h.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_NE(h.find("Throughput &lt;test&gt; &amp; &quot;quotes&quot;"), std::string::npos);
   EXPECT_EQ(h.find("<test>"), std::string::npos);  // nothing unescaped
@@ -116,4 +116,4 @@ TEST(Report, WriteReportWritesThreeFiles) {
 }
 
 }  // namespace
-}  // namespace duet::io
+}  // namespace duet::report

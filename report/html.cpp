@@ -7,9 +7,9 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "io/report.h"
+#include "report/report.h"
 
-namespace duet::io {
+namespace duet::report {
 namespace {
 
 std::string esc(const std::string& s) {
@@ -166,7 +166,7 @@ std::string per_rank_table(const Report& r) {
 
 }  // namespace
 
-std::string report_html(const Report& r) {
+std::string render_html(const Report& r) {
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + esc(r.title) +
                   "</title>\n<style>\n"
                   "body{font-family:sans-serif;margin:24px;color:#222;max-width:1420px}\n"
@@ -223,7 +223,7 @@ void write_report(const Report& r, const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create report directory '" + dir + "': " + ec.message());
   const std::pair<const char*, std::string> files[] = {
-      {"report.json", report_json(r)}, {"report.md", report_markdown(r)}, {"report.html", report_html(r)}};
+      {"report.json", render_json(r)}, {"report.md", render_markdown(r)}, {"report.html", render_html(r)}};
   for (const auto& [name, text] : files) {
     const std::string path = (std::filesystem::path(dir) / name).string();
     std::ofstream out(path, std::ios::binary);
@@ -231,4 +231,4 @@ void write_report(const Report& r, const std::string& dir) {
   }
 }
 
-}  // namespace duet::io
+}  // namespace duet::report

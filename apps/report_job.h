@@ -1,0 +1,19 @@
+#pragma once
+// `duet report --run DIR` without the command line: the run's config.yaml (io/) mapped onto
+// the plain shape report/ needs, and the measured report of the run. Shared by
+// apps/cmd_report.cpp and apps/cmd_train.cpp (which reports a traced run when it ends).
+#include <string>
+
+#include "io/config.h"
+#include "report/measured.h"
+
+namespace duet::app {
+
+// pp, dp, ep, the schedule as run and its micro-batches, and the sizes the report reads.
+report::RunShape run_shape(const io::RunConfig& cfg);
+
+// Loads run_dir/config.yaml and builds the report from the run's metrics and traces. Throws
+// naming the file that is missing or invalid.
+report::Report measured_run_report(const std::string& run_dir);
+
+}  // namespace duet::app

@@ -1,0 +1,246 @@
+#include "report/measured.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "report/accounting.h"
+#include "report/trace_reader.h"
+#include "scheduler/simulate.h"
+
+namespace fs = std::filesystem;
+
+namespace duet::report {
+namespace {
+
+using core::TraceCategory;
+using core::TraceEvent;
+using core::TraceThread;
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Steady-state steps: all but the first two (allocation, warm-up) and evaluation steps.
+std::vector<StepMetrics> steady_steps(const std::vector<StepMetrics>& rows) {
+  std::vector<StepMetrics> steady;
+  for (const auto& r : rows)
+    if ((r.step > 2 || rows.size() <= 2) && !r.eval) steady.push_back(r);
+  return steady.empty() ? rows : steady;
+}
+
+// Per-stage costs for the simulator: medians of the lone ops measured, and pairs priced by
+// what they measured. One CPU computes both halves of a pair in turn, and a pair costs more
+// than its halves do alone (a second thread, baton hand-overs, caches shared by two
+// micro-batches). The simulator prices a pair F_a & B_b as fb_a·f_a/(f_a+b_a) +
+// fb_b·b_b/(f_b+b_b); with fb = k·(f + b) for every stage that is k·(f_a + b_b), and k is the
+// median measured ratio.
+std::vector<sched::StageCost> stage_costs(const OpCostSamples& m, int stages, double activation_bytes,
+                                          double dp_sync) {
+  std::vector<sched::StageCost> out;
+  for (int s = 0; s < stages; ++s) {
+    auto at = [s](const std::map<int, std::vector<double>>& by_stage) {
+      const auto it = by_stage.find(s);
+      return it == by_stage.end() ? std::vector<double>{} : it->second;
+    };
+    sched::StageCost c;
+    c.f = median(at(m.f));
+    c.b = at(m.b).empty() ? median(at(m.i)) + median(at(m.w)) : median(at(m.b));
+    c.i = at(m.i).empty() ? c.b / 2 : median(at(m.i));
+    c.w = at(m.w).empty() ? c.b / 2 : median(at(m.w));
+    c.fb = c.f + c.b;  // scaled below by what pairs measured
+    c.f_a2a = median(at(m.f_all2all)), c.b_a2a = median(at(m.b_all2all));
+    c.activation_bytes = c.gradient_bytes = activation_bytes;
+    c.dp_sync = dp_sync;
+    out.push_back(c);
+  }
+  if (!m.pairs.empty()) {
+    std::vector<double> ratio;
+    for (const auto& p : m.pairs) {
+      const double lone = out[p.stage_f].f + out[p.stage_b].b;
+      if (lone > 0) ratio.push_back(p.compute / lone);
+    }
+    const double k = ratio.empty() ? 1.0 : median(ratio);
+    for (auto& c : out) c.fb = k * (c.f + c.b);
+  }
+  return out;
+}
+
+std::string timeline_kind(const TraceEvent& e) {
+  switch (e.cat) {
+    case TraceCategory::Compute:
+      return e.op.op != core::TraceOp::None ? std::string(1, core::trace_op_letter(e.op.op)) : "compute";
+    case TraceCategory::All2all: return "a2a";
+    case TraceCategory::Dp: return "dp";
+    case TraceCategory::Idle: return "idle";
+    default: return "p2p";
+  }
+}
+
+std::string ms(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s * 1e3);
+  return buf;
+}
+
+}  // namespace
+
+std::vector<StepMetrics> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  auto num = [](const std::string& line, const char* key, double& out) {
+    std::smatch m;
+    if (std::regex_search(line, m, std::regex(std::string("\"") + key + "\":([-0-9.eE+]+)"))) out = std::stod(m[1]);
+  };
+  std::vector<StepMetrics> rows;
+  for (std::string line; std::getline(in, line);) {
+    StepMetrics r;
+    double step = -1;
+    num(line, "step", step);
+    if (step < 0) continue;
+    r.step = (int)step;
+    num(line, "step_time_s", r.step_time);
+    num(line, "tokens_per_s", r.tokens_per_s);
+    num(line, "grad_sync_s", r.grad_sync);
+    r.eval = line.find("\"val_loss\"") != std::string::npos;
+    rows.push_back(r);
+  }
+  if (rows.empty()) throw std::runtime_error(path + " holds no steps");
+  return rows;
+}
+
+Report measured_report(const std::string& name, const RunShape& shape, const std::vector<StepMetrics>& metrics,
+                       const std::vector<std::vector<TraceEvent>>& traces) {
+  const int world = shape.pp * shape.dp;
+  if ((int)traces.size() != world)
+    throw std::invalid_argument("measured_report: " + std::to_string(traces.size()) + " traces for " +
+                                std::to_string(world) + " ranks");
+  const sched::Schedule schedule = sched::make_schedule(shape.schedule, shape.pp, shape.microbatches_per_pipeline);
+  const sched::Placement place = schedule.placement();
+
+  const std::vector<StepMetrics> steady = steady_steps(metrics);
+  std::vector<double> times, rates, syncs;
+  for (const auto& r : steady) times.push_back(r.step_time), rates.push_back(r.tokens_per_s), syncs.push_back(r.grad_sync);
+  const double step_time = median(times);
+  // The representative step: the steady step closest to the median step time.
+  const StepMetrics rep = *std::min_element(steady.begin(), steady.end(), [&](auto& a, auto& b) {
+    return std::abs(a.step_time - step_time) < std::abs(b.step_time - step_time);
+  });
+
+  // Accounting of the representative step, and per-stage op costs over all steady steps.
+  std::set<int> steady_set;
+  for (const auto& r : steady) steady_set.insert(r.step);
+  std::vector<RankStep> per_rank(world);
+  OpCostSamples samples;
+  for (int r = 0; r < world; ++r) {
+    std::map<int, std::vector<TraceEvent>> by_step;
+    for (const auto& e : traces[r]) by_step[e.step].push_back(e);
+    per_rank[r] = account_step(by_step[rep.step]);
+    const int pp_rank = r / shape.dp;
+    for (int s : steady_set) sample_op_costs(by_step[s], schedule.ops[pp_rank], place, pp_rank, samples);
+  }
+
+  // Replay the schedule with those costs; point-to-point: the fastest send seen is latency +
+  // transfer of one activation.
+  sched::SimConfig sim;
+  const double act_bytes = 4.0 * shape.micro_batch_size * shape.seq_len * shape.d_model;
+  sim.stages = stage_costs(samples, place.num_stages(), act_bytes, median(syncs));
+  const double p2p = std::isfinite(samples.fastest_send) ? samples.fastest_send : shape.comm_delay_us * 1e-6;
+  sim.link_classes = {sched::LinkClass{p2p, 0}};
+  sim.pipelines = shape.dp;
+  sim.record_timeline = false;
+  const double predicted_step = sched::simulate(schedule, sim).makespan;
+
+  Report out;
+  out.title = "duet run report: " + name;
+  out.source = "measured";
+  char sub[256];
+  std::snprintf(sub, sizeof sub, "%d ranks = PP %d x DP %d (EP %d), %s, %d micro-batches per pipeline; step %d shown",
+                world, shape.pp, shape.dp, shape.ep, core::format_schedule_kind(schedule.kind).c_str(),
+                schedule.microbatches, rep.step);
+  out.subtitle = sub;
+  double bubble = 0, exposed = 0, busy = 0, window = 0;
+  for (const auto& r : per_rank) {
+    out.bubble_per_rank.push_back(r.bubble);
+    out.busy_per_rank.push_back(r.busy);
+    out.exposed_comm_per_rank.push_back(r.exposed_comm);
+    bubble += r.bubble / world, exposed += r.exposed_comm / world, busy += r.busy / world, window += r.window / world;
+  }
+  const double tokens_per_step = (double)shape.global_batch * shape.seq_len;
+  using F = ReportField;
+  out.headline = {
+      F::num("step_time_s", "step time (median of steady steps)", step_time, "s"),
+      F::num("predicted_step_time_s", "simulator, with this run's measured op costs", predicted_step, "s"),
+      F::num("predicted_over_measured", "predicted / measured step time", predicted_step / step_time),
+      F::num("bubble_s", "bubble (mean per rank)", bubble, "s"),
+      F::num("bubble_fraction", "bubble fraction", window > 0 ? bubble / window : 0),
+      F::num("exposed_comm_s", "exposed communication (mean per rank)", exposed, "s"),
+      F::num("exposed_comm_fraction", "exposed communication fraction", window > 0 ? exposed / window : 0),
+      F::num("tokens_per_step", "tokens per step", tokens_per_step),
+      F::num("tokens_per_s", "tokens per second (median)", median(rates), "tokens/s"),
+      F::num("steps_measured", "steady steps measured", (double)steady.size()),
+  };
+  out.breakdown = {{"compute", busy}, {"exposed communication", exposed}, {"bubble", bubble},
+                   {"gradient sync + optimizer", std::max(0.0, step_time - window)}};
+
+  // Timeline: pipeline 0 (its pp ranks), the representative step.
+  double origin = 1e300;
+  for (int p = 0; p < shape.pp; ++p)
+    for (const auto& e : traces[p * shape.dp])
+      if (e.step == rep.step && e.thread != TraceThread::Progress) origin = std::min(origin, e.t0);
+  for (int p = 0; p < shape.pp; ++p)
+    for (const auto& e : traces[p * shape.dp]) {
+      if (e.step != rep.step || e.thread == TraceThread::Progress) continue;
+      if (e.cat != TraceCategory::Compute && e.t1 - e.t0 < 1e-4) continue;  // too thin to see
+      out.timeline.push_back({p, timeline_kind(e), e.name, e.t0 - origin, e.t1 - origin});
+    }
+  out.timeline_title = "pipeline 0, measured";
+
+  ReportTable costs{"measured op costs per stage (ms, medians of lone ops; F&B = pair cost used)",
+                    {"stage", "F", "B", "I", "W", "F&B", "all-to-all in F", "all-to-all in B"},
+                    {}};
+  for (int s = 0; s < place.num_stages(); ++s) {
+    const sched::StageCost& c = sim.stages[s];
+    costs.rows.push_back({std::to_string(s), ms(c.f), ms(c.b), ms(c.i), ms(c.w), ms(c.fb), ms(c.f_a2a), ms(c.b_a2a)});
+  }
+  out.tables.push_back(costs);
+  out.notes = {
+      "Busy = some thread of the rank computing; exposed communication = waiting on a transfer, an all-to-all or the "
+      "gradient reduction while no thread computes; bubble = the rest of the step window.",
+      "The prediction replays this run's schedule in the discrete-event simulator with per-stage op costs measured "
+      "here (medians of ops outside overlapped pairs; overlapped pairs scaled by their measured cost) and "
+      "point-to-point latency = the fastest send observed.",
+      "Ranks that share cores (more ranks than cores) stretch each other's op times; the measured costs include that."};
+  const unsigned cores = std::thread::hardware_concurrency();
+  if (cores > 0 && (unsigned)world > cores)
+    out.notes.push_back("This run had " + std::to_string(world) + " ranks on a " + std::to_string(cores) +
+                        "-core machine: ranks waited for CPU time, which the trace shows as waiting and the "
+                        "simulator (one core per rank) does not model, so the prediction is low. Compare "
+                        "prediction and measurement on runs with at most one rank per core.");
+  return out;
+}
+
+Report measured_report(const std::string& run_dir, const RunShape& shape) {
+  const auto metrics = read_metrics(run_dir + "/metrics.jsonl");
+  const int world = shape.pp * shape.dp;
+  std::vector<std::vector<TraceEvent>> traces(world);
+  for (int r = 0; r < world; ++r) {
+    char name[64];
+    std::snprintf(name, sizeof name, "/trace/rank-%05d.json", r);
+    const std::string path = run_dir + name;
+    if (!fs::exists(path)) throw std::runtime_error("missing " + path + " (runs write traces with runtime.trace: true)");
+    traces[r] = read_trace(path);
+  }
+  return measured_report(fs::path(run_dir).filename().string(), shape, metrics, traces);
+}
+
+}  // namespace duet::report

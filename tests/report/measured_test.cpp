@@ -1,0 +1,120 @@
+// report/measured: metrics.jsonl reading, and the measured report of a one-rank run built by
+// hand (1F1B, one micro-batch: F0:0 then B0:0 each step), without files.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "report/measured.h"
+
+namespace duet::report {
+namespace {
+
+namespace fs = std::filesystem;
+using core::TraceCategory;
+using core::TraceEvent;
+using core::TraceOp;
+using core::TraceThread;
+
+double headline(const Report& r, const std::string& key) {
+  for (const auto& f : r.headline)
+    if (f.key == key) return f.number;
+  ADD_FAILURE() << "no headline field " << key;
+  return 0;
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("duet-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+TEST(Measured, ReadMetricsSkipsLinesWithoutAStep) {
+  const fs::path d = scratch("metrics");
+  std::ofstream(d / "metrics.jsonl") << R"({"event":"start"}
+{"step":1,"loss":5.5,"step_time_s":2.5,"tokens_per_s":800,"grad_sync_s":0.125}
+{"step":2,"loss":5.25,"val_loss":5.5,"step_time_s":1.5e-1,"tokens_per_s":1e4,"grad_sync_s":0}
+)";
+  const auto rows = read_metrics((d / "metrics.jsonl").string());
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].step, 1);
+  EXPECT_EQ(rows[0].step_time, 2.5);
+  EXPECT_EQ(rows[0].tokens_per_s, 800);
+  EXPECT_EQ(rows[0].grad_sync, 0.125);
+  EXPECT_FALSE(rows[0].eval);
+  EXPECT_EQ(rows[1].step_time, 0.15);
+  EXPECT_TRUE(rows[1].eval);
+  std::ofstream(d / "empty.jsonl") << "\n";
+  EXPECT_THROW(read_metrics((d / "empty.jsonl").string()), std::runtime_error);
+  fs::remove_all(d);
+}
+
+TEST(Measured, MissingTraceIsNamed) {
+  const fs::path d = scratch("measured-missing");
+  std::ofstream(d / "metrics.jsonl") << R"({"step":1,"step_time_s":1,"tokens_per_s":1,"grad_sync_s":0})" << "\n";
+  RunShape shape;
+  shape.pp = 2, shape.dp = 1;
+  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 2;
+  try {
+    measured_report(d.string(), shape);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank-00000.json"), std::string::npos) << e.what();
+  }
+  fs::remove_all(d);
+}
+
+// Step s starts at 10·s: F0:0 computes 0.25 s, waits 0.25 s for nothing in particular, B0:0
+// computes 0.5 s.
+std::vector<TraceEvent> one_rank_trace(int first_step, int last_step) {
+  std::vector<TraceEvent> ev;
+  for (int s = first_step; s <= last_step; ++s) {
+    const double t = 10.0 * s;
+    ev.push_back({"F0:0", TraceCategory::Compute, TraceThread::Compute, t, t + 0.25, s, {TraceOp::F, 0, 0}});
+    ev.push_back({"wait", TraceCategory::Idle, TraceThread::Compute, t + 0.25, t + 0.5, s, {}});
+    ev.push_back({"B0:0", TraceCategory::Compute, TraceThread::Compute, t + 0.5, t + 1, s, {TraceOp::B, 0, 0}});
+  }
+  return ev;
+}
+
+TEST(Measured, OneRankRunByHand) {
+  RunShape shape;
+  shape.pp = 1, shape.dp = 1, shape.ep = 1;
+  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
+  shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  // Steps 1 and 2 warm up; step 4 evaluates; steady: 3, 5, 6 with median 1.25 s (step 6).
+  const std::vector<StepMetrics> metrics = {
+      {1, 9, 10, 0, false}, {2, 8, 10, 0, false}, {3, 1, 64, 0, false},
+      {4, 7, 10, 0, true},  {5, 1.5, 40, 0, false}, {6, 1.25, 50, 0, false}};
+  const Report r = measured_report("byhand", shape, metrics, {one_rank_trace(1, 6)});
+
+  EXPECT_EQ(r.title, "duet run report: byhand");
+  EXPECT_EQ(r.source, "measured");
+  EXPECT_NE(r.subtitle.find("step 6 shown"), std::string::npos) << r.subtitle;
+  EXPECT_EQ(headline(r, "step_time_s"), 1.25);
+  EXPECT_EQ(headline(r, "steps_measured"), 3);
+  EXPECT_EQ(headline(r, "tokens_per_s"), 50);
+  EXPECT_EQ(headline(r, "tokens_per_step"), 64);
+  EXPECT_EQ(headline(r, "bubble_s"), 0);
+  EXPECT_EQ(headline(r, "exposed_comm_s"), 0.25);
+  EXPECT_EQ(headline(r, "exposed_comm_fraction"), 0.25);
+  EXPECT_EQ(r.busy_per_rank, std::vector<double>{0.75});
+  EXPECT_EQ(r.exposed_comm_per_rank, std::vector<double>{0.25});
+  // The simulator replays F then B with the measured costs: 0.25 + 0.5 s.
+  EXPECT_NEAR(headline(r, "predicted_step_time_s"), 0.75, 1e-12);
+  ASSERT_EQ(r.tables.size(), 1u);
+  ASSERT_EQ(r.tables[0].rows.size(), 1u);
+  EXPECT_EQ(r.tables[0].rows[0][1], "250.000");  // F, ms
+  EXPECT_EQ(r.tables[0].rows[0][2], "500.000");  // B, ms
+  ASSERT_EQ(r.timeline.size(), 3u);  // step 6 only, from its first event
+  EXPECT_EQ(r.timeline[0].kind, "F");
+  EXPECT_EQ(r.timeline[0].t0, 0);
+  EXPECT_EQ(r.timeline[1].kind, "idle");
+  EXPECT_EQ(r.timeline[2].kind, "B");
+  EXPECT_EQ(r.timeline[2].t1, 1);
+}
+
+}  // namespace
+}  // namespace duet::report
