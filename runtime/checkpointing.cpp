@@ -85,8 +85,8 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
     auto& adam = zero.adam((int)i);
     for (const auto& piece : adam.owned_pieces(arena)) {
       if (!seen.insert(piece.spec->name).second)
-        throw std::runtime_error("checkpoint: this rank owns two separate ZeRO-1 pieces of " + piece.spec->name +
-                                 " (a tensor larger than a reduce-scatter bucket); not supported yet");
+        throw std::logic_error("checkpoint: this rank owns two separate ZeRO-1 pieces of " + piece.spec->name +
+                               " (ZeRO buckets never cut a tensor, so this is a bug)");
       const std::vector<int64_t> global = {piece.spec->numel()}, off = {piece.begin - piece.spec->offset},
                                  len = {piece.end - piece.begin};
       slices.push_back({"opt.m/" + piece.spec->name, global, off, len,

@@ -12,29 +12,29 @@ ZeroOptimizer::ZeroOptimizer(std::vector<RankStage>& stages, ProcessGroups& grou
   for (size_t i = 0; i < stages.size(); ++i) {
     StageState& st = state_[i];
     StageGroups& g = groups.stage_of_dir(stages[i].dir);
-    // Buckets: runs of dense or of expert tensors, cut at bucket_floats; each cut into one
-    // near-equal shard per member of its group.
+    // Buckets: whole tensors, dense and expert ones apart, gathered while they fit in
+    // bucket_floats (a larger tensor is a bucket of its own); each bucket is cut into one
+    // near-equal shard per member of its group. Never cutting a tensor keeps each rank's
+    // share of a tensor one contiguous piece, which is what a checkpoint saves.
     const auto& specs = stages[i].arena->specs();
     model::ArenaRanges owned;
     for (size_t a = 0; a < specs.size();) {
       const bool expert = specs[a].expert >= 0;
-      size_t b = a;
-      while (b < specs.size() && (specs[b].expert >= 0) == expert) ++b;
-      const int64_t run_begin = specs[a].offset, run_end = specs[b - 1].offset + specs[b - 1].numel();
-      for (int64_t lo = run_begin; lo < run_end; lo += bucket_floats) {
-        Bucket bk;
-        bk.begin = lo, bk.end = std::min(run_end, lo + bucket_floats);
-        bk.comm = expert ? g.expert_copies.get() : g.copies.get();
-        const int P = bk.comm->size();
-        bk.me = bk.comm->rank();
-        const int64_t n = bk.end - bk.begin;
-        for (int m = 0, off = 0; m < P; ++m) {
-          const int cnt = (int)(n * (m + 1) / P - n * m / P);
-          bk.counts.push_back(cnt), bk.displs.push_back(off), off += cnt;
-        }
-        owned.push_back({bk.begin + bk.displs[bk.me], bk.begin + bk.displs[bk.me] + bk.counts[bk.me]});
-        st.buckets.push_back(std::move(bk));
+      size_t b = a + 1;
+      const auto end_of = [&](size_t t) { return specs[t].offset + specs[t].numel(); };
+      while (b < specs.size() && (specs[b].expert >= 0) == expert && end_of(b) - specs[a].offset <= bucket_floats) ++b;
+      Bucket bk;
+      bk.begin = specs[a].offset, bk.end = end_of(b - 1);
+      bk.comm = expert ? g.expert_copies.get() : g.copies.get();
+      const int P = bk.comm->size();
+      bk.me = bk.comm->rank();
+      const int64_t n = bk.end - bk.begin;
+      for (int m = 0, off = 0; m < P; ++m) {
+        const int cnt = (int)(n * (m + 1) / P - n * m / P);
+        bk.counts.push_back(cnt), bk.displs.push_back(off), off += cnt;
       }
+      owned.push_back({bk.begin + bk.displs[bk.me], bk.begin + bk.displs[bk.me] + bk.counts[bk.me]});
+      st.buckets.push_back(std::move(bk));
       a = b;
     }
     st.adam = std::make_unique<model::AdamW>(*stages[i].arena, cfg, owned);
