@@ -13,10 +13,11 @@ declare -A allowed=(
   [io]="io core"
   [report]="report core scheduler"
   [slurm]="slurm core"
+  [supervisor]="supervisor core io checkpoint slurm"
   [runtime]="runtime model kernels scheduler checkpoint io core"
-  [apps]="apps runtime model kernels scheduler checkpoint io report slurm core"
+  [apps]="apps runtime model kernels scheduler checkpoint io report slurm supervisor core"
 )
-modules="core kernels model scheduler checkpoint io report runtime slurm apps"
+modules="core kernels model scheduler checkpoint io report runtime slurm supervisor apps"
 bad=0
 for mod in "${!allowed[@]}"; do
   [ -d "$mod" ] || continue

@@ -1,0 +1,259 @@
+#include "supervisor/policy.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+
+namespace duet::supervisor {
+
+namespace {
+
+constexpr double kFirstStoppedWindow = 0.5;  // seconds
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string fmt(const char* f, double a, double b = 0) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, f, a, b);
+  return buf;
+}
+
+Action log(std::string what, std::string why, std::vector<int> ranks = {}) {
+  Action a;
+  a.kind = Action::Kind::Log, a.what = std::move(what), a.why = std::move(why), a.ranks = std::move(ranks);
+  return a;
+}
+
+Action of(Action::Kind k) {
+  Action a;
+  a.kind = k;
+  return a;
+}
+
+Action finish(Outcome o, std::string why) {
+  Action a;
+  a.kind = Action::Kind::Finish, a.exit_code = static_cast<int>(o), a.why = std::move(why);
+  return a;
+}
+
+std::string describe_exit(const Event& e) {
+  return e.signal ? "killed by signal " + std::to_string(e.signal) : "exit code " + std::to_string(e.exit_code);
+}
+
+}  // namespace
+
+const char* state_name(Policy::State s) {
+  switch (s) {
+    case Policy::State::Starting: return "starting";
+    case Policy::State::Running: return "running";
+    case Policy::State::Stopping: return "stopping";
+    case Policy::State::TearingDown: return "tearing down";
+    case Policy::State::Waiting: return "waiting to restart";
+    case Policy::State::Finished: return "finished";
+  }
+  return "?";
+}
+
+Policy::Policy(const PolicyConfig& cfg, int ranks) : cfg_(cfg), ranks_(ranks), backoff_(cfg.backoff_s) {
+  if (ranks < 1) throw std::invalid_argument("supervisor policy: ranks must be >= 1");
+}
+
+double Policy::timeout(Phase phase) const {
+  switch (phase) {
+    case Phase::Setup: return cfg_.setup_timeout_s;
+    case Phase::Save: return cfg_.save_timeout_s;
+    case Phase::Step: break;
+  }
+  if (cfg_.hang_timeout_s > 0) return cfg_.hang_timeout_s;
+  if (step_times_.empty()) return cfg_.setup_timeout_s;  // no step has completed yet
+  return std::max(10 * median(step_times_), 60.0);
+}
+
+std::vector<Action> Policy::fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
+                                  bool dump_stacks) {
+  if (state_ == State::TearingDown || state_ == State::Waiting || state_ == State::Finished) return {};
+  std::vector<Action> out = {log(what, why, ranks)};
+  if (dump_stacks) {
+    Action d = of(Action::Kind::DumpStacks);
+    d.ranks = std::move(ranks);
+    out.push_back(d);
+  }
+  out.push_back(of(Action::Kind::Teardown));
+  state_ = State::TearingDown;
+  return out;
+}
+
+std::vector<Action> Policy::after_teardown(double t) {
+  if (stop_outcome_) {
+    state_ = State::Finished;
+    return {finish(*stop_outcome_, "stopped by a signal")};
+  }
+  if (failures_without_progress_ >= cfg_.max_restarts) {
+    state_ = State::Finished;
+    return {finish(Outcome::GaveUp, std::to_string(failures_without_progress_ + 1) +
+                                        " failures in a row without a new checkpoint (fault.max_restarts " +
+                                        std::to_string(cfg_.max_restarts) + "): giving up")};
+  }
+  ++failures_without_progress_;
+  state_ = State::Waiting;
+  relaunch_at_ = t + backoff_;
+  std::vector<Action> out = {log("restart-scheduled", fmt("attempt %g in %g s", attempt_ + 1, backoff_))};
+  backoff_ = std::min(2 * backoff_, kMaxBackoff);
+  return out;
+}
+
+void Policy::check_hang(double t, std::vector<Action>& out) {
+  std::vector<int> stuck;
+  double earliest = 0;
+  for (int r = 0; r < (int)ranks_.size(); ++r) {
+    const RankState& s = ranks_[r];
+    if (s.exited || t - s.last_progress <= timeout(s.phase)) continue;
+    if (stuck.empty() || s.last_progress < earliest) earliest = s.last_progress;
+    stuck.push_back(r);
+  }
+  if (stuck.empty()) return;
+  // Name the ranks that stopped progressing first: the others may only be waiting on them.
+  // Heartbeats come several times a second, so half a second tells them apart.
+  std::vector<int> first;
+  for (int r : stuck)
+    if (ranks_[r].last_progress <= earliest + kFirstStoppedWindow) first.push_back(r);
+  std::string who;
+  for (int r : first) who += (who.empty() ? "rank " : ", rank ") + std::to_string(r);
+  const RankState& s = ranks_[first.front()];
+  out = fault(t, "hang",
+              who + " made no progress for " + fmt("%.1f s (timeout %.1f s)", t - s.last_progress, timeout(s.phase)) +
+                  " at step " + std::to_string(s.step) + ", op " + std::to_string(s.op),
+              first, /*dump_stacks=*/true);
+}
+
+void Policy::record_step_times(const Event& e, std::vector<Action>& out) {
+  if (e.seconds.size() != ranks_.size()) return;
+  step_times_.push_back(median(e.seconds));
+  if (ranks_.size() < 2) return;
+  for (size_t r = 0; r < ranks_.size(); ++r) {
+    std::vector<double> peers;
+    for (size_t q = 0; q < ranks_.size(); ++q)
+      if (q != r) peers.push_back(e.seconds[q]);
+    const double m = median(peers);
+    RankState& s = ranks_[r];
+    s.slow_steps = m > 0 && e.seconds[r] >= cfg_.straggler_ratio * m ? s.slow_steps + 1 : 0;
+    if (s.slow_steps >= cfg_.straggler_steps && !s.named_straggler) {
+      s.named_straggler = true;
+      out.push_back(log("straggler",
+                        "rank " + std::to_string(r) + fmt(" took %.2f× its peers' median step time for %g steps",
+                                                          e.seconds[r] / m, cfg_.straggler_steps),
+                        {(int)r}));
+    }
+  }
+}
+
+std::vector<Action> Policy::on(const Event& e) {
+  std::vector<Action> out;
+  if (state_ == State::Finished) return out;
+  switch (e.kind) {
+    case Event::Kind::Launched:
+      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, false, 0, false};
+      state_ = State::Starting;
+      out.push_back(log("launched", "attempt " + std::to_string(attempt_)));
+      break;
+    case Event::Kind::Heartbeat: {
+      RankState& r = ranks_.at(e.rank);
+      if (r.step != e.step || r.op != e.op || r.phase != e.phase) r.last_progress = e.t;
+      r.step = e.step, r.op = e.op, r.phase = e.phase;
+      break;
+    }
+    case Event::Kind::StepTimes:
+      if (state_ == State::Starting) state_ = State::Running;
+      record_step_times(e, out);
+      break;
+    case Event::Kind::Committed:
+      failures_without_progress_ = 0;
+      backoff_ = cfg_.backoff_s;
+      out.push_back(log("checkpoint", "step " + std::to_string(e.step) + " committed"));
+      break;
+    case Event::Kind::NonFinite:
+      skip_step_ = e.step;
+      out = fault(e.t, "non-finite",
+                  "a non-finite loss or gradient norm at step " + std::to_string(e.step) +
+                      " (rank " + std::to_string(e.rank) + "): restarting from the last checkpoint without that step's data",
+                  {e.rank}, false);
+      break;
+    case Event::Kind::RankExited: {
+      RankState& r = ranks_.at(e.rank);
+      r.exited = true;
+      if (e.exit_code == 0 && e.signal == 0) break;  // the job's own exit says how it ended
+      if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;  // the stop's save did not finish
+      out = fault(e.t, "rank-died", "rank " + std::to_string(e.rank) + ": " + describe_exit(e), {e.rank}, false);
+      break;
+    }
+    case Event::Kind::JobExited:
+      if (state_ == State::TearingDown) {
+        out = after_teardown(e.t);
+        break;
+      }
+      if (state_ == State::Waiting) break;
+      if (e.exit_code == 0 && e.signal == 0) {
+        state_ = State::Finished;
+        out.push_back(stop_outcome_ ? finish(*stop_outcome_, "stopped at a step boundary with a checkpoint")
+                                    : finish(Outcome::Done, "training finished"));
+        break;
+      }
+      if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;
+      out = fault(e.t, "job-died", "the launcher ended: " + describe_exit(e), {}, false);
+      for (const Action& a : after_teardown(e.t)) out.push_back(a);  // nothing left to tear down but strays
+      break;
+    case Event::Kind::SignalReceived: {
+      const Outcome o = e.received == Signal::Usr1 ? Outcome::Requeue : Outcome::Done;
+      const char* name = e.received == Signal::Usr1 ? "SIGUSR1" : e.received == Signal::Int ? "SIGINT" : "SIGTERM";
+      if (state_ == State::Stopping) {
+        if (e.received == Signal::Int && interrupts_ > 0) {
+          stop_outcome_ = Outcome::Interrupted;
+          out.push_back(log("stop-now", "a second SIGINT: stopping at once"));
+          out.push_back(of(Action::Kind::Teardown));
+          state_ = State::TearingDown;
+        } else {
+          out.push_back(log("signal-ignored", std::string(name) + " while the ranks save and stop"));
+        }
+        if (e.received == Signal::Int) ++interrupts_;
+        break;
+      }
+      if (e.received == Signal::Int) ++interrupts_;
+      if (state_ == State::Waiting) {  // nothing runs: the last checkpoint is the state
+        state_ = State::Finished;
+        out.push_back(finish(o, std::string(name) + " between attempts"));
+        break;
+      }
+      stop_outcome_ = o;
+      if (state_ == State::TearingDown) break;  // after the teardown: finish instead of restarting
+      out.push_back(log("stop", std::string(name) + ": every rank stops at the next step boundary with a checkpoint"));
+      out.push_back(of(Action::Kind::RequestStop));
+      state_ = State::Stopping;
+      break;
+    }
+    case Event::Kind::Tick:
+      if (state_ == State::Starting || state_ == State::Running) {
+        check_hang(e.t, out);
+      } else if (state_ == State::Waiting && e.t >= relaunch_at_) {
+        ++attempt_;
+        if (skip_step_) {
+          Action s = of(Action::Kind::SkipData);
+          s.step = *skip_step_;
+          out.push_back(s);
+          skip_step_.reset();
+        }
+        Action l = of(Action::Kind::Launch);
+        l.attempt = attempt_;
+        out.push_back(l);
+        state_ = State::Starting;
+      }
+      break;
+  }
+  return out;
+}
+
+}  // namespace duet::supervisor
