@@ -1,0 +1,40 @@
+#pragma once
+// The wire protocol between a job's ranks and its supervisor: one text line per message
+// over a TCP connection each rank opens to the address the supervisor put in its environment
+// (DUET_SUPERVISOR=host:port). TCP, not a file on a shared disk: it works across nodes, and
+// a rank's death closes its connection at once, so the supervisor learns of it within
+// milliseconds even when the launcher takes a second to notice.
+//
+//   rank → supervisor:   hello <rank> <pid> <attempt> <host>
+//                        beat <step> <op> <setup|step|save>
+//                        steptime <step> <seconds>
+//                        committed <step>
+//                        nonfinite <step>
+//   supervisor → rank:   stop            (stop at the next step boundary, with a checkpoint)
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace duet::core {
+
+constexpr const char* kSupervisorEnv = "DUET_SUPERVISOR";  // host:port of the supervisor
+constexpr const char* kAttemptEnv = "DUET_ATTEMPT";        // the attempt number, 1-based
+
+struct RankMessage {
+  enum class Kind { Hello, Beat, StepTime, Committed, NonFinite };
+  Kind kind = Kind::Beat;
+  int rank = -1, pid = 0, attempt = 0;  // hello
+  std::string host;                     // hello
+  int step = -1, op = -1;               // beat, steptime, committed, nonfinite
+  enum class Phase { Setup, Step, Save } phase = Phase::Step;  // beat
+  double seconds = 0;                   // steptime
+};
+
+// One line, newline included.
+std::string encode(const RankMessage& m);
+// One line without its newline; nullopt when it is not a valid message (a hostile or
+// garbled line is dropped, never trusted).
+std::optional<RankMessage> decode_rank_message(std::string_view line);
+
+}  // namespace duet::core

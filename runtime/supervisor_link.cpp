@@ -1,0 +1,108 @@
+#include "runtime/supervisor_link.h"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace duet::runtime {
+
+namespace {
+
+int connect_to(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error(std::string(core::kSupervisorEnv) + "='" + address + "' is not host:port");
+  const std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET, hints.ai_socktype = SOCK_STREAM;
+  if (const int e = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); e != 0)
+    throw std::runtime_error("cannot resolve the supervisor " + address + ": " + gai_strerror(e));
+  int fd = -1;
+  for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) close(fd), fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) throw std::runtime_error("cannot reach the supervisor at " + address + ": " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+std::unique_ptr<SupervisorLink> SupervisorLink::from_environment(int rank) {
+  const char* address = std::getenv(core::kSupervisorEnv);
+  if (!address || !*address) return nullptr;
+  const char* attempt = std::getenv(core::kAttemptEnv);
+  return std::make_unique<SupervisorLink>(address, rank, attempt ? std::max(1, std::atoi(attempt)) : 1);
+}
+
+SupervisorLink::SupervisorLink(const std::string& address, int rank, int attempt)
+    : fd_(connect_to(address)), attempt_(attempt) {
+  core::RankMessage hello;
+  hello.kind = core::RankMessage::Kind::Hello, hello.rank = rank, hello.pid = (int)getpid(), hello.attempt = attempt;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  hello.host = host;
+  send(hello);
+  thread_ = std::thread([this] { loop(); });
+}
+
+SupervisorLink::~SupervisorLink() {
+  quit_ = true;
+  if (thread_.joinable()) thread_.join();
+  close(fd_);
+}
+
+void SupervisorLink::send(const core::RankMessage& m) {
+  const std::string line = core::encode(m);
+  std::lock_guard lock(send_mu_);
+  if (::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != (ssize_t)line.size()) gone_ = true;
+}
+
+void SupervisorLink::step_time(int step, double seconds) {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::StepTime, m.step = step, m.seconds = seconds;
+  send(m);
+}
+
+void SupervisorLink::committed(int step) {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::Committed, m.step = step;
+  send(m);
+}
+
+void SupervisorLink::non_finite(int step) {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::NonFinite, m.step = step;
+  send(m);
+}
+
+void SupervisorLink::loop() {
+  std::string inbox;
+  while (!quit_) {
+    core::RankMessage beat;
+    beat.kind = core::RankMessage::Kind::Beat;
+    beat.step = step_.load(std::memory_order_relaxed), beat.op = op_.load(std::memory_order_relaxed);
+    beat.phase = (Phase)phase_.load(std::memory_order_relaxed);
+    send(beat);
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 100) > 0) {
+      char buf[256];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        gone_ = true;
+        return;
+      }
+      inbox.append(buf, (size_t)n);
+      if (inbox.find("stop\n") != std::string::npos) stop_ = true;
+      if (inbox.size() > 64) inbox.erase(0, inbox.size() - 8);
+    }
+  }
+}
+
+}  // namespace duet::runtime

@@ -1,0 +1,56 @@
+#pragma once
+// A rank's connection to the supervisor that started its job (core/supervision.h), when the
+// environment names one (DUET_SUPERVISOR=host:port). The training thread reports progress
+// with cheap stores; a background thread sends a heartbeat every 100 ms and listens for
+// "stop". A closed connection means the supervisor is gone: the rank then stops at the next
+// step boundary like on "stop", so a killed supervisor leaves no training behind.
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/supervision.h"
+
+namespace duet::runtime {
+
+class SupervisorLink {
+ public:
+  using Phase = core::RankMessage::Phase;
+
+  // nullptr when no supervisor is named. Throws std::runtime_error when one is named but
+  // cannot be reached.
+  static std::unique_ptr<SupervisorLink> from_environment(int rank);
+  SupervisorLink(const std::string& address, int rank, int attempt);
+  ~SupervisorLink();
+  SupervisorLink(const SupervisorLink&) = delete;
+  SupervisorLink& operator=(const SupervisorLink&) = delete;
+
+  void progress(int step, int op, Phase phase) {
+    step_.store(step, std::memory_order_relaxed);
+    op_.store(op, std::memory_order_relaxed);
+    phase_.store((int)phase, std::memory_order_relaxed);
+  }
+  void step_time(int step, double seconds);
+  void committed(int step);
+  void non_finite(int step);
+
+  // "stop" received, or the supervisor gone.
+  bool stop_requested() const { return stop_.load() || gone_.load(); }
+  bool supervisor_gone() const { return gone_.load(); }
+  int attempt() const { return attempt_; }
+
+ private:
+  void send(const core::RankMessage& m);
+  void loop();
+
+  int fd_ = -1;
+  int attempt_;
+  std::mutex send_mu_;
+  std::atomic<int> step_{0}, op_{-1}, phase_{(int)Phase::Setup};
+  std::atomic<bool> stop_{false}, gone_{false}, quit_{false};
+  std::thread thread_;
+};
+
+}  // namespace duet::runtime

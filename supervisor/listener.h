@@ -1,0 +1,54 @@
+#pragma once
+// The supervisor's end of core/supervision.h: a TCP listener the ranks connect to. poll()
+// returns what arrived — messages, and connections that closed (a rank died or exited) —
+// without blocking longer than asked; stop() asks every connected rank to stop at its next
+// step boundary.
+
+#include <string>
+#include <vector>
+
+#include "core/supervision.h"
+
+namespace duet::supervisor {
+
+struct RankReport {
+  enum class Kind { Message, Closed };
+  Kind kind = Kind::Message;
+  int rank = -1;  // from the connection's hello; -1 before it
+  core::RankMessage message;
+};
+
+class Listener {
+ public:
+  // Listens on all interfaces (port 0: the kernel picks one). `host` is the name the ranks
+  // are given to reach it (this machine's host name by default).
+  explicit Listener(std::string host = "", int port = 0);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // "host:port", for the ranks' environment (core::kSupervisorEnv).
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
+  int port() const { return port_; }
+
+  // Waits up to timeout_ms for activity and returns what arrived (possibly nothing).
+  std::vector<RankReport> poll(int timeout_ms);
+  // Sends "stop" to every connected rank.
+  void stop();
+  // Closes every rank connection (a new attempt starts with none).
+  void drop_all();
+  int connected() const { return (int)conns_.size(); }
+
+ private:
+  struct Conn {
+    int fd = -1;
+    int rank = -1;
+    std::string buffer;
+  };
+  int listen_fd_ = -1;
+  std::string host_;
+  int port_ = 0;
+  std::vector<Conn> conns_;
+};
+
+}  // namespace duet::supervisor
