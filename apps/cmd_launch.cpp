@@ -1,21 +1,21 @@
-// duet launch: starts a multi-rank job on this machine through mpirun and owns its life
-// (waits for it, returns its exit status). With no arguments it runs the default job:
+// duet launch: starts a multi-rank job on this machine through mpirun and owns its life as
+// its supervisor (supervisor/supervise.h): watches the ranks, restarts them after a fault,
+// stops them gracefully on a signal. With no arguments it runs the default job:
 // configs/tiny.yaml on 8 ranks, PP 4 DualPipe × DP 2 with EP 2.
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <climits>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
-
-extern char** environ;
+#include "core/supervision.h"
+#include "supervisor/supervise.h"
 
 namespace po = boost::program_options;
 
@@ -88,6 +88,8 @@ int cmd_launch(int argc, char** argv) {
   // bubbles and communication waits; a rank pinned to a core keeps its caches.
   if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  // The supervisor's address and the attempt number reach ranks on every node.
+  cmd.insert(cmd.end(), {"-x", core::kSupervisorEnv, "-x", core::kAttemptEnv, "-x", core::kSkipStepsEnv});
   cmd.push_back(self_exe());
   cmd.push_back("train");
   cmd.insert(cmd.end(), train_args.begin(), train_args.end());
@@ -97,16 +99,25 @@ int cmd_launch(int argc, char** argv) {
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
 
-  std::vector<char*> args;
-  for (auto& c : cmd) args.push_back(c.data());
-  args.push_back(nullptr);
-  pid_t pid;
-  if (posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0)
-    throw std::runtime_error("cannot start " + cmd[0] + " (is Open MPI installed? scripts/install-deps.sh)");
-  int status = 0;
-  waitpid(pid, &status, 0);
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  if (code != 0) std::fprintf(stderr, "duet launch: the job failed (exit status %d)\n", code);
+  // This process becomes the job's supervisor: it starts mpirun, watches the ranks and
+  // restarts them from the newest checkpoint after a fault (docs/fault-tolerance.md).
+  supervisor::SuperviseOptions so;
+  so.command = [cmd](int) { return cmd; };
+  so.ranks = nproc;
+  so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
+  so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
+  so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
+  if (!cfg.run.name.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(cfg.run.dir) / cfg.run.name;
+    std::filesystem::create_directories(dir);
+    so.events_path = (dir / "events.jsonl").string();
+  }
+  so.log = [](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  const int code = supervisor::supervise(so);
+  if (code != 0) std::fprintf(stderr, "duet launch: the job ended with exit status %d\n", code);
   return code;
 }
 

@@ -33,6 +33,7 @@ std::string encode(const RankMessage& m) {
       return buf;
     case RankMessage::Kind::Committed: std::snprintf(buf, sizeof buf, "committed %d\n", m.step); return buf;
     case RankMessage::Kind::NonFinite: std::snprintf(buf, sizeof buf, "nonfinite %d\n", m.step); return buf;
+    case RankMessage::Kind::Done: return "done\n";
   }
   return "";
 }
@@ -58,6 +59,9 @@ std::optional<RankMessage> decode_rank_message(std::string_view line) {
   } else if (word == "steptime") {
     m.kind = RankMessage::Kind::StepTime;
     ok = bool(in >> m.step >> m.seconds) && std::isfinite(m.seconds) && m.seconds >= 0;
+  } else if (word == "done") {
+    m.kind = RankMessage::Kind::Done;
+    ok = true;
   } else if (word == "committed" || word == "nonfinite") {
     m.kind = word == "committed" ? RankMessage::Kind::Committed : RankMessage::Kind::NonFinite;
     ok = bool(in >> m.step);
@@ -65,6 +69,33 @@ std::optional<RankMessage> decode_rank_message(std::string_view line) {
   std::string rest;
   if (!ok || (in >> rest)) return std::nullopt;  // trailing words: not ours
   return m;
+}
+
+std::vector<int> parse_step_list(std::string_view text) {
+  std::vector<int> out;
+  std::istringstream in{std::string(text)};
+  for (std::string item; std::getline(in, item, ',');) {
+    try {
+      size_t used = 0;
+      const int s = std::stoi(item, &used);
+      if (used == item.size() && s >= 1) out.push_back(s);
+    } catch (const std::exception&) {
+    }
+  }
+  return out;
+}
+
+std::string format_step_list(const std::vector<int>& steps) {
+  std::string out;
+  for (int s : steps) out += (out.empty() ? "" : ",") + std::to_string(s);
+  return out;
+}
+
+int data_step(int step, const std::vector<int>& skipped) {
+  int d = step;
+  for (int s : skipped)
+    if (s <= step) ++d;
+  return d;
 }
 
 }  // namespace duet::core

@@ -10,19 +10,28 @@
 //                        steptime <step> <seconds>
 //                        committed <step>
 //                        nonfinite <step>
+//                        done            (it finished its part: the connection closing next is no death)
 //   supervisor → rank:   stop            (stop at the next step boundary, with a checkpoint)
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace duet::core {
 
 constexpr const char* kSupervisorEnv = "DUET_SUPERVISOR";  // host:port of the supervisor
 constexpr const char* kAttemptEnv = "DUET_ATTEMPT";        // the attempt number, 1-based
+// Steps whose data the job skips (they produced a non-finite value): "7,19". Step s then
+// trains on the data of step s + (skipped steps <= s), so each skip shifts the rest by one.
+constexpr const char* kSkipStepsEnv = "DUET_SKIP_STEPS";
+std::vector<int> parse_step_list(std::string_view text);  // "7,19" → {7, 19}; bad entries dropped
+std::string format_step_list(const std::vector<int>& steps);
+// The data step that training step `step` uses, given the skipped steps.
+int data_step(int step, const std::vector<int>& skipped);
 
 struct RankMessage {
-  enum class Kind { Hello, Beat, StepTime, Committed, NonFinite };
+  enum class Kind { Hello, Beat, StepTime, Committed, NonFinite, Done };
   Kind kind = Kind::Beat;
   int rank = -1, pid = 0, attempt = 0;  // hello
   std::string host;                     // hello

@@ -135,7 +135,21 @@ struct RuntimeSection {
   int comm_delay_us = 0;  // artificial delay added to each message (testing overlap)
   int fail_rank = -1;     // fault injection: this rank fails at fail_step (-1 = none)
   int fail_step = 0;
+  int fail_signal = 0;    // 0: the failure is an exception; else this signal (9 kill, 19 stop)
+  int fail_attempts = 1;  // attempts of a supervised job that inject it (a restart runs clean)
+  bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
   bool operator==(const RuntimeSection&) const = default;
+};
+
+// How the supervisor (`duet launch`) watches a job and recovers it (docs/fault-tolerance.md).
+struct FaultSection {
+  double hang_timeout_s = 0;    // no progress for this long is a hang; 0 = max(10 × median step, 60 s)
+  double setup_timeout_s = 900; // launch to the first completed step
+  double save_timeout_s = 600;  // one checkpoint save
+  double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by a new checkpoint
+  int max_restarts = 3;         // failures in a row without a new checkpoint before giving up
+  int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
+  bool operator==(const FaultSection&) const = default;
 };
 
 // The machines a run is planned for. `duet simulate` reads all of it; `duet train` only gpus.
@@ -172,6 +186,7 @@ struct RunConfig {
   DataSection data;
   CheckpointSection checkpoint;
   RuntimeSection runtime;
+  FaultSection fault;
   ClusterSection cluster;
   bool operator==(const RunConfig&) const = default;
 };

@@ -35,6 +35,7 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
 
 void TrainCheckpoints::report(const ckpt::SaveResult& r) {
   all_committed_ = all_committed_ && r.committed;
+  if (r.committed && on_commit_) on_commit_((int)r.step);
   if (rank_ != 0) return;
   char line[512];
   const auto stall = stalls_.find(r.step);

@@ -9,6 +9,7 @@
 // Loading reads tensors and moment ranges by name, so the layout that reads need not be the
 // layout that wrote.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,6 +51,9 @@ class TrainCheckpoints {
   bool finish();
 
   const std::string& dir() const { return dir_; }
+  // Called with the step of every checkpoint that commits (a background save's when it is
+  // reported), e.g. to tell the supervisor.
+  void on_commit(std::function<void(int)> f) { on_commit_ = std::move(f); }
 
  private:
   io::RunConfig cfg_;
@@ -60,6 +64,7 @@ class TrainCheckpoints {
   Communicator& agree_;
   std::unique_ptr<ckpt::CheckpointWriter> writer_;  // checkpoint.async
   bool all_committed_ = true;
+  std::function<void(int)> on_commit_;
   std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step
   int64_t last_async_step_ = -1;
   void report(const ckpt::SaveResult& r);

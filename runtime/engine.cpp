@@ -59,6 +59,7 @@ void PipelineEngine::post_receives() {
 StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& stage_done) {
   if (trace_) trace_->set_step(step);
   const long sends_before = p2p_sends_;
+  ops_done_ = 0;
   StepStats st;
   post_receives();
   if (opt_.overlap) {
@@ -82,6 +83,12 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
 }
 
 void PipelineEngine::run_op(const sched::Op& op, StepStats& st) {
+  struct Done {
+    PipelineEngine* e;
+    ~Done() {
+      if (e->opt_.op_done) e->opt_.op_done(++e->ops_done_);
+    }
+  } done{this};
   switch (op.kind) {
     case sched::OpKind::F: forward(stages_[op.dir], op.microbatch, st); break;
     case sched::OpKind::B: backward(stages_[op.dir], op.microbatch, true, true, st); break;

@@ -51,6 +51,9 @@ struct EngineOptions {
   int batch = 1;          // sequences per micro-batch
   int seq_len = 1;
   float loss_scale = 1;   // 1 / tokens in the global batch
+  // Called from the thread that ran it after each op of a step, with the number of ops done
+  // so far in the step (progress for the supervisor's hang detection); may be empty.
+  std::function<void(int ops_done)> op_done;
 };
 
 class PipelineEngine {
@@ -106,6 +109,7 @@ class PipelineEngine {
   std::vector<Request> recv_;                       // parallel to inbox_
   std::deque<WeightPart> deferred_;
   std::atomic<long> p2p_sends_{0};
+  std::atomic<int> ops_done_{0};  // ops of the current step that have run
 };
 
 }  // namespace duet::runtime

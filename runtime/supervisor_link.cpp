@@ -38,7 +38,9 @@ std::unique_ptr<SupervisorLink> SupervisorLink::from_environment(int rank) {
   const char* address = std::getenv(core::kSupervisorEnv);
   if (!address || !*address) return nullptr;
   const char* attempt = std::getenv(core::kAttemptEnv);
-  return std::make_unique<SupervisorLink>(address, rank, attempt ? std::max(1, std::atoi(attempt)) : 1);
+  auto link = std::make_unique<SupervisorLink>(address, rank, attempt ? std::max(1, std::atoi(attempt)) : 1);
+  if (const char* skip = std::getenv(core::kSkipStepsEnv)) link->skipped_ = core::parse_step_list(skip);
+  return link;
 }
 
 SupervisorLink::SupervisorLink(const std::string& address, int rank, int attempt)
@@ -79,6 +81,12 @@ void SupervisorLink::committed(int step) {
 void SupervisorLink::non_finite(int step) {
   core::RankMessage m;
   m.kind = core::RankMessage::Kind::NonFinite, m.step = step;
+  send(m);
+}
+
+void SupervisorLink::done() {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::Done;
   send(m);
 }
 

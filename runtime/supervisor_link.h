@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/supervision.h"
 
@@ -35,11 +36,14 @@ class SupervisorLink {
   void step_time(int step, double seconds);
   void committed(int step);
   void non_finite(int step);
+  void done();  // this rank finished: its connection closing next is no death
 
   // "stop" received, or the supervisor gone.
   bool stop_requested() const { return stop_.load() || gone_.load(); }
   bool supervisor_gone() const { return gone_.load(); }
   int attempt() const { return attempt_; }
+  // Steps whose data this job skips (core::kSkipStepsEnv): they produced a non-finite value.
+  const std::vector<int>& skipped_steps() const { return skipped_; }
 
  private:
   void send(const core::RankMessage& m);
@@ -47,6 +51,7 @@ class SupervisorLink {
 
   int fd_ = -1;
   int attempt_;
+  std::vector<int> skipped_;
   std::mutex send_mu_;
   std::atomic<int> step_{0}, op_{-1}, phase_{(int)Phase::Setup};
   std::atomic<bool> stop_{false}, gone_{false}, quit_{false};

@@ -1,9 +1,13 @@
 #include "runtime/trainer.h"
 
+#include <signal.h>
+
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include "io/data.h"
@@ -17,6 +21,7 @@
 #include "runtime/expert_exchange.h"
 #include "runtime/process_groups.h"
 #include "runtime/stages.h"
+#include "runtime/supervisor_link.h"
 #include "runtime/train_setup.h"
 #include "runtime/zero.h"
 
@@ -70,6 +75,11 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   eo.overlap = cfg.runtime.overlap, eo.comm_delay_us = cfg.runtime.comm_delay_us;
   eo.batch = cfg.train.micro_batch_size, eo.seq_len = cfg.train.seq_len;
   eo.loss_scale = (float)(1.0 / ((double)cfg.train.global_batch * cfg.train.seq_len));
+  std::atomic<int> current_step{0};
+  std::unique_ptr<SupervisorLink> supervisor;  // set below, before the first step
+  eo.op_done = [&](int ops) {
+    if (supervisor) supervisor->progress(current_step.load(), ops, SupervisorLink::Phase::Step);
+  };
   PipelineEngine engine(schedule, coords.pp_rank, stages, *groups.pipeline, eo, baton, trace.get());
   const io::TokenDataset data = io::TokenDataset::load(cfg);
   TrainBatches batches(data, cfg.train.seed, cfg.train.global_batch, cfg.train.micro_batch_size, cfg.train.seq_len,
@@ -83,7 +93,18 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                   (long long)zero.moment_floats() / 2, (long long)held, 50.0 * zero.moment_floats() / held);
     log.print(line);
   }
+  // The supervisor that started this job (duet launch), if any: progress, step times and
+  // commits go to it; a stop it asks for (or its death) ends the run at a step boundary.
+  supervisor = SupervisorLink::from_environment(rank);
+  auto progress = [&](int step, int op, SupervisorLink::Phase phase) {
+    if (supervisor) supervisor->progress(step, op, phase);
+  };
+  progress(0, 0, SupervisorLink::Phase::Setup);
+  if (supervisor && !supervisor->skipped_steps().empty())
+    log.print("skipping the data of step(s) " + core::format_step_list(supervisor->skipped_steps()) +
+              " (a non-finite value in an earlier attempt): each later step trains on the next data");
   TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint);
+  if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
   const int start_step = checkpoints.resume(stages, zero);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
@@ -128,12 +149,20 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
     for (auto& s : stages) s.arena->zero_grads();
-    if (rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step)
+    current_step = step;
+    progress(step, 0, SupervisorLink::Phase::Step);
+    const bool inject = rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step &&
+                        (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
+    if (inject && cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);
+    if (inject && !cfg.runtime.fail_nan)
       throw std::runtime_error("injected failure (runtime.fail_rank " + std::to_string(rank) + ", runtime.fail_step " +
                                std::to_string(step) + ")");
-    batches.fill(step, stages);
+    // A step whose data produced a non-finite value in an earlier attempt is skipped: this
+    // step trains on the next data instead (core/supervision.h).
+    batches.fill(supervisor ? core::data_step(step, supervisor->skipped_steps()) : step, stages);
     const long expert_before = expert_messages();
     const StepStats st = engine.run_step(step, [&](int dir) { zero.start_reduce(dir); });
+    progress(step, 1 << 20, SupervisorLink::Phase::Step);  // past every op: reduction and update
     const long messages = st.messages + expert_messages() - expert_before;
     const auto t_sync = Clock::now();
     const double grad_norm = zero.finish_reduce(trace.get());
@@ -141,7 +170,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const double ckpt_wait = checkpoints.before_update();  // a deferred snapshot must finish first
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
     update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
-    const double loss_sum = all.allreduce(st.loss_sum, ReduceOp::Sum);
+    const double loss_sum =
+        all.allreduce(inject && cfg.runtime.fail_nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).
     std::vector<int64_t> load;
     for (auto& s : stages) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());
@@ -156,6 +186,11 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     wait_seconds += waited / world;
 
     const double loss = loss_sum / tokens_per_step;
+    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {  // every rank sees the same values
+      if (supervisor && rank == 0) supervisor->non_finite(step);
+      throw std::runtime_error("step " + std::to_string(step) + ": non-finite " +
+                               (std::isfinite(loss) ? "gradient norm" : "loss") + "; stopping");
+    }
     out.last_loss = loss;
     io::JsonLine j;
     j.add("step", step).add("loss", loss).add("lr", lr).add("grad_norm", grad_norm);
@@ -184,14 +219,24 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     }
     out.steps = step;
     checkpoints.poll();
-    const bool stopping = step == cfg.train.stop_at;
-    if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0))
+    if (supervisor) supervisor->step_time(step, step_time);
+    // A stop the supervisor asked for (or its death) is agreed on by every rank here, at a
+    // step boundary, so they all save the same step.
+    const bool asked = supervisor && all.allreduce<int32_t>(supervisor->stop_requested() ? 1 : 0, ReduceOp::Max) != 0;
+    const bool stopping = step == cfg.train.stop_at || asked;
+    if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0)) {
+      progress(step, 1 << 21, SupervisorLink::Phase::Save);
       checkpoints.save(step, stages, zero);
+    }
     if (stopping) {
-      log.print("stopping after step " + std::to_string(step) + " (train.stop_at); run again to resume");
+      log.print("stopping after step " + std::to_string(step) +
+                (asked ? (supervisor->supervisor_gone() ? " (the supervisor is gone)" : " (the supervisor asked)")
+                       : " (train.stop_at)") +
+                "; run again to resume");
       break;
     }
   }
+  progress(out.steps, 1 << 22, SupervisorLink::Phase::Save);
   checkpoints.finish();  // a background save still writing completes before the run ends
   if (trace) {
     const std::string dir = run_dir + "/trace";
@@ -206,6 +251,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   out.tokens_per_s = train_seconds > 0 ? trained * tokens_per_step / train_seconds : 0;
   out.model_flops_per_s = out.tokens_per_s * flops_per_token;
   out.wait_fraction = wait_seconds / train_seconds;
+  if (supervisor) supervisor->done();
   return out;
 }
 

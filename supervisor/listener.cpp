@@ -47,6 +47,7 @@ Listener::~Listener() {
 void Listener::drop_all() {
   for (auto& c : conns_) close(c.fd);
   conns_.clear();
+  stopping_ = false;
 }
 
 std::vector<RankReport> Listener::poll(int timeout_ms) {
@@ -86,12 +87,16 @@ std::vector<RankReport> Listener::poll(int timeout_ms) {
   conns_.swap(keep);
   if (fds[0].revents & POLLIN) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd >= 0) conns_.push_back({fd, -1, {}});
+    if (fd >= 0) {
+      conns_.push_back({fd, -1, {}});
+      if (stopping_) (void)!send(fd, "stop\n", 5, MSG_NOSIGNAL);
+    }
   }
   return out;
 }
 
 void Listener::stop() {
+  stopping_ = true;
   for (const auto& c : conns_) (void)!send(c.fd, "stop\n", 5, MSG_NOSIGNAL);
 }
 

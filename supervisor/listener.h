@@ -33,9 +33,9 @@ class Listener {
 
   // Waits up to timeout_ms for activity and returns what arrived (possibly nothing).
   std::vector<RankReport> poll(int timeout_ms);
-  // Sends "stop" to every connected rank.
+  // Sends "stop" to every connected rank, and to every rank that connects later.
   void stop();
-  // Closes every rank connection (a new attempt starts with none).
+  // Closes every rank connection and forgets a stop (a new attempt starts afresh).
   void drop_all();
   int connected() const { return (int)conns_.size(); }
 
@@ -49,6 +49,7 @@ class Listener {
   std::string host_;
   int port_ = 0;
   std::vector<Conn> conns_;
+  bool stopping_ = false;
 };
 
 }  // namespace duet::supervisor

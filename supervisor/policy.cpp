@@ -9,6 +9,7 @@ namespace duet::supervisor {
 namespace {
 
 constexpr double kFirstStoppedWindow = 0.5;  // seconds
+constexpr double kUnresponsive = 2.0;        // seconds without any heartbeat
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -42,6 +43,7 @@ Action finish(Outcome o, std::string why) {
 }
 
 std::string describe_exit(const Event& e) {
+  if (e.exit_code == -1 && e.signal == 0) return "its connection closed before it finished (the process died)";
   return e.signal ? "killed by signal " + std::to_string(e.signal) : "exit code " + std::to_string(e.exit_code);
 }
 
@@ -117,11 +119,17 @@ void Policy::check_hang(double t, std::vector<Action>& out) {
     stuck.push_back(r);
   }
   if (stuck.empty()) return;
-  // Name the ranks that stopped progressing first: the others may only be waiting on them.
-  // Heartbeats come several times a second, so half a second tells them apart.
+  // Name the culprits: ranks that stopped answering at all (stopped, or stuck in the kernel:
+  // their heartbeat thread is silent too), else those that stopped progressing first — the
+  // others may only be waiting on them. Heartbeats come every 100 ms, so half a second tells
+  // them apart.
   std::vector<int> first;
   for (int r : stuck)
-    if (ranks_[r].last_progress <= earliest + kFirstStoppedWindow) first.push_back(r);
+    if (t - ranks_[r].last_beat > kUnresponsive) first.push_back(r);
+  if (first.size() == stuck.size()) first.clear();  // all silent: the whole job froze
+  if (first.empty())
+    for (int r : stuck)
+      if (ranks_[r].last_progress <= earliest + kFirstStoppedWindow) first.push_back(r);
   std::string who;
   for (int r : first) who += (who.empty() ? "rank " : ", rank ") + std::to_string(r);
   const RankState& s = ranks_[first.front()];
@@ -157,13 +165,14 @@ std::vector<Action> Policy::on(const Event& e) {
   if (state_ == State::Finished) return out;
   switch (e.kind) {
     case Event::Kind::Launched:
-      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, false, 0, false};
+      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false};
       state_ = State::Starting;
       out.push_back(log("launched", "attempt " + std::to_string(attempt_)));
       break;
     case Event::Kind::Heartbeat: {
       RankState& r = ranks_.at(e.rank);
       if (r.step != e.step || r.op != e.op || r.phase != e.phase) r.last_progress = e.t;
+      r.last_beat = e.t;
       r.step = e.step, r.op = e.op, r.phase = e.phase;
       break;
     }
@@ -176,13 +185,14 @@ std::vector<Action> Policy::on(const Event& e) {
       backoff_ = cfg_.backoff_s;
       out.push_back(log("checkpoint", "step " + std::to_string(e.step) + " committed"));
       break;
-    case Event::Kind::NonFinite:
-      skip_step_ = e.step;
-      out = fault(e.t, "non-finite",
-                  "a non-finite loss or gradient norm at step " + std::to_string(e.step) +
-                      " (rank " + std::to_string(e.rank) + "): restarting from the last checkpoint without that step's data",
-                  {e.rank}, false);
+    case Event::Kind::NonFinite: {
+      skip_step_ = e.step;  // even when another report of the same fault came first
+      const std::string why = "a non-finite loss or gradient norm at step " + std::to_string(e.step) + " (rank " +
+                              std::to_string(e.rank) + "): restarting from the last checkpoint without that step's data";
+      out = fault(e.t, "non-finite", why, {e.rank}, false);
+      if (out.empty()) out.push_back(log("non-finite", why, {e.rank}));
       break;
+    }
     case Event::Kind::RankExited: {
       RankState& r = ranks_.at(e.rank);
       r.exited = true;

@@ -53,7 +53,7 @@ struct Event {
   int step = -1;
   int op = -1;
   Phase phase = Phase::Step;
-  int exit_code = 0;  // RankExited / JobExited
+  int exit_code = 0;  // RankExited / JobExited; -1: a rank's connection closed before it finished
   int signal = 0;     // RankExited / JobExited: the signal that ended it (0: exited)
   Signal received = Signal::Term;
   std::vector<double> seconds;  // StepTimes
@@ -107,6 +107,7 @@ class Policy {
     int step = -1, op = -1;
     Phase phase = Phase::Setup;
     double last_progress = 0;
+    double last_beat = 0;  // any heartbeat, progress or not: a rank that cannot send is unresponsive
     bool exited = false;
     int slow_steps = 0;  // consecutive steps at ≥ straggler_ratio × the peers' median
     bool named_straggler = false;

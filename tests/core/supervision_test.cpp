@@ -16,7 +16,9 @@ TEST(SupervisionProtocol, EveryMessageRoundTrips) {
   commit.kind = RankMessage::Kind::Committed, commit.step = 20;
   RankMessage nan;
   nan.kind = RankMessage::Kind::NonFinite, nan.step = 5;
-  for (const RankMessage& m : {hello, beat, time, commit, nan}) {
+  RankMessage done;
+  done.kind = RankMessage::Kind::Done;
+  for (const RankMessage& m : {hello, beat, time, commit, nan, done}) {
     const std::string line = duet::core::encode(m);
     ASSERT_EQ(line.back(), '\n');
     const auto back = duet::core::decode_rank_message(std::string_view(line).substr(0, line.size() - 1));
@@ -30,6 +32,17 @@ TEST(SupervisionProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(back->phase, m.phase);
     EXPECT_DOUBLE_EQ(back->seconds, m.seconds);
   }
+}
+
+TEST(SupervisionProtocol, SkippedStepsShiftTheDataThatFollows) {
+  const auto skipped = duet::core::parse_step_list("7,x,19,-2,");
+  EXPECT_EQ(skipped, (std::vector<int>{7, 19}));
+  EXPECT_EQ(duet::core::format_step_list(skipped), "7,19");
+  EXPECT_EQ(duet::core::data_step(6, skipped), 6);
+  EXPECT_EQ(duet::core::data_step(7, skipped), 8);  // step 7's data is never used again
+  EXPECT_EQ(duet::core::data_step(18, skipped), 19);
+  EXPECT_EQ(duet::core::data_step(19, skipped), 21);
+  EXPECT_EQ(duet::core::data_step(5, {}), 5);
 }
 
 TEST(SupervisionProtocol, GarbageIsDropped) {

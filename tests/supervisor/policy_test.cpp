@@ -137,6 +137,21 @@ TEST(SupervisorPolicy, AHangNamesTheRankThatStoppedFirstAndDumpsStacks) {
   EXPECT_NE(get(a, A::Log).why.find("rank 1 made no progress"), std::string::npos) << get(a, A::Log).why;
 }
 
+TEST(SupervisorPolicy, ARankThatStoppedAnsweringIsNamedBeforeTheOnesWaitingOnIt) {
+  Policy p(quick(), 3);
+  start(p, 3);
+  // All three reach step 2 together; rank 2 is then stopped (no heartbeat at all), the
+  // others keep beating without progress.
+  for (int r = 0; r < 3; ++r) p.on(heartbeat(2, r, 2, 0));
+  for (double t = 2.1; t < 8; t += 0.1) {
+    p.on(heartbeat(t, 0, 2, 0));
+    p.on(heartbeat(t, 1, 2, 0));
+  }
+  const auto a = p.on(ev(K::Tick, 8));
+  ASSERT_TRUE(has(a, A::DumpStacks));
+  EXPECT_EQ(get(a, A::DumpStacks).ranks, std::vector<int>{2});
+}
+
 TEST(SupervisorPolicy, SetupAndSavesHaveTheirOwnAllowances) {
   Policy p(quick(), 2);
   p.on(ev(K::Launched, 0));

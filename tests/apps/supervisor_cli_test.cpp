@@ -1,0 +1,170 @@
+// `duet launch` as the job's supervisor, end to end under real mpirun: faults are triggered by
+// events of the run (a step reached: runtime.fail_* or a metrics line appearing), never by
+// timers, so the tests do not depend on the machine's speed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include "tests/apps/cli_util.h"
+
+using namespace duet::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+// 8 ranks (the default layout), a checkpoint every 4 steps, saved synchronously so that a
+// fault at step 6 always finds step 4 committed.
+const std::string kJob = " --train.log_every 12 --train.eval_batches 1 --checkpoint.every 4"
+                         " --checkpoint.async false --fault.backoff_s 0";
+
+// hang_timeout_s: generous except where a hang is the point (a loaded test machine can stall
+// a step for long).
+std::string launch(const fs::path& dir, const std::string& name, const std::string& extra = "",
+                   const std::string& hang_timeout_s = "600", int steps = 12) {
+  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 ") + DUET_BINARY + " launch" +
+         kJob + " --train.steps " + std::to_string(steps) + " --fault.hang_timeout_s " + hang_timeout_s +
+         " --run.dir " + dir.string() + " --run.name " + name + extra;
+}
+
+// Each step's loss as written, the last line of a step winning (a restarted run repeats the
+// steps after its checkpoint).
+std::map<int, std::string> losses_by_step(const fs::path& metrics) {
+  std::map<int, std::string> out;
+  const std::regex re("\"step\":(\\d+),\"loss\":([^,}]+)");
+  std::stringstream ss(read_file(metrics));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out[std::stoi(m[1])] = m[2];
+  }
+  return out;
+}
+
+// The "kind" of every record of events.jsonl, in order.
+std::vector<std::string> event_kinds(const fs::path& events) {
+  std::vector<std::string> out;
+  const std::regex re("\"kind\": \"([a-z-]+)\"");
+  std::stringstream ss(read_file(events));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+int count(const std::vector<std::string>& v, const std::string& s) { return (int)std::count(v.begin(), v.end(), s); }
+
+// No process of this test's job is left (its run directory is in every rank's command line).
+bool no_orphans(const fs::path& dir) {
+  // "[.]" keeps the pattern from matching the shell that runs pgrep.
+  return run_command("pgrep -f -- '--run[.]dir " + dir.string() + "'").output.empty();
+}
+
+class Supervisor : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new fs::path(scratch_dir("supervisor"));
+    const auto r = run_command(launch(*dir_, "clean"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    reference_ = new std::map<int, std::string>(losses_by_step(*dir_ / "clean/metrics.jsonl"));
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete dir_;
+    delete reference_;
+  }
+  static fs::path* dir_;
+  static std::map<int, std::string>* reference_;
+};
+fs::path* Supervisor::dir_ = nullptr;
+std::map<int, std::string>* Supervisor::reference_ = nullptr;
+
+}  // namespace
+
+TEST_F(Supervisor, AnUninterruptedRunLogsNoFault) {
+  ASSERT_EQ(reference_->size(), 12u);
+  for (const auto& k : event_kinds(*dir_ / "clean/events.jsonl"))
+    EXPECT_TRUE(k == "launched" || k == "checkpoint" || k == "finished") << k;
+}
+
+TEST_F(Supervisor, AKilledRankIsRestartedFromTheCheckpointWithTheSameLosses) {
+  const auto r = run_command(launch(*dir_, "kill", " --runtime.fail_rank 3 --runtime.fail_step 6 --runtime.fail_signal 9"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from"), std::string::npos) << r.output;
+  const auto kinds = event_kinds(*dir_ / "kill/events.jsonl");
+  EXPECT_EQ(count(kinds, "rank-died"), 1);
+  EXPECT_EQ(count(kinds, "launched"), 2);
+  EXPECT_EQ(losses_by_step(*dir_ / "kill/metrics.jsonl"), *reference_);  // bit-identical, every step
+  EXPECT_TRUE(no_orphans(*dir_));
+}
+
+TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
+  const auto r = run_command(launch(*dir_, "hang",
+                                    " --runtime.fail_rank 5 --runtime.fail_step 6 --runtime.fail_signal 19",
+                                    /*hang_timeout_s=*/"5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto kinds = event_kinds(*dir_ / "hang/events.jsonl");
+  EXPECT_EQ(count(kinds, "hang"), 1) << r.output;
+  EXPECT_EQ(count(kinds, "stacks"), 1);
+  // Rank 5 was stopped: the others waited on it, so it is the one named.
+  const std::string events = read_file(*dir_ / "hang/events.jsonl");
+  EXPECT_NE(events.find("rank 5 made no progress"), std::string::npos) << events;
+  const std::string state = read_file(*dir_ / "hang/hang-attempt-1/rank-5.txt");
+  EXPECT_NE(state.find("State:\tT (stopped)"), std::string::npos) << state.substr(0, 400);
+  EXPECT_EQ(losses_by_step(*dir_ / "hang/metrics.jsonl"), *reference_);
+  EXPECT_TRUE(no_orphans(*dir_));
+}
+
+TEST_F(Supervisor, ANonFiniteLossRestartsWithoutThatStepsData) {
+  const auto r = run_command(launch(*dir_, "nan", " --runtime.fail_rank 2 --runtime.fail_step 6 --runtime.fail_nan true"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto kinds = event_kinds(*dir_ / "nan/events.jsonl");
+  EXPECT_EQ(count(kinds, "non-finite"), 1) << r.output;
+  EXPECT_EQ(count(kinds, "skip-data"), 1);
+  EXPECT_NE(r.output.find("skipping the data of step(s) 6"), std::string::npos) << r.output;
+  const auto got = losses_by_step(*dir_ / "nan/metrics.jsonl");
+  ASSERT_EQ(got.size(), 12u);
+  for (int s = 1; s <= 5; ++s) EXPECT_EQ(got.at(s), reference_->at(s)) << "step " << s;  // before: unchanged
+  EXPECT_NE(got.at(6), reference_->at(6));  // step 6 trained on step 7's data
+  for (const auto& [s, loss] : got) EXPECT_TRUE(std::isfinite(std::stod(loss))) << "step " << s;
+}
+
+TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
+  const auto r = run_command(launch(*dir_, "loop",
+                                    " --runtime.fail_rank 1 --runtime.fail_step 2 --runtime.fail_attempts 100"
+                                    " --fault.max_restarts 2"));
+  EXPECT_EQ(r.exit_code, 93) << r.output;
+  const auto kinds = event_kinds(*dir_ / "loop/events.jsonl");
+  EXPECT_EQ(count(kinds, "launched"), 3);  // the first attempt and two restarts
+  EXPECT_EQ(count(kinds, "finished"), 1);
+  EXPECT_NE(r.output.find("giving up"), std::string::npos) << r.output;
+  EXPECT_TRUE(no_orphans(*dir_));
+}
+
+// SIGTERM / SIGUSR1 to the supervisor once step 3 is in metrics.jsonl: every rank stops at a
+// step boundary with a checkpoint; exit 0 / 99; nothing is left running.
+TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
+  for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"USR1", 99}}) {
+    const std::string name = "sig" + sig;
+    const fs::path metrics = *dir_ / name / "metrics.jsonl";
+    // Polls for the third metrics line (at most 120 s, or until the job ended by itself).
+    const std::string script = launch(*dir_, name, "", "600", 400) + " > " + (*dir_ / (name + ".log")).string() +
+                               " 2>&1 & pid=$!; for i in $(seq 2400); do [ -f " + metrics.string() + " ] && [ $(wc -l < " +
+                               metrics.string() + ") -ge 3 ] && break; kill -0 $pid || break; sleep 0.05; done; kill -" +
+                               sig + " $(pgrep -P $pid -x duet); wait $pid; echo \"exit=$?\"";
+    const auto r = run_command("bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") + "'");
+    EXPECT_NE(r.output.find("exit=" + std::to_string(code)), std::string::npos) << sig << ": " << r.output << "\n"
+                                                                                << read_file(*dir_ / (name + ".log"));
+    const auto losses = losses_by_step(metrics);
+    ASSERT_FALSE(losses.empty());
+    const int last = losses.rbegin()->first;
+    EXPECT_LT(last, 400);
+    char step_dir[32];
+    std::snprintf(step_dir, sizeof step_dir, "step-%06d", last);
+    EXPECT_TRUE(fs::exists(*dir_ / name / "checkpoints" / step_dir / "COMMITTED")) << sig << " step " << last;
+    EXPECT_TRUE(no_orphans(*dir_)) << sig;
+  }
+}
