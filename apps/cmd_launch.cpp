@@ -14,6 +14,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "io/run_dir.h"
 
 extern char** environ;
 
@@ -88,6 +89,7 @@ int cmd_launch(int argc, char** argv) {
   // bubbles and communication waits; a rank pinned to a core keeps its caches.
   if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  for (const char* v : {io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock}) cmd.insert(cmd.end(), {"-x", v});
   cmd.push_back(self_exe());
   cmd.push_back("train");
   cmd.insert(cmd.end(), train_args.begin(), train_args.end());
@@ -96,6 +98,15 @@ int cmd_launch(int argc, char** argv) {
   std::printf("duet launch: %s\n", line.c_str());
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
+
+  // The job's top process owns the run directory: launch claims it and holds its lock while
+  // the ranks run; they get the directory, run id and lock token through the environment.
+  const io::RunClaim claim = io::claim_run_dir(cfg, [](std::string_view l) { std::printf("%.*s\n", (int)l.size(), l.data()); });
+  for (const auto& note : claim.notes) std::printf("duet launch: %s\n", note.c_str());
+  std::fflush(stdout);
+  setenv(io::kEnvRunDir, claim.dir.c_str(), 1);
+  setenv(io::kEnvRunId, claim.id.c_str(), 1);
+  setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
 
   std::vector<char*> args;
   for (auto& c : cmd) args.push_back(c.data());
