@@ -148,3 +148,27 @@ TEST(RunIntegrity, StaleLockIsTakenOver) {
   EXPECT_FALSE(fs::exists(dir / "s/run.lock"));  // released at the end
   fs::remove_all(dir);
 }
+
+// Under `duet launch` the lock is launch's: its ranks work under it (they do not take it),
+// and a second launch on the same run directory is refused naming launch's PID.
+TEST(RunIntegrity, SecondLaunchIsRefusedWhileTheFirstRuns) {
+  const auto dir = scratch_dir("lock-launch");
+  const std::string cmd = "launch --parallel.pp 2 --bind none" + kQuick + " --train.steps 20 --run.dir " + dir.string() +
+                          " --run.name l";
+  CommandResult first;
+  std::thread t([&] { first = run_duet(cmd); });
+  const fs::path lock = dir / "l/run.lock";
+  for (int i = 0; i < 300 && !fs::exists(lock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string holder = read_file(lock);
+  const auto second = run_duet(cmd);
+  t.join();
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_NE(holder.find("\npid "), std::string::npos) << holder;
+  const std::string pid = holder.substr(holder.find("\npid ") + 5, holder.find('\n', holder.find("\npid ") + 1) - holder.find("\npid ") - 5);
+  EXPECT_NE(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("in use by another job: PID " + pid + " on host " + hostname()), std::string::npos)
+      << second.output;
+  EXPECT_EQ(loss_texts(dir / "l/metrics.jsonl").size(), 20u);
+  EXPECT_FALSE(fs::exists(lock));  // released when the job ended
+  fs::remove_all(dir);
+}
