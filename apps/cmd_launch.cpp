@@ -15,6 +15,7 @@
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "core/supervision.h"
+#include "io/run_dir.h"
 #include "supervisor/supervise.h"
 
 namespace po = boost::program_options;
@@ -88,8 +89,11 @@ int cmd_launch(int argc, char** argv) {
   // bubbles and communication waits; a rank pinned to a core keeps its caches.
   if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
-  // The supervisor's address and the attempt number reach ranks on every node.
-  cmd.insert(cmd.end(), {"-x", core::kSupervisorEnv, "-x", core::kAttemptEnv, "-x", core::kSkipStepsEnv});
+  // The supervisor's address, the attempt, the data to skip and the run directory's claim
+  // reach ranks on every node.
+  for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, io::kEnvRunDir, io::kEnvRunId,
+                        io::kEnvRunLock})
+    cmd.insert(cmd.end(), {"-x", v});
   cmd.push_back(self_exe());
   cmd.push_back("train");
   cmd.insert(cmd.end(), train_args.begin(), train_args.end());
@@ -99,6 +103,15 @@ int cmd_launch(int argc, char** argv) {
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
 
+  // The job's top process owns the run directory: launch claims it and holds its lock while
+  // the ranks run; they get the directory, run id and lock token through the environment.
+  const io::RunClaim claim = io::claim_run_dir(cfg, [](std::string_view l) { std::printf("%.*s\n", (int)l.size(), l.data()); });
+  for (const auto& note : claim.notes) std::printf("duet launch: %s\n", note.c_str());
+  std::fflush(stdout);
+  setenv(io::kEnvRunDir, claim.dir.c_str(), 1);
+  setenv(io::kEnvRunId, claim.id.c_str(), 1);
+  setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
+
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and
   // restarts them from the newest checkpoint after a fault (docs/fault-tolerance.md).
   supervisor::SuperviseOptions so;
@@ -107,11 +120,7 @@ int cmd_launch(int argc, char** argv) {
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
   so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
   so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
-  if (!cfg.run.name.empty()) {
-    const std::filesystem::path dir = std::filesystem::path(cfg.run.dir) / cfg.run.name;
-    std::filesystem::create_directories(dir);
-    so.events_path = (dir / "events.jsonl").string();
-  }
+  so.events_path = (std::filesystem::path(claim.dir) / "events.jsonl").string();
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);

@@ -2,6 +2,7 @@
 // job (mpirun -np PP·DP duet train ...; `duet launch` writes that command for you).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -9,6 +10,7 @@
 #include "apps/report_job.h"
 #include "checkpoint/checkpoint.h"
 #include "io/metrics.h"
+#include "io/run_dir.h"
 #include "report/report.h"
 #include "runtime/comm_mpi.h"
 #include "runtime/mpi.h"
@@ -18,6 +20,18 @@ namespace po = boost::program_options;
 
 namespace duet::app {
 
+namespace {
+
+// Under `duet launch` the directory is launch's (it holds the lock); otherwise this process
+// is the job's top process and takes it (a lone `duet train`, or rank 0 under a bare mpirun).
+io::RunClaim claim_for_rank0(const io::RunConfig& cfg) {
+  io::RunClaim joined = io::join_launched_run();
+  if (!joined.dir.empty()) return joined;
+  return io::claim_run_dir(cfg, [](std::string_view line) { std::printf("%.*s\n", (int)line.size(), line.data()); });
+}
+
+}  // namespace
+
 int cmd_train(int argc, char** argv) {
   po::options_description opts("usage: duet train [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
                                "Trains on this process, or as one rank under mpirun, and writes\n"
@@ -26,7 +40,7 @@ int cmd_train(int argc, char** argv) {
   add_config_options(opts);
   po::variables_map vm;
   if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
-  const io::RunConfig cfg = config_from_options(vm);
+  io::RunConfig cfg = config_from_options(vm);  // run.name and run.id are settled with the run directory
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);
@@ -41,13 +55,20 @@ int cmd_train(int argc, char** argv) {
   }
   try {
     auto comm = runtime::mpi_world();
-    // Rank 0 owns the run directory; the others learn its path from the same config.
-    std::string run_dir = rank == 0 ? io::make_run_dir(cfg) : "";
+    // Rank 0 claims the run directory (or joins the one `duet launch` claimed) and tells the
+    // others its path and run id.
+    io::RunClaim claim = rank == 0 ? claim_for_rank0(cfg) : io::RunClaim{};
+    std::string run_dir = claim.dir, run_id = claim.id;
     comm->broadcast(run_dir, 0);
+    comm->broadcast(run_id, 0);
+    cfg.run.id = run_id;
+    cfg.run.name = std::filesystem::path(run_dir).filename().string();
     auto done = comm->dup();  // for the barrier after training: train() owns `comm`
     io::RunLog log(rank == 0 ? run_dir + "/train.log" : "", /*echo=*/rank == 0);
     log.print("duet train: run directory " + run_dir);
+    for (const auto& note : claim.notes) log.print(note);
     const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
+    if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
     char line[512];
     std::snprintf(line, sizeof line,
                   "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "

@@ -133,7 +133,21 @@ void abort_checkpoint(const std::string& dir, std::int64_t step);
 // (commit_checkpoint calls it with SaveOptions::keep). With fewer than `keep` good ones it
 // deletes nothing, so the only good checkpoint is never deleted; broken ones newer than the
 // oldest kept stay for a person to look at until they age out. keep <= 0: keep all.
-void rotate_checkpoints(const std::string& dir, int keep, const LogFn& log = {});
+// With a lineage (commit_checkpoint passes a non-empty CheckpointLayout::lineage) only
+// checkpoints whose manifest names that lineage are counted or deleted: another run's
+// checkpoints in the same folder are never touched.
+void rotate_checkpoints(const std::string& dir, int keep, const LogFn& log = {},
+                        const std::optional<std::string>& lineage = std::nullopt);
+
+// Lineages (runs) share a checkpoint folder without touching each other's checkpoints. A
+// checkpoint of step N is saved as step-N, unless step-N holds a checkpoint of another lineage
+// (or one whose lineage cannot be read): then as step-N.<lineage>. Never over another run's.
+// Returns the path commit_checkpoint renames the staging directory to.
+std::string checkpoint_final_path(const std::string& dir, std::int64_t step, const std::string& lineage);
+
+// The lineage recorded in a committed checkpoint's manifest ("" when none was recorded);
+// nullopt when the manifest cannot be read (not committed, damaged).
+std::optional<std::string> checkpoint_lineage(const std::string& path);
 
 struct SaveResult {
   std::int64_t step = -1;
@@ -156,7 +170,8 @@ struct CheckpointEntry {
   std::string path;
   bool committed = false;  // COMMITTED present (not yet verified)
 };
-// Directories named step-N under dir (not *.staging), oldest first. Empty if dir is missing.
+// Directories named step-N or step-N.<lineage> under dir (not *.staging, *.replaced), oldest
+// first. Empty if dir is missing.
 std::vector<CheckpointEntry> list_checkpoints(const std::string& dir);
 
 enum class VerifyLevel {
@@ -171,6 +186,9 @@ struct VerifyOptions {
   std::string model_hash;               // "" = accept any model
   std::function<bool(int rank)> shards;  // which shards to check beyond structure (all if empty),
                                          // e.g. to split the reading among ranks
+  // find_resumable_checkpoint: only checkpoints of this lineage; committed ones of another
+  // lineage are skipped (listed in ResumePoint::foreign, never verified or loaded).
+  std::optional<std::string> lineage;
 };
 
 struct VerifyProblem {
@@ -194,6 +212,7 @@ struct ResumePoint {
   std::string path;  // empty when no committed checkpoint verified
   std::int64_t step = -1;
   std::vector<std::string> rejected;  // one line per newer checkpoint that failed, and why
+  std::vector<std::string> foreign;   // "step-000004 (run 1a2b…)": other lineages' checkpoints, left alone
   bool found() const { return !path.empty(); }
 };
 

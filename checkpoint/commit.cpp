@@ -8,7 +8,10 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <map>
+#include <optional>
+#include <tuple>
 
 #include "checkpoint/files.h"
 #include "checkpoint/hash.h"
@@ -136,9 +139,11 @@ void remove_leftovers(const std::string& dir, std::int64_t step, const SaveOptio
 
 }  // namespace
 
-void rotate_checkpoints(const std::string& dir, int keep, const LogFn& log) {
+void rotate_checkpoints(const std::string& dir, int keep, const LogFn& log, const std::optional<std::string>& lineage) {
   if (keep <= 0) return;
-  const auto all = list_checkpoints(dir);
+  auto all = list_checkpoints(dir);
+  if (lineage)
+    std::erase_if(all, [&](const CheckpointEntry& e) { return checkpoint_lineage(e.path) != lineage; });
   VerifyOptions quick;
   quick.level = VerifyLevel::structure;
   int good = 0;
@@ -161,6 +166,21 @@ std::string checkpoint_dirname(std::int64_t step) {
 
 std::string checkpoint_path(const std::string& dir, std::int64_t step) {
   return (fs::path(dir) / checkpoint_dirname(step)).string();
+}
+
+std::string checkpoint_final_path(const std::string& dir, std::int64_t step, const std::string& lineage) {
+  const std::string plain = checkpoint_path(dir, step);
+  std::error_code ec;
+  if (lineage.empty() || !fs::exists(plain, ec) || checkpoint_lineage(plain) == lineage) return plain;
+  return plain + "." + lineage;  // step-N belongs to another run (or cannot be read): never over it
+}
+
+std::optional<std::string> checkpoint_lineage(const std::string& path) {
+  try {
+    return read_committed_manifest(path).layout.lineage;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
 std::string staging_path(const std::string& dir, std::int64_t step) { return checkpoint_path(dir, step) + kStagingSuffix; }
@@ -218,7 +238,8 @@ void abort_checkpoint(const std::string& dir, std::int64_t step) {
 std::string commit_checkpoint(const std::string& dir, std::int64_t step, const CheckpointLayout& layout,
                               const SaveOptions& opt) {
   const std::string staging = staging_path(dir, step);
-  const std::string final_path = checkpoint_path(dir, step);
+  const std::string final_path = checkpoint_final_path(dir, step, layout.lineage);
+  const std::string final_name = fs::path(final_path).filename().string();
   auto reached = [&](CommitStage s) {
     if (opt.crash_after == s) throw CheckpointCrash(std::string("simulated crash after ") + stage_name(s));
   };
@@ -259,7 +280,7 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
 
   // Committed. What follows only tidies up, so failures are reported, not thrown.
   try {
-    replace_symlink(checkpoint_dirname(step), (fs::path(dir) / kLatestLink).string());
+    replace_symlink(final_name, (fs::path(dir) / kLatestLink).string());
     fsync_dir(dir);
   } catch (const std::exception& e) {
     say(opt, "checkpoint " + checkpoint_dirname(step) + " committed, but 'latest' was not updated: " + e.what());
@@ -267,7 +288,8 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
   reached(CommitStage::latest_updated);
   try {
     remove_leftovers(dir, step, opt);
-    rotate_checkpoints(dir, opt.keep, opt.log);
+    rotate_checkpoints(dir, opt.keep, opt.log,
+                       layout.lineage.empty() ? std::nullopt : std::optional<std::string>(layout.lineage));
   } catch (const std::exception& e) {
     say(opt, std::string("checkpoint rotation failed (nothing else affected): ") + e.what());
   }
@@ -305,7 +327,7 @@ SaveResult save_checkpoint(const ShardRequest& req, const AgreeFn& all_agree, co
   }
   r.committed = all_agree(committed_here);
   if (r.committed) {
-    r.path = checkpoint_path(req.dir, req.step);
+    if (req.rank != 0) r.path = checkpoint_path(req.dir, req.step);  // rank 0 knows the name it chose
   } else if (r.error.empty()) {
     r.error = all_wrote ? "checkpoint " + checkpoint_dirname(req.step) + " not committed: rank 0 could not commit it (see its log)"
                         : "checkpoint " + checkpoint_dirname(req.step) + " not committed: another rank failed to write its shard";
@@ -321,16 +343,24 @@ std::vector<CheckpointEntry> list_checkpoints(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) return out;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (!name.starts_with("step-") || name.size() < 6 || name.size() > 23) continue;  // at most 18 digits: fits int64
-    if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
+    // step-N, or step-N.<lineage> (checkpoint_final_path); at most 18 digits: fits int64
+    const std::size_t digits_end = std::min(name.find('.'), name.size());
+    if (!name.starts_with("step-") || digits_end < 6 || digits_end > 23) continue;
+    if (name.find_first_not_of("0123456789", 5) < digits_end) continue;
+    if (digits_end < name.size()) {
+      const std::string suffix = name.substr(digits_end);
+      if (suffix == kStagingSuffix || suffix.ends_with(kStagingSuffix) || suffix.ends_with(".replaced") ||
+          suffix.size() < 2 || suffix.find('.', 1) != std::string::npos)
+        continue;
+    }
     if (!e.is_directory(ec)) continue;
     CheckpointEntry c;
-    c.step = std::stoll(name.substr(5));
+    c.step = std::stoll(name.substr(5, digits_end - 5));
     c.path = e.path().string();
     c.committed = fs::is_regular_file(e.path() / kCommittedFile, ec);
     out.push_back(std::move(c));
   }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return std::tie(a.step, a.path) < std::tie(b.step, b.path); });
   return out;
 }
 

@@ -45,6 +45,15 @@ ResumePoint find_resumable_checkpoint(const std::string& dir, const VerifyOption
   auto all = list_checkpoints(dir);
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     std::string why;
+    if (opt.lineage && it->committed) {
+      const auto lineage = checkpoint_lineage(it->path);
+      if (lineage && *lineage != *opt.lineage) {  // another run's: not ours to verify or load
+        out.foreign.push_back(fs::path(it->path).filename().string() + " (run " +
+                              (lineage->empty() ? std::string("without a recorded id") : *lineage) + ")");
+        continue;
+      }
+    }
+    if (out.found()) continue;  // only listing the other runs' checkpoints now
     if (!it->committed) {
       why = "not committed (no COMMITTED file)";
     } else {
@@ -52,11 +61,12 @@ ResumePoint find_resumable_checkpoint(const std::string& dir, const VerifyOption
       if (rep.ok()) {
         out.path = it->path;
         out.step = it->step;
-        return out;
+        if (!opt.lineage) return out;
+        continue;
       }
       why = rep.summary();
     }
-    out.rejected.push_back(checkpoint_dirname(it->step) + ": " + why);
+    out.rejected.push_back(fs::path(it->path).filename().string() + ": " + why);
     if (log) log("checkpoint " + it->path + " rejected: " + why + "; trying an older one");
   }
   return out;

@@ -89,6 +89,7 @@ CheckpointLayout parse_layout(const Reader& r, const Value& doc) {
   out.schedule = r.string(l, "layout", "schedule");
   out.config_hash = r.string(l, "layout", "config_hash");
   out.model_hash = r.string(l, "layout", "model_hash");
+  if (l.find("lineage")) out.lineage = r.string(l, "layout", "lineage");  // absent before lineages
   return out;
 }
 
@@ -96,6 +97,7 @@ void write_layout(core::json::Writer& w, const CheckpointLayout& l) {
   w.key("layout").begin_object();
   w.key("world").value(l.world).key("pp").value(l.pp).key("dp").value(l.dp).key("ep").value(l.ep);
   w.key("schedule").value(l.schedule).key("config_hash").value(l.config_hash).key("model_hash").value(l.model_hash);
+  if (!l.lineage.empty()) w.key("lineage").value(l.lineage);
   w.end_object();
 }
 

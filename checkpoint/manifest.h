@@ -4,7 +4,7 @@
 // {
 //   "format": "duet-checkpoint", "version": 1, "step": 100,
 //   "layout": {"world": 8, "pp": 4, "dp": 2, "ep": 2, "schedule": "dualpipe",
-//              "config_hash": "…", "model_hash": "…"},
+//              "config_hash": "…", "model_hash": "…", "lineage": "…"},  (lineage: when set)
 //   "index": {"file": "index.h5", "bytes": 9120, "xxh64": "…"},
 //   "tensors": [{"name": "layers.0.attn.wqkv", "dtype": "float32", "shape": [64, 192]}, …],
 //   "shards": [{"rank": 0, "file": "shard-00000.h5", "bytes": 123456,
@@ -27,12 +27,15 @@ namespace duet::ckpt {
 
 // How the job that wrote a checkpoint was laid out. model_hash identifies the model (the
 // tensor table): a checkpoint of another model is refused. config_hash is recorded, not
-// enforced: resuming with a new layout legitimately changes the config.
+// enforced: resuming with a new layout legitimately changes the config. lineage is the id of
+// the run that wrote it (run.id): rotation and resume consider only checkpoints of their own
+// lineage ("" = not recorded: written before lineages existed, or by a tool).
 struct CheckpointLayout {
   int world = 1, pp = 1, dp = 1, ep = 1;
   std::string schedule;
   std::string config_hash;
   std::string model_hash;
+  std::string lineage;
   bool operator==(const CheckpointLayout&) const = default;
 };
 

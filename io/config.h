@@ -40,6 +40,8 @@ enum class Precision { kFP32, kBF16, kFP8 };
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
   std::string dir = "runs";   // the run directory is <dir>/<name>
+  std::string id;             // lineage id (io/run_dir.h); "" = the run directory's, or a new one
+  int lock_lease_s = 60;      // a run lock not renewed for this long, from another host, is stale
   bool operator==(const RunSection&) const = default;
 };
 
@@ -125,6 +127,7 @@ struct CheckpointSection {
   int keep = 3;     // newest checkpoints kept
   bool async = true;
   bool resume = true;  // resume from the newest valid checkpoint when one exists
+  bool allow_changes = false;  // resume despite changed optimizer keys, global batch or seed (io/resume_policy.h)
   bool operator==(const CheckpointSection&) const = default;
 };
 

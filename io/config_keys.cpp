@@ -120,6 +120,11 @@ std::vector<KeyDef> build_table() {
   return {
       make_key(DUET_KEY(run.name), "run name; the run directory is <run.dir>/<run.name>; \"\" = a timestamp"),
       make_key(DUET_KEY(run.dir), "folder that holds run directories", non_empty_string()),
+      make_key(DUET_KEY(run.id), "the run's lineage id, recorded in config.yaml, metrics.jsonl and every checkpoint; "
+                                 "\"\" = adopt the run directory's, or a new one"),
+      make_key(DUET_KEY(run.lock_lease_s),
+               "seconds after which the lock of a job on another host that stopped renewing it is stale",
+               at_least(1)),
 
       make_key(DUET_KEY(model.vocab), "vocabulary size (byte-level data uses 256)", at_least(2)),
       make_key(DUET_KEY(model.d_model), "model width; divisible by model.heads, head size even", at_least(8)),
@@ -189,6 +194,8 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(checkpoint.keep), "newest checkpoints to keep", at_least(1)),
       make_key(DUET_KEY(checkpoint.async), "write checkpoints in the background"),
       make_key(DUET_KEY(checkpoint.resume), "resume from the newest valid checkpoint if there is one"),
+      make_key(DUET_KEY(checkpoint.allow_changes),
+               "resume even if optimizer keys, train.global_batch or train.seed differ from the checkpoint's run"),
 
       make_key(DUET_KEY(runtime.overlap), "overlap communication with computation"),
       make_key(DUET_KEY(runtime.threads), "compute threads per rank; 0 = automatic", at_least(0)),

@@ -1,10 +1,12 @@
 #include "runtime/checkpointing.h"
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <stdexcept>
 
 #include "checkpoint/checkpoint.h"
+#include "io/resume_policy.h"
 
 namespace duet::runtime {
 
@@ -21,6 +23,7 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
   layout_.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   layout_.config_hash = io::config_hash(cfg);
   layout_.model_hash = model_hash(cfg);
+  layout_.lineage = cfg.run.id;  // rotation and resume keep to this run's checkpoints
   if (cfg.checkpoint.async) {
     ckpt::CheckpointWriter::Options o;
     o.dir = dir_, o.rank = rank_, o.layout = layout_;
@@ -99,6 +102,7 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   ckpt::ShardState state;
   state.data_position = (int64_t)step * cfg_.train.global_batch;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
+  if (rank_ == 0) state.attributes["config"] = io::to_yaml(cfg_);  // what a resume is checked against
   if (writer_) {
     // The copy happens on the writer thread; before_update() waits for it.
     const auto t0 = std::chrono::steady_clock::now();
@@ -120,13 +124,38 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
 }
 
 int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
-  if (!cfg_.checkpoint.resume) return 0;
+  if (!cfg_.checkpoint.resume) {
+    if (rank_ == 0 && !layout_.lineage.empty()) {  // still say whose checkpoints are there
+      std::string list;
+      for (const auto& e : ckpt::list_checkpoints(dir_))
+        if (const auto l = ckpt::checkpoint_lineage(e.path); l && *l != layout_.lineage)
+          list += (list.empty() ? "" : ", ") + std::filesystem::path(e.path).filename().string() + " (run " + *l + ")";
+      if (!list.empty())
+        log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
+    }
+    return 0;
+  }
   ckpt::VerifyOptions vo;
   vo.model_hash = layout_.model_hash;
+  if (!layout_.lineage.empty()) vo.lineage = layout_.lineage;
   const ckpt::ResumePoint at =
       ckpt::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
+  if (rank_ == 0 && !at.foreign.empty()) {
+    std::string list;
+    for (const auto& f : at.foreign) list += (list.empty() ? "" : ", ") + f;
+    log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
+  }
   if (!at.found()) return 0;
   ckpt::CheckpointReader reader(at.path, layout_.model_hash);
+  const auto saved = reader.state(0).attributes;
+  if (const auto c = saved.find("config"); c != saved.end()) {  // checkpoints before lineages have none
+    const auto changes = io::check_resume(io::parse_config(c->second, {}, at.path + " config"), cfg_, "the checkpoint " + at.path);
+    if (rank_ == 0 && !changes.empty()) {
+      std::string list;
+      for (const auto& x : changes) list += (list.empty() ? "" : "; ") + x;
+      log_.print("resuming with changes (checkpoint.allow_changes): " + list);
+    }
+  }
   for (size_t i = 0; i < stages.size(); ++i) {
     auto& arena = *stages[i].arena;
     for (const auto& spec : arena.specs()) {

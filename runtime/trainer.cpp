@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "io/data.h"
+#include "io/run_dir.h"
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
 #include "runtime/batches.h"
@@ -108,6 +109,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   const int start_step = checkpoints.resume(stages, zero);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
+  if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
   Communicator& all = *groups.world;
   const EvalShape eval_shape{cfg.train.micro_batch_size, cfg.train.seq_len, cfg.train.eval_batches * cfg.train.global_batch};
   auto validate = [&] {

@@ -3,6 +3,7 @@
 // resharded by tensor name on load).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -52,6 +53,13 @@ TEST(CheckpointTrain, ResumeOnOtherLayouts) {
   auto r = run_command(mpirun_train(8) + args + " --run.name save --train.stop_at 3 --checkpoint.dir " + ck +
                        " --parallel.pp 4 --parallel.dp 2 --parallel.ep 2 --parallel.schedule dualpipe");
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The continuations are other run directories of the same run: they adopt its id (run.id),
+  // so its checkpoints are theirs to resume from.
+  const std::string config = read_file(dir / "save/config.yaml");
+  const auto at = config.find("\n  id: ");
+  ASSERT_NE(at, std::string::npos) << config;
+  std::string id = config.substr(at + 7, config.find('\n', at + 1) - at - 7);
+  id.erase(std::remove(id.begin(), id.end(), '"'), id.end());
   struct Layout {
     const char* name;
     int np;
@@ -61,7 +69,7 @@ TEST(CheckpointTrain, ResumeOnOtherLayouts) {
                           Layout{"single", 1, ""},
                           Layout{"dualpipev", 4, " --parallel.pp 4 --parallel.schedule dualpipev"}}) {
     r = run_command((l.np == 1 ? std::string(DUET_BINARY) + " train" : mpirun_train(l.np)) + args + " --run.name " + l.name +
-                    " --checkpoint.dir " + ck + l.args);
+                    " --run.id " + id + " --checkpoint.dir " + ck + l.args);
     ASSERT_EQ(r.exit_code, 0) << l.name << "\n" << r.output;
     EXPECT_NE(r.output.find("resuming from"), std::string::npos) << l.name;
     const auto got = loss_texts(dir / l.name / "metrics.jsonl");

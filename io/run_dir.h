@@ -1,0 +1,61 @@
+#pragma once
+// Who owns a run directory, and which run a job continues.
+//
+// A run directory holds one lineage (run.id): config.yaml records it, metrics.jsonl starts
+// each job with a header record naming it, every checkpoint's manifest names it. A job
+// starting on <run.dir>/<run.name>:
+//   - takes the directory's lock first (io/run_lock.h), before anything is written;
+//   - continues the run there when it stopped early (killed, train.stop_at) — same lineage,
+//     after checking what the new config changes (io/resume_policy.h);
+//   - starts a new run in <name>-2 (-3, …), saying so, when that directory holds a finished
+//     run (FINISHED), another lineage (run.id given and different, or none recorded), or
+//     checkpoint.resume is false. Nothing is appended to or overwritten in it.
+//
+//   <run dir>/FINISHED   "duet run <id> finished: step N of N": written when train.steps are done
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "io/config.h"
+#include "io/metrics.h"
+#include "io/run_lock.h"
+
+namespace duet::io {
+
+// Environment `duet launch` gives its ranks: the directory it claimed, its lineage id and
+// the lock token (rank 0 checks the lock still holds it).
+constexpr const char* kEnvRunDir = "DUET_RUN_DIR";
+constexpr const char* kEnvRunId = "DUET_RUN_ID";
+constexpr const char* kEnvRunLock = "DUET_RUN_LOCK";
+
+struct RunClaim {
+  std::string dir;                 // the run directory
+  std::string id;                  // the lineage id; give it to the run as cfg.run.id
+  bool continued = false;          // an existing directory of this lineage is continued
+  std::unique_ptr<RunLock> lock;   // held while the job lives (null for a rank under launch)
+  std::vector<std::string> notes;  // lines for the console and train.log
+};
+
+// The job's top process: chooses the directory, takes its lock, checks a continued run's
+// config (throws ConfigError naming the keys), writes config.yaml (with run.id).
+RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say = {});
+
+// Rank 0 of a job started by `duet launch` (kEnvRunLock set): the claimed directory and id,
+// after checking that the lock is still launch's. Returns an empty dir when not under launch.
+RunClaim join_launched_run();
+
+// Called when all train.steps are done: a rerun then starts a new run instead.
+void mark_run_finished(const std::string& run_dir, const RunConfig& cfg, int steps);
+bool run_finished(const std::string& run_dir);
+
+// 16 hex digits, random.
+std::string new_run_id();
+
+// The record each job writes first into metrics.jsonl:
+// {"event":"run","run_id":"…","start_step":4,"pid":…,"host":"…","time":"2026-…Z"}
+JsonLine run_header(const RunConfig& cfg, int start_step);
+
+}  // namespace duet::io

@@ -1,0 +1,174 @@
+// Issue 11, "a run is protected": run lineages, what a resume may change, one job per run
+// directory, reruns that never destroy — end to end through the duet binary.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "tests/apps/cli_util.h"
+
+using namespace duet::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kQuick = " --train.eval_batches 1 --train.global_batch 4 --runtime.trace false";
+
+std::string hostname() {
+  char h[256] = {};
+  gethostname(h, sizeof h - 1);
+  return h;
+}
+
+std::string manifest_of(const fs::path& ckpt) { return read_file(ckpt / "manifest.json"); }
+
+}  // namespace
+
+// Defect 1: an older run's step-2 and step-4 in the checkpoint folder. The new run lost its own
+// step 1 right after "committed", replaced the old step 2, and its restart resumed from the
+// old run's step 4 while `latest` pointed at its step 3.
+TEST(RunIntegrity, CheckpointRotationAndResumeKeepToTheirRun) {
+  const auto dir = scratch_dir("lineage-mix");
+  const std::string ck = (dir / "ck").string();
+  const std::string base = "train" + kQuick + " --run.dir " + dir.string() + " --checkpoint.dir " + ck;
+  auto r = run_duet(base + " --run.name old --train.steps 4 --checkpoint.every 2 --checkpoint.keep 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string old2 = manifest_of(fs::path(ck) / "step-000002"), old4 = manifest_of(fs::path(ck) / "step-000004");
+  ASSERT_FALSE(old2.empty());
+  const std::string fresh = base + " --run.name new --train.seed 7 --checkpoint.every 1 --checkpoint.keep 2 --train.steps 6";
+  r = run_duet(fresh + " --checkpoint.resume false --train.stop_at 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(fs::path(ck) / "step-000001/COMMITTED")) << "its only checkpoint was rotated away\n" << r.output;
+  EXPECT_NE(r.output.find("also holds checkpoints of other runs"), std::string::npos) << r.output;
+  r = run_duet(fresh + " --train.stop_at 3");  // the same run, continued to step 3
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(manifest_of(fs::path(ck) / "step-000002"), old2) << "the old run's step 2 was replaced";
+  EXPECT_EQ(manifest_of(fs::path(ck) / "step-000004"), old4);
+  std::string id;  // the new run's step 2 went next to the old one's, named with its lineage
+  for (const auto& e : fs::directory_iterator(ck))
+    if (e.path().filename().string().starts_with("step-000002.")) id = e.path().filename().string().substr(12);
+  ASSERT_EQ(id.size(), 16u) << id;
+  EXPECT_NE(read_file(dir / "new/config.yaml").find(id), std::string::npos);
+  EXPECT_TRUE(fs::exists(fs::path(ck) / ("step-000002." + id) / "COMMITTED"));
+  EXPECT_EQ(fs::read_symlink(fs::path(ck) / "latest"), "step-000003");
+  r = run_duet(fresh);  // restart: resumes from its own step 3
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + ck + "/step-000003"), std::string::npos) << r.output;
+  EXPECT_EQ(manifest_of(fs::path(ck) / "step-000004"), old4);
+  EXPECT_NE(manifest_of(fs::path(ck) / "step-000006").find(id), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// Defect 2, first half: two jobs started at once on one run directory both ran. The second
+// is refused, naming the holder, with a non-zero exit; the first is unaffected.
+TEST(RunIntegrity, SecondJobOnARunDirectoryIsRefused) {
+  const auto dir = scratch_dir("lock-two");
+  const std::string cmd = "train" + kQuick + " --train.steps 400 --train.log_every 1000 --run.dir " + dir.string() + " --run.name x";
+  CommandResult first;
+  std::thread t([&] { first = run_duet(cmd); });
+  const fs::path lock = dir / "x/run.lock";
+  for (int i = 0; i < 300 && !fs::exists(dir / "x/metrics.jsonl"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fs::exists(lock));
+  const std::string holder = read_file(lock);
+  const auto second = run_duet(cmd);
+  ASSERT_NE(holder.find("\npid "), std::string::npos) << holder;
+  const long pid = std::stol(holder.substr(holder.find("\npid ") + 5));
+  ::kill(static_cast<pid_t>(pid), SIGTERM);  // the first job: a process this test started
+  t.join();
+  EXPECT_NE(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("in use by another job: PID " + std::to_string(pid) + " on host " + hostname() + ", started "),
+            std::string::npos)
+      << second.output;
+  // Nothing of the second job in the run directory: one header record, from the first.
+  const std::string metrics = read_file(dir / "x/metrics.jsonl");
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n') >= 1, true);
+  EXPECT_EQ(metrics.find("\"event\":\"run\""), metrics.rfind("\"event\":\"run\"")) << metrics;
+  fs::remove_all(dir);
+}
+
+// Defect 2, second half: the same run name with another seed appended to metrics.jsonl and
+// overwrote config.yaml; a resume with changed seed, lr, batch and sequence length was
+// accepted silently.
+TEST(RunIntegrity, ResumeRefusesChangesNamingTheKeys) {
+  const auto dir = scratch_dir("resume-changes");
+  const std::string base = "train --train.eval_batches 1 --runtime.trace false --train.steps 4 --run.dir " +
+                           dir.string() + " --run.name b";
+  ASSERT_EQ(run_duet(base + " --train.global_batch 4 --train.stop_at 2").exit_code, 0);
+  const std::string config = read_file(dir / "b/config.yaml"), metrics = read_file(dir / "b/metrics.jsonl");
+  auto r = run_duet(base + " --train.seed 7 --train.lr 0.099 --train.global_batch 8 --train.seq_len 64");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("train.seq_len: 128 -> 64"), std::string::npos) << r.output;
+  r = run_duet(base + " --train.seed 7 --train.lr 0.099 --train.global_batch 8");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  for (const char* k : {"train.seed: 1234 -> 7", "train.lr: ", "train.global_batch: 4 -> 8", "--checkpoint.allow_changes"})
+    EXPECT_NE(r.output.find(k), std::string::npos) << k << "\n" << r.output;
+  EXPECT_EQ(read_file(dir / "b/config.yaml"), config);  // refused before anything was written
+  EXPECT_EQ(read_file(dir / "b/metrics.jsonl"), metrics);
+  r = run_duet(base + " --train.global_batch 4 --train.lr 0.004 --checkpoint.allow_changes true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming with changes (checkpoint.allow_changes): train.lr: 0.003 -> 0.004"), std::string::npos)
+      << r.output;
+  fs::remove_all(dir);
+}
+
+// Rerunning a finished run starts <name>-2 and leaves the finished one as it was.
+TEST(RunIntegrity, RerunOfAFinishedRunStartsANewDirectory) {
+  const auto dir = scratch_dir("rerun");
+  const std::string base = "train" + kQuick + " --train.steps 2 --run.dir " + dir.string() + " --run.name a";
+  ASSERT_EQ(run_duet(base).exit_code, 0);
+  ASSERT_TRUE(fs::exists(dir / "a/FINISHED"));
+  const std::string config = read_file(dir / "a/config.yaml"), metrics = read_file(dir / "a/metrics.jsonl");
+  const auto r = run_duet(base + " --train.seed 7");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("holds a finished run"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("this run starts in " + (dir / "a-2").string()), std::string::npos) << r.output;
+  EXPECT_EQ(read_file(dir / "a/config.yaml"), config);
+  EXPECT_EQ(read_file(dir / "a/metrics.jsonl"), metrics);
+  EXPECT_EQ(loss_texts(dir / "a-2/metrics.jsonl").size(), 2u);
+  EXPECT_NE(read_file(dir / "a-2/config.yaml").find("seed: 7"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// A lock left by a job that died (its PID is gone) is taken over, with a line saying so.
+TEST(RunIntegrity, StaleLockIsTakenOver) {
+  const auto dir = scratch_dir("lock-stale");
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);
+  fs::create_directories(dir / "s");
+  std::ofstream(dir / "s/run.lock") << "duet run lock\npid " << child << "\nhost " << hostname()
+                                    << "\nstarted 1764627601\nstart_text x\ntoken 0123456789abcdef\nslurm_job_id -\n";
+  const auto r = run_duet("train" + kQuick + " --train.steps 1 --run.dir " + dir.string() + " --run.name s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("run lock: taking over"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("its process is gone"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "s/run.lock"));  // released at the end
+  fs::remove_all(dir);
+}
+
+// Under `duet launch` the lock is launch's: its ranks work under it (they do not take it),
+// and a second launch on the same run directory is refused naming launch's PID.
+TEST(RunIntegrity, SecondLaunchIsRefusedWhileTheFirstRuns) {
+  const auto dir = scratch_dir("lock-launch");
+  const std::string cmd = "launch --parallel.pp 2 --bind none" + kQuick + " --train.steps 20 --run.dir " + dir.string() +
+                          " --run.name l";
+  CommandResult first;
+  std::thread t([&] { first = run_duet(cmd); });
+  const fs::path lock = dir / "l/run.lock";
+  for (int i = 0; i < 300 && !fs::exists(lock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string holder = read_file(lock);
+  const auto second = run_duet(cmd);
+  t.join();
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  ASSERT_NE(holder.find("\npid "), std::string::npos) << holder;
+  const std::string pid = holder.substr(holder.find("\npid ") + 5, holder.find('\n', holder.find("\npid ") + 1) - holder.find("\npid ") - 5);
+  EXPECT_NE(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("in use by another job: PID " + pid + " on host " + hostname()), std::string::npos)
+      << second.output;
+  EXPECT_EQ(loss_texts(dir / "l/metrics.jsonl").size(), 20u);
+  EXPECT_FALSE(fs::exists(lock));  // released when the job ended
+  fs::remove_all(dir);
+}

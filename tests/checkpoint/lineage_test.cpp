@@ -1,0 +1,83 @@
+// Lineages sharing a checkpoint folder: rotation, resume and step-name collisions keep to the
+// run's own checkpoints; another run's are never deleted, replaced or loaded.
+#include <gtest/gtest.h>
+
+#include "checkpoint/checkpoint.h"
+#include "tests/checkpoint/test_util.h"
+
+namespace duet::ckpt {
+namespace {
+using namespace duet::ckpt::test;
+
+CheckpointLayout of_run(const std::string& lineage) {
+  CheckpointLayout l = test_layout(2);
+  l.lineage = lineage;
+  return l;
+}
+
+std::vector<std::string> names_on_disk(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : list_checkpoints(dir)) out.push_back(fs::path(e.path).filename().string());
+  return out;
+}
+
+TEST(CheckpointLineage, ManifestRecordsTheLineage) {
+  ScratchDir dir("lineage-manifest");
+  const std::string p = save_sequential(dir.str(), 3, test_model(), of_run("aaaa"));
+  EXPECT_EQ(checkpoint_lineage(p), "aaaa");
+  EXPECT_EQ(CheckpointReader(p).manifest().layout.lineage, "aaaa");
+  const std::string q = save_sequential(dir.str(), 4, test_model(), test_layout(2));  // none recorded
+  EXPECT_EQ(checkpoint_lineage(q), "");
+  EXPECT_EQ(checkpoint_lineage((dir.path / "nope").string()), std::nullopt);
+}
+
+// Issue 11, defect 1: an older run's step-2 and step-4 in the folder; a new run saving every
+// step with keep 2 must not lose its own step 1, must not replace the old step 2, and must
+// resume from its own newest checkpoint, not the old run's step 4.
+TEST(CheckpointLineage, AnotherRunsCheckpointsAreNeverTouched) {
+  ScratchDir dir("lineage-mix");
+  const auto old_model = test_model(1), new_model = test_model(2);
+  SaveOptions keep2;
+  keep2.keep = 2;
+  for (std::int64_t step : {2, 4}) save_sequential(dir.str(), step, old_model, of_run("old"), keep2);
+  const std::string old2 = fs::read_symlink(dir.path / "latest").string();
+  std::vector<std::string> log;
+  keep2.log = [&](std::string_view l) { log.emplace_back(l); };
+  save_sequential(dir.str(), 1, new_model, of_run("new"), keep2);
+  EXPECT_TRUE(fs::exists(dir.path / "step-000001")) << "the new run's only checkpoint was rotated away";
+  const std::string p2 = save_sequential(dir.str(), 2, new_model, of_run("new"), keep2);
+  EXPECT_EQ(fs::path(p2).filename(), "step-000002.new");
+  EXPECT_EQ(checkpoint_lineage((dir.path / "step-000002").string()), "old");
+  save_sequential(dir.str(), 3, new_model, of_run("new"), keep2);
+  EXPECT_EQ(names_on_disk(dir.str()),
+            (std::vector<std::string>{"step-000002", "step-000002.new", "step-000003", "step-000004"}));
+  EXPECT_EQ(fs::read_symlink(dir.path / "latest"), "step-000003");
+
+  VerifyOptions mine = full_check("model-A");
+  mine.lineage = "new";
+  const ResumePoint rp = find_resumable_checkpoint(dir.str(), mine);
+  EXPECT_EQ(rp.step, 3);
+  EXPECT_EQ(rp.foreign, (std::vector<std::string>{"step-000004 (run old)", "step-000002 (run old)"}));
+  CheckpointReader reader(rp.path, "model-A");
+  for (const GlobalTensor& t : new_model) EXPECT_EQ(reader.read(t.name), t.values) << t.name;
+  // The old run still resumes from its own step 4, which verifies.
+  mine.lineage = "old";
+  EXPECT_EQ(find_resumable_checkpoint(dir.str(), mine).step, 4);
+  // The new run saving step 2 again replaces its own step-000002.new, not the old run's.
+  save_sequential(dir.str(), 2, new_model, of_run("new"), keep2);  // same step again: replaces its own
+  EXPECT_EQ(checkpoint_lineage((dir.path / "step-000002").string()), "old");
+  EXPECT_EQ(checkpoint_lineage((dir.path / "step-000002.new").string()), "new");
+}
+
+TEST(CheckpointLineage, ListAcceptsLineageSuffixesOnly) {
+  ScratchDir dir("lineage-list");
+  save_sequential(dir.str(), 5, test_model(), of_run("a"));
+  save_sequential(dir.str(), 5, test_model(), of_run("b"));
+  fs::create_directories(dir.path / "step-000006.b.staging");
+  fs::create_directories(dir.path / "step-000006.staging");
+  fs::create_directories(dir.path / "step-000007.");
+  EXPECT_EQ(names_on_disk(dir.str()), (std::vector<std::string>{"step-000005", "step-000005.b"}));
+}
+
+}  // namespace
+}  // namespace duet::ckpt
