@@ -14,6 +14,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "runtime/memory_estimate.h"
 
 extern char** environ;
 
@@ -78,6 +79,8 @@ int cmd_launch(int argc, char** argv) {
   if (nproc != need)
     throw std::invalid_argument("--nproc " + std::to_string(nproc) + " does not match parallel.pp × parallel.dp = " +
                                 std::to_string(need));
+  // Every rank checks again; checking here says it once, before mpirun starts N processes.
+  std::printf("duet launch: %s\n", runtime::check_memory(cfg, nproc).c_str());
 
   const std::string bind = vm["bind"].as<std::string>();
   if (bind != "core" && bind != "none")
@@ -106,6 +109,7 @@ int cmd_launch(int argc, char** argv) {
   int status = 0;
   waitpid(pid, &status, 0);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // The ranks' own codes (core/exit_code.h) pass through: mpirun reports a failed rank's.
   if (code != 0) std::fprintf(stderr, "duet launch: the job failed (exit status %d)\n", code);
   return code;
 }

@@ -135,6 +135,9 @@ struct RuntimeSection {
   int comm_delay_us = 0;  // artificial delay added to each message (testing overlap)
   int fail_rank = -1;     // fault injection: this rank fails at fail_step (-1 = none)
   int fail_step = 0;
+  // Bytes the ranks of this machine may use together; 0 = what the machine has available
+  // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
+  std::uint64_t memory_limit = 0;
   bool operator==(const RuntimeSection&) const = default;
 };
 

@@ -1,0 +1,19 @@
+#pragma once
+// The exit codes of `duet train` and `duet launch`, one table for the code and the docs
+// (docs/runtime.md, "Exit codes"). A supervisor or a batch script decides from the code alone
+// whether to rerun, requeue or stop, so each code means one thing.
+
+namespace duet::core {
+
+enum class ExitCode : int {
+  Done = 0,                // trained to train.steps (or stopped at train.stop_at with its checkpoint saved)
+  Failed = 1,              // a rank failed while running (an error, a killed rank); MPI_Abort uses it too
+  Usage = 2,               // config or command-line error, or the job does not fit: nothing was trained
+  CheckpointNotSaved = 3,  // training ran, but the checkpoint it was asked to end with was not saved
+  GaveUp = 4,              // the supervisor stopped restarting (reserved: no supervisor restarts yet)
+  RequeueRequested = 5,    // the job asks its scheduler to requeue it (reserved for the Slurm work)
+};
+
+constexpr int exit_code(ExitCode c) { return static_cast<int>(c); }
+
+}  // namespace duet::core
