@@ -14,6 +14,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "core/exit_code.h"
 #include "runtime/memory_estimate.h"
 
 extern char** environ;
@@ -110,7 +111,9 @@ int cmd_launch(int argc, char** argv) {
   waitpid(pid, &status, 0);
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   // The ranks' own codes (core/exit_code.h) pass through: mpirun reports a failed rank's.
-  if (code != 0) std::fprintf(stderr, "duet launch: the job failed (exit status %d)\n", code);
+  if (code != 0)
+    std::fprintf(stderr, "duet launch: the job failed (exit status %d%s%s)\n", code,
+                 *core::exit_code_meaning(code) ? ": " : "", core::exit_code_meaning(code));
   return code;
 }
 

@@ -16,4 +16,17 @@ enum class ExitCode : int {
 
 constexpr int exit_code(ExitCode c) { return static_cast<int>(c); }
 
+// What a code means, for messages: "checkpoint not saved"; "" for codes not in the table.
+constexpr const char* exit_code_meaning(int code) {
+  switch (code) {
+    case 0: return "done";
+    case 1: return "a rank failed";
+    case 2: return "config or usage error";
+    case 3: return "checkpoint not saved";
+    case 4: return "gave up";
+    case 5: return "requeue requested";
+    default: return "";
+  }
+}
+
 }  // namespace duet::core

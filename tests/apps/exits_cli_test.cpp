@@ -101,6 +101,12 @@ TEST(ExitsCli, UnsavedStopCheckpointIsANonZeroExit) {
   EXPECT_EQ(r.exit_code, kCheckpointNotSaved) << r.output;
   EXPECT_TRUE(has(r, "the checkpoint of step 1 was not saved")) << r.output;
   EXPECT_FALSE(has(r, "run again to resume")) << r.output;
+  // Every rank says so, and `duet launch` passes the code through mpirun.
+  const auto l = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 " +
+                             std::string(DUET_BINARY) + " launch --parallel.pp 2 --train.steps 3 --train.eval_batches 1 "
+                             "--train.stop_at 1 --checkpoint.dir /proc/ck --run.dir " + dir.string() + " --run.name b");
+  EXPECT_EQ(l.exit_code, kCheckpointNotSaved) << l.output;
+  EXPECT_TRUE(has(l, "exit status 3: checkpoint not saved")) << l.output;
   fs::remove_all(dir);
 }
 
