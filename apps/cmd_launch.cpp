@@ -14,8 +14,10 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "core/exit_code.h"
 #include "core/supervision.h"
 #include "io/run_dir.h"
+#include "runtime/memory_estimate.h"
 #include "supervisor/supervise.h"
 
 namespace po = boost::program_options;
@@ -79,6 +81,8 @@ int cmd_launch(int argc, char** argv) {
   if (nproc != need)
     throw std::invalid_argument("--nproc " + std::to_string(nproc) + " does not match parallel.pp × parallel.dp = " +
                                 std::to_string(need));
+  // Every rank checks again; checking here says it once, before mpirun starts N processes.
+  std::printf("duet launch: %s\n", runtime::check_memory(cfg, nproc).c_str());
 
   const std::string bind = vm["bind"].as<std::string>();
   if (bind != "core" && bind != "none")
@@ -126,7 +130,9 @@ int cmd_launch(int argc, char** argv) {
     std::fflush(stdout);
   };
   const int code = supervisor::supervise(so);
-  if (code != 0) std::fprintf(stderr, "duet launch: the job ended with exit status %d\n", code);
+  if (code != 0)
+    std::fprintf(stderr, "duet launch: the job ended with exit status %d%s%s\n", code,
+                 *core::exit_code_meaning(code) ? ": " : "", core::exit_code_meaning(code));
   return code;
 }
 

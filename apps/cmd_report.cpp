@@ -23,6 +23,8 @@ int cmd_report(int argc, char** argv) {
   const std::string run = vm["run"].as<std::string>();
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
   const report::Report r = measured_run_report(run);
+  for (const auto& note : r.notes)  // a cut-off trace, read up to its last event
+    if (note.rfind("Warning: ", 0) == 0) std::fprintf(stderr, "duet report: %s\n", note.c_str());
   report::write_report(r, out);
   std::cout << report::render_markdown(r);
   std::printf("\nwrote %s/report.json, report.md, report.html\n", out.c_str());

@@ -21,7 +21,9 @@
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "core/json.h"
+#include "io/read_limited.h"
 #include "scheduler/schedule.h"
+#include "scheduler/schedule_size.h"
 #include "scheduler/simulate.h"
 #include "scheduler/svg.h"
 #include "scheduler/text_format.h"
@@ -61,12 +63,13 @@ Durations parse_durations(const std::string& text) {
   return {v[0], v[1], v[2], v[3]};
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read schedule file '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// Refuses a schedule shape too big to build, validate or simulate (scheduler/schedule_size.h).
+void check_schedule_size(sched::ScheduleKind kind, int ranks, int microbatches, const std::string& given_by) {
+  const std::int64_t ops = sched::schedule_op_bound(kind, ranks, microbatches);
+  if (ops <= sched::kMaxScheduleOps) return;
+  throw std::invalid_argument(given_by + ": " + std::to_string(ranks) + " ranks × " + std::to_string(microbatches) +
+                              " micro-batches is up to " + std::to_string(ops) + " ops, more than the " +
+                              std::to_string(sched::kMaxScheduleOps) + " duet builds, validates or simulates");
 }
 
 void write_file(const std::string& path, const std::string& text) {
@@ -166,15 +169,17 @@ int cmd_schedule(int argc, char** argv) {
       throw std::invalid_argument("--validate reads ranks and micro-batches from the file; drop --ranks/--microbatches");
     const std::string path = vm["validate"].as<std::string>();
     try {
-      schedule = sched::parse_schedule_text(read_file(path), kind);
+      schedule = sched::parse_schedule_text(io::read_file_limited(path, io::kMaxScheduleFileBytes, "schedule file"), kind);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(path + ": " + e.what());
     }
+    check_schedule_size(schedule.kind, schedule.ranks, schedule.microbatches, path + " (its header)");
     if (!report_validation(schedule, path, json && !vm.count("simulate"))) return 1;
   } else {
     if (!kind) throw std::invalid_argument("--kind is required (1f1b, zb1p, dualpipe, dualpipev), or --validate FILE");
     if (!vm.count("ranks")) throw std::invalid_argument("--ranks is required");
     if (!vm.count("microbatches")) throw std::invalid_argument("--microbatches is required");
+    check_schedule_size(*kind, vm["ranks"].as<int>(), vm["microbatches"].as<int>(), "--ranks and --microbatches");
     schedule = sched::make_schedule(*kind, vm["ranks"].as<int>(), vm["microbatches"].as<int>());
   }
 

@@ -9,10 +9,14 @@
 #include "apps/config_options.h"
 #include "apps/report_job.h"
 #include "checkpoint/checkpoint.h"
+#include "core/exit_code.h"
+#include "io/read_limited.h"
+#include "io/data.h"
 #include "io/metrics.h"
 #include "io/run_dir.h"
 #include "report/report.h"
 #include "runtime/comm_mpi.h"
+#include "runtime/memory_estimate.h"
 #include "runtime/mpi.h"
 #include "runtime/trainer.h"
 
@@ -36,14 +40,23 @@ int cmd_train(int argc, char** argv) {
   po::options_description opts("usage: duet train [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
                                "Trains on this process, or as one rank under mpirun, and writes\n"
                                "runs/<name>/ (config.yaml, metrics.jsonl, train.log)");
-  opts.add_options()("help,h", "show this help");
+  opts.add_options()("help,h", "show this help")(
+      "dry-run", "print the memory estimate per rank and whether it fits, then exit (nothing is allocated)");
   add_config_options(opts);
   po::variables_map vm;
   if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   io::RunConfig cfg = config_from_options(vm);  // run.name and run.id are settled with the run directory
+  // Sizes first, on every rank, from the config alone: a job that cannot fit is refused
+  // (io::ConfigError, exit code Usage) before anything large is allocated.
+  if (vm.count("dry-run")) {
+    std::printf("duet train --dry-run: %s\n", runtime::check_memory(cfg, runtime::local_ranks()).c_str());
+    return 0;
+  }
+  const std::string memory_line = runtime::check_memory(cfg, runtime::local_ranks());
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);
+  const std::uint64_t rss_at_start = runtime::current_rss();
   const int rank = runtime::world_rank(), world = runtime::world_size();
   const int need = cfg.parallel.pp * cfg.parallel.dp;
   if (world != need) {
@@ -53,6 +66,7 @@ int cmd_train(int argc, char** argv) {
     if (world > 1) runtime::fatal(msg);
     throw std::invalid_argument(msg);
   }
+  core::ExitCode exit_status = core::ExitCode::Done;
   try {
     auto comm = runtime::mpi_world();
     // Rank 0 claims the run directory (or joins the one `duet launch` claimed) and tells the
@@ -67,6 +81,7 @@ int cmd_train(int argc, char** argv) {
     io::RunLog log(rank == 0 ? run_dir + "/train.log" : "", /*echo=*/rank == 0);
     log.print("duet train: run directory " + run_dir);
     for (const auto& note : claim.notes) log.print(note);
+    log.print(memory_line);
     const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
     if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
     char line[512];
@@ -76,6 +91,15 @@ int cmd_train(int argc, char** argv) {
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
     log.print(line);
+    const std::uint64_t peak = runtime::peak_rss();
+    log.print("memory: peak resident " + io::format_bytes(peak) + ", " +
+              io::format_bytes(peak > rss_at_start ? peak - rss_at_start : 0) + " above start-up (" +
+              std::to_string(peak > rss_at_start ? peak - rss_at_start : 0) + " bytes; estimated " +
+              std::to_string(runtime::largest_rank_memory(cfg).total()) + " bytes per rank)");
+    if (!s.checkpoint_not_saved.empty()) {
+      log.print("duet train: " + s.checkpoint_not_saved);
+      exit_status = core::ExitCode::CheckpointNotSaved;
+    }
     if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
       done->barrier();
       if (rank == 0) {
@@ -96,9 +120,14 @@ int cmd_train(int argc, char** argv) {
     }
   } catch (const std::exception& e) {
     if (world > 1) runtime::fatal(e.what());  // never leave the other ranks hanging
-    throw;
+    // The user's doing (config, data, layout): a usage error, reported by main.
+    if (dynamic_cast<const io::ConfigError*>(&e) || dynamic_cast<const io::DataError*>(&e) ||
+        dynamic_cast<const std::invalid_argument*>(&e))
+      throw;
+    std::fprintf(stderr, "duet train: error: %s\n", e.what());
+    return core::exit_code(core::ExitCode::Failed);
   }
-  return 0;
+  return core::exit_code(exit_status);
 }
 
 }  // namespace duet::app

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "apps/commands.h"
+#include "core/exit_code.h"
 
 namespace {
 
@@ -31,20 +32,24 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using duet::core::exit_code;
+  using duet::core::ExitCode;
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+    return exit_code(argc < 2 ? ExitCode::Usage : ExitCode::Done);
   }
   for (const auto& s : kSubcommands) {
     if (std::strcmp(argv[1], s.name) != 0) continue;
     try {
       return s.run(argc - 1, argv + 1);
     } catch (const std::exception& e) {
+      // Errors thrown up to here are the user's (config, options, files): nothing ran.
+      // Failures while running return their own codes (core/exit_code.h).
       std::fprintf(stderr, "duet %s: error: %s\n", s.name, e.what());
-      return 2;
+      return exit_code(ExitCode::Usage);
     }
   }
   std::fprintf(stderr, "duet: unknown subcommand '%s'\n", argv[1]);
   usage(stderr);
-  return 2;
+  return exit_code(ExitCode::Usage);
 }

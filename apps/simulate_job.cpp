@@ -1,5 +1,7 @@
 #include "apps/simulate_job.h"
 
+#include "scheduler/schedule_size.h"
+
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +44,14 @@ SimOutcome simulate_config(const io::RunConfig& cfg) {
   SimOutcome o;
   o.in = simulation_inputs(cfg);
   const sched::Layout& l = o.in.layout;
+  // The simulator keeps state per op of every pipeline replica: refuse what cannot fit.
+  const double sim_ops = (double)sched::schedule_op_bound(l.schedule, l.pp, l.microbatches()) * l.dp;
+  if (sim_ops > (double)sched::kMaxScheduleOps)
+    throw std::invalid_argument("parallel.pp=" + std::to_string(l.pp) + " × parallel.dp=" + std::to_string(l.dp) +
+                                " pipelines × " + std::to_string(l.microbatches()) +
+                                " micro-batches (train.global_batch / (parallel.dp × train.micro_batch_size)) is up to " +
+                                std::to_string((long long)sim_ops) + " simulated ops, more than the " +
+                                std::to_string(sched::kMaxScheduleOps) + " duet simulates");
   try {
     o.schedule = sched::make_schedule(l.schedule, l.pp, l.microbatches());
   } catch (const std::invalid_argument& e) {

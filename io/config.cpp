@@ -19,6 +19,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "io/config_table.h"
+#include "io/read_limited.h"
 
 namespace duet::io {
 
@@ -370,15 +371,13 @@ RunConfig parse_config(std::string_view yaml_text, const std::vector<std::string
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw ConfigError("cannot read config file '" + path + "': it is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError("cannot read config file '" + path + "': " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError("cannot read config file '" + path + "': read error");
-  return parse_config(text.str(), overrides, path);
+  std::string text;
+  try {
+    text = read_file_limited(path, kMaxConfigFileBytes, "config file");
+  } catch (const std::runtime_error& e) {  // FileTooLargeError included: a config error either way
+    throw ConfigError(e.what());
+  }
+  return parse_config(text, overrides, path);
 }
 
 std::string default_config_text() { return detail::kDefaultConfigText; }

@@ -141,6 +141,9 @@ struct RuntimeSection {
   int fail_signal = 0;    // 0: the failure is an exception; else this signal (9 kill, 19 stop)
   int fail_attempts = 1;  // attempts of a supervised job that inject it (a restart runs clean)
   bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
+  // Bytes the ranks of this machine may use together; 0 = what the machine has available
+  // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
+  std::uint64_t memory_limit = 0;
   bool operator==(const RuntimeSection&) const = default;
 };
 

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "io/config_table.h"
+#include "io/read_limited.h"
 
 namespace duet::io {
 namespace detail {
@@ -57,7 +58,14 @@ struct KeyOptions {
   Range range;
   DerivedDefault derived;
   bool non_empty = false;  // String keys: "" is not allowed
+  bool bytes = false;      // UInt64 keys: a byte count, units allowed
 };
+
+KeyOptions byte_count() {
+  KeyOptions o;
+  o.bytes = true;
+  return o;
+}
 
 KeyOptions non_empty_string() {
   KeyOptions o;
@@ -76,6 +84,7 @@ KeyDef make_key(const char* path, Field field, std::string help, KeyOptions opt 
   k.range = opt.range;
   k.derived = std::move(opt.derived);
   k.non_empty = opt.non_empty;
+  k.bytes = opt.bytes;
   if constexpr (std::is_same_v<T, int>) {
     k.kind = KeyKind::Int;
     k.get = [field](const RunConfig& c) { return Value{std::int64_t{field(c)}}; };
@@ -213,6 +222,10 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(runtime.fail_attempts),
                "fault injection (testing): the first N attempts of a supervised job fail; later ones run clean",
                at_least(1)),
+
+      make_key(DUET_KEY(runtime.memory_limit),
+               "bytes this machine's ranks may use together, checked before allocating; 0 = what the machine has",
+               byte_count()),
 
       make_key(DUET_KEY(fault.hang_timeout_s),
                "no progress for this long is a hang (seconds); 0 = max(10 x median step time, 60 s)", at_least(0)),
@@ -359,7 +372,8 @@ std::string allowed_text(const KeyDef& key) {
       if (r.has_hi) return what + (r.hi_open ? " < " : " ≤ ") + hi;
       return what;
     }
-    case KeyKind::UInt64: return "an integer between 0 and 18446744073709551615";
+    case KeyKind::UInt64:
+      return key.bytes ? "a byte count (e.g. 8589934592, 8GiB, 512MiB)" : "an integer between 0 and 18446744073709551615";
     case KeyKind::Bool: return "true or false";
     case KeyKind::String: return key.non_empty ? "a non-empty string" : "a string";
     case KeyKind::Enum: {
@@ -386,7 +400,7 @@ Value parse_value(const KeyDef& key, const Scalar& s) {
     }
     case KeyKind::UInt64: {
       std::uint64_t x = 0;
-      if (!parse_integer(s.text, x)) fail_value(key, s.where, quoted(s.text));
+      if (!parse_integer(s.text, x) && !(key.bytes && parse_bytes(s.text, x))) fail_value(key, s.where, quoted(s.text));
       v = x;
       break;
     }

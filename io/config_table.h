@@ -44,6 +44,7 @@ struct KeyDef {
   std::vector<std::string> choices;  // Enum names, in enum order
   DerivedDefault derived;
   bool non_empty = false;  // String: "" is not allowed
+  bool bytes = false;      // UInt64: also accepts a size with a unit (8GiB, 512MiB, 2.5G)
   std::function<Value(const RunConfig&)> get;
   std::function<void(RunConfig&, const Value&)> set;
 };

@@ -6,8 +6,16 @@
 // What an event is (category, thread, op) is core/trace_event.h, shared with the readers;
 // an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5}.
 // report/trace_reader.h reads the files back.
+//
+// Events are streamed: the file is created with its header when the recorder is, and every
+// `chunk_events` events — or, sooner, the events of the last second — are appended and
+// flushed, so memory stays bounded however long the run, and a killed run leaves a file that
+// holds its events up to about a second before the kill (one complete event a line; the
+// closing "]}" is missing, which the reader tolerates).
 
 #include <chrono>
+#include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -23,22 +31,45 @@ using core::TraceThread;
 
 class TraceRecorder {
  public:
-  explicit TraceRecorder(size_t max_events = 500000) : max_events_(max_events) {}
+  // Creates `path` (its folder must exist) with the metadata lines for `rank`; throws
+  // std::runtime_error naming the path when it cannot.
+  TraceRecorder(const std::string& path, int rank, size_t chunk_events = 4096);
+  ~TraceRecorder();  // close(), errors swallowed: destructors never throw
+  TraceRecorder(const TraceRecorder&) = delete;
+  TraceRecorder& operator=(const TraceRecorder&) = delete;
+
   static double now() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   }
-  // Thread-safe. Events past max_events are counted, not kept.
+  // Thread-safe. The thread that fills a chunk writes it out (outside the lock that add()
+  // takes, so other threads keep recording meanwhile).
   void add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op = {});
   void set_step(int step) { step_ = step; }
-  // Writes {"traceEvents": [...]} with pid = rank; throws std::runtime_error naming the path.
-  void write(const std::string& path, int rank) const;
-  std::vector<TraceEvent> events() const;
-  size_t dropped() const { return dropped_; }
+  // Writes what is buffered and flushes; the file stays open for more.
+  void flush();
+  // Writes the rest and ends the JSON. Idempotent. Throws std::runtime_error naming the path
+  // on a write error (also one from an earlier chunk).
+  void close();
+  const std::string& path() const { return path_; }
+  size_t events_written() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<TraceEvent> events_;
-  size_t max_events_, dropped_ = 0;
+  struct Close {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  void write_chunk(const std::vector<TraceEvent>& events);  // holds file_mu_
+
+  std::string path_;
+  int rank_;
+  size_t chunk_;
+  mutable std::mutex mu_;       // buffer_
+  std::vector<TraceEvent> buffer_;
+  mutable std::mutex file_mu_;  // the file: chunks go out whole and in order
+  std::unique_ptr<std::FILE, Close> file_;
+  static constexpr double kMaxAgeSeconds = 1.0;
+  double last_out_ = now();  // when events last went to the file (under mu_)
+  size_t written_ = 0;
+  bool write_failed_ = false, closed_ = false;
   int step_ = 0;
 };
 

@@ -101,7 +101,9 @@ std::vector<StepMetrics> read_metrics(const std::string& path) {
     std::smatch m;
     if (std::regex_search(line, m, std::regex(std::string("\"") + key + "\":([-0-9.eE+]+)"))) out = std::stod(m[1]);
   };
-  std::vector<StepMetrics> rows;
+  // Append-only across restarts: a resumed run writes {"event":"resume",...} and then steps
+  // an earlier attempt may have written too. Each step's last line counts, once.
+  std::map<int, StepMetrics> by_step;
   for (std::string line; std::getline(in, line);) {
     StepMetrics r;
     double step = -1;
@@ -112,9 +114,11 @@ std::vector<StepMetrics> read_metrics(const std::string& path) {
     num(line, "tokens_per_s", r.tokens_per_s);
     num(line, "grad_sync_s", r.grad_sync);
     r.eval = line.find("\"val_loss\"") != std::string::npos;
-    rows.push_back(r);
+    by_step[r.step] = r;
   }
-  if (rows.empty()) throw std::runtime_error(path + " holds no steps");
+  if (by_step.empty()) throw std::runtime_error(path + " holds no steps");
+  std::vector<StepMetrics> rows;
+  for (const auto& [step, r] : by_step) rows.push_back(r);
   return rows;
 }
 
@@ -232,15 +236,32 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
 Report measured_report(const std::string& run_dir, const RunShape& shape) {
   const auto metrics = read_metrics(run_dir + "/metrics.jsonl");
   const int world = shape.pp * shape.dp;
-  std::vector<std::vector<TraceEvent>> traces(world);
-  for (int r = 0; r < world; ++r) {
+  // One trace file per rank and attempt (io/run_records.h): the newest attempt's.
+  auto trace_path = [&](int rank, int attempt) {
     char name[64];
-    std::snprintf(name, sizeof name, "/trace/rank-%05d.json", r);
-    const std::string path = run_dir + name;
+    if (attempt <= 1)
+      std::snprintf(name, sizeof name, "/trace/rank-%05d.json", rank);
+    else
+      std::snprintf(name, sizeof name, "/trace/rank-%05d.attempt-%d.json", rank, attempt);
+    return run_dir + name;
+  };
+  int attempt = 1;
+  while (fs::exists(trace_path(0, attempt + 1))) ++attempt;
+  std::vector<std::vector<TraceEvent>> traces(world);
+  std::vector<std::string> warnings;
+  for (int r = 0; r < world; ++r) {
+    const std::string path = trace_path(r, attempt);
     if (!fs::exists(path)) throw std::runtime_error("missing " + path + " (runs write traces with runtime.trace: true)");
-    traces[r] = read_trace(path);
+    TraceFile t = read_trace_file(path);
+    traces[r] = std::move(t.events);
+    if (!t.warning.empty()) warnings.push_back(t.warning);
   }
-  return measured_report(fs::path(run_dir).filename().string(), shape, metrics, traces);
+  Report out = measured_report(fs::path(run_dir).filename().string(), shape, metrics, traces);
+  for (auto& w : warnings) out.notes.push_back("Warning: " + w + ".");
+  if (attempt > 1)
+    out.notes.push_back("The traces are those of attempt " + std::to_string(attempt) +
+                        " (the run was started " + std::to_string(attempt) + " times).");
+  return out;
 }
 
 }  // namespace duet::report

@@ -6,7 +6,12 @@
 //    "args":{"step":3,"op":"F","dir":0,"mb":3}}
 //
 // ts and dur in microseconds, tid a core::TraceThread, and "op"/"dir"/"mb" present for the
-// events of schedule ops. Metadata lines ("ph":"M") and anything else are skipped.
+// events of schedule ops. Metadata lines ("ph":"M") are skipped.
+//
+// Traces are streamed while a run goes, so a killed run leaves a file without its closing
+// "]}", perhaps cut inside an event: it is read up to its last complete event, with a
+// warning. A file that is not a trace at all (no "traceEvents" header, or no event in it) is
+// refused: a report computed from it would be all zeros.
 
 #include <string>
 #include <vector>
@@ -15,8 +20,16 @@
 
 namespace duet::report {
 
-// Every complete event of the file, in file order (times in seconds). Throws
-// std::runtime_error naming the path when it cannot be read.
+struct TraceFile {
+  std::vector<core::TraceEvent> events;  // in file order, times in seconds
+  std::string warning;                   // "" or what was wrong but tolerated (a cut-off end)
+};
+
+// Throws std::runtime_error naming the path and the reason when it cannot be read, is not a
+// trace, or holds no complete event.
+TraceFile read_trace_file(const std::string& path);
+
+// read_trace_file(path).events.
 std::vector<core::TraceEvent> read_trace(const std::string& path);
 
 }  // namespace duet::report

@@ -1,5 +1,6 @@
 #include "runtime/checkpointing.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -39,6 +40,10 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
 void TrainCheckpoints::report(const ckpt::SaveResult& r) {
   all_committed_ = all_committed_ && r.committed;
   if (r.committed && on_commit_) on_commit_((int)r.step);
+  if (r.committed)
+    last_committed_ = std::max(last_committed_, r.step);
+  else
+    last_error_ = r.error;
   if (rank_ != 0) return;
   char line[512];
   const auto stall = stalls_.find(r.step);
@@ -75,7 +80,14 @@ bool TrainCheckpoints::finish() {
   return all_committed_;
 }
 
+std::string TrainCheckpoints::unsaved() const {
+  if (last_requested_ <= last_committed_) return "";
+  return "the checkpoint of step " + std::to_string(last_requested_) + " was not saved to " + dir_ + ": " +
+         (last_error_.empty() ? std::string("no verdict") : last_error_);
+}
+
 bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+  last_requested_ = step;
   std::vector<ckpt::TensorSlice> slices;
   std::vector<std::string> names;  // keeps the moment names alive
   std::set<std::string> seen;

@@ -49,6 +49,10 @@ class TrainCheckpoints {
   void poll();
   // Waits for the save in flight and reports it; true if every save so far committed.
   bool finish();
+  // After finish(): "" when the newest checkpoint this run asked for was committed (or none
+  // was asked for); else why not, naming the step — the run must not exit as if it could
+  // resume from there.
+  std::string unsaved() const;
 
   const std::string& dir() const { return dir_; }
   // Called with the step of every checkpoint that commits (a background save's when it is
@@ -67,6 +71,8 @@ class TrainCheckpoints {
   std::function<void(int)> on_commit_;
   std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step
   int64_t last_async_step_ = -1;
+  int64_t last_requested_ = -1, last_committed_ = -1;  // newest step save() was called for / committed
+  std::string last_error_;                             // why the newest failed save failed
   void report(const ckpt::SaveResult& r);
 };
 

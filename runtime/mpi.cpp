@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/exit_code.h"
+
 namespace duet::runtime {
 
 std::string host_name() {
@@ -40,8 +42,8 @@ void fatal(const std::string& what, const char* file, int line) {
   int init = 0, fin = 0;
   MPI_Initialized(&init);
   MPI_Finalized(&fin);
-  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, 3);
-  std::_Exit(3);
+  if (init && !fin) MPI_Abort(MPI_COMM_WORLD, core::exit_code(core::ExitCode::Failed));
+  std::_Exit(core::exit_code(core::ExitCode::Failed));
 }
 
 void mpi_check(int code, const char* expr, const char* file, int line) {

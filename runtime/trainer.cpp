@@ -12,6 +12,7 @@
 
 #include "io/data.h"
 #include "io/run_dir.h"
+#include "io/run_records.h"
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
 #include "runtime/batches.h"
@@ -20,6 +21,7 @@
 #include "runtime/evaluation.h"
 #include "runtime/expert_balance.h"
 #include "runtime/expert_exchange.h"
+#include "runtime/memory_estimate.h"
 #include "runtime/process_groups.h"
 #include "runtime/stages.h"
 #include "runtime/supervisor_link.h"
@@ -31,12 +33,6 @@ namespace duet::runtime {
 namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-int local_ranks() {
-  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"})
-    if (const char* s = std::getenv(v)) return std::max(1, std::atoi(s));
-  return 1;
-}
 
 }  // namespace
 
@@ -60,8 +56,16 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
   // What the rank's threads share: the compute baton (overlap) and the trace.
   Baton baton;
+  // Which start of this run directory this is (rank 0 reads metrics.jsonl): names the trace
+  // files and the resume record (io/run_records.h).
+  const int attempt =
+      groups.world->allreduce<int32_t>(rank == 0 ? io::next_attempt(run_dir + "/metrics.jsonl") : 0, ReduceOp::Max);
   std::unique_ptr<io::TraceRecorder> trace;
-  if (cfg.runtime.trace) trace = std::make_unique<io::TraceRecorder>();
+  if (cfg.runtime.trace) {  // streamed to disk as it goes: a killed run keeps its trace
+    std::error_code ec;  // every rank creates it: one of them wins
+    std::filesystem::create_directories(run_dir + "/trace", ec);
+    trace = std::make_unique<io::TraceRecorder>(run_dir + "/trace/" + io::trace_file_name(rank, attempt), rank);
+  }
   Baton* overlap_baton = cfg.runtime.overlap ? &baton : nullptr;
   std::vector<std::unique_ptr<CommExpertExchange>> exchanges;  // per direction (ep > 1)
   std::vector<model::ExpertExchange*> exchange_of_dir;
@@ -110,6 +114,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
   if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
+  if (metrics && attempt > 1) metrics->write(io::resume_record(start_step, attempt));
   Communicator& all = *groups.world;
   const EvalShape eval_shape{cfg.train.micro_batch_size, cfg.train.seq_len, cfg.train.eval_batches * cfg.train.global_batch};
   auto validate = [&] {
@@ -146,6 +151,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   }
 
   double train_seconds = 0, wait_seconds = 0;
+  std::string stop_reason;  // why the loop ended before train.steps
   const auto run_start = Clock::now();
   for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
@@ -231,22 +237,23 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       checkpoints.save(step, stages, zero);
     }
     if (stopping) {
-      log.print("stopping after step " + std::to_string(step) +
-                (asked ? (supervisor->supervisor_gone() ? " (the supervisor is gone)" : " (the supervisor asked)")
-                       : " (train.stop_at)") +
-                "; run again to resume");
+      out.stopped = true;
+      stop_reason = asked ? (supervisor->supervisor_gone() ? "the supervisor is gone" : "the supervisor asked")
+                          : "train.stop_at";
       break;
     }
   }
   progress(out.steps, 1 << 22, SupervisorLink::Phase::Save);
   checkpoints.finish();  // a background save still writing completes before the run ends
+  out.checkpoint_not_saved = checkpoints.unsaved();
+  if (out.stopped)
+    log.print("stopping after step " + std::to_string(out.steps) + " (" + stop_reason + "); " +
+              (out.checkpoint_not_saved.empty() ? "run again to resume" : "NOT resumable: " + out.checkpoint_not_saved));
   if (trace) {
-    const std::string dir = run_dir + "/trace";
-    std::filesystem::create_directories(dir);
-    char name[64];
-    std::snprintf(name, sizeof name, "/rank-%05d.json", rank);
-    trace->write(dir + name, rank);
-    if (rank == 0) log.print("traces: " + dir + "/rank-*.json (open in Perfetto: ui.perfetto.dev)");
+    trace->close();
+    if (rank == 0)
+      log.print("traces: " + run_dir + "/trace/" + io::trace_file_name(0, attempt) +
+                " and the other ranks' (open in Perfetto: ui.perfetto.dev)");
   }
   out.seconds = since(run_start);
   const int trained = out.steps - start_step;

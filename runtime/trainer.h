@@ -21,6 +21,8 @@ struct TrainSummary {
   double model_flops_per_s = 0;
   double seconds = 0;
   double wait_fraction = 0;   // share of step time the ranks spent blocked on communication
+  bool stopped = false;       // ended at train.stop_at
+  std::string checkpoint_not_saved;  // "" or why the run's last requested checkpoint is missing
 };
 
 // Trains as the config says, as rank world->rank() of world->size(). Rank 0 writes

@@ -207,6 +207,15 @@ std::vector<Action> Policy::on(const Event& e) {
         break;
       }
       if (state_ == State::Waiting) break;
+      // Codes a restart cannot change: the job cannot start (config, memory) or it trained
+      // but could not save what it was asked to. They pass through.
+      if (e.signal == 0 && (e.exit_code == core::exit_code(Outcome::Usage) ||
+                            e.exit_code == core::exit_code(Outcome::CheckpointNotSaved))) {
+        state_ = State::Finished;
+        out.push_back(finish(static_cast<Outcome>(e.exit_code),
+                             std::string("the job ended with: ") + core::exit_code_meaning(e.exit_code)));
+        break;
+      }
       if (e.exit_code == 0 && e.signal == 0) {
         state_ = State::Finished;
         out.push_back(stop_outcome_ ? finish(*stop_outcome_, "stopped at a step boundary with a checkpoint")
@@ -218,7 +227,7 @@ std::vector<Action> Policy::on(const Event& e) {
       for (const Action& a : after_teardown(e.t)) out.push_back(a);  // nothing left to tear down but strays
       break;
     case Event::Kind::SignalReceived: {
-      const Outcome o = e.received == Signal::Usr1 ? Outcome::Requeue : Outcome::Done;
+      const Outcome o = e.received == Signal::Usr1 ? Outcome::RequeueRequested : Outcome::Done;
       const char* name = e.received == Signal::Usr1 ? "SIGUSR1" : e.received == Signal::Int ? "SIGINT" : "SIGTERM";
       if (state_ == State::Stopping) {
         if (e.received == Signal::Int && interrupts_ > 0) {

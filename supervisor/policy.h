@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "core/exit_code.h"
+
 namespace duet::supervisor {
 
 struct PolicyConfig {
@@ -78,14 +80,8 @@ struct Action {
   int exit_code = 0;
 };
 
-// The outcomes the supervisor exits with (the exit-code table of docs/fault-tolerance.md).
-enum class Outcome {
-  Done = 0,          // finished, or stopped by SIGTERM/SIGINT with a checkpoint
-  Failed = 1,        // a fault while stopping: the stop's checkpoint may be missing
-  GaveUp = 93,       // max_restarts failures in a row without a new checkpoint
-  Requeue = 99,      // stopped by SIGUSR1 with a checkpoint: run me again
-  Interrupted = 130, // a second SIGINT during the stop's save
-};
+// The outcomes the supervisor exits with: the one exit-code table of duet (core/exit_code.h).
+using Outcome = core::ExitCode;
 
 class Policy {
  public:

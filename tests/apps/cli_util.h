@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <vector>
 #include <sstream>
@@ -47,15 +48,20 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
   return dir;
 }
 
-// The "loss" values of a metrics.jsonl, as written (text, so comparisons can be bit-exact).
+// The "loss" values of a metrics.jsonl, as written (text, so comparisons can be bit-exact),
+// in step order. metrics.jsonl is append-only across restarts: a step written again after a
+// resume counts once, with its last line (io/run_records.h).
 inline std::vector<std::string> loss_texts(const std::filesystem::path& metrics) {
-  std::vector<std::string> out;
-  const std::regex re("\"loss\":([^,}]+)");
+  std::map<int, std::string> by_step;
+  const std::regex step_re("\"step\":([0-9]+)"), loss_re("\"loss\":([^,}]+)");
   std::stringstream ss(read_file(metrics));
   for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1]);
+    std::smatch step, loss;
+    if (std::regex_search(line, step, step_re) && std::regex_search(line, loss, loss_re))
+      by_step[std::stoi(step[1])] = loss[1];
   }
+  std::vector<std::string> out;
+  for (const auto& [s, text] : by_step) out.push_back(text);
   return out;
 }
 

@@ -136,7 +136,7 @@ TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
   const auto r = run_command(launch(*dir_, "loop",
                                     " --runtime.fail_rank 1 --runtime.fail_step 2 --runtime.fail_attempts 100"
                                     " --fault.max_restarts 2"));
-  EXPECT_EQ(r.exit_code, 93) << r.output;
+  EXPECT_EQ(r.exit_code, 4) << r.output;  // core::ExitCode::GaveUp
   const auto kinds = event_kinds(*dir_ / "loop/events.jsonl");
   EXPECT_EQ(count(kinds, "launched"), 3);  // the first attempt and two restarts
   EXPECT_EQ(count(kinds, "finished"), 1);
@@ -145,9 +145,9 @@ TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
 }
 
 // SIGTERM / SIGUSR1 to the supervisor once step 3 is in metrics.jsonl: every rank stops at a
-// step boundary with a checkpoint; exit 0 / 99; nothing is left running.
+// step boundary with a checkpoint; exit 0 / 5 (requeue requested); nothing is left running.
 TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
-  for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"USR1", 99}}) {
+  for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"USR1", 5}}) {
     const std::string name = "sig" + sig;
     const fs::path metrics = *dir_ / name / "metrics.jsonl";
     // Polls for the third metrics line (at most 120 s, or until the job ended by itself).

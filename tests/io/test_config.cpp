@@ -74,6 +74,7 @@ RunConfig all_keys_changed() {
   c.data = {"data with: colon", 0.5};
   c.checkpoint = {"ckpt/dir", 5, 1, false, false};
   c.runtime = {false, 3, false, 250};
+  c.runtime.memory_limit = 3ull << 30;
   c.cluster = {16, 4};
   return c;
 }

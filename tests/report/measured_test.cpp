@@ -51,6 +51,25 @@ TEST(Measured, ReadMetricsSkipsLinesWithoutAStep) {
   fs::remove_all(d);
 }
 
+// metrics.jsonl is append-only: after a resume from step 1, steps 2 and 3 appear again. Each
+// step counts once, with its last line.
+TEST(Measured, ReadMetricsKeepsEachStepsLastLine) {
+  const fs::path d = scratch("metrics-resume");
+  std::ofstream(d / "metrics.jsonl") << R"({"step":1,"step_time_s":1,"tokens_per_s":1,"grad_sync_s":0}
+{"step":2,"step_time_s":2,"tokens_per_s":1,"grad_sync_s":0}
+{"step":3,"step_time_s":3,"tokens_per_s":1,"grad_sync_s":0}
+{"event":"resume","from_step":1,"attempt":2}
+{"step":2,"step_time_s":20,"tokens_per_s":1,"grad_sync_s":0}
+{"step":3,"step_time_s":30,"tokens_per_s":1,"grad_sync_s":0}
+)";
+  const auto rows = read_metrics((d / "metrics.jsonl").string());
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].step_time, 1);
+  EXPECT_EQ(rows[1].step_time, 20);
+  EXPECT_EQ(rows[2].step_time, 30);
+  fs::remove_all(d);
+}
+
 TEST(Measured, MissingTraceIsNamed) {
   const fs::path d = scratch("measured-missing");
   std::ofstream(d / "metrics.jsonl") << R"({"step":1,"step_time_s":1,"tokens_per_s":1,"grad_sync_s":0})" << "\n";

@@ -70,6 +70,42 @@ TEST(TraceReader, ReadsEveryCompleteEvent) {
   EXPECT_EQ(ev[5].cat, TraceCategory::Dp);
 }
 
+// A killed run's trace: no closing "]}", the last event cut in the middle. Read up to the last
+// complete event, with a warning.
+TEST(TraceReader, CutOffFileIsReadToItsLastCompleteEvent) {
+  std::string text = kTraceText;
+  text = text.substr(0, text.find("{\"name\":\"wait gradient")) + "{\"name\":\"wait gradient 1:2\",\"cat\":\"id";
+  const fs::path p = write_temp("duet-trace-cut", text);
+  const TraceFile t = read_trace_file(p.string());
+  fs::remove(p);
+  EXPECT_EQ(t.events.size(), 4u);
+  EXPECT_NE(t.warning.find("ends without its closing"), std::string::npos) << t.warning;
+  EXPECT_NE(t.warning.find(p.string()), std::string::npos) << t.warning;
+  const fs::path whole = write_temp("duet-trace-whole", kTraceText);
+  EXPECT_TRUE(read_trace_file(whole.string()).warning.empty());
+  fs::remove(whole);
+}
+
+// Garbage, or a trace with no events, is refused by name: an all-zero report would lie.
+TEST(TraceReader, RefusesFilesThatAreNotTraces) {
+  struct Case {
+    const char* text;
+    const char* reason;
+  };
+  for (const Case& c : {Case{"garbage\n\x01\x02\n", "is not a duet trace"}, Case{"", "is empty"},
+                        Case{"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n]}\n", "holds no events"}}) {
+    const fs::path p = write_temp("duet-trace-bad", c.text);
+    try {
+      read_trace(p.string());
+      ADD_FAILURE() << "read " << c.text;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.reason), std::string::npos) << e.what();
+    }
+    fs::remove(p);
+  }
+}
+
 TEST(TraceReader, MissingFileIsNamed) {
   try {
     read_trace("/no/such/dir/rank-00000.json");

@@ -230,7 +230,7 @@ TEST(SupervisorPolicy, BackoffDoublesToItsCapAndResetsOnProgress) {
 }
 
 TEST(SupervisorPolicy, SigtermStopsAtAStepBoundaryAndSigusr1AsksForARequeue) {
-  for (const auto [sig, code] : {std::pair{Signal::Term, 0}, std::pair{Signal::Int, 0}, std::pair{Signal::Usr1, 99}}) {
+  for (const auto [sig, code] : {std::pair{Signal::Term, 0}, std::pair{Signal::Int, 0}, std::pair{Signal::Usr1, 5}}) {
     Policy p(quick(), 2);
     start(p, 2);
     auto a = p.on(signal(2, sig));
@@ -259,6 +259,17 @@ TEST(SupervisorPolicy, ASecondSigintStopsAtOnce) {
   a = p.on(job_exited(3, 0, 9));
   ASSERT_TRUE(has(a, A::Finish));
   EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::Interrupted));
+}
+
+TEST(SupervisorPolicy, ExitCodesARestartCannotChangePassThrough) {
+  for (int code : {2, 3}) {  // config or memory error; checkpoint not saved
+    Policy p(quick(), 2);
+    start(p, 2);
+    const auto a = p.on(job_exited(3, code));
+    ASSERT_TRUE(has(a, A::Finish)) << code;
+    EXPECT_EQ(get(a, A::Finish).exit_code, code);
+    EXPECT_FALSE(has(a, A::Teardown));
+  }
 }
 
 TEST(SupervisorPolicy, ANonFiniteLossRestartsAndSkipsThatStepsData) {

@@ -1,0 +1,196 @@
+// Issue 11, "a run is protected": sizes are checked before anything large is allocated, and
+// exit codes and records say what happened. Each memory-hungry case runs under an
+// address-space limit (prlimit --as) and a timeout, so a regression fails the test instead of
+// eating the machine. Exit codes: core/exit_code.h (docs/runtime.md, "Exit codes").
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+
+#include "tests/apps/cli_util.h"
+
+using namespace duet::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kDone = 0, kUsage = 2, kCheckpointNotSaved = 3;
+
+// `duet ARGS` with at most 2 GiB of address space and 60 s.
+CommandResult run_duet_limited(const std::string& args, const std::string& as = "2G") {
+  return run_command("timeout 60 prlimit --as=" + std::to_string(as == "2G" ? 2ll << 30 : std::stoll(as)) + " " +
+                     DUET_BINARY + " " + args);
+}
+
+bool has(const CommandResult& r, const std::string& text) { return r.output.find(text) != std::string::npos; }
+
+}  // namespace
+
+// ---- 3. sizes checked up front --------------------------------------------------------------
+
+TEST(ExitsCli, ConfigFromDevZeroIsRefusedBySize) {
+  const auto r = run_duet_limited("train --config /dev/zero");
+  EXPECT_EQ(r.exit_code, kUsage) << r.output;
+  EXPECT_TRUE(has(r, "config file '/dev/zero' is larger than")) << r.output;
+}
+
+TEST(ExitsCli, ModelsThatCannotFitAreRefusedNamingTheKeys) {
+  const auto dir = scratch_dir("exits-fit");
+  struct Case {
+    const char* args;
+    const char* key;  // a key the message must name
+  };
+  for (const Case& c : {Case{"--model.layers 1000000", "model.layers"},
+                        Case{"--model.moe.experts 100000", "model.moe.experts"},
+                        Case{"--model.vocab 100000000", "model.vocab"},
+                        Case{"--train.micro_batch_size 4096 --train.global_batch 4096 --train.seq_len 1024", "train.micro_batch_size"},
+                        Case{"--model.d_model 65536 --model.heads 64", "model.d_model"}}) {
+    const auto r = run_duet_limited(std::string("train ") + c.args + " --run.dir " + dir.string());
+    EXPECT_EQ(r.exit_code, kUsage) << c.args << "\n" << r.output;
+    EXPECT_TRUE(has(r, "does not fit in memory")) << c.args << "\n" << r.output;
+    EXPECT_TRUE(has(r, c.key)) << c.args << "\n" << r.output;
+    EXPECT_FALSE(has(r, "bad_alloc")) << c.args << "\n" << r.output;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ExitsCli, MemoryLimitKeyAndDryRun) {
+  auto r = run_duet("train --dry-run");
+  EXPECT_EQ(r.exit_code, kDone) << r.output;
+  EXPECT_TRUE(has(r, "memory: ~")) << r.output;
+  EXPECT_TRUE(has(r, "activations")) << r.output;
+  r = run_duet("train --dry-run --runtime.memory_limit 1MiB");
+  EXPECT_EQ(r.exit_code, kUsage) << r.output;
+  EXPECT_TRUE(has(r, "is allowed (runtime.memory_limit)")) << r.output;
+  r = run_duet("train --dry-run --runtime.memory_limit 8GiB");
+  EXPECT_EQ(r.exit_code, kDone) << r.output;
+  EXPECT_TRUE(has(r, "8.00 GiB allowed")) << r.output;
+}
+
+TEST(ExitsCli, HugeSchedulesAreRefused) {
+  auto r = run_duet_limited("schedule --kind dualpipe --ranks 100000 --microbatches 100000");
+  EXPECT_EQ(r.exit_code, kUsage) << r.output.substr(0, 2000);
+  EXPECT_TRUE(has(r, "--ranks and --microbatches")) << r.output.substr(0, 2000);
+  r = run_duet_limited("schedule --validate /dev/zero");
+  EXPECT_EQ(r.exit_code, kUsage) << r.output.substr(0, 2000);
+  EXPECT_TRUE(has(r, "schedule file '/dev/zero' is larger than")) << r.output.substr(0, 2000);
+  // A small file whose header promises a huge schedule.
+  const auto dir = scratch_dir("exits-sched");
+  std::ofstream(dir / "big.txt") << "# duet schedule kind=1f1b ranks=1 microbatches=100000000\n0: F0:0\n";
+  r = run_duet_limited("schedule --validate " + (dir / "big.txt").string());
+  EXPECT_EQ(r.exit_code, kUsage) << r.output.substr(0, 2000);
+  EXPECT_TRUE(has(r, "more than the")) << r.output.substr(0, 2000);
+  fs::remove_all(dir);
+}
+
+TEST(ExitsCli, HugeSimulationIsRefused) {
+  const auto dir = scratch_dir("exits-sim");
+  const auto r = run_duet_limited("simulate --parallel.pp 64 --parallel.dp 32 --cluster.gpus 2048 "
+                                  "--train.global_batch 32000000 --train.micro_batch_size 1 --out " + dir.string());
+  EXPECT_EQ(r.exit_code, kUsage) << r.output.substr(0, 2000);
+  EXPECT_TRUE(has(r, "duet simulates")) << r.output.substr(0, 2000);
+  fs::remove_all(dir);
+}
+
+// ---- 4. exit codes and records that tell the truth ------------------------------------------
+
+TEST(ExitsCli, UnsavedStopCheckpointIsANonZeroExit) {
+  const auto dir = scratch_dir("exits-ckpt");
+  const auto r = run_duet("train --train.steps 4 --train.eval_batches 1 --train.stop_at 1 --checkpoint.dir /proc/ck "
+                          "--run.dir " + dir.string() + " --run.name a");
+  EXPECT_EQ(r.exit_code, kCheckpointNotSaved) << r.output;
+  EXPECT_TRUE(has(r, "the checkpoint of step 1 was not saved")) << r.output;
+  EXPECT_FALSE(has(r, "run again to resume")) << r.output;
+  // Every rank says so, and `duet launch` passes the code through mpirun.
+  const auto l = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 " +
+                             std::string(DUET_BINARY) + " launch --parallel.pp 2 --train.steps 3 --train.eval_batches 1 "
+                             "--train.stop_at 1 --checkpoint.dir /proc/ck --run.dir " + dir.string() + " --run.name b");
+  EXPECT_EQ(l.exit_code, kCheckpointNotSaved) << l.output;
+  EXPECT_TRUE(has(l, "exit status 3: checkpoint not saved")) << l.output;
+  fs::remove_all(dir);
+}
+
+// A killed run keeps the trace it recorded (streamed in chunks), and `duet report` reads it up
+// to its last complete event, with a warning.
+TEST(ExitsCli, KilledRunKeepsItsTrace) {
+  const auto dir = scratch_dir("exits-kill");
+  const fs::path run = dir / "a";
+  run_command("timeout -s KILL 12 " + std::string(DUET_BINARY) + " train --train.steps 100000 --train.eval_every 0 "
+              "--train.eval_batches 1 --run.dir " + dir.string() + " --run.name a");
+  const fs::path trace = run / "trace/rank-00000.json";
+  ASSERT_TRUE(fs::exists(trace));
+  const std::string text = read_file(trace);
+  EXPECT_NE(text.find("\"cat\":\"compute\""), std::string::npos) << "no events in the trace of a killed run";
+  EXPECT_EQ(text.find("]}"), std::string::npos);  // not closed: it was killed
+  const auto r = run_duet("report --run " + run.string());
+  EXPECT_EQ(r.exit_code, kDone) << r.output.substr(0, 3000);
+  EXPECT_TRUE(has(r, "ends without its closing")) << r.output.substr(0, 3000);
+  fs::remove_all(dir);
+}
+
+TEST(ExitsCli, ReportRefusesUnreadableTraces) {
+  const auto dir = scratch_dir("exits-garbage");
+  const fs::path run = dir / "a";
+  ASSERT_EQ(run_duet("train --train.steps 2 --train.eval_batches 1 --run.dir " + dir.string() + " --run.name a").exit_code, 0);
+  const fs::path trace = run / "trace/rank-00000.json";
+  std::ofstream(trace) << "this is not a trace\n\x01\x02 garbage\n";
+  auto r = run_duet("report --run " + run.string());
+  EXPECT_NE(r.exit_code, kDone) << r.output;
+  EXPECT_TRUE(has(r, trace.string())) << r.output;
+  EXPECT_TRUE(has(r, "is not a duet trace")) << r.output;
+  // A header and nothing else: no events is no report either.
+  std::ofstream(trace) << "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n]}\n";
+  r = run_duet("report --run " + run.string());
+  EXPECT_NE(r.exit_code, kDone) << r.output;
+  EXPECT_TRUE(has(r, "holds no events")) << r.output;
+  fs::remove_all(dir);
+}
+
+// After a resume, metrics.jsonl says so, and the report counts each step once.
+TEST(ExitsCli, ResumeIsRecordedAndStepsCountOnce) {
+  const auto dir = scratch_dir("exits-resume");
+  const std::string args = " --train.steps 4 --train.eval_batches 1 --checkpoint.every 1 --run.dir " + dir.string() +
+                           " --run.name a";
+  ASSERT_EQ(run_duet("train" + args + " --train.stop_at 3").exit_code, 0);
+  // Drop the newest checkpoint: the run resumes from step 2 and writes step 3 again.
+  fs::remove_all(dir / "a/checkpoints/step-000003");
+  auto r = run_duet("train" + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string metrics = read_file(dir / "a/metrics.jsonl");
+  EXPECT_NE(metrics.find("{\"event\":\"resume\",\"from_step\":2,\"attempt\":2}"), std::string::npos) << metrics;
+  EXPECT_EQ(loss_texts(dir / "a/metrics.jsonl").size(), 4u);
+  EXPECT_TRUE(fs::exists(dir / "a/trace/rank-00000.attempt-2.json"));
+  r = run_duet("report --run " + (dir / "a").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r, "attempt 2")) << r.output;
+  fs::remove_all(dir);
+}
+
+// The estimate is within 25% of what training really adds to the process's peak resident
+// memory (VmHWM at the end minus VmRSS right after start-up, logged by `duet train`).
+TEST(ExitsCli, MemoryEstimateMatchesMeasuredPeak) {
+  const auto dir = scratch_dir("exits-rss");
+  struct Shape {
+    const char* name;
+    const char* args;
+  };
+  for (const Shape& s :
+       {Shape{"tiny", ""},
+        Shape{"d256", " --model.d_model 256 --model.heads 8 --model.d_ff 768 --model.moe.d_expert 256 "
+                      "--train.micro_batch_size 4 --train.seq_len 256 --train.global_batch 16"},
+        Shape{"d512", " --model.d_model 512 --model.heads 8 --model.d_ff 1536 --model.moe.d_expert 512 "
+                      "--train.micro_batch_size 4 --train.seq_len 256 --train.global_batch 8"}}) {
+    const auto r = run_duet(std::string("train --train.steps 3 --train.eval_batches 1 --runtime.trace false") + s.args +
+                            " --run.dir " + dir.string() + " --run.name " + s.name);
+    ASSERT_EQ(r.exit_code, 0) << s.name << "\n" << r.output;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"(\((\d+) bytes; estimated (\d+) bytes per rank\))")))
+        << r.output;
+    const double measured = std::stod(m[1]), estimated = std::stod(m[2]);
+    std::printf("%s: measured %.1f MiB, estimated %.1f MiB (%+.1f%%)\n", s.name, measured / (1 << 20),
+                estimated / (1 << 20), 100 * (estimated - measured) / measured);
+    EXPECT_LE(std::abs(estimated - measured) / measured, 0.25) << s.name << ": measured " << measured << " estimated "
+                                                              << estimated;
+  }
+  fs::remove_all(dir);
+}
