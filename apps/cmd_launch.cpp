@@ -6,14 +6,17 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "kernels/peak.h"
 
 extern char** environ;
 
@@ -88,6 +91,7 @@ int cmd_launch(int argc, char** argv) {
   // bubbles and communication waits; a rank pinned to a core keeps its caches.
   if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  cmd.insert(cmd.end(), {"-x", "DUET_FMA_PEAK_GFLOPS"});
   cmd.push_back(self_exe());
   cmd.push_back("train");
   cmd.insert(cmd.end(), train_args.begin(), train_args.end());
@@ -96,6 +100,12 @@ int cmd_launch(int argc, char** argv) {
   std::printf("duet launch: %s\n", line.c_str());
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
+
+  // The ranks report model FLOP/s against the FMA peak of the cores they share, measured here
+  // before they start (measured by the ranks themselves, at once, it would be shared too).
+  const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
+  const cpu::FmaPeak peak = cpu::measure_fma_peak(std::min(cores, nproc));
+  setenv("DUET_FMA_PEAK_GFLOPS", std::to_string(peak.flops * 1e-9).c_str(), 1);
 
   std::vector<char*> args;
   for (auto& c : cmd) args.push_back(c.data());

@@ -2,21 +2,56 @@
 // job (mpirun -np PP·DP duet train ...; `duet launch` writes that command for you).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "apps/report_job.h"
 #include "checkpoint/checkpoint.h"
 #include "io/metrics.h"
+#include "kernels/gemm.h"
+#include "kernels/peak.h"
 #include "report/report.h"
 #include "runtime/comm_mpi.h"
 #include "runtime/mpi.h"
+#include "runtime/train_setup.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
 
 namespace duet::app {
+
+namespace {
+
+// The FMA peak (FLOP/s) of the cores this job computes on, for the run log: model FLOP/s are
+// reported as a fraction of it. One process measures it itself, with its compute threads;
+// ranks started together would share the cores while measuring, so `duet launch` measures
+// it before starting them and passes it in DUET_FMA_PEAK_GFLOPS. 0 when neither applies.
+double job_fma_peak(const io::RunConfig& cfg, int world, io::RunLog& log) {
+  std::string line;
+  double flops = 0;
+  if (const char* env = std::getenv("DUET_FMA_PEAK_GFLOPS")) {
+    flops = std::atof(env) * 1e9;
+    line = "FMA peak " + std::to_string((int)(flops * 1e-9)) + " GFLOP/s (" + cpu::widest_fma_isa() +
+           ", all cores the job uses; measured by duet launch)";
+  } else if (world == 1) {
+    const cpu::FmaPeak p = cpu::measure_fma_peak(runtime::compute_threads(cfg, 1));
+    flops = p.flops;
+    char b[160];
+    std::snprintf(b, sizeof b, "FMA peak %.1f GFLOP/s (%s, %d threads, %.1f per thread)", p.flops * 1e-9, p.isa,
+                  p.threads, p.per_thread() * 1e-9);
+    line = b;
+  } else {
+    line = "FMA peak not measured: ranks share the cores (duet launch measures it before starting them)";
+  }
+  log.print("machine: " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, " + line + "; GEMM: " +
+            cpu::gemm_library());
+  return flops;
+}
+
+}  // namespace
 
 int cmd_train(int argc, char** argv) {
   po::options_description opts("usage: duet train [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
@@ -47,13 +82,16 @@ int cmd_train(int argc, char** argv) {
     auto done = comm->dup();  // for the barrier after training: train() owns `comm`
     io::RunLog log(rank == 0 ? run_dir + "/train.log" : "", /*echo=*/rank == 0);
     log.print("duet train: run directory " + run_dir);
+    const double peak = rank == 0 ? job_fma_peak(cfg, world, log) : 0;
     const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
+    char of_peak[64] = "";
+    if (peak > 0) std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / peak);
     char line[512];
     std::snprintf(line, sizeof line,
-                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "
+                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model)%s; "
                   "%.1f%% of executor time waiting on communication",
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
-                  io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
+                  io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, of_peak, 100 * s.wait_fraction);
     log.print(line);
     if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
       done->barrier();
