@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "apps/commands.h"
@@ -17,6 +19,7 @@
 #include "core/exit_code.h"
 #include "core/supervision.h"
 #include "io/run_dir.h"
+#include "kernels/peak.h"
 #include "runtime/memory_estimate.h"
 #include "supervisor/supervise.h"
 
@@ -96,7 +99,7 @@ int cmd_launch(int argc, char** argv) {
   // The supervisor's address, the attempt, the data to skip and the run directory's claim
   // reach ranks on every node.
   for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, io::kEnvRunDir, io::kEnvRunId,
-                        io::kEnvRunLock})
+                        io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
     cmd.insert(cmd.end(), {"-x", v});
   cmd.push_back(self_exe());
   cmd.push_back("train");
@@ -115,6 +118,12 @@ int cmd_launch(int argc, char** argv) {
   setenv(io::kEnvRunDir, claim.dir.c_str(), 1);
   setenv(io::kEnvRunId, claim.id.c_str(), 1);
   setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
+
+  // The ranks report model FLOP/s against the FMA peak of the cores they share, measured here
+  // before they start (measured by the ranks themselves, at once, it would be shared too).
+  const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
+  const cpu::FmaPeak peak = cpu::measure_fma_peak(std::min(cores, nproc));
+  setenv("DUET_FMA_PEAK_GFLOPS", std::to_string(peak.flops * 1e-9).c_str(), 1);
 
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and
   // restarts them from the newest checkpoint after a fault (docs/fault-tolerance.md).

@@ -2,8 +2,10 @@
 // job (mpirun -np PP·DP duet train ...; `duet launch` writes that command for you).
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
@@ -14,10 +16,13 @@
 #include "io/data.h"
 #include "io/metrics.h"
 #include "io/run_dir.h"
+#include "kernels/gemm.h"
+#include "kernels/peak.h"
 #include "report/report.h"
 #include "runtime/comm_mpi.h"
 #include "runtime/memory_estimate.h"
 #include "runtime/mpi.h"
+#include "runtime/train_setup.h"
 #include "runtime/trainer.h"
 
 namespace po = boost::program_options;
@@ -32,6 +37,32 @@ io::RunClaim claim_for_rank0(const io::RunConfig& cfg) {
   io::RunClaim joined = io::join_launched_run();
   if (!joined.dir.empty()) return joined;
   return io::claim_run_dir(cfg, [](std::string_view line) { std::printf("%.*s\n", (int)line.size(), line.data()); });
+}
+
+// The FMA peak (FLOP/s) of the cores this job computes on, for the run log: model FLOP/s are
+// reported as a fraction of it. One process measures it itself, with its compute threads;
+// ranks started together would share the cores while measuring, so `duet launch` measures
+// it before starting them and passes it in DUET_FMA_PEAK_GFLOPS. 0 when neither applies.
+double job_fma_peak(const io::RunConfig& cfg, int world, io::RunLog& log) {
+  std::string line;
+  double flops = 0;
+  if (const char* env = std::getenv("DUET_FMA_PEAK_GFLOPS")) {
+    flops = std::atof(env) * 1e9;
+    line = "FMA peak " + std::to_string((int)(flops * 1e-9)) + " GFLOP/s (" + cpu::widest_fma_isa() +
+           ", all cores the job uses; measured by duet launch)";
+  } else if (world == 1) {
+    const cpu::FmaPeak p = cpu::measure_fma_peak(runtime::compute_threads(cfg, 1));
+    flops = p.flops;
+    char b[160];
+    std::snprintf(b, sizeof b, "FMA peak %.1f GFLOP/s (%s, %d threads, %.1f per thread)", p.flops * 1e-9, p.isa,
+                  p.threads, p.per_thread() * 1e-9);
+    line = b;
+  } else {
+    line = "FMA peak not measured: ranks share the cores (duet launch measures it before starting them)";
+  }
+  log.print("machine: " + std::to_string(std::thread::hardware_concurrency()) + " CPUs, " + line + "; GEMM: " +
+            cpu::gemm_library());
+  return flops;
 }
 
 }  // namespace
@@ -82,14 +113,18 @@ int cmd_train(int argc, char** argv) {
     log.print("duet train: run directory " + run_dir);
     for (const auto& note : claim.notes) log.print(note);
     log.print(memory_line);
+    const double fma_peak = rank == 0 ? job_fma_peak(cfg, world, log) : 0;
     const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
+    char of_peak[64] = "";
+    if (fma_peak > 0)
+      std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
     if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
     char line[512];
     std::snprintf(line, sizeof line,
-                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model); "
+                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model)%s; "
                   "%.1f%% of executor time waiting on communication",
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
-                  io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, 100 * s.wait_fraction);
+                  io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, of_peak, 100 * s.wait_fraction);
     log.print(line);
     const std::uint64_t peak = runtime::peak_rss();
     log.print("memory: peak resident " + io::format_bytes(peak) + ", " +

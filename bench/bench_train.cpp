@@ -1,8 +1,11 @@
-// Training throughput of the CPU model against OpenBLAS SGEMM on the same machine, same
-// thread count, same run (docs/PERFORMANCE.md). Counters:
+// Training throughput of the CPU model against the machine: the FMA peak (an FMA loop at the
+// widest vector ISA the CPU has) and duet's SGEMM, both measured first in the same run at the
+// same thread count (docs/PERFORMANCE.md). Counters:
+//   BM_FmaPeak GFLOPs FMA peak of all threads together (kernels/peak.h)
+//   BM_Sgemm GFLOPs   duet's SGEMM (kernels/gemm.h), square 1024³, C = A·Bᵀ
 //   model_GFLOPs      model FLOPs per second (6 × touched params + causal attention, per token)
-//   sgemm_GFLOPs      OpenBLAS SGEMM, square 1024³, measured first in this run
-//   of_sgemm          model_GFLOPs / sgemm_GFLOPs
+//   of_peak           model_GFLOPs / FMA peak — the figure the targets are set on
+//   of_sgemm          model_GFLOPs / SGEMM
 //   pct_<op>          share of step time spent in each kernel (exclusive of nested GEMMs)
 // Run: build/bench/bench_train --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "kernels/gemm.h"
+#include "kernels/peak.h"
 #include "kernels/profile.h"
 #include "model/arena.h"
 #include "model/optimizer.h"
@@ -24,18 +28,30 @@ using namespace duet;
 
 namespace {
 
-// SGEMM rates (FLOP/s) per thread count, measured by BM_Sgemm earlier in this run; the
-// ratio uses their median (a shared machine gives the odd outlier either way).
-std::map<int, std::vector<double>> g_sgemm_rates;
+// FMA-peak and SGEMM rates (FLOP/s) per thread count, measured by BM_FmaPeak and BM_Sgemm
+// earlier in this run; the ratios use their median (a shared machine gives the odd outlier
+// either way).
+std::map<int, std::vector<double>> g_peak_rates, g_sgemm_rates;
 
-double sgemm_rate(int threads) {
-  auto v = g_sgemm_rates[threads];
+double median_rate(std::map<int, std::vector<double>>& rates, int threads) {
+  auto v = rates[threads];
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 
 int threads_arg(const benchmark::State& s) { return (int)s.range(0); }
+
+// Two threads at ~2× one thread: two real cores; at ~1×: two vCPUs sharing one core.
+void BM_FmaPeak(benchmark::State& state) {
+  const int threads = threads_arg(state);
+  double rate = 0;
+  for (auto _ : state) rate = cpu::measure_fma_peak(threads, 0.002, 100).flops;
+  g_peak_rates[threads].push_back(rate);
+  state.counters["GFLOPs"] = rate * 1e-9;
+  state.counters["per_thread"] = rate * 1e-9 / threads;
+}
+BENCHMARK(BM_FmaPeak)->Arg(1)->Arg(2)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_Sgemm(benchmark::State& state) {
   const int n = 1024, threads = threads_arg(state);
@@ -51,6 +67,7 @@ void BM_Sgemm(benchmark::State& state) {
   const double rate = 2.0 * n * n * n * state.iterations() / seconds;
   g_sgemm_rates[threads].push_back(rate);
   state.counters["GFLOPs"] = rate * 1e-9;
+  if (median_rate(g_peak_rates, threads) > 0) state.counters["of_peak"] = rate / median_rate(g_peak_rates, threads);
 }
 BENCHMARK(BM_Sgemm)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -98,7 +115,8 @@ void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
   const double rate = flops * state.iterations() / seconds;
   state.counters["model_GFLOPs"] = rate * 1e-9;
   state.counters["tok_per_s"] = tokens_per_step * state.iterations() / seconds;
-  if (sgemm_rate(threads) > 0) state.counters["of_sgemm"] = rate / sgemm_rate(threads);
+  if (median_rate(g_peak_rates, threads) > 0) state.counters["of_peak"] = rate / median_rate(g_peak_rates, threads);
+  if (median_rate(g_sgemm_rates, threads) > 0) state.counters["of_sgemm"] = rate / median_rate(g_sgemm_rates, threads);
   for (const auto& [op, t] : cpu::profile_totals()) state.counters["pct_" + op] = 100.0 * t / seconds;
 }
 
@@ -117,4 +135,12 @@ BENCHMARK(BM_TrainTiny)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealT
 BENCHMARK(BM_TrainD256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TrainD512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  benchmark::AddCustomContext("gemm", cpu::gemm_library());
+  benchmark::AddCustomContext("fma_isa", cpu::widest_fma_isa());
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

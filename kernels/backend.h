@@ -115,7 +115,7 @@ struct Backend {
   X(adamw_update) X(sum_squares) X(scale)
 // clang-format on
 
-// The reference backend: OpenBLAS and the duet::cpu kernels. Always present.
+// The reference backend: oneDNN's SGEMM and the duet::cpu kernels. Always present.
 const Backend& cpu_backend();
 // The GPU backend, or nullptr when CUDA was not compiled in or no device is visible.
 const Backend* cuda_backend();

@@ -1,5 +1,8 @@
 #pragma once
-// Dense matrix products. Row-major throughout; the CPU backend is OpenBLAS SGEMM.
+#include <string>
+
+// Dense matrix products. Row-major throughout; the CPU backend is oneDNN's SGEMM, which picks
+// its kernels from the CPU's features at run time (kernels/cpu/gemm.cpp says why not OpenBLAS).
 //
 // Linear layers store weights as [out, in] (like torch.nn.Linear), so
 //   forward:          out[N,O]  = in[N,I] · w[O,I]ᵀ
@@ -19,8 +22,13 @@ void linear_backward_input(float* din, const float* dout, const float* w, int N,
                            bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
 
-// Threads used by the GEMM library (0 leaves the library's default).
+// Threads used by the GEMM library (0 leaves the library's default): the most one product
+// uses (small ones use fewer, chosen by shape). Applies to every thread that calls gemm()
+// afterwards. Same CPU + same setting ⇒ bit-identical results.
 void set_gemm_threads(int threads);
 int gemm_threads();
+
+// For the run log: the library, its version and the instruction set its kernels use here.
+std::string gemm_library();
 
 }  // namespace duet::cpu

@@ -7,7 +7,8 @@ pkgs=(
   libhdf5-openmpi-dev hdf5-tools        # checkpoints (parallel flavour) + h5ls/h5dump
   libyaml-cpp-dev                       # configs
   libboost-program-options-dev          # the duet command line
-  libopenblas-dev                       # CPU GEMM
+  libdnnl-dev                           # CPU GEMM (oneDNN sgemm)
+  libopenblas-dev                       # only bench_gemm's comparison with oneDNN
   libgtest-dev googletest libbenchmark-dev
   fortunes fortunes-min                 # training text (byte-level tokens)
   chromium                              # renders report.html in tests (headless screenshot)

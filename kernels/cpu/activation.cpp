@@ -1,4 +1,5 @@
 #include "kernels/activation.h"
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/profile.h"
 
@@ -6,7 +7,7 @@
 
 namespace duet::cpu {
 
-void swiglu_forward(float* h, const float* ab, int N, int F) {
+DUET_ISA_CLONES void swiglu_forward(float* h, const float* ab, int N, int F) {
   DUET_PROFILE("swiglu");
   for (int n = 0; n < N; ++n) {
     const float* __restrict a = ab + (size_t)n * 2 * F;
@@ -16,7 +17,7 @@ void swiglu_forward(float* h, const float* ab, int N, int F) {
   }
 }
 
-void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F) {
+DUET_ISA_CLONES void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F) {
   DUET_PROFILE("swiglu");
   for (int n = 0; n < N; ++n) {
     const float* __restrict a = ab + (size_t)n * 2 * F;
@@ -33,7 +34,7 @@ void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F)
   }
 }
 
-void sigmoid_forward(float* out, const float* in, long n) {
+DUET_ISA_CLONES void sigmoid_forward(float* out, const float* in, long n) {
   DUET_PROFILE("moe_routing");
   for (long i = 0; i < n; ++i) out[i] = 1.0f / (1.0f + fast_exp(-in[i]));
 }

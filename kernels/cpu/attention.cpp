@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/profile.h"
 
@@ -17,7 +18,7 @@ namespace {
 constexpr int kTile = 64;
 }  // namespace
 
-void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D) {
+DUET_ISA_CLONES void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D) {
   DUET_PROFILE("attention");
   const int C = H * D;
   const float scale = 1.0f / std::sqrt((float)D);
@@ -47,7 +48,7 @@ void attention_forward(float* out, float* probs, const float* qkv, int B, int T,
     }
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B,
+DUET_ISA_CLONES void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B,
                         int T, int H, int D) {
   DUET_PROFILE("attention");
   const int C = H * D;

@@ -1,4 +1,5 @@
 #include "kernels/loss.h"
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/profile.h"
 
@@ -6,7 +7,7 @@
 
 namespace duet::cpu {
 
-double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V) {
+DUET_ISA_CLONES double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V) {
   DUET_PROFILE("cross_entropy");
   double total = 0.0;
   for (int n = 0; n < N; ++n) {
@@ -23,7 +24,7 @@ double cross_entropy_forward(float* logits, const int32_t* targets, int N, int V
   return total;
 }
 
-void cross_entropy_backward(float* probs, const int32_t* targets, int N, int V, float scale) {
+DUET_ISA_CLONES void cross_entropy_backward(float* probs, const int32_t* targets, int N, int V, float scale) {
   DUET_PROFILE("cross_entropy");
   for (int n = 0; n < N; ++n) {
     float* row = probs + (size_t)n * V;

@@ -1,11 +1,12 @@
 #include "kernels/norm.h"
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/profile.h"
 
 #include <cmath>
 
 namespace duet::cpu {
 
-void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C,
+DUET_ISA_CLONES void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C,
                      float eps) {
   DUET_PROFILE("rmsnorm");
   for (int n = 0; n < N; ++n) {
@@ -19,7 +20,7 @@ void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weig
   }
 }
 
-void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight,
+DUET_ISA_CLONES void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight,
                             const float* rstd, int N, int C) {
   DUET_PROFILE("rmsnorm");
   // y_c = x_c r w_c, r = (mean(x²)+eps)^(-1/2)  ⇒  dx_c = r (g_c − x_c r² · mean_k(g_k x_k)),
@@ -36,7 +37,7 @@ void rmsnorm_backward_input(float* din, const float* dout, const float* in, cons
   }
 }
 
-void rmsnorm_backward_weight(float* dweight, const float* dout, const float* in, const float* rstd,
+DUET_ISA_CLONES void rmsnorm_backward_weight(float* dweight, const float* dout, const float* in, const float* rstd,
                              int N, int C) {
   DUET_PROFILE("rmsnorm");
   for (int n = 0; n < N; ++n) {

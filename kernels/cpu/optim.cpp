@@ -1,11 +1,12 @@
 #include "kernels/optim.h"
+#include "kernels/cpu/isa_clones.h"
 #include "kernels/profile.h"
 
 #include <cmath>
 
 namespace duet::cpu {
 
-void adamw_update(float* params, const float* grads, float* m, float* v, long n, const AdamWParams& p) {
+DUET_ISA_CLONES void adamw_update(float* params, const float* grads, float* m, float* v, long n, const AdamWParams& p) {
   DUET_PROFILE("adamw");
   const float c1 = 1.0f / (1.0f - std::pow(p.beta1, (float)p.step));
   const float c2 = 1.0f / (1.0f - std::pow(p.beta2, (float)p.step));

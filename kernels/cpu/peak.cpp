@@ -1,0 +1,144 @@
+#include "kernels/peak.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+// The loops keep enough independent accumulators in registers to cover the FMA latency on
+// every FMA port (4 cycles × 2 ports = 8 in flight on current Intel and AMD cores): 16 for
+// AVX-512 (32 registers), 12 for AVX2 (16 registers). The binary is built for a baseline
+// x86-64, so each loop is compiled for its own ISA (function target attributes) and only
+// called when the CPU has it.
+
+namespace duet::cpu {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+#define DUET_REP16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+#define DUET_REP12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+// Each returns the FLOPs it did; `sink` keeps the results alive.
+__attribute__((target("avx512f"))) double fma_loop_avx512(long iters, float* sink) {
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+#define DECL(i) __m512 a##i = _mm512_set1_ps(1.0f + (i));
+#define STEP(i) a##i = _mm512_fmadd_ps(a##i, b, c);
+#define SUM(i) s = _mm512_add_ps(s, a##i);
+  DUET_REP16(DECL)
+  for (long n = 0; n < iters; ++n) { DUET_REP16(STEP) }
+  __m512 s = _mm512_setzero_ps();
+  DUET_REP16(SUM)
+  float v[16];
+  _mm512_storeu_ps(v, s);
+  for (float x : v) *sink += x;
+#undef DECL
+#undef STEP
+#undef SUM
+  return 16.0 * 16 * 2 * iters;
+}
+
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(long iters, float* sink) {
+  const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+#define DECL(i) __m256 a##i = _mm256_set1_ps(1.0f + (i));
+#define STEP(i) a##i = _mm256_fmadd_ps(a##i, b, c);
+#define SUM(i) s = _mm256_add_ps(s, a##i);
+  DUET_REP12(DECL)
+  for (long n = 0; n < iters; ++n) { DUET_REP12(STEP) }
+  __m256 s = _mm256_setzero_ps();
+  DUET_REP12(SUM)
+  float v[8];
+  _mm256_storeu_ps(v, s);
+  for (float x : v) *sink += x;
+#undef DECL
+#undef STEP
+#undef SUM
+  return 12.0 * 8 * 2 * iters;
+}
+
+double fma_loop_sse2(long iters, float* sink) {  // no FMA: a multiply and an add per lane
+  const __m128 b = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-7f);
+#define DECL(i) __m128 a##i = _mm_set1_ps(1.0f + (i));
+#define STEP(i) a##i = _mm_add_ps(_mm_mul_ps(a##i, b), c);
+#define SUM(i) s = _mm_add_ps(s, a##i);
+  DUET_REP12(DECL)
+  for (long n = 0; n < iters; ++n) { DUET_REP12(STEP) }
+  __m128 s = _mm_setzero_ps();
+  DUET_REP12(SUM)
+  float v[4];
+  _mm_storeu_ps(v, s);
+  for (float x : v) *sink += x;
+#undef DECL
+#undef STEP
+#undef SUM
+  return 12.0 * 4 * 2 * iters;
+}
+
+using Loop = double (*)(long, float*);
+
+Loop widest_loop() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return fma_loop_avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return fma_loop_avx2;
+  return fma_loop_sse2;
+}
+
+// All threads run `iters` iterations, released together; FLOP/s over the wall time.
+double run_threads(Loop loop, int threads, long iters) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<float> sinks(threads * 16, 0.0f);  // a cache line each
+  std::vector<double> flops(threads, 0.0);
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {}
+      flops[t] = loop(iters, &sinks[t * 16]);
+    });
+  while (ready.load() < threads - 1) std::this_thread::yield();
+  const auto t0 = Clock::now();
+  go.store(true, std::memory_order_release);
+  flops[0] = loop(iters, &sinks[0]);
+  for (auto& th : pool) th.join();
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  double total = 0;
+  for (double f : flops) total += f;
+  return total / s;
+}
+
+}  // namespace
+
+const char* widest_fma_isa() {
+  const Loop l = widest_loop();
+  return l == fma_loop_avx512 ? "AVX-512" : l == fma_loop_avx2 ? "AVX2" : "SSE2";
+}
+
+FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
+  threads = std::max(1, threads);
+  const Loop loop = widest_loop();
+  float sink = 0;
+  // Calibrate on one thread (this also brings the core to its vector clock).
+  long iters = 1 << 14;
+  for (;;) {
+    const auto t0 = Clock::now();
+    loop(iters, &sink);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (s > seconds / 4 || iters > (1L << 40)) {
+      iters = (long)(iters * seconds / std::max(s, 1e-9));
+      break;
+    }
+    iters *= 4;
+  }
+  FmaPeak p;
+  p.isa = widest_fma_isa();
+  p.threads = threads;
+  for (int r = 0; r < std::max(1, repeats); ++r) p.flops = std::max(p.flops, run_threads(loop, threads, iters));
+  return p;
+}
+
+}  // namespace duet::cpu

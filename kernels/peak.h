@@ -1,0 +1,27 @@
+#pragma once
+// The machine's floating-point peak, measured: an FMA loop at the widest vector instruction
+// set this CPU has (AVX-512, else AVX2, else SSE2 multiply + add), on `threads` threads at
+// once. GEMM-bound speed is reported against this (docs/PERFORMANCE.md): a GEMM library
+// compared only with itself cannot notice that it runs generic kernels.
+//
+// Only for reports: nothing chooses kernels from a timing (results stay bit-identical).
+
+namespace duet::cpu {
+
+struct FmaPeak {
+  const char* isa = "";  // "AVX-512", "AVX2", "SSE2"
+  int threads = 0;
+  double flops = 0;  // FLOP/s of all threads together; an FMA counts 2
+  double per_thread() const { return threads > 0 ? flops / threads : 0; }
+};
+
+// The widest of AVX-512 / AVX2 / SSE2 that this CPU and the OS support.
+const char* widest_fma_isa();
+
+// Best of `repeats` runs, each about `seconds` long, all threads starting together. Short
+// runs, many of them: on a shared machine most runs are interrupted, and the best one is the
+// machine's rate (~0.1 s in all by default). Two threads at twice one thread's rate means two
+// real cores; at one thread's rate, two hyperthreads (or vCPUs) sharing one core's units.
+FmaPeak measure_fma_peak(int threads, double seconds = 0.002, int repeats = 50);
+
+}  // namespace duet::cpu
