@@ -22,23 +22,6 @@ std::FILE* open_append(const std::string& path, const char* what) {
   return f;
 }
 
-// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half
-// a file.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) throw std::runtime_error("cannot write '" + tmp.string() + "': " + std::strerror(errno));
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const bool closed = std::fclose(f) == 0;
-  std::error_code ec;
-  if (!ok || !closed) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error("cannot write '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-}
-
 }  // namespace
 
 // ---- run directory ------------------------------------------------------------------------
@@ -189,6 +172,23 @@ std::string format_progress(const Progress& p) {
   std::string line = buf;
   if (!p.extra.empty()) line += "  " + p.extra;
   return line;
+}
+
+// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half
+// a file.
+void write_file_atomically(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) throw std::runtime_error("cannot write '" + tmp.string() + "': " + std::strerror(errno));
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const bool closed = std::fclose(f) == 0;
+  std::error_code ec;
+  if (!ok || !closed) {
+    fs::remove(tmp, ec);
+    throw std::runtime_error("cannot write '" + tmp.string() + "'");
+  }
+  fs::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
 }
 
 }  // namespace duet::io

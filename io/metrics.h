@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,10 @@ std::string make_run_dir(const RunConfig& cfg);
 
 // "YYYYmmdd-HHMMSS" in local time.
 std::string run_timestamp(std::time_t t);
+
+// Writes `text` to `path` through a temporary file and a rename, so a reader never sees half
+// a file. Throws std::runtime_error naming the path.
+void write_file_atomically(const std::filesystem::path& path, const std::string& text);
 
 // checkpoint.dir, or <run_dir>/checkpoints when it is "".
 std::string checkpoint_dir(const RunConfig& cfg, const std::string& run_dir);

@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 
+#include "io/metrics.h"
 #include "io/resume_policy.h"
 
 namespace duet::io {
@@ -21,21 +22,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFinishedFile = "FINISHED";
-
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) throw std::runtime_error("cannot write '" + tmp.string() + "': " + std::strerror(errno));
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const bool closed = std::fclose(f) == 0;
-  std::error_code ec;
-  if (!ok || !closed) {
-    fs::remove(tmp, ec);
-    throw std::runtime_error("cannot write '" + tmp.string() + "'");
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-}
 
 std::string read_text(const fs::path& p) {
   std::ifstream f(p);
@@ -61,7 +47,7 @@ bool run_finished(const std::string& run_dir) {
 }
 
 void mark_run_finished(const std::string& run_dir, const RunConfig& cfg, int steps) {
-  write_text_atomically(fs::path(run_dir) / kFinishedFile, "duet run " + cfg.run.id + " finished: step " +
+  write_file_atomically(fs::path(run_dir) / kFinishedFile, "duet run " + cfg.run.id + " finished: step " +
                                                                std::to_string(steps) + " of " +
                                                                std::to_string(cfg.train.steps) + "\n");
 }
@@ -125,7 +111,7 @@ RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::strin
     }
     for (const auto& s : skipped) claim.notes.insert(claim.notes.end() - 1, s + ": this run starts in " + claim.dir);
     claim.id = resolved.run.id;
-    write_text_atomically(config_file, to_yaml(resolved));
+    write_file_atomically(config_file, to_yaml(resolved));
     return claim;
   }
 }
