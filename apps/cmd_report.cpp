@@ -14,15 +14,19 @@ namespace po = boost::program_options;
 namespace duet::app {
 
 int cmd_report(int argc, char** argv) {
-  po::options_description opts("usage: duet report --run DIR [--out DIR]\n\nWrites report.json, report.md and report.html for a training run");
+  po::options_description opts("usage: duet report --run DIR [--out DIR] [--cores N]\n\nWrites report.json, report.md and report.html for a training run");
   opts.add_options()("help,h", "show this help")("run", po::value<std::string>(), "the run directory (runs/<name>)")(
-      "out", po::value<std::string>(), "where to write the report (default: the run directory)");
+      "out", po::value<std::string>(), "where to write the report (default: the run directory)")(
+      "cores", po::value<int>(),
+      "cores the run's ranks shared (default: this machine's; 0: a core per rank, e.g. a run on a cluster)");
   po::variables_map vm;
   if (!parse_options(opts, argc, argv, vm)) return 0;  // --help
   if (!vm.count("run")) throw std::invalid_argument("--run DIR is required (a run directory, e.g. runs/tiny)");
   const std::string run = vm["run"].as<std::string>();
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
-  const report::Report r = measured_run_report(run);
+  const int cores = vm.count("cores") ? vm["cores"].as<int>() : -1;
+  if (vm.count("cores") && cores < 0) throw std::invalid_argument("--cores must be 0 or more");
+  const report::Report r = measured_run_report(run, cores);
   for (const auto& note : r.notes)  // a cut-off trace, read up to its last event
     if (note.rfind("Warning: ", 0) == 0) std::fprintf(stderr, "duet report: %s\n", note.c_str());
   report::write_report(r, out);

@@ -1,5 +1,7 @@
 #include "apps/report_job.h"
 
+#include <thread>
+
 #include "core/layout.h"
 
 namespace duet::app {
@@ -13,11 +15,14 @@ report::RunShape run_shape(const io::RunConfig& cfg) {
   s.global_batch = cfg.train.global_batch, s.micro_batch_size = cfg.train.micro_batch_size;
   s.seq_len = cfg.train.seq_len, s.d_model = cfg.model.d_model;
   s.comm_delay_us = cfg.runtime.comm_delay_us;
+  s.cores = (int)std::thread::hardware_concurrency();  // a report is made where its run ran
   return s;
 }
 
-report::Report measured_run_report(const std::string& run_dir) {
-  return report::measured_report(run_dir, run_shape(io::load_config(run_dir + "/config.yaml")));
+report::Report measured_run_report(const std::string& run_dir, int cores) {
+  report::RunShape shape = run_shape(io::load_config(run_dir + "/config.yaml"));
+  if (cores >= 0) shape.cores = cores;
+  return report::measured_report(run_dir, shape);
 }
 
 }  // namespace duet::app

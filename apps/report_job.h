@@ -9,11 +9,13 @@
 
 namespace duet::app {
 
-// pp, dp, ep, the schedule as run and its micro-batches, and the sizes the report reads.
+// pp, dp, ep, the schedule as run and its micro-batches, and the sizes the report reads;
+// cores: this machine's (a run's report is usually made where it ran, on one machine).
 report::RunShape run_shape(const io::RunConfig& cfg);
 
 // Loads run_dir/config.yaml and builds the report from the run's metrics and traces. Throws
-// naming the file that is missing or invalid.
-report::Report measured_run_report(const std::string& run_dir);
+// naming the file that is missing or invalid. cores >= 0 overrides run_shape's (0: a core
+// per rank, as on a cluster).
+report::Report measured_run_report(const std::string& run_dir, int cores = -1);
 
 }  // namespace duet::app

@@ -46,6 +46,10 @@ struct TraceEvent {
   double t0 = 0, t1 = 0;  // seconds on the machine's monotonic clock
   int step = 0;
   TraceOpRef op;  // which op (Compute events of schedule ops)
+  // Time the recording thread was runnable but not running (waiting for a core) during the
+  // event, seconds, not counting the events nested in it on the same thread (io/core_wait.h).
+  // 0 for events recorded without it (the progress thread's sends, older traces).
+  double core_wait = 0;
 };
 
 }  // namespace duet::core

@@ -4,7 +4,9 @@
 // data-parallel reduction. Every rank writes its own file; timestamps come from the
 // machine's monotonic clock, so files of ranks on one machine line up when loaded together.
 // What an event is (category, thread, op) is core/trace_event.h, shared with the readers;
-// an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5}.
+// an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5},
+// and an event during which its thread waited for a core says for how long, in µs, not
+// counting the events nested in it: {"step":3,"core_wait_us":412.0} (io/core_wait.h).
 // report/trace_reader.h reads the files back.
 //
 // Events are streamed: the file is created with its header when the recorder is, and every
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "core/trace_event.h"
+#include "io/core_wait.h"
 
 namespace duet::io {
 
@@ -43,7 +46,9 @@ class TraceRecorder {
   }
   // Thread-safe. The thread that fills a chunk writes it out (outside the lock that add()
   // takes, so other threads keep recording meanwhile).
-  void add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op = {});
+  // core_wait: TraceEvent::core_wait.
+  void add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op = {},
+           double core_wait = 0);
   void set_step(int step) { step_ = step; }
   // Writes what is buffered and flushes; the file stays open for more.
   void flush();
@@ -73,26 +78,41 @@ class TraceRecorder {
   int step_ = 0;
 };
 
-// Records [construction, destruction) as one event, when a recorder is given.
+// Records [construction, destruction) as one event, when a recorder is given, with the time
+// its thread waited for a core meanwhile less what the scopes nested in it on this thread
+// recorded: so a wait's figure excludes the deferred weight pass it ran, and an op's the
+// all-to-all inside it, and the figures of one thread add up without double counting.
 class TraceScope {
  public:
   TraceScope(TraceRecorder* r, TraceCategory cat, std::string name, TraceThread thread = TraceThread::Compute,
              TraceOpRef op = {})
-      : r_(r), cat_(cat), name_(r ? std::move(name) : std::string()), thread_(thread), op_(op),
-        t0_(r ? TraceRecorder::now() : 0) {}
+      : r_(r), cat_(cat), name_(r ? std::move(name) : std::string()), thread_(thread), op_(op) {
+    if (!r_) return;
+    outer_nested_ = t_nested_core_wait_;
+    t_nested_core_wait_ = 0;
+    core_wait0_ = thread_core_wait_s();
+    t0_ = TraceRecorder::now();
+  }
   ~TraceScope() {
-    if (r_) r_->add(std::move(name_), cat_, thread_, t0_, TraceRecorder::now(), op_);
+    if (!r_) return;
+    const double t1 = TraceRecorder::now();
+    const double total = thread_core_wait_s() - core_wait0_;
+    const double own = total - t_nested_core_wait_;
+    t_nested_core_wait_ = outer_nested_ + total;
+    r_->add(std::move(name_), cat_, thread_, t0_, t1, op_, own > 0 ? own : 0);
   }
   TraceScope(const TraceScope&) = delete;
   TraceScope& operator=(const TraceScope&) = delete;
 
  private:
+  // Core wait recorded by the scopes nested in the innermost open scope of this thread.
+  static inline thread_local double t_nested_core_wait_ = 0;
   TraceRecorder* r_;
   TraceCategory cat_;
   std::string name_;
   TraceThread thread_;
   TraceOpRef op_;
-  double t0_;
+  double t0_ = 0, core_wait0_ = 0, outer_nested_ = 0;
 };
 
 }  // namespace duet::io

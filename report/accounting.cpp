@@ -47,15 +47,38 @@ bool is_waiting(const TraceEvent& e) {
   return e.cat == TraceCategory::All2all || e.cat == TraceCategory::Idle || e.cat == TraceCategory::Dp;
 }
 
+namespace {
+
+// One event's share of a stretch: its intervals, and the fraction of them its thread spent
+// waiting for a core.
+struct Spread {
+  std::vector<Interval> at;
+  double core_fraction = 0;
+};
+
+Spread spread(std::vector<Interval> at, double core_wait) {
+  const double len = length(at);
+  return {merged(std::move(at)), len > 0 ? std::min(1.0, core_wait / len) : 0.0};
+}
+
+bool covers(const std::vector<Interval>& v, double a, double b) {
+  for (auto [lo, hi] : v)
+    if (lo <= a && b <= hi) return true;
+  return false;
+}
+
+}  // namespace
+
 RankStep account_step(const std::vector<TraceEvent>& events) {
   RankStep r;
   if (events.empty()) return r;
   double t0 = 1e300, t1 = -1e300;
-  std::vector<Interval> waiting, compute;
+  std::vector<Spread> waits, computes;
+  std::vector<double> cuts;
   for (const auto& e : events) {
     if (e.thread == TraceThread::Progress) continue;  // its sends overlap everything by design
     t0 = std::min(t0, e.t0), t1 = std::max(t1, e.t1);
-    if (is_waiting(e)) waiting.push_back({e.t0, e.t1});
+    if (is_waiting(e)) waits.push_back(spread({{e.t0, e.t1}}, e.core_wait));
   }
   // An op computes over its span minus the waits nested in it on its own thread.
   for (const auto& e : events)
@@ -63,12 +86,30 @@ RankStep account_step(const std::vector<TraceEvent>& events) {
       std::vector<Interval> nested;
       for (const auto& c : events)
         if (c.thread == e.thread && is_waiting(c) && c.t0 >= e.t0 && c.t1 <= e.t1) nested.push_back({c.t0, c.t1});
-      for (auto iv : minus({{e.t0, e.t1}}, nested)) compute.push_back(iv);
+      computes.push_back(spread(minus({{e.t0, e.t1}}, nested), e.core_wait));
     }
   r.window = t1 - t0;
-  r.busy = length(compute);
-  r.exposed_comm = length(minus(waiting, compute));
-  r.bubble = std::max(0.0, r.window - r.busy - r.exposed_comm);
+  // Walk the stretches between consecutive event boundaries: in each, the rank computes,
+  // waits on communication, or neither (see the header for how core wait is apportioned).
+  for (const auto* set : {&waits, &computes})
+    for (const auto& s : *set)
+      for (auto [a, b] : s.at) cuts.push_back(a), cuts.push_back(b);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  for (size_t k = 0; k + 1 < cuts.size(); ++k) {
+    const double a = cuts[k], b = cuts[k + 1], len = b - a;
+    double computing = 2, waiting = -1;  // fractions waiting for a core; 2 / -1: no such event
+    for (const auto& c : computes)
+      if (covers(c.at, a, b)) computing = std::min(computing, c.core_fraction);
+    if (computing <= 1) {
+      r.busy += len * (1 - computing), r.core_wait += len * computing;
+      continue;
+    }
+    for (const auto& w : waits)
+      if (covers(w.at, a, b)) waiting = std::max(waiting, w.core_fraction);
+    if (waiting >= 0) r.exposed_comm += len * (1 - waiting), r.core_wait += len * waiting;
+  }
+  r.bubble = std::max(0.0, r.window - r.busy - r.core_wait - r.exposed_comm);
   return r;
 }
 
@@ -83,7 +124,7 @@ double pure_compute(const TraceEvent& op, const std::vector<TraceEvent>& events)
   std::vector<Interval> away = waiting[op.thread];
   for (auto& [thread, iv] : compute)
     for (auto busy : minus(iv, waiting[thread])) away.push_back(busy);
-  return (op.t1 - op.t0) - length(away);
+  return std::max(0.0, (op.t1 - op.t0) - length(away) - op.core_wait);
 }
 
 double nested_all2all(const TraceEvent& op, const std::vector<TraceEvent>& events) {

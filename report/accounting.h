@@ -4,14 +4,26 @@
 //
 // A rank's step, seen from its threads (TraceThread):
 //   busy          some thread of the rank computing (an op's span minus the waits nested in it)
+//                 and running on a core
+//   core wait     the rank's threads runnable but not running: waiting for a core, because
+//                 ranks share cores (more ranks than cores, or other processes). Comes out
+//                 of the spans that would otherwise be busy or exposed communication.
 //   exposed comm  a thread waiting on communication (a transfer, an all-to-all, the DP
-//                 reduction) while no thread computes
+//                 reduction) while no thread computes, and not for a core
 //   bubble        the rest of the step's window: idle for lack of work
-// The progress thread's sends overlap everything by design and are left out of all three.
+// The progress thread's sends overlap everything by design and are left out of all four.
+//
+// Where the core wait lies within an event is not recorded, only how much there was
+// (TraceEvent::core_wait, this thread's, nested events excluded): it is taken as spread
+// evenly over the event. In a stretch of the step where some thread computes, the rank
+// waits for a core the least fraction any computing thread did (one thread on a core is
+// enough to compute); in a stretch where threads only wait on communication, the largest
+// fraction any of them did (a message that arrived is taken up only when its thread runs).
 //
 // Op costs come from the same events: an op's pure compute time is its span minus the
-// communication nested in it and minus what other threads of the rank computed meanwhile
-// (the executors of a rank pass one baton: while one computes, the other waits).
+// communication nested in it, minus what other threads of the rank computed meanwhile
+// (the executors of a rank pass one baton: while one computes, the other waits) and minus
+// the time its thread waited for a core.
 
 #include <limits>
 #include <map>
@@ -40,11 +52,12 @@ std::vector<Interval> minus(const std::vector<Interval>& a, const std::vector<In
 // A thread waiting on communication: a wait for a transfer (Idle), an all-to-all, a DP reduction.
 bool is_waiting(const core::TraceEvent& e);
 
-// Per-rank accounting of one step (seconds); busy + exposed_comm + bubble = window.
+// Per-rank accounting of one step (seconds); busy + core_wait + exposed_comm + bubble = window.
 struct RankStep {
   double window = 0;        // first to last event of the step on this rank (progress thread aside)
-  double busy = 0;          // some thread computing
-  double exposed_comm = 0;  // waiting on communication while no thread computes
+  double busy = 0;          // some thread computing, on a core
+  double core_wait = 0;     // computing or waiting on communication, but runnable and not running
+  double exposed_comm = 0;  // waiting on communication while no thread computes, not for a core
   double bubble = 0;        // the rest: idle for lack of work
 };
 
@@ -52,7 +65,8 @@ struct RankStep {
 RankStep account_step(const std::vector<core::TraceEvent>& events);
 
 // Compute time of the op event `op` among its step's `events`: its span minus the waits on
-// its own thread and minus what other threads computed (outside their own waits) meanwhile.
+// its own thread, minus what other threads computed (outside their own waits) meanwhile and
+// minus its own core wait (never below 0).
 double pure_compute(const core::TraceEvent& op, const std::vector<core::TraceEvent>& events);
 // All-to-all time nested in `op` on its own thread.
 double nested_all2all(const core::TraceEvent& op, const std::vector<core::TraceEvent>& events);

@@ -144,22 +144,26 @@ std::string legend() {
 }
 
 std::string per_rank_table(const Report& r) {
+  const bool core = !r.core_wait_per_rank.empty();  // measured runs: waiting for a core
+  auto at = [](const std::vector<double>& v, size_t i) { return i < v.size() ? v[i] : 0.0; };
   double mx = 0;
   for (size_t i = 0; i < r.bubble_per_rank.size(); ++i)
-    mx = std::max(mx, (i < r.busy_per_rank.size() ? r.busy_per_rank[i] : 0) + r.bubble_per_rank[i] +
-                          (i < r.exposed_comm_per_rank.size() ? r.exposed_comm_per_rank[i] : 0));
-  std::string s = "<table><tr><th>rank</th><th>busy s</th><th>bubble s</th><th>exposed comm s</th><th></th></tr>\n";
+    mx = std::max(mx, at(r.busy_per_rank, i) + at(r.core_wait_per_rank, i) + r.bubble_per_rank[i] +
+                          at(r.exposed_comm_per_rank, i));
+  std::string s = std::string("<table><tr><th>rank</th><th>busy s</th>") + (core ? "<th>waiting for a core s</th>" : "") +
+                  "<th>bubble s</th><th>exposed comm s</th><th></th></tr>\n";
   for (size_t i = 0; i < r.bubble_per_rank.size(); ++i) {
-    const double busy = i < r.busy_per_rank.size() ? r.busy_per_rank[i] : 0;
-    const double comm = i < r.exposed_comm_per_rank.size() ? r.exposed_comm_per_rank[i] : 0;
+    const double busy = at(r.busy_per_rank, i), wait = at(r.core_wait_per_rank, i);
+    const double comm = at(r.exposed_comm_per_rank, i);
     const double bub = r.bubble_per_rank[i];
     auto bar = [&](double v, const char* c) {
       return "<span class=bar style=\"width:" + fmt("%.1f", mx > 0 ? 300 * std::max(0.0, v) / mx : 0) +
              "px;background:" + c + "\"></span>";
     };
-    s += "<tr><td>" + std::to_string(i) + "</td><td>" + pretty(busy) + "</td><td>" + pretty(bub) + "</td><td>" +
-         pretty(comm) + "</td><td class=bars>" + bar(busy, "#58B947") + bar(comm, "#E74C3C") + bar(bub, "#D5D8DC") +
-         "</td></tr>\n";
+    s += "<tr><td>" + std::to_string(i) + "</td><td>" + pretty(busy) + "</td>" +
+         (core ? "<td>" + pretty(wait) + "</td>" : "") + "<td>" + pretty(bub) + "</td><td>" + pretty(comm) +
+         "</td><td class=bars>" + bar(busy, "#58B947") + (core ? bar(wait, "#F1C40F") : "") + bar(comm, "#E74C3C") +
+         bar(bub, "#D5D8DC") + "</td></tr>\n";
   }
   return s + "</table>\n";
 }

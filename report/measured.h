@@ -1,9 +1,16 @@
 #pragma once
 // `duet report --run DIR`: the throughput report of a real run, from its metrics.jsonl and
 // per-rank traces, in the same format as `duet simulate`. Besides what was measured (step
-// time, per-rank busy / bubble / exposed communication: report/accounting.h), it replays the
-// run's schedule in the discrete-event simulator with the per-op costs measured in the same
-// run, so the simulator's step time can be checked against the real one.
+// time, per-rank busy / waiting for a core / exposed communication / bubble:
+// report/accounting.h), it replays the run's schedule in the discrete-event simulator with
+// the per-op costs measured in the same run, so the simulator's step time can be checked
+// against the real one.
+//
+// The replay prices ops by their compute net of waiting for a core, and the simulator gives
+// every rank a core of its own. When ranks share cores (RunShape::cores < ranks) they take
+// turns: a step then takes at least the compute of all ranks divided by the cores, plus the
+// gradient sync and optimizer, and the prediction is the larger of that and the simulated
+// step.
 //
 // report/ does not read config.yaml (io/ does): the caller passes the run's shape.
 
@@ -26,6 +33,10 @@ struct RunShape {
   int seq_len = 1;
   int d_model = 1;                    // activation of one micro-batch: micro_batch_size · seq_len · d_model floats
   double comm_delay_us = 0;           // per message; the send latency when the traces hold no send
+  // Cores the run's ranks shared (0: at least one per rank). With more ranks than cores the
+  // replay adds what one-core-per-rank simulation cannot see: the ranks' compute queued on
+  // the cores (see measured_report).
+  int cores = 0;
 };
 
 // One line of metrics.jsonl.

@@ -125,7 +125,8 @@ std::string render_json(const Report& r) {
     b += (i ? ", " : "") + quote(r.breakdown[i].name) + ": " + number(r.breakdown[i].seconds);
   line("breakdown_s", b + "}");
   line("per_rank", "{\"bubble_s\": " + array(r.bubble_per_rank) + ", \"busy_s\": " + array(r.busy_per_rank) +
-                       ", \"exposed_comm_s\": " + array(r.exposed_comm_per_rank) + "}");
+                       ", \"exposed_comm_s\": " + array(r.exposed_comm_per_rank) +
+                       (r.core_wait_per_rank.empty() ? "" : ", \"core_wait_s\": " + array(r.core_wait_per_rank)) + "}");
   std::string t = "[";
   for (size_t i = 0; i < r.tables.size(); ++i) {
     const auto& tb = r.tables[i];
@@ -176,11 +177,14 @@ std::string render_markdown(const Report& r) {
   for (const auto& b : r.breakdown)
     m += "| " + b.name + " | " + pretty(b.seconds) + " | " + percent(total > 0 ? b.seconds / total : 0) + " |\n";
   if (!r.bubble_per_rank.empty()) {
-    m += "\n## Per rank (seconds)\n\n| rank | busy | bubble | exposed comm |\n|---:|---:|---:|---:|\n";
+    const bool core = !r.core_wait_per_rank.empty();  // measured runs: waiting for a core
+    m += std::string("\n## Per rank (seconds)\n\n| rank | busy | ") + (core ? "waiting for a core | " : "") +
+         "bubble | exposed comm |\n|---:|---:|" + (core ? "---:|" : "") + "---:|---:|\n";
+    auto at = [](const std::vector<double>& v, size_t i) { return i < v.size() ? v[i] : 0.0; };
     for (size_t i = 0; i < r.bubble_per_rank.size(); ++i)
-      m += "| " + std::to_string(i) + " | " + pretty(i < r.busy_per_rank.size() ? r.busy_per_rank[i] : 0) + " | " +
-           pretty(r.bubble_per_rank[i]) + " | " +
-           pretty(i < r.exposed_comm_per_rank.size() ? r.exposed_comm_per_rank[i] : 0) + " |\n";
+      m += "| " + std::to_string(i) + " | " + pretty(at(r.busy_per_rank, i)) + " | " +
+           (core ? pretty(at(r.core_wait_per_rank, i)) + " | " : "") + pretty(r.bubble_per_rank[i]) + " | " +
+           pretty(at(r.exposed_comm_per_rank, i)) + " |\n";
   }
   for (const auto& t : r.tables) {
     m += "\n## " + t.title + "\n\n|";

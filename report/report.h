@@ -73,6 +73,7 @@ struct Report {
   std::vector<BreakdownPart> breakdown;  // seconds; sums to the step time
   // Per rank of the ranks reported (all of them, or one pipeline's), seconds.
   std::vector<double> bubble_per_rank, busy_per_rank, exposed_comm_per_rank;
+  std::vector<double> core_wait_per_rank;  // waiting for a core (measured runs); empty: not known
   std::vector<ReportEvent> timeline;  // one pipeline
   std::string timeline_title;
   std::vector<ReportTable> tables;

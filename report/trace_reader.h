@@ -3,10 +3,11 @@
 // event a line):
 //
 //   {"name":"F0:3","cat":"compute","ph":"X","pid":0,"tid":1,"ts":12.500,"dur":3.250,
-//    "args":{"step":3,"op":"F","dir":0,"mb":3}}
+//    "args":{"step":3,"op":"F","dir":0,"mb":3,"core_wait_us":41.5}}
 //
-// ts and dur in microseconds, tid a core::TraceThread, and "op"/"dir"/"mb" present for the
-// events of schedule ops. Metadata lines ("ph":"M") are skipped.
+// ts and dur in microseconds, tid a core::TraceThread, "op"/"dir"/"mb" present for the
+// events of schedule ops, "core_wait_us" for events whose thread waited for a core (absent:
+// 0, as in traces written before it existed). Metadata lines ("ph":"M") are skipped.
 //
 // Traces are streamed while a run goes, so a killed run leaves a file without its closing
 // "]}", perhaps cut inside an event: it is read up to its last complete event, with a

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "io/core_wait.h"
+
 namespace duet::runtime {
 
 namespace {
@@ -59,6 +61,7 @@ void PipelineEngine::post_receives() {
 StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& stage_done) {
   if (trace_) trace_->set_step(step);
   const long sends_before = p2p_sends_;
+  const double core_wait0 = io::thread_core_wait_s();
   ops_done_ = 0;
   StepStats st;
   post_receives();
@@ -79,6 +82,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   if (sends_) sends_->wait_all();
   st.wait_s += since(t0);
   st.messages = p2p_sends_ - sends_before;
+  st.core_wait_s += io::thread_core_wait_s() - core_wait0;
   return st;
 }
 
@@ -162,11 +166,13 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, 
   StepStats other;
   std::thread helper([&] {
     t_trace_thread = io::TraceThread::SecondExecutor;
+    const double core_wait0 = io::thread_core_wait_s();
     executor(other);
+    other.core_wait_s = io::thread_core_wait_s() - core_wait0;
   });
   executor(st);
   helper.join();
-  st.loss_sum += other.loss_sum, st.wait_s += other.wait_s;
+  st.loss_sum += other.loss_sum, st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;
   st.executors = 2;
 }
 

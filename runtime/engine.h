@@ -41,6 +41,10 @@ namespace duet::runtime {
 struct StepStats {
   double loss_sum = 0;  // Σ token losses computed on this rank (last stages only)
   double wait_s = 0;    // time blocked on receives and on the final sends, summed over executors
+  // Time the executors were runnable but not running (waiting for a core: ranks sharing
+  // cores), over the whole step, summed over executors (io/core_wait.h). Part of it falls
+  // inside wait_s (a message arrived while its thread waited for a core), part inside ops.
+  double core_wait_s = 0;
   int executors = 1;    // threads that ran ops (2 with overlap)
   long messages = 0;    // point-to-point sends and all-to-alls this rank issued
 };

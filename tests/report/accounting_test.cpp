@@ -189,5 +189,113 @@ TEST(Accounting, LoneBackwardAndPairWithFullBackward) {
   EXPECT_EQ(s.fastest_send, std::numeric_limits<double>::infinity());  // no send seen
 }
 
+// ---- waiting for a core ----------------------------------------------------------------------
+
+TraceEvent with_core_wait(TraceEvent e, double core_wait) {
+  e.core_wait = core_wait;
+  return e;
+}
+
+double parts_sum(const RankStep& r) { return r.busy + r.core_wait + r.exposed_comm + r.bubble; }
+
+TEST(CoreWait, ComesOutOfComputeAndOutOfExposedCommunication) {
+  const auto C = TraceThread::Compute;
+  // F 0..4 waited 1 s for a core (a quarter of it), then a wait 4..6 that waited 0.5 s for
+  // one (a quarter), nothing 6..7, a B 7..8 that never waited.
+  const std::vector<TraceEvent> ev = {
+      with_core_wait(op_event(TraceOp::F, 0, 0, C, 0, 4), 1),
+      with_core_wait(event("wait gradient 0:0", TraceCategory::Idle, C, 4, 6), 0.5),
+      op_event(TraceOp::B, 0, 0, C, 7, 8),
+  };
+  const RankStep r = account_step(ev);
+  EXPECT_EQ(r.window, 8);
+  EXPECT_EQ(r.busy, 3 + 1);          // F's 4 s less its 1 s, and B
+  EXPECT_EQ(r.core_wait, 1 + 0.5);   // F's and the wait's
+  EXPECT_EQ(r.exposed_comm, 1.5);    // the wait's 2 s less its 0.5 s
+  EXPECT_EQ(r.bubble, 1);            // 6..7
+  EXPECT_EQ(parts_sum(r), r.window);
+  // Without the core waits the same step is the old split: busy 5, exposed 2.
+  std::vector<TraceEvent> plain = ev;
+  for (auto& e : plain) e.core_wait = 0;
+  const RankStep p = account_step(plain);
+  EXPECT_EQ(p.busy, 5);
+  EXPECT_EQ(p.core_wait, 0);
+  EXPECT_EQ(p.exposed_comm, 2);
+}
+
+TEST(CoreWait, OneThreadOnACoreIsEnoughToCompute) {
+  // Two threads compute 1..2 at once; one of them spent all its span 0..2 on a run queue,
+  // the other none of 1..2. 0..1 is all core wait; 1..2 the rank computes.
+  const std::vector<TraceEvent> ev = {
+      with_core_wait(op_event(TraceOp::F, 0, 0, TraceThread::Compute, 0, 2), 2),
+      op_event(TraceOp::W, 1, 0, TraceThread::DeferredWeight, 1, 2),
+  };
+  const RankStep r = account_step(ev);
+  EXPECT_EQ(r.core_wait, 1);
+  EXPECT_EQ(r.busy, 1);
+  EXPECT_EQ(r.exposed_comm, 0);
+}
+
+TEST(CoreWait, OverlappingWaitsCountTheLongestCoreWait) {
+  // Two executors wait: 0..2 with a quarter of it on a run queue, 1..2 with half of it.
+  // 0..1: 0.25 core wait; 1..2: the larger fraction, 0.5. Exposed: the rest of 0..2.
+  const std::vector<TraceEvent> ev = {
+      with_core_wait(event("wait activation 0:1", TraceCategory::Idle, TraceThread::Compute, 0, 2), 0.5),
+      with_core_wait(event("all-to-all combine", TraceCategory::All2all, TraceThread::SecondExecutor, 1, 2), 0.5),
+  };
+  const RankStep r = account_step(ev);
+  EXPECT_EQ(r.core_wait, 0.25 + 0.5);
+  EXPECT_EQ(r.exposed_comm, 2 - 0.75);
+  EXPECT_EQ(r.busy, 0);
+  EXPECT_EQ(parts_sum(r), 2);
+}
+
+TEST(CoreWait, NestedWaitKeepsItsOwnCoreWait) {
+  // F 0..4 with an all-to-all 1..3 nested in it. The trace gives each event its own core
+  // wait, nested ones excluded: F 1 s over its 2 s of compute (0..1, 3..4), the all-to-all
+  // 1 s over its 2 s.
+  const auto C = TraceThread::Compute;
+  const std::vector<TraceEvent> ev = {
+      with_core_wait(op_event(TraceOp::F, 0, 0, C, 0, 4), 1),
+      with_core_wait(event("all-to-all dispatch", TraceCategory::All2all, C, 1, 3), 1),
+  };
+  const RankStep r = account_step(ev);
+  EXPECT_EQ(r.busy, 1);
+  EXPECT_EQ(r.core_wait, 2);
+  EXPECT_EQ(r.exposed_comm, 1);
+  EXPECT_EQ(r.bubble, 0);
+  // The op's cost for the replay: 4 s, less the all-to-all's 2 s, less its own 1 s on a run queue.
+  EXPECT_EQ(pure_compute(ev[0], ev), 1);
+  EXPECT_EQ(nested_all2all(ev[0], ev), 2);
+}
+
+TEST(CoreWait, OpCostNeverBelowZero) {
+  // A core wait larger than the span (clock granularity) gives a cost of 0, not negative.
+  const auto e = with_core_wait(op_event(TraceOp::F, 0, 0, TraceThread::Compute, 0, 1), 1.25);
+  EXPECT_EQ(pure_compute(e, {e}), 0);
+  const RankStep r = account_step({e});
+  EXPECT_EQ(r.core_wait, 1);  // a fraction of at most all of it
+  EXPECT_EQ(r.busy, 0);
+}
+
+TEST(CoreWait, OpCostSamplesAreNetOfCoreWait) {
+  // The hand-built step with F0:0 on a run queue for 0.5 s of its 1.5 s of compute and the
+  // first weight part for 0.25 s: the lone F's sample and the pair's deferred weight shrink
+  // by exactly that; the pair's halves do not change.
+  const sched::Placement place(core::ScheduleKind::DualPipe, 2);
+  const std::vector<sched::Op> ops = {{sched::OpKind::F, 0, 0}, {sched::OpKind::FB, 0, 1, 1, 0}};
+  auto ev = hand_built_step();
+  for (auto& e : ev) {
+    if (e.op == TraceOpRef{TraceOp::F, 0, 0}) e.core_wait = 0.5;
+    if (e.op == TraceOpRef{TraceOp::W, 1, 0} && e.t0 == 7) e.core_wait = 0.25;
+  }
+  OpCostSamples s;
+  sample_op_costs(ev, ops, place, 0, s);
+  EXPECT_EQ(s.f, (std::map<int, std::vector<double>>{{0, {1.0}}}));
+  EXPECT_EQ(s.w, (std::map<int, std::vector<double>>{{1, {0.5}}}));
+  ASSERT_EQ(s.pairs.size(), 1u);
+  EXPECT_EQ(s.pairs[0].compute, 2 + 2 + 0.5);
+}
+
 }  // namespace
 }  // namespace duet::report

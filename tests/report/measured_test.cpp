@@ -135,5 +135,42 @@ TEST(Measured, OneRankRunByHand) {
   EXPECT_EQ(r.timeline[2].t1, 1);
 }
 
+// Two data-parallel replicas of the one-rank run, each B0:0 half on a run queue (0.25 s) and
+// each wait half (0.125 s): ranks that took turns on a core.
+TEST(Measured, CoreWaitIsItsOwnPartAndSharedCoresQueueTheCompute) {
+  RunShape shape;
+  shape.pp = 1, shape.dp = 2, shape.ep = 1;
+  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
+  shape.global_batch = 2, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  const std::vector<StepMetrics> metrics = {{1, 9, 10, 0, false}, {2, 8, 10, 0, false}, {3, 1.25, 64, 0, false}};
+  std::vector<TraceEvent> trace = one_rank_trace(1, 3);
+  for (auto& e : trace) e.core_wait = e.cat == TraceCategory::Idle ? 0.125 : e.op.op == TraceOp::B ? 0.25 : 0;
+  auto report_on = [&](int cores) {
+    shape.cores = cores;
+    return measured_report("shared", shape, metrics, {trace, trace});
+  };
+
+  const Report alone = report_on(0);  // a core per rank
+  EXPECT_EQ(alone.busy_per_rank, (std::vector<double>{0.5, 0.5}));  // F 0.25 + B 0.5 - 0.25
+  EXPECT_EQ(alone.core_wait_per_rank, (std::vector<double>{0.375, 0.375}));
+  EXPECT_EQ(alone.exposed_comm_per_rank, (std::vector<double>{0.125, 0.125}));
+  EXPECT_EQ(headline(alone, "core_wait_s"), 0.375);
+  EXPECT_EQ(headline(alone, "core_wait_fraction"), 0.375);  // of the 1 s window
+  ASSERT_GE(alone.breakdown.size(), 3u);
+  EXPECT_EQ(alone.breakdown[1].name, "waiting for a core");
+  EXPECT_EQ(alone.breakdown[1].seconds, 0.375);
+  // The replay prices F at 0.25 s and B at 0.5 - 0.25 s: one rank alone would take 0.5 s.
+  EXPECT_NEAR(headline(alone, "predicted_step_time_s"), 0.5, 1e-12);
+  EXPECT_NEAR(headline(alone, "predicted_one_core_per_rank_s"), 0.5, 1e-12);
+
+  // On one core the two ranks' 0.5 s each take turns: 1 s.
+  const Report shared = report_on(1);
+  EXPECT_NEAR(headline(shared, "predicted_step_time_s"), 1.0, 1e-12);
+  EXPECT_NEAR(headline(shared, "predicted_one_core_per_rank_s"), 0.5, 1e-12);
+  EXPECT_NEAR(headline(shared, "predicted_over_measured"), 1.0 / 1.25, 1e-12);
+  // On two cores, one each: no queue.
+  EXPECT_NEAR(headline(report_on(2), "predicted_step_time_s"), 0.5, 1e-12);
+}
+
 }  // namespace
 }  // namespace duet::report

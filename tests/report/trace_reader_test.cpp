@@ -25,11 +25,11 @@ const char* kTraceText =
 {"name":"thread_name","ph":"M","pid":1,"tid":1,"args":{"name":"second executor"}},
 {"name":"thread_name","ph":"M","pid":1,"tid":2,"args":{"name":"progress"}},
 {"name":"thread_name","ph":"M","pid":1,"tid":3,"args":{"name":"deferred weight passes"}},
-{"name":"F0:5","cat":"compute","ph":"X","pid":1,"tid":0,"ts":1000000.500,"dur":2500.250,"args":{"step":3,"op":"F","dir":0,"mb":5}},
+{"name":"F0:5","cat":"compute","ph":"X","pid":1,"tid":0,"ts":1000000.500,"dur":2500.250,"args":{"step":3,"op":"F","dir":0,"mb":5,"core_wait_us":412.0}},
 {"name":"all-to-all dispatch","cat":"all2all","ph":"X","pid":1,"tid":1,"ts":1000500.000,"dur":250.000,"args":{"step":3}},
 {"name":"send to rank 0","cat":"p2p","ph":"X","pid":1,"tid":2,"ts":1002000.000,"dur":125.000,"args":{"step":3}},
 {"name":"W1:12","cat":"compute","ph":"X","pid":1,"tid":3,"ts":1003000.000,"dur":0.000,"args":{"step":4,"op":"W","dir":1,"mb":12}},
-{"name":"wait gradient 1:2","cat":"idle","ph":"X","pid":1,"tid":0,"ts":1004000.000,"dur":10.000,"args":{"step":4}},
+{"name":"wait gradient 1:2","cat":"idle","ph":"X","pid":1,"tid":0,"ts":1004000.000,"dur":10.000,"args":{"step":4,"core_wait_us":2.5}},
 {"name":"gradient reduce-scatter","cat":"dp","ph":"X","pid":1,"tid":0,"ts":1005000.000,"dur":20.000,"args":{"step":4}}
 ]}
 )";
@@ -53,6 +53,7 @@ TEST(TraceReader, ReadsEveryCompleteEvent) {
   EXPECT_EQ(ev[0].op, (TraceOpRef{TraceOp::F, 0, 5}));
   EXPECT_NEAR(ev[0].t0, 1.0000005, 1e-12);  // microseconds in the file, seconds here
   EXPECT_NEAR(ev[0].t1 - ev[0].t0, 0.00250025, 1e-12);
+  EXPECT_NEAR(ev[0].core_wait, 412e-6, 1e-15);  // waited for a core: µs in the file
 
   EXPECT_EQ(ev[1].cat, TraceCategory::All2all);
   EXPECT_EQ(ev[1].thread, TraceThread::SecondExecutor);
@@ -67,6 +68,8 @@ TEST(TraceReader, ReadsEveryCompleteEvent) {
 
   EXPECT_EQ(ev[4].cat, TraceCategory::Idle);
   EXPECT_EQ(ev[4].name, "wait gradient 1:2");
+  EXPECT_NEAR(ev[4].core_wait, 2.5e-6, 1e-15);
+  EXPECT_EQ(ev[3].core_wait, 0);  // absent: none recorded (older traces have none anywhere)
   EXPECT_EQ(ev[5].cat, TraceCategory::Dp);
 }
 
