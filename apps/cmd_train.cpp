@@ -122,7 +122,7 @@ int cmd_train(int argc, char** argv) {
     char line[512];
     std::snprintf(line, sizeof line,
                   "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model)%s; "
-                  "%.1f%% of executor time waiting on communication",
+                  "%.1f%% of executor time waiting on communication (or for a core: see the report)",
                   s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, of_peak, 100 * s.wait_fraction);
     log.print(line);
@@ -146,10 +146,11 @@ int cmd_train(int argc, char** argv) {
           return 0.0;
         };
         std::snprintf(line, sizeof line,
-                      "summary: step %.3f s (median), bubble %.1f%%, exposed communication %.1f%% of the step; "
-                      "simulator with measured op costs: %.3f s; report: %s/report.html",
-                      get("step_time_s"), 100 * get("bubble_fraction"), 100 * get("exposed_comm_fraction"),
-                      get("predicted_step_time_s"), run_dir.c_str());
+                      "summary: step %.3f s (median), bubble %.1f%%, waiting for a core %.1f%%, exposed "
+                      "communication %.1f%% of the step; simulator with measured op costs: %.3f s; report: "
+                      "%s/report.html",
+                      get("step_time_s"), 100 * get("bubble_fraction"), 100 * get("core_wait_fraction"),
+                      100 * get("exposed_comm_fraction"), get("predicted_step_time_s"), run_dir.c_str());
         log.print(line);
       }
     }

@@ -129,10 +129,11 @@ double pure_compute(const TraceEvent& op, const std::vector<TraceEvent>& events)
 
 double nested_all2all(const TraceEvent& op, const std::vector<TraceEvent>& events) {
   std::vector<Interval> a2a;
+  double core_wait = 0;
   for (const auto& e : events)
     if (e.thread == op.thread && e.cat == TraceCategory::All2all && e.t0 >= op.t0 && e.t1 <= op.t1)
-      a2a.push_back({e.t0, e.t1});
-  return length(a2a);
+      a2a.push_back({e.t0, e.t1}), core_wait += e.core_wait;
+  return std::max(0.0, length(a2a) - core_wait);
 }
 
 void sample_op_costs(const std::vector<TraceEvent>& events, const std::vector<sched::Op>& rank_ops,

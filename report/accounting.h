@@ -68,7 +68,7 @@ RankStep account_step(const std::vector<core::TraceEvent>& events);
 // its own thread, minus what other threads computed (outside their own waits) meanwhile and
 // minus its own core wait (never below 0).
 double pure_compute(const core::TraceEvent& op, const std::vector<core::TraceEvent>& events);
-// All-to-all time nested in `op` on its own thread.
+// All-to-all time nested in `op` on its own thread, less its core wait (never below 0).
 double nested_all2all(const core::TraceEvent& op, const std::vector<core::TraceEvent>& events);
 
 // ---- op costs over many steps ------------------------------------------------------------------

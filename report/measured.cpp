@@ -112,6 +112,7 @@ std::vector<StepMetrics> read_metrics(const std::string& path) {
     num(line, "step_time_s", r.step_time);
     num(line, "tokens_per_s", r.tokens_per_s);
     num(line, "grad_sync_s", r.grad_sync);
+    num(line, "cpu_s", r.cpu_s);
     r.eval = line.find("\"val_loss\"") != std::string::npos;
     by_step[r.step] = r;
   }
@@ -131,8 +132,11 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   const sched::Placement place = schedule.placement();
 
   const std::vector<StepMetrics> steady = steady_steps(metrics);
-  std::vector<double> times, rates, syncs;
-  for (const auto& r : steady) times.push_back(r.step_time), rates.push_back(r.tokens_per_s), syncs.push_back(r.grad_sync);
+  std::vector<double> times, rates, syncs, cpus;
+  for (const auto& r : steady) {
+    times.push_back(r.step_time), rates.push_back(r.tokens_per_s), syncs.push_back(r.grad_sync);
+    if (r.cpu_s > 0) cpus.push_back(r.cpu_s);
+  }
   const double step_time = median(times);
   // The representative step: the steady step closest to the median step time.
   const StepMetrics rep = *std::min_element(steady.begin(), steady.end(), [&](auto& a, auto& b) {
@@ -162,11 +166,12 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   sim.pipelines = shape.dp;
   sim.record_timeline = false;
   const sched::SimResult replay = sched::simulate(schedule, sim);
-  // Ranks sharing cores take turns: all their compute, queued on the cores, then the sync.
-  double compute_all_ranks = 0;
-  for (const auto& r : replay.rank_stats) compute_all_ranks += r.busy;
+  // Ranks sharing cores take turns: all their CPU work, queued on the cores, then the sync.
+  double cpu_all_ranks = world * median(cpus);
+  if (cpus.empty())
+    for (const auto& r : replay.rank_stats) cpu_all_ranks += r.busy;
   const bool shared_cores = shape.cores > 0 && world > shape.cores;
-  const double queued_step = shared_cores ? compute_all_ranks / shape.cores + median(syncs) : 0;
+  const double queued_step = shared_cores ? cpu_all_ranks / shape.cores + median(syncs) : 0;
   const double predicted_step = std::max(replay.makespan, queued_step);
 
   Report out;
@@ -243,9 +248,11 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
     char note[400];
     std::snprintf(note, sizeof note,
                   "This run had %d ranks on %d cores: the simulator gives each rank a core (%.3f s), so the "
-                  "prediction is the larger of that and the compute of all ranks taking turns on the cores plus "
-                  "the gradient sync and optimizer (%.3f s).",
-                  world, shape.cores, replay.makespan, queued_step);
+                  "prediction is the larger of that and the CPU work of all ranks (%s) taking turns on the cores, "
+                  "plus the gradient sync and optimizer (%.3f s).",
+                  world, shape.cores, replay.makespan,
+                  cpus.empty() ? "their replayed ops" : "their ops and the CPU their waits and messages used",
+                  queued_step);
     out.notes.push_back(note);
   }
   return out;

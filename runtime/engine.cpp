@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <thread>
 
@@ -13,6 +14,12 @@ namespace duet::runtime {
 namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return t.tv_sec + 1e-9 * t.tv_nsec;
+}
 
 }  // namespace
 
@@ -61,7 +68,7 @@ void PipelineEngine::post_receives() {
 StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& stage_done) {
   if (trace_) trace_->set_step(step);
   const long sends_before = p2p_sends_;
-  const double core_wait0 = io::thread_core_wait_s();
+  const double core_wait0 = io::thread_core_wait_s(), cpu0 = process_cpu_s();
   ops_done_ = 0;
   StepStats st;
   post_receives();
@@ -83,6 +90,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   st.wait_s += since(t0);
   st.messages = p2p_sends_ - sends_before;
   st.core_wait_s += io::thread_core_wait_s() - core_wait0;
+  st.cpu_s = process_cpu_s() - cpu0;
   return st;
 }
 

@@ -192,6 +192,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     // per executor: a fraction of the step, never more
     const double waited = all.allreduce(st.wait_s / st.executors, ReduceOp::Sum);
     const double core_waited = all.allreduce(st.core_wait_s / st.executors, ReduceOp::Sum);  // as waited
+    const double cpu_used = all.allreduce(st.cpu_s, ReduceOp::Sum);
     wait_seconds += waited / world;
 
     const double loss = loss_sum / tokens_per_step;
@@ -207,7 +208,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
-    j.add("core_wait_s", core_waited / world);
+    j.add("core_wait_s", core_waited / world).add("cpu_s", cpu_used / world);
     if (ckpt_wait > 0) j.add("checkpoint_wait_s", ckpt_wait);
     if (cfg.runtime.comm_delay_us > 0) j.add("comm_delay_added_s", added);
     if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);

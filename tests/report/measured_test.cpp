@@ -170,6 +170,14 @@ TEST(Measured, CoreWaitIsItsOwnPartAndSharedCoresQueueTheCompute) {
   EXPECT_NEAR(headline(shared, "predicted_over_measured"), 1.0 / 1.25, 1e-12);
   // On two cores, one each: no queue.
   EXPECT_NEAR(headline(report_on(2), "predicted_step_time_s"), 0.5, 1e-12);
+
+  // Metrics that say what CPU the ranks used (0.75 s each, steady step 3) queue that instead:
+  // their waits and messages cost CPU too.
+  std::vector<StepMetrics> with_cpu = metrics;
+  for (auto& m : with_cpu) m.cpu_s = 0.75;
+  shape.cores = 1;
+  const Report used = measured_report("shared", shape, with_cpu, {trace, trace});
+  EXPECT_NEAR(headline(used, "predicted_step_time_s"), 1.5, 1e-12);
 }
 
 }  // namespace
