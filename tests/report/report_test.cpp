@@ -55,6 +55,19 @@ TEST(Report, JsonHoldsEveryField) {
   EXPECT_EQ(j["tables"][0]["rows"][1][1].as<std::string>(), "4–7");
 }
 
+TEST(Report, PerRankCoreWaitShownOnlyWhenMeasured) {
+  Report r = sample();
+  EXPECT_EQ(render_markdown(r).find("waiting for a core"), std::string::npos);  // simulated: not known
+  EXPECT_EQ(render_json(r).find("core_wait_s"), std::string::npos);
+  r.core_wait_per_rank = {0.75, 1.5};
+  const std::string md = render_markdown(r);
+  EXPECT_NE(md.find("| rank | busy | waiting for a core | bubble | exposed comm |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1 | 8 | 1.5 | 2 | 0.25 |"), std::string::npos) << md;
+  const YAML::Node j = YAML::Load(render_json(r));
+  EXPECT_DOUBLE_EQ(j["per_rank"]["core_wait_s"][1].as<double>(), 1.5);
+  EXPECT_NE(render_html(r).find("<th>waiting for a core s</th>"), std::string::npos);
+}
+
 TEST(Report, PublishedToleranceIsEnforced) {
   PublishedComparison p{"x", "src", 100, 116, 0.15, ""};
   EXPECT_FALSE(p.within_tolerance());
