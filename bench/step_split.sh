@@ -26,6 +26,8 @@ rows = {"step time s": [r["step_time_s"] for r in reps],
         "predicted / measured": [r["predicted_over_measured"] for r in reps]}
 for p in parts:
     rows[p + " share"] = [r["breakdown_s"][p] / sum(r["breakdown_s"].values()) for r in reps]
+for p in parts:
+    rows[p + " s"] = [r["breakdown_s"][p] for r in reps]
 for name, vals in rows.items():
     print("%-40s %s   per run: %s" % (name, cell(vals, "%.3f"), " ".join("%.3f" % v for v in vals)))
 PY

@@ -244,12 +244,23 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
       "The prediction replays this run's schedule in the discrete-event simulator with per-stage op costs measured "
       "here, net of waiting for a core (medians of ops outside overlapped pairs; overlapped pairs scaled by their "
       "measured cost) and point-to-point latency = the fastest send observed."};
+  const double core_wait_fraction = window > 0 ? core_wait / window : 0;
+  if (!shared_cores && shape.cores > 0 && core_wait_fraction > 0.1) {
+    char note[400];
+    std::snprintf(note, sizeof note,
+                  "Each rank had a core of its own, yet the ranks waited for one %.0f%% of the step: other "
+                  "processes were using this machine's cores. The prediction, from op costs net of that, is "
+                  "for the run alone on the machine.",
+                  100 * core_wait_fraction);
+    out.notes.push_back(note);
+  }
   if (shared_cores) {
     char note[400];
     std::snprintf(note, sizeof note,
                   "This run had %d ranks on %d cores: the simulator gives each rank a core (%.3f s), so the "
                   "prediction is the larger of that and the CPU work of all ranks (%s) taking turns on the cores, "
-                  "plus the gradient sync and optimizer (%.3f s).",
+                  "plus the gradient sync and optimizer (%.3f s). Other processes using the cores meanwhile are "
+                  "not in it: the prediction is for the run alone on the machine.",
                   world, shape.cores, replay.makespan,
                   cpus.empty() ? "their replayed ops" : "their ops and the CPU their waits and messages used",
                   queued_step);

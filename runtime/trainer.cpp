@@ -190,9 +190,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     // runtime.comm_delay_us adds latency to every message: the most a rank had added.
     const double added = all.allreduce(messages * cfg.runtime.comm_delay_us * 1e-6, ReduceOp::Max);
     // per executor: a fraction of the step, never more
-    const double waited = all.allreduce(st.wait_s / st.executors, ReduceOp::Sum);
-    const double core_waited = all.allreduce(st.core_wait_s / st.executors, ReduceOp::Sum);  // as waited
-    const double cpu_used = all.allreduce(st.cpu_s, ReduceOp::Sum);
+    double waits[] = {st.wait_s / st.executors, st.core_wait_s / st.executors, st.cpu_s};  // one collective
+    all.allreduce(std::span<double>(waits), ReduceOp::Sum);
+    const double waited = waits[0], core_waited = waits[1], cpu_used = waits[2];
     wait_seconds += waited / world;
 
     const double loss = loss_sum / tokens_per_step;

@@ -168,8 +168,17 @@ TEST(Measured, CoreWaitIsItsOwnPartAndSharedCoresQueueTheCompute) {
   EXPECT_NEAR(headline(shared, "predicted_step_time_s"), 1.0, 1e-12);
   EXPECT_NEAR(headline(shared, "predicted_one_core_per_rank_s"), 0.5, 1e-12);
   EXPECT_NEAR(headline(shared, "predicted_over_measured"), 1.0 / 1.25, 1e-12);
-  // On two cores, one each: no queue.
-  EXPECT_NEAR(headline(report_on(2), "predicted_step_time_s"), 0.5, 1e-12);
+  // On two cores, one each: no queue; the ranks' waiting for a core came from other processes.
+  const Report own_cores = report_on(2);
+  EXPECT_NEAR(headline(own_cores, "predicted_step_time_s"), 0.5, 1e-12);
+  auto has_note = [](const Report& r, const std::string& text) {
+    for (const auto& n : r.notes)
+      if (n.find(text) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(has_note(own_cores, "other processes were using this machine's cores"));
+  EXPECT_FALSE(has_note(shared, "other processes were using this machine's cores"));
+  EXPECT_TRUE(has_note(shared, "2 ranks on 1 cores"));
 
   // Metrics that say what CPU the ranks used (0.75 s each, steady step 3) queue that instead:
   // their waits and messages cost CPU too.
