@@ -17,19 +17,20 @@ struct SchedstatFile {
   }
 };
 
-// "on-cpu-ns runqueue-ns timeslices\n" -> runqueue seconds; 0 when unreadable.
-double read_runqueue_s(int fd) {
-  if (fd < 0) return 0;
+// "on-cpu-ns runqueue-ns timeslices\n" -> seconds; zeros when unreadable.
+ThreadTimes read_times(int fd) {
+  if (fd < 0) return {};
   char buf[96];
   const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  if (n <= 0) return 0;
+  if (n <= 0) return {};
   buf[n] = '\0';
   char* end = nullptr;
-  std::strtoull(buf, &end, 10);  // time on a CPU
-  if (end == buf) return 0;
+  const unsigned long long on_cpu = std::strtoull(buf, &end, 10);
+  if (end == buf) return {};
   const char* field = end;
-  const unsigned long long ns = std::strtoull(field, &end, 10);
-  return end == field ? 0 : ns * 1e-9;
+  const unsigned long long queued = std::strtoull(field, &end, 10);
+  if (end == field) return {};
+  return {on_cpu * 1e-9, queued * 1e-9};
 }
 
 SchedstatFile& this_thread_file() {
@@ -39,7 +40,9 @@ SchedstatFile& this_thread_file() {
 
 }  // namespace
 
-double thread_core_wait_s() { return read_runqueue_s(this_thread_file().fd); }
+ThreadTimes thread_times() { return read_times(this_thread_file().fd); }
+
+double thread_core_wait_s() { return thread_times().core_wait_s; }
 
 bool core_wait_available() { return this_thread_file().fd >= 0; }
 

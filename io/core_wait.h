@@ -18,6 +18,13 @@ namespace duet::io {
 // is 0, and so is every difference).
 double thread_core_wait_s();
 
+// Both figures of the calling thread from one read: seconds on a CPU and seconds runnable
+// but not running, so far (0 and 0 where the kernel does not report them).
+struct ThreadTimes {
+  double on_cpu_s = 0, core_wait_s = 0;
+};
+ThreadTimes thread_times();
+
 // Whether this kernel reports run-queue time (false: thread_core_wait_s() is always 0).
 bool core_wait_available();
 

@@ -262,7 +262,7 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
                   "plus the gradient sync and optimizer (%.3f s). Other processes using the cores meanwhile are "
                   "not in it: the prediction is for the run alone on the machine.",
                   world, shape.cores, replay.makespan,
-                  cpus.empty() ? "their replayed ops" : "their ops and the CPU their waits and messages used",
+                  cpus.empty() ? "their replayed ops" : "the CPU time their executors used",
                   queued_step);
     out.notes.push_back(note);
   }

@@ -10,8 +10,8 @@
 // every rank a core of its own. When ranks share cores (RunShape::cores < ranks) they take
 // turns: a step then takes at least the CPU work of all ranks divided by the cores, plus the
 // gradient sync and optimizer, and the prediction is the larger of that and the simulated
-// step. The CPU work is what the ranks used (metrics cpu_s: ops, and the CPU their waits,
-// sends and MPI took) or, in metrics without it, the replayed ops' compute.
+// step. The CPU work is what the ranks' executors used (metrics cpu_s: their ops, and the CPU
+// their waits took) or, in metrics without it, the replayed ops' compute.
 //
 // report/ does not read config.yaml (io/ does): the caller passes the run's shape.
 
@@ -45,7 +45,7 @@ struct StepMetrics {
   int step = 0;
   double step_time = 0, tokens_per_s = 0, grad_sync = 0;  // seconds, tokens/s, seconds
   bool eval = false;                                      // the step ran an evaluation
-  double cpu_s = 0;  // CPU time of the engine's part of the step, mean per rank; 0: not recorded
+  double cpu_s = 0;  // CPU time of the executors in the engine's part of the step, mean per rank; 0: none
 };
 
 // Reads metrics.jsonl (one JSON object a line; lines without "step" are skipped). Throws

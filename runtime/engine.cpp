@@ -3,7 +3,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <ctime>
 #include <mutex>
 #include <thread>
 
@@ -14,12 +13,6 @@ namespace duet::runtime {
 namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double process_cpu_s() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 }  // namespace
 
@@ -68,7 +61,7 @@ void PipelineEngine::post_receives() {
 StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& stage_done) {
   if (trace_) trace_->set_step(step);
   const long sends_before = p2p_sends_;
-  const double core_wait0 = io::thread_core_wait_s(), cpu0 = process_cpu_s();
+  const io::ThreadTimes times0 = io::thread_times();
   ops_done_ = 0;
   StepStats st;
   post_receives();
@@ -89,8 +82,9 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   if (sends_) sends_->wait_all();
   st.wait_s += since(t0);
   st.messages = p2p_sends_ - sends_before;
-  st.core_wait_s += io::thread_core_wait_s() - core_wait0;
-  st.cpu_s = process_cpu_s() - cpu0;
+  const io::ThreadTimes times1 = io::thread_times();
+  st.core_wait_s += times1.core_wait_s - times0.core_wait_s;
+  st.cpu_s += times1.on_cpu_s - times0.on_cpu_s;
   return st;
 }
 
@@ -174,13 +168,15 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, 
   StepStats other;
   std::thread helper([&] {
     t_trace_thread = io::TraceThread::SecondExecutor;
-    const double core_wait0 = io::thread_core_wait_s();
+    const io::ThreadTimes times0 = io::thread_times();
     executor(other);
-    other.core_wait_s = io::thread_core_wait_s() - core_wait0;
+    const io::ThreadTimes times1 = io::thread_times();
+    other.core_wait_s = times1.core_wait_s - times0.core_wait_s, other.cpu_s = times1.on_cpu_s - times0.on_cpu_s;
   });
   executor(st);
   helper.join();
   st.loss_sum += other.loss_sum, st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;
+  st.cpu_s += other.cpu_s;
   st.executors = 2;
 }
 

@@ -45,8 +45,8 @@ struct StepStats {
   // cores), over the whole step, summed over executors (io/core_wait.h). Part of it falls
   // inside wait_s (a message arrived while its thread waited for a core), part inside ops.
   double core_wait_s = 0;
-  // CPU time the whole process (executors, progress thread, MPI, GEMM threads) used during
-  // the step: what the rank asks of the cores it shares.
+  // CPU time the executors used during the step (summed): what the rank's ops and waits ask
+  // of the cores it shares. (The progress thread's sends are not in it.)
   double cpu_s = 0;
   int executors = 1;    // threads that ran ops (2 with overlap)
   long messages = 0;    // point-to-point sends and all-to-alls this rank issued
