@@ -98,7 +98,7 @@ int cmd_launch(int argc, char** argv) {
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   // The supervisor's address, the attempt, the data to skip and the run directory's claim
   // reach ranks on every node.
-  for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, io::kEnvRunDir, io::kEnvRunId,
+  for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, io::kEnvRunDir, io::kEnvRunId,
                         io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
     cmd.insert(cmd.end(), {"-x", v});
   cmd.push_back(self_exe());
@@ -133,7 +133,11 @@ int cmd_launch(int argc, char** argv) {
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
   so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
   so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
+  so.policy.host_timeout_s = cfg.fault.host_timeout_s;
   so.events_path = (std::filesystem::path(claim.dir) / "events.jsonl").string();
+  so.fence_path = (std::filesystem::path(claim.dir) / "fence").string();  // the ranks' run_dir + "/fence"
+  so.layout = "pp " + std::to_string(cfg.parallel.pp) + " x dp " + std::to_string(cfg.parallel.dp) + " x ep " +
+              std::to_string(cfg.parallel.ep) + ", " + core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);

@@ -90,13 +90,13 @@ struct SaveOptions {
   // Fault injection for tests: runs on each rank after its datasets are written, before the
   // shard file is closed. Throwing from it is a failed write (e.g. ENOSPC); blocking in it
   // holds the save in progress.
-  std::function<void(int rank)> before_shard_close;
+  std::function<void(int rank, std::int64_t step)> before_shard_close;
   // Rank 0 stops the commit right after this stage, leaving the files as a killed process
   // would (commit_checkpoint throws CheckpointCrash, nothing is cleaned up).
   std::optional<CommitStage> crash_after;
   // Called by rank 0's commit as it completes each stage (fault injection: a test can kill
   // the process there).
-  std::function<void(CommitStage)> at_stage;
+  std::function<void(std::int64_t step, CommitStage)> at_stage;
   // This attempt's generation: its saves stage in their own directory, and its commit is
   // refused once a newer attempt has started (checkpoint/fence.h). Default: no fencing.
   Fence fence;

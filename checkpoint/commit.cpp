@@ -210,7 +210,7 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
   const std::string tmp = path + ".tmp";
   try {
     std::function<void()> hook;
-    if (opt.before_shard_close) hook = [&] { opt.before_shard_close(req.rank); };
+    if (opt.before_shard_close) hook = [&] { opt.before_shard_close(req.rank, req.step); };
     write_shard_file(tmp, req.rank, req.step, req.slices, req.state, hook);
     fsync_file(tmp);
     const FileDigest d = hash_file(tmp);  // from the page cache: the bytes just written
@@ -244,7 +244,7 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
   const std::string final_path = checkpoint_final_path(dir, step, layout.lineage);
   const std::string final_name = fs::path(final_path).filename().string();
   auto reached = [&](CommitStage s) {
-    if (opt.at_stage) opt.at_stage(s);
+    if (opt.at_stage) opt.at_stage(step, s);
     if (opt.crash_after == s) throw CheckpointCrash(std::string("simulated crash after ") + stage_name(s));
   };
   Manifest m;

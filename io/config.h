@@ -36,6 +36,10 @@ using core::ScheduleKind;
 enum class AttentionKind { kMHA, kMLA };
 // model.precision: the number format of the GEMMs of linear layers (the CPU trainer: fp32).
 enum class Precision { kFP32, kBF16, kFP8 };
+// Where an injected fault strikes (runtime.fail_at): at the start of the step, while the
+// rank writes its checkpoint shard of that step, or in rank 0's commit of it (after COMMITTED
+// is written, before the checkpoint is moved into place).
+enum class FailAt { Step, Save, Commit };
 
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
@@ -141,6 +145,7 @@ struct RuntimeSection {
   int fail_signal = 0;    // 0: the failure is an exception; else this signal (9 kill, 19 stop)
   int fail_attempts = 1;  // attempts of a supervised job that inject it (a restart runs clean)
   bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
+  FailAt fail_at = FailAt::Step;
   // Bytes the ranks of this machine may use together; 0 = what the machine has available
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;
@@ -155,6 +160,7 @@ struct FaultSection {
   double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by a new checkpoint
   int max_restarts = 3;         // failures in a row without a new checkpoint before giving up
   int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
+  double host_timeout_s = 1.0;  // a rank on another host silent this long: its host is lost
   bool operator==(const FaultSection&) const = default;
 };
 

@@ -47,6 +47,10 @@ const std::vector<std::string>& enum_names(Precision) {
   static const std::vector<std::string> names = {"fp32", "bf16", "fp8"};
   return names;
 }
+const std::vector<std::string>& enum_names(FailAt) {
+  static const std::vector<std::string> names = {"step", "save", "commit"};
+  return names;
+}
 
 // ---- building one row from a member accessor ---------------------------------------------
 
@@ -219,6 +223,9 @@ std::vector<KeyDef> build_table() {
                "fault injection (testing): 0 = an exception; else the signal the rank sends itself (9 kill, 19 stop)",
                between(0, 64)),
       make_key(DUET_KEY(runtime.fail_nan), "fault injection (testing): the failure is a non-finite loss instead"),
+      make_key(DUET_KEY(runtime.fail_at),
+               "fault injection (testing): where it strikes: step (its start), save (while runtime.fail_rank writes "
+               "its checkpoint shard of runtime.fail_step), commit (in rank 0's commit of that checkpoint)"),
       make_key(DUET_KEY(runtime.fail_attempts),
                "fault injection (testing): the first N attempts of a supervised job fail; later ones run clean",
                at_least(1)),
@@ -236,6 +243,9 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(fault.max_restarts), "failures in a row without a new checkpoint before giving up", at_least(0)),
       make_key(DUET_KEY(fault.straggler_steps), "steps in a row at >= 1.5x the peers' median step that name a straggler",
                at_least(1)),
+      make_key(DUET_KEY(fault.host_timeout_s),
+               "seconds without a heartbeat from a rank on another host before its host counts as lost",
+               at_least(0.1)),
 
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),

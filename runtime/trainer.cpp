@@ -6,10 +6,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <vector>
 
+#include "checkpoint/fence.h"
 #include "io/data.h"
 #include "io/run_dir.h"
 #include "io/run_records.h"
@@ -108,9 +110,42 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   if (supervisor && !supervisor->skipped_steps().empty())
     log.print("skipping the data of step(s) " + core::format_step_list(supervisor->skipped_steps()) +
               " (a non-finite value in an earlier attempt): each later step trains on the next data");
-  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint);
+  // Fault injection (runtime.fail_*), for tests: this rank, this step, the first attempts.
+  const bool armed = cfg.runtime.fail_rank >= 0 && (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
+  const bool injects = armed && rank == cfg.runtime.fail_rank;
+  auto strike = [&](int step, const std::string& where) {
+    if (supervisor) supervisor->inject(cfg.runtime.fail_signal, step);  // first: the fault's time
+    if (cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);
+    if (!cfg.runtime.fail_nan || cfg.runtime.fail_at != io::FailAt::Step)  // a NaN strikes at the step's end
+      throw std::runtime_error("injected failure " + where + " (runtime.fail_rank " + std::to_string(rank) +
+                               ", runtime.fail_step " + std::to_string(step) + ")");
+  };
+  // This attempt's fence: a commit of an older attempt still running somewhere is refused
+  // (checkpoint/fence.h). The supervisor hands out the generation; a run without one takes
+  // the next itself.
+  SaveHooks hooks;
+  hooks.fence.path = run_dir + "/fence";
+  {
+    int64_t generation = 0;
+    if (rank == 0) {
+      const char* env = std::getenv(core::kFenceEnv);
+      generation = env && *env ? std::atoll(env) : ckpt::advance_fence(hooks.fence.path);
+    }
+    hooks.fence.generation = groups.world->allreduce<int64_t>(generation, ReduceOp::Max);
+  }
+  if (injects && cfg.runtime.fail_at == io::FailAt::Save)
+    hooks.shard_written = [&, fail = cfg.runtime.fail_step](int step) {
+      if (step == fail) strike(step, "while writing its checkpoint shard");
+    };
+  if (armed && rank == 0 && cfg.runtime.fail_at == io::FailAt::Commit)  // rank 0 commits
+    hooks.commit_stage = [&, fail = cfg.runtime.fail_step](int step, ckpt::CommitStage stage) {
+      if (step == fail && stage == ckpt::CommitStage::committed_marker) strike(step, "inside the checkpoint commit");
+    };
+  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint, std::move(hooks));
   if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
+  const auto load_start = Clock::now();
   const int start_step = checkpoints.resume(stages, zero);
+  if (supervisor) supervisor->mark("load", since(load_start), start_step);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
   if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
@@ -159,12 +194,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     for (auto& s : stages) s.arena->zero_grads();
     current_step = step;
     progress(step, 0, SupervisorLink::Phase::Step);
-    const bool inject = rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step &&
-                        (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
-    if (inject && cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);
-    if (inject && !cfg.runtime.fail_nan)
-      throw std::runtime_error("injected failure (runtime.fail_rank " + std::to_string(rank) + ", runtime.fail_step " +
-                               std::to_string(step) + ")");
+    const bool inject = injects && step == cfg.runtime.fail_step && cfg.runtime.fail_at == io::FailAt::Step;
+    if (inject) strike(step, "at the start of the step");
     // A step whose data produced a non-finite value in an earlier attempt is skipped: this
     // step trains on the next data instead (core/supervision.h).
     batches.fill(supervisor ? core::data_step(step, supervisor->skipped_steps()) : step, stages);

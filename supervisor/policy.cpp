@@ -110,6 +110,20 @@ std::vector<Action> Policy::after_teardown(double t) {
 }
 
 void Policy::check_hang(double t, std::vector<Action>& out) {
+  std::vector<int> lost;
+  double silent = 0;
+  for (int r = 0; r < (int)ranks_.size(); ++r)
+    if (!ranks_[r].exited && ranks_[r].remote && t - ranks_[r].last_beat > cfg_.host_timeout_s)
+      lost.push_back(r), silent = std::max(silent, t - ranks_[r].last_beat);
+  if (!lost.empty()) {
+    std::string who;
+    for (int r : lost) who += (who.empty() ? "rank " : ", rank ") + std::to_string(r);
+    out = fault(t, "host-lost",
+                who + fmt(" silent for %.1f s", silent) +
+                    fmt(" (fault.host_timeout_s %g): its host is gone or cut off", cfg_.host_timeout_s),
+                lost, false);
+    return;
+  }
   std::vector<int> stuck;
   double earliest = 0;
   for (int r = 0; r < (int)ranks_.size(); ++r) {
@@ -165,10 +179,16 @@ std::vector<Action> Policy::on(const Event& e) {
   if (state_ == State::Finished) return out;
   switch (e.kind) {
     case Event::Kind::Launched:
-      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false};
+      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false, false};
       state_ = State::Starting;
       out.push_back(log("launched", "attempt " + std::to_string(attempt_)));
       break;
+    case Event::Kind::Hello: {
+      RankState& r = ranks_.at(e.rank);
+      r.remote = e.remote;
+      r.last_beat = e.t;
+      break;
+    }
     case Event::Kind::Heartbeat: {
       RankState& r = ranks_.at(e.rank);
       if (r.step != e.step || r.op != e.op || r.phase != e.phase) r.last_progress = e.t;

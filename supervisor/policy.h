@@ -31,6 +31,10 @@ struct PolicyConfig {
   int max_restarts = 3;          // consecutive restarts without a new checkpoint
   int straggler_steps = 5;       // steps in a row at ≥ straggler_ratio × the peers' median
   double straggler_ratio = 1.5;
+  // A rank on another host whose heartbeats (every 100 ms) stop for this long is lost with its
+  // host: nothing there closes the connection when a machine vanishes. Ranks on the
+  // supervisor's own host are looked at through /proc instead (a silent local rank is a hang).
+  double host_timeout_s = 1.0;
 };
 constexpr double kMaxBackoff = 300;
 
@@ -40,6 +44,7 @@ enum class Phase { Setup, Step, Save };  // what a rank says it is doing in its 
 struct Event {
   enum class Kind {
     Launched,        // attempt started (all ranks spawned)
+    Hello,           // rank connected; `remote`: it runs on another host than the supervisor
     Heartbeat,       // rank, step, op, phase: its progress
     StepTimes,       // step, seconds per rank (index = rank) of one completed step
     RankExited,      // rank, exit_code or signal
@@ -59,6 +64,7 @@ struct Event {
   int signal = 0;     // RankExited / JobExited: the signal that ended it (0: exited)
   Signal received = Signal::Term;
   std::vector<double> seconds;  // StepTimes
+  bool remote = false;          // Hello
 };
 
 struct Action {
@@ -107,6 +113,7 @@ class Policy {
     bool exited = false;
     int slow_steps = 0;  // consecutive steps at ≥ straggler_ratio × the peers' median
     bool named_straggler = false;
+    bool remote = false;  // on another host than the supervisor
   };
   std::vector<Action> fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
                             bool dump_stacks);

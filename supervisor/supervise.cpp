@@ -15,10 +15,12 @@
 #include <memory>
 #include <optional>
 
+#include "checkpoint/fence.h"
 #include "core/json.h"
 #include "core/supervision.h"
 #include "supervisor/job.h"
 #include "supervisor/listener.h"
+#include "supervisor/recovery.h"
 
 namespace duet::supervisor {
 
@@ -62,20 +64,34 @@ class SignalScope {
 };
 
 // events.jsonl: one record per decision, appended and flushed at once.
+struct EventRecord {
+  std::string kind;
+  int attempt = 0;
+  std::vector<int> ranks;
+  std::string cause;
+  std::optional<int> exit_code, step;
+  std::string host, layout, checkpoint;
+  std::vector<std::pair<std::string, double>> numbers;  // e.g. the parts of a recovery
+};
+
 class EventLog {
  public:
   explicit EventLog(const std::string& path) {
     if (!path.empty()) out_.open(path, std::ios::app);
   }
-  void write(const std::string& kind, int attempt, const std::vector<int>& ranks, const std::string& cause,
-             double elapsed, std::optional<int> exit_code = std::nullopt) {
+  void write(const EventRecord& e, double elapsed) {
     if (!out_) return;
     core::json::Writer j;
     j.begin_object().key("time").value((double)std::time(nullptr)).key("elapsed_s").value(elapsed);
-    j.key("kind").value(kind).key("attempt").value(attempt).key("ranks").begin_array();
-    for (int r : ranks) j.value(r);
-    j.end_array().key("cause").value(cause);
-    if (exit_code) j.key("exit_code").value(*exit_code);
+    j.key("kind").value(e.kind).key("attempt").value(e.attempt).key("ranks").begin_array();
+    for (int r : e.ranks) j.value(r);
+    j.end_array().key("cause").value(e.cause);
+    if (e.exit_code) j.key("exit_code").value(*e.exit_code);
+    if (e.step) j.key("step").value(*e.step);
+    if (!e.host.empty()) j.key("host").value(e.host);
+    if (!e.layout.empty()) j.key("layout").value(e.layout);
+    if (!e.checkpoint.empty()) j.key("checkpoint").value(e.checkpoint);
+    for (const auto& [k, v] : e.numbers) j.key(k).value(v);
     j.end_object();
     out_ << j.str() << '\n' << std::flush;
   }
@@ -89,16 +105,9 @@ std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Hang diagnostics of the local ranks: each one's /proc state (it answers even when the
-// process is stopped or stuck in the kernel) and, for the culprits, the stack of every thread
-// through gdb (attached to all of them at once, 20 s at most).
-void dump_ranks(const std::vector<int>& pids, const std::vector<int>& culprits, const fs::path& dir) {
-  std::vector<std::pair<int, FILE*>> gdbs;
-  for (int r : culprits)
-    if (r >= 0 && r < (int)pids.size() && pids[r] > 0)
-      if (FILE* p = popen(("timeout 20 gdb -q -batch -p " + std::to_string(pids[r]) +
-                           " -ex 'thread apply all bt' 2>&1").c_str(), "r"))
-        gdbs.push_back({r, p});
+// The /proc state of the local ranks: it answers even when a process is stopped or stuck in
+// the kernel (status, wchan, the system call it is in).
+void write_proc_state(const std::vector<int>& pids, const fs::path& dir) {
   for (int r = 0; r < (int)pids.size(); ++r) {
     if (pids[r] <= 0) continue;
     const std::string proc = "/proc/" + std::to_string(pids[r]);
@@ -106,14 +115,10 @@ void dump_ranks(const std::vector<int>& pids, const std::vector<int>& culprits, 
     out << "rank " << r << ", pid " << pids[r] << "\n\n== " << proc << "/status\n" << read_file(proc + "/status");
     out << "\n== wchan: " << read_file(proc + "/wchan") << "\n== syscall: " << read_file(proc + "/syscall") << "\n";
   }
-  for (auto& [r, p] : gdbs) {
-    std::string text;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-    pclose(p);
-    std::ofstream(dir / ("rank-" + std::to_string(r) + ".txt"), std::ios::app) << "\n== stacks (gdb)\n" << text;
-  }
+}
+
+bool is_fault(const std::string& what) {
+  return what == "rank-died" || what == "hang" || what == "job-died" || what == "non-finite" || what == "host-lost";
 }
 
 }  // namespace
@@ -131,13 +136,23 @@ int supervise(const SuperviseOptions& o) {
   auto say = [&](const std::string& line) {
     if (o.log) o.log("supervisor: " + line);
   };
+  auto record = [&](EventRecord e) {
+    e.attempt = policy.attempt();
+    events.write(e, now());
+  };
 
   std::unique_ptr<Job> job;
   bool job_reported = false;     // JobExited was given to the policy for this job
   std::vector<int> pids;         // from each rank's hello (this attempt)
   std::vector<std::string> hosts;
   std::vector<char> finished_part;  // a rank said "done": its connection closing is no death
+  std::vector<double> last_sign;    // per rank: when its progress last moved (or it said hello)
+  std::vector<std::pair<int, int>> last_beat;  // per rank: (step, op) of its last heartbeat
   std::map<int, std::vector<double>> step_times;  // step -> seconds per rank
+  int last_full_step = 0;           // the newest step every rank completed (this attempt)
+  double injected_at = -1;          // a rank reported that injected fault strikes now
+  AttemptClock clock;               // this attempt's start-up milestones
+  std::optional<FaultClock> pending;  // the fault the current attempt recovers from
   std::optional<int> exit_code;
   std::vector<int> skipped;  // steps whose data later attempts skip
   const std::string here = [] {
@@ -145,10 +160,14 @@ int supervise(const SuperviseOptions& o) {
     gethostname(b, sizeof b - 1);
     return std::string(b);
   }();
+  auto host_of = [&](const std::vector<int>& ranks) {
+    return ranks.size() == 1 && ranks[0] >= 0 && ranks[0] < (int)hosts.size() ? hosts[ranks[0]] : std::string();
+  };
 
   std::function<void(const std::vector<Action>&)> apply;
   auto job_exited = [&](const ExitStatus& s) {
     job_reported = true;
+    if (pending && pending->gone < 0) pending->gone = now();
     Event e;
     e.kind = Event::Kind::JobExited, e.t = now(), e.exit_code = s.code, e.signal = s.signal;
     apply(policy.on(e));
@@ -156,50 +175,125 @@ int supervise(const SuperviseOptions& o) {
   auto launch = [&](int attempt) {
     listener.drop_all();
     pids.assign(o.ranks, 0), hosts.assign(o.ranks, ""), finished_part.assign(o.ranks, 0), step_times.clear();
+    last_sign.assign(o.ranks, now()), last_beat.assign(o.ranks, {-1, -1});
+    last_full_step = 0, injected_at = -1;
+    clock = AttemptClock(o.ranks);
     auto env = o.env;
     env.push_back({core::kSupervisorEnv, listener.address()});
     env.push_back({core::kAttemptEnv, std::to_string(attempt)});
     env.push_back({core::kSkipStepsEnv, core::format_step_list(skipped)});
+    if (!o.fence_path.empty()) {
+      // From here on no commit of an earlier attempt can land (checkpoint/fence.h).
+      const std::int64_t generation = ckpt::advance_fence(o.fence_path);
+      env.push_back({core::kFenceEnv, std::to_string(generation)});
+    }
     job.reset();  // the previous attempt's group is gone (torn down or exited)
+    clock.launched = now();
     job = std::make_unique<Job>(o.command(attempt), env);
     job_reported = false;
     Event e;
     e.kind = Event::Kind::Launched, e.t = now();
     apply(policy.on(e));
   };
+  // Every rank that can answer writes its threads' stacks; the local ones' /proc state is
+  // written for all (a stopped rank cannot answer, the kernel still can).
+  auto dump_stacks = [&](const std::vector<int>& culprits) {
+    const fs::path dir = stacks_root / ("hang-attempt-" + std::to_string(policy.attempt()));
+    fs::create_directories(dir);
+    std::vector<int> local(o.ranks, 0);
+    for (int r = 0; r < o.ranks; ++r)
+      if (hosts[r] == here) local[r] = pids[r];
+    write_proc_state(local, dir);
+    const std::vector<int> asked = listener.request_stacks(fs::absolute(dir).string());
+    std::vector<char> answered(o.ranks, 0);
+    int answers = 0;
+    const double until = now() + 5;
+    while (answers < (int)asked.size() && now() < until)
+      for (const RankReport& r : listener.poll(50))
+        if (r.rank >= 0 && r.rank < o.ranks && r.kind == RankReport::Kind::Message &&
+            r.message.kind == core::RankMessage::Kind::StacksDone && !answered[r.rank])
+          answered[r.rank] = 1, ++answers;
+    std::string silent;
+    for (int r = 0; r < o.ranks; ++r)
+      if (!answered[r]) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
+    const std::string what = std::to_string(answers) + " of " + std::to_string(o.ranks) +
+                             " ranks wrote every thread's stack" +
+                             (silent.empty() ? "" : " (not answering: rank " + silent + ")") +
+                             "; /proc state of this host's ranks; in " + dir.string();
+    say("hang diagnostics: " + what);
+    EventRecord e;
+    e.kind = "stacks", e.ranks = culprits, e.cause = what;
+    record(e);
+  };
   apply = [&](const std::vector<Action>& actions) {
     for (const Action& a : actions) switch (a.kind) {
-        case Action::Kind::Log:
+        case Action::Kind::Log: {
           say(a.what + (a.why.empty() ? "" : ": " + a.why));
-          events.write(a.what, policy.attempt(), a.ranks, a.why, now());
-          break;
-        case Action::Kind::DumpStacks: {
-          const fs::path dir = stacks_root / ("hang-attempt-" + std::to_string(policy.attempt()));
-          fs::create_directories(dir);
-          std::vector<int> local(o.ranks, 0);
-          for (int r = 0; r < o.ranks; ++r)
-            if (hosts[r] == here) local[r] = pids[r];
-          dump_ranks(local, a.ranks, dir);
-          say("stacks and /proc state of this host's ranks saved in " + dir.string());
-          events.write("stacks", policy.attempt(), a.ranks, dir.string(), now());
+          EventRecord e;
+          e.kind = a.what, e.ranks = a.ranks, e.cause = a.why, e.host = host_of(a.ranks);
+          if (a.what == "launched") e.layout = o.layout;
+          if (is_fault(a.what)) {
+            e.step = last_full_step;
+            // The fault's time: the injection's own report, else the culprit's last sign of life.
+            FaultClock f;
+            f.kind = a.what, f.detected = now(), f.fault_step = last_full_step;
+            f.fault = injected_at >= 0 ? injected_at : f.detected;
+            if (injected_at < 0)
+              for (int r : a.ranks)
+                if (r >= 0 && r < o.ranks) f.fault = std::min(f.fault, last_sign[r]);
+            pending = f;
+          }
+          record(e);
           break;
         }
+        case Action::Kind::DumpStacks: dump_stacks(a.ranks); break;
         case Action::Kind::Teardown:
           if (job && !job_reported) job_exited(job->kill_all(o.teardown_grace_s));
           break;
         case Action::Kind::RequestStop: listener.stop(); break;
         case Action::Kind::Launch: launch(a.attempt); break;
-        case Action::Kind::SkipData:
+        case Action::Kind::SkipData: {
           skipped.push_back(a.step);
           say("attempt " + std::to_string(policy.attempt()) + " skips the data of step " + std::to_string(a.step));
-          events.write("skip-data", policy.attempt(), {}, "step " + std::to_string(a.step), now());
+          EventRecord e;
+          e.kind = "skip-data", e.cause = "step " + std::to_string(a.step), e.step = a.step;
+          record(e);
           break;
-        case Action::Kind::Finish:
+        }
+        case Action::Kind::Finish: {
           say("finished (exit code " + std::to_string(a.exit_code) + "): " + a.why);
-          events.write("finished", policy.attempt(), {}, a.why, now(), a.exit_code);
+          EventRecord e;
+          e.kind = "finished", e.cause = a.why, e.exit_code = a.exit_code;
+          record(e);
           exit_code = a.exit_code;
           break;
+        }
       }
+  };
+  // The first step of an attempt that recovers from a fault: what the recovery cost.
+  auto first_step_done = [&] {
+    if (!pending) return;
+    const auto rec = account_recovery(*pending, clock);
+    if (!rec) return;
+    pending.reset();
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "recovered from %s in %.2f s: detection %.2f, teardown %.2f, backoff %.2f, launch %.2f, MPI init "
+                  "%.2f, set-up %.2f, checkpoint load %.2f, first step %.2f; %d step(s) recomputed",
+                  rec->fault_kind.c_str(), rec->total_s, rec->detection_s, rec->teardown_s, rec->backoff_s,
+                  rec->launch_s, rec->mpi_init_s, rec->setup_s, rec->load_s, rec->first_step_s, rec->recomputed_steps);
+    say(line);
+    EventRecord e;
+    e.kind = "recovered", e.cause = rec->fault_kind, e.step = rec->checkpoint_step + 1;
+    e.checkpoint = rec->checkpoint_step > 0 ? "step " + std::to_string(rec->checkpoint_step) : "";
+    e.numbers = {{"fault_step", rec->fault_step},   {"checkpoint_step", rec->checkpoint_step},
+                 {"recomputed_steps", rec->recomputed_steps},
+                 {"detection_s", rec->detection_s}, {"teardown_s", rec->teardown_s},
+                 {"backoff_s", rec->backoff_s},     {"launch_s", rec->launch_s},
+                 {"mpi_init_s", rec->mpi_init_s},   {"setup_s", rec->setup_s},
+                 {"load_s", rec->load_s},           {"first_step_s", rec->first_step_s},
+                 {"total_s", rec->total_s}};
+    record(e);
   };
 
   launch(1);
@@ -219,9 +313,39 @@ int supervise(const SuperviseOptions& o) {
         case core::RankMessage::Kind::Hello:
           if (m.attempt != policy.attempt()) continue;  // a straggler of an older attempt
           pids[r.rank] = m.pid, hosts[r.rank] = m.host;
-          continue;
+          clock.hello[r.rank] = last_sign[r.rank] = e.t;
+          e.kind = Event::Kind::Hello, e.remote = m.host != here;
+          break;
         case core::RankMessage::Kind::Done: finished_part[r.rank] = 1; continue;
+        case core::RankMessage::Kind::StacksDone: continue;  // late: the dump's wait is over
+        case core::RankMessage::Kind::Mark:
+          if (m.name == "age") clock.age[r.rank] = m.seconds;
+          if (m.name == "mpi_init") clock.mpi_init[r.rank] = m.seconds;
+          if (m.name == "load") {
+            clock.loaded[r.rank] = e.t;
+            if (r.rank == 0) {
+              clock.checkpoint_step = m.step;
+              EventRecord ev;
+              ev.kind = "resumed", ev.step = m.step;
+              ev.cause = m.step > 0 ? "checkpoint of step " + std::to_string(m.step) + " loaded" : "no checkpoint: from the start";
+              ev.checkpoint = m.step > 0 ? "step " + std::to_string(m.step) : "";
+              ev.numbers = {{"seconds", m.seconds}};
+              record(ev);
+            }
+          }
+          continue;
+        case core::RankMessage::Kind::Inject: {
+          injected_at = e.t;
+          EventRecord ev;
+          ev.kind = "fault-injected", ev.ranks = {r.rank}, ev.step = m.step, ev.host = hosts[r.rank];
+          ev.cause = "runtime.fail_* strikes rank " + std::to_string(r.rank) + " at step " + std::to_string(m.step) +
+                     (m.signal > 0 ? " with signal " + std::to_string(m.signal) : "");
+          record(ev);
+          continue;
+        }
         case core::RankMessage::Kind::Beat:
+          if (last_beat[r.rank] != std::make_pair(m.step, m.op)) last_sign[r.rank] = e.t;
+          last_beat[r.rank] = {m.step, m.op};
           e.kind = Event::Kind::Heartbeat, e.step = m.step, e.op = m.op;
           e.phase = m.phase == core::RankMessage::Phase::Setup ? Phase::Setup
                     : m.phase == core::RankMessage::Phase::Save ? Phase::Save
@@ -234,6 +358,11 @@ int supervise(const SuperviseOptions& o) {
           if (std::count(t.begin(), t.end(), -1.0) > 0) continue;
           e.kind = Event::Kind::StepTimes, e.step = m.step, e.seconds = t;
           step_times.erase(m.step);
+          last_full_step = std::max(last_full_step, m.step);
+          if (clock.first_step < 0) {
+            clock.first_step = e.t;
+            first_step_done();
+          }
           break;
         }
         case core::RankMessage::Kind::Committed: e.kind = Event::Kind::Committed, e.step = m.step; break;

@@ -23,6 +23,10 @@ struct SuperviseOptions {
   std::string stacks_dir;    // where hang diagnostics go ("" = next to events_path)
   std::string listen_host;   // how ranks reach the supervisor ("" = this host's name)
   double teardown_grace_s = 2;
+  // The run's fence file (checkpoint/fence.h): advanced before every attempt, whose ranks get
+  // the generation in core::kFenceEnv; "" = no fencing.
+  std::string fence_path;
+  std::string layout;        // for events.jsonl: "pp 4 x dp 2 x ep 2, dualpipe"
   std::function<void(const std::string&)> log;  // the console
 };
 

@@ -308,3 +308,29 @@ TEST(SupervisorPolicy, AStragglerIsNamedOnceAndNoiseNever) {
     }
   EXPECT_EQ(named, 1);
 }
+
+// A host that vanishes closes no connection: its ranks' heartbeats just stop. A rank on
+// another host silent for fault.host_timeout_s is lost with it at once; a silent rank on the
+// supervisor's own host is not (/proc can tell a stopped process: that is a hang, with its
+// own, longer timeout).
+TEST(SupervisorPolicy, ASilentRemoteRankIsAHostLostWithinTheHostTimeout) {
+  Policy p(quick(), 3);  // host_timeout_s defaults to 1 s
+  p.on(ev(K::Launched, 0));
+  for (int r = 0; r < 3; ++r) {
+    Event h = ev(K::Hello, 0.5);
+    h.rank = r, h.remote = r == 2;
+    p.on(h);
+  }
+  for (double t = 0.6; t < 3; t += 0.1)
+    for (int r = 0; r < 3; ++r) p.on(heartbeat(t, r, 1, (int)(t * 10)));
+  // From t = 3 ranks 1 (local) and 2 (remote) go silent; rank 0 keeps beating.
+  for (double t = 3.0; t < 3.95; t += 0.1) {
+    p.on(heartbeat(t, 0, 1, (int)(t * 10)));
+    EXPECT_TRUE(p.on(ev(K::Tick, t)).empty()) << t;
+  }
+  const auto a = p.on(ev(K::Tick, 4.05));  // rank 2 silent for 1.15 s
+  ASSERT_TRUE(logged(a, "host-lost"));
+  EXPECT_EQ(get(a, A::Log).ranks, std::vector<int>{2});
+  EXPECT_TRUE(has(a, A::Teardown));
+  EXPECT_FALSE(has(a, A::DumpStacks));
+}
