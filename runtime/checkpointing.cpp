@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
@@ -167,6 +168,7 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
   }
   if (!at.found()) return 0;
+  const auto load_start = std::chrono::steady_clock::now();
   ckpt::CheckpointReader reader(at.path, layout_.model_hash);
   const auto saved = reader.state(0).attributes;
   if (const auto c = saved.find("config"); c != saved.end()) {  // checkpoints before lineages have none
@@ -195,11 +197,14 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     }
     adam.set_steps_taken(std::stol(reader.state(0).attributes.at("optimizer_steps")));
   }
+  char read_time[32];
+  std::snprintf(read_time, sizeof read_time, "%.2f s",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
   if (rank_ == 0)
     log_.print("resuming from " + at.path + " (step " + std::to_string(at.step) + ", written by " +
                std::to_string(reader.manifest().layout.world) + " ranks: PP " +
                std::to_string(reader.manifest().layout.pp) + " x DP " + std::to_string(reader.manifest().layout.dp) +
-               ", " + reader.manifest().layout.schedule + ")");
+               ", " + reader.manifest().layout.schedule + "; read in " + read_time + ")");
   return (int)at.step;
 }
 

@@ -314,7 +314,7 @@ int supervise(const SuperviseOptions& o) {
           if (m.attempt != policy.attempt()) continue;  // a straggler of an older attempt
           pids[r.rank] = m.pid, hosts[r.rank] = m.host;
           clock.hello[r.rank] = last_sign[r.rank] = e.t;
-          e.kind = Event::Kind::Hello, e.remote = m.host != here;
+          e.kind = Event::Kind::Hello, e.remote = m.host != here, e.node = m.host;
           break;
         case core::RankMessage::Kind::Done: finished_part[r.rank] = 1; continue;
         case core::RankMessage::Kind::StacksDone: continue;  // late: the dump's wait is over
