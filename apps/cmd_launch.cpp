@@ -90,22 +90,44 @@ int cmd_launch(int argc, char** argv) {
   const std::string bind = vm["bind"].as<std::string>();
   if (bind != "core" && bind != "none")
     throw std::invalid_argument("--bind " + bind + ": allowed values are core | none");
-  std::vector<std::string> cmd = {vm["mpirun"].as<std::string>(), "--oversubscribe", "-np", std::to_string(nproc)};
-  // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
-  // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
-  // bubbles and communication waits; a rank pinned to a core keeps its caches.
-  if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
-  if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
-  // The supervisor's address, the attempt, the data to skip and the run directory's claim
-  // reach ranks on every node.
-  for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, io::kEnvRunDir, io::kEnvRunId,
-                        io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
-    cmd.insert(cmd.end(), {"-x", v});
-  cmd.push_back(self_exe());
-  cmd.push_back("train");
-  cmd.insert(cmd.end(), train_args.begin(), train_args.end());
+  // The command of one attempt: its layout (an elastic attempt after a node loss runs a
+  // smaller DP on the nodes left) replaces any parallel.dp / parallel.ep given.
+  std::vector<std::string> base_args;
+  for (size_t i = 0; i < train_args.size(); ++i) {
+    const std::string& a = train_args[i];
+    const bool key = a == "--parallel.dp" || a == "--parallel.ep";
+    const bool set = (a == "--set" || a == "-s") && i + 1 < train_args.size() &&
+                     (train_args[i + 1].rfind("parallel.dp=", 0) == 0 || train_args[i + 1].rfind("parallel.ep=", 0) == 0);
+    if (key || set) { ++i; continue; }
+    if (a.rfind("--parallel.dp=", 0) == 0 || a.rfind("--parallel.ep=", 0) == 0 || a.rfind("--set=parallel.dp=", 0) == 0 ||
+        a.rfind("--set=parallel.ep=", 0) == 0)
+      continue;
+    base_args.push_back(a);
+  }
+  const std::string mpirun = vm["mpirun"].as<std::string>(), exe = self_exe();
+  auto command = [=](const supervisor::AttemptPlan& plan) {
+    std::vector<std::string> cmd = {mpirun, "--oversubscribe", "-np", std::to_string(plan.ranks)};
+    // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
+    // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
+    // bubbles and communication waits; a rank pinned to a core keeps its caches.
+    if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
+    if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+    // The supervisor's address, the attempt, the data to skip and the run directory's claim
+    // reach ranks on every node.
+    for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, core::kNodesEnv,
+                          core::kRanksPerNodeEnv, io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
+      cmd.insert(cmd.end(), {"-x", v});
+    cmd.push_back(exe);
+    cmd.push_back("train");
+    cmd.insert(cmd.end(), base_args.begin(), base_args.end());
+    cmd.insert(cmd.end(), {"--set", "parallel.dp=" + std::to_string(plan.layout.dp), "--set",
+                           "parallel.ep=" + std::to_string(plan.layout.ep)});
+    return cmd;
+  };
+  supervisor::AttemptPlan first;
+  first.layout = io::configured_layout(cfg), first.ranks = nproc;
   std::string line;
-  for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;
+  for (const auto& c : command(first)) line += (line.empty() ? "" : " ") + c;
   std::printf("duet launch: %s\n", line.c_str());
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
@@ -128,16 +150,27 @@ int cmd_launch(int argc, char** argv) {
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and
   // restarts them from the newest checkpoint after a fault (docs/fault-tolerance.md).
   supervisor::SuperviseOptions so;
-  so.command = [cmd](int) { return cmd; };
+  so.command = command;
   so.ranks = nproc;
+  so.layout = first.layout;
+  if (cfg.launch.ranks_per_node > 0) {  // logical nodes on this machine: an elastic job
+    supervisor::ElasticOptions el;
+    el.ranks_per_node = cfg.launch.ranks_per_node;
+    for (int n = 0; n * el.ranks_per_node < nproc; ++n) el.nodes.push_back("node" + std::to_string(n));
+    el.logical = true;
+    el.configured = first.layout;
+    el.rules = io::layout_rules(cfg);
+    el.node_window_s = cfg.fault.node_window_s;
+    el.excluded_path = (std::filesystem::path(claim.dir) / "excluded-nodes").string();
+    so.elastic = el;
+  }
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
   so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
   so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
   so.policy.host_timeout_s = cfg.fault.host_timeout_s;
   so.events_path = (std::filesystem::path(claim.dir) / "events.jsonl").string();
   so.fence_path = (std::filesystem::path(claim.dir) / "fence").string();  // the ranks' run_dir + "/fence"
-  so.layout = "pp " + std::to_string(cfg.parallel.pp) + " x dp " + std::to_string(cfg.parallel.dp) + " x ep " +
-              std::to_string(cfg.parallel.ep) + ", " + core::format_schedule_kind(cfg.parallel.schedule);
+  so.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);

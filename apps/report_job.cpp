@@ -1,5 +1,9 @@
 #include "apps/report_job.h"
 
+#include <fstream>
+#include <regex>
+#include <string>
+
 #include "core/layout.h"
 
 namespace duet::app {
@@ -17,7 +21,17 @@ report::RunShape run_shape(const io::RunConfig& cfg) {
 }
 
 report::Report measured_run_report(const std::string& run_dir) {
-  return report::measured_report(run_dir, run_shape(io::load_config(run_dir + "/config.yaml")));
+  io::RunConfig cfg = io::load_config(run_dir + "/config.yaml");
+  // The newest attempt's layout (its run header in metrics.jsonl): after an elastic restart
+  // on fewer nodes it is not config.yaml's.
+  std::ifstream metrics(run_dir + "/metrics.jsonl");
+  const std::regex header("\"event\":\"run\".*\"pp\":(\\d+),\"dp\":(\\d+),\"ep\":(\\d+)");
+  for (std::string line; std::getline(metrics, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, header))
+      cfg.parallel.pp = std::stoi(m[1]), cfg.parallel.dp = std::stoi(m[2]), cfg.parallel.ep = std::stoi(m[3]);
+  }
+  return report::measured_report(run_dir, run_shape(cfg));
 }
 
 }  // namespace duet::app

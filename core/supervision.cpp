@@ -28,7 +28,8 @@ std::string encode(const RankMessage& m) {
   char buf[160];
   switch (m.kind) {
     case RankMessage::Kind::Hello:
-      std::snprintf(buf, sizeof buf, "hello %d %d %d %s\n", m.rank, m.pid, m.attempt, m.host.c_str());
+      std::snprintf(buf, sizeof buf, "hello %d %d %d %s%s%s\n", m.rank, m.pid, m.attempt, m.host.c_str(),
+                    m.node.empty() ? "" : " ", m.node.c_str());
       return buf;
     case RankMessage::Kind::Beat:
       std::snprintf(buf, sizeof buf, "beat %d %d %s\n", m.step, m.op, phase_name(m.phase));
@@ -58,6 +59,7 @@ std::optional<RankMessage> decode_rank_message(std::string_view line) {
   if (word == "hello") {
     m.kind = RankMessage::Kind::Hello;
     ok = bool(in >> m.rank >> m.pid >> m.attempt >> m.host) && m.rank >= 0 && m.pid > 0 && m.attempt >= 1;
+    if (ok && !(in >> m.node)) m.node.clear(), in.clear();
   } else if (word == "beat") {
     m.kind = RankMessage::Kind::Beat;
     std::string phase;
@@ -86,6 +88,17 @@ std::optional<RankMessage> decode_rank_message(std::string_view line) {
   std::string rest;
   if (!ok || (in >> rest)) return std::nullopt;  // trailing words: not ours
   return m;
+}
+
+std::string logical_node_of(int rank) {
+  const char* nodes = std::getenv(kNodesEnv);
+  const char* per = std::getenv(kRanksPerNodeEnv);
+  if (!nodes || !*nodes || !per || std::atoi(per) < 1 || rank < 0) return "";
+  std::istringstream in{std::string(nodes)};
+  std::string node;
+  for (int i = 0; std::getline(in, node, ','); ++i)
+    if (i == rank / std::atoi(per)) return node;
+  return "";
 }
 
 double process_age_seconds() {

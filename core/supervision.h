@@ -5,7 +5,7 @@
 // a rank's death closes its connection at once, so the supervisor learns of it within
 // milliseconds even when the launcher takes a second to notice.
 //
-//   rank → supervisor:   hello <rank> <pid> <attempt> <host>
+//   rank → supervisor:   hello <rank> <pid> <attempt> <host> [<node>]   (node: logical, on one machine)
 //                        beat <step> <op> <setup|step|save>
 //                        steptime <step> <seconds>
 //                        committed <step>
@@ -29,6 +29,12 @@ constexpr const char* kAttemptEnv = "DUET_ATTEMPT";        // the attempt number
 // The attempt's fence generation (checkpoint/fence.h), handed out by the supervisor; a run
 // without one advances the fence itself.
 constexpr const char* kFenceEnv = "DUET_FENCE";
+// Logical nodes on one machine (launch.ranks_per_node): the attempt's nodes in order,
+// "node0,node2", and the ranks per node; rank r is on node (r / ranks per node).
+constexpr const char* kNodesEnv = "DUET_NODES";
+constexpr const char* kRanksPerNodeEnv = "DUET_RANKS_PER_NODE";
+// This rank's logical node from those variables; "" when they are not set.
+std::string logical_node_of(int rank);
 // Steps whose data the job skips (they produced a non-finite value): "7,19". Step s then
 // trains on the data of step s + (skipped steps <= s), so each skip shifts the rest by one.
 constexpr const char* kSkipStepsEnv = "DUET_SKIP_STEPS";
@@ -42,6 +48,7 @@ struct RankMessage {
   Kind kind = Kind::Beat;
   int rank = -1, pid = 0, attempt = 0;  // hello
   std::string host;                     // hello
+  std::string node;                     // hello: its logical node ("" = the host is the node)
   int step = -1, op = -1;               // beat, steptime, committed, nonfinite
   enum class Phase { Setup, Step, Save } phase = Phase::Step;  // beat
   double seconds = 0;                   // steptime, mark

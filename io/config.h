@@ -36,6 +36,9 @@ using core::ScheduleKind;
 enum class AttentionKind { kMHA, kMLA };
 // model.precision: the number format of the GEMMs of linear layers (the CPU trainer: fp32).
 enum class Precision { kFP32, kBF16, kFP8 };
+// Who an injected fault strikes (runtime.fail_scope): runtime.fail_rank, or every rank of its
+// logical node (launch.ranks_per_node).
+enum class FailScope { Rank, Node };
 // Where an injected fault strikes (runtime.fail_at): at the start of the step, while the
 // rank writes its checkpoint shard of that step, or in rank 0's commit of it (after COMMITTED
 // is written, before the checkpoint is moved into place).
@@ -146,6 +149,7 @@ struct RuntimeSection {
   int fail_attempts = 1;  // attempts of a supervised job that inject it (a restart runs clean)
   bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
   FailAt fail_at = FailAt::Step;
+  FailScope fail_scope = FailScope::Rank;
   // Bytes the ranks of this machine may use together; 0 = what the machine has available
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;
@@ -161,7 +165,17 @@ struct FaultSection {
   int max_restarts = 3;         // failures in a row without a new checkpoint before giving up
   int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
   double host_timeout_s = 1.0;  // a rank on another host silent this long: its host is lost
+  double node_window_s = 600;   // single-rank failures on one node twice within this: node excluded
   bool operator==(const FaultSection&) const = default;
+};
+
+// How `duet launch` places ranks.
+struct LaunchSection {
+  // Ranks per node. On one machine > 0 makes logical nodes of this many ranks, so an elastic
+  // job (a node lost → the same training on the nodes left) runs and is tested here; 0 = the
+  // hosts mpirun places ranks on.
+  int ranks_per_node = 0;
+  bool operator==(const LaunchSection&) const = default;
 };
 
 // The machines a run is planned for. `duet simulate` reads all of it; `duet train` only gpus.
@@ -199,6 +213,7 @@ struct RunConfig {
   CheckpointSection checkpoint;
   RuntimeSection runtime;
   FaultSection fault;
+  LaunchSection launch;
   ClusterSection cluster;
   bool operator==(const RunConfig&) const = default;
 };

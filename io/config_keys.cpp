@@ -47,6 +47,10 @@ const std::vector<std::string>& enum_names(Precision) {
   static const std::vector<std::string> names = {"fp32", "bf16", "fp8"};
   return names;
 }
+const std::vector<std::string>& enum_names(FailScope) {
+  static const std::vector<std::string> names = {"rank", "node"};
+  return names;
+}
 const std::vector<std::string>& enum_names(FailAt) {
   static const std::vector<std::string> names = {"step", "save", "commit"};
   return names;
@@ -226,6 +230,9 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(runtime.fail_at),
                "fault injection (testing): where it strikes: step (its start), save (while runtime.fail_rank writes "
                "its checkpoint shard of runtime.fail_step), commit (in rank 0's commit of that checkpoint)"),
+      make_key(DUET_KEY(runtime.fail_scope),
+               "fault injection (testing): rank (runtime.fail_rank) or node (every rank of its node, "
+               "launch.ranks_per_node)"),
       make_key(DUET_KEY(runtime.fail_attempts),
                "fault injection (testing): the first N attempts of a supervised job fail; later ones run clean",
                at_least(1)),
@@ -244,8 +251,16 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(fault.straggler_steps), "steps in a row at >= 1.5x the peers' median step that name a straggler",
                at_least(1)),
       make_key(DUET_KEY(fault.host_timeout_s),
-               "seconds without a heartbeat from a rank on another host before its host counts as lost",
+               "seconds without a heartbeat from every rank of a node (another host, or a logical node) before the "
+               "node counts as lost",
                at_least(0.1)),
+      make_key(DUET_KEY(fault.node_window_s),
+               "a node on which single ranks fail twice within this many seconds is excluded", at_least(0)),
+
+      make_key(DUET_KEY(launch.ranks_per_node),
+               "ranks per node; > 0 makes logical nodes on one machine (elastic jobs: a lost node is left out and "
+               "the job continues on the others); 0 = the hosts mpirun uses",
+               at_least(0)),
 
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),

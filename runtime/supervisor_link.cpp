@@ -53,6 +53,7 @@ SupervisorLink::SupervisorLink(const std::string& address, int rank, int attempt
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   hello.host = host;
+  hello.node = core::logical_node_of(rank);
   send(hello);
   // How long this process took to get here, for the supervisor's recovery breakdown.
   mark("age", core::process_age_seconds());

@@ -112,7 +112,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
               " (a non-finite value in an earlier attempt): each later step trains on the next data");
   // Fault injection (runtime.fail_*), for tests: this rank, this step, the first attempts.
   const bool armed = cfg.runtime.fail_rank >= 0 && (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
-  const bool injects = armed && rank == cfg.runtime.fail_rank;
+  const int per_node = cfg.launch.ranks_per_node;
+  const bool injects = armed && (cfg.runtime.fail_scope == io::FailScope::Node && per_node > 0
+                                     ? rank / per_node == cfg.runtime.fail_rank / per_node
+                                     : rank == cfg.runtime.fail_rank);
   auto strike = [&](int step, const std::string& where) {
     if (supervisor) supervisor->inject(cfg.runtime.fail_signal, step);  // first: the fault's time
     if (cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);

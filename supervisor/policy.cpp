@@ -197,6 +197,7 @@ std::vector<Action> Policy::on(const Event& e) {
   if (state_ == State::Finished) return out;
   switch (e.kind) {
     case Event::Kind::Launched:
+      if (e.ranks > 0) ranks_.resize(e.ranks);  // an elastic attempt on fewer (or more) ranks
       for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false, false, ""};
       state_ = State::Starting;
       out.push_back(log("launched", "attempt " + std::to_string(attempt_)));

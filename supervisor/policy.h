@@ -66,6 +66,7 @@ struct Event {
   Signal received = Signal::Term;
   std::vector<double> seconds;  // StepTimes
   bool remote = false;          // Hello
+  int ranks = 0;                // Launched: the attempt's ranks (0: as before)
   std::string node;             // Hello: its host, or logical node
 };
 

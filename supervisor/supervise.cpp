@@ -14,12 +14,14 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "checkpoint/fence.h"
 #include "core/json.h"
 #include "core/supervision.h"
 #include "supervisor/job.h"
 #include "supervisor/listener.h"
+#include "supervisor/nodes.h"
 #include "supervisor/recovery.h"
 
 namespace duet::supervisor {
@@ -127,6 +129,11 @@ int supervise(const SuperviseOptions& o) {
   SignalScope signals;
   Listener listener(o.listen_host);
   Policy policy(o.policy, o.ranks);
+  int ranks = o.ranks;  // this attempt's
+  std::optional<NodePool> pool;
+  if (o.elastic) pool.emplace(o.elastic->nodes, o.elastic->ranks_per_node, o.elastic->node_window_s);
+  AttemptPlan plan;
+  plan.layout = o.layout, plan.ranks = ranks;
   EventLog events(o.events_path);
   const fs::path stacks_root = !o.stacks_dir.empty()      ? fs::path(o.stacks_dir)
                                : !o.events_path.empty() ? fs::path(o.events_path).parent_path()
@@ -145,6 +152,7 @@ int supervise(const SuperviseOptions& o) {
   bool job_reported = false;     // JobExited was given to the policy for this job
   std::vector<int> pids;         // from each rank's hello (this attempt)
   std::vector<std::string> hosts;
+  std::vector<std::string> nodes;   // each rank's node (its host, or its logical node)
   std::vector<char> finished_part;  // a rank said "done": its connection closing is no death
   std::vector<double> last_sign;    // per rank: when its progress last moved (or it said hello)
   std::vector<std::pair<int, int>> last_beat;  // per rank: (step, op) of its last heartbeat
@@ -172,16 +180,95 @@ int supervise(const SuperviseOptions& o) {
     e.kind = Event::Kind::JobExited, e.t = now(), e.exit_code = s.code, e.signal = s.signal;
     apply(policy.on(e));
   };
+  // Elastic: excluded nodes are kept in a file a person may edit (a line removed brings the
+  // node back at the next attempt).
+  auto write_excluded = [&] {
+    if (!pool || o.elastic->excluded_path.empty()) return;
+    std::ofstream f(o.elastic->excluded_path + ".tmp");
+    for (const auto& [node, why] : pool->excluded()) f << node << ' ' << why << '\n';
+    f.close();
+    fs::rename(o.elastic->excluded_path + ".tmp", o.elastic->excluded_path);
+  };
+  auto exclude = [&](const std::string& node, const std::string& why, bool lost) {
+    if (!pool || node.empty()) return;
+    if (!(lost ? pool->lost(node, why) : pool->rank_failed(node, now()))) return;
+    say("node " + node + " excluded: " + pool->excluded().at(node));
+    EventRecord e;
+    e.kind = "node-excluded", e.host = node, e.cause = pool->excluded().at(node);
+    record(e);
+    write_excluded();
+  };
+  auto reread_excluded = [&] {
+    if (!pool || o.elastic->excluded_path.empty()) return;
+    std::set<std::string> listed;
+    std::ifstream f(o.elastic->excluded_path);
+    for (std::string line; std::getline(f, line);)
+      if (!line.empty()) listed.insert(line.substr(0, line.find(' ')));
+    std::vector<std::string> back;
+    for (const auto& [node, why] : pool->excluded())
+      if (!listed.count(node)) back.push_back(node);
+    for (const auto& node : back) {
+      pool->restore(node);
+      say("node " + node + " is back (no longer listed in " + o.elastic->excluded_path + ")");
+      EventRecord e;
+      e.kind = "node-restored", e.host = node, e.cause = "re-enabled";
+      record(e);
+    }
+  };
+  auto describe = [&](const AttemptPlan& p) {
+    std::string d = "pp " + std::to_string(p.layout.pp) + " x dp " + std::to_string(p.layout.dp) + " x ep " +
+                    std::to_string(p.layout.ep) + ", " + o.schedule;
+    if (!p.nodes.empty()) {
+      d += " on ";
+      for (size_t i = 0; i < p.nodes.size(); ++i) d += (i ? "," : "") + p.nodes[i];
+    }
+    return d;
+  };
   auto launch = [&](int attempt) {
+    plan.attempt = attempt;
+    if (pool) {
+      reread_excluded();
+      const std::vector<std::string> healthy = pool->healthy();
+      const int per = o.elastic->ranks_per_node;
+      const auto layout = elastic_layout((int)healthy.size() * per, o.elastic->configured, o.elastic->rules);
+      if (!layout) {
+        const std::string why = std::to_string(healthy.size()) + " healthy node(s) of " +
+                                std::to_string(pool->all().size()) + " cannot hold one pipeline of PP " +
+                                std::to_string(o.elastic->configured.pp) + ": asking to be run again later";
+        say("finished (exit code 5): " + why);
+        EventRecord e;
+        e.kind = "finished", e.cause = why, e.exit_code = core::exit_code(core::ExitCode::RequeueRequested);
+        record(e);
+        exit_code = *e.exit_code;
+        return;
+      }
+      const AttemptPlan before = plan;
+      plan.layout = *layout, plan.ranks = layout->pp * layout->dp;
+      plan.nodes.assign(healthy.begin(), healthy.begin() + (plan.ranks + per - 1) / per);
+      if (attempt > 1 && !(plan.layout == before.layout && plan.nodes == before.nodes)) {
+        const int mb = o.elastic->rules.global_batch / (o.elastic->rules.micro_batch_size * plan.layout.dp);
+        say("elastic: attempt " + std::to_string(attempt) + " runs " + describe(plan) + " (was " + describe(before) +
+            "); the global batch stays " + std::to_string(o.elastic->rules.global_batch) + ": " + std::to_string(mb) +
+            " micro-batches per pipeline");
+      }
+    }
+    ranks = plan.ranks;
     listener.drop_all();
-    pids.assign(o.ranks, 0), hosts.assign(o.ranks, ""), finished_part.assign(o.ranks, 0), step_times.clear();
-    last_sign.assign(o.ranks, now()), last_beat.assign(o.ranks, {-1, -1});
+    pids.assign(ranks, 0), hosts.assign(ranks, ""), nodes.assign(ranks, ""), finished_part.assign(ranks, 0);
+    step_times.clear();
+    last_sign.assign(ranks, now()), last_beat.assign(ranks, {-1, -1});
     last_full_step = 0, injected_at = -1;
-    clock = AttemptClock(o.ranks);
+    clock = AttemptClock(ranks);
     auto env = o.env;
     env.push_back({core::kSupervisorEnv, listener.address()});
     env.push_back({core::kAttemptEnv, std::to_string(attempt)});
     env.push_back({core::kSkipStepsEnv, core::format_step_list(skipped)});
+    if (pool && o.elastic->logical) {
+      std::string list;
+      for (const auto& n : plan.nodes) list += (list.empty() ? "" : ",") + n;
+      env.push_back({core::kNodesEnv, list});
+      env.push_back({core::kRanksPerNodeEnv, std::to_string(o.elastic->ranks_per_node)});
+    }
     if (!o.fence_path.empty()) {
       // From here on no commit of an earlier attempt can land (checkpoint/fence.h).
       const std::int64_t generation = ckpt::advance_fence(o.fence_path);
@@ -189,34 +276,52 @@ int supervise(const SuperviseOptions& o) {
     }
     job.reset();  // the previous attempt's group is gone (torn down or exited)
     clock.launched = now();
-    job = std::make_unique<Job>(o.command(attempt), env);
+    job = std::make_unique<Job>(o.command(plan), env);
     job_reported = false;
     Event e;
-    e.kind = Event::Kind::Launched, e.t = now();
+    e.kind = Event::Kind::Launched, e.t = now(), e.ranks = ranks;
     apply(policy.on(e));
+  };
+  // After a rank died: ranks that die with it within a moment show whether its whole node
+  // went (every rank of one node, and no other) or one rank failed.
+  auto judge_death = [&](int first) {
+    if (!pool) return;
+    std::set<int> dead = {first};
+    const double until = now() + 0.1;
+    while (now() < until)
+      for (const RankReport& r : listener.poll(20))
+        if (r.kind == RankReport::Kind::Closed && r.rank >= 0 && r.rank < ranks && !finished_part[r.rank])
+          dead.insert(r.rank);
+    std::map<std::string, int> dead_on, ranks_on;
+    for (int r = 0; r < ranks; ++r) ++ranks_on[pool->node_of(r, plan.nodes)];
+    for (int r : dead) ++dead_on[pool->node_of(r, plan.nodes)];
+    if (dead_on.size() == 1 && dead_on.begin()->second == ranks_on[dead_on.begin()->first] && plan.nodes.size() > 1)
+      exclude(dead_on.begin()->first, "all its ranks died together", true);
+    else
+      exclude(pool->node_of(first, plan.nodes), "", false);
   };
   // Every rank that can answer writes its threads' stacks; the local ones' /proc state is
   // written for all (a stopped rank cannot answer, the kernel still can).
   auto dump_stacks = [&](const std::vector<int>& culprits) {
     const fs::path dir = stacks_root / ("hang-attempt-" + std::to_string(policy.attempt()));
     fs::create_directories(dir);
-    std::vector<int> local(o.ranks, 0);
-    for (int r = 0; r < o.ranks; ++r)
+    std::vector<int> local(ranks, 0);
+    for (int r = 0; r < ranks; ++r)
       if (hosts[r] == here) local[r] = pids[r];
     write_proc_state(local, dir);
     const std::vector<int> asked = listener.request_stacks(fs::absolute(dir).string());
-    std::vector<char> answered(o.ranks, 0);
+    std::vector<char> answered(ranks, 0);
     int answers = 0;
     const double until = now() + 5;
     while (answers < (int)asked.size() && now() < until)
       for (const RankReport& r : listener.poll(50))
-        if (r.rank >= 0 && r.rank < o.ranks && r.kind == RankReport::Kind::Message &&
+        if (r.rank >= 0 && r.rank < ranks && r.kind == RankReport::Kind::Message &&
             r.message.kind == core::RankMessage::Kind::StacksDone && !answered[r.rank])
           answered[r.rank] = 1, ++answers;
     std::string silent;
-    for (int r = 0; r < o.ranks; ++r)
+    for (int r = 0; r < ranks; ++r)
       if (!answered[r]) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
-    const std::string what = std::to_string(answers) + " of " + std::to_string(o.ranks) +
+    const std::string what = std::to_string(answers) + " of " + std::to_string(ranks) +
                              " ranks wrote every thread's stack" +
                              (silent.empty() ? "" : " (not answering: rank " + silent + ")") +
                              "; /proc state of this host's ranks; in " + dir.string();
@@ -231,7 +336,7 @@ int supervise(const SuperviseOptions& o) {
           say(a.what + (a.why.empty() ? "" : ": " + a.why));
           EventRecord e;
           e.kind = a.what, e.ranks = a.ranks, e.cause = a.why, e.host = host_of(a.ranks);
-          if (a.what == "launched") e.layout = o.layout;
+          if (a.what == "launched") e.layout = describe(plan);
           if (is_fault(a.what)) {
             e.step = last_full_step;
             // The fault's time: the injection's own report, else the culprit's last sign of life.
@@ -240,10 +345,19 @@ int supervise(const SuperviseOptions& o) {
             f.fault = injected_at >= 0 ? injected_at : f.detected;
             if (injected_at < 0)
               for (int r : a.ranks)
-                if (r >= 0 && r < o.ranks) f.fault = std::min(f.fault, last_sign[r]);
+                if (r >= 0 && r < ranks) f.fault = std::min(f.fault, last_sign[r]);
             pending = f;
           }
           record(e);
+          if (pool && a.what == "host-lost") {
+            std::set<std::string> gone;
+            for (int r : a.ranks) gone.insert(pool->node_of(r, plan.nodes));
+            for (const auto& n : gone) exclude(n, "every rank on it fell silent (host lost)", true);
+          } else if (pool && a.what == "rank-died" && !a.ranks.empty()) {
+            judge_death(a.ranks[0]);
+          } else if (pool && a.what == "hang" && !a.ranks.empty()) {
+            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false);
+          }
           break;
         }
         case Action::Kind::DumpStacks: dump_stacks(a.ranks); break;
@@ -299,7 +413,7 @@ int supervise(const SuperviseOptions& o) {
   launch(1);
   while (!exit_code) {
     for (const RankReport& r : listener.poll(50)) {
-      if (r.rank < 0 || r.rank >= o.ranks) continue;
+      if (r.rank < 0 || r.rank >= ranks) continue;
       Event e;
       e.t = now(), e.rank = r.rank;
       if (r.kind == RankReport::Kind::Closed) {
@@ -312,9 +426,10 @@ int supervise(const SuperviseOptions& o) {
       switch (m.kind) {
         case core::RankMessage::Kind::Hello:
           if (m.attempt != policy.attempt()) continue;  // a straggler of an older attempt
-          pids[r.rank] = m.pid, hosts[r.rank] = m.host;
+          pids[r.rank] = m.pid, hosts[r.rank] = m.host, nodes[r.rank] = m.node.empty() ? m.host : m.node;
           clock.hello[r.rank] = last_sign[r.rank] = e.t;
-          e.kind = Event::Kind::Hello, e.remote = m.host != here, e.node = m.host;
+          e.kind = Event::Kind::Hello, e.node = nodes[r.rank];
+          e.remote = m.host != here || !m.node.empty();  // logical nodes stand for hosts
           break;
         case core::RankMessage::Kind::Done: finished_part[r.rank] = 1; continue;
         case core::RankMessage::Kind::StacksDone: continue;  // late: the dump's wait is over
@@ -353,7 +468,7 @@ int supervise(const SuperviseOptions& o) {
           break;
         case core::RankMessage::Kind::StepTime: {
           auto& t = step_times[m.step];
-          t.resize(o.ranks, -1);
+          t.resize(ranks, -1);
           t[r.rank] = m.seconds;
           if (std::count(t.begin(), t.end(), -1.0) > 0) continue;
           e.kind = Event::Kind::StepTimes, e.step = m.step, e.seconds = t;

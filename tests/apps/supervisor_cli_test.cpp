@@ -180,7 +180,7 @@ TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
 TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
   const auto r = run_command(launch(*dir_, "hang",
                                     " --runtime.fail_rank 5 --runtime.fail_step 6 --runtime.fail_signal 19",
-                                    /*hang_timeout_s=*/"5"));
+                                    /*hang_timeout_s=*/"8"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto kinds = event_kinds(*dir_ / "hang/events.jsonl");
   EXPECT_EQ(count(kinds, "hang"), 1) << r.output;
