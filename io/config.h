@@ -150,6 +150,7 @@ struct RuntimeSection {
   bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
   FailAt fail_at = FailAt::Step;
   FailScope fail_scope = FailScope::Rank;
+  std::string fail_plan;  // one fault per attempt instead (io/fault_plan.h); "" = none
   // Bytes the ranks of this machine may use together; 0 = what the machine has available
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;

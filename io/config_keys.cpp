@@ -233,6 +233,9 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(runtime.fail_scope),
                "fault injection (testing): rank (runtime.fail_rank) or node (every rank of its node, "
                "launch.ranks_per_node)"),
+      make_key(DUET_KEY(runtime.fail_plan),
+               "fault injection (testing): one fault per attempt, attempt:kind:rank:step,... (io/fault_plan.h); "
+               "\"\" = none"),
       make_key(DUET_KEY(runtime.fail_attempts),
                "fault injection (testing): the first N attempts of a supervised job fail; later ones run clean",
                at_least(1)),

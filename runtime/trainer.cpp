@@ -8,11 +8,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <limits>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/fence.h"
 #include "io/data.h"
+#include "io/fault_plan.h"
 #include "io/run_dir.h"
 #include "io/run_records.h"
 #include "kernels/gemm.h"
@@ -35,6 +39,27 @@ namespace duet::runtime {
 namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Fault injection: flips one byte in the middle of rank 0's shard of the newest committed
+// checkpoint, as a failing disk would; verification on resume must reject it.
+void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
+  const auto all = ckpt::list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (!it->committed) continue;
+    const std::string shard = it->path + "/shard-00000.h5";
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    if (!f) continue;
+    const auto mid = (std::streamoff)(std::filesystem::file_size(shard) / 2);
+    char c = 0;
+    f.seekg(mid);
+    f.read(&c, 1);
+    c = (char)~c;
+    f.seekp(mid);
+    f.write(&c, 1);
+    log.print("fault injection: damaged " + shard);
+    return;
+  }
+}
 
 }  // namespace
 
@@ -110,18 +135,20 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   if (supervisor && !supervisor->skipped_steps().empty())
     log.print("skipping the data of step(s) " + core::format_step_list(supervisor->skipped_steps()) +
               " (a non-finite value in an earlier attempt): each later step trains on the next data");
-  // Fault injection (runtime.fail_*), for tests: this rank, this step, the first attempts.
-  const bool armed = cfg.runtime.fail_rank >= 0 && (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
+  // Fault injection (runtime.fail_* or runtime.fail_plan, io/fault_plan.h), for tests: the
+  // fault this attempt injects, and whether it strikes this rank.
+  const std::optional<io::FaultSpec> fault = io::fault_for_attempt(cfg.runtime, supervisor ? supervisor->attempt() : 1);
   const int per_node = cfg.launch.ranks_per_node;
-  const bool injects = armed && (cfg.runtime.fail_scope == io::FailScope::Node && per_node > 0
-                                     ? rank / per_node == cfg.runtime.fail_rank / per_node
-                                     : rank == cfg.runtime.fail_rank);
+  const bool injects = fault && (fault->scope == io::FailScope::Node && per_node > 0
+                                     ? rank / per_node == fault->rank / per_node
+                                     : rank == fault->rank);
   auto strike = [&](int step, const std::string& where) {
-    if (supervisor) supervisor->inject(cfg.runtime.fail_signal, step);  // first: the fault's time
-    if (cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);
-    if (!cfg.runtime.fail_nan || cfg.runtime.fail_at != io::FailAt::Step)  // a NaN strikes at the step's end
-      throw std::runtime_error("injected failure " + where + " (runtime.fail_rank " + std::to_string(rank) +
-                               ", runtime.fail_step " + std::to_string(step) + ")");
+    if (fault->corrupt_newest) damage_newest_checkpoint(io::checkpoint_dir(cfg, run_dir), log);
+    if (supervisor) supervisor->inject(fault->signal, step);  // first: the fault's time
+    if (fault->signal > 0) raise(fault->signal);
+    if (!fault->nan || fault->at != io::FailAt::Step)  // a NaN strikes at the step's end
+      throw std::runtime_error("injected failure " + where + " (rank " + std::to_string(rank) + ", step " +
+                               std::to_string(step) + ")");
   };
   // This attempt's fence: a commit of an older attempt still running somewhere is refused
   // (checkpoint/fence.h). The supervisor hands out the generation; a run without one takes
@@ -136,12 +163,12 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     }
     hooks.fence.generation = groups.world->allreduce<int64_t>(generation, ReduceOp::Max);
   }
-  if (injects && cfg.runtime.fail_at == io::FailAt::Save)
-    hooks.shard_written = [&, fail = cfg.runtime.fail_step](int step) {
+  if (injects && fault->at == io::FailAt::Save)
+    hooks.shard_written = [&, fail = fault->step](int step) {
       if (step == fail) strike(step, "while writing its checkpoint shard");
     };
-  if (armed && rank == 0 && cfg.runtime.fail_at == io::FailAt::Commit)  // rank 0 commits
-    hooks.commit_stage = [&, fail = cfg.runtime.fail_step](int step, ckpt::CommitStage stage) {
+  if (fault && rank == 0 && fault->at == io::FailAt::Commit)  // rank 0 commits
+    hooks.commit_stage = [&, fail = fault->step](int step, ckpt::CommitStage stage) {
       if (step == fail && stage == ckpt::CommitStage::committed_marker) strike(step, "inside the checkpoint commit");
     };
   TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint, std::move(hooks));
@@ -197,7 +224,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     for (auto& s : stages) s.arena->zero_grads();
     current_step = step;
     progress(step, 0, SupervisorLink::Phase::Step);
-    const bool inject = injects && step == cfg.runtime.fail_step && cfg.runtime.fail_at == io::FailAt::Step;
+    const bool inject = injects && step == fault->step && fault->at == io::FailAt::Step;
     if (inject) strike(step, "at the start of the step");
     // A step whose data produced a non-finite value in an earlier attempt is skipped: this
     // step trains on the next data instead (core/supervision.h).
@@ -213,7 +240,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
     update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
     const double loss_sum =
-        all.allreduce(inject && cfg.runtime.fail_nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
+        all.allreduce(inject && fault->nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).
     std::vector<int64_t> load;
     for (auto& s : stages) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());

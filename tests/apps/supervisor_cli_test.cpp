@@ -31,39 +31,6 @@ std::string launch(const fs::path& dir, const std::string& name, const std::stri
          " --run.dir " + dir.string() + " --run.name " + name + extra;
 }
 
-// Each step's loss as written, the last line of a step winning (a restarted run repeats the
-// steps after its checkpoint).
-std::map<int, std::string> losses_by_step(const fs::path& metrics) {
-  std::map<int, std::string> out;
-  const std::regex re("\"step\":(\\d+),\"loss\":([^,}]+)");
-  std::stringstream ss(read_file(metrics));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out[std::stoi(m[1])] = m[2];
-  }
-  return out;
-}
-
-// The "kind" of every record of events.jsonl, in order.
-std::vector<std::string> event_kinds(const fs::path& events) {
-  std::vector<std::string> out;
-  const std::regex re("\"kind\": \"([a-z-]+)\"");
-  std::stringstream ss(read_file(events));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1]);
-  }
-  return out;
-}
-
-int count(const std::vector<std::string>& v, const std::string& s) { return (int)std::count(v.begin(), v.end(), s); }
-
-// No process of this test's job is left (its run directory is in every rank's command line).
-bool no_orphans(const fs::path& dir) {
-  // "[.]" keeps the pattern from matching the shell that runs pgrep.
-  return run_command("pgrep -f -- '--run[.]dir " + dir.string() + "'").output.empty();
-}
-
 class Supervisor : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
