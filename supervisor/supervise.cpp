@@ -410,6 +410,17 @@ int supervise(const SuperviseOptions& o) {
     record(e);
   };
 
+  // Nodes a previous launch of this run excluded stay out until a person removes their line.
+  if (pool && !o.elastic->excluded_path.empty()) {
+    std::ifstream f(o.elastic->excluded_path);
+    for (std::string line; std::getline(f, line);) {
+      const auto sp = line.find(' ');
+      const std::string node = line.substr(0, sp);
+      if (!node.empty() && pool->lost(node, sp == std::string::npos ? "listed in " + o.elastic->excluded_path
+                                                                    : line.substr(sp + 1)))
+        say("node " + node + " stays excluded (" + o.elastic->excluded_path + "): " + pool->excluded().at(node));
+    }
+  }
   launch(1);
   while (!exit_code) {
     for (const RankReport& r : listener.poll(50)) {

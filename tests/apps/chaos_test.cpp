@@ -99,3 +99,42 @@ TEST(Chaos, FiveFaultsAndTheRunFinishesWithTheSameLosses) {
   EXPECT_TRUE(no_orphans(dir));
   fs::remove_all(dir);
 }
+
+// A lost node that comes back (its line removed from runs/<name>/excluded-nodes, as a person
+// re-enabling it would) is used again at the next restart: the layout grows back to DP 2.
+TEST(Chaos, AnExcludedNodeThatComesBackIsUsedAgain) {
+  const fs::path dir = scratch_dir("regrow");
+  const std::string common = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 600 ") +
+                             DUET_BINARY + " launch --train.steps 12 --train.log_every 100 --train.eval_batches 1"
+                             " --checkpoint.every 2 --checkpoint.async false --fault.backoff_s 0 --run.dir " + dir.string();
+  auto r = run_command(common + " --run.name ref");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path events = dir / "grow/events.jsonl", excluded = dir / "grow/excluded-nodes";
+  // Node 1 is lost at step 3; once attempt 2 has started without it, the node comes back (the
+  // file emptied); attempt 2 (on node 0 alone) is killed at step 7, and attempt 3 runs on both
+  // nodes again.
+  const std::string job = common + " --run.name grow --launch.ranks_per_node 4 --fault.host_timeout_s 2"
+                                   " --fault.node_window_s 0 --runtime.fail_plan 1:nodestop:5:3,2:kill:1:7";
+  const std::string script = job + " > " + (dir / "grow.log").string() + " 2>&1 & pid=$!; for i in $(seq 6000); do " +
+                             "grep -q \"launched.*attempt.: 2\" " + events.string() + " 2>/dev/null && break; kill -0 $pid || break; " +
+                             "sleep 0.05; done; : > " + excluded.string() + "; wait $pid; echo \"exit=$?\"";
+  r = run_command("bash -c '" + script + "'");
+  EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output << read_file(dir / "grow.log");
+  const std::string ev = read_file(events);
+  const auto kinds = event_kinds(events);
+  EXPECT_EQ(count(kinds, "node-excluded"), 1) << ev;
+  EXPECT_EQ(count(kinds, "node-restored"), 1) << ev;
+  EXPECT_EQ(count(kinds, "launched"), 3) << ev;
+  EXPECT_NE(ev.find("\"attempt\": 2, \"ranks\": [], \"cause\": \"attempt 2\", \"layout\": \"pp 4 x dp 1 x ep 1, dualpipe on node0\""),
+            std::string::npos) << ev;
+  EXPECT_NE(ev.find("\"attempt\": 3, \"ranks\": [], \"cause\": \"attempt 3\", \"layout\": \"pp 4 x dp 2 x ep 2, dualpipe on node0,node1\""),
+            std::string::npos) << ev;
+  const auto ref = losses_by_step(dir / "ref/metrics.jsonl"), got = losses_by_step(dir / "grow/metrics.jsonl");
+  ASSERT_EQ(got.size(), ref.size());
+  for (const auto& [step, loss] : ref) {
+    const double a = std::stod(got.at(step)), b = std::stod(loss);
+    EXPECT_LE(std::abs(a - b) / b, 1e-4) << "step " << step;
+  }
+  EXPECT_TRUE(no_orphans(dir));
+  fs::remove_all(dir);
+}
