@@ -1,6 +1,11 @@
 #include "apps/report_job.h"
 
+#include <filesystem>
+#include <stdexcept>
+
 #include "core/layout.h"
+#include "report/goodput_read.h"
+#include "report/goodput_report.h"
 
 namespace duet::app {
 
@@ -18,6 +23,17 @@ report::RunShape run_shape(const io::RunConfig& cfg) {
 
 report::Report measured_run_report(const std::string& run_dir) {
   return report::measured_report(run_dir, run_shape(io::load_config(run_dir + "/config.yaml")));
+}
+
+void add_run_goodput(report::Report& r, const std::string& run_dir) {
+  const std::string events_path = run_dir + "/events.jsonl";
+  if (!std::filesystem::exists(events_path)) return report::add_goodput_absent(r, events_path);
+  const auto events = report::read_supervisor_events(events_path);
+  try {
+    report::add_goodput(r, report::account_goodput(events, report::read_step_history(run_dir + "/metrics.jsonl")));
+  } catch (const std::invalid_argument& e) {  // no launch to measure from
+    throw std::runtime_error(events_path + ": " + e.what());
+  }
 }
 
 }  // namespace duet::app
