@@ -40,11 +40,9 @@ void add_goodput_timeline(Report& r, const Goodput& g) {
     } else if (s.attempt == 1) {
       add(row, "startup", "start-up", s.launched_s, s.training_from_s);
     }
-    add(row, "training", "attempt " + std::to_string(s.attempt) + " training (ends: " + s.end + ")", s.training_from_s,
-        s.end_s);
+    add(row, "training", "training, ends " + s.end, s.training_from_s, s.end_s);
     if (s.recomputed_s > 0)  // drawn over the end of the training it was part of
-      add(row, "recomputed", "steps lost at the fault, run again later", std::max(s.training_from_s, s.end_s - s.recomputed_s),
-          s.end_s);
+      add(row, "recomputed", "lost", std::max(s.training_from_s, s.end_s - s.recomputed_s), s.end_s);
   }
   r.goodput_timeline_title = "the run's attempts, seconds since the first launch";
 }
@@ -59,7 +57,7 @@ void add_goodput(Report& r, const Goodput& g) {
   r.headline.push_back(F::num("wall_time_s", "wall time, first launch to finish", g.wall_s, "s"));
   r.headline.push_back(F::num("productive_s", "productive step time", g.productive_s, "s"));
   r.headline.push_back(F::num("badput_s", "badput (wall - productive)", badput, "s"));
-  r.headline.push_back(F::num("interruptions", "interruptions recovered", (double)g.interruptions.size()));
+  r.headline.push_back(F::num("interruptions", "interruptions (attempts started after a fault)", (double)g.interruptions.size()));
   r.headline.push_back(F::num("attempts", "attempts", (double)g.attempts));
 
   ReportTable where{"Goodput: where the wall time went", {"part", "seconds", "share of wall time"}, {}};
