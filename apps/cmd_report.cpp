@@ -1,5 +1,7 @@
 // duet report --run DIR: the throughput report of a finished run (report.json/md/html),
-// measured from its traces, with the simulator's prediction for the same schedule.
+// measured from its traces, with the simulator's prediction for the same schedule, and for a
+// run started by `duet launch` its goodput (events.jsonl: effective training time, badput per
+// interruption, the attempts' timeline).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -14,7 +16,7 @@ namespace po = boost::program_options;
 namespace duet::app {
 
 int cmd_report(int argc, char** argv) {
-  po::options_description opts("usage: duet report --run DIR [--out DIR]\n\nWrites report.json, report.md and report.html for a training run");
+  po::options_description opts("usage: duet report --run DIR [--out DIR]\n\nWrites report.json, report.md and report.html for a training run (with its goodput when\nevents.jsonl, written by duet launch, is there)");
   opts.add_options()("help,h", "show this help")("run", po::value<std::string>(), "the run directory (runs/<name>)")(
       "out", po::value<std::string>(), "where to write the report (default: the run directory)");
   po::variables_map vm;
@@ -22,7 +24,8 @@ int cmd_report(int argc, char** argv) {
   if (!vm.count("run")) throw std::invalid_argument("--run DIR is required (a run directory, e.g. runs/tiny)");
   const std::string run = vm["run"].as<std::string>();
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
-  const report::Report r = measured_run_report(run);
+  report::Report r = measured_run_report(run);
+  add_run_goodput(r, run);  // runs started by `duet launch`: effective training time, badput
   for (const auto& note : r.notes)  // a cut-off trace, read up to its last event
     if (note.rfind("Warning: ", 0) == 0) std::fprintf(stderr, "duet report: %s\n", note.c_str());
   report::write_report(r, out);

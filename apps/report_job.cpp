@@ -1,10 +1,14 @@
 #include "apps/report_job.h"
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
+#include <stdexcept>
 #include <string>
 
 #include "core/layout.h"
+#include "report/goodput_read.h"
+#include "report/goodput_report.h"
 
 namespace duet::app {
 
@@ -32,6 +36,17 @@ report::Report measured_run_report(const std::string& run_dir) {
       cfg.parallel.pp = std::stoi(m[1]), cfg.parallel.dp = std::stoi(m[2]), cfg.parallel.ep = std::stoi(m[3]);
   }
   return report::measured_report(run_dir, run_shape(cfg));
+}
+
+void add_run_goodput(report::Report& r, const std::string& run_dir) {
+  const std::string events_path = run_dir + "/events.jsonl";
+  if (!std::filesystem::exists(events_path)) return report::add_goodput_absent(r, events_path);
+  const auto events = report::read_supervisor_events(events_path);
+  try {
+    report::add_goodput(r, report::account_goodput(events, report::read_step_history(run_dir + "/metrics.jsonl")));
+  } catch (const std::invalid_argument& e) {  // no launch to measure from
+    throw std::runtime_error(events_path + ": " + e.what());
+  }
 }
 
 }  // namespace duet::app

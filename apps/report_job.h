@@ -16,4 +16,8 @@ report::RunShape run_shape(const io::RunConfig& cfg);
 // naming the file that is missing or invalid.
 report::Report measured_run_report(const std::string& run_dir);
 
+// Adds the goodput of a supervised run (run_dir/events.jsonl with metrics.jsonl) to `r`, or a
+// note that the run has no supervisor's record. Throws naming the file that is invalid.
+void add_run_goodput(report::Report& r, const std::string& run_dir);
+
 }  // namespace duet::app

@@ -179,6 +179,18 @@ struct LaunchSection {
   bool operator==(const LaunchSection&) const = default;
 };
 
+// What `duet simulate` assumes of failures and checkpoints at scale, for its expected goodput
+// (report/goodput_model.h, docs/fault-tolerance.md). The checkpoint interval it evaluates is
+// checkpoint.every (0 = the Young/Daly optimum).
+struct GoodputSection {
+  // Llama 3 405B: 419 unexpected interruptions on 16,384 GPUs in 54 days.
+  double interruptions_per_gpu_day = 419.0 / (16384.0 * 54.0);
+  double restart_s = 300;             // fault -> training again (detection ... first step), without lost steps
+  double checkpoint_save_s = 0;       // blocking part of one save; 0 = checkpoint bytes / checkpoint_write_gbps
+  double checkpoint_write_gbps = 1000;  // aggregate write bandwidth of the checkpoint storage, GB/s
+  bool operator==(const GoodputSection&) const = default;
+};
+
 // The machines a run is planned for. `duet simulate` reads all of it; `duet train` only gpus.
 // Defaults describe one H800 node (DeepSeek-V3 report §3.1, ISCA '25 "Insights into
 // DeepSeek-V3"); the efficiencies are measured fractions of peak whose sources are in
@@ -215,6 +227,7 @@ struct RunConfig {
   RuntimeSection runtime;
   FaultSection fault;
   LaunchSection launch;
+  GoodputSection goodput;
   ClusterSection cluster;
   bool operator==(const RunConfig&) const = default;
 };

@@ -265,6 +265,22 @@ std::vector<KeyDef> build_table() {
                "the job continues on the others); 0 = the hosts mpirun uses",
                at_least(0)),
 
+      make_key(DUET_KEY(goodput.interruptions_per_gpu_day),
+               "duet simulate: expected interruptions per GPU and day (Llama 3: 419 / (16384 GPUs x 54 days)); "
+               "0 = no failures",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.restart_s),
+               "duet simulate: seconds from a fault to training again (detection, teardown, relaunch, "
+               "communicator set-up, checkpoint load, first step), without the steps lost",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.checkpoint_save_s),
+               "duet simulate: seconds one checkpoint save blocks training; 0 = checkpoint bytes / "
+               "goodput.checkpoint_write_gbps",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.checkpoint_write_gbps),
+               "duet simulate: aggregate checkpoint write bandwidth, GB/s (used when goodput.checkpoint_save_s is 0)",
+               above(0)),
+
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),
       make_key(DUET_KEY(cluster.gpu), "GPU model, for reports", non_empty_string()),

@@ -75,6 +75,11 @@ struct Report {
   std::vector<double> bubble_per_rank, busy_per_rank, exposed_comm_per_rank;
   std::vector<ReportEvent> timeline;  // one pipeline
   std::string timeline_title;
+  // The run's wall time, one row per attempt (ReportEvent::rank = attempt - 1), seconds since
+  // the first launch: training, start-up and recovery parts, recomputed steps
+  // (report/goodput_report.h). Empty for runs without a supervisor's record, and simulations.
+  std::vector<ReportEvent> goodput_timeline;
+  std::string goodput_timeline_title;
   std::vector<ReportTable> tables;
   std::vector<std::string> notes;  // caveats, printed as a list
 };
