@@ -8,7 +8,7 @@
 namespace duet::report {
 
 bool is_fault_kind(const std::string& kind) {
-  return kind == "rank-died" || kind == "hang" || kind == "job-died" || kind == "non-finite";
+  return kind == "rank-died" || kind == "hang" || kind == "job-died" || kind == "non-finite" || kind == "host-lost";
 }
 
 namespace {
