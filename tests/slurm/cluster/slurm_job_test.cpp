@@ -1,0 +1,303 @@
+// `duet submit` on a real Slurm cluster of 4 virtual nodes on this machine (started by the
+// slurm_cluster CTest fixture, scripts/slurm-cluster.sh). Every wait polls for a state with a
+// deadline; faults are injected when the run has reached a given point (a metrics line, a
+// committed checkpoint), never after a fixed time.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "slurm/client.h"
+#include "slurm/hostlist.h"
+
+namespace fs = std::filesystem;
+using duet::slurm::run_command;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+const fs::path kCluster = DUET_SLURM_DIR;
+const std::string kDuet = DUET_BINARY;
+
+// The job of every test: configs/tiny.yaml as PP 2 x DP 2 (4 ranks: 2 nodes x 2), a
+// checkpoint every 4 steps, saved synchronously, so a stop or a crash after step 4 resumes from it.
+std::vector<std::string> job_options(const fs::path& run_root, const std::string& name, int steps = 12) {
+  return {"--set", "parallel.pp=2", "--set", "parallel.dp=2", "--set", "parallel.ep=1", "--set", "parallel.schedule=dualpipe",
+          "--train.steps", std::to_string(steps), "--train.log_every", "100", "--train.eval_batches", "1",
+          "--checkpoint.every", "4", "--checkpoint.async", "false", "--fault.backoff_s", "0",
+          "--run.dir", run_root.string(), "--run.name", name};
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Each step's loss; a step written again after a resume counts with its last line.
+std::map<int, double> losses(const fs::path& metrics) {
+  std::map<int, double> out;
+  const std::regex re("\"step\":(\\d+),\"loss\":([^,}]+)");
+  std::stringstream ss(read_file(metrics));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out[std::stoi(m[1])] = std::stod(m[2]);
+  }
+  return out;
+}
+
+void expect_same_losses(const std::map<int, double>& got, const std::map<int, double>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [step, loss] : want) {
+    ASSERT_TRUE(got.count(step)) << "step " << step;
+    EXPECT_NEAR(got.at(step), loss, 1e-4) << "step " << step;
+  }
+}
+
+// Polls `done` every 100 ms until it holds or `seconds` pass.
+bool wait_for(const std::function<bool()>& done, double seconds) {
+  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
+  while (Clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+std::string shell_words(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    s += (s.empty() ? "" : " ") + q + "'";
+  }
+  return s;
+}
+
+struct Submitted {
+  int exit_code = -1;
+  std::string output, job_id;
+};
+
+Submitted submit(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {kDuet, "submit"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto r = run_command(argv, 120);
+  Submitted s{r.exit_code, r.out + r.err, ""};
+  std::smatch m;
+  if (std::regex_search(s.output, m, std::regex("Slurm job ([0-9]+)"))) s.job_id = m[1];
+  return s;
+}
+
+bool finished_state(const std::string& s) {
+  return s == "COMPLETED" || s == "FAILED" || s == "CANCELLED" || s == "TIMEOUT" || s == "NODE_FAIL" ||
+         s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE" || s == "PREEMPTED";
+}
+
+std::string wait_finished(const std::string& job, double seconds) {
+  std::string state;
+  wait_for([&] { return finished_state(state = duet::slurm::job_state(job)); }, seconds);
+  return state;
+}
+
+class SlurmJob : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    setenv("SLURM_CONF", (kCluster / "slurm.conf").c_str(), 1);
+    // Open MPI as root, over TCP on loopback (the virtual nodes share one hostname).
+    for (const auto& [k, v] : std::vector<std::pair<const char*, const char*>>{
+             {"OMPI_ALLOW_RUN_AS_ROOT", "1"}, {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+             {"OMPI_MCA_rmaps_base_oversubscribe", "1"}, {"OMPI_MCA_btl", "self,tcp"},
+             {"OMPI_MCA_btl_tcp_if_include", "lo"}, {"OMPI_MCA_oob_tcp_if_include", "lo"}})
+      setenv(k, v, 1);
+    root_ = new fs::path(kCluster / ("runs-" + std::to_string(getpid())));
+    fs::create_directories(*root_);
+    // The reference: the same job on this machine under mpirun, uninterrupted.
+    std::vector<std::string> argv = {kDuet, "launch", "--launcher", "mpirun"};
+    const auto opts = job_options(*root_, "reference");
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    const auto r = run_command(argv, 300);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    reference_ = new std::map<int, double>(losses(*root_ / "reference/metrics.jsonl"));
+    ASSERT_EQ(reference_->size(), 12u);
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*root_);
+    delete root_;
+    delete reference_;
+  }
+  void TearDown() override {
+    // Whatever a failed test left running goes; the nodes are idle again for the next test.
+    const auto r = run_command({"squeue", "-h", "-o", "%i"});
+    std::istringstream ids(r.out);
+    for (std::string id; ids >> id;) run_command({"scancel", id});
+    wait_for([] { return run_command({"squeue", "-h", "-o", "%i"}).out.empty(); }, 60);
+  }
+  static fs::path* root_;
+  static std::map<int, double>* reference_;
+};
+fs::path* SlurmJob::root_ = nullptr;
+std::map<int, double>* SlurmJob::reference_ = nullptr;
+
+TEST_F(SlurmJob, SubmittedTwoNodeJobTrainsLikeALocalLaunch) {
+  auto args = job_options(*root_, "two-nodes");
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "10"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  ASSERT_FALSE(s.job_id.empty()) << s.output;
+  EXPECT_NE(s.output.find("squeue -j " + s.job_id), std::string::npos) << s.output;
+  EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED");
+  const fs::path run = *root_ / "two-nodes";
+  const std::string out = read_file(run / ("slurm-" + s.job_id + ".out"));
+  EXPECT_NE(out.find("ranks start with srun --mpi=pmix"), std::string::npos) << out;
+  EXPECT_NE(out.find("srun --mpi=pmix --nodes=2 --ntasks=4 --nodelist=n[1-2]"), std::string::npos) << out;
+  expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+  // duet status reads the same story back.
+  const auto st = run_command({kDuet, "status", run.string()});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("job " + s.job_id + " COMPLETED"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("last step 12 (finished)"), std::string::npos) << st.out;
+}
+
+// Slurm's time-limit warning, sent at once: the supervisor stops at the next step boundary
+// with a checkpoint, requeues the job, and the next start resumes from that checkpoint.
+TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
+  auto args = job_options(*root_, "usr1");
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "10"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const fs::path run = *root_ / "usr1";
+  ASSERT_TRUE(wait_for([&] { return losses(run / "metrics.jsonl").count(2) > 0; }, 120)) << "step 2 never came";
+  ASSERT_EQ(run_command({"scancel", "--signal=USR1", "--batch", s.job_id}).exit_code, 0);
+  EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED");
+  const auto f = duet::slurm::job_fields(s.job_id);
+  EXPECT_EQ(f.at("Restarts"), "1");
+  const std::string out = read_file(run / ("slurm-" + s.job_id + ".out"));
+  EXPECT_NE(out.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << out;
+  EXPECT_NE(out.find("restart count 1"), std::string::npos) << out;
+  expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+}
+
+// A node other than the batch host crashes (its slurmd, slurmstepd and ranks SIGKILLed): the
+// supervisor sees its ranks die, finds the node dead before relaunching, and requeues the job
+// without it; the next start resumes from the newest checkpoint on the remaining nodes.
+TEST_F(SlurmJob, NodeCrashRequeuesWithoutTheNodeAndResumes) {
+  auto args = job_options(*root_, "crash");
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "10"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const fs::path run = *root_ / "crash";
+  // After the checkpoint of step 4 and one more step.
+  ASSERT_TRUE(wait_for([&] { return losses(run / "metrics.jsonl").count(5) > 0; }, 120)) << "step 5 never came";
+  const auto f = duet::slurm::job_fields(s.job_id);
+  const auto nodes = duet::slurm::hostlist_expand(f.at("NodeList"));
+  ASSERT_EQ(nodes.size(), 2u);
+  const std::string victim = nodes[0] == f.at("BatchHost") ? nodes[1] : nodes[0];
+  const size_t lines_before = read_file(run / "metrics.jsonl").size();
+  const auto crash = Clock::now();
+  const auto r = run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "crash-node", victim});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // Training again: a step line written by the next start of the job.
+  double requeued_s = -1;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        if (requeued_s < 0 && duet::slurm::job_fields(s.job_id)["Restarts"] == "1")
+          requeued_s = std::chrono::duration<double>(Clock::now() - crash).count();
+        const std::string m = read_file(run / "metrics.jsonl");
+        return m.size() > lines_before && m.find("\"event\":\"run\"", lines_before) != std::string::npos &&
+               std::regex_search(m.substr(m.find("\"event\":\"run\"", lines_before)), std::regex("\"step\":\\d+,\"loss\""));
+      },
+      120))
+      << read_file(run / ("slurm-" + s.job_id + ".out"));
+  const double again_s = std::chrono::duration<double>(Clock::now() - crash).count();
+  std::printf("node crash -> requeued %.1f s, -> training again (first step of the next start) %.1f s\n", requeued_s,
+              again_s);
+  EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED");
+  const auto after = duet::slurm::job_fields(s.job_id);
+  EXPECT_EQ(after.at("Restarts"), "1");
+  EXPECT_EQ(duet::slurm::hostlist_expand(after.at("NodeList")).size(), 2u);
+  EXPECT_EQ(after.at("NodeList").find(victim), std::string::npos) << "restarted on the crashed node";
+  EXPECT_NE(after.at("ExcNodeList").find(victim), std::string::npos);
+  expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+  // The node comes back for the next tests.
+  run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "restart-node", victim});
+  EXPECT_EQ(run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "wait-idle", "4", "60"}, 90).exit_code, 0);
+}
+
+// Every user-supplied field: a hostile value is refused naming the field (nothing written),
+// or — where it is legitimately free text, like a config's file name — runs as plain text.
+TEST_F(SlurmJob, ShellInjectionInEveryFieldIsInert) {
+  const fs::path dir = *root_ / "inject";
+  fs::create_directories(dir);
+  const fs::path marker = dir / "pwned";
+  const std::string touch = "$(touch " + marker.string() + ")";
+  const std::vector<std::pair<std::string, std::vector<std::string>>> refused = {
+      {"--partition", {"--partition", "debug;touch " + marker.string()}},
+      {"--partition", {"--partition", "`touch " + marker.string() + "`"}},
+      {"--account", {"--account", touch}},
+      {"--time", {"--time", "10\n#SBATCH --exclusive"}},
+      {"run.name", {"--run.name", "x" + touch}},
+      {"run.name", {"--run.name", "a'b\"c"}},
+  };
+  for (const auto& [field, extra] : refused) {
+    auto args = job_options(dir, "refused", 2);
+    args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2"});
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Submitted s = submit(args);
+    EXPECT_EQ(s.exit_code, 2) << s.output;
+    EXPECT_NE(s.output.find("error: " + field + " '"), std::string::npos) << s.output;
+    EXPECT_TRUE(s.job_id.empty());
+  }
+  EXPECT_FALSE(fs::exists(dir / "refused")) << "a refused submission wrote its run directory";
+  // A config file whose name is a command substitution, quotes and a ';': the job reads it as a file.
+  const fs::path config = dir / ("c" + touch + "';\"x.yaml");
+  fs::copy_file(std::string(DUET_SOURCE_DIR) + "/configs/tiny.yaml", config);
+  auto args = job_options(dir, "quoted", 2);
+  args.insert(args.end(), {"--config", config.string(), "--nodes", "2", "--ranks-per-node", "2"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED") << read_file(dir / "quoted" / ("slurm-" + s.job_id + ".err"));
+  EXPECT_EQ(losses(dir / "quoted/metrics.jsonl").size(), 2u);
+  EXPECT_FALSE(fs::exists(marker)) << "a hostile value ran a command";
+}
+
+TEST_F(SlurmJob, DryRunOfA256NodeJobAndTestOnlySubmission) {
+  // PP 16 x DP 128 on 256 nodes x 8 ranks: printed, nothing written.
+  const auto big = run_command({kDuet, "submit", "--dry-run", "--nodes", "256", "--ranks-per-node", "8",
+                                "--gpus-per-node", "8", "--time", "2-00:00:00", "--partition", "gpu", "--set",
+                                "parallel.pp=16", "--set", "parallel.dp=128", "--set", "parallel.ep=1",
+                                "--run.dir", (*root_ / "big").string(), "--run.name", "big"});
+  ASSERT_EQ(big.exit_code, 0) << big.err;
+  EXPECT_NE(big.out.find("#SBATCH --nodes=256\n#SBATCH --ntasks-per-node=8\n"), std::string::npos) << big.out;
+  EXPECT_NE(big.out.find("#SBATCH --gpus-per-node=8\n"), std::string::npos) << big.out;
+  EXPECT_FALSE(fs::exists(*root_ / "big"));
+  // The same shape at a size this cluster has, checked by sbatch itself (--test-only).
+  const auto small = run_command({kDuet, "submit", "--dry-run", "--nodes", "4", "--ranks-per-node", "2", "--set",
+                                  "parallel.pp=2", "--set", "parallel.dp=4", "--set", "parallel.ep=1", "--time", "5",
+                                  "--run.dir", (*root_ / "small").string(), "--run.name", "small"});
+  ASSERT_EQ(small.exit_code, 0) << small.err;
+  const fs::path script = *root_ / "small.sbatch";
+  std::ofstream(script) << small.out;
+  const auto test_only = run_command({"sbatch", "--test-only", script.string()});
+  EXPECT_EQ(test_only.exit_code, 0) << test_only.err;
+  EXPECT_NE(test_only.err.find("to start at"), std::string::npos) << test_only.err;
+  // A simulate-only config is refused by name before anything is written.
+  const auto dsv3 = run_command({kDuet, "submit", "--config", std::string(DUET_SOURCE_DIR) + "/configs/deepseek-v3-2048xh800.yaml",
+                                 "--nodes", "256", "--ranks-per-node", "8", "--run.dir", (*root_ / "dsv3").string()});
+  EXPECT_EQ(dsv3.exit_code, 2);
+  EXPECT_NE(dsv3.err.find("mla"), std::string::npos) << dsv3.err;
+  EXPECT_FALSE(fs::exists(*root_ / "dsv3"));
+}
+
+}  // namespace
