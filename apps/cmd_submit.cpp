@@ -115,6 +115,11 @@ int cmd_submit(int argc, char** argv) {
   job.command.insert(job.command.end(), {"--set", "run.dir=" + run_root.string(), "--set", "run.name=" + cfg.run.name,
                                          "--set", "run.id=" + id});
   const std::string script = slurm::make_batch_script(job);  // validates every field first
+  // Every start of the job must continue this directory: one holding a finished run would be
+  // skipped for <name>-2 while Slurm's output still went here.
+  if (io::run_finished(run_dir.string()))
+    throw std::invalid_argument("run.name '" + cfg.run.name + "': " + run_dir.string() +
+                                " holds a finished run; choose another run.name (or remove it)");
   if (vm.count("dry-run")) {
     std::fputs(script.c_str(), stdout);
     return 0;

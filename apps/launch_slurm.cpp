@@ -9,6 +9,12 @@
 
 namespace duet::app {
 
+namespace {
+// A healthy node starts the probe in well under a second even on a loaded machine; a node
+// whose slurmd is gone leaves srun waiting for its answer.
+constexpr int kProbeTimeoutS = 5;
+}  // namespace
+
 std::string choose_launcher(const std::string& choice, const std::optional<slurm::Allocation>& allocation) {
   if (choice != "auto" && choice != "srun" && choice != "mpirun")
     throw std::invalid_argument("--launcher " + choice + ": allowed values are auto | srun | mpirun");
@@ -34,8 +40,8 @@ std::vector<std::string> usable_nodes(const SlurmLaunch& l, int attempt, const s
   }
   // A node whose slurmd died a moment ago still looks fine to the controller for a while
   // (SlurmdTimeout): starting one task there tells at once.
-  for (const auto& n : slurm::failed_probe(candidates, {l.duet, "--help"}, 10)) {
-    say("node " + n + " excluded: a probe task did not start and answer there within 10 s");
+  for (const auto& n : slurm::failed_probe(candidates, {l.duet, "--help"}, kProbeTimeoutS)) {
+    say("node " + n + " excluded: a probe task did not start and answer there within " + std::to_string(kProbeTimeoutS) + " s");
     lost.push_back(n);
     candidates.erase(std::find(candidates.begin(), candidates.end(), n));
   }

@@ -11,7 +11,8 @@
 #
 # Settings (environment): DUET_SLURM_DIR (/tmp/duet-slurm), DUET_SLURM_NODES (4),
 # DUET_SLURM_CPUS (8 per node: the nodes share this machine's cores), DUET_SLURM_PORT (6917:
-# slurmctld; slurmd of node i listens on PORT+100+i), DUET_SLURM_SLURMD_TIMEOUT (10 s),
+# slurmctld; slurmd of node i listens on PORT+100+i), DUET_SLURM_SLURMD_TIMEOUT (4 s: a dead node is marked down
+# within ~2x that),
 # DUET_SLURM_CRED_EXPIRE (5 s: how long a requeued job waits before it may start again).
 # Processes are found by PID (pid files, and open files under the cluster's directory),
 # never by name: other Slurm daemons on this machine are left alone.
@@ -21,7 +22,7 @@ dir=${DUET_SLURM_DIR:-/tmp/duet-slurm}
 nodes=${DUET_SLURM_NODES:-4}
 cpus=${DUET_SLURM_CPUS:-8}
 port=${DUET_SLURM_PORT:-6917}
-slurmd_timeout=${DUET_SLURM_SLURMD_TIMEOUT:-10}
+slurmd_timeout=${DUET_SLURM_SLURMD_TIMEOUT:-4}
 cred_expire=${DUET_SLURM_CRED_EXPIRE:-5}
 export SLURM_CONF=$dir/slurm.conf
 
@@ -97,8 +98,9 @@ MpiDefault=none
 SchedulerType=sched/backfill
 # Pending jobs are looked at every second (default 60 s): a requeued job starts once eligible.
 SchedulerParameters=sched_interval=1,bf_interval=1
+# Short: a crashed node is marked DOWN (and its jobs freed) within seconds.
 SlurmdTimeout=$slurmd_timeout
-MessageTimeout=5
+MessageTimeout=2
 ReturnToService=1
 MinJobAge=600
 KillWait=5

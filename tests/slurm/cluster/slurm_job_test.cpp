@@ -31,7 +31,10 @@ const std::string kDuet = DUET_BINARY;
 
 // The job of every test: configs/tiny.yaml as PP 2 x DP 2 (4 ranks: 2 nodes x 2), a
 // checkpoint every 4 steps, saved synchronously, so a stop or a crash after step 4 resumes from it.
-std::vector<std::string> job_options(const fs::path& run_root, const std::string& name, int steps = 12) {
+constexpr int kSteps = 20;
+// Removes what an earlier run of the test left in <run_root>/<name>.
+std::vector<std::string> job_options(const fs::path& run_root, const std::string& name, int steps = kSteps) {
+  if (name != "reference" && name.find('/') == std::string::npos) fs::remove_all(run_root / name);
   return {"--set", "parallel.pp=2", "--set", "parallel.dp=2", "--set", "parallel.ep=1", "--set", "parallel.schedule=dualpipe",
           "--train.steps", std::to_string(steps), "--train.log_every", "100", "--train.eval_batches", "1",
           "--checkpoint.every", "4", "--checkpoint.async", "false", "--fault.backoff_s", "0",
@@ -100,6 +103,14 @@ Submitted submit(const std::vector<std::string>& args) {
   return s;
 }
 
+// scripts/slurm-cluster.sh on this test's cluster.
+duet::slurm::CommandOutput cluster_script(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"env", "DUET_SLURM_DIR=" + kCluster.string(), "bash",
+                                   std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, 120);
+}
+
 bool finished_state(const std::string& s) {
   return s == "COMPLETED" || s == "FAILED" || s == "CANCELLED" || s == "TIMEOUT" || s == "NODE_FAIL" ||
          s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE" || s == "PREEMPTED";
@@ -111,39 +122,66 @@ std::string wait_finished(const std::string& job, double seconds) {
   return state;
 }
 
+// Slurm's commands talk to the fixture's cluster; jobs inherit this environment (sbatch
+// exports it).
+void use_cluster() {
+  setenv("SLURM_CONF", (kCluster / "slurm.conf").c_str(), 1);
+  // Open MPI as root, over TCP on loopback (the virtual nodes share one hostname).
+  for (const auto& [k, v] : std::vector<std::pair<const char*, const char*>>{
+           {"OMPI_ALLOW_RUN_AS_ROOT", "1"}, {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+           {"OMPI_MCA_rmaps_base_oversubscribe", "1"}, {"OMPI_MCA_btl", "self,tcp"},
+           {"OMPI_MCA_btl_tcp_if_include", "lo"}, {"OMPI_MCA_oob_tcp_if_include", "lo"}})
+    setenv(k, v, 1);
+}
+
+// What a test leaves running is cancelled; the nodes are idle again for the next test.
+void cancel_all_jobs() {
+  const auto r = run_command({"squeue", "-h", "-o", "%i"});
+  std::istringstream ids(r.out);
+  for (std::string id; ids >> id;) run_command({"scancel", id});
+  wait_for([] { return run_command({"squeue", "-h", "-o", "%i"}).out.empty(); }, 60);
+}
+
+// Submissions that train little or nothing.
+class SlurmSubmit : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    use_cluster();
+    root_ = new fs::path(kCluster / "runs");
+    fs::create_directories(*root_);
+  }
+  static void TearDownTestSuite() { delete root_; }
+  void TearDown() override { cancel_all_jobs(); }
+  static fs::path* root_;
+};
+fs::path* SlurmSubmit::root_ = nullptr;
+
+// Jobs whose losses are compared with an uninterrupted local run of the same job.
 class SlurmJob : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    setenv("SLURM_CONF", (kCluster / "slurm.conf").c_str(), 1);
-    // Open MPI as root, over TCP on loopback (the virtual nodes share one hostname).
-    for (const auto& [k, v] : std::vector<std::pair<const char*, const char*>>{
-             {"OMPI_ALLOW_RUN_AS_ROOT", "1"}, {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
-             {"OMPI_MCA_rmaps_base_oversubscribe", "1"}, {"OMPI_MCA_btl", "self,tcp"},
-             {"OMPI_MCA_btl_tcp_if_include", "lo"}, {"OMPI_MCA_oob_tcp_if_include", "lo"}})
-      setenv(k, v, 1);
-    root_ = new fs::path(kCluster / ("runs-" + std::to_string(getpid())));
+    use_cluster();
+    // CTest runs each test in a process of its own: the reference run and the runs live with
+    // the cluster (the fixture removes them), the reference is trained once.
+    root_ = new fs::path(kCluster / "runs");
     fs::create_directories(*root_);
     // The reference: the same job on this machine under mpirun, uninterrupted.
-    std::vector<std::string> argv = {kDuet, "launch", "--launcher", "mpirun"};
-    const auto opts = job_options(*root_, "reference");
-    argv.insert(argv.end(), opts.begin(), opts.end());
-    const auto r = run_command(argv, 300);
-    ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    if (!fs::exists(*root_ / "reference/FINISHED")) {
+      fs::remove_all(*root_ / "reference");
+      std::vector<std::string> argv = {kDuet, "launch", "--launcher", "mpirun"};
+      const auto opts = job_options(*root_, "reference");
+      argv.insert(argv.end(), opts.begin(), opts.end());
+      const auto r = run_command(argv, 300);
+      ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    }
     reference_ = new std::map<int, double>(losses(*root_ / "reference/metrics.jsonl"));
-    ASSERT_EQ(reference_->size(), 12u);
+    ASSERT_EQ(reference_->size(), (size_t)kSteps);
   }
   static void TearDownTestSuite() {
-    fs::remove_all(*root_);
     delete root_;
     delete reference_;
   }
-  void TearDown() override {
-    // Whatever a failed test left running goes; the nodes are idle again for the next test.
-    const auto r = run_command({"squeue", "-h", "-o", "%i"});
-    std::istringstream ids(r.out);
-    for (std::string id; ids >> id;) run_command({"scancel", id});
-    wait_for([] { return run_command({"squeue", "-h", "-o", "%i"}).out.empty(); }, 60);
-  }
+  void TearDown() override { cancel_all_jobs(); }
   static fs::path* root_;
   static std::map<int, double>* reference_;
 };
@@ -167,7 +205,7 @@ TEST_F(SlurmJob, SubmittedTwoNodeJobTrainsLikeALocalLaunch) {
   const auto st = run_command({kDuet, "status", run.string()});
   EXPECT_EQ(st.exit_code, 0) << st.err;
   EXPECT_NE(st.out.find("job " + s.job_id + " COMPLETED"), std::string::npos) << st.out;
-  EXPECT_NE(st.out.find("last step 12 (finished)"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("last step " + std::to_string(kSteps) + " (finished)"), std::string::npos) << st.out;
 }
 
 // Slurm's time-limit warning, sent at once: the supervisor stops at the next step boundary
@@ -178,14 +216,17 @@ TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
   const Submitted s = submit(args);
   ASSERT_EQ(s.exit_code, 0) << s.output;
   const fs::path run = *root_ / "usr1";
-  ASSERT_TRUE(wait_for([&] { return losses(run / "metrics.jsonl").count(2) > 0; }, 120)) << "step 2 never came";
+  const fs::path out = run / ("slurm-" + s.job_id + ".out");
+  ASSERT_TRUE(wait_for([&] { return read_file(out).find("checkpoint: step 4 committed") != std::string::npos; }, 120))
+      << read_file(out);
   ASSERT_EQ(run_command({"scancel", "--signal=USR1", "--batch", s.job_id}).exit_code, 0);
   EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED");
   const auto f = duet::slurm::job_fields(s.job_id);
   EXPECT_EQ(f.at("Restarts"), "1");
-  const std::string out = read_file(run / ("slurm-" + s.job_id + ".out"));
-  EXPECT_NE(out.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << out;
-  EXPECT_NE(out.find("restart count 1"), std::string::npos) << out;
+  const std::string text = read_file(out);
+  EXPECT_NE(text.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << text;
+  EXPECT_NE(text.find("restart count 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("resuming from"), std::string::npos) << text;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
 }
 
@@ -198,85 +239,109 @@ TEST_F(SlurmJob, NodeCrashRequeuesWithoutTheNodeAndResumes) {
   const Submitted s = submit(args);
   ASSERT_EQ(s.exit_code, 0) << s.output;
   const fs::path run = *root_ / "crash";
-  // After the checkpoint of step 4 and one more step.
-  ASSERT_TRUE(wait_for([&] { return losses(run / "metrics.jsonl").count(5) > 0; }, 120)) << "step 5 never came";
+  const fs::path out = run / ("slurm-" + s.job_id + ".out");
+  ASSERT_TRUE(wait_for([&] { return read_file(out).find("checkpoint: step 4 committed") != std::string::npos; }, 120))
+      << read_file(out);
   const auto f = duet::slurm::job_fields(s.job_id);
   const auto nodes = duet::slurm::hostlist_expand(f.at("NodeList"));
   ASSERT_EQ(nodes.size(), 2u);
   const std::string victim = nodes[0] == f.at("BatchHost") ? nodes[1] : nodes[0];
-  const size_t lines_before = read_file(run / "metrics.jsonl").size();
+  const size_t metrics_before = read_file(run / "metrics.jsonl").size(), out_before = read_file(out).size();
   const auto crash = Clock::now();
-  const auto r = run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "crash-node", victim});
+  const auto r = cluster_script({"crash-node", victim});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  // Training again: a step line written by the next start of the job.
-  double requeued_s = -1;
+  std::printf("%s", r.out.c_str());
+  // Each stage seen first (polled every 100 ms), in seconds after the crash: the supervisor
+  // names a dead rank; it requeues the job; Slurm starts it again; it has loaded the
+  // checkpoint; a step is trained.
+  const std::vector<std::pair<std::string, std::string>> stages = {
+      {"rank died", "rank-died"}, {"requeued", "requeued without"}, {"job started again", "restart count 1"},
+      {"checkpoint loaded", "resuming from"}};
+  std::vector<double> seen(stages.size() + 1, -1);
   ASSERT_TRUE(wait_for(
       [&] {
-        if (requeued_s < 0 && duet::slurm::job_fields(s.job_id)["Restarts"] == "1")
-          requeued_s = std::chrono::duration<double>(Clock::now() - crash).count();
+        const double t = std::chrono::duration<double>(Clock::now() - crash).count();
+        const std::string o = read_file(out);
+        for (size_t i = 0; i < stages.size(); ++i)
+          if (seen[i] < 0 && o.find(stages[i].second, out_before) != std::string::npos) seen[i] = t;
         const std::string m = read_file(run / "metrics.jsonl");
-        return m.size() > lines_before && m.find("\"event\":\"run\"", lines_before) != std::string::npos &&
-               std::regex_search(m.substr(m.find("\"event\":\"run\"", lines_before)), std::regex("\"step\":\\d+,\"loss\""));
+        const size_t header = m.find("\"event\":\"run\"", metrics_before);
+        if (header != std::string::npos && std::regex_search(m.substr(header), std::regex("\"step\":\\d+,\"loss\"")))
+          seen.back() = t;
+        return seen.back() >= 0;
       },
       120))
-      << read_file(run / ("slurm-" + s.job_id + ".out"));
-  const double again_s = std::chrono::duration<double>(Clock::now() - crash).count();
-  std::printf("node crash -> requeued %.1f s, -> training again (first step of the next start) %.1f s\n", requeued_s,
-              again_s);
+      << read_file(out);
+  std::printf("node crash -> (s)");
+  for (size_t i = 0; i < stages.size(); ++i) std::printf(" %s %.1f,", stages[i].first.c_str(), seen[i]);
+  std::printf(" training again %.1f\n", seen.back());
   EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED");
   const auto after = duet::slurm::job_fields(s.job_id);
   EXPECT_EQ(after.at("Restarts"), "1");
   EXPECT_EQ(duet::slurm::hostlist_expand(after.at("NodeList")).size(), 2u);
   EXPECT_EQ(after.at("NodeList").find(victim), std::string::npos) << "restarted on the crashed node";
   EXPECT_NE(after.at("ExcNodeList").find(victim), std::string::npos);
+  EXPECT_NE(read_file(out).find("node " + victim + " excluded"), std::string::npos) << read_file(out);
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
   // The node comes back for the next tests.
-  run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "restart-node", victim});
-  EXPECT_EQ(run_command({"bash", std::string(DUET_SOURCE_DIR) + "/scripts/slurm-cluster.sh", "wait-idle", "4", "60"}, 90).exit_code, 0);
+  cluster_script({"restart-node", victim});
+  EXPECT_EQ(cluster_script({"wait-idle", "4", "60"}).exit_code, 0);
 }
 
 // Every user-supplied field: a hostile value is refused naming the field (nothing written),
 // or — where it is legitimately free text, like a config's file name — runs as plain text.
-TEST_F(SlurmJob, ShellInjectionInEveryFieldIsInert) {
+TEST_F(SlurmSubmit, ShellInjectionInEveryFieldIsInert) {
   const fs::path dir = *root_ / "inject";
   fs::create_directories(dir);
-  const fs::path marker = dir / "pwned";
-  const std::string touch = "$(touch " + marker.string() + ")";
-  const std::vector<std::pair<std::string, std::vector<std::string>>> refused = {
-      {"--partition", {"--partition", "debug;touch " + marker.string()}},
-      {"--partition", {"--partition", "`touch " + marker.string() + "`"}},
-      {"--account", {"--account", touch}},
-      {"--time", {"--time", "10\n#SBATCH --exclusive"}},
-      {"run.name", {"--run.name", "x" + touch}},
-      {"run.name", {"--run.name", "a'b\"c"}},
+  // Relative: a command that ran would create it in the job's working directory, which is
+  // this test's (duet submit records its own).
+  const std::string marker = "pwned-by-slurm-test";
+  const fs::path marker_path = fs::current_path() / marker;
+  fs::remove(marker_path);
+  const std::string touch = "$(touch " + marker + ")";
+  struct Case {
+    std::string field, name;
+    std::vector<std::string> extra;
   };
-  for (const auto& [field, extra] : refused) {
-    auto args = job_options(dir, "refused", 2);
+  const std::vector<Case> refused = {
+      {"--partition", "refused", {"--partition", "debug;touch " + marker}},
+      {"--partition", "refused", {"--partition", "`touch " + marker + "`"}},
+      {"--account", "refused", {"--account", touch}},
+      {"--time", "refused", {"--time", "10\n#SBATCH --exclusive"}},
+      {"run.name", "x" + touch, {}},
+      {"run.name", "a'b\"c", {}},
+      {"run.name", "a\nb", {}},
+  };
+  for (const auto& c : refused) {
+    auto args = job_options(dir, c.name, 2);
     args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2"});
-    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
     const Submitted s = submit(args);
     EXPECT_EQ(s.exit_code, 2) << s.output;
-    EXPECT_NE(s.output.find("error: " + field + " '"), std::string::npos) << s.output;
+    EXPECT_NE(s.output.find("error: " + c.field + " '"), std::string::npos) << s.output;
     EXPECT_TRUE(s.job_id.empty());
   }
-  EXPECT_FALSE(fs::exists(dir / "refused")) << "a refused submission wrote its run directory";
-  // A config file whose name is a command substitution, quotes and a ';': the job reads it as a file.
+  EXPECT_TRUE(fs::is_empty(dir)) << "a refused submission wrote something";
+  // A config file whose name holds a command substitution, quotes and a ';': the job reads
+  // it as a file of that name, and nothing runs.
   const fs::path config = dir / ("c" + touch + "';\"x.yaml");
   fs::copy_file(std::string(DUET_SOURCE_DIR) + "/configs/tiny.yaml", config);
   auto args = job_options(dir, "quoted", 2);
   args.insert(args.end(), {"--config", config.string(), "--nodes", "2", "--ranks-per-node", "2"});
   const Submitted s = submit(args);
   ASSERT_EQ(s.exit_code, 0) << s.output;
+  EXPECT_NE(read_file(dir / "quoted/job.sbatch").find(touch), std::string::npos);
   EXPECT_EQ(wait_finished(s.job_id, 180), "COMPLETED") << read_file(dir / "quoted" / ("slurm-" + s.job_id + ".err"));
   EXPECT_EQ(losses(dir / "quoted/metrics.jsonl").size(), 2u);
-  EXPECT_FALSE(fs::exists(marker)) << "a hostile value ran a command";
+  EXPECT_FALSE(fs::exists(marker_path)) << "a hostile value ran a command";
+  EXPECT_FALSE(fs::exists(dir / "quoted" / marker)) << "a hostile value ran a command";
 }
 
-TEST_F(SlurmJob, DryRunOfA256NodeJobAndTestOnlySubmission) {
+TEST_F(SlurmSubmit, DryRunOfA256NodeJobAndTestOnlySubmission) {
   // PP 16 x DP 128 on 256 nodes x 8 ranks: printed, nothing written.
   const auto big = run_command({kDuet, "submit", "--dry-run", "--nodes", "256", "--ranks-per-node", "8",
                                 "--gpus-per-node", "8", "--time", "2-00:00:00", "--partition", "gpu", "--set",
-                                "parallel.pp=16", "--set", "parallel.dp=128", "--set", "parallel.ep=1",
+                                "parallel.pp=16", "--set", "parallel.dp=128", "--set", "parallel.ep=1", "--set", "train.global_batch=4096",
                                 "--run.dir", (*root_ / "big").string(), "--run.name", "big"});
   ASSERT_EQ(big.exit_code, 0) << big.err;
   EXPECT_NE(big.out.find("#SBATCH --nodes=256\n#SBATCH --ntasks-per-node=8\n"), std::string::npos) << big.out;
