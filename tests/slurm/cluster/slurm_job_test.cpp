@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -228,6 +230,46 @@ TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
   EXPECT_NE(text.find("restart count 1"), std::string::npos) << text;
   EXPECT_NE(text.find("resuming from"), std::string::npos) << text;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+}
+
+// A real time limit: 1 minute, USR1 50 s before it. Slurm checks limits about every 30 s, so
+// the warning comes 10-40 s into each start; the job trains for longer than that (120 steps,
+// over 40 s even at this machine's best 0.3 s a step), so at least one start is cut short: checkpoint, requeue, resume, finish. Nothing is lost:
+// every step is trained, and each start resumes from the step the previous one stopped at.
+TEST_F(SlurmSubmit, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
+  const int steps = 120;
+  auto args = job_options(*root_, "time-limit", steps);
+  // Only the stop's checkpoint: every 4 steps would add a save of 42 MiB each time.
+  *(std::find(args.begin(), args.end(), "--checkpoint.every") + 1) = "1000";
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "1",
+                           "--signal-seconds", "50"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const fs::path run = *root_ / "time-limit";
+  const fs::path out = run / ("slurm-" + s.job_id + ".out");
+  EXPECT_EQ(wait_finished(s.job_id, 240), "COMPLETED") << read_file(out);
+  EXPECT_GE(std::stoi(duet::slurm::job_fields(s.job_id).at("Restarts")), 1);
+  const std::string text = read_file(out);
+  EXPECT_NE(text.find("SIGUSR1: every rank stops at the next step boundary with a checkpoint"), std::string::npos) << text;
+  EXPECT_NE(text.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << text;
+  // Walk metrics.jsonl: the last step before each resume is the step it resumes from.
+  std::stringstream ss(read_file(run / "metrics.jsonl"));
+  int last = 0, resumes = 0;
+  std::set<int> trained;
+  const std::regex step("\"step\":(\\d+),\"loss\""), resume("\"event\":\"resume\",\"from_step\":(\\d+)");
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, resume)) {
+      EXPECT_EQ(std::stoi(m[1]), last) << "resumed from step " << m[1] << " after training step " << last;
+      ++resumes;
+    } else if (std::regex_search(line, m, step)) {
+      last = std::stoi(m[1]);
+      trained.insert(last);
+    }
+  }
+  EXPECT_GE(resumes, 1);
+  EXPECT_EQ((int)trained.size(), steps);
+  EXPECT_EQ(*trained.rbegin(), steps);
 }
 
 // A node other than the batch host crashes (its slurmd, slurmstepd and ranks SIGKILLed): the
