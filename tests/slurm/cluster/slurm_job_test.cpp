@@ -203,6 +203,10 @@ TEST_F(SlurmJob, SubmittedTwoNodeJobTrainsLikeALocalLaunch) {
   EXPECT_NE(out.find("ranks start with srun --mpi=pmix"), std::string::npos) << out;
   EXPECT_NE(out.find("srun --mpi=pmix --nodes=2 --ntasks=4 --nodelist=n[1-2]"), std::string::npos) << out;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+  // The run adopted the lineage id duet submit chose.
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(s.output, id, std::regex(", run ([0-9a-f]{16}):"))) << s.output;
+  EXPECT_NE(read_file(run / "config.yaml").find("id: \"" + id[1].str() + "\""), std::string::npos);
   // duet status reads the same story back.
   const auto st = run_command({kDuet, "status", run.string()});
   EXPECT_EQ(st.exit_code, 0) << st.err;
@@ -377,6 +381,27 @@ TEST_F(SlurmSubmit, ShellInjectionInEveryFieldIsInert) {
   EXPECT_EQ(losses(dir / "quoted/metrics.jsonl").size(), 2u);
   EXPECT_FALSE(fs::exists(marker_path)) << "a hostile value ran a command";
   EXPECT_FALSE(fs::exists(dir / "quoted" / marker)) << "a hostile value ran a command";
+}
+
+// Slurm's refusals come back with the command that was run and Slurm's own words.
+TEST_F(SlurmSubmit, SlurmErrorsNameWhatWasAsked) {
+  try {
+    duet::slurm::job_fields("999999");
+    ADD_FAILURE() << "an unknown job was found";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("`scontrol show job -o 999999` failed"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Invalid job id"), std::string::npos) << e.what();
+  }
+  const fs::path script = *root_ / "no-such-partition.sbatch";
+  std::ofstream(script) << "#!/bin/bash\n#SBATCH --partition=nosuch\ntrue\n";
+  try {
+    duet::slurm::submit(script.string());
+    ADD_FAILURE() << "a job for a partition that does not exist was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("`sbatch --parsable " + script.string() + "` failed"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("invalid partition specified: nosuch"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(SlurmSubmit, DryRunOfA256NodeJobAndTestOnlySubmission) {
