@@ -1,7 +1,9 @@
-// duet launch: starts a multi-rank job on this machine through mpirun and owns its life as
-// its supervisor (supervisor/supervise.h): watches the ranks, restarts them after a fault,
-// stops them gracefully on a signal. With no arguments it runs the default job:
-// configs/tiny.yaml on 8 ranks, PP 4 DualPipe × DP 2 with EP 2.
+// duet launch: starts a multi-rank job through mpirun — or, inside a Slurm allocation, srun
+// --mpi=pmix on the allocation's nodes (apps/launch_slurm.h) — and owns its life as its
+// supervisor (supervisor/supervise.h): watches the ranks, restarts them after a fault,
+// stops them gracefully on a signal; under Slurm it requeues the job after a SIGUSR1 stop or
+// when nodes were lost. With no arguments it runs the default job: configs/tiny.yaml on 8
+// ranks, PP 4 DualPipe × DP 2 with EP 2.
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -16,11 +18,13 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "apps/launch_slurm.h"
 #include "core/exit_code.h"
 #include "core/supervision.h"
 #include "io/run_dir.h"
 #include "kernels/peak.h"
 #include "runtime/memory_estimate.h"
+#include "slurm/hostlist.h"
 #include "supervisor/supervise.h"
 
 namespace po = boost::program_options;
@@ -59,6 +63,10 @@ int cmd_launch(int argc, char** argv) {
       "bind", po::value<std::string>()->default_value("core"),
       "core: rank r on core r mod cores (whole data-parallel replicas share a core when ranks "
       "exceed cores; ranks never migrate) | none: leave placement to the OS")(
+      "launcher", po::value<std::string>()->default_value("auto"),
+      "auto: srun --mpi=pmix inside a Slurm allocation whose srun has PMIx, else mpirun | srun | mpirun")(
+      "nodelist", po::value<std::string>(),
+      "Slurm: run the ranks on these nodes of the allocation (a hostlist, e.g. n[1-3]) instead of all")(
       "dry-run", "print the command instead of running it");
   add_config_options(opts);
   po::variables_map vm;
@@ -67,8 +75,12 @@ int cmd_launch(int argc, char** argv) {
   std::vector<std::string> train_args;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--nproc" || a == "-n" || a == "--mpirun" || a == "--bind") { ++i; continue; }
-    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a.rfind("--bind=", 0) == 0 || a == "--dry-run")
+    if (a == "--nproc" || a == "-n" || a == "--mpirun" || a == "--bind" || a == "--launcher" || a == "--nodelist") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a.rfind("--bind=", 0) == 0 ||
+        a.rfind("--launcher=", 0) == 0 || a.rfind("--nodelist=", 0) == 0 || a == "--dry-run")
       continue;
     train_args.push_back(a);
   }
@@ -90,22 +102,75 @@ int cmd_launch(int argc, char** argv) {
   const std::string bind = vm["bind"].as<std::string>();
   if (bind != "core" && bind != "none")
     throw std::invalid_argument("--bind " + bind + ": allowed values are core | none");
-  std::vector<std::string> cmd = {vm["mpirun"].as<std::string>(), "--oversubscribe", "-np", std::to_string(nproc)};
-  // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
-  // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
-  // bubbles and communication waits; a rank pinned to a core keeps its caches.
-  if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
-  if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
-  // The supervisor's address, the attempt, the data to skip and the run directory's claim
-  // reach ranks on every node.
-  for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, io::kEnvRunDir, io::kEnvRunId,
-                        io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
-    cmd.insert(cmd.end(), {"-x", v});
-  cmd.push_back(self_exe());
-  cmd.push_back("train");
-  cmd.insert(cmd.end(), train_args.begin(), train_args.end());
+  const auto allocation = slurm::current_allocation();
+  const std::string launcher = choose_launcher(vm["launcher"].as<std::string>(), allocation);
+  if (vm.count("nodelist") && launcher != "srun")
+    throw std::invalid_argument("--nodelist: only inside a Slurm allocation with --launcher srun");
+  SlurmLaunch slurm_launch;
+  if (launcher == "srun") {
+    slurm_launch.allocation = *allocation, slurm_launch.ranks = nproc, slurm_launch.duet = self_exe();
+    slurm_launch.nodes = vm.count("nodelist") ? slurm::hostlist_expand(vm["nodelist"].as<std::string>()) : allocation->nodes;
+    for (const auto& n : slurm_launch.nodes)
+      if (std::find(allocation->nodes.begin(), allocation->nodes.end(), n) == allocation->nodes.end())
+        throw std::invalid_argument("--nodelist: " + n + " is not a node of Slurm job " + allocation->job_id + " (" +
+                                    slurm::hostlist_compress(allocation->nodes) + ")");
+    std::printf("duet launch: inside Slurm job %s (nodes %s, restart %d): ranks start with srun --mpi=pmix\n",
+                allocation->job_id.c_str(), slurm::hostlist_compress(slurm_launch.nodes).c_str(),
+                allocation->restart_count);
+  } else if (allocation) {
+    std::printf("duet launch: inside Slurm job %s: ranks start with mpirun (%s)\n", allocation->job_id.c_str(),
+                vm["launcher"].as<std::string>() == "mpirun" ? "--launcher mpirun" : "this cluster's srun has no PMIx");
+  }
+  // The command of one attempt: its layout (an elastic attempt after a node loss runs a
+  // smaller DP on the nodes left) replaces any parallel.dp / parallel.ep given.
+  std::vector<std::string> base_args;
+  for (size_t i = 0; i < train_args.size(); ++i) {
+    const std::string& a = train_args[i];
+    const bool key = a == "--parallel.dp" || a == "--parallel.ep";
+    const bool set = (a == "--set" || a == "-s") && i + 1 < train_args.size() &&
+                     (train_args[i + 1].rfind("parallel.dp=", 0) == 0 || train_args[i + 1].rfind("parallel.ep=", 0) == 0);
+    if (key || set) { ++i; continue; }
+    if (a.rfind("--parallel.dp=", 0) == 0 || a.rfind("--parallel.ep=", 0) == 0 || a.rfind("--set=parallel.dp=", 0) == 0 ||
+        a.rfind("--set=parallel.ep=", 0) == 0)
+      continue;
+    base_args.push_back(a);
+  }
+  const std::string mpirun = vm["mpirun"].as<std::string>(), exe = self_exe();
+  auto duet_part = [=](const supervisor::AttemptPlan& plan) {
+    std::vector<std::string> cmd = {exe, "train"};
+    cmd.insert(cmd.end(), base_args.begin(), base_args.end());
+    cmd.insert(cmd.end(), {"--set", "parallel.dp=" + std::to_string(plan.layout.dp), "--set",
+                           "parallel.ep=" + std::to_string(plan.layout.ep)});
+    return cmd;
+  };
+  auto mpirun_command = [=](const supervisor::AttemptPlan& plan) {
+    std::vector<std::string> cmd = {mpirun, "--oversubscribe", "-np", std::to_string(plan.ranks)};
+    // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
+    // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
+    // bubbles and communication waits; a rank pinned to a core keeps its caches.
+    if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
+    if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+    // The supervisor's address, the attempt, the data to skip and the run directory's claim
+    // reach ranks on every node.
+    for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, core::kNodesEnv,
+                          core::kRanksPerNodeEnv, io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
+      cmd.insert(cmd.end(), {"-x", v});
+    const auto d = duet_part(plan);
+    cmd.insert(cmd.end(), d.begin(), d.end());
+    return cmd;
+  };
+  supervisor::AttemptPlan first;
+  first.layout = io::configured_layout(cfg), first.ranks = nproc;
+  std::vector<std::string> first_cmd = mpirun_command(first);
+  if (launcher == "srun") {
+    // srun passes this process's whole environment to the ranks: the supervisor's address,
+    // the attempt and the run directory's claim among it.
+    first_cmd = srun_command(slurm_launch.nodes, nproc);
+    const auto d = duet_part(first);
+    first_cmd.insert(first_cmd.end(), d.begin(), d.end());
+  }
   std::string line;
-  for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;
+  for (const auto& c : first_cmd) line += (line.empty() ? "" : " ") + c;
   std::printf("duet launch: %s\n", line.c_str());
   std::fflush(stdout);
   if (vm.count("dry-run")) return 0;
@@ -128,17 +193,56 @@ int cmd_launch(int argc, char** argv) {
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and
   // restarts them from the newest checkpoint after a fault (docs/fault-tolerance.md).
   supervisor::SuperviseOptions so;
-  so.command = [cmd](int) { return cmd; };
+  auto say = [](const std::string& l) {
+    std::printf("duet launch: %s\n", l.c_str());
+    std::fflush(stdout);
+  };
+  so.command = [&](const supervisor::AttemptPlan& plan) {
+    if (launcher != "srun") return mpirun_command(plan);
+    // A relaunch runs only on nodes that answer; too few of them throws NodesLost.
+    const std::vector<std::string> nodes = usable_nodes(slurm_launch, plan.attempt, say);
+    std::vector<std::string> c = srun_command(nodes, plan.ranks);
+    const auto d = duet_part(plan);
+    c.insert(c.end(), d.begin(), d.end());
+    return c;
+  };
   so.ranks = nproc;
+  so.layout = first.layout;
+  if (cfg.launch.ranks_per_node > 0) {  // logical nodes on this machine: an elastic job
+    supervisor::ElasticOptions el;
+    el.ranks_per_node = cfg.launch.ranks_per_node;
+    for (int n = 0; n * el.ranks_per_node < nproc; ++n) el.nodes.push_back("node" + std::to_string(n));
+    el.logical = true;
+    el.configured = first.layout;
+    el.rules = io::layout_rules(cfg);
+    el.node_window_s = cfg.fault.node_window_s;
+    el.excluded_path = (std::filesystem::path(claim.dir) / "excluded-nodes").string();
+    so.elastic = el;
+  }
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
   so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
   so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
+  so.policy.host_timeout_s = cfg.fault.host_timeout_s;
   so.events_path = (std::filesystem::path(claim.dir) / "events.jsonl").string();
+  so.fence_path = (std::filesystem::path(claim.dir) / "fence").string();  // the ranks' run_dir + "/fence"
+  so.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  const int code = supervisor::supervise(so);
+  int code = 0;
+  try {
+    code = supervisor::supervise(so);
+  } catch (const NodesLost& e) {
+    say(std::string(e.what()) + ": back to Slurm's queue");
+    requeue_this_job(slurm_launch.allocation.job_id, e.lost, say);
+    return core::exit_code(core::ExitCode::RequeueRequested);
+  }
+  // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
+  // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so
+  // nothing else is left to do it.
+  if (code == core::exit_code(core::ExitCode::RequeueRequested) && allocation)
+    requeue_this_job(allocation->job_id, {}, say);
   if (code != 0)
     std::fprintf(stderr, "duet launch: the job ended with exit status %d%s%s\n", code,
                  *core::exit_code_meaning(code) ? ": " : "", core::exit_code_meaning(code));

@@ -1,5 +1,7 @@
 // duet report --run DIR: the throughput report of a finished run (report.json/md/html),
-// measured from its traces, with the simulator's prediction for the same schedule.
+// measured from its traces, with the simulator's prediction for the same schedule, and for a
+// run started by `duet launch` its goodput (events.jsonl: effective training time, badput per
+// interruption, the attempts' timeline).
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
@@ -14,7 +16,7 @@ namespace po = boost::program_options;
 namespace duet::app {
 
 int cmd_report(int argc, char** argv) {
-  po::options_description opts("usage: duet report --run DIR [--out DIR] [--cores N]\n\nWrites report.json, report.md and report.html for a training run");
+  po::options_description opts("usage: duet report --run DIR [--out DIR] [--cores N]\n\nWrites report.json, report.md and report.html for a training run (with its goodput when\nevents.jsonl, written by duet launch, is there)");
   opts.add_options()("help,h", "show this help")("run", po::value<std::string>(), "the run directory (runs/<name>)")(
       "out", po::value<std::string>(), "where to write the report (default: the run directory)")(
       "cores", po::value<int>(),
@@ -26,7 +28,8 @@ int cmd_report(int argc, char** argv) {
   const std::string out = vm.count("out") ? vm["out"].as<std::string>() : run;
   const int cores = vm.count("cores") ? vm["cores"].as<int>() : -1;
   if (vm.count("cores") && cores < 0) throw std::invalid_argument("--cores must be 0 or more");
-  const report::Report r = measured_run_report(run, cores);
+  report::Report r = measured_run_report(run, cores);
+  add_run_goodput(r, run);  // runs started by `duet launch`: effective training time, badput
   for (const auto& note : r.notes)  // a cut-off trace, read up to its last event
     if (note.rfind("Warning: ", 0) == 0) std::fprintf(stderr, "duet report: %s\n", note.c_str());
   report::write_report(r, out);

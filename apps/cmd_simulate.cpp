@@ -3,14 +3,18 @@
 //   duet simulate --config configs/deepseek-v3-2048xh800.yaml --out runs/sim
 //   duet simulate --config ... --sweep parallel.pp=8,16,32        a table, one row per value
 //   duet simulate --config ... --compare-schedules                1f1b, zb1p, dualpipe, dualpipev
+//   duet simulate --config ... --sweep goodput.interruptions_per_gpu_day=0,4.7e-4,1e-3
+//                                      expected goodput over the failure rate (the step is simulated once)
 //
 // Sweeping parallel.pp (or parallel.dp, or cluster.gpus) keeps pp × dp = cluster.gpus by
 // moving parallel.dp (parallel.pp when dp is swept). Errors are thrown; main prints them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -19,6 +23,7 @@
 #include "apps/commands.h"
 #include "apps/config_options.h"
 #include "apps/simulate_job.h"
+#include "report/goodput_report.h"
 
 namespace po = boost::program_options;
 
@@ -29,20 +34,26 @@ struct Row {
   std::string name;
   std::string error;  // empty when it simulated
   sched::StepSummary s;
+  report::GoodputModel g;  // expected goodput with failures (goodput.*)
 };
 
 void print_table(const std::string& first_column, const std::vector<Row>& rows) {
-  std::printf("%-22s %10s %9s %10s %8s %8s %12s %10s %9s\n", first_column.c_str(), "step_s", "bubble", "exp_comm_s",
-              "MFU", "MFU_fp8", "tok/s/GPU", "GPU-h/T", "mem_GiB");
+  int w = 22;  // the first column fits the longest row name
+  for (const Row& r : rows) w = std::max(w, (int)r.name.size());
+  std::printf("%-*s %10s %9s %10s %8s %8s %12s %10s %9s %8s %10s %12s %12s\n", w, first_column.c_str(), "step_s", "bubble",
+              "exp_comm_s", "MFU", "MFU_fp8", "tok/s/GPU", "GPU-h/T", "mem_GiB", "ETTR", "ckpt_every", "tok/day_fail",
+              "GPU-h/T_fail");
   for (const Row& r : rows) {
     if (!r.error.empty()) {
-      std::printf("%-22s error: %s\n", r.name.c_str(), r.error.c_str());
+      std::printf("%-*s error: %s\n", w, r.name.c_str(), r.error.c_str());
       continue;
     }
     const auto& s = r.s;
-    std::printf("%-22s %10.3f %8.1f%% %10.3f %7.1f%% %7.1f%% %12.1f %10.0f %9.1f\n", r.name.c_str(), s.step_time_s,
-                100 * s.bubble_s / s.step_time_s, s.exposed_comm_s, 100 * s.mfu, 100 * s.mfu_fp8_peak,
-                s.tokens_per_s_per_gpu, s.gpu_hours_per_trillion_tokens, s.memory.total() / (1024.0 * 1024 * 1024));
+    std::printf("%-*s %10.3f %8.1f%% %10.3f %7.1f%% %7.1f%% %12.1f %10.0f %9.1f %7.2f%% %10d %12.4g %12.0f\n", w,
+                r.name.c_str(), s.step_time_s, 100 * s.bubble_s / s.step_time_s, s.exposed_comm_s, 100 * s.mfu,
+                100 * s.mfu_fp8_peak, s.tokens_per_s_per_gpu, s.gpu_hours_per_trillion_tokens,
+                s.memory.total() / (1024.0 * 1024 * 1024), 100 * r.g.ettr, r.g.interval_steps, r.g.tokens_per_day,
+                r.g.gpu_hours_per_trillion_tokens);
   }
   std::fflush(stdout);
 }
@@ -105,7 +116,8 @@ int cmd_simulate(int argc, char** argv) {
   opts.add_options()
       ("help,h", "show this help")
       ("out,o", po::value<std::string>(), "directory for report.json, report.md, report.html")
-      ("sweep", po::value<std::string>(), "KEY=V1,V2,...: one simulation per value of any config key; prints a table")
+      ("sweep", po::value<std::string>(), "KEY=V1,V2,...: one simulation per value of any config key; prints a table (with the expected goodput; "
+       "goodput.* keys, e.g. goodput.interruptions_per_gpu_day, reuse one simulated step)")
       ("compare-schedules", "simulate 1f1b, zb1p, dualpipe and dualpipev on the same job; prints a table");
   // clang-format on
   add_config_options(opts);
@@ -120,12 +132,19 @@ int cmd_simulate(int argc, char** argv) {
     const auto [key, list] = io::split_override(vm["sweep"].as<std::string>());
     const std::vector<std::string> values = split_values(list);
     if (values.empty()) throw std::invalid_argument("--sweep " + key + "=: give at least one value, e.g. " + key + "=8,16");
+    // goodput.* and checkpoint.every do not change the step: simulate it once.
+    const bool same_step = key.rfind("goodput.", 0) == 0 || key == "checkpoint.every";
+    std::optional<SimOutcome> step;
+    if (same_step) step = simulate_config(config_from_options(vm));
     std::vector<Row> rows;
     for (size_t k = 0; k < values.size(); ++k) {
       progress(static_cast<int>(k), static_cast<int>(values.size()), key + "=" + values[k]);
-      Row row{key + "=" + values[k], "", {}};
+      Row row{key + "=" + values[k], "", {}, {}};
       try {
-        row.s = simulate_config(sweep_config(vm, key, values[k])).summary;
+        const io::RunConfig c = sweep_config(vm, key, values[k]);
+        const SimOutcome o = same_step ? *step : simulate_config(c);
+        row.s = o.summary;
+        row.g = plan_goodput(c, o).model;
       } catch (const std::exception& e) {
         row.error = e.what();
       }
@@ -145,9 +164,11 @@ int cmd_simulate(int argc, char** argv) {
                       core::ScheduleKind::DualPipeV}) {
       io::RunConfig c = cfg;
       c.parallel.schedule = kind;
-      Row row{core::format_schedule_kind(kind), "", {}};
+      Row row{core::format_schedule_kind(kind), "", {}, {}};
       try {
-        row.s = simulate_config(c).summary;
+        const SimOutcome o = simulate_config(c);
+        row.s = o.summary;
+        row.g = plan_goodput(c, o).model;
       } catch (const std::exception& e) {
         row.error = e.what();
       }
@@ -158,7 +179,9 @@ int cmd_simulate(int argc, char** argv) {
   }
 
   const SimOutcome o = simulate_config(cfg);
-  const report::Report report = report::simulated_report(o, simulation_labels(cfg));
+  report::Report report = report::simulated_report(o, simulation_labels(cfg));
+  const GoodputPlan plan = plan_goodput(cfg, o);
+  report::add_expected_goodput(report, plan.in, plan.model, plan.save_source);
   const std::string dir = vm["out"].as<std::string>();
   report::write_report(report, dir);
   const auto& s = o.summary;
@@ -168,6 +191,12 @@ int cmd_simulate(int argc, char** argv) {
   if (!report.published.metric.empty())
     std::printf(" (published %.0f, predicted/published %.3f)", report.published.published, report.published.ratio());
   std::printf("\nmemory per GPU: %.1f GiB of %.0f GiB\n", s.memory.total() / (1024.0 * 1024 * 1024), cfg.cluster.hbm_gib);
+  const auto& g = plan.model;
+  std::printf("with failures (%.3g interruptions/day, save %.3g s, restart %.3g s): effective training time %.2f%% "
+              "checkpointing every %d steps (Young/Daly optimum %.0f s = %d steps), %.4g tokens/day, %.0f GPU-hours "
+              "per trillion tokens\n",
+              g.interruptions_per_day, plan.in.save_s, plan.in.restart_s, 100 * g.ettr, g.interval_steps,
+              g.optimal_interval_s, g.optimal_interval_steps, g.tokens_per_day, g.gpu_hours_per_trillion_tokens);
   std::printf("wrote %s/report.json, report.md, report.html\n", dir.c_str());
   return 0;
 }

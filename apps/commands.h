@@ -11,5 +11,7 @@ int cmd_simulate(int argc, char** argv);
 int cmd_launch(int argc, char** argv);
 int cmd_report(int argc, char** argv);
 int cmd_ckpt(int argc, char** argv);
+int cmd_submit(int argc, char** argv);
+int cmd_status(int argc, char** argv);
 
 }  // namespace duet::app

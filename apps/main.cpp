@@ -16,7 +16,9 @@ struct Subcommand {
 };
 
 constexpr Subcommand kSubcommands[] = {
-    {"launch", duet::app::cmd_launch, "run a multi-rank training job on this machine (mpirun)"},
+    {"launch", duet::app::cmd_launch, "run and supervise a multi-rank training job (mpirun, or srun inside Slurm)"},
+    {"submit", duet::app::cmd_submit, "submit a training job to Slurm (sbatch): checkpoints and requeues itself"},
+    {"status", duet::app::cmd_status, "a run's Slurm job, attempts, nodes, last step and checkpoint"},
     {"train", duet::app::cmd_train, "train in this process, or as one rank of an MPI job"},
     {"report", duet::app::cmd_report, "throughput report of a finished run, measured and simulated"},
     {"schedule", duet::app::cmd_schedule, "print, validate, simulate or draw a pipeline schedule"},

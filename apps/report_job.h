@@ -18,4 +18,8 @@ report::RunShape run_shape(const io::RunConfig& cfg);
 // per rank, as on a cluster).
 report::Report measured_run_report(const std::string& run_dir, int cores = -1);
 
+// Adds the goodput of a supervised run (run_dir/events.jsonl with metrics.jsonl) to `r`, or a
+// note that the run has no supervisor's record. Throws naming the file that is invalid.
+void add_run_goodput(report::Report& r, const std::string& run_dir);
+
 }  // namespace duet::app

@@ -2,6 +2,7 @@
 
 #include "scheduler/schedule_size.h"
 
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -65,6 +66,32 @@ SimOutcome simulate_config(const io::RunConfig& cfg) {
   o.result = sched::simulate(o.schedule, o.job.sim);
   o.summary = sched::summarize_step(o.job, o.schedule, o.result, o.in.cluster, l);
   return o;
+}
+
+GoodputPlan plan_goodput(const io::RunConfig& cfg, const SimOutcome& o) {
+  GoodputPlan p;
+  double params = 0;
+  for (const sched::Piece& piece : sched::model_pieces(o.in.model, o.in.layout, o.in.cluster))
+    params += piece.dense_params + piece.expert_params;
+  p.checkpoint_bytes = params * kCheckpointBytesPerParam;
+  auto& in = p.in;
+  in.step_time_s = o.summary.step_time_s, in.tokens_per_step = o.summary.tokens_per_step;
+  in.gpus = o.in.cluster.gpus;
+  in.interruptions_per_gpu_day = cfg.goodput.interruptions_per_gpu_day;
+  in.restart_s = cfg.goodput.restart_s;
+  in.interval_steps = cfg.checkpoint.every;
+  char text[160];
+  if (cfg.goodput.checkpoint_save_s > 0) {
+    in.save_s = cfg.goodput.checkpoint_save_s;
+    p.save_source = "goodput.checkpoint_save_s";
+  } else {
+    in.save_s = p.checkpoint_bytes / (cfg.goodput.checkpoint_write_gbps * 1e9);
+    std::snprintf(text, sizeof text, "%.3g TB of FP32 weights and BF16 moments at %g GB/s", p.checkpoint_bytes / 1e12,
+                  cfg.goodput.checkpoint_write_gbps);
+    p.save_source = text;
+  }
+  p.model = report::expected_goodput(in);
+  return p;
 }
 
 }  // namespace duet::app

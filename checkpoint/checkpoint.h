@@ -13,6 +13,7 @@
 //       COMMITTED          written last; holds the manifest's XXH64
 //   <dir>/latest -> step-000100        moved atomically after the commit
 //   <dir>/step-000200.staging/         a save in progress, or one that died: never loaded
+//   <dir>/step-000200.g7.staging/      the same, of attempt generation 7 (checkpoint/fence.h)
 //
 // One save (save_checkpoint runs all of it for one rank):
 //   every rank:  write_shard()        shard + sidecar into the staging directory, fsync'd
@@ -38,6 +39,8 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "checkpoint/fence.h"
 #include <vector>
 
 #include "checkpoint/manifest.h"
@@ -87,10 +90,16 @@ struct SaveOptions {
   // Fault injection for tests: runs on each rank after its datasets are written, before the
   // shard file is closed. Throwing from it is a failed write (e.g. ENOSPC); blocking in it
   // holds the save in progress.
-  std::function<void(int rank)> before_shard_close;
+  std::function<void(int rank, std::int64_t step)> before_shard_close;
   // Rank 0 stops the commit right after this stage, leaving the files as a killed process
   // would (commit_checkpoint throws CheckpointCrash, nothing is cleaned up).
   std::optional<CommitStage> crash_after;
+  // Called by rank 0's commit as it completes each stage (fault injection: a test can kill
+  // the process there).
+  std::function<void(std::int64_t step, CommitStage)> at_stage;
+  // This attempt's generation: its saves stage in their own directory, and its commit is
+  // refused once a newer attempt has started (checkpoint/fence.h). Default: no fencing.
+  Fence fence;
 };
 
 struct CheckpointCrash : std::runtime_error {
@@ -109,7 +118,8 @@ struct ShardRequest {
 // "step-000100" (at least six digits); checkpoint_path(dir, step) = dir/step-000100.
 std::string checkpoint_dirname(std::int64_t step);
 std::string checkpoint_path(const std::string& dir, std::int64_t step);
-std::string staging_path(const std::string& dir, std::int64_t step);
+// Where a save of `step` by attempt generation `generation` (0: unfenced) is written.
+std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation = 0);
 
 // Every rank: writes <staging>/shard-RRRRR.h5 (through a temporary name), fsyncs it, hashes
 // it, then writes its sidecar shard-RRRRR.json. Throws std::invalid_argument for bad slices
@@ -127,7 +137,7 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
                               const SaveOptions& opt = {});
 
 // Rank 0, after the agreement failed: removes the staging directory of `step`.
-void abort_checkpoint(const std::string& dir, std::int64_t step);
+void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation = 0);
 
 // Deletes committed checkpoints older than the newest `keep` that pass the structure check
 // (commit_checkpoint calls it with SaveOptions::keep). With fewer than `keep` good ones it

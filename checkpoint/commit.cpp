@@ -126,10 +126,11 @@ void move_into_place(const std::string& staging, const std::string& final_path) 
 // Removes staging leftovers of interrupted saves (other steps than the one just committed:
 // no other save can be in flight while rank 0 commits).
 void remove_leftovers(const std::string& dir, std::int64_t step, const SaveOptions& opt) {
+  const std::string current = staging_path(dir, step, opt.fence.generation);
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
     const bool stale = name.starts_with("step-") && (name.ends_with(kStagingSuffix) || name.ends_with(".replaced"));
-    if (stale && e.path().string() != staging_path(dir, step)) {
+    if (stale && e.path().string() != current) {
       std::error_code ec;
       fs::remove_all(e.path(), ec);
       say(opt, "checkpoint: removed leftover '" + e.path().string() + "' of an interrupted save");
@@ -183,7 +184,9 @@ std::optional<std::string> checkpoint_lineage(const std::string& path) {
   }
 }
 
-std::string staging_path(const std::string& dir, std::int64_t step) { return checkpoint_path(dir, step) + kStagingSuffix; }
+std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation) {
+  return checkpoint_path(dir, step) + (generation > 0 ? ".g" + std::to_string(generation) : "") + kStagingSuffix;
+}
 
 std::string detail::committed_text(std::int64_t step, std::string_view manifest_text) {
   return "duet checkpoint step " + std::to_string(step) + "\nmanifest_xxh64 " + format_hex64(xxh64(manifest_text)) + "\n";
@@ -195,7 +198,7 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
                                 std::to_string(req.layout.world));
   if (req.step < 0) throw std::invalid_argument("write_shard: negative step");
   validate_slices(req.slices);
-  const std::string staging = staging_path(req.dir, req.step);
+  const std::string staging = staging_path(req.dir, req.step, opt.fence.generation);
   std::error_code ec;
   fs::create_directories(staging, ec);  // every rank does this; the first one wins, fine
   if (!fs::is_directory(staging)) throw std::runtime_error("cannot create '" + staging + "': " + ec.message());
@@ -207,7 +210,7 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
   const std::string tmp = path + ".tmp";
   try {
     std::function<void()> hook;
-    if (opt.before_shard_close) hook = [&] { opt.before_shard_close(req.rank); };
+    if (opt.before_shard_close) hook = [&] { opt.before_shard_close(req.rank, req.step); };
     write_shard_file(tmp, req.rank, req.step, req.slices, req.state, hook);
     fsync_file(tmp);
     const FileDigest d = hash_file(tmp);  // from the page cache: the bytes just written
@@ -230,20 +233,22 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
   return rec;
 }
 
-void abort_checkpoint(const std::string& dir, std::int64_t step) {
+void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation) {
   std::error_code ec;
-  fs::remove_all(staging_path(dir, step), ec);
+  fs::remove_all(staging_path(dir, step, generation), ec);
 }
 
 std::string commit_checkpoint(const std::string& dir, std::int64_t step, const CheckpointLayout& layout,
                               const SaveOptions& opt) {
-  const std::string staging = staging_path(dir, step);
+  const std::string staging = staging_path(dir, step, opt.fence.generation);
   const std::string final_path = checkpoint_final_path(dir, step, layout.lineage);
   const std::string final_name = fs::path(final_path).filename().string();
   auto reached = [&](CommitStage s) {
+    if (opt.at_stage) opt.at_stage(step, s);
     if (opt.crash_after == s) throw CheckpointCrash(std::string("simulated crash after ") + stage_name(s));
   };
   Manifest m;
+  std::optional<FenceGuard> fence;  // held from the check until `latest` points at the new checkpoint
   try {
     if (!fs::is_directory(staging))
       throw std::runtime_error("'" + staging + "' does not exist: no rank wrote a shard for step " + std::to_string(step));
@@ -268,12 +273,13 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
     fsync_dir(staging);
     reached(CommitStage::committed_marker);
 
+    fence.emplace(opt.fence);  // throws when a newer attempt has started: nothing moves
     move_into_place(staging, final_path);
     fsync_dir(dir);
   } catch (const CheckpointCrash&) {
     throw;
   } catch (const std::exception& e) {
-    abort_checkpoint(dir, step);
+    abort_checkpoint(dir, step, opt.fence.generation);
     throw std::runtime_error("checkpoint " + checkpoint_dirname(step) + " not committed: " + e.what());
   }
   reached(CommitStage::renamed);
@@ -286,6 +292,7 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
     say(opt, "checkpoint " + checkpoint_dirname(step) + " committed, but 'latest' was not updated: " + e.what());
   }
   reached(CommitStage::latest_updated);
+  fence.reset();
   try {
     remove_leftovers(dir, step, opt);
     rotate_checkpoints(dir, opt.keep, opt.log,
@@ -315,7 +322,7 @@ SaveResult save_checkpoint(const ShardRequest& req, const AgreeFn& all_agree, co
   bool committed_here = all_wrote;
   if (req.rank == 0) {
     if (!all_wrote) {
-      abort_checkpoint(req.dir, req.step);
+      abort_checkpoint(req.dir, req.step, opt.fence.generation);
     } else {
       try {
         r.path = commit_checkpoint(req.dir, req.step, req.layout, opt);

@@ -19,6 +19,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "io/config_table.h"
+#include "io/fault_plan.h"
 #include "io/read_limited.h"
 
 namespace duet::io {
@@ -317,6 +318,8 @@ void check_cross_key_rules(const RunConfig& c) {
     fail("cluster.comm_sms (" + num(c.cluster.comm_sms) + ") must be < cluster.sms (" + num(c.cluster.sms) +
          "): compute needs at least one SM");
   if (t.min_lr > t.lr) fail("train.min_lr (" + num(t.min_lr) + ") must be ≤ train.lr (" + num(t.lr) + ")");
+
+  if (!c.runtime.fail_plan.empty()) parse_fault_plan(c.runtime.fail_plan);  // throws naming the key
 
   // run.name names one folder under run.dir.
   const std::string& name = c.run.name;

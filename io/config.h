@@ -36,6 +36,13 @@ using core::ScheduleKind;
 enum class AttentionKind { kMHA, kMLA };
 // model.precision: the number format of the GEMMs of linear layers (the CPU trainer: fp32).
 enum class Precision { kFP32, kBF16, kFP8 };
+// Who an injected fault strikes (runtime.fail_scope): runtime.fail_rank, or every rank of its
+// logical node (launch.ranks_per_node).
+enum class FailScope { Rank, Node };
+// Where an injected fault strikes (runtime.fail_at): at the start of the step, while the
+// rank writes its checkpoint shard of that step, or in rank 0's commit of it (after COMMITTED
+// is written, before the checkpoint is moved into place).
+enum class FailAt { Step, Save, Commit };
 
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
@@ -141,6 +148,9 @@ struct RuntimeSection {
   int fail_signal = 0;    // 0: the failure is an exception; else this signal (9 kill, 19 stop)
   int fail_attempts = 1;  // attempts of a supervised job that inject it (a restart runs clean)
   bool fail_nan = false;  // the failure is a non-finite loss on that rank instead
+  FailAt fail_at = FailAt::Step;
+  FailScope fail_scope = FailScope::Rank;
+  std::string fail_plan;  // one fault per attempt instead (io/fault_plan.h); "" = none
   // Bytes the ranks of this machine may use together; 0 = what the machine has available
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;
@@ -155,7 +165,30 @@ struct FaultSection {
   double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by a new checkpoint
   int max_restarts = 3;         // failures in a row without a new checkpoint before giving up
   int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
+  double host_timeout_s = 1.0;  // a rank on another host silent this long: its host is lost
+  double node_window_s = 600;   // single-rank failures on one node twice within this: node excluded
   bool operator==(const FaultSection&) const = default;
+};
+
+// How `duet launch` places ranks.
+struct LaunchSection {
+  // Ranks per node. On one machine > 0 makes logical nodes of this many ranks, so an elastic
+  // job (a node lost → the same training on the nodes left) runs and is tested here; 0 = the
+  // hosts mpirun places ranks on.
+  int ranks_per_node = 0;
+  bool operator==(const LaunchSection&) const = default;
+};
+
+// What `duet simulate` assumes of failures and checkpoints at scale, for its expected goodput
+// (report/goodput_model.h, docs/fault-tolerance.md). The checkpoint interval it evaluates is
+// checkpoint.every (0 = the Young/Daly optimum).
+struct GoodputSection {
+  // Llama 3 405B: 419 unexpected interruptions on 16,384 GPUs in 54 days.
+  double interruptions_per_gpu_day = 419.0 / (16384.0 * 54.0);
+  double restart_s = 300;             // fault -> training again (detection ... first step), without lost steps
+  double checkpoint_save_s = 0;       // blocking part of one save; 0 = checkpoint bytes / checkpoint_write_gbps
+  double checkpoint_write_gbps = 1000;  // aggregate write bandwidth of the checkpoint storage, GB/s
+  bool operator==(const GoodputSection&) const = default;
 };
 
 // The machines a run is planned for. `duet simulate` reads all of it; `duet train` only gpus.
@@ -193,6 +226,8 @@ struct RunConfig {
   CheckpointSection checkpoint;
   RuntimeSection runtime;
   FaultSection fault;
+  LaunchSection launch;
+  GoodputSection goodput;
   ClusterSection cluster;
   bool operator==(const RunConfig&) const = default;
 };

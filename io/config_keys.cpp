@@ -47,6 +47,14 @@ const std::vector<std::string>& enum_names(Precision) {
   static const std::vector<std::string> names = {"fp32", "bf16", "fp8"};
   return names;
 }
+const std::vector<std::string>& enum_names(FailScope) {
+  static const std::vector<std::string> names = {"rank", "node"};
+  return names;
+}
+const std::vector<std::string>& enum_names(FailAt) {
+  static const std::vector<std::string> names = {"step", "save", "commit"};
+  return names;
+}
 
 // ---- building one row from a member accessor ---------------------------------------------
 
@@ -219,6 +227,15 @@ std::vector<KeyDef> build_table() {
                "fault injection (testing): 0 = an exception; else the signal the rank sends itself (9 kill, 19 stop)",
                between(0, 64)),
       make_key(DUET_KEY(runtime.fail_nan), "fault injection (testing): the failure is a non-finite loss instead"),
+      make_key(DUET_KEY(runtime.fail_at),
+               "fault injection (testing): where it strikes: step (its start), save (while runtime.fail_rank writes "
+               "its checkpoint shard of runtime.fail_step), commit (in rank 0's commit of that checkpoint)"),
+      make_key(DUET_KEY(runtime.fail_scope),
+               "fault injection (testing): rank (runtime.fail_rank) or node (every rank of its node, "
+               "launch.ranks_per_node)"),
+      make_key(DUET_KEY(runtime.fail_plan),
+               "fault injection (testing): one fault per attempt, attempt:kind:rank:step,... (io/fault_plan.h); "
+               "\"\" = none"),
       make_key(DUET_KEY(runtime.fail_attempts),
                "fault injection (testing): the first N attempts of a supervised job fail; later ones run clean",
                at_least(1)),
@@ -236,6 +253,33 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(fault.max_restarts), "failures in a row without a new checkpoint before giving up", at_least(0)),
       make_key(DUET_KEY(fault.straggler_steps), "steps in a row at >= 1.5x the peers' median step that name a straggler",
                at_least(1)),
+      make_key(DUET_KEY(fault.host_timeout_s),
+               "seconds without a heartbeat from every rank of a node (another host, or a logical node) before the "
+               "node counts as lost",
+               at_least(0.1)),
+      make_key(DUET_KEY(fault.node_window_s),
+               "a node on which single ranks fail twice within this many seconds is excluded", at_least(0)),
+
+      make_key(DUET_KEY(launch.ranks_per_node),
+               "ranks per node; > 0 makes logical nodes on one machine (elastic jobs: a lost node is left out and "
+               "the job continues on the others); 0 = the hosts mpirun uses",
+               at_least(0)),
+
+      make_key(DUET_KEY(goodput.interruptions_per_gpu_day),
+               "duet simulate: expected interruptions per GPU and day (Llama 3: 419 / (16384 GPUs x 54 days)); "
+               "0 = no failures",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.restart_s),
+               "duet simulate: seconds from a fault to training again (detection, teardown, relaunch, "
+               "communicator set-up, checkpoint load, first step), without the steps lost",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.checkpoint_save_s),
+               "duet simulate: seconds one checkpoint save blocks training; 0 = checkpoint bytes / "
+               "goodput.checkpoint_write_gbps",
+               at_least(0)),
+      make_key(DUET_KEY(goodput.checkpoint_write_gbps),
+               "duet simulate: aggregate checkpoint write bandwidth, GB/s (used when goodput.checkpoint_save_s is 0)",
+               above(0)),
 
       make_key(DUET_KEY(cluster.gpus), "GPUs (or ranks) available to the job", at_least(1)),
       make_key(DUET_KEY(cluster.gpus_per_node), "GPUs per node", at_least(1)),

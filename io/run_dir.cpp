@@ -140,6 +140,8 @@ JsonLine run_header(const RunConfig& cfg, int start_step) {
   JsonLine j;
   j.add("event", "run").add("run_id", cfg.run.id).add("run_name", cfg.run.name).add("start_step", start_step);
   j.add("pid", static_cast<long>(::getpid())).add("host", host).add("time", when);
+  // This attempt's layout: an elastic restart may run another DP than config.yaml says.
+  j.add("pp", cfg.parallel.pp).add("dp", cfg.parallel.dp).add("ep", cfg.parallel.ep);
   return j;
 }
 

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "report/report.h"
 
@@ -63,6 +65,18 @@ const char* kind_colour(const std::string& kind) {
   if (kind == "dp") return "#5D6D7E";
   if (kind == "ckpt") return "#F1C40F";
   if (kind == "idle") return "#EEEEEE";
+  // The goodput timeline (report/goodput_report.h): training, and what time was lost to.
+  if (kind == "training") return "#58B947";
+  if (kind == "recomputed") return "#E74C3C";
+  if (kind == "startup") return "#5DADE2";
+  if (kind == "detection") return "#F5B041";
+  if (kind == "teardown") return "#AF7AC5";
+  if (kind == "backoff") return "#D5D8DC";
+  if (kind == "launch") return "#1F618D";
+  if (kind == "mpi_init") return "#2E86C1";
+  if (kind == "setup") return "#85C1E9";
+  if (kind == "load") return "#F1C40F";
+  if (kind == "first_step") return "#A9DC76";
   return "#BBBBBB";
 }
 
@@ -94,8 +108,9 @@ std::string breakdown_svg(const std::vector<BreakdownPart>& parts) {
   return s + "</svg>\n";
 }
 
-// One row per rank, one cell per event, a time axis in seconds.
-std::string timeline_svg(const std::vector<ReportEvent>& events) {
+// One row per rank (or attempt: `row` names the rows), one cell per event, a time axis in
+// seconds.
+std::string timeline_svg(const std::vector<ReportEvent>& events, const std::string& row = "rank", int first_row = 0) {
   int ranks = 0;
   double t_end = 0;
   for (const auto& e : events) ranks = std::max(ranks, e.rank + 1), t_end = std::max(t_end, e.t1);
@@ -107,7 +122,8 @@ std::string timeline_svg(const std::vector<ReportEvent>& events) {
                   "\" height=\"" + fmt("%.0f", H) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
   for (int r = 0; r < ranks; ++r) {
     const double y = top + r * row_h;
-    s += "<text x=\"4\" y=\"" + fmt("%.1f", y + row_h - 6) + "\">rank " + std::to_string(r) + "</text>\n";
+    s += "<text x=\"4\" y=\"" + fmt("%.1f", y + row_h - 6) + "\">" + row + " " + std::to_string(r + first_row) +
+         "</text>\n";
     s += "<rect x=\"" + fmt("%.0f", label_w) + "\" y=\"" + fmt("%.1f", y) + "\" width=\"" + fmt("%.0f", plot_w) +
          "\" height=\"" + fmt("%.0f", row_h - 2) + "\" fill=\"#fafafa\"/>\n";
   }
@@ -134,13 +150,23 @@ std::string timeline_svg(const std::vector<ReportEvent>& events) {
   return s + "</svg>\n";
 }
 
-std::string legend() {
+std::string legend_of(const std::vector<std::pair<const char*, const char*>>& kinds) {
   std::string s = "<p class=legend>";
-  const char* kinds[][2] = {{"F", "forward"}, {"B", "backward"}, {"I", "backward (input)"}, {"W", "weight gradient"},
-                            {"a2a", "all-to-all"}, {"p2p", "pipeline send"}, {"dp", "DP sync + optimizer"}};
-  for (const auto& k : kinds)
-    s += "<span><i style=\"background:" + std::string(kind_colour(k[0])) + "\"></i>" + k[1] + "</span> ";
+  for (const auto& [kind, name] : kinds)
+    s += "<span><i style=\"background:" + std::string(kind_colour(kind)) + "\"></i>" + name + "</span> ";
   return s + "</p>\n";
+}
+
+std::string legend() {
+  return legend_of({{"F", "forward"}, {"B", "backward"}, {"I", "backward (input)"}, {"W", "weight gradient"},
+                    {"a2a", "all-to-all"}, {"p2p", "pipeline send"}, {"dp", "DP sync + optimizer"}});
+}
+
+std::string goodput_legend() {
+  return legend_of({{"training", "training"}, {"recomputed", "steps lost (recomputed later)"},
+                    {"startup", "start-up"}, {"detection", "detection"}, {"teardown", "teardown"},
+                    {"backoff", "backoff"}, {"launch", "launch"}, {"mpi_init", "MPI init"}, {"setup", "set-up"},
+                    {"load", "checkpoint load"}, {"first_step", "first step"}});
 }
 
 std::string per_rank_table(const Report& r) {
@@ -202,6 +228,9 @@ std::string render_html(const Report& r) {
   if (!r.timeline.empty())
     h += "<h2>Timeline: " + esc(r.timeline_title) + "</h2>\n" + legend() + "<div class=scroll>" +
          timeline_svg(r.timeline) + "</div>\n";
+  if (!r.goodput_timeline.empty())
+    h += "<h2>Timeline: " + esc(r.goodput_timeline_title) + "</h2>\n" + goodput_legend() + "<div class=scroll>" +
+         timeline_svg(r.goodput_timeline, "attempt", 1) + "</div>\n";
   if (!r.bubble_per_rank.empty()) h += "<h2>Per rank</h2>\n" + per_rank_table(r);
   for (const auto& t : r.tables) {
     h += "<h2>" + esc(t.title) + "</h2>\n<table><tr>";

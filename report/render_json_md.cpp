@@ -144,15 +144,22 @@ std::string render_json(const Report& r) {
   std::string n = "[";
   for (size_t i = 0; i < r.notes.size(); ++i) n += (i ? ", " : "") + quote(r.notes[i]);
   line("notes", n + "]");
-  line("timeline_title", quote(r.timeline_title));
-  std::string tl = "[";
-  for (size_t i = 0; i < r.timeline.size(); ++i) {
-    const auto& e = r.timeline[i];
-    tl += std::string(i ? ",\n    " : "\n    ") + "{\"rank\": " + std::to_string(e.rank) + ", \"kind\": " +
-          quote(e.kind) + ", \"label\": " + quote(e.label) + ", \"t0\": " + number(e.t0) +
-          ", \"t1\": " + number(e.t1) + "}";
+  auto events = [](const std::vector<ReportEvent>& v, const char* row) {
+    std::string tl = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      const auto& e = v[i];
+      tl += std::string(i ? ",\n    " : "\n    ") + "{" + quote(row) + ": " + std::to_string(e.rank) +
+            ", \"kind\": " + quote(e.kind) + ", \"label\": " + quote(e.label) + ", \"t0\": " + number(e.t0) +
+            ", \"t1\": " + number(e.t1) + "}";
+    }
+    return tl + (v.empty() ? "]" : "\n  ]");
+  };
+  if (!r.goodput_timeline.empty()) {  // row = attempt - 1
+    line("goodput_timeline_title", quote(r.goodput_timeline_title));
+    line("goodput_timeline", events(r.goodput_timeline, "row"));
   }
-  line("timeline", tl + (r.timeline.empty() ? "]" : "\n  ]"), true);
+  line("timeline_title", quote(r.timeline_title));
+  line("timeline", events(r.timeline, "rank"), true);
   return j + "}\n";
 }
 
@@ -203,6 +210,8 @@ std::string render_markdown(const Report& r) {
     for (const auto& n : r.notes) m += "- " + n + "\n";
   }
   if (!r.timeline.empty()) m += "\nThe timeline (" + r.timeline_title + ") is drawn in report.html.\n";
+  if (!r.goodput_timeline.empty())
+    m += "\nThe timeline of the attempts (" + r.goodput_timeline_title + ") is drawn in report.html.\n";
   return m;
 }
 

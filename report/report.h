@@ -76,6 +76,11 @@ struct Report {
   std::vector<double> core_wait_per_rank;  // waiting for a core (measured runs); empty: not known
   std::vector<ReportEvent> timeline;  // one pipeline
   std::string timeline_title;
+  // The run's wall time, one row per attempt (ReportEvent::rank = attempt - 1), seconds since
+  // the first launch: training, start-up and recovery parts, recomputed steps
+  // (report/goodput_report.h). Empty for runs without a supervisor's record, and simulations.
+  std::vector<ReportEvent> goodput_timeline;
+  std::string goodput_timeline_title;
   std::vector<ReportTable> tables;
   std::vector<std::string> notes;  // caveats, printed as a list
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
@@ -18,8 +19,9 @@ std::string model_hash(const io::RunConfig& cfg) {
 }
 
 TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo,
-                                   int rank, io::RunLog& log, Communicator& agreement)
-    : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log), agree_(agreement) {
+                                   int rank, io::RunLog& log, Communicator& agreement, SaveHooks hooks)
+    : cfg_(cfg), dir_(io::checkpoint_dir(cfg, run_dir)), rank_(rank), log_(log), agree_(agreement),
+      hooks_(std::move(hooks)) {
   layout_.world = topo.world(), layout_.pp = topo.pp(), layout_.dp = topo.dp(), layout_.ep = topo.ep();
   layout_.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   layout_.config_hash = io::config_hash(cfg);
@@ -31,10 +33,20 @@ TrainCheckpoints::TrainCheckpoints(const io::RunConfig& cfg, const std::string& 
     // Called from the writer thread: its own communicator, so it never interleaves with the
     // training thread's collectives.
     o.all_agree = [this](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
-    o.save.keep = cfg.checkpoint.keep;
-    if (rank_ == 0) o.save.log = [this](std::string_view line) { log_.print(std::string(line)); };
+    o.save = save_options();
     writer_ = std::make_unique<ckpt::CheckpointWriter>(std::move(o));
   }
+}
+
+ckpt::SaveOptions TrainCheckpoints::save_options() {
+  ckpt::SaveOptions opt;
+  opt.keep = cfg_.checkpoint.keep;
+  if (rank_ == 0) opt.log = [this](std::string_view line) { log_.print(std::string(line)); };
+  opt.fence = hooks_.fence;
+  if (hooks_.shard_written) opt.before_shard_close = [this](int, std::int64_t step) { hooks_.shard_written((int)step); };
+  if (hooks_.commit_stage)
+    opt.at_stage = [this](std::int64_t step, ckpt::CommitStage s) { hooks_.commit_stage((int)step, s); };
+  return opt;
 }
 
 void TrainCheckpoints::report(const ckpt::SaveResult& r) {
@@ -126,9 +138,7 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   ckpt::ShardRequest req;
   req.dir = dir_, req.step = step, req.rank = rank_, req.layout = layout_, req.slices = slices;
   req.state = state;
-  ckpt::SaveOptions opt;
-  opt.keep = cfg_.checkpoint.keep;
-  if (rank_ == 0) opt.log = [&](std::string_view line) { log_.print(std::string(line)); };
+  const ckpt::SaveOptions opt = save_options();
   const auto agree = [&](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };
   const ckpt::SaveResult r = ckpt::save_checkpoint(req, agree, opt);
   report(r);
@@ -158,6 +168,7 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
   }
   if (!at.found()) return 0;
+  const auto load_start = std::chrono::steady_clock::now();
   ckpt::CheckpointReader reader(at.path, layout_.model_hash);
   const auto saved = reader.state(0).attributes;
   if (const auto c = saved.find("config"); c != saved.end()) {  // checkpoints before lineages have none
@@ -186,11 +197,14 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     }
     adam.set_steps_taken(std::stol(reader.state(0).attributes.at("optimizer_steps")));
   }
+  char read_time[32];
+  std::snprintf(read_time, sizeof read_time, "%.2f s",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());
   if (rank_ == 0)
     log_.print("resuming from " + at.path + " (step " + std::to_string(at.step) + ", written by " +
                std::to_string(reader.manifest().layout.world) + " ranks: PP " +
                std::to_string(reader.manifest().layout.pp) + " x DP " + std::to_string(reader.manifest().layout.dp) +
-               ", " + reader.manifest().layout.schedule + ")");
+               ", " + reader.manifest().layout.schedule + "; read in " + read_time + ")");
   return (int)at.step;
 }
 

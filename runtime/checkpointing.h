@@ -26,12 +26,21 @@
 
 namespace duet::runtime {
 
+// What a run adds to each save besides the state: its attempt's fence (checkpoint/fence.h),
+// and fault injection at a save's events (tests: a rank killed while writing its shard of a
+// step, or rank 0 killed inside the commit).
+struct SaveHooks {
+  ckpt::Fence fence;
+  std::function<void(int step)> shard_written;                      // each rank, shard written, not closed
+  std::function<void(int step, ckpt::CommitStage stage)> commit_stage;  // rank 0, each stage of its commit
+};
+
 class TrainCheckpoints {
  public:
   // agreement: a communicator of all ranks used for nothing else (ProcessGroups::checkpoint):
   // the writer thread's votes never interleave with the training thread's collectives.
   TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo, int rank,
-                   io::RunLog& log, Communicator& agreement);
+                   io::RunLog& log, Communicator& agreement, SaveHooks hooks = {});
 
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
   // Returns its step, or 0 when there is none (or checkpoint.resume is false).
@@ -69,6 +78,8 @@ class TrainCheckpoints {
   std::unique_ptr<ckpt::CheckpointWriter> writer_;  // checkpoint.async
   bool all_committed_ = true;
   std::function<void(int)> on_commit_;
+  SaveHooks hooks_;
+  ckpt::SaveOptions save_options();
   std::map<int64_t, double> stalls_;  // async: seconds the training thread waited, per step
   int64_t last_async_step_ = -1;
   int64_t last_requested_ = -1, last_committed_ = -1;  // newest step save() was called for / committed

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 
 #include "core/exit_code.h"
+#include "core/supervision.h"
 
 namespace duet::runtime {
 
@@ -56,7 +58,9 @@ void mpi_check(int code, const char* expr, const char* file, int line) {
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
+  const auto t0 = std::chrono::steady_clock::now();
   MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
+  core::set_mpi_init_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   if (provided < MPI_THREAD_MULTIPLE) fatal("MPI library does not provide MPI_THREAD_MULTIPLE");
 }

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "runtime/stack_dump.h"
+
 namespace duet::runtime {
 
 namespace {
@@ -44,13 +46,18 @@ std::unique_ptr<SupervisorLink> SupervisorLink::from_environment(int rank) {
 }
 
 SupervisorLink::SupervisorLink(const std::string& address, int rank, int attempt)
-    : fd_(connect_to(address)), attempt_(attempt) {
+    : fd_(connect_to(address)), rank_(rank), attempt_(attempt) {
+  install_stack_dump_handler();
   core::RankMessage hello;
   hello.kind = core::RankMessage::Kind::Hello, hello.rank = rank, hello.pid = (int)getpid(), hello.attempt = attempt;
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
   hello.host = host;
+  hello.node = core::logical_node_of(rank);
   send(hello);
+  // How long this process took to get here, for the supervisor's recovery breakdown.
+  mark("age", core::process_age_seconds());
+  mark("mpi_init", core::mpi_init_seconds());
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -84,6 +91,30 @@ void SupervisorLink::non_finite(int step) {
   send(m);
 }
 
+void SupervisorLink::mark(const std::string& name, double seconds, int step) {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::Mark, m.name = name, m.seconds = seconds, m.step = step;
+  send(m);
+}
+
+void SupervisorLink::inject(int signal, int step) {
+  core::RankMessage m;
+  m.kind = core::RankMessage::Kind::Inject, m.signal = signal, m.step = step;
+  send(m);
+}
+
+void SupervisorLink::handle(const std::string& line) {
+  if (line == "stop") {
+    stop_ = true;
+  } else if (const auto dir = core::decode_stacks_request(line)) {
+    write_all_stacks(*dir + "/rank-" + std::to_string(rank_) + ".stacks.txt",
+                     "rank " + std::to_string(rank_) + ", pid " + std::to_string(getpid()) + ": every thread's stack");
+    core::RankMessage m;
+    m.kind = core::RankMessage::Kind::StacksDone;
+    send(m);
+  }
+}
+
 void SupervisorLink::done() {
   core::RankMessage m;
   m.kind = core::RankMessage::Kind::Done;
@@ -107,8 +138,11 @@ void SupervisorLink::loop() {
         return;
       }
       inbox.append(buf, (size_t)n);
-      if (inbox.find("stop\n") != std::string::npos) stop_ = true;
-      if (inbox.size() > 64) inbox.erase(0, inbox.size() - 8);
+      for (size_t nl; (nl = inbox.find('\n')) != std::string::npos;) {
+        handle(inbox.substr(0, nl));
+        inbox.erase(0, nl + 1);
+      }
+      if (inbox.size() > 4096) inbox.clear();  // not a line of ours
     }
   }
 }

@@ -3,7 +3,9 @@
 // environment names one (DUET_SUPERVISOR=host:port). The training thread reports progress
 // with cheap stores; a background thread sends a heartbeat every 100 ms and listens for
 // "stop". A closed connection means the supervisor is gone: the rank then stops at the next
-// step boundary like on "stop", so a killed supervisor leaves no training behind.
+// step boundary like on "stop", so a killed supervisor leaves no training behind. On
+// "stacks <dir>" the background thread writes every thread's stack (runtime/stack_dump.h):
+// it answers as long as the process runs, whatever its training thread is stuck in.
 
 #include <atomic>
 #include <memory>
@@ -36,6 +38,11 @@ class SupervisorLink {
   void step_time(int step, double seconds);
   void committed(int step);
   void non_finite(int step);
+  // A start-up milestone: "load" (checkpoint of `step` loaded in `seconds`), "eval", ...
+  void mark(const std::string& name, double seconds, int step = 0);
+  // Fault injection is about to strike this rank (sent first, so the supervisor knows when
+  // the fault happened).
+  void inject(int signal, int step);
   void done();  // this rank finished: its connection closing next is no death
 
   // "stop" received, or the supervisor gone.
@@ -49,7 +56,10 @@ class SupervisorLink {
   void send(const core::RankMessage& m);
   void loop();
 
+  void handle(const std::string& line);
+
   int fd_ = -1;
+  int rank_;
   int attempt_;
   std::vector<int> skipped_;
   std::mutex send_mu_;

@@ -6,11 +6,17 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <limits>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/fence.h"
 #include "io/data.h"
+#include "io/fault_plan.h"
 #include "io/run_dir.h"
 #include "io/run_records.h"
 #include "kernels/gemm.h"
@@ -33,6 +39,27 @@ namespace duet::runtime {
 namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Fault injection: flips one byte in the middle of rank 0's shard of the newest committed
+// checkpoint, as a failing disk would; verification on resume must reject it.
+void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
+  const auto all = ckpt::list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    if (!it->committed) continue;
+    const std::string shard = it->path + "/shard-00000.h5";
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    if (!f) continue;
+    const auto mid = (std::streamoff)(std::filesystem::file_size(shard) / 2);
+    char c = 0;
+    f.seekg(mid);
+    f.read(&c, 1);
+    c = (char)~c;
+    f.seekp(mid);
+    f.write(&c, 1);
+    log.print("fault injection: damaged " + shard);
+    return;
+  }
+}
 
 }  // namespace
 
@@ -108,9 +135,47 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   if (supervisor && !supervisor->skipped_steps().empty())
     log.print("skipping the data of step(s) " + core::format_step_list(supervisor->skipped_steps()) +
               " (a non-finite value in an earlier attempt): each later step trains on the next data");
-  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint);
+  // Fault injection (runtime.fail_* or runtime.fail_plan, io/fault_plan.h), for tests: the
+  // fault this attempt injects, and whether it strikes this rank.
+  const std::optional<io::FaultSpec> fault = io::fault_for_attempt(cfg.runtime, supervisor ? supervisor->attempt() : 1);
+  const int per_node = cfg.launch.ranks_per_node;
+  const bool injects = fault && (fault->scope == io::FailScope::Node && per_node > 0
+                                     ? rank / per_node == fault->rank / per_node
+                                     : rank == fault->rank);
+  auto strike = [&](int step, const std::string& where) {
+    if (fault->corrupt_newest) damage_newest_checkpoint(io::checkpoint_dir(cfg, run_dir), log);
+    if (supervisor) supervisor->inject(fault->signal, step);  // first: the fault's time
+    if (fault->signal > 0) raise(fault->signal);
+    if (!fault->nan || fault->at != io::FailAt::Step)  // a NaN strikes at the step's end
+      throw std::runtime_error("injected failure " + where + " (rank " + std::to_string(rank) + ", step " +
+                               std::to_string(step) + ")");
+  };
+  // This attempt's fence: a commit of an older attempt still running somewhere is refused
+  // (checkpoint/fence.h). The supervisor hands out the generation; a run without one takes
+  // the next itself.
+  SaveHooks hooks;
+  hooks.fence.path = run_dir + "/fence";
+  {
+    int64_t generation = 0;
+    if (rank == 0) {
+      const char* env = std::getenv(core::kFenceEnv);
+      generation = env && *env ? std::atoll(env) : ckpt::advance_fence(hooks.fence.path);
+    }
+    hooks.fence.generation = groups.world->allreduce<int64_t>(generation, ReduceOp::Max);
+  }
+  if (injects && fault->at == io::FailAt::Save)
+    hooks.shard_written = [&, fail = fault->step](int step) {
+      if (step == fail) strike(step, "while writing its checkpoint shard");
+    };
+  if (fault && rank == 0 && fault->at == io::FailAt::Commit)  // rank 0 commits
+    hooks.commit_stage = [&, fail = fault->step](int step, ckpt::CommitStage stage) {
+      if (step == fail && stage == ckpt::CommitStage::committed_marker) strike(step, "inside the checkpoint commit");
+    };
+  TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint, std::move(hooks));
   if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
+  const auto load_start = Clock::now();
   const int start_step = checkpoints.resume(stages, zero);
+  if (supervisor) supervisor->mark("load", since(load_start), start_step);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
   if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
@@ -159,12 +224,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     for (auto& s : stages) s.arena->zero_grads();
     current_step = step;
     progress(step, 0, SupervisorLink::Phase::Step);
-    const bool inject = rank == cfg.runtime.fail_rank && step == cfg.runtime.fail_step &&
-                        (!supervisor || supervisor->attempt() <= cfg.runtime.fail_attempts);
-    if (inject && cfg.runtime.fail_signal > 0) raise(cfg.runtime.fail_signal);
-    if (inject && !cfg.runtime.fail_nan)
-      throw std::runtime_error("injected failure (runtime.fail_rank " + std::to_string(rank) + ", runtime.fail_step " +
-                               std::to_string(step) + ")");
+    const bool inject = injects && step == fault->step && fault->at == io::FailAt::Step;
+    if (inject) strike(step, "at the start of the step");
     // A step whose data produced a non-finite value in an earlier attempt is skipped: this
     // step trains on the next data instead (core/supervision.h).
     batches.fill(supervisor ? core::data_step(step, supervisor->skipped_steps()) : step, stages);
@@ -179,7 +240,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
     update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
     const double loss_sum =
-        all.allreduce(inject && cfg.runtime.fail_nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
+        all.allreduce(inject && fault->nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).
     std::vector<int64_t> load;
     for (auto& s : stages) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());

@@ -12,6 +12,9 @@ pkgs=(
   libgtest-dev googletest libbenchmark-dev
   fortunes fortunes-min                 # training text (byte-level tokens)
   chromium                              # renders report.html in tests (headless screenshot)
+  slurmctld slurmd slurm-client munge   # the `slurm` tests' local cluster (scripts/slurm-cluster.sh)
+  libpmix-dev                           # srun --mpi=pmix starts Open MPI ranks under Slurm
+  procps                                # ps: scripts/slurm-cluster.sh finds a crashed node's tasks
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,4 +29,6 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# The Slurm packages try to start their daemons (invoke-rc.d); without an init system that is
+# refused, which is fine: scripts/slurm-cluster.sh starts private ones.
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -100,4 +100,13 @@ void Listener::stop() {
   for (const auto& c : conns_) (void)!send(c.fd, "stop\n", 5, MSG_NOSIGNAL);
 }
 
+std::vector<int> Listener::request_stacks(const std::string& dir) {
+  const std::string line = core::encode_stacks_request(dir);
+  std::vector<int> asked;
+  if (line.empty()) return asked;
+  for (const auto& c : conns_)
+    if (c.rank >= 0 && send(c.fd, line.data(), line.size(), MSG_NOSIGNAL) == (ssize_t)line.size()) asked.push_back(c.rank);
+  return asked;
+}
+
 }  // namespace duet::supervisor

@@ -35,6 +35,9 @@ class Listener {
   std::vector<RankReport> poll(int timeout_ms);
   // Sends "stop" to every connected rank, and to every rank that connects later.
   void stop();
+  // Sends "stacks <dir>" to every connected rank; returns the ranks asked (those that said
+  // hello). Each answers "stacksdone" once its file is written.
+  std::vector<int> request_stacks(const std::string& dir);
   // Closes every rank connection and forgets a stop (a new attempt starts afresh).
   void drop_all();
   int connected() const { return (int)conns_.size(); }

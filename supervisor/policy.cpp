@@ -1,5 +1,7 @@
 #include "supervisor/policy.h"
 
+#include <map>
+
 #include <algorithm>
 #include <cstdio>
 #include <stdexcept>
@@ -110,6 +112,36 @@ std::vector<Action> Policy::after_teardown(double t) {
 }
 
 void Policy::check_hang(double t, std::vector<Action>& out) {
+  // Nodes whose every rank went silent: lost with their host.
+  std::map<std::string, std::vector<int>> silent_nodes;
+  std::map<std::string, bool> node_alive;
+  double silent = 0;
+  for (int r = 0; r < (int)ranks_.size(); ++r) {
+    const RankState& s = ranks_[r];
+    if (!s.remote || s.exited) continue;
+    if (t - s.last_beat > cfg_.host_timeout_s) {
+      silent_nodes[s.node].push_back(r);
+      silent = std::max(silent, t - s.last_beat);
+    } else {
+      node_alive[s.node] = true;
+    }
+  }
+  std::vector<int> lost;
+  std::string nodes;
+  for (const auto& [node, ranks] : silent_nodes)
+    if (!node_alive.count(node)) {
+      lost.insert(lost.end(), ranks.begin(), ranks.end());
+      nodes += (nodes.empty() ? "" : ", ") + node;
+    }
+  if (!lost.empty()) {
+    std::string who;
+    for (int r : lost) who += (who.empty() ? "rank " : ", rank ") + std::to_string(r);
+    out = fault(t, "host-lost",
+                "node " + nodes + " (" + who + ")" + fmt(" silent for %.1f s", silent) +
+                    fmt(" (fault.host_timeout_s %g): gone or cut off", cfg_.host_timeout_s),
+                lost, false);
+    return;
+  }
   std::vector<int> stuck;
   double earliest = 0;
   for (int r = 0; r < (int)ranks_.size(); ++r) {
@@ -165,10 +197,18 @@ std::vector<Action> Policy::on(const Event& e) {
   if (state_ == State::Finished) return out;
   switch (e.kind) {
     case Event::Kind::Launched:
-      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false};
+      if (e.ranks > 0) ranks_.resize(e.ranks);  // an elastic attempt on fewer (or more) ranks
+      for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false, false, ""};
       state_ = State::Starting;
       out.push_back(log("launched", "attempt " + std::to_string(attempt_)));
       break;
+    case Event::Kind::Hello: {
+      RankState& r = ranks_.at(e.rank);
+      r.remote = e.remote;
+      r.node = e.node;
+      r.last_beat = e.t;
+      break;
+    }
     case Event::Kind::Heartbeat: {
       RankState& r = ranks_.at(e.rank);
       if (r.step != e.step || r.op != e.op || r.phase != e.phase) r.last_progress = e.t;

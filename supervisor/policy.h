@@ -31,6 +31,11 @@ struct PolicyConfig {
   int max_restarts = 3;          // consecutive restarts without a new checkpoint
   int straggler_steps = 5;       // steps in a row at ≥ straggler_ratio × the peers' median
   double straggler_ratio = 1.5;
+  // A node (host) of which every rank's heartbeats (every 100 ms) stopped for this long is
+  // lost: nothing there closes a connection when a machine vanishes. One silent rank among
+  // live ones on its node is stuck, not lost: a hang, with its own timeout. The supervisor's
+  // own host is looked at through /proc instead (its silent ranks are hangs).
+  double host_timeout_s = 1.0;
 };
 constexpr double kMaxBackoff = 300;
 
@@ -40,6 +45,7 @@ enum class Phase { Setup, Step, Save };  // what a rank says it is doing in its 
 struct Event {
   enum class Kind {
     Launched,        // attempt started (all ranks spawned)
+    Hello,           // rank connected: on `node`; `remote`: not the supervisor's own host
     Heartbeat,       // rank, step, op, phase: its progress
     StepTimes,       // step, seconds per rank (index = rank) of one completed step
     RankExited,      // rank, exit_code or signal
@@ -59,6 +65,9 @@ struct Event {
   int signal = 0;     // RankExited / JobExited: the signal that ended it (0: exited)
   Signal received = Signal::Term;
   std::vector<double> seconds;  // StepTimes
+  bool remote = false;          // Hello
+  int ranks = 0;                // Launched: the attempt's ranks (0: as before)
+  std::string node;             // Hello: its host, or logical node
 };
 
 struct Action {
@@ -107,6 +116,8 @@ class Policy {
     bool exited = false;
     int slow_steps = 0;  // consecutive steps at ≥ straggler_ratio × the peers' median
     bool named_straggler = false;
+    bool remote = false;  // on another host than the supervisor
+    std::string node;
   };
   std::vector<Action> fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
                             bool dump_stacks);

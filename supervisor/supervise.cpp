@@ -14,11 +14,15 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
+#include "checkpoint/fence.h"
 #include "core/json.h"
 #include "core/supervision.h"
 #include "supervisor/job.h"
 #include "supervisor/listener.h"
+#include "supervisor/nodes.h"
+#include "supervisor/recovery.h"
 
 namespace duet::supervisor {
 
@@ -62,20 +66,34 @@ class SignalScope {
 };
 
 // events.jsonl: one record per decision, appended and flushed at once.
+struct EventRecord {
+  std::string kind;
+  int attempt = 0;
+  std::vector<int> ranks;
+  std::string cause;
+  std::optional<int> exit_code, step;
+  std::string host, layout, checkpoint;
+  std::vector<std::pair<std::string, double>> numbers;  // e.g. the parts of a recovery
+};
+
 class EventLog {
  public:
   explicit EventLog(const std::string& path) {
     if (!path.empty()) out_.open(path, std::ios::app);
   }
-  void write(const std::string& kind, int attempt, const std::vector<int>& ranks, const std::string& cause,
-             double elapsed, std::optional<int> exit_code = std::nullopt) {
+  void write(const EventRecord& e, double elapsed) {
     if (!out_) return;
     core::json::Writer j;
     j.begin_object().key("time").value((double)std::time(nullptr)).key("elapsed_s").value(elapsed);
-    j.key("kind").value(kind).key("attempt").value(attempt).key("ranks").begin_array();
-    for (int r : ranks) j.value(r);
-    j.end_array().key("cause").value(cause);
-    if (exit_code) j.key("exit_code").value(*exit_code);
+    j.key("kind").value(e.kind).key("attempt").value(e.attempt).key("ranks").begin_array();
+    for (int r : e.ranks) j.value(r);
+    j.end_array().key("cause").value(e.cause);
+    if (e.exit_code) j.key("exit_code").value(*e.exit_code);
+    if (e.step) j.key("step").value(*e.step);
+    if (!e.host.empty()) j.key("host").value(e.host);
+    if (!e.layout.empty()) j.key("layout").value(e.layout);
+    if (!e.checkpoint.empty()) j.key("checkpoint").value(e.checkpoint);
+    for (const auto& [k, v] : e.numbers) j.key(k).value(v);
     j.end_object();
     out_ << j.str() << '\n' << std::flush;
   }
@@ -89,16 +107,9 @@ std::string read_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// Hang diagnostics of the local ranks: each one's /proc state (it answers even when the
-// process is stopped or stuck in the kernel) and, for the culprits, the stack of every thread
-// through gdb (attached to all of them at once, 20 s at most).
-void dump_ranks(const std::vector<int>& pids, const std::vector<int>& culprits, const fs::path& dir) {
-  std::vector<std::pair<int, FILE*>> gdbs;
-  for (int r : culprits)
-    if (r >= 0 && r < (int)pids.size() && pids[r] > 0)
-      if (FILE* p = popen(("timeout 20 gdb -q -batch -p " + std::to_string(pids[r]) +
-                           " -ex 'thread apply all bt' 2>&1").c_str(), "r"))
-        gdbs.push_back({r, p});
+// The /proc state of the local ranks: it answers even when a process is stopped or stuck in
+// the kernel (status, wchan, the system call it is in).
+void write_proc_state(const std::vector<int>& pids, const fs::path& dir) {
   for (int r = 0; r < (int)pids.size(); ++r) {
     if (pids[r] <= 0) continue;
     const std::string proc = "/proc/" + std::to_string(pids[r]);
@@ -106,14 +117,10 @@ void dump_ranks(const std::vector<int>& pids, const std::vector<int>& culprits, 
     out << "rank " << r << ", pid " << pids[r] << "\n\n== " << proc << "/status\n" << read_file(proc + "/status");
     out << "\n== wchan: " << read_file(proc + "/wchan") << "\n== syscall: " << read_file(proc + "/syscall") << "\n";
   }
-  for (auto& [r, p] : gdbs) {
-    std::string text;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
-    pclose(p);
-    std::ofstream(dir / ("rank-" + std::to_string(r) + ".txt"), std::ios::app) << "\n== stacks (gdb)\n" << text;
-  }
+}
+
+bool is_fault(const std::string& what) {
+  return what == "rank-died" || what == "hang" || what == "job-died" || what == "non-finite" || what == "host-lost";
 }
 
 }  // namespace
@@ -122,6 +129,11 @@ int supervise(const SuperviseOptions& o) {
   SignalScope signals;
   Listener listener(o.listen_host);
   Policy policy(o.policy, o.ranks);
+  int ranks = o.ranks;  // this attempt's
+  std::optional<NodePool> pool;
+  if (o.elastic) pool.emplace(o.elastic->nodes, o.elastic->ranks_per_node, o.elastic->node_window_s);
+  AttemptPlan plan;
+  plan.layout = o.layout, plan.ranks = ranks;
   EventLog events(o.events_path);
   const fs::path stacks_root = !o.stacks_dir.empty()      ? fs::path(o.stacks_dir)
                                : !o.events_path.empty() ? fs::path(o.events_path).parent_path()
@@ -131,13 +143,24 @@ int supervise(const SuperviseOptions& o) {
   auto say = [&](const std::string& line) {
     if (o.log) o.log("supervisor: " + line);
   };
+  auto record = [&](EventRecord e) {
+    e.attempt = policy.attempt();
+    events.write(e, now());
+  };
 
   std::unique_ptr<Job> job;
   bool job_reported = false;     // JobExited was given to the policy for this job
   std::vector<int> pids;         // from each rank's hello (this attempt)
   std::vector<std::string> hosts;
+  std::vector<std::string> nodes;   // each rank's node (its host, or its logical node)
   std::vector<char> finished_part;  // a rank said "done": its connection closing is no death
+  std::vector<double> last_sign;    // per rank: when its progress last moved (or it said hello)
+  std::vector<std::pair<int, int>> last_beat;  // per rank: (step, op) of its last heartbeat
   std::map<int, std::vector<double>> step_times;  // step -> seconds per rank
+  int last_full_step = 0;           // the newest step every rank completed (this attempt)
+  double injected_at = -1;          // a rank reported that injected fault strikes now
+  AttemptClock clock;               // this attempt's start-up milestones
+  std::optional<FaultClock> pending;  // the fault the current attempt recovers from
   std::optional<int> exit_code;
   std::vector<int> skipped;  // steps whose data later attempts skip
   const std::string here = [] {
@@ -145,67 +168,263 @@ int supervise(const SuperviseOptions& o) {
     gethostname(b, sizeof b - 1);
     return std::string(b);
   }();
+  auto host_of = [&](const std::vector<int>& ranks) {
+    return ranks.size() == 1 && ranks[0] >= 0 && ranks[0] < (int)hosts.size() ? hosts[ranks[0]] : std::string();
+  };
 
   std::function<void(const std::vector<Action>&)> apply;
   auto job_exited = [&](const ExitStatus& s) {
     job_reported = true;
+    if (pending && pending->gone < 0) pending->gone = now();
     Event e;
     e.kind = Event::Kind::JobExited, e.t = now(), e.exit_code = s.code, e.signal = s.signal;
     apply(policy.on(e));
   };
+  // Elastic: excluded nodes are kept in a file a person may edit (a line removed brings the
+  // node back at the next attempt).
+  auto write_excluded = [&] {
+    if (!pool || o.elastic->excluded_path.empty()) return;
+    std::ofstream f(o.elastic->excluded_path + ".tmp");
+    for (const auto& [node, why] : pool->excluded()) f << node << ' ' << why << '\n';
+    f.close();
+    fs::rename(o.elastic->excluded_path + ".tmp", o.elastic->excluded_path);
+  };
+  auto exclude = [&](const std::string& node, const std::string& why, bool lost) {
+    if (!pool || node.empty()) return;
+    if (!(lost ? pool->lost(node, why) : pool->rank_failed(node, now()))) return;
+    say("node " + node + " excluded: " + pool->excluded().at(node));
+    EventRecord e;
+    e.kind = "node-excluded", e.host = node, e.cause = pool->excluded().at(node);
+    record(e);
+    write_excluded();
+  };
+  auto reread_excluded = [&] {
+    if (!pool || o.elastic->excluded_path.empty()) return;
+    std::set<std::string> listed;
+    std::ifstream f(o.elastic->excluded_path);
+    for (std::string line; std::getline(f, line);)
+      if (!line.empty()) listed.insert(line.substr(0, line.find(' ')));
+    std::vector<std::string> back;
+    for (const auto& [node, why] : pool->excluded())
+      if (!listed.count(node)) back.push_back(node);
+    for (const auto& node : back) {
+      pool->restore(node);
+      say("node " + node + " is back (no longer listed in " + o.elastic->excluded_path + ")");
+      EventRecord e;
+      e.kind = "node-restored", e.host = node, e.cause = "re-enabled";
+      record(e);
+    }
+  };
+  auto describe = [&](const AttemptPlan& p) {
+    std::string d = "pp " + std::to_string(p.layout.pp) + " x dp " + std::to_string(p.layout.dp) + " x ep " +
+                    std::to_string(p.layout.ep) + ", " + o.schedule;
+    if (!p.nodes.empty()) {
+      d += " on ";
+      for (size_t i = 0; i < p.nodes.size(); ++i) d += (i ? "," : "") + p.nodes[i];
+    }
+    return d;
+  };
   auto launch = [&](int attempt) {
+    plan.attempt = attempt;
+    if (pool) {
+      reread_excluded();
+      const std::vector<std::string> healthy = pool->healthy();
+      const int per = o.elastic->ranks_per_node;
+      const auto layout = elastic_layout((int)healthy.size() * per, o.elastic->configured, o.elastic->rules);
+      if (!layout) {
+        const std::string why = std::to_string(healthy.size()) + " healthy node(s) of " +
+                                std::to_string(pool->all().size()) + " cannot hold one pipeline of PP " +
+                                std::to_string(o.elastic->configured.pp) + ": asking to be run again later";
+        say("finished (exit code 5): " + why);
+        EventRecord e;
+        e.kind = "finished", e.cause = why, e.exit_code = core::exit_code(core::ExitCode::RequeueRequested);
+        record(e);
+        exit_code = *e.exit_code;
+        return;
+      }
+      const AttemptPlan before = plan;
+      plan.layout = *layout, plan.ranks = layout->pp * layout->dp;
+      plan.nodes.assign(healthy.begin(), healthy.begin() + (plan.ranks + per - 1) / per);
+      if (attempt > 1 && !(plan.layout == before.layout && plan.nodes == before.nodes)) {
+        const int mb = o.elastic->rules.global_batch / (o.elastic->rules.micro_batch_size * plan.layout.dp);
+        say("elastic: attempt " + std::to_string(attempt) + " runs " + describe(plan) + " (was " + describe(before) +
+            "); the global batch stays " + std::to_string(o.elastic->rules.global_batch) + ": " + std::to_string(mb) +
+            " micro-batches per pipeline");
+      }
+    }
+    ranks = plan.ranks;
     listener.drop_all();
-    pids.assign(o.ranks, 0), hosts.assign(o.ranks, ""), finished_part.assign(o.ranks, 0), step_times.clear();
+    pids.assign(ranks, 0), hosts.assign(ranks, ""), nodes.assign(ranks, ""), finished_part.assign(ranks, 0);
+    step_times.clear();
+    last_sign.assign(ranks, now()), last_beat.assign(ranks, {-1, -1});
+    last_full_step = 0, injected_at = -1;
+    clock = AttemptClock(ranks);
     auto env = o.env;
     env.push_back({core::kSupervisorEnv, listener.address()});
     env.push_back({core::kAttemptEnv, std::to_string(attempt)});
     env.push_back({core::kSkipStepsEnv, core::format_step_list(skipped)});
+    if (pool && o.elastic->logical) {
+      std::string list;
+      for (const auto& n : plan.nodes) list += (list.empty() ? "" : ",") + n;
+      env.push_back({core::kNodesEnv, list});
+      env.push_back({core::kRanksPerNodeEnv, std::to_string(o.elastic->ranks_per_node)});
+    }
+    if (!o.fence_path.empty()) {
+      // From here on no commit of an earlier attempt can land (checkpoint/fence.h).
+      const std::int64_t generation = ckpt::advance_fence(o.fence_path);
+      env.push_back({core::kFenceEnv, std::to_string(generation)});
+    }
     job.reset();  // the previous attempt's group is gone (torn down or exited)
-    job = std::make_unique<Job>(o.command(attempt), env);
+    clock.launched = now();
+    job = std::make_unique<Job>(o.command(plan), env);
     job_reported = false;
     Event e;
-    e.kind = Event::Kind::Launched, e.t = now();
+    e.kind = Event::Kind::Launched, e.t = now(), e.ranks = ranks;
     apply(policy.on(e));
+  };
+  // After a rank died: ranks that die with it within a moment show whether its whole node
+  // went (every rank of one node, and no other) or one rank failed.
+  auto judge_death = [&](int first) {
+    if (!pool) return;
+    std::set<int> dead = {first};
+    const double until = now() + 0.1;
+    while (now() < until)
+      for (const RankReport& r : listener.poll(20))
+        if (r.kind == RankReport::Kind::Closed && r.rank >= 0 && r.rank < ranks && !finished_part[r.rank])
+          dead.insert(r.rank);
+    std::map<std::string, int> dead_on, ranks_on;
+    for (int r = 0; r < ranks; ++r) ++ranks_on[pool->node_of(r, plan.nodes)];
+    for (int r : dead) ++dead_on[pool->node_of(r, plan.nodes)];
+    if (dead_on.size() == 1 && dead_on.begin()->second == ranks_on[dead_on.begin()->first] && plan.nodes.size() > 1)
+      exclude(dead_on.begin()->first, "all its ranks died together", true);
+    else
+      exclude(pool->node_of(first, plan.nodes), "", false);
+  };
+  // Every rank that can answer writes its threads' stacks; the local ones' /proc state is
+  // written for all (a stopped rank cannot answer, the kernel still can).
+  auto dump_stacks = [&](const std::vector<int>& culprits) {
+    const fs::path dir = stacks_root / ("hang-attempt-" + std::to_string(policy.attempt()));
+    fs::create_directories(dir);
+    std::vector<int> local(ranks, 0);
+    for (int r = 0; r < ranks; ++r)
+      if (hosts[r] == here) local[r] = pids[r];
+    write_proc_state(local, dir);
+    const std::vector<int> asked = listener.request_stacks(fs::absolute(dir).string());
+    std::vector<char> answered(ranks, 0);
+    int answers = 0;
+    const double until = now() + 5;
+    while (answers < (int)asked.size() && now() < until)
+      for (const RankReport& r : listener.poll(50))
+        if (r.rank >= 0 && r.rank < ranks && r.kind == RankReport::Kind::Message &&
+            r.message.kind == core::RankMessage::Kind::StacksDone && !answered[r.rank])
+          answered[r.rank] = 1, ++answers;
+    std::string silent;
+    for (int r = 0; r < ranks; ++r)
+      if (!answered[r]) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
+    const std::string what = std::to_string(answers) + " of " + std::to_string(ranks) +
+                             " ranks wrote every thread's stack" +
+                             (silent.empty() ? "" : " (not answering: rank " + silent + ")") +
+                             "; /proc state of this host's ranks; in " + dir.string();
+    say("hang diagnostics: " + what);
+    EventRecord e;
+    e.kind = "stacks", e.ranks = culprits, e.cause = what;
+    record(e);
   };
   apply = [&](const std::vector<Action>& actions) {
     for (const Action& a : actions) switch (a.kind) {
-        case Action::Kind::Log:
+        case Action::Kind::Log: {
           say(a.what + (a.why.empty() ? "" : ": " + a.why));
-          events.write(a.what, policy.attempt(), a.ranks, a.why, now());
-          break;
-        case Action::Kind::DumpStacks: {
-          const fs::path dir = stacks_root / ("hang-attempt-" + std::to_string(policy.attempt()));
-          fs::create_directories(dir);
-          std::vector<int> local(o.ranks, 0);
-          for (int r = 0; r < o.ranks; ++r)
-            if (hosts[r] == here) local[r] = pids[r];
-          dump_ranks(local, a.ranks, dir);
-          say("stacks and /proc state of this host's ranks saved in " + dir.string());
-          events.write("stacks", policy.attempt(), a.ranks, dir.string(), now());
+          EventRecord e;
+          e.kind = a.what, e.ranks = a.ranks, e.cause = a.why, e.host = host_of(a.ranks);
+          if (a.what == "launched") e.layout = describe(plan);
+          if (is_fault(a.what)) {
+            e.step = last_full_step;
+            // The fault's time: the injection's own report, else the culprit's last sign of life.
+            FaultClock f;
+            f.kind = a.what, f.detected = now(), f.fault_step = last_full_step;
+            f.fault = injected_at >= 0 ? injected_at : f.detected;
+            if (injected_at < 0)
+              for (int r : a.ranks)
+                if (r >= 0 && r < ranks) f.fault = std::min(f.fault, last_sign[r]);
+            pending = f;
+          }
+          record(e);
+          if (pool && a.what == "host-lost") {
+            std::set<std::string> gone;
+            for (int r : a.ranks) gone.insert(pool->node_of(r, plan.nodes));
+            for (const auto& n : gone) exclude(n, "every rank on it fell silent (host lost)", true);
+          } else if (pool && a.what == "rank-died" && !a.ranks.empty()) {
+            judge_death(a.ranks[0]);
+          } else if (pool && a.what == "hang" && !a.ranks.empty()) {
+            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false);
+          }
           break;
         }
+        case Action::Kind::DumpStacks: dump_stacks(a.ranks); break;
         case Action::Kind::Teardown:
           if (job && !job_reported) job_exited(job->kill_all(o.teardown_grace_s));
           break;
         case Action::Kind::RequestStop: listener.stop(); break;
         case Action::Kind::Launch: launch(a.attempt); break;
-        case Action::Kind::SkipData:
+        case Action::Kind::SkipData: {
           skipped.push_back(a.step);
           say("attempt " + std::to_string(policy.attempt()) + " skips the data of step " + std::to_string(a.step));
-          events.write("skip-data", policy.attempt(), {}, "step " + std::to_string(a.step), now());
+          EventRecord e;
+          e.kind = "skip-data", e.cause = "step " + std::to_string(a.step), e.step = a.step;
+          record(e);
           break;
-        case Action::Kind::Finish:
+        }
+        case Action::Kind::Finish: {
           say("finished (exit code " + std::to_string(a.exit_code) + "): " + a.why);
-          events.write("finished", policy.attempt(), {}, a.why, now(), a.exit_code);
+          EventRecord e;
+          e.kind = "finished", e.cause = a.why, e.exit_code = a.exit_code;
+          record(e);
           exit_code = a.exit_code;
           break;
+        }
       }
   };
+  // The first step of an attempt that recovers from a fault: what the recovery cost.
+  auto first_step_done = [&] {
+    if (!pending) return;
+    const auto rec = account_recovery(*pending, clock);
+    if (!rec) return;
+    pending.reset();
+    char line[400];
+    std::snprintf(line, sizeof line,
+                  "recovered from %s in %.2f s: detection %.2f, teardown %.2f, backoff %.2f, launch %.2f, MPI init "
+                  "%.2f, set-up %.2f, checkpoint load %.2f, first step %.2f; %d step(s) recomputed",
+                  rec->fault_kind.c_str(), rec->total_s, rec->detection_s, rec->teardown_s, rec->backoff_s,
+                  rec->launch_s, rec->mpi_init_s, rec->setup_s, rec->load_s, rec->first_step_s, rec->recomputed_steps);
+    say(line);
+    EventRecord e;
+    e.kind = "recovered", e.cause = rec->fault_kind, e.step = rec->checkpoint_step + 1;
+    e.checkpoint = rec->checkpoint_step > 0 ? "step " + std::to_string(rec->checkpoint_step) : "";
+    e.numbers = {{"fault_step", rec->fault_step},   {"checkpoint_step", rec->checkpoint_step},
+                 {"recomputed_steps", rec->recomputed_steps},
+                 {"detection_s", rec->detection_s}, {"teardown_s", rec->teardown_s},
+                 {"backoff_s", rec->backoff_s},     {"launch_s", rec->launch_s},
+                 {"mpi_init_s", rec->mpi_init_s},   {"setup_s", rec->setup_s},
+                 {"load_s", rec->load_s},           {"first_step_s", rec->first_step_s},
+                 {"total_s", rec->total_s}};
+    record(e);
+  };
 
+  // Nodes a previous launch of this run excluded stay out until a person removes their line.
+  if (pool && !o.elastic->excluded_path.empty()) {
+    std::ifstream f(o.elastic->excluded_path);
+    for (std::string line; std::getline(f, line);) {
+      const auto sp = line.find(' ');
+      const std::string node = line.substr(0, sp);
+      if (!node.empty() && pool->lost(node, sp == std::string::npos ? "listed in " + o.elastic->excluded_path
+                                                                    : line.substr(sp + 1)))
+        say("node " + node + " stays excluded (" + o.elastic->excluded_path + "): " + pool->excluded().at(node));
+    }
+  }
   launch(1);
   while (!exit_code) {
     for (const RankReport& r : listener.poll(50)) {
-      if (r.rank < 0 || r.rank >= o.ranks) continue;
+      if (r.rank < 0 || r.rank >= ranks) continue;
       Event e;
       e.t = now(), e.rank = r.rank;
       if (r.kind == RankReport::Kind::Closed) {
@@ -218,10 +437,41 @@ int supervise(const SuperviseOptions& o) {
       switch (m.kind) {
         case core::RankMessage::Kind::Hello:
           if (m.attempt != policy.attempt()) continue;  // a straggler of an older attempt
-          pids[r.rank] = m.pid, hosts[r.rank] = m.host;
-          continue;
+          pids[r.rank] = m.pid, hosts[r.rank] = m.host, nodes[r.rank] = m.node.empty() ? m.host : m.node;
+          clock.hello[r.rank] = last_sign[r.rank] = e.t;
+          e.kind = Event::Kind::Hello, e.node = nodes[r.rank];
+          e.remote = m.host != here || !m.node.empty();  // logical nodes stand for hosts
+          break;
         case core::RankMessage::Kind::Done: finished_part[r.rank] = 1; continue;
+        case core::RankMessage::Kind::StacksDone: continue;  // late: the dump's wait is over
+        case core::RankMessage::Kind::Mark:
+          if (m.name == "age") clock.age[r.rank] = m.seconds;
+          if (m.name == "mpi_init") clock.mpi_init[r.rank] = m.seconds;
+          if (m.name == "load") {
+            clock.loaded[r.rank] = e.t;
+            if (r.rank == 0) {
+              clock.checkpoint_step = m.step;
+              EventRecord ev;
+              ev.kind = "resumed", ev.step = m.step;
+              ev.cause = m.step > 0 ? "checkpoint of step " + std::to_string(m.step) + " loaded" : "no checkpoint: from the start";
+              ev.checkpoint = m.step > 0 ? "step " + std::to_string(m.step) : "";
+              ev.numbers = {{"seconds", m.seconds}};
+              record(ev);
+            }
+          }
+          continue;
+        case core::RankMessage::Kind::Inject: {
+          injected_at = e.t;
+          EventRecord ev;
+          ev.kind = "fault-injected", ev.ranks = {r.rank}, ev.step = m.step, ev.host = hosts[r.rank];
+          ev.cause = "runtime.fail_* strikes rank " + std::to_string(r.rank) + " at step " + std::to_string(m.step) +
+                     (m.signal > 0 ? " with signal " + std::to_string(m.signal) : "");
+          record(ev);
+          continue;
+        }
         case core::RankMessage::Kind::Beat:
+          if (last_beat[r.rank] != std::make_pair(m.step, m.op)) last_sign[r.rank] = e.t;
+          last_beat[r.rank] = {m.step, m.op};
           e.kind = Event::Kind::Heartbeat, e.step = m.step, e.op = m.op;
           e.phase = m.phase == core::RankMessage::Phase::Setup ? Phase::Setup
                     : m.phase == core::RankMessage::Phase::Save ? Phase::Save
@@ -229,11 +479,16 @@ int supervise(const SuperviseOptions& o) {
           break;
         case core::RankMessage::Kind::StepTime: {
           auto& t = step_times[m.step];
-          t.resize(o.ranks, -1);
+          t.resize(ranks, -1);
           t[r.rank] = m.seconds;
           if (std::count(t.begin(), t.end(), -1.0) > 0) continue;
           e.kind = Event::Kind::StepTimes, e.step = m.step, e.seconds = t;
           step_times.erase(m.step);
+          last_full_step = std::max(last_full_step, m.step);
+          if (clock.first_step < 0) {
+            clock.first_step = e.t;
+            first_step_done();
+          }
           break;
         }
         case core::RankMessage::Kind::Committed: e.kind = Event::Kind::Committed, e.step = m.step; break;

@@ -5,17 +5,44 @@
 // a record in events.jsonl.
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/layout.h"
 #include "supervisor/policy.h"
 
 namespace duet::supervisor {
 
+// What one attempt runs: its number (1-based), layout and ranks, and the nodes it uses (empty
+// when the job is not elastic).
+struct AttemptPlan {
+  int attempt = 1;
+  core::Layout layout;
+  int ranks = 1;
+  std::vector<std::string> nodes;
+};
+
+// Elastic jobs (docs/fault-tolerance.md): ranks_per_node ranks on each node; after a node is
+// lost the next attempt runs on the healthy ones with the largest valid DP (supervisor/nodes.h).
+struct ElasticOptions {
+  std::vector<std::string> nodes;  // in placement order
+  int ranks_per_node = 1;
+  bool logical = false;            // nodes are logical, all on this machine (kNodesEnv)
+  core::Layout configured;
+  core::LayoutRules rules;
+  double node_window_s = 600;
+  // One line per excluded node ("node why"), rewritten by the supervisor; a person removes a
+  // line to bring the node back at the next attempt.
+  std::string excluded_path;
+};
+
 struct SuperviseOptions {
-  // The command of an attempt (1-based): e.g. mpirun -np N duet train ...
-  std::function<std::vector<std::string>(int attempt)> command;
+  // The command of an attempt: e.g. mpirun -np N duet train ... with its layout.
+  std::function<std::vector<std::string>(const AttemptPlan& plan)> command;
+  std::optional<ElasticOptions> elastic;
+  core::Layout layout;  // the configured layout (the only one when not elastic)
   std::vector<std::pair<std::string, std::string>> env;  // added to every attempt's environment
   int ranks = 1;
   PolicyConfig policy;
@@ -23,6 +50,10 @@ struct SuperviseOptions {
   std::string stacks_dir;    // where hang diagnostics go ("" = next to events_path)
   std::string listen_host;   // how ranks reach the supervisor ("" = this host's name)
   double teardown_grace_s = 2;
+  // The run's fence file (checkpoint/fence.h): advanced before every attempt, whose ranks get
+  // the generation in core::kFenceEnv; "" = no fencing.
+  std::string fence_path;
+  std::string schedule;      // for events.jsonl: "dualpipe"
   std::function<void(const std::string&)> log;  // the console
 };
 

@@ -7,6 +7,7 @@
 #include <regex>
 #include <vector>
 #include <sstream>
+#include <algorithm>
 #include <string>
 #include <sys/wait.h>
 
@@ -76,6 +77,41 @@ inline std::vector<double> loss_values(const std::filesystem::path& metrics) {
 inline std::string mpirun_train(int np, const std::string& wrapper = "") {
   return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + wrapper + DUET_MPIEXEC +
          " --oversubscribe -np " + std::to_string(np) + " " + DUET_BINARY + " train";
+}
+
+// ---- supervised runs (duet launch) -------------------------------------------------------
+
+// Each step's loss as written, the last line of a step winning (a restarted run repeats the
+// steps after its checkpoint).
+inline std::map<int, std::string> losses_by_step(const std::filesystem::path& metrics) {
+  std::map<int, std::string> out;
+  const std::regex re("\"step\":(\\d+),\"loss\":([^,}]+)");
+  std::stringstream ss(read_file(metrics));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out[std::stoi(m[1])] = m[2];
+  }
+  return out;
+}
+
+// The "kind" of every record of events.jsonl, in order.
+inline std::vector<std::string> event_kinds(const std::filesystem::path& events) {
+  std::vector<std::string> out;
+  const std::regex re("\"kind\": \"([a-z-]+)\"");
+  std::stringstream ss(read_file(events));
+  for (std::string line; std::getline(ss, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, re)) out.push_back(m[1]);
+  }
+  return out;
+}
+
+inline int count(const std::vector<std::string>& v, const std::string& s) { return (int)std::count(v.begin(), v.end(), s); }
+
+// No process of this test's job is left (its run directory is in every rank's command line).
+inline bool no_orphans(const std::filesystem::path& dir) {
+  // "[.]" keeps the pattern from matching the shell that runs pgrep.
+  return run_command("pgrep -f -- '--run[.]dir " + dir.string() + "'").output.empty();
 }
 
 }  // namespace duet::test

@@ -109,3 +109,46 @@ TEST(ReportCli, MissingTracesNameTheFile) {
   EXPECT_NE(r.output.find("rank-00000.json"), std::string::npos) << r.output;
   fs::remove_all(dir);
 }
+
+// A supervised run whose rank is killed at step 6 and restarted from the checkpoint of step 4:
+// the report has its goodput, the interruption in the badput table and the attempts' timeline.
+TEST(ReportCli, GoodputOfARunWithARestart) {
+  const auto dir = scratch_dir("report-goodput");
+  auto r = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 " +
+                       std::string(DUET_BINARY) +
+                       " launch --parallel.pp 2 --train.steps 8 --train.eval_batches 1 --checkpoint.every 4"
+                       " --checkpoint.async false --fault.backoff_s 0 --runtime.fail_rank 1 --runtime.fail_step 6"
+                       " --runtime.fail_signal 9 --run.dir " + dir.string() + " --run.name run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const fs::path run = dir / "run";
+  r = run_duet("report --run " + run.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string json = read_file(run / "report.json");
+  const double ettr = field(json, "effective_training_time");
+  EXPECT_GT(ettr, 0);
+  EXPECT_LT(ettr, 1);
+  EXPECT_NEAR(field(json, "productive_s") / field(json, "wall_time_s"), ettr, 1e-9);
+  EXPECT_EQ(field(json, "interruptions"), 1);
+  EXPECT_EQ(field(json, "attempts"), 2);
+  const std::string md = read_file(run / "report.md");
+  EXPECT_NE(md.find("## Badput per interruption"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 2 | rank-died |"), std::string::npos) << md;
+  EXPECT_NE(md.find("## Goodput: where the wall time went"), std::string::npos) << md;
+  const std::string html = read_file(run / "report.html");
+  EXPECT_NE(html.find("attempt 2"), std::string::npos);
+  fs::remove_all(dir);
+}
+
+// A run not started by `duet launch` has no events.jsonl: the report says so and has no
+// goodput section.
+TEST(ReportCli, UnsupervisedRunHasNoGoodputSection) {
+  const auto dir = scratch_dir("report-unsupervised");
+  ASSERT_EQ(run_duet("train --train.steps 3 --train.eval_batches 1 --run.dir " + dir.string() + " --run.name run")
+                .exit_code, 0);
+  const auto r = run_duet("report --run " + (dir / "run").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string md = read_file(dir / "run/report.md");
+  EXPECT_NE(md.find("No goodput section"), std::string::npos) << md;
+  EXPECT_EQ(md.find("effective training time"), std::string::npos);
+  fs::remove_all(dir);
+}

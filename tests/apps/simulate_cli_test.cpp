@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
+#include <regex>
 #include <string>
 
 #include "io/config.h"
@@ -82,6 +84,44 @@ TEST(SimulateCli, SweepPrintsOneRowPerValue) {
   EXPECT_NE(r.output.find("GPU-h/T"), std::string::npos);
   EXPECT_NE(r.output.find("3/3"), std::string::npos);  // the progress bar finished
   EXPECT_EQ(r.output.find("error"), std::string::npos) << r.output;  // dp followed pp: 2048 GPUs each time
+}
+
+// The failure rate swept: one step simulated, a goodput per rate; more failures, less of it.
+TEST(SimulateCli, SweepOverTheFailureRate) {
+  const CommandResult r =
+      run_duet("simulate --config " + kConfig + " --sweep goodput.interruptions_per_gpu_day=0,0.0005,0.005");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<double> ettr;
+  const std::regex row("goodput.interruptions_per_gpu_day=[0-9.]+ +(?:[-0-9.,]+%? +){8}([0-9.]+)%");
+  for (std::sregex_iterator it(r.output.begin(), r.output.end(), row), end; it != end; ++it)
+    ettr.push_back(std::stod((*it)[1]));
+  ASSERT_EQ(ettr.size(), 3u) << r.output;
+  EXPECT_DOUBLE_EQ(ettr[0], 100.0);  // no failures, checkpoint.every 0: never saves
+  EXPECT_LT(ettr[1], ettr[0]);
+  EXPECT_LT(ettr[2], ettr[1]);
+  EXPECT_NE(r.output.find("ETTR"), std::string::npos);
+}
+
+TEST(SimulateCli, ExpectedGoodputInTheReport) {
+  const auto dir = scratch_dir("simulate-goodput");
+  const CommandResult r = run_duet("simulate --config " + kConfig + " --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("effective training time"), std::string::npos) << r.output;
+  const YAML::Node j = YAML::Load(read_file(dir / "report.json"));
+  const double ettr = j["expected_effective_training_time"].as<double>();
+  EXPECT_GT(ettr, 0.5);
+  EXPECT_LT(ettr, 1.0);
+  // Young/Daly: sqrt(2 x save x MTBF); the cluster fails 2048 x 419 / (16384 x 54) times a day.
+  const double mtbf = 86400 / (2048 * 419.0 / (16384 * 54));
+  const double interval = j["optimal_checkpoint_interval_s"].as<double>();
+  EXPECT_GT(interval, std::sqrt(2 * 1.0 * mtbf));    // the save takes more than 1 s
+  EXPECT_LT(interval, std::sqrt(2 * 60.0 * mtbf));   // and less than a minute
+  EXPECT_NEAR(j["tokens_per_day_with_failures"].as<double>(), j["tokens_per_day"].as<double>() * ettr,
+              1e-6 * j["tokens_per_day"].as<double>());
+  // A bad key value names the key and what is allowed.
+  const CommandResult bad = run_duet("simulate --config " + kConfig + " --set goodput.restart_s=-1 --out " + dir.string());
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("goodput.restart_s: expected a number ≥ 0"), std::string::npos) << bad.output;
 }
 
 TEST(SimulateCli, CompareSchedulesPrintsAllFour) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -30,39 +31,6 @@ std::string launch(const fs::path& dir, const std::string& name, const std::stri
          " --run.dir " + dir.string() + " --run.name " + name + extra;
 }
 
-// Each step's loss as written, the last line of a step winning (a restarted run repeats the
-// steps after its checkpoint).
-std::map<int, std::string> losses_by_step(const fs::path& metrics) {
-  std::map<int, std::string> out;
-  const std::regex re("\"step\":(\\d+),\"loss\":([^,}]+)");
-  std::stringstream ss(read_file(metrics));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out[std::stoi(m[1])] = m[2];
-  }
-  return out;
-}
-
-// The "kind" of every record of events.jsonl, in order.
-std::vector<std::string> event_kinds(const fs::path& events) {
-  std::vector<std::string> out;
-  const std::regex re("\"kind\": \"([a-z-]+)\"");
-  std::stringstream ss(read_file(events));
-  for (std::string line; std::getline(ss, line);) {
-    std::smatch m;
-    if (std::regex_search(line, m, re)) out.push_back(m[1]);
-  }
-  return out;
-}
-
-int count(const std::vector<std::string>& v, const std::string& s) { return (int)std::count(v.begin(), v.end(), s); }
-
-// No process of this test's job is left (its run directory is in every rank's command line).
-bool no_orphans(const fs::path& dir) {
-  // "[.]" keeps the pattern from matching the shell that runs pgrep.
-  return run_command("pgrep -f -- '--run[.]dir " + dir.string() + "'").output.empty();
-}
-
 class Supervisor : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -87,7 +55,7 @@ std::map<int, std::string>* Supervisor::reference_ = nullptr;
 TEST_F(Supervisor, AnUninterruptedRunLogsNoFault) {
   ASSERT_EQ(reference_->size(), 12u);
   for (const auto& k : event_kinds(*dir_ / "clean/events.jsonl"))
-    EXPECT_TRUE(k == "launched" || k == "checkpoint" || k == "finished") << k;
+    EXPECT_TRUE(k == "launched" || k == "resumed" || k == "checkpoint" || k == "finished") << k;
 }
 
 TEST_F(Supervisor, AKilledRankIsRestartedFromTheCheckpointWithTheSameLosses) {
@@ -101,10 +69,85 @@ TEST_F(Supervisor, AKilledRankIsRestartedFromTheCheckpointWithTheSameLosses) {
   EXPECT_TRUE(no_orphans(*dir_));
 }
 
+// A rank killed while it writes its shard of step 8: that checkpoint never commits, the
+// restart resumes from step 4 and every loss is the uninterrupted run's.
+TEST_F(Supervisor, AKillDuringASaveUsesNoPartialCheckpoint) {
+  const auto r = run_command(launch(*dir_, "killsave", " --runtime.fail_rank 6 --runtime.fail_step 8 --runtime.fail_signal 9"
+                                                       " --runtime.fail_at save"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + (*dir_ / "killsave/checkpoints/step-000004").string()), std::string::npos)
+      << r.output;
+  const auto kinds = event_kinds(*dir_ / "killsave/events.jsonl");
+  EXPECT_EQ(count(kinds, "rank-died"), 1);
+  EXPECT_EQ(count(kinds, "recovered"), 1);
+  EXPECT_EQ(losses_by_step(*dir_ / "killsave/metrics.jsonl"), *reference_);
+  // Step 8 was saved again by the next attempt; nothing of the interrupted save is left.
+  EXPECT_TRUE(fs::exists(*dir_ / "killsave/checkpoints/step-000008/COMMITTED"));
+  for (const auto& e : fs::directory_iterator(*dir_ / "killsave/checkpoints"))
+    EXPECT_EQ(e.path().string().find("staging"), std::string::npos) << e.path();
+  EXPECT_TRUE(no_orphans(*dir_));
+}
+
+// Rank 0 killed inside its commit of step 8, after COMMITTED is written and before the
+// checkpoint is moved into place: a staging directory that looks complete is never loaded.
+TEST_F(Supervisor, AKillDuringACommitUsesNoPartialCheckpoint) {
+  const auto r = run_command(launch(*dir_, "killcommit", " --runtime.fail_rank 0 --runtime.fail_step 8 --runtime.fail_signal 9"
+                                                         " --runtime.fail_at commit"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + (*dir_ / "killcommit/checkpoints/step-000004").string()), std::string::npos)
+      << r.output;
+  const std::string events = read_file(*dir_ / "killcommit/events.jsonl");
+  EXPECT_NE(events.find("\"kind\": \"fault-injected\""), std::string::npos) << events;
+  EXPECT_EQ(count(event_kinds(*dir_ / "killcommit/events.jsonl"), "rank-died"), 1) << events;
+  EXPECT_EQ(losses_by_step(*dir_ / "killcommit/metrics.jsonl"), *reference_);
+  EXPECT_EQ(fs::read_symlink(*dir_ / "killcommit/checkpoints/latest"), "step-000012");
+  EXPECT_TRUE(no_orphans(*dir_));
+}
+
+// The recovery's parts are recorded, and add up to its total.
+TEST_F(Supervisor, ARecoveryIsMeasuredPartByPart) {
+  const std::string events = read_file(*dir_ / "kill/events.jsonl");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(events, m, std::regex("\\{[^\n]*\"kind\": \"recovered\"[^\n]*\\}"))) << events;
+  const std::string rec = m[0];
+  auto field = [&](const std::string& k) {
+    std::smatch f;
+    EXPECT_TRUE(std::regex_search(rec, f, std::regex("\"" + k + "\": ([-0-9.e]+)"))) << k << " in " << rec;
+    return f.empty() ? -1.0 : std::stod(f[1]);
+  };
+  double sum = 0;
+  for (const char* k : {"detection_s", "teardown_s", "backoff_s", "launch_s", "mpi_init_s", "setup_s", "load_s",
+                        "first_step_s"}) {
+    EXPECT_GE(field(k), 0) << k;
+    sum += field(k);
+  }
+  EXPECT_NEAR(sum, field("total_s"), 1e-6);
+  EXPECT_EQ(field("checkpoint_step"), 4);
+  EXPECT_EQ(field("fault_step"), 5);  // rank 3 died at the start of step 6
+  EXPECT_EQ(field("recomputed_steps"), 1);
+}
+
+// An attempt whose generation is no longer the run's newest (a cut-off rank of an earlier
+// attempt) trains, but its checkpoint is refused and `latest` never moves to it.
+TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
+  const fs::path dir = scratch_dir("fence");
+  fs::create_directories(dir / "f");
+  { std::ofstream(dir / "f/fence") << "5\n"; }
+  const auto r = run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
+                             " train --train.steps 2 --checkpoint.every 2 --checkpoint.async false --train.eval_batches 1"
+                             " --train.log_every 10 --run.dir " + dir.string() + " --run.name f");
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
+  EXPECT_NE(r.output.find("fenced: this attempt (generation 3) was superseded by generation 5"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(dir / "f/checkpoints/step-000002"));
+  EXPECT_FALSE(fs::exists(dir / "f/checkpoints/latest"));
+  fs::remove_all(dir);
+}
+
 TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
   const auto r = run_command(launch(*dir_, "hang",
                                     " --runtime.fail_rank 5 --runtime.fail_step 6 --runtime.fail_signal 19",
-                                    /*hang_timeout_s=*/"5"));
+                                    /*hang_timeout_s=*/"8"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto kinds = event_kinds(*dir_ / "hang/events.jsonl");
   EXPECT_EQ(count(kinds, "hang"), 1) << r.output;
@@ -114,6 +157,12 @@ TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
   EXPECT_NE(events.find("rank 5 made no progress"), std::string::npos) << events;
   const std::string state = read_file(*dir_ / "hang/hang-attempt-1/rank-5.txt");
   EXPECT_NE(state.find("State:\tT (stopped)"), std::string::npos) << state.substr(0, 400);
+  // Every other rank answered with every thread's stack, named down to the training loop
+  // (waiting on rank 5); the stopped one could not.
+  EXPECT_NE(events.find("7 of 8 ranks wrote every thread's stack (not answering: rank 5)"), std::string::npos) << events;
+  EXPECT_FALSE(fs::exists(*dir_ / "hang/hang-attempt-1/rank-5.stacks.txt"));
+  const std::string stacks = read_file(*dir_ / "hang/hang-attempt-1/rank-4.stacks.txt");
+  EXPECT_NE(stacks.find("duet::runtime::train"), std::string::npos) << stacks.substr(0, 2000);
   EXPECT_EQ(losses_by_step(*dir_ / "hang/metrics.jsonl"), *reference_);
   EXPECT_TRUE(no_orphans(*dir_));
 }
@@ -144,10 +193,10 @@ TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
   EXPECT_TRUE(no_orphans(*dir_));
 }
 
-// SIGTERM / SIGUSR1 to the supervisor once step 3 is in metrics.jsonl: every rank stops at a
-// step boundary with a checkpoint; exit 0 / 5 (requeue requested); nothing is left running.
+// SIGTERM / SIGINT / SIGUSR1 to the supervisor once step 3 is in metrics.jsonl: every rank stops at a
+// step boundary with a checkpoint; exit 0 / 0 / 5 (requeue requested); nothing is left running.
 TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
-  for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"USR1", 5}}) {
+  for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"INT", 0}, {"USR1", 5}}) {
     const std::string name = "sig" + sig;
     const fs::path metrics = *dir_ / name / "metrics.jsonl";
     // Polls for the third metrics line (at most 120 s, or until the job ended by itself).

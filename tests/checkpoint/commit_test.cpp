@@ -98,7 +98,7 @@ TEST(CheckpointCommit, RankThatFailsToWriteMeansNoRankCommits) {
   ScratchDir dir("rankfail");
   save_threaded(dir.str(), 100, test_model(), test_layout(4));
   SaveOptions opt;
-  opt.before_shard_close = [](int rank) {
+  opt.before_shard_close = [](int rank, std::int64_t) {
     if (rank == 2) throw std::system_error(ENOSPC, std::generic_category(), "injected");
   };
   const auto results = save_threaded(dir.str(), 200, test_model(), test_layout(4), opt);

@@ -75,7 +75,7 @@ TEST(CheckpointWriter, SaveWhileThePreviousIsWritingWaitsAndSaysSo) {
   std::atomic<int> writes{0};
   SaveOptions opt;
   opt.log = log.fn();
-  opt.before_shard_close = [&](int) {
+  opt.before_shard_close = [&](int, std::int64_t) {
     if (writes++ == 0) released.wait();  // hold the first save in the middle of its write
   };
   CheckpointWriter writer({dir.str(), 0, test_layout(1), {}, opt});
@@ -112,7 +112,7 @@ TEST(CheckpointWriter, FailedBackgroundWriteIsReportedAndNotCommitted) {
   bool fail = false;
   SaveOptions opt;
   opt.log = log.fn();
-  opt.before_shard_close = [&](int) {
+  opt.before_shard_close = [&](int, std::int64_t) {
     if (fail) throw std::system_error(ENOSPC, std::generic_category(), "injected write failure");
   };
   CheckpointWriter writer({dir.str(), 0, test_layout(1), {}, opt});
@@ -138,7 +138,7 @@ TEST(CheckpointWriter, FourAsyncRanksAgreeOnFailure) {
   const auto model = test_model();
   ThreadAgreement agree(4);
   SaveOptions opt;
-  opt.before_shard_close = [](int rank) {
+  opt.before_shard_close = [](int rank, std::int64_t) {
     if (rank == 3) throw std::runtime_error("injected failure on rank 3");
   };
   std::vector<std::unique_ptr<CheckpointWriter>> writers;
@@ -241,7 +241,7 @@ TEST(CheckpointWriterSnapshot, DeferredSnapshotIsTakenBeforeWaitSnapshotReturns)
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   SaveOptions opt;
-  opt.before_shard_close = [&](int) { released.wait(); };  // the write is held; the copy is not
+  opt.before_shard_close = [&](int, std::int64_t) { released.wait(); };  // the write is held; the copy is not
   CheckpointWriter writer({dir.str(), 0, test_layout(1), {}, opt});
   RankSlices rs = rank_slices(model, 0, 1);
   writer.reserve(rs.slices);

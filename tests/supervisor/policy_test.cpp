@@ -308,3 +308,43 @@ TEST(SupervisorPolicy, AStragglerIsNamedOnceAndNoiseNever) {
     }
   EXPECT_EQ(named, 1);
 }
+
+// A host that vanishes closes no connection: its ranks' heartbeats just stop. A node of
+// which every rank is silent for fault.host_timeout_s is lost at once; one silent rank among
+// live ones on its node is stuck, not lost (a hang, with its own, longer timeout).
+TEST(SupervisorPolicy, ANodeWhoseRanksAllFallSilentIsLostWithinTheHostTimeout) {
+  Policy p(quick(), 4);  // host_timeout_s defaults to 1 s; ranks 0, 1 on node a, 2, 3 on node b
+  p.on(ev(K::Launched, 0));
+  for (int r = 0; r < 4; ++r) {
+    Event h = ev(K::Hello, 0.5);
+    h.rank = r, h.remote = true, h.node = r < 2 ? "a" : "b";
+    p.on(h);
+  }
+  for (double t = 0.6; t < 3; t += 0.1)
+    for (int r = 0; r < 4; ++r) p.on(heartbeat(t, r, 1, (int)(t * 10)));
+  // From t = 3 rank 1 (node a) and both ranks of node b go silent; rank 0 keeps beating.
+  for (double t = 3.0; t < 3.95; t += 0.1) {
+    p.on(heartbeat(t, 0, 1, (int)(t * 10)));
+    EXPECT_TRUE(p.on(ev(K::Tick, t)).empty()) << t;
+  }
+  const auto a = p.on(ev(K::Tick, 4.05));  // node b silent for 1.15 s
+  ASSERT_TRUE(logged(a, "host-lost"));
+  EXPECT_EQ(get(a, A::Log).ranks, (std::vector<int>{2, 3}));
+  EXPECT_NE(get(a, A::Log).why.find("node b"), std::string::npos) << get(a, A::Log).why;
+  EXPECT_TRUE(has(a, A::Teardown));
+  EXPECT_FALSE(has(a, A::DumpStacks));
+}
+
+TEST(SupervisorPolicy, ASilentRankOnTheSupervisorsHostIsNeverAHostLoss) {
+  Policy p(quick(), 2);
+  p.on(ev(K::Launched, 0));
+  for (int r = 0; r < 2; ++r) {
+    Event h = ev(K::Hello, 0.5);
+    h.rank = r, h.remote = false, h.node = "here";
+    p.on(h);
+  }
+  p.on(heartbeat(1, 0, 1, 0));
+  p.on(heartbeat(1, 1, 1, 0));
+  EXPECT_FALSE(logged(p.on(ev(K::Tick, 4)), "host-lost"));  // under the 5 s hang timeout: nothing
+  EXPECT_TRUE(logged(p.on(ev(K::Tick, 6.5)), "hang"));
+}

@@ -1,0 +1,141 @@
+// duet submit: writes <run dir>/job.sbatch for a run config and submits it with sbatch. The
+// job execs `duet launch` in its allocation (apps/cmd_launch.cpp), which starts the ranks with
+// srun --mpi=pmix, checkpoints and requeues on Slurm's USR1 warning and after a node loss.
+// The run's lineage id is chosen here, so every start of the job continues the same run.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <climits>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "apps/commands.h"
+#include "apps/config_options.h"
+#include "io/run_dir.h"
+#include "slurm/batch_script.h"
+#include "slurm/client.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace duet::app {
+
+namespace {
+
+std::string this_exe() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find the duet executable (/proc/self/exe)");
+  return std::string(buf, n);
+}
+
+}  // namespace
+
+int cmd_submit(int argc, char** argv) {
+  po::options_description opts(
+      "usage: duet submit --config FILE --nodes N [--ranks-per-node R] [--time T] [--partition P]\n"
+      "                   [--account A] [--dry-run] [--set key=value ...]\n\n"
+      "Writes <run.dir>/<run.name>/job.sbatch and submits it with sbatch (--dry-run: prints it).\n"
+      "The job runs `duet launch` on N nodes x R ranks (= parallel.pp x parallel.dp), checkpoints\n"
+      "and requeues itself on Slurm's time-limit warning (USR1) and after losing a node");
+  opts.add_options()("help,h", "show this help")("nodes", po::value<int>(), "nodes (required)")(
+      "ranks-per-node", po::value<int>()->default_value(1), "ranks (MPI tasks) per node")(
+      "gpus-per-node", po::value<int>()->default_value(0), "GPUs per node (0: no --gpus-per-node line)")(
+      "cpus-per-task", po::value<int>()->default_value(1), "CPUs per rank")(
+      "time", po::value<std::string>()->default_value(""), "time limit: minutes, HH:MM:SS, D-HH:MM:SS")(
+      "partition", po::value<std::string>()->default_value(""), "partition (default: the cluster's)")(
+      "account", po::value<std::string>()->default_value(""), "account (default: the user's)")(
+      "signal-seconds", po::value<int>()->default_value(120),
+      "USR1 this long before the time limit: the job checkpoints and requeues")(
+      "no-kill", "keep the allocation when a node fails (--no-kill); the job still requeues itself: "
+                 "relaunching on fewer nodes is not built")(
+      "dry-run", "print the script, write and submit nothing");
+  add_config_options(opts);
+  po::variables_map vm;
+  if (!parse_options(opts, argc, argv, vm)) return 0;
+  if (!vm.count("nodes")) throw std::invalid_argument("--nodes: required (the number of nodes of the job)");
+  const io::RunConfig cfg = config_from_options(vm);
+  // A simulate-only model (MLA, FP8, ...) is refused before anything is written.
+  try {
+    io::require_trainable(cfg);
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(std::string("this config is simulated, not trained (duet simulate): ") + e.what());
+  }
+  const int nodes = vm["nodes"].as<int>(), per_node = vm["ranks-per-node"].as<int>();
+  const int ranks = cfg.parallel.pp * cfg.parallel.dp;
+  if (nodes < 1 || per_node < 1 || nodes * per_node != ranks)
+    throw std::invalid_argument("--nodes " + std::to_string(nodes) + " x --ranks-per-node " + std::to_string(per_node) +
+                                " must equal parallel.pp x parallel.dp = " + std::to_string(cfg.parallel.pp) + " x " +
+                                std::to_string(cfg.parallel.dp) + " = " + std::to_string(ranks) + " ranks");
+  if (cfg.run.name.empty()) throw std::invalid_argument("run.name: duet submit needs a run name (the job's name)");
+
+  const std::string id = cfg.run.id.empty() ? io::new_run_id() : cfg.run.id;
+  const fs::path run_root = fs::absolute(cfg.run.dir).lexically_normal();
+  const fs::path run_dir = run_root / cfg.run.name;
+  slurm::BatchJob job;
+  job.job_name = cfg.run.name;
+  job.run_dir = run_dir.string();
+  job.work_dir = fs::current_path().string();
+  job.nodes = nodes, job.ranks_per_node = per_node;
+  job.gpus_per_node = vm["gpus-per-node"].as<int>(), job.cpus_per_task = vm["cpus-per-task"].as<int>();
+  job.time = vm["time"].as<std::string>(), job.partition = vm["partition"].as<std::string>();
+  job.account = vm["account"].as<std::string>(), job.signal_seconds = vm["signal-seconds"].as<int>();
+  job.no_kill = vm.count("no-kill") > 0;
+  // `duet launch` with the same config options, the lineage and an absolute run directory.
+  job.command = {this_exe(), "launch"};
+  static const std::vector<std::string> own = {"--nodes", "--ranks-per-node", "--gpus-per-node", "--cpus-per-task",
+                                               "--time", "--partition", "--account", "--signal-seconds"};
+  // run.dir, run.name and run.id are given once, resolved, at the end: drop the user's.
+  static const std::vector<std::string> resolved = {"run.dir", "run.name", "run.id"};
+  auto sets_resolved_key = [&](const std::string& kv) {
+    for (const auto& k : resolved)
+      if (kv.rfind(k + "=", 0) == 0) return true;
+    return false;
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--no-kill" || a == "--dry-run") continue;
+    bool skip = false;
+    for (const auto& o : own) {
+      if (a == o) ++i, skip = true;
+      else if (a.rfind(o + "=", 0) == 0) skip = true;
+    }
+    for (const auto& k : resolved) {
+      if (a == "--" + k) ++i, skip = true;
+      else if (a.rfind("--" + k + "=", 0) == 0) skip = true;
+    }
+    if (a == "--set" && i + 1 < argc && sets_resolved_key(argv[i + 1])) ++i, skip = true;
+    else if (a.rfind("--set=", 0) == 0 && sets_resolved_key(a.substr(6))) skip = true;
+    if (!skip) job.command.push_back(a);
+  }
+  job.command.insert(job.command.end(), {"--set", "run.dir=" + run_root.string(), "--set", "run.name=" + cfg.run.name,
+                                         "--set", "run.id=" + id});
+  const std::string script = slurm::make_batch_script(job);  // validates every field first
+  // Every start of the job must continue this directory: one holding a finished run would be
+  // skipped for <name>-2 while Slurm's output still went here.
+  if (io::run_finished(run_dir.string()))
+    throw std::invalid_argument("run.name '" + cfg.run.name + "': " + run_dir.string() +
+                                " holds a finished run; choose another run.name (or remove it)");
+  if (vm.count("dry-run")) {
+    std::fputs(script.c_str(), stdout);
+    return 0;
+  }
+
+  fs::create_directories(run_dir);
+  const fs::path script_path = run_dir / "job.sbatch";
+  std::ofstream(script_path) << script;
+  const std::string job_id = slurm::submit(script_path.string());
+  // duet status finds the job through this file: one line per submission.
+  std::ofstream(run_dir / "slurm-jobs", std::ios::app) << job_id << ' ' << std::time(nullptr) << ' ' << id << '\n';
+  std::printf("duet submit: Slurm job %s, run %s: %d node%s x %d rank%s, script %s\n", job_id.c_str(), id.c_str(),
+              nodes, nodes == 1 ? "" : "s", per_node, per_node == 1 ? "" : "s", script_path.c_str());
+  std::printf("follow it: squeue -j %s; tail -f %s/slurm-%s.out; duet status %s\n", job_id.c_str(), run_dir.c_str(),
+              job_id.c_str(), run_dir.c_str());
+  return 0;
+}
+
+}  // namespace duet::app

@@ -1,0 +1,54 @@
+#include "supervisor/nodes.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace duet::supervisor {
+
+NodePool::NodePool(std::vector<std::string> nodes, int ranks_per_node, double window_s)
+    : nodes_(std::move(nodes)), ranks_per_node_(ranks_per_node), window_s_(window_s) {
+  if (nodes_.empty() || ranks_per_node_ < 1) throw std::invalid_argument("node pool: no nodes, or ranks_per_node < 1");
+}
+
+std::vector<std::string> NodePool::healthy() const {
+  std::vector<std::string> out;
+  for (const auto& n : nodes_)
+    if (!excluded_.count(n)) out.push_back(n);
+  return out;
+}
+
+std::string NodePool::node_of(int rank, const std::vector<std::string>& nodes) const {
+  const int i = rank / ranks_per_node_;
+  return rank >= 0 && i < (int)nodes.size() ? nodes[i] : "";
+}
+
+bool NodePool::lost(const std::string& node, const std::string& why) {
+  if (std::find(nodes_.begin(), nodes_.end(), node) == nodes_.end()) return false;
+  return excluded_.emplace(node, why).second;
+}
+
+bool NodePool::rank_failed(const std::string& node, double t) {
+  auto& f = failures_[node];
+  f.push_back(t);
+  std::erase_if(f, [&](double x) { return t - x > window_s_; });
+  if (f.size() < 2) return false;
+  f.clear();
+  return lost(node, "ranks on it failed twice within fault.node_window_s");
+}
+
+bool NodePool::restore(const std::string& node) {
+  failures_.erase(node);
+  return excluded_.erase(node) > 0;
+}
+
+std::optional<core::Layout> elastic_layout(int slots, const core::Layout& configured, const core::LayoutRules& rules) {
+  for (int dp = std::min(configured.dp, slots / std::max(1, configured.pp)); dp >= 1; --dp)
+    for (int ep = configured.ep; ep >= 1; --ep) {
+      if (configured.ep % ep != 0) continue;
+      const core::Layout l{configured.pp, dp, ep};
+      if (core::layout_violation(configured.pp * dp, l, rules).empty()) return l;
+    }
+  return std::nullopt;
+}
+
+}  // namespace duet::supervisor
