@@ -67,6 +67,26 @@ TEST_F(Supervisor, AKilledRankIsRestartedFromTheCheckpointWithTheSameLosses) {
   EXPECT_EQ(count(kinds, "launched"), 2);
   EXPECT_EQ(losses_by_step(*dir_ / "kill/metrics.jsonl"), *reference_);  // bit-identical, every step
   EXPECT_TRUE(no_orphans(*dir_));
+  // The recovery's parts are recorded, and add up to its total.
+  const std::string events = read_file(*dir_ / "kill/events.jsonl");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(events, m, std::regex("\\{[^\n]*\"kind\": \"recovered\"[^\n]*\\}"))) << events;
+  const std::string rec = m[0];
+  auto field = [&](const std::string& k) {
+    std::smatch f;
+    EXPECT_TRUE(std::regex_search(rec, f, std::regex("\"" + k + "\": ([-0-9.e]+)"))) << k << " in " << rec;
+    return f.empty() ? -1.0 : std::stod(f[1]);
+  };
+  double sum = 0;
+  for (const char* k : {"detection_s", "teardown_s", "backoff_s", "launch_s", "mpi_init_s", "setup_s", "load_s",
+                        "first_step_s"}) {
+    EXPECT_GE(field(k), 0) << k;
+    sum += field(k);
+  }
+  EXPECT_NEAR(sum, field("total_s"), 1e-6);
+  EXPECT_EQ(field("checkpoint_step"), 4);
+  EXPECT_EQ(field("fault_step"), 5);  // rank 3 died at the start of step 6
+  EXPECT_EQ(field("recomputed_steps"), 1);
 }
 
 // A rank killed while it writes its shard of step 8: that checkpoint never commits, the
@@ -102,29 +122,6 @@ TEST_F(Supervisor, AKillDuringACommitUsesNoPartialCheckpoint) {
   EXPECT_EQ(losses_by_step(*dir_ / "killcommit/metrics.jsonl"), *reference_);
   EXPECT_EQ(fs::read_symlink(*dir_ / "killcommit/checkpoints/latest"), "step-000012");
   EXPECT_TRUE(no_orphans(*dir_));
-}
-
-// The recovery's parts are recorded, and add up to its total.
-TEST_F(Supervisor, ARecoveryIsMeasuredPartByPart) {
-  const std::string events = read_file(*dir_ / "kill/events.jsonl");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(events, m, std::regex("\\{[^\n]*\"kind\": \"recovered\"[^\n]*\\}"))) << events;
-  const std::string rec = m[0];
-  auto field = [&](const std::string& k) {
-    std::smatch f;
-    EXPECT_TRUE(std::regex_search(rec, f, std::regex("\"" + k + "\": ([-0-9.e]+)"))) << k << " in " << rec;
-    return f.empty() ? -1.0 : std::stod(f[1]);
-  };
-  double sum = 0;
-  for (const char* k : {"detection_s", "teardown_s", "backoff_s", "launch_s", "mpi_init_s", "setup_s", "load_s",
-                        "first_step_s"}) {
-    EXPECT_GE(field(k), 0) << k;
-    sum += field(k);
-  }
-  EXPECT_NEAR(sum, field("total_s"), 1e-6);
-  EXPECT_EQ(field("checkpoint_step"), 4);
-  EXPECT_EQ(field("fault_step"), 5);  // rank 3 died at the start of step 6
-  EXPECT_EQ(field("recomputed_steps"), 1);
 }
 
 // An attempt whose generation is no longer the run's newest (a cut-off rank of an earlier
