@@ -16,6 +16,7 @@
 //                        done            (it finished its part: the connection closing next is no death)
 //   supervisor → rank:   stop            (stop at the next step boundary, with a checkpoint)
 //                        stacks <dir>    (write every thread's stack into <dir>/rank-<r>.stacks.txt)
+//                        nostacks        (the supervisor stopped waiting: a request not yet handled is void)
 
 #include <optional>
 #include <string>

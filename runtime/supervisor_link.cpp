@@ -5,10 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 #include "runtime/stack_dump.h"
 
@@ -138,9 +140,18 @@ void SupervisorLink::loop() {
         return;
       }
       inbox.append(buf, (size_t)n);
+      std::vector<std::string> lines;
       for (size_t nl; (nl = inbox.find('\n')) != std::string::npos;) {
-        handle(inbox.substr(0, nl));
+        lines.push_back(inbox.substr(0, nl));
         inbox.erase(0, nl + 1);
+      }
+      // A stacks request the supervisor already gave up on (this process was stopped, and
+      // continued only to be torn down) is followed by "nostacks": its stacks would show the
+      // state after the hang, not during it.
+      for (size_t i = 0; i < lines.size(); ++i) {
+        const bool cancelled = lines[i].starts_with("stacks ") &&
+                               std::find(lines.begin() + i, lines.end(), "nostacks") != lines.end();
+        if (!cancelled) handle(lines[i]);
       }
       if (inbox.size() > 4096) inbox.clear();  // not a line of ours
     }

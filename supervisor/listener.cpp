@@ -109,4 +109,8 @@ std::vector<int> Listener::request_stacks(const std::string& dir) {
   return asked;
 }
 
+void Listener::cancel_stacks() {
+  for (const auto& c : conns_) (void)!send(c.fd, "nostacks\n", 9, MSG_NOSIGNAL);
+}
+
 }  // namespace duet::supervisor

@@ -38,6 +38,9 @@ class Listener {
   // Sends "stacks <dir>" to every connected rank; returns the ranks asked (those that said
   // hello). Each answers "stacksdone" once its file is written.
   std::vector<int> request_stacks(const std::string& dir);
+  // "nostacks" to every connected rank: a rank that reads the request only now (it was
+  // stopped) ignores it.
+  void cancel_stacks();
   // Closes every rank connection and forgets a stop (a new attempt starts afresh).
   void drop_all();
   int connected() const { return (int)conns_.size(); }

@@ -318,6 +318,7 @@ int supervise(const SuperviseOptions& o) {
         if (r.rank >= 0 && r.rank < ranks && r.kind == RankReport::Kind::Message &&
             r.message.kind == core::RankMessage::Kind::StacksDone && !answered[r.rank])
           answered[r.rank] = 1, ++answers;
+    if (answers < (int)asked.size()) listener.cancel_stacks();
     std::string silent;
     for (int r = 0; r < ranks; ++r)
       if (!answered[r]) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
