@@ -119,6 +119,13 @@ void write_proc_state(const std::vector<int>& pids, const fs::path& dir) {
   }
 }
 
+// Whether /proc says the process is stopped (state T or t).
+bool process_stopped(int pid) {
+  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && (stat[paren + 2] == 'T' || stat[paren + 2] == 't');
+}
+
 bool is_fault(const std::string& what) {
   return what == "rank-died" || what == "hang" || what == "job-died" || what == "non-finite" || what == "host-lost";
 }
@@ -312,8 +319,11 @@ int supervise(const SuperviseOptions& o) {
     const std::vector<int> asked = listener.request_stacks(fs::absolute(dir).string());
     std::vector<char> answered(ranks, 0);
     int answers = 0;
+    // A local rank the kernel shows stopped cannot answer: not waited for.
+    int expected = 0;
+    for (int r : asked) expected += !(local[r] > 0 && process_stopped(local[r]));
     const double until = now() + 5;
-    while (answers < (int)asked.size() && now() < until)
+    while (answers < expected && now() < until)
       for (const RankReport& r : listener.poll(50))
         if (r.rank >= 0 && r.rank < ranks && r.kind == RankReport::Kind::Message &&
             r.message.kind == core::RankMessage::Kind::StacksDone && !answered[r.rank])
