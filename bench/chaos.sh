@@ -21,7 +21,8 @@ kinds = ["kill", "stop", "killsave", "corrupt", "nodestop"]
 plan, resume = [], 0
 for a in range(1, n + 1):
     k = kinds[(a - 1) % len(kinds)] if a <= len(kinds) else rng.choice(kinds)
-    rank = rng.randrange(8)
+    # After a node loss the attempt runs DP 1: ranks 0-3 only.
+    rank = rng.randrange(4 if plan and plan[-1].split(":")[1] == "nodestop" else 8)
     if k == "killsave": step, nxt = resume + 2 * every, resume + every
     elif k == "corrupt": step, nxt = resume + 2 * every + 1, resume + every
     else:
@@ -38,7 +39,7 @@ events="$out/chaos/events.jsonl"
 t0=$(date +%s.%N)
 build/apps/duet launch --train.steps "$steps" --train.log_every 1000 --train.eval_batches 1 --checkpoint.every $every \
   --checkpoint.async false --fault.backoff_s 0 --fault.max_restarts 5 --fault.hang_timeout_s 8 --fault.host_timeout_s 2 \
-  --fault.node_window_s 0 --launch.ranks_per_node 2 --runtime.trace false --runtime.fail_plan "$plan" \
+  --fault.node_window_s 0 --launch.ranks_per_node 2 --runtime.fail_plan "$plan" \
   --run.dir "$out" --run.name chaos "$@" > "$out/chaos.log" 2>&1 &
 pid=$!
 # A lost node comes back once an attempt has started without it.
