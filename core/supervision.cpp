@@ -38,7 +38,12 @@ std::string encode(const RankMessage& m) {
       std::snprintf(buf, sizeof buf, "steptime %d %.9g\n", m.step, m.seconds);
       return buf;
     case RankMessage::Kind::Committed: std::snprintf(buf, sizeof buf, "committed %d\n", m.step); return buf;
-    case RankMessage::Kind::NonFinite: std::snprintf(buf, sizeof buf, "nonfinite %d\n", m.step); return buf;
+    case RankMessage::Kind::NonFinite:
+      if (m.mb >= 0)
+        std::snprintf(buf, sizeof buf, "nonfinite %d %d %d %d\n", m.step, m.at_rank, m.dir, m.mb);
+      else
+        std::snprintf(buf, sizeof buf, "nonfinite %d\n", m.step);
+      return buf;
     case RankMessage::Kind::Mark:
       std::snprintf(buf, sizeof buf, "mark %s %.9g %d\n", m.name.c_str(), m.seconds, m.step);
       return buf;
@@ -84,6 +89,11 @@ std::optional<RankMessage> decode_rank_message(std::string_view line) {
   } else if (word == "committed" || word == "nonfinite") {
     m.kind = word == "committed" ? RankMessage::Kind::Committed : RankMessage::Kind::NonFinite;
     ok = bool(in >> m.step);
+    if (ok && m.kind == RankMessage::Kind::NonFinite && (in >> m.at_rank)) {
+      ok = bool(in >> m.dir >> m.mb) && m.at_rank >= 0 && m.dir >= 0 && m.mb >= 0;
+    } else {
+      in.clear();
+    }
   }
   std::string rest;
   if (!ok || (in >> rest)) return std::nullopt;  // trailing words: not ours

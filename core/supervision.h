@@ -9,7 +9,7 @@
 //                        beat <step> <op> <setup|step|save>
 //                        steptime <step> <seconds>
 //                        committed <step>
-//                        nonfinite <step>
+//                        nonfinite <step> [<rank> <dir> <mb>]   (where: the first micro-batch whose loss was not finite)
 //                        mark <name> <seconds> <step>   (a start-up milestone: age, mpi_init, load, eval)
 //                        inject <signal> <step>         (fault injection strikes now: its time is the fault's)
 //                        stacksdone      (its threads' stacks are written, after "stacks")
@@ -55,6 +55,7 @@ struct RankMessage {
   double seconds = 0;                   // steptime, mark
   std::string name;                     // mark: [a-z_]+
   int signal = 0;                       // inject
+  int at_rank = -1, dir = -1, mb = -1;  // nonfinite: where, when known
 };
 
 // What a process has spent on start-up, for the supervisor's recovery breakdown: the seconds

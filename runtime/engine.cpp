@@ -1,6 +1,8 @@
 #include "runtime/engine.h"
 
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -177,6 +179,7 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, 
   helper.join();
   st.loss_sum += other.loss_sum, st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;
   st.cpu_s += other.cpu_s;
+  if (st.nonfinite_mb < 0) st.nonfinite_dir = other.nonfinite_dir, st.nonfinite_mb = other.nonfinite_mb;
   st.executors = 2;
 }
 
@@ -233,9 +236,14 @@ void PipelineEngine::forward(RankStage& s, int mb, StepStats& st) {
                             s.last ? s.targets[mb].data() : nullptr, true};
   auto& a = s.activations[mb];
   s.model->forward(a, m, s.first ? nullptr : inbox(kActivation, s.dir, mb).data());
-  if (s.last)
-    st.loss_sum += s.model->loss_sum(a);
-  else
+  if (s.last) {
+    double loss = s.model->loss_sum(a);
+    int poisoned = mb;
+    if (poison_mb_.load() == mb && poison_mb_.compare_exchange_strong(poisoned, -1))
+      loss = std::numeric_limits<double>::quiet_NaN();
+    if (!std::isfinite(loss) && st.nonfinite_mb < 0) st.nonfinite_dir = s.dir, st.nonfinite_mb = mb;
+    st.loss_sum += loss;
+  } else
     deliver(kActivation, s.model->output(a), s.dir, mb);
 }
 

@@ -49,6 +49,8 @@ struct StepStats {
   // of the cores it shares. (The progress thread's sends are not in it.)
   double cpu_s = 0;
   int executors = 1;    // threads that ran ops (2 with overlap)
+  // The first micro-batch whose loss came out non-finite on this rank (last stages only).
+  int nonfinite_dir = -1, nonfinite_mb = -1;
   long messages = 0;    // point-to-point sends and all-to-alls this rank issued
 };
 
@@ -78,10 +80,14 @@ class PipelineEngine {
   StepStats run_step(int step, const std::function<void(int dir)>& stage_done = {});
 
   const sched::Schedule& schedule() const { return schedule_; }
+  // Fault injection (tests): the loss of micro-batch `mb` of the next step, on the first last
+  // stage of this rank that computes it, comes out NaN.
+  void poison_loss(int mb) { poison_mb_ = mb; }
   // Point-to-point messages sent so far.
   long messages_sent() const { return p2p_sends_; }
 
  private:
+  std::atomic<int> poison_mb_{-1};
   enum Kind { kActivation = 0, kGradient = 1 };
   int box_index(Kind k, int dir, int mb) const { return (k * dirs_ + dir) * microbatches_per_dir_ + mb; }
   std::vector<float>& inbox(Kind k, int dir, int mb) { return inbox_[box_index(k, dir, mb)]; }

@@ -87,9 +87,9 @@ void SupervisorLink::committed(int step) {
   send(m);
 }
 
-void SupervisorLink::non_finite(int step) {
+void SupervisorLink::non_finite(int step, int at_rank, int dir, int mb) {
   core::RankMessage m;
-  m.kind = core::RankMessage::Kind::NonFinite, m.step = step;
+  m.kind = core::RankMessage::Kind::NonFinite, m.step = step, m.at_rank = at_rank, m.dir = dir, m.mb = mb;
   send(m);
 }
 

@@ -37,7 +37,9 @@ class SupervisorLink {
   }
   void step_time(int step, double seconds);
   void committed(int step);
-  void non_finite(int step);
+  // A non-finite value at `step`; where: the rank, direction and micro-batch whose loss was
+  // the first non-finite one (-1: not known, e.g. the gradient norm).
+  void non_finite(int step, int at_rank = -1, int dir = -1, int mb = -1);
   // A start-up milestone: "load" (checkpoint of `step` loaded in `seconds`), "eval", ...
   void mark(const std::string& name, double seconds, int step = 0);
   // Fault injection is about to strike this rank (sent first, so the supervisor knows when

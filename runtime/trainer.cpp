@@ -230,6 +230,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     // step trains on the next data instead (core/supervision.h).
     batches.fill(supervisor ? core::data_step(step, supervisor->skipped_steps()) : step, stages);
     const long expert_before = expert_messages();
+    // An injected NaN: in the loss of micro-batch 0 where this rank computes losses (a last
+    // stage), else in the rank's loss sum.
+    const bool holds_last = std::any_of(stages.begin(), stages.end(), [](const RankStage& s) { return s.last; });
+    if (inject && fault->nan && holds_last) engine.poison_loss(0);
     const StepStats st = engine.run_step(step, [&](int dir) { zero.start_reduce(dir); });
     progress(step, 1 << 20, SupervisorLink::Phase::Step);  // past every op: reduction and update
     const long messages = st.messages + expert_messages() - expert_before;
@@ -240,7 +244,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
     update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
     const double loss_sum =
-        all.allreduce(inject && fault->nan ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum, ReduceOp::Sum);
+        all.allreduce(inject && fault->nan && !holds_last ? std::numeric_limits<double>::quiet_NaN() : st.loss_sum,
+                      ReduceOp::Sum);
     // Load imbalance over the experts this rank saw (already summed over the stage's copies).
     std::vector<int64_t> load;
     for (auto& s : stages) load.insert(load.end(), s.reduced_load.begin(), s.reduced_load.end());
@@ -258,9 +263,21 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
     const double loss = loss_sum / tokens_per_step;
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {  // every rank sees the same values
-      if (supervisor && rank == 0) supervisor->non_finite(step);
+      // Where: the first micro-batch whose loss was not finite, over all ranks (every rank
+      // is here: they all see the same values).
+      const int64_t none = std::numeric_limits<int64_t>::min();  // the smallest code wins: Max of its negation
+      const int64_t code = st.nonfinite_mb >= 0 ? ((int64_t)rank * 16 + st.nonfinite_dir) * 1000000 + st.nonfinite_mb : -1;
+      const int64_t neg = all.allreduce<int64_t>(code >= 0 ? -code : none, ReduceOp::Max);
+      const int64_t first = neg == none ? none : -neg;
+      const int at_rank = first == none ? -1 : (int)(first / 1000000 / 16), dir = first == none ? -1 : (int)(first / 1000000 % 16),
+                mb = first == none ? -1 : (int)(first % 1000000);
+      if (supervisor && rank == 0) supervisor->non_finite(step, at_rank, dir, mb);
       throw std::runtime_error("step " + std::to_string(step) + ": non-finite " +
-                               (std::isfinite(loss) ? "gradient norm" : "loss") + "; stopping");
+                               (std::isfinite(loss) ? "gradient norm" : "loss") +
+                               (mb >= 0 ? " (first in micro-batch " + std::to_string(mb) + " of direction " +
+                                              std::to_string(dir) + ", computed on rank " + std::to_string(at_rank) + ")"
+                                        : std::string()) +
+                               "; stopping");
     }
     out.last_loss = loss;
     io::JsonLine j;

@@ -227,8 +227,9 @@ std::vector<Action> Policy::on(const Event& e) {
       break;
     case Event::Kind::NonFinite: {
       skip_step_ = e.step;  // even when another report of the same fault came first
-      const std::string why = "a non-finite loss or gradient norm at step " + std::to_string(e.step) + " (rank " +
-                              std::to_string(e.rank) + "): restarting from the last checkpoint without that step's data";
+      const std::string why = "a non-finite loss or gradient norm at step " + std::to_string(e.step) +
+                              (e.where.empty() ? " (rank " + std::to_string(e.rank) + ")" : " (" + e.where + ")") +
+                              ": restarting from the last checkpoint without that step's data";
       out = fault(e.t, "non-finite", why, {e.rank}, false);
       if (out.empty()) out.push_back(log("non-finite", why, {e.rank}));
       break;

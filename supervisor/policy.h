@@ -68,6 +68,7 @@ struct Event {
   bool remote = false;          // Hello
   int ranks = 0;                // Launched: the attempt's ranks (0: as before)
   std::string node;             // Hello: its host, or logical node
+  std::string where;            // NonFinite: which micro-batch, when known
 };
 
 struct Action {

@@ -503,7 +503,12 @@ int supervise(const SuperviseOptions& o) {
           break;
         }
         case core::RankMessage::Kind::Committed: e.kind = Event::Kind::Committed, e.step = m.step; break;
-        case core::RankMessage::Kind::NonFinite: e.kind = Event::Kind::NonFinite, e.step = m.step; break;
+        case core::RankMessage::Kind::NonFinite:
+          e.kind = Event::Kind::NonFinite, e.step = m.step;
+          if (m.mb >= 0)
+            e.where = "micro-batch " + std::to_string(m.mb) + " of direction " + std::to_string(m.dir) + " on rank " +
+                      std::to_string(m.at_rank);
+          break;
       }
       apply(policy.on(e));
     }

@@ -165,10 +165,14 @@ TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
 }
 
 TEST_F(Supervisor, ANonFiniteLossRestartsWithoutThatStepsData) {
-  const auto r = run_command(launch(*dir_, "nan", " --runtime.fail_rank 2 --runtime.fail_step 6 --runtime.fail_nan true"));
+  // Rank 6 (PP stage 3 of replica 0) computes the losses of direction 0: micro-batch 0's is NaN.
+  const auto r = run_command(launch(*dir_, "nan", " --runtime.fail_rank 6 --runtime.fail_step 6 --runtime.fail_nan true"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto kinds = event_kinds(*dir_ / "nan/events.jsonl");
   EXPECT_EQ(count(kinds, "non-finite"), 1) << r.output;
+  EXPECT_NE(read_file(*dir_ / "nan/events.jsonl").find("at step 6 (micro-batch 0 of direction 0 on rank 6)"),
+            std::string::npos)
+      << read_file(*dir_ / "nan/events.jsonl");
   EXPECT_EQ(count(kinds, "skip-data"), 1);
   EXPECT_NE(r.output.find("skipping the data of step(s) 6"), std::string::npos) << r.output;
   const auto got = losses_by_step(*dir_ / "nan/metrics.jsonl");

@@ -16,9 +16,19 @@ TEST(SupervisionProtocol, EveryMessageRoundTrips) {
   commit.kind = RankMessage::Kind::Committed, commit.step = 20;
   RankMessage nan;
   nan.kind = RankMessage::Kind::NonFinite, nan.step = 5;
+  RankMessage nan_at = nan;
+  nan_at.at_rank = 6, nan_at.dir = 1, nan_at.mb = 12;
+  RankMessage node_hello = hello;
+  node_hello.node = "node1";
+  RankMessage mark;
+  mark.kind = RankMessage::Kind::Mark, mark.name = "mpi_init", mark.seconds = 0.25, mark.step = 4;
+  RankMessage inject;
+  inject.kind = RankMessage::Kind::Inject, inject.signal = 9, inject.step = 6;
+  RankMessage stacks_done;
+  stacks_done.kind = RankMessage::Kind::StacksDone;
   RankMessage done;
   done.kind = RankMessage::Kind::Done;
-  for (const RankMessage& m : {hello, beat, time, commit, nan, done}) {
+  for (const RankMessage& m : {hello, beat, time, commit, nan, nan_at, node_hello, mark, inject, stacks_done, done}) {
     const std::string line = duet::core::encode(m);
     ASSERT_EQ(line.back(), '\n');
     const auto back = duet::core::decode_rank_message(std::string_view(line).substr(0, line.size() - 1));
@@ -31,7 +41,16 @@ TEST(SupervisionProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(back->op, m.op);
     EXPECT_EQ(back->phase, m.phase);
     EXPECT_DOUBLE_EQ(back->seconds, m.seconds);
+    EXPECT_EQ(back->node, m.node);
+    EXPECT_EQ(back->name, m.name);
+    EXPECT_EQ(back->signal, m.signal);
+    EXPECT_EQ(back->at_rank, m.at_rank);
+    EXPECT_EQ(back->dir, m.dir);
+    EXPECT_EQ(back->mb, m.mb);
   }
+  EXPECT_EQ(duet::core::decode_stacks_request("stacks /runs/a/hang-attempt-1"), "/runs/a/hang-attempt-1");
+  EXPECT_FALSE(duet::core::decode_stacks_request("stacks /a b"));
+  EXPECT_EQ(duet::core::encode_stacks_request("/a\nb"), "");
 }
 
 TEST(SupervisionProtocol, SkippedStepsShiftTheDataThatFollows) {
