@@ -3,8 +3,9 @@
 # nodes of 2 ranks, through N seeded faults (kill, hang, kill mid-save, damaged newest
 # checkpoint, node loss), one per attempt, each triggered on an event of the run. A lost node
 # comes back once the next attempt has started without it (its line removed from
-# excluded-nodes), so the layout shrinks and grows back. Prints time to recover per fault kind
-# (median, p95), steps lost per fault, and the run's effective training time (duet report).
+# excluded-nodes), so the layout shrinks and grows back. A full disk (a save fails with ENOSPC,
+# training goes on) shares its attempt with the fault after it. Prints time to recover per
+# fault kind (median, p95), steps lost per fault, and the effective training time (duet report).
 # Run: bench/chaos.sh [faults=20] [seed=1] [extra duet args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +18,25 @@ read -r plan steps < <(python3 - "$faults" "$seed" "$every" <<'PY'
 import random, sys
 n, seed, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(seed)
-kinds = ["kill", "stop", "killsave", "corrupt", "nodestop"]
-plan, resume = [], 0
-for a in range(1, n + 1):
-    k = kinds[(a - 1) % len(kinds)] if a <= len(kinds) else rng.choice(kinds)
-    # After a node loss the attempt runs DP 1: ranks 0-3 only.
-    rank = rng.randrange(4 if plan and plan[-1].split(":")[1] == "nodestop" else 8)
+kinds = ["kill", "stop", "killsave", "corrupt", "nodestop", "diskfull"]
+plan, resume, attempt, after_node_loss = [], 0, 1, False
+for i in range(n):
+    k = kinds[i] if i < len(kinds) else rng.choice(kinds)
+    if i == n - 1 and k == "diskfull": k = "kill"  # a full disk shares its attempt with a fault after it
+    rank = rng.randrange(4 if after_node_loss else 8)  # after a node loss the attempt runs DP 1: ranks 0-3
+    if k == "diskfull":
+        # The save of resume + every fails; training goes on, and the attempt's other fault
+        # comes after the next save, which commits.
+        plan.append(f"{attempt}:diskfull:{rank}:{resume + every}")
+        resume += every  # as a base for the next fault's steps (resume + 2 * every is committed)
+        continue
     if k == "killsave": step, nxt = resume + 2 * every, resume + every
     elif k == "corrupt": step, nxt = resume + 2 * every + 1, resume + every
     else:
         step = resume + every + 1 + rng.randrange(2)
         nxt = (step - 1) // every * every
-    plan.append(f"{a}:{k}:{rank}:{step}")
-    resume = nxt
+    plan.append(f"{attempt}:{k}:{rank}:{step}")
+    resume, attempt, after_node_loss = nxt, attempt + 1, k == "nodestop"
 print(",".join(plan), resume + 2 * every)
 PY
 )
@@ -60,7 +67,7 @@ build/apps/duet report --run "$out/chaos" > "$out/report.log" 2>&1 || { tail "$o
 python3 - "$out" "$every" "$t0" "$t1" "$plan" <<'PY'
 import json, sys, statistics
 out, every, t0, t1, plan = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
-kind_of = {int(p.split(":")[0]): p.split(":")[1] for p in plan.split(",")}  # attempt -> injected fault
+kind_of = {int(p.split(":")[0]): p.split(":")[1] for p in plan.split(",") if ":diskfull:" not in p}  # attempt -> fault
 ev = [json.loads(l) for l in open(f"{out}/chaos/events.jsonl")]
 rec = [e for e in ev if e["kind"] == "recovered"]
 by = {}
@@ -73,6 +80,9 @@ print(f"{'fault':<12}{'n':>3}{'recover p50':>13}{'p95':>7}{'steps lost max':>16}
 for k, v in sorted(by.items()):
     t = [e["total_s"] for e in v]; lost = [e["recomputed_steps"] for e in v]
     print(f"{k:<12}{len(v):>3}{statistics.median(t):>12.2f}s{pct(t, 95):>6.2f}s{max(lost):>16g}")
+full = plan.count(":diskfull:")
+not_saved = sum(1 for l in open(f"{out}/chaos.log") if l.startswith("checkpoint: step") and "NOT saved" in l)
+print(f"{'diskfull':<12}{full:>3}   no restart: the save failed ({not_saved} reported NOT saved), training went on; the next save committed")
 allt = [e["total_s"] for e in rec]; lost = [e["recomputed_steps"] for e in rec]
 print(f"{'all':<12}{len(rec):>3}{statistics.median(allt):>12.2f}s{pct(allt, 95):>6.2f}s{max(lost):>16g}"
       f"   (checkpoint.every = {every}; a damaged newest checkpoint costs one interval more)")

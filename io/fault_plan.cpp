@@ -43,11 +43,16 @@ std::vector<PlannedFault> parse_fault_plan(std::string_view text) {
     else if (k == "corrupt") s.signal = SIGKILL, s.corrupt_newest = true, s.rank = 0;
     else if (k == "nodekill") s.signal = SIGKILL, s.scope = FailScope::Node;
     else if (k == "nodestop") s.signal = SIGSTOP, s.scope = FailScope::Node;
+    else if (k == "diskfull") s.no_space = true, s.at = FailAt::Save;
     else
       throw ConfigError("runtime.fail_plan: '" + entry + "': kind '" + k +
-                        "' is not one of kill, stop, fail, nan, killsave, killcommit, corrupt, nodekill, nodestop");
+                        "' is not one of kill, stop, fail, nan, killsave, killcommit, corrupt, nodekill, nodestop, diskfull");
     if (p.attempt < 1 || s.rank < 0 || s.step < 1)
       throw ConfigError("runtime.fail_plan: '" + entry + "': attempt and step must be >= 1, rank >= 0");
+    for (const PlannedFault& q : out)
+      if (q.attempt == p.attempt && !q.fault.no_space && !s.no_space)
+        throw ConfigError("runtime.fail_plan: attempt " + std::to_string(p.attempt) +
+                          " has two faults; only diskfull may share an attempt with another");
     out.push_back(p);
   }
   return out;
@@ -56,7 +61,7 @@ std::vector<PlannedFault> parse_fault_plan(std::string_view text) {
 std::optional<FaultSpec> fault_for_attempt(const RuntimeSection& r, int attempt) {
   if (!r.fail_plan.empty()) {
     for (const PlannedFault& p : parse_fault_plan(r.fail_plan))
-      if (p.attempt == attempt) return p.fault;
+      if (p.attempt == attempt && !p.fault.no_space) return p.fault;
     return std::nullopt;
   }
   if (r.fail_rank < 0 || attempt > r.fail_attempts) return std::nullopt;
@@ -64,6 +69,14 @@ std::optional<FaultSpec> fault_for_attempt(const RuntimeSection& r, int attempt)
   s.rank = r.fail_rank, s.step = r.fail_step, s.signal = r.fail_signal, s.at = r.fail_at, s.scope = r.fail_scope;
   s.nan = r.fail_nan;
   return s;
+}
+
+std::vector<int> full_disk_steps(const RuntimeSection& r, int attempt, int rank) {
+  std::vector<int> out;
+  if (r.fail_plan.empty()) return out;
+  for (const PlannedFault& p : parse_fault_plan(r.fail_plan))
+    if (p.attempt == attempt && p.fault.no_space && p.fault.rank == rank) out.push_back(p.fault.step);
+  return out;
 }
 
 }  // namespace duet::io

@@ -16,6 +16,9 @@
 //   corrupt    rank 0 damages the newest committed checkpoint, then SIGKILL at the step's start
 //   nodekill   SIGKILL of every rank of the rank's node (launch.ranks_per_node)
 //   nodestop   SIGSTOP of every rank of the rank's node (a lost host)
+//   diskfull   the rank's checkpoint shard of the step fails for lack of space (ENOSPC): the
+//              save is not committed and training goes on; it may share an attempt with one
+//              other fault
 
 #include <optional>
 #include <string>
@@ -33,6 +36,7 @@ struct FaultSpec {
   FailScope scope = FailScope::Rank;
   bool nan = false;
   bool corrupt_newest = false;  // rank 0 damages the newest committed checkpoint first
+  bool no_space = false;        // diskfull: the shard write fails, nothing is killed
   bool operator==(const FaultSpec&) const = default;
 };
 
@@ -44,7 +48,9 @@ struct PlannedFault {
 // Parses runtime.fail_plan; throws ConfigError naming the key and the entry.
 std::vector<PlannedFault> parse_fault_plan(std::string_view text);
 
-// The fault attempt `attempt` (1-based) injects; nullopt when none.
+// The fault attempt `attempt` (1-based) injects, a full disk aside; nullopt when none.
 std::optional<FaultSpec> fault_for_attempt(const RuntimeSection& runtime, int attempt);
+// The steps whose checkpoint shard fails for lack of space on `rank` in attempt `attempt`.
+std::vector<int> full_disk_steps(const RuntimeSection& runtime, int attempt, int rank);
 
 }  // namespace duet::io

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -163,9 +164,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     }
     hooks.fence.generation = groups.world->allreduce<int64_t>(generation, ReduceOp::Max);
   }
-  if (injects && fault->at == io::FailAt::Save)
-    hooks.shard_written = [&, fail = fault->step](int step) {
+  const std::vector<int> disk_full = io::full_disk_steps(cfg.runtime, supervisor ? supervisor->attempt() : 1, rank);
+  if ((injects && fault->at == io::FailAt::Save) || !disk_full.empty())
+    hooks.shard_written = [&, disk_full, fail = injects && fault->at == io::FailAt::Save ? fault->step : -1](int step) {
       if (step == fail) strike(step, "while writing its checkpoint shard");
+      if (std::find(disk_full.begin(), disk_full.end(), step) != disk_full.end())
+        throw std::runtime_error("No space left on device (fault injection: a full disk at step " + std::to_string(step) +
+                                 ")");
     };
   if (fault && rank == 0 && fault->at == io::FailAt::Commit)  // rank 0 commits
     hooks.commit_stage = [&, fail = fault->step](int step, ckpt::CommitStage stage) {

@@ -35,8 +35,18 @@ TEST(FaultPlan, WithoutAPlanTheSingleFaultStrikesTheFirstAttempts) {
   EXPECT_FALSE(fault_for_attempt(r, 3));
 }
 
+TEST(FaultPlan, AFullDiskSharesItsAttemptWithAnotherFault) {
+  RuntimeSection r;
+  r.fail_plan = "1:diskfull:2:4,1:kill:5:7,2:diskfull:0:6";
+  EXPECT_EQ(fault_for_attempt(r, 1)->signal, SIGKILL);  // the kill, not the full disk
+  EXPECT_EQ(full_disk_steps(r, 1, 2), std::vector<int>{4});
+  EXPECT_TRUE(full_disk_steps(r, 1, 5).empty());
+  EXPECT_FALSE(fault_for_attempt(r, 2));
+  EXPECT_EQ(full_disk_steps(r, 2, 0), std::vector<int>{6});
+}
+
 TEST(FaultPlan, BadEntriesNameTheKey) {
-  for (const char* bad : {"1:kill:3", "x:kill:3:5", "1:explode:3:5", "0:kill:3:5", "1:kill:-1:5"}) {
+  for (const char* bad : {"1:kill:3", "x:kill:3:5", "1:explode:3:5", "0:kill:3:5", "1:kill:-1:5", "1:kill:1:5,1:stop:2:6"}) {
     try {
       parse_fault_plan(bad);
       FAIL() << bad;
