@@ -33,13 +33,6 @@ namespace duet::app {
 
 namespace {
 
-std::string self_exe() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot find the duet executable (/proc/self/exe)");
-  return std::string(buf, n);
-}
-
 bool has_layout_override(const po::variables_map& vm) {
   if (vm.count("config")) return true;
   for (const char* k : {"parallel.pp", "parallel.dp", "parallel.ep"})

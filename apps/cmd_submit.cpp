@@ -24,16 +24,6 @@ namespace fs = std::filesystem;
 
 namespace duet::app {
 
-namespace {
-
-std::string this_exe() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot find the duet executable (/proc/self/exe)");
-  return std::string(buf, n);
-}
-
-}  // namespace
 
 int cmd_submit(int argc, char** argv) {
   po::options_description opts(
@@ -86,7 +76,7 @@ int cmd_submit(int argc, char** argv) {
   job.account = vm["account"].as<std::string>(), job.signal_seconds = vm["signal-seconds"].as<int>();
   job.no_kill = vm.count("no-kill") > 0;
   // `duet launch` with the same config options, the lineage and an absolute run directory.
-  job.command = {this_exe(), "launch"};
+  job.command = {self_exe(), "launch"};
   static const std::vector<std::string> own = {"--nodes", "--ranks-per-node", "--gpus-per-node", "--cpus-per-task",
                                                "--time", "--partition", "--account", "--signal-seconds"};
   // run.dir, run.name and run.id are given once, resolved, at the end: drop the user's.

@@ -3,7 +3,12 @@
 // Boost.Program_options (argv[0] is the subcommand name) and returns the exit code.
 // User errors are thrown as std::exception and reported once, in main().
 
+#include <string>
+
 namespace duet::app {
+
+// The path of the running `duet` executable (/proc/self/exe): what a job's ranks run.
+std::string self_exe();
 
 int cmd_train(int argc, char** argv);
 int cmd_schedule(int argc, char** argv);

@@ -1,11 +1,22 @@
 // duet — the command line. Dispatches to one subcommand per file (apps/cmd_*.cpp).
+#include <unistd.h>
+
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include "apps/commands.h"
 #include "core/exit_code.h"
+
+std::string duet::app::self_exe() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find the duet executable (/proc/self/exe)");
+  return std::string(buf, n);
+}
 
 namespace {
 

@@ -6,14 +6,10 @@
 #include <utility>
 #include <vector>
 
+#include "report/format.h"
+
 namespace duet::report {
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string secs(double v) { return fmt("%.2f", v); }
 

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "report/format.h"
 #include "report/report.h"
 
 namespace duet::report {
@@ -24,12 +25,6 @@ std::string esc(const std::string& s) {
     else out += c;
   }
   return out;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
 }
 
 std::string pretty(double v) {

@@ -5,14 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "report/format.h"
+
 namespace duet::report {
 namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
