@@ -171,7 +171,10 @@ std::vector<int> parse_step_list(std::string_view text) {
 
 std::string format_step_list(const std::vector<int>& steps) {
   std::string out;
-  for (int s : steps) out += (out.empty() ? "" : ",") + std::to_string(s);
+  for (int s : steps) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(s);
+  }
   return out;
 }
 
