@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -60,6 +61,9 @@ int cmd_launch(int argc, char** argv) {
       "auto: srun --mpi=pmix inside a Slurm allocation whose srun has PMIx, else mpirun | srun | mpirun")(
       "nodelist", po::value<std::string>(),
       "Slurm: run the ranks on these nodes of the allocation (a hostlist, e.g. n[1-3]) instead of all")(
+      "elastic",
+      "Slurm, in a --no-kill allocation (duet submit --no-kill): after a node is lost, relaunch on the "
+      "nodes left with a smaller DP and the same global batch instead of requeueing the job")(
       "dry-run", "print the command instead of running it");
   add_config_options(opts);
   po::variables_map vm;
@@ -73,7 +77,7 @@ int cmd_launch(int argc, char** argv) {
       continue;
     }
     if (a.rfind("--nproc=", 0) == 0 || a.rfind("--mpirun=", 0) == 0 || a.rfind("--bind=", 0) == 0 ||
-        a.rfind("--launcher=", 0) == 0 || a.rfind("--nodelist=", 0) == 0 || a == "--dry-run")
+        a.rfind("--launcher=", 0) == 0 || a.rfind("--nodelist=", 0) == 0 || a == "--dry-run" || a == "--elastic")
       continue;
     train_args.push_back(a);
   }
@@ -99,10 +103,18 @@ int cmd_launch(int argc, char** argv) {
   const std::string launcher = choose_launcher(vm["launcher"].as<std::string>(), allocation);
   if (vm.count("nodelist") && launcher != "srun")
     throw std::invalid_argument("--nodelist: only inside a Slurm allocation with --launcher srun");
+  const bool elastic_slurm = vm.count("elastic") > 0;
+  if (elastic_slurm && launcher != "srun")
+    throw std::invalid_argument("--elastic: only inside a Slurm allocation with --launcher srun (on one machine: "
+                                "launch.ranks_per_node makes logical nodes)");
   SlurmLaunch slurm_launch;
   if (launcher == "srun") {
     slurm_launch.allocation = *allocation, slurm_launch.ranks = nproc, slurm_launch.duet = self_exe();
     slurm_launch.nodes = vm.count("nodelist") ? slurm::hostlist_expand(vm["nodelist"].as<std::string>()) : allocation->nodes;
+    if (nproc % (int)slurm_launch.nodes.size() != 0)
+      throw std::invalid_argument(std::to_string(nproc) + " ranks on " + std::to_string(slurm_launch.nodes.size()) +
+                                  " nodes (" + slurm::hostlist_compress(slurm_launch.nodes) +
+                                  "): duet runs the same number of ranks on every node; choose them with --nodelist");
     for (const auto& n : slurm_launch.nodes)
       if (std::find(allocation->nodes.begin(), allocation->nodes.end(), n) == allocation->nodes.end())
         throw std::invalid_argument("--nodelist: " + n + " is not a node of Slurm job " + allocation->job_id + " (" +
@@ -192,9 +204,8 @@ int cmd_launch(int argc, char** argv) {
   };
   so.command = [&](const supervisor::AttemptPlan& plan) {
     if (launcher != "srun") return mpirun_command(plan);
-    // A relaunch runs only on nodes that answer; too few of them throws NodesLost.
-    const std::vector<std::string> nodes = usable_nodes(slurm_launch, plan.attempt, say);
-    std::vector<std::string> c = srun_command(nodes, plan.ranks);
+    // The supervisor chose the nodes (the Slurm checks below) and the layout.
+    std::vector<std::string> c = srun_command(plan.nodes, plan.ranks);
     const auto d = duet_part(plan);
     c.insert(c.end(), d.begin(), d.end());
     return c;
@@ -212,6 +223,23 @@ int cmd_launch(int argc, char** argv) {
     el.excluded_path = (std::filesystem::path(claim.dir) / "excluded-nodes").string();
     so.elastic = el;
   }
+  if (launcher == "srun") {
+    // The supervisor keeps the allocation's nodes: before a relaunch it drops those Slurm
+    // reports gone and those that fail a probe (node_problems), as well as a node whose ranks
+    // all died together. With --elastic (a --no-kill allocation) the next attempt runs on the
+    // nodes left with a smaller DP; without, the job goes back to the queue without them.
+    supervisor::ElasticOptions el;
+    el.shrink = elastic_slurm;
+    el.reload_excluded = false;
+    el.nodes = slurm_launch.nodes;
+    el.ranks_per_node = nproc / (int)slurm_launch.nodes.size();
+    el.configured = first.layout;
+    el.rules = io::layout_rules(cfg);
+    el.node_window_s = cfg.fault.node_window_s;
+    el.excluded_path = (std::filesystem::path(claim.dir) / "excluded-nodes").string();
+    el.check_nodes = [&](const std::vector<std::string>& healthy) { return node_problems(slurm_launch, healthy); };
+    so.elastic = el;
+  }
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;
   so.policy.save_timeout_s = cfg.fault.save_timeout_s, so.policy.backoff_s = cfg.fault.backoff_s;
   so.policy.max_restarts = cfg.fault.max_restarts, so.policy.straggler_steps = cfg.fault.straggler_steps;
@@ -223,19 +251,21 @@ int cmd_launch(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  int code = 0;
-  try {
-    code = supervisor::supervise(so);
-  } catch (const NodesLost& e) {
-    say(std::string(e.what()) + ": back to Slurm's queue");
-    requeue_this_job(slurm_launch.allocation.job_id, e.lost, say);
-    return core::exit_code(core::ExitCode::RequeueRequested);
-  }
+  const int code = supervisor::supervise(so);
   // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
   // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so
   // nothing else is left to do it.
-  if (code == core::exit_code(core::ExitCode::RequeueRequested) && allocation)
-    requeue_this_job(allocation->job_id, {}, say);
+  if (code == core::exit_code(core::ExitCode::RequeueRequested) && allocation) {
+    // A job that lost nodes (and cannot or may not shrink onto the rest) goes back to the
+    // queue without them.
+    std::vector<std::string> lost;
+    if (launcher == "srun") {
+      std::ifstream f(so.elastic->excluded_path);
+      for (std::string l; std::getline(f, l);)
+        if (!l.empty()) lost.push_back(l.substr(0, l.find(' ')));
+    }
+    requeue_this_job(allocation->job_id, lost, say);
+  }
   if (code != 0)
     std::fprintf(stderr, "duet launch: the job ended with exit status %d%s%s\n", code,
                  *core::exit_code_meaning(code) ? ": " : "", core::exit_code_meaning(code));

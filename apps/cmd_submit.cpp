@@ -41,8 +41,9 @@ int cmd_submit(int argc, char** argv) {
       "account", po::value<std::string>()->default_value(""), "account (default: the user's)")(
       "signal-seconds", po::value<int>()->default_value(120),
       "USR1 this long before the time limit: the job checkpoints and requeues")(
-      "no-kill", "keep the allocation when a node fails (--no-kill); the job still requeues itself: "
-                 "relaunching on fewer nodes is not built")(
+      "no-kill", "keep the allocation when a node fails (--no-kill): the job goes on on the nodes left, "
+                 "with a smaller DP and the same global batch (duet launch --elastic); it requeues itself "
+                 "only when too few are left")(
       "dry-run", "print the script, write and submit nothing");
   add_config_options(opts);
   po::variables_map vm;
@@ -102,6 +103,7 @@ int cmd_submit(int argc, char** argv) {
     else if (a.rfind("--set=", 0) == 0 && sets_resolved_key(a.substr(6))) skip = true;
     if (!skip) job.command.push_back(a);
   }
+  if (job.no_kill) job.command.push_back("--elastic");
   job.command.insert(job.command.end(), {"--set", "run.dir=" + run_root.string(), "--set", "run.name=" + cfg.run.name,
                                          "--set", "run.id=" + id});
   const std::string script = slurm::make_batch_script(job);  // validates every field first

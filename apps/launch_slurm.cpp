@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 
 #include "slurm/hostlist.h"
 
@@ -24,40 +25,42 @@ std::string choose_launcher(const std::string& choice, const std::optional<slurm
   return allocation && slurm::srun_has_pmix() ? "srun" : "mpirun";
 }
 
-std::vector<std::string> usable_nodes(const SlurmLaunch& l, int attempt, const std::function<void(const std::string&)>& say) {
-  if (attempt == 1) return l.nodes;
-  std::vector<std::string> lost;
-  const auto states = slurm::node_states(l.nodes);
-  std::vector<std::string> candidates;
-  for (const auto& n : l.nodes) {
+std::vector<std::pair<std::string, std::string>> node_problems(const SlurmLaunch& l,
+                                                               const std::vector<std::string>& candidates) {
+  std::vector<std::pair<std::string, std::string>> bad;
+  // After a node loss SLURM_JOB_NODELIST is stale: the controller says which nodes the
+  // allocation still has (a --no-kill job loses its failed nodes) and in what state.
+  std::vector<std::string> in_job;
+  try {
+    in_job = slurm::live_nodes(l.allocation.job_id);
+  } catch (const std::exception&) {
+    in_job = candidates;  // the controller did not answer: the states and the probe decide
+  }
+  const auto states = slurm::node_states(candidates);
+  std::vector<std::string> probe;
+  for (const auto& n : candidates) {
     const auto it = states.find(n);
-    if (it == states.end() || slurm::node_unusable(it->second)) {
-      say("node " + n + " excluded: Slurm reports it " + (it == states.end() ? "unknown" : it->second));
-      lost.push_back(n);
-    } else {
-      candidates.push_back(n);
-    }
+    if (it == states.end() || slurm::node_unusable(it->second))
+      bad.push_back({n, "Slurm reports it " + (it == states.end() ? std::string("unknown") : it->second)});
+    else if (std::find(in_job.begin(), in_job.end(), n) == in_job.end())
+      bad.push_back({n, "no longer part of Slurm job " + l.allocation.job_id});
+    else
+      probe.push_back(n);
   }
   // A node whose slurmd died a moment ago still looks fine to the controller for a while
   // (SlurmdTimeout): starting one task there tells at once.
-  for (const auto& n : slurm::failed_probe(candidates, {l.duet, "--help"}, kProbeTimeoutS)) {
-    say("node " + n + " excluded: a probe task did not start and answer there within " + std::to_string(kProbeTimeoutS) + " s");
-    lost.push_back(n);
-    candidates.erase(std::find(candidates.begin(), candidates.end(), n));
-  }
-  if (lost.empty()) return l.nodes;
-  // Same nodes count or nothing: the layout (PP x DP) is fixed to this many nodes' ranks.
-  throw NodesLost(std::to_string(lost.size()) + " of " + std::to_string(l.nodes.size()) + " nodes lost (" +
-                      slurm::hostlist_compress(lost) + "), " + std::to_string(candidates.size()) +
-                      " left: the job needs " + std::to_string(l.nodes.size()),
-                  lost);
+  for (const auto& n : slurm::failed_probe(probe, {l.duet, "--help"}, kProbeTimeoutS))
+    bad.push_back({n, "a probe task did not start and answer there within " + std::to_string(kProbeTimeoutS) + " s"});
+  return bad;
 }
 
 std::vector<std::string> srun_command(const std::vector<std::string>& nodes, int ranks) {
   // --overlap: a step of an attempt that was just torn down may still hold its CPUs in the
   // controller's books for a moment; the relaunch must not queue behind it.
+  // --distribution=block: rank r runs on the (r / ranks-per-node)-th node, the placement the
+  // supervisor assumes when it tells which node a dead rank was on (supervisor/nodes.h).
   return {"srun", "--mpi=pmix", "--nodes=" + std::to_string(nodes.size()), "--ntasks=" + std::to_string(ranks),
-          "--nodelist=" + slurm::hostlist_compress(nodes), "--kill-on-bad-exit=1", "--overlap"};
+          "--nodelist=" + slurm::hostlist_compress(nodes), "--kill-on-bad-exit=1", "--overlap", "--distribution=block"};
 }
 
 bool requeue_this_job(const std::string& job_id, const std::vector<std::string>& exclude,

@@ -4,21 +4,13 @@
 
 #include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "slurm/client.h"
 
 namespace duet::app {
-
-// Raised by an attempt's command when too few usable nodes are left for the job: the job
-// cannot run in this allocation and goes back to Slurm's queue, keeping off `lost`.
-struct NodesLost : std::runtime_error {
-  NodesLost(const std::string& what, std::vector<std::string> lost_nodes)
-      : std::runtime_error(what), lost(std::move(lost_nodes)) {}
-  std::vector<std::string> lost;
-};
 
 struct SlurmLaunch {
   slurm::Allocation allocation;
@@ -32,16 +24,17 @@ struct SlurmLaunch {
 // or srun outside an allocation.
 std::string choose_launcher(const std::string& choice, const std::optional<slurm::Allocation>& allocation);
 
-// The nodes an attempt may use: attempt 1 takes them as given; a relaunch first drops those
-// Slurm reports down or not responding and those where the probe (this duet, started as one
-// task) does not answer within a few seconds. Throws NodesLost when fewer than needed remain
-// (elastic shrink to fewer nodes is not built: the job is requeued instead).
-std::vector<std::string> usable_nodes(const SlurmLaunch& l, int attempt, const std::function<void(const std::string&)>& say);
+// Of `candidates`, the nodes a relaunch must not use, and why: those Slurm reports down,
+// drained or not responding, those no longer in the allocation (a --no-kill job loses its
+// failed nodes; SLURM_JOB_NODELIST still lists them), and those where the probe (this duet,
+// started as one task) does not answer within a few seconds.
+std::vector<std::pair<std::string, std::string>> node_problems(const SlurmLaunch& l,
+                                                               const std::vector<std::string>& candidates);
 
 // srun --mpi=pmix on exactly `nodes`, `ranks` tasks, the job killed whole when one rank fails.
 std::vector<std::string> srun_command(const std::vector<std::string>& nodes, int ranks);
 
-// After exit code 5 (SIGUSR1: checkpoint saved) or NodesLost: `scontrol requeue` this job,
+// After exit code 5 (SIGUSR1: checkpoint saved, or nodes lost): `scontrol requeue` this job,
 // keeping it off `exclude`. SIGTERM, which Slurm sends to this run of the job as it requeues
 // it, is ignored from here on: the job has nothing left to save. Returns false (and says why)
 // when Slurm refused.

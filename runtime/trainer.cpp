@@ -216,7 +216,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   out.first_val_loss = validate();
   {
     char line[64];
-    std::snprintf(line, sizeof line, "step 0: val loss %.4f", out.first_val_loss);
+    std::snprintf(line, sizeof line, "step %d: val loss %.4f", start_step, out.first_val_loss);
     log.print(line);
   }
 

@@ -235,13 +235,20 @@ int supervise(const SuperviseOptions& o) {
     plan.attempt = attempt;
     if (pool) {
       reread_excluded();
+      if (attempt > 1 && o.elastic->check_nodes)
+        for (const auto& [node, why] : o.elastic->check_nodes(pool->healthy())) exclude(node, why, true);
       const std::vector<std::string> healthy = pool->healthy();
       const int per = o.elastic->ranks_per_node;
       const auto layout = elastic_layout((int)healthy.size() * per, o.elastic->configured, o.elastic->rules);
-      if (!layout) {
-        const std::string why = std::to_string(healthy.size()) + " healthy node(s) of " +
-                                std::to_string(pool->all().size()) + " cannot hold one pipeline of PP " +
-                                std::to_string(o.elastic->configured.pp) + ": asking to be run again later";
+      const bool whole = healthy.size() == pool->all().size();
+      if (!layout || (!o.elastic->shrink && !whole)) {
+        const std::string why =
+            !layout ? std::to_string(healthy.size()) + " healthy node(s) of " + std::to_string(pool->all().size()) +
+                          " cannot hold one pipeline of PP " + std::to_string(o.elastic->configured.pp) +
+                          ": asking to be run again later"
+                    : std::to_string(pool->all().size() - healthy.size()) + " of " + std::to_string(pool->all().size()) +
+                          " nodes excluded, and a job that is not elastic runs on all its nodes or none: asking to be "
+                          "run again later without them";
         say("finished (exit code 5): " + why);
         EventRecord e;
         e.kind = "finished", e.cause = why, e.exit_code = core::exit_code(core::ExitCode::RequeueRequested);
@@ -422,7 +429,7 @@ int supervise(const SuperviseOptions& o) {
   };
 
   // Nodes a previous launch of this run excluded stay out until a person removes their line.
-  if (pool && !o.elastic->excluded_path.empty()) {
+  if (pool && !o.elastic->excluded_path.empty() && o.elastic->reload_excluded) {
     std::ifstream f(o.elastic->excluded_path);
     for (std::string line; std::getline(f, line);) {
       const auto sp = line.find(' ');
@@ -431,6 +438,8 @@ int supervise(const SuperviseOptions& o) {
                                                                     : line.substr(sp + 1)))
         say("node " + node + " stays excluded (" + o.elastic->excluded_path + "): " + pool->excluded().at(node));
     }
+  } else if (pool) {
+    write_excluded();  // none yet: an earlier launch's list does not apply to these nodes
   }
   launch(1);
   while (!exit_code) {

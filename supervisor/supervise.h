@@ -36,6 +36,16 @@ struct ElasticOptions {
   // One line per excluded node ("node why"), rewritten by the supervisor; a person removes a
   // line to bring the node back at the next attempt.
   std::string excluded_path;
+  // false: the job runs on all its nodes or not at all — with a node excluded the supervisor
+  // finishes with exit code 5 (run again later; under Slurm: requeued without the node).
+  bool shrink = true;
+  // Whether the nodes listed in excluded_path by an earlier launch stay excluded. false under
+  // Slurm: a new allocation's nodes are the controller's choice.
+  bool reload_excluded = true;
+  // Asked before every relaunch, with the nodes the supervisor still counts healthy: those of
+  // them the resource manager reports gone or that fail a pre-launch check, and why. They are
+  // excluded before the next attempt's layout is chosen (Slurm: slurm/client.h).
+  std::function<std::vector<std::pair<std::string, std::string>>(const std::vector<std::string>& healthy)> check_nodes;
 };
 
 struct SuperviseOptions {
