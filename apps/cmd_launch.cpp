@@ -237,7 +237,7 @@ int cmd_launch(int argc, char** argv) {
     el.rules = io::layout_rules(cfg);
     el.node_window_s = cfg.fault.node_window_s;
     el.excluded_path = (std::filesystem::path(claim.dir) / "excluded-nodes").string();
-    el.check_nodes = [&](const std::vector<std::string>& healthy) { return node_problems(slurm_launch, healthy); };
+    el.check_nodes = [&](const std::vector<std::string>& healthy) { return node_problems(slurm_launch, healthy, say); };
     so.elastic = el;
   }
   so.policy.hang_timeout_s = cfg.fault.hang_timeout_s, so.policy.setup_timeout_s = cfg.fault.setup_timeout_s;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -43,6 +44,8 @@ int cmd_status(int argc, char** argv) {
   } else {
     try {
       auto f = slurm::job_fields(job_id);
+      for (const char* k : {"ExcNodeList", "NodeList", "Reason"})
+        if (f[k] == "(null)" || f[k].empty()) f[k] = "none";
       std::printf("slurm: job %s %s (reason %s), nodes %s, excluded %s, requeued %s time(s), run time %s of %s\n",
                   job_id.c_str(), f["JobState"].c_str(), f["Reason"].c_str(), f["NodeList"].c_str(),
                   f["ExcNodeList"].c_str(), f["Restarts"].c_str(), f["RunTime"].c_str(), f["TimeLimit"].c_str());
@@ -52,20 +55,40 @@ int cmd_status(int argc, char** argv) {
   }
 
   // The supervisor's record: every start of the job appends to the same events.jsonl.
+  // Nodes the supervisor excluded and the layout it runs: those of the newest start of the job
+  // (each start's supervisor begins at attempt 1 with the nodes Slurm gave it).
   int attempts = 0, restarts = 0;
-  std::string checkpoint = "none", finished;
+  std::string checkpoint = "none", finished, layout;
+  std::map<std::string, std::string> excluded;
   const std::regex kind("\"kind\": \"([a-z-]+)\""), cause("\"cause\": \"([^\"]*)\"");
+  const std::regex host("\"host\": \"([^\"]*)\""), lay("\"layout\": \"([^\"]*)\""), first("\"attempt\": 1,");
   for (std::ifstream in(dir / "events.jsonl"); std::getline(in, line);) {
-    std::smatch k, c;
+    std::smatch k, c, h, l;
     if (!std::regex_search(line, k, kind)) continue;
     std::regex_search(line, c, cause);
-    if (k[1] == "launched") ++attempts;
-    else if (k[1] == "restart-scheduled") ++restarts;
-    else if (k[1] == "checkpoint") checkpoint = c[1];
-    else if (k[1] == "finished") finished = c[1];
+    std::regex_search(line, h, host);
+    if (k[1] == "launched") {
+      ++attempts;
+      if (std::regex_search(line, first)) excluded.clear();
+      if (std::regex_search(line, l, lay)) layout = l[1];
+    } else if (k[1] == "restart-scheduled") {
+      ++restarts;
+    } else if (k[1] == "checkpoint") {
+      checkpoint = c[1];
+    } else if (k[1] == "finished") {
+      finished = c[1];
+    } else if (k[1] == "node-excluded" && h.size() > 1) {
+      excluded[h[1]] = c[1];
+    } else if (k[1] == "node-restored" && h.size() > 1) {
+      excluded.erase(h[1]);
+    }
   }
   std::printf("supervisor: %d attempt(s), %d restart(s) after a fault, last checkpoint: %s%s%s\n", attempts, restarts,
               checkpoint.c_str(), finished.empty() ? "" : ", last job start finished: ", finished.c_str());
+  if (!layout.empty()) std::printf("layout: %s (the newest attempt)\n", layout.c_str());
+  std::string ex;
+  for (const auto& [node, why] : excluded) ex += (ex.empty() ? "" : "; ") + node + " (" + why + ")";
+  if (!ex.empty()) std::printf("nodes excluded by the supervisor: %s\n", ex.c_str());
   int last_step = -1;
   const std::regex step("\"step\":([0-9]+)");
   for (std::ifstream in(dir / "metrics.jsonl"); std::getline(in, line);) {

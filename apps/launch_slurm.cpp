@@ -26,7 +26,8 @@ std::string choose_launcher(const std::string& choice, const std::optional<slurm
 }
 
 std::vector<std::pair<std::string, std::string>> node_problems(const SlurmLaunch& l,
-                                                               const std::vector<std::string>& candidates) {
+                                                               const std::vector<std::string>& candidates,
+                                                               const std::function<void(const std::string&)>& say) {
   std::vector<std::pair<std::string, std::string>> bad;
   // After a node loss SLURM_JOB_NODELIST is stale: the controller says which nodes the
   // allocation still has (a --no-kill job loses its failed nodes) and in what state.
@@ -49,7 +50,15 @@ std::vector<std::pair<std::string, std::string>> node_problems(const SlurmLaunch
   }
   // A node whose slurmd died a moment ago still looks fine to the controller for a while
   // (SlurmdTimeout): starting one task there tells at once.
-  for (const auto& n : slurm::failed_probe(probe, {l.duet, "--help"}, kProbeTimeoutS))
+  const auto failed = slurm::failed_probe(probe, {l.duet, "--help"}, kProbeTimeoutS);
+  // Every node failing the probe points at the probe (the executable, the file system it is
+  // on, srun), not at the nodes: none is excluded for it, and the relaunch shows what fails.
+  if (probe.size() > 1 && failed.size() == probe.size()) {
+    say("the probe task (" + l.duet + " --help) failed on every node Slurm reports usable (" +
+        slurm::hostlist_compress(failed) + "): not taken for node failures");
+    return bad;
+  }
+  for (const auto& n : failed)
     bad.push_back({n, "a probe task did not start and answer there within " + std::to_string(kProbeTimeoutS) + " s"});
   return bad;
 }

@@ -27,9 +27,11 @@ std::string choose_launcher(const std::string& choice, const std::optional<slurm
 // Of `candidates`, the nodes a relaunch must not use, and why: those Slurm reports down,
 // drained or not responding, those no longer in the allocation (a --no-kill job loses its
 // failed nodes; SLURM_JOB_NODELIST still lists them), and those where the probe (this duet,
-// started as one task) does not answer within a few seconds.
+// started as one task) does not answer within a few seconds — unless it fails on every node
+// probed, which says the probe is broken, not the nodes (`say` tells).
 std::vector<std::pair<std::string, std::string>> node_problems(const SlurmLaunch& l,
-                                                               const std::vector<std::string>& candidates);
+                                                               const std::vector<std::string>& candidates,
+                                                               const std::function<void(const std::string&)>& say);
 
 // srun --mpi=pmix on exactly `nodes`, `ranks` tasks, the job killed whole when one rank fails.
 std::vector<std::string> srun_command(const std::vector<std::string>& nodes, int ranks);

@@ -391,6 +391,10 @@ TEST_F(SlurmJob, NodeCrashWithNoKillShrinksOntoTheNodeLeft) {
   EXPECT_NE(text.find("the global batch stays"), std::string::npos) << text;
   EXPECT_EQ(text.find("requeued"), std::string::npos) << text;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+  // duet status tells the layout the job finished in and the node it lost.
+  const auto st = run_command({kDuet, "status", run.string()});
+  EXPECT_NE(st.out.find("layout: pp 2 x dp 1 x ep 1, dualpipe on "), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("nodes excluded by the supervisor: " + victim + " ("), std::string::npos) << st.out;
   cluster_script({"restart-node", victim});
   EXPECT_EQ(cluster_script({"wait-idle", "4", "60"}).exit_code, 0);
 }
