@@ -78,6 +78,7 @@ int cmd_submit(int argc, char** argv) {
   job.no_kill = vm.count("no-kill") > 0;
   // `duet launch` with the same config options, the lineage and an absolute run directory.
   job.command = {self_exe(), "launch"};
+  if (job.no_kill) job.command.push_back("--elastic");  // shrink in the allocation after a node loss
   static const std::vector<std::string> own = {"--nodes", "--ranks-per-node", "--gpus-per-node", "--cpus-per-task",
                                                "--time", "--partition", "--account", "--signal-seconds"};
   // run.dir, run.name and run.id are given once, resolved, at the end: drop the user's.
@@ -103,7 +104,6 @@ int cmd_submit(int argc, char** argv) {
     else if (a.rfind("--set=", 0) == 0 && sets_resolved_key(a.substr(6))) skip = true;
     if (!skip) job.command.push_back(a);
   }
-  if (job.no_kill) job.command.push_back("--elastic");
   job.command.insert(job.command.end(), {"--set", "run.dir=" + run_root.string(), "--set", "run.name=" + cfg.run.name,
                                          "--set", "run.id=" + id});
   const std::string script = slurm::make_batch_script(job);  // validates every field first

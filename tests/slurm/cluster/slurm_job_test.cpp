@@ -377,6 +377,7 @@ TEST_F(SlurmJob, NodeCrashWithNoKillShrinksOntoTheNodeLeft) {
   ASSERT_EQ(s.exit_code, 0) << s.output;
   const fs::path run = *root_ / "no-kill";
   EXPECT_NE(read_file(run / "job.sbatch").find("#SBATCH --no-kill\n"), std::string::npos);
+  EXPECT_NE(read_file(run / "job.sbatch").find("'launch' '--elastic'"), std::string::npos) << read_file(run / "job.sbatch");
   const std::string victim = crash_other_node(s.job_id, run,
                                               {{"rank died", "rank-died"},
                                                {"node excluded", "excluded:"},
