@@ -15,15 +15,3 @@ void rmsnorm_backward_weight(float* dweight, const float* dout, const float* in,
                              int N, int C);
 
 }  // namespace duet::cpu
-
-#if DUET_HAVE_CUDA
-// The same kernels on the GPU: device pointers, the calling thread's current stream.
-namespace duet::cuda {
-
-void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C,
-                     float eps);
-void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight,
-                            const float* rstd, int N, int C);
-
-}  // namespace duet::cuda
-#endif

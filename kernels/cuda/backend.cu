@@ -1,11 +1,13 @@
-// The CUDA backend: the duet::cuda kernels that exist so far (RMSNorm forward and
-// backward-input); every other op is nullptr until it is written. Kernels run on the
-// calling thread's current stream.
+// The CUDA backend: every op of the table as a duet::cuda kernel (kernels/cuda/ops.h), on
+// managed memory. Kernels run on the calling thread's current stream.
 #include <cuda_runtime.h>
+
+#include <array>
 
 #include "kernels/backend.h"
 #include "kernels/cuda/check.h"
-#include "kernels/norm.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/ops.h"
 
 namespace duet::kernels {
 
@@ -26,15 +28,16 @@ void device_copy(void* dst, const void* src, size_t bytes) {
 void device_synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 Backend make_cuda_backend() {
-  Backend b{};  // ops not set here stay nullptr: not implemented on the GPU yet
+  Backend b{};
   b.name = "cuda";
   b.alloc = &device_alloc;
   b.free = &device_free;
   b.copy_to_host = &device_copy;
   b.copy_from_host = &device_copy;
   b.synchronize = &device_synchronize;
-  b.rmsnorm_forward = &cuda::rmsnorm_forward;
-  b.rmsnorm_backward_input = &cuda::rmsnorm_backward_input;
+#define DUET_CUDA_SLOT(op) b.op = &cuda::op;
+  DUET_BACKEND_OPS(DUET_CUDA_SLOT)
+#undef DUET_CUDA_SLOT
   return b;
 }
 
@@ -54,3 +57,24 @@ const Backend* cuda_backend() {
 }
 
 }  // namespace duet::kernels
+
+namespace duet::cuda {
+
+void* scratch(size_t bytes, int slot) {
+  struct Buffer {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  thread_local std::array<Buffer, 4> buffers;
+  Buffer& b = buffers.at(slot);
+  if (b.bytes < bytes) {
+    // Grows to the largest size asked for: after the first step of a run, no more allocations.
+    if (b.p) CUDA_CHECK(cudaFree(b.p));
+    b.p = nullptr;
+    CUDA_CHECK(cudaMalloc(&b.p, bytes));
+    b.bytes = bytes;
+  }
+  return b.p;
+}
+
+}  // namespace duet::cuda

@@ -1,0 +1,64 @@
+#pragma once
+// The CUDA kernels: the same signatures and semantics as the duet::cpu functions of
+// kernels/X.h (read the shapes and the '=' / '+=' contract there), on device pointers, on the
+// calling thread's current stream. Functions returning a value (cross-entropy, sum of
+// squares) synchronise. Gathered into the CUDA backend table by kernels/cuda/backend.cu.
+#include <cstdint>
+
+#include "kernels/optim.h"
+
+namespace duet::cuda {
+
+// gemm.cu (cuBLAS, FP32, TF32 off)
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+          int ldb, float beta, float* C, int ldc);
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
+void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
+
+// norm.cu
+void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C, float eps);
+void rmsnorm_backward_input(float* din, const float* dout, const float* in, const float* weight, const float* rstd,
+                            int N, int C);
+void rmsnorm_backward_weight(float* dweight, const float* dout, const float* in, const float* rstd, int N, int C);
+
+// rope.cu
+void rope_table(float* cos_sin, int T, int D, float theta);
+void rope_forward(float* qkv, const float* cos_sin, int B, int T, int H, int D);
+void rope_backward(float* dqkv, const float* cos_sin, int B, int T, int H, int D);
+
+// attention.cu
+void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B, int T, int H,
+                        int D);
+
+// activation.cu
+void swiglu_forward(float* h, const float* ab, int N, int F);
+void swiglu_backward(float* dab, const float* dh, const float* ab, int N, int F);
+void sigmoid_forward(float* out, const float* in, long n);
+
+// embedding.cu
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int N, int C);
+void embedding_backward_weight(float* dwte, const float* dout, const int32_t* tokens, int N, int C);
+
+// moe.cu
+void moe_route(int32_t* expert, float* gate, const float* scores, const float* bias, int N, int E, int K);
+void moe_route_backward(float* dlogits, const float* dgate, const float* scores, const int32_t* expert,
+                        const float* gate, int N, int E, int K);
+void moe_permute_plan(int32_t* row_of, int32_t* offsets, const int32_t* expert, int N, int E, int K);
+void moe_gather(float* xp, const float* x, const int32_t* row_of, int N, int K, int C);
+void moe_gather_backward(float* dx, const float* dxp, const int32_t* row_of, int N, int K, int C);
+void moe_combine(float* out, const float* yp, const float* gate, const int32_t* row_of, int N, int K, int C);
+void moe_combine_backward(float* dyp, float* dgate, const float* dout, const float* yp, const float* gate,
+                          const int32_t* row_of, int N, int K, int C);
+
+// loss.cu
+double cross_entropy_forward(float* logits_to_probs, const int32_t* targets, int N, int V);
+void cross_entropy_backward(float* probs_to_dlogits, const int32_t* targets, int N, int V, float scale);
+
+// optim.cu
+void adamw_update(float* params, const float* grads, float* m, float* v, long n, const kernels::AdamWParams& p);
+double sum_squares(const float* g, long n);
+void scale(float* x, long n, float s);
+
+}  // namespace duet::cuda

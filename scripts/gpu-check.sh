@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The GPU checks, for a machine with an NVIDIA GPU and the CUDA toolkit but none of the Debian
+# packages duet builds against (Open MPI, HDF5, oneDNN, ...) and no network.
+#
+#   scripts/gpu-check.sh pack [BUILD_DIR]    here, after a CUDA build (scripts/build.sh, nvcc found):
+#                                            BUILD_DIR/gpu-check/ = the GPU test binaries and the
+#                                            shared libraries they need that are neither the C
+#                                            library nor CUDA's (at most 64 MiB)
+#   scripts/gpu-check.sh run [BUNDLE_DIR]    there: the CUDA cases of the kernel tests (every op
+#                                            against the CPU reference), then the same under
+#                                            compute-sanitizer memcheck; prints a summary and
+#                                            exits non-zero when a check failed or did not run
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:-}"
+# The CUDA cases: every op on the cuda backend, and the backend's own checks.
+filter='BackendOps/EveryBackend.MatchesCpu/cuda_*:BackendTable.Cuda*'
+max_bytes=$((64 * 1024 * 1024))
+
+pack() {
+  local build="${1:-$here/build}"
+  make -C "$build" -j"$(nproc)" test_kernels >/dev/null
+  ldd "$build/tests/test_kernels" | grep -q libcudart ||
+    { echo "gpu-check: $build is not a CUDA build (configure with nvcc found, or -DDUET_CUDA=ON)" >&2; exit 2; }
+  local out="$build/gpu-check"
+  rm -rf "$out" && mkdir -p "$out/lib"
+  cp "$build/tests/test_kernels" "$out/"
+  cp "$here/scripts/gpu-check.sh" "$out/"
+  # Every library the binary loads, except the C library's own and CUDA's (the GPU machine
+  # has its toolkit and driver): libstdc++ too, in case that machine's is older.
+  ldd "$out/test_kernels" | awk '/=> \//{print $3}' | while read -r lib; do
+    case "$(basename "$lib")" in
+      libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libcuda.so*|libcudart.so*|libcublas*.so*|libnccl.so*) ;;
+      *) cp -L "$lib" "$out/lib/" ;;
+    esac
+  done
+  local bytes
+  bytes=$(du -sb "$out" | cut -f1)
+  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries and test_kernels into $out ($((bytes / 1024 / 1024)) MiB)"
+  if ((bytes > max_bytes)); then
+    echo "gpu-check: $out is $bytes bytes, over the 64 MiB a GPU machine takes" >&2
+    exit 1
+  fi
+}
+
+run() {
+  local dir="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+  [ -x "$dir/test_kernels" ] || { echo "gpu-check: no test_kernels in $dir (run 'pack' on the build machine)" >&2; exit 2; }
+  local cuda="${CUDA_HOME:-/usr/local/cuda}"
+  export LD_LIBRARY_PATH="$dir/lib:$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  local status=0 summary=()
+  # 1. Every op on the GPU against the CPU reference. A skipped case here means no device.
+  local log="$dir/kernels.log"
+  if "$dir/test_kernels" --gtest_filter="$filter" >"$log" 2>&1; then :; else status=1; fi
+  local passed failed skipped
+  passed=$(grep -c '^\[       OK \]' "$log" || true)
+  failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" || true)
+  skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$log" || true)
+  summary+=("kernel tests on the GPU: $passed passed, $failed failed, $skipped skipped ($log)")
+  ((skipped == 0)) || status=1
+  grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" | sed 's/^/  /' || true
+  ((skipped == 0)) || grep -m1 -E 'absent|does not implement' "$log" | sed 's/^/  why skipped: /' || true
+  # 2. The same under compute-sanitizer memcheck: out-of-bounds and misaligned accesses,
+  #    leaks of device memory.
+  local sanitizer=""
+  for c in compute-sanitizer "$cuda/bin/compute-sanitizer" "$cuda/compute-sanitizer/compute-sanitizer"; do
+    if command -v "$c" >/dev/null 2>&1; then sanitizer="$c"; break; fi
+  done
+  if [ -n "$sanitizer" ]; then
+    local mlog="$dir/memcheck.log"
+    if "$sanitizer" --tool memcheck --leak-check full --error-exitcode 97 "$dir/test_kernels" --gtest_filter="$filter" \
+         >"$mlog" 2>&1; then
+      summary+=("compute-sanitizer memcheck: clean ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo 'no summary line'))")
+    else
+      status=1
+      summary+=("compute-sanitizer memcheck: FAILED ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo "exit status $?"); $mlog)")
+    fi
+  else
+    status=1
+    summary+=("compute-sanitizer: not found under $cuda: memcheck NOT run")
+  fi
+  echo "== gpu-check summary =="
+  printf '%s\n' "${summary[@]}"
+  exit $status
+}
+
+case "$mode" in
+  pack) shift; pack "$@" ;;
+  run) shift; run "$@" ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
