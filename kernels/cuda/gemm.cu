@@ -27,7 +27,9 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // C = beta·C
     const float zero = 0.0f;
-    if (beta != 1.0f)
+    if (beta == 0.0f)  // as BLAS: C is overwritten, whatever it held (NaN included)
+      CUDA_CHECK(cudaMemset2DAsync(C, sizeof(float) * ldc, 0, sizeof(float) * N, M));
+    else if (beta != 1.0f)
       CUBLAS_CHECK(cublasSgeam(handle(), CUBLAS_OP_N, CUBLAS_OP_N, N, M, &beta, C, ldc, &zero, C, ldc, C, ldc));
     return;
   }

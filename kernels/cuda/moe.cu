@@ -150,6 +150,10 @@ void moe_combine_backward(float* dyp, float* dgate, const float* dout, const flo
                           const int32_t* row_of, int N, int K, int C) {
   const long nk = (long)N * K;
   if (nk <= 0) return;
+  if (C <= 0) {  // no channels: every gate gradient is an empty sum
+    CUDA_CHECK(cudaMemsetAsync(dgate, 0, sizeof(float) * nk));
+    return;
+  }
   moe_combine_backward_kernel<<<(unsigned)nk, C >= kThreads ? kThreads : ((C + 31) / 32) * 32>>>(dyp, dgate, dout, yp,
                                                                                                  gate, row_of, K, C);
   DUET_CUDA_LAUNCHED();

@@ -12,7 +12,7 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* in,
   float* y = out + (size_t)blockIdx.x * C;
   float ss = 0.0f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) ss += x[c] * x[c];
-  const float r = rsqrtf(block_sum(ss) / C + eps);
+  const float r = 1.0f / sqrtf(block_sum(ss) / C + eps);  // as the CPU computes it (rsqrtf is 2 ulp)
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = x[c] * r * w[c];
 }
