@@ -13,14 +13,27 @@ namespace duet::cuda {
 
 namespace {
 
+// The block's row of one head: blockIdx.x = (b·H + h)·T + row; `base` is q of that head's
+// row 0 in qkv (k and v follow at +C and +2C, rows 3C apart).
+struct Head {
+  __device__ Head(const float* qkv, int T, int H, int D)
+      : row(blockIdx.x % T), bh(blockIdx.x / T), h((int)(bh % H)), b(bh / H), C(H * D),
+        base(qkv + (size_t)b * T * 3 * C + h * D) {}
+  int row;
+  long bh;
+  int h;
+  long b;
+  int C;
+  const float* base;
+};
+
 __global__ void attention_forward_kernel(float* out, float* probs, const float* qkv, int T, int H, int D, float scale) {
   extern __shared__ float q[];  // D
-  const int t = blockIdx.x % T;
-  const long bh = blockIdx.x / T;
-  const int h = (int)(bh % H);
-  const long b = bh / H;
-  const int C = H * D;
-  const float* base = qkv + (size_t)b * T * 3 * C + h * D;  // q of row 0 of this head
+  const Head hd(qkv, T, H, D);
+  const int t = hd.row;
+  const long bh = hd.bh, b = hd.b;
+  const int h = hd.h, C = hd.C;
+  const float* base = hd.base;
   for (int d = threadIdx.x; d < D; d += blockDim.x) q[d] = base[(size_t)t * 3 * C + d];
   __syncthreads();
   float* p = probs + ((size_t)bh * T + t) * T;
@@ -52,12 +65,11 @@ __global__ void attention_forward_kernel(float* out, float* probs, const float* 
 __global__ void attention_backward_rows_kernel(float* dqkv, float* ds, const float* dout, const float* qkv,
                                                const float* probs, int T, int H, int D, float scale) {
   extern __shared__ float dO[];  // D
-  const int t = blockIdx.x % T;
-  const long bh = blockIdx.x / T;
-  const int h = (int)(bh % H);
-  const long b = bh / H;
-  const int C = H * D;
-  const float* base = qkv + (size_t)b * T * 3 * C + h * D;
+  const Head hd(qkv, T, H, D);
+  const int t = hd.row;
+  const long bh = hd.bh, b = hd.b;
+  const int h = hd.h, C = hd.C;
+  const float* base = hd.base;
   for (int d = threadIdx.x; d < D; d += blockDim.x) dO[d] = dout[((size_t)b * T + t) * C + h * D + d];
   __syncthreads();
   const float* p = probs + ((size_t)bh * T + t) * T;
@@ -84,12 +96,11 @@ __global__ void attention_backward_rows_kernel(float* dqkv, float* ds, const flo
 // Key row s: dK and dV, over the query rows t >= s.
 __global__ void attention_backward_cols_kernel(float* dqkv, const float* ds, const float* dout, const float* qkv,
                                                const float* probs, int T, int H, int D, float scale) {
-  const int s = blockIdx.x % T;
-  const long bh = blockIdx.x / T;
-  const int h = (int)(bh % H);
-  const long b = bh / H;
-  const int C = H * D;
-  const float* base = qkv + (size_t)b * T * 3 * C + h * D;
+  const Head hd(qkv, T, H, D);
+  const int s = hd.row;
+  const long bh = hd.bh, b = hd.b;
+  const int h = hd.h, C = hd.C;
+  const float* base = hd.base;
   const float* p = probs + (size_t)bh * T * T;
   const float* dsm = ds + (size_t)bh * T * T;
   float* dk = dqkv + ((size_t)b * T + s) * 3 * C + C + h * D;
