@@ -87,6 +87,21 @@ class TrainCheckpoints {
   void report(const ckpt::SaveResult& r);
 };
 
+// What a rank saves, as checkpoint slices viewing its live state: every parameter tensor of
+// its stages (whole) and its ZeRO-1 pieces of the AdamW moments ("opt.m/<tensor>",
+// "opt.v/<tensor>", 1-D slices of the flattened tensor).
+std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+// The state each rank's shard (or snapshot) carries besides the tensors.
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero);
+
+// Loads a rank's state from any source that reads tensors by name: read_whole(name) returns
+// the whole tensor, read_range(name, offset, out) elements [offset, offset + out.size()) of
+// its flattened view. `where` names the source in errors.
+void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long optimizer_steps,
+                     const std::function<std::vector<float>(const std::string&)>& read_whole,
+                     const std::function<void(const std::string&, int64_t, std::span<float>)>& read_range,
+                     const std::string& where);
+
 // A digest of the model's shape (the model section of the config): checkpoints of another
 // model are refused.
 std::string model_hash(const io::RunConfig& cfg);
