@@ -176,7 +176,7 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   return r.committed;
 }
 
-int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most) {
   if (!cfg_.checkpoint.resume) {
     if (rank_ == 0 && !layout_.lineage.empty()) {  // still say whose checkpoints are there
       std::string list;
@@ -197,6 +197,12 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     std::string list;
     for (const auto& f : at.foreign) list += (list.empty() ? "" : ", ") + f;
     log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
+  }
+  if (unless_at_most >= 0 && (!at.found() || at.step <= unless_at_most)) {
+    if (rank_ == 0 && at.found())
+      log_.print("checkpoint: " + at.path + " (step " + std::to_string(at.step) +
+                 ") is not newer than the in-memory snapshot of step " + std::to_string(unless_at_most));
+    return -1;
   }
   if (!at.found()) return 0;
   const auto load_start = std::chrono::steady_clock::now();

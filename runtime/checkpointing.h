@@ -43,8 +43,10 @@ class TrainCheckpoints {
                    io::RunLog& log, Communicator& agreement, SaveHooks hooks = {});
 
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
-  // Returns its step, or 0 when there is none (or checkpoint.resume is false).
-  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // Returns its step, or 0 when there is none (or checkpoint.resume is false). With
+  // unless_at_most >= 0 (the step of an in-memory snapshot found) it loads nothing and returns
+  // -1 when the newest checkpoint that verifies is not newer than that step.
+  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most = -1);
   // Saves `step` on every rank. Synchronous: returns whether it committed. With
   // checkpoint.async: returns after the in-memory snapshot (true), a background thread writes
   // and commits, and poll()/finish() report the verdict; a save still writing when the next

@@ -172,11 +172,9 @@ MemorySnapshots::~MemorySnapshots() {
   thread_.join();
 }
 
-int MemorySnapshots::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int at_least) {
+int MemorySnapshots::find() {
   if (!enabled_) return -1;
-  const auto t0 = std::chrono::steady_clock::now();
-  std::string chosen;  // rank 0's choice for everyone: "step generation\npath\n…"
-  ckpt::SnapshotSet set;
+  std::string chosen;  // rank 0's choice for everyone: "step generation own replicas\npath\n…"
   if (rank_ == 0) {
     std::error_code ec;
     for (const auto& node : fs::directory_iterator(run_dir_, ec))  // a killed attempt's half-written files
@@ -184,28 +182,31 @@ int MemorySnapshots::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero,
         if (f.path().filename().string().find(".tmp-") != std::string::npos) fs::remove(f.path(), ec);
     ckpt::SnapshotSearch search;
     search.lineage = cfg_.run.id, search.below_generation = fence_.generation, search.model_hash = meta_.layout.model_hash;
-    set = ckpt::find_snapshot_set(run_dir_, search, [&](std::string_view l) { log_.print(std::string(l)); });
-    if (set.found() && set.step >= at_least && set.step > 0) {
+    const ckpt::SnapshotSet set =
+        ckpt::find_snapshot_set(run_dir_, search, [&](std::string_view l) { log_.print(std::string(l)); });
+    if (set.found() && set.step > 0) {
       chosen = std::to_string(set.step) + " " + std::to_string(set.generation) + " " + std::to_string(set.own_copies) +
                " " + std::to_string(set.replicas);
       for (const auto& p : set.paths) chosen += "\n" + p;
-    } else if (set.found()) {
-      log_.print("memory snapshots: the newest complete one (step " + std::to_string(set.step) +
-                 ") is older than the newest checkpoint (step " + std::to_string(at_least) + ")");
     } else {
-      log_.print("memory snapshots: none complete in " + run_dir_ + " for this run: resuming from the HDF5 checkpoint");
+      log_.print("memory snapshots: none complete in " + run_dir_ + " for this run");
     }
   }
   comm_.broadcast(chosen, 0);
+  found_ = {};
   if (chosen.empty()) return -1;
-  {
-    std::istringstream in(chosen);
-    in >> set.step >> set.generation >> set.own_copies >> set.replicas;
-    set.paths.clear();
-    std::string p;
-    std::getline(in, p);
-    while (std::getline(in, p)) set.paths.push_back(p);
-  }
+  std::istringstream in(chosen);
+  in >> found_.step >> found_.generation >> found_.own_copies >> found_.replicas;
+  std::string p;
+  std::getline(in, p);
+  while (std::getline(in, p)) found_.paths.push_back(p);
+  return (int)found_.step;
+}
+
+int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+  if (!found_.found()) throw std::logic_error("MemorySnapshots::load without a snapshot found");
+  const auto t0 = std::chrono::steady_clock::now();
+  const ckpt::SnapshotSet& set = found_;
   ckpt::SnapshotReader reader(set);
   const auto& saved = reader.state(0).attributes;
   const std::string where = "the in-memory snapshot of step " + std::to_string(set.step);

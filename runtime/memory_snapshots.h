@@ -7,7 +7,7 @@
 // the step that was running.
 //
 //   MemorySnapshots snaps(cfg, topo, rank, log, *groups.snapshot, fence, supervised, stages, zero);
-//   int step = snaps.resume(stages, zero, newest_hdf5_step);   // -1: none, use the HDF5 checkpoint
+//   int step = snaps.find();            // -1: none; else load() it unless an HDF5 checkpoint is newer
 //   ... each step, after the optimizer step:   snaps.save(step, stages, zero);
 //   ... before the next optimizer step:         snaps.before_update();
 //   ... at the end:                             snaps.finish(/*remove=*/true);
@@ -63,11 +63,13 @@ class MemorySnapshots {
 
   bool enabled() const { return enabled_; }
 
-  // Collective. Loads the newest step every rank of one layout has a verified snapshot of
-  // (own copy or a peer's replica), written by an earlier attempt of this run, if it is at
-  // least `at_least` (the newest HDF5 checkpoint's step). Returns the step, or -1 (nothing
-  // loaded: resume from the HDF5 checkpoint). Rank 0 says which it used.
-  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int at_least);
+  // Collective. Finds the newest step every rank of one layout has a verified snapshot of
+  // (own copy or a peer's replica), written by an earlier attempt of this run: rank 0 scans
+  // and decides for all. Returns the step, or -1 when there is none.
+  int find();
+  // Collective, after find() returned a step: loads it (into this layout, whatever layout
+  // wrote it) and returns the step. Rank 0 says so.
+  int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
   // Every checkpoint.memory_every steps (others return at once): hands the state of `step`
   // to the background thread; waits first for the previous snapshot to be written and sent.
   // Returns the seconds it waited.
@@ -96,6 +98,7 @@ class MemorySnapshots {
   std::string run_dir_, node_dir_, node_;
   int per_node_ = 1, peer_to_ = -1, peer_from_ = -1;  // -1: no other node
   ckpt::SnapshotMeta meta_;
+  ckpt::SnapshotSet found_;  // what find() chose
   std::unique_ptr<ckpt::SnapshotOwnerLock> owner_;
 
   std::vector<ckpt::TensorSlice> views_;  // the live state of the job (until the copy)

@@ -63,16 +63,6 @@ void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
   }
 }
 
-// The newest committed checkpoint of this run in dir (0: none), unverified: in-memory
-// snapshots older than it are not used.
-int newest_checkpoint_step(const std::string& dir, const std::string& lineage) {
-  int newest = 0;
-  for (const auto& e : ckpt::list_checkpoints(dir))
-    if (e.committed && (lineage.empty() || ckpt::checkpoint_lineage(e.path).value_or("?") == lineage))
-      newest = std::max(newest, (int)e.step);
-  return newest;
-}
-
 }  // namespace
 
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
@@ -190,13 +180,14 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   const ckpt::Fence fence = hooks.fence;
   TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint, std::move(hooks));
   if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
-  // In-memory snapshots (checkpoint.memory): the restart resumes from the newest one that is
-  // complete, unless the newest HDF5 checkpoint is newer.
+  // In-memory snapshots (checkpoint.memory): the restart resumes from the newest complete
+  // one, unless the newest HDF5 checkpoint that verifies is newer.
   MemorySnapshots snapshots(cfg, topo, rank, log, *groups.snapshot, fence, supervisor != nullptr, stages, zero);
   const auto load_start = Clock::now();
-  int start_step = cfg.checkpoint.resume ? snapshots.resume(stages, zero, newest_checkpoint_step(checkpoints.dir(), cfg.run.id)) : -1;
-  const bool from_memory = start_step >= 0;
-  if (!from_memory) start_step = checkpoints.resume(stages, zero);
+  const int memory_step = cfg.checkpoint.resume ? snapshots.find() : -1;
+  int start_step = checkpoints.resume(stages, zero, memory_step);
+  const bool from_memory = start_step < 0;
+  if (from_memory) start_step = snapshots.load(stages, zero);
   if (supervisor) supervisor->mark(from_memory ? "load_memory" : "load", since(load_start), start_step);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
