@@ -27,19 +27,20 @@ run() {  # mode index
   python3 -c "
 import json,sys,statistics
 rows=[json.loads(l) for l in open(sys.argv[1]) if '\"step\"' in l]
-print(statistics.median(r['step_time_s'] for r in rows[2:]), statistics.median(r.get('snapshot_wait_s', 0) for r in rows[2:]))" \
+m=lambda k: statistics.median(r.get(k, 0) for r in rows[2:])
+print(m('step_time_s'), m('snapshot_wait_s'), m('snapshot_s'), m('snapshot_cpu_s'))" \
     "$dir/runs/r/metrics.jsonl"
 }
-declare -A times=([on]="" [off]="") waits=([on]="")
+declare -A times=([on]="" [off]="") waits=([on]="") snaps=([on]="") cpus=([on]="")
 for i in $(seq 1 "$runs"); do
   for mode in off on; do
-    read -r t w < <(run "$mode" "$i")
+    read -r t w sn c < <(run "$mode" "$i")
     times[$mode]+="$t "
-    [ "$mode" = on ] && waits[on]+="$w "
-    echo "run $i $mode: median step $t s (snapshot wait $w s)"
+    [ "$mode" = on ] && waits[on]+="$w " snaps[on]+="$sn " cpus[on]+="$c "
+    echo "run $i $mode: median step $t s (snapshot: training waited $w s; thread $sn s wall, $c s CPU)"
   done
 done
-python3 - "${times[off]}" "${times[on]}" "${waits[on]}" "$out" "$runs" <<'PY'
+python3 - "${times[off]}" "${times[on]}" "${waits[on]}" "$out" "$runs" "${snaps[on]}" "${cpus[on]}" <<'PY'
 import json, statistics, sys
 off = [float(x) for x in sys.argv[1].split()]; on = [float(x) for x in sys.argv[2].split()]
 wait = [float(x) for x in sys.argv[3].split()]
@@ -48,6 +49,9 @@ mo, mn = statistics.median(off), statistics.median(on)
 print(f"off: median {mo:.4f} s/step (runs {min(off):.4f}-{max(off):.4f})")
 print(f"on:  median {mn:.4f} s/step (runs {min(on):.4f}-{max(on):.4f}); training waited {statistics.median(wait):.4f} s/step for the snapshot")
 print(f"overhead: {100 * (mn / mo - 1):+.1f}% (on / off = {mn / mo:.3f})")
+snap = [float(x) for x in sys.argv[6].split()]; cpu = [float(x) for x in sys.argv[7].split()]
+print(f"snapshot thread per step: {statistics.median(snap):.4f} s wall, {statistics.median(cpu):.4f} s CPU "
+      f"(runs {min(cpu):.4f}-{max(cpu):.4f}) = {100 * statistics.median(cpu) / mo:.1f}% of the step without snapshots")
 pairs = [on[i] / off[i] for i in range(runs)]
 print(f"per pair on/off: " + " ".join(f"{p:.3f}" for p in pairs))
 keys = ("loss", "grad_norm", "val_loss")

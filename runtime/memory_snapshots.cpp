@@ -1,6 +1,7 @@
 #include "runtime/memory_snapshots.h"
 
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +47,12 @@ std::uint64_t free_bytes(const std::string& dir) {
 }
 
 constexpr int kTagSize = 7001, kTagBytes = 7002;
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 }  // namespace
 
@@ -268,7 +275,11 @@ void MemorySnapshots::run() {
     if (!has_job_) return;
     const int step = job_step_;
     lk.unlock();
+    const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = thread_cpu_seconds();
     write_one(step);
+    last_cpu_s_ = thread_cpu_seconds() - cpu0;
+    last_wall_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     lk.lock();
     has_job_ = false;
     cv_.notify_all();

@@ -16,6 +16,7 @@
 // next step's forward and backward run (they only read parameters); writing the file and the
 // exchange with the peer follow on the same thread, over a communicator of their own.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -81,6 +82,12 @@ class MemorySnapshots {
   // checkpoint) — every rank's snapshots are deleted (collective).
   void finish(bool remove);
 
+  // The newest finished snapshot of this rank: seconds from the hand-over to the replica
+  // written (wall), and the CPU seconds the snapshot thread used for it (encode, checksum,
+  // writes) — on a machine with one rank per core, that is what it takes from the compute.
+  double last_wall_seconds() const { return last_wall_s_.load(); }
+  double last_cpu_seconds() const { return last_cpu_s_.load(); }
+
   // Where this rank's node keeps its snapshots, and the run's folder above it.
   const std::string& node_dir() const { return node_dir_; }
   const std::string& run_dir() const { return run_dir_; }
@@ -109,6 +116,7 @@ class MemorySnapshots {
   int job_step_ = -1, saves_ = 0;
   bool has_job_ = false, copying_ = false, stop_ = false, cleaned_ = false;
   std::string first_error_;
+  std::atomic<double> last_wall_s_{0}, last_cpu_s_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   std::thread thread_;

@@ -303,7 +303,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
     j.add("core_wait_s", core_waited / world).add("cpu_s", cpu_used / world);
     if (ckpt_wait > 0) j.add("checkpoint_wait_s", ckpt_wait);
-    if (snapshots.enabled()) j.add("snapshot_wait_s", snapshot_wait);
+    if (snapshots.enabled())  // the wait, and what the previous step's snapshot took (wall, CPU)
+      j.add("snapshot_wait_s", snapshot_wait)
+          .add("snapshot_s", snapshots.last_wall_seconds())
+          .add("snapshot_cpu_s", snapshots.last_cpu_seconds());
     if (cfg.runtime.comm_delay_us > 0) j.add("comm_delay_added_s", added);
     if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);
     std::string extra;
