@@ -57,7 +57,13 @@ print(f"per pair on/off: " + " ".join(f"{p:.3f}" for p in pairs))
 keys = ("loss", "grad_norm", "val_loss")
 def losses(mode, i):
     return [{k: r.get(k) for k in keys} for r in map(json.loads, open(f"{out}/{mode}-{i}/runs/r/metrics.jsonl")) if "step" in r]
-same = all(losses("off", i) == losses("on", i) for i in range(1, runs + 1))
+same = True
+for i in range(1, runs + 1):
+    for a, b in zip(losses("off", i), losses("on", i)):
+        if a != b:
+            print(f"pair {i}: off {a} != on {b}")
+            same = False
+            break
 print("losses, gradient norms, validation: " + ("bit-identical" if same else "DIFFERENT"))
 sys.exit(0 if same else 1)
 PY
