@@ -24,7 +24,9 @@
 #include "core/supervision.h"
 #include "io/run_dir.h"
 #include "kernels/peak.h"
+#include "checkpoint/snapshot.h"
 #include "runtime/memory_estimate.h"
+#include "runtime/memory_snapshots.h"
 #include "slurm/hostlist.h"
 #include "supervisor/supervise.h"
 
@@ -158,7 +160,7 @@ int cmd_launch(int argc, char** argv) {
     // The supervisor's address, the attempt, the data to skip and the run directory's claim
     // reach ranks on every node.
     for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, core::kNodesEnv,
-                          core::kRanksPerNodeEnv, io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"})
+                          core::kRanksPerNodeEnv, io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS", runtime::kMemoryDirEnv})
       cmd.insert(cmd.end(), {"-x", v});
     const auto d = duet_part(plan);
     cmd.insert(cmd.end(), d.begin(), d.end());
@@ -246,6 +248,8 @@ int cmd_launch(int argc, char** argv) {
   so.policy.host_timeout_s = cfg.fault.host_timeout_s;
   so.events_path = (std::filesystem::path(claim.dir) / "events.jsonl").string();
   so.fence_path = (std::filesystem::path(claim.dir) / "fence").string();  // the ranks' run_dir + "/fence"
+  if (cfg.checkpoint.memory != io::MemorySnapshots::Off)  // the ranks decide whether they keep any
+    so.snapshot_dir = ckpt::snapshot_run_dir(runtime::memory_snapshot_dir(cfg), claim.id);
   so.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());

@@ -21,6 +21,7 @@
 #include "report/report.h"
 #include "runtime/comm_mpi.h"
 #include "runtime/memory_estimate.h"
+#include "runtime/memory_snapshots.h"
 #include "runtime/mpi.h"
 #include "runtime/train_setup.h"
 #include "runtime/trainer.h"
@@ -84,6 +85,7 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   const std::string memory_line = runtime::check_memory(cfg, runtime::local_ranks());
+  runtime::check_memory_snapshots(cfg, cfg.parallel.pp * cfg.parallel.dp);  // checkpoint.memory: on
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);

@@ -44,6 +44,12 @@ enum class FailScope { Rank, Node };
 // is written, before the checkpoint is moved into place).
 enum class FailAt { Step, Save, Commit };
 
+// In-memory snapshots (checkpoint.memory, docs/fault-tolerance.md): auto = on under `duet
+// launch` when the memory folder has room (else a warning and HDF5 alone), off for a bare
+// `duet train` (nothing restarts it within the job); on = always, and a run that cannot keep
+// them refuses to start; off = never.
+enum class MemorySnapshots { Auto, On, Off };
+
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
   std::string dir = "runs";   // the run directory is <dir>/<name>
@@ -135,6 +141,10 @@ struct CheckpointSection {
   bool async = true;
   bool resume = true;  // resume from the newest valid checkpoint when one exists
   bool allow_changes = false;  // resume despite changed optimizer keys, global batch or seed (io/resume_policy.h)
+  MemorySnapshots memory = MemorySnapshots::Auto;  // in-memory snapshots on the node and a peer node
+  int memory_every = 1;      // steps between in-memory snapshots
+  std::string memory_dir;    // "" = $DUET_MEMORY_DIR, else /dev/shm
+  std::uint64_t memory_limit = 0;  // bytes the snapshots may use per node; 0 = the folder's free space
   bool operator==(const CheckpointSection&) const = default;
 };
 

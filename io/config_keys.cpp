@@ -51,6 +51,10 @@ const std::vector<std::string>& enum_names(FailScope) {
   static const std::vector<std::string> names = {"rank", "node"};
   return names;
 }
+const std::vector<std::string>& enum_names(MemorySnapshots) {
+  static const std::vector<std::string> names = {"auto", "on", "off"};
+  return names;
+}
 const std::vector<std::string>& enum_names(FailAt) {
   static const std::vector<std::string> names = {"step", "save", "commit"};
   return names;
@@ -213,6 +217,14 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(checkpoint.resume), "resume from the newest valid checkpoint if there is one"),
       make_key(DUET_KEY(checkpoint.allow_changes),
                "resume even if optimizer keys, train.global_batch or train.seed differ from the checkpoint's run"),
+      make_key(DUET_KEY(checkpoint.memory),
+               "in-memory snapshots of every rank on its node and a peer node: auto = under duet launch when "
+               "there is room, on = required, off = never"),
+      make_key(DUET_KEY(checkpoint.memory_every), "steps between in-memory snapshots", at_least(1)),
+      make_key(DUET_KEY(checkpoint.memory_dir), "folder of the in-memory snapshots; \"\" = $DUET_MEMORY_DIR or /dev/shm"),
+      make_key(DUET_KEY(checkpoint.memory_limit),
+               "bytes the in-memory snapshots may use per node; 0 = the free space of checkpoint.memory_dir",
+               byte_count()),
 
       make_key(DUET_KEY(runtime.overlap), "overlap communication with computation"),
       make_key(DUET_KEY(runtime.threads), "compute threads per rank; 0 = automatic", at_least(0)),

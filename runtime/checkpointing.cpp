@@ -98,10 +98,8 @@ std::string TrainCheckpoints::unsaved() const {
          (last_error_.empty() ? std::string("no verdict") : last_error_);
 }
 
-bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
-  last_requested_ = step;
+std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   std::vector<ckpt::TensorSlice> slices;
-  std::vector<std::string> names;  // keeps the moment names alive
   std::set<std::string> seen;
   for (size_t i = 0; i < stages.size(); ++i) {
     const auto& arena = *stages[i].arena;
@@ -123,10 +121,43 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
                         std::span<const float>(adam.v().data() + piece.moment, piece.end - piece.begin)});
     }
   }
+  return slices;
+}
+
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero) {
   ckpt::ShardState state;
-  state.data_position = (int64_t)step * cfg_.train.global_batch;
+  state.data_position = (int64_t)step * cfg.train.global_batch;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
-  if (rank_ == 0) state.attributes["config"] = io::to_yaml(cfg_);  // what a resume is checked against
+  if (rank == 0) state.attributes["config"] = io::to_yaml(cfg);  // what a resume is checked against
+  return state;
+}
+
+void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long optimizer_steps,
+                     const std::function<std::vector<float>(const std::string&)>& read_whole,
+                     const std::function<void(const std::string&, int64_t, std::span<float>)>& read_range,
+                     const std::string& where) {
+  for (size_t i = 0; i < stages.size(); ++i) {
+    auto& arena = *stages[i].arena;
+    for (const auto& spec : arena.specs()) {
+      const std::vector<float> v = read_whole(spec.name);
+      if ((int64_t)v.size() != spec.numel())
+        throw std::runtime_error(where + ": tensor " + spec.name + " has the wrong size");
+      std::copy(v.begin(), v.end(), arena.params().begin() + spec.offset);
+    }
+    auto& adam = zero.adam((int)i);
+    for (const auto& piece : adam.owned_pieces(arena)) {
+      const int64_t off = piece.begin - piece.spec->offset, len = piece.end - piece.begin;
+      read_range("opt.m/" + piece.spec->name, off, std::span<float>(adam.m().data() + piece.moment, len));
+      read_range("opt.v/" + piece.spec->name, off, std::span<float>(adam.v().data() + piece.moment, len));
+    }
+    adam.set_steps_taken(optimizer_steps);
+  }
+}
+
+bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+  last_requested_ = step;
+  const std::vector<ckpt::TensorSlice> slices = rank_state_slices(stages, zero);
+  const ckpt::ShardState state = rank_shard_state(cfg_, rank_, step, zero);
   if (writer_) {
     // The copy happens on the writer thread; before_update() waits for it.
     const auto t0 = std::chrono::steady_clock::now();
@@ -145,7 +176,7 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   return r.committed;
 }
 
-int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most) {
   if (!cfg_.checkpoint.resume) {
     if (rank_ == 0 && !layout_.lineage.empty()) {  // still say whose checkpoints are there
       std::string list;
@@ -167,6 +198,12 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     for (const auto& f : at.foreign) list += (list.empty() ? "" : ", ") + f;
     log_.print("checkpoint: " + dir_ + " also holds checkpoints of other runs, never loaded, replaced or deleted by this one: " + list);
   }
+  if (unless_at_most >= 0 && (!at.found() || at.step <= unless_at_most)) {
+    if (rank_ == 0 && at.found())
+      log_.print("checkpoint: " + at.path + " (step " + std::to_string(at.step) +
+                 ") is not newer than the in-memory snapshot of step " + std::to_string(unless_at_most));
+    return -1;
+  }
   if (!at.found()) return 0;
   const auto load_start = std::chrono::steady_clock::now();
   ckpt::CheckpointReader reader(at.path, layout_.model_hash);
@@ -179,24 +216,14 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
       log_.print("resuming with changes (checkpoint.allow_changes): " + list);
     }
   }
-  for (size_t i = 0; i < stages.size(); ++i) {
-    auto& arena = *stages[i].arena;
-    for (const auto& spec : arena.specs()) {
-      const std::vector<float> v = reader.read(spec.name);
-      if ((int64_t)v.size() != spec.numel())
-        throw std::runtime_error("checkpoint " + at.path + ": tensor " + spec.name + " has the wrong size");
-      std::copy(v.begin(), v.end(), arena.params().begin() + spec.offset);
-    }
-    auto& adam = zero.adam((int)i);
-    for (const auto& piece : adam.owned_pieces(arena)) {
-      const std::vector<int64_t> off = {piece.begin - piece.spec->offset}, len = {piece.end - piece.begin};
-      reader.read("opt.m/" + piece.spec->name, off, len,
-                  std::span<float>(adam.m().data() + piece.moment, piece.end - piece.begin));
-      reader.read("opt.v/" + piece.spec->name, off, len,
-                  std::span<float>(adam.v().data() + piece.moment, piece.end - piece.begin));
-    }
-    adam.set_steps_taken(std::stol(reader.state(0).attributes.at("optimizer_steps")));
-  }
+  load_rank_state(
+      stages, zero, std::stol(reader.state(0).attributes.at("optimizer_steps")),
+      [&](const std::string& name) { return reader.read(name); },
+      [&](const std::string& name, int64_t off, std::span<float> out) {
+        const std::vector<int64_t> o = {off}, l = {(int64_t)out.size()};
+        reader.read(name, o, l, out);
+      },
+      "checkpoint " + at.path);
   char read_time[32];
   std::snprintf(read_time, sizeof read_time, "%.2f s",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count());

@@ -43,8 +43,10 @@ class TrainCheckpoints {
                    io::RunLog& log, Communicator& agreement, SaveHooks hooks = {});
 
   // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
-  // Returns its step, or 0 when there is none (or checkpoint.resume is false).
-  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // Returns its step, or 0 when there is none (or checkpoint.resume is false). With
+  // unless_at_most >= 0 (the step of an in-memory snapshot found) it loads nothing and returns
+  // -1 when the newest checkpoint that verifies is not newer than that step.
+  int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most = -1);
   // Saves `step` on every rank. Synchronous: returns whether it committed. With
   // checkpoint.async: returns after the in-memory snapshot (true), a background thread writes
   // and commits, and poll()/finish() report the verdict; a save still writing when the next
@@ -86,6 +88,21 @@ class TrainCheckpoints {
   std::string last_error_;                             // why the newest failed save failed
   void report(const ckpt::SaveResult& r);
 };
+
+// What a rank saves, as checkpoint slices viewing its live state: every parameter tensor of
+// its stages (whole) and its ZeRO-1 pieces of the AdamW moments ("opt.m/<tensor>",
+// "opt.v/<tensor>", 1-D slices of the flattened tensor).
+std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+// The state each rank's shard (or snapshot) carries besides the tensors.
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero);
+
+// Loads a rank's state from any source that reads tensors by name: read_whole(name) returns
+// the whole tensor, read_range(name, offset, out) elements [offset, offset + out.size()) of
+// its flattened view. `where` names the source in errors.
+void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long optimizer_steps,
+                     const std::function<std::vector<float>(const std::string&)>& read_whole,
+                     const std::function<void(const std::string&, int64_t, std::span<float>)>& read_range,
+                     const std::string& where);
 
 // A digest of the model's shape (the model section of the config): checkpoints of another
 // model are refused.

@@ -30,6 +30,7 @@ ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const cor
     g.stages.push_back({d, stage_of_dir[d], subgroup(*g.world, members.stage_copies),
                         subgroup(*g.world, members.expert_copies)});
   g.checkpoint = g.world->dup();
+  g.snapshot = g.world->dup();
   return g;
 }
 

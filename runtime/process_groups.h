@@ -14,6 +14,7 @@
 //                  reduces over these; one pair per stage, since a DualPipe pair finishes its
 //                  two stages in opposite orders and collectives on one communicator must not
 //   checkpoint     a duplicate of world for the checkpoint writer thread's agreement
+//   snapshot       another, for the in-memory snapshot thread's exchange with its peer node
 
 #include <memory>
 #include <vector>
@@ -33,7 +34,7 @@ struct StageGroups {
 struct ProcessGroups {
   core::Topology topology;
   core::RankCoords coords;
-  std::unique_ptr<Communicator> world, pipeline, evaluation, checkpoint;
+  std::unique_ptr<Communicator> world, pipeline, evaluation, checkpoint, snapshot;
   std::vector<std::unique_ptr<Communicator>> expert_exchange;  // per direction; empty when ep = 1
   std::vector<StageGroups> stages;                              // in stage order
   // The groups of the stage this rank runs in direction `dir`.

@@ -29,6 +29,7 @@
 #include "runtime/expert_balance.h"
 #include "runtime/expert_exchange.h"
 #include "runtime/memory_estimate.h"
+#include "runtime/memory_snapshots.h"
 #include "runtime/process_groups.h"
 #include "runtime/stages.h"
 #include "runtime/supervisor_link.h"
@@ -176,11 +177,18 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     hooks.commit_stage = [&, fail = fault->step](int step, ckpt::CommitStage stage) {
       if (step == fail && stage == ckpt::CommitStage::committed_marker) strike(step, "inside the checkpoint commit");
     };
+  const ckpt::Fence fence = hooks.fence;
   TrainCheckpoints checkpoints(cfg, run_dir, topo, rank, log, *groups.checkpoint, std::move(hooks));
   if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
+  // In-memory snapshots (checkpoint.memory): the restart resumes from the newest complete
+  // one, unless the newest HDF5 checkpoint that verifies is newer.
+  MemorySnapshots snapshots(cfg, topo, rank, log, *groups.snapshot, fence, supervisor != nullptr, stages, zero);
   const auto load_start = Clock::now();
-  const int start_step = checkpoints.resume(stages, zero);
-  if (supervisor) supervisor->mark("load", since(load_start), start_step);
+  const int memory_step = cfg.checkpoint.resume ? snapshots.find() : -1;
+  int start_step = checkpoints.resume(stages, zero, memory_step);
+  const bool from_memory = start_step < 0;
+  if (from_memory) start_step = snapshots.load(stages, zero);
+  if (supervisor) supervisor->mark(from_memory ? "load_memory" : "load", since(load_start), start_step);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
   if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
@@ -221,6 +229,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   }
 
   double train_seconds = 0, wait_seconds = 0;
+  double snapshot_save_wait = 0;  // what handing the previous step's snapshot over waited
   std::string stop_reason;  // why the loop ended before train.steps
   const auto run_start = Clock::now();
   for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
@@ -246,6 +255,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const double grad_norm = zero.finish_reduce(trace.get());
     reduce_expert_load(stages, groups);
     const double ckpt_wait = checkpoints.before_update();  // a deferred snapshot must finish first
+    const double snapshot_wait = snapshot_save_wait + snapshots.before_update();  // the previous step's, written and sent
     zero.step(lr, model::clip_scale(grad_norm, ocfg.grad_clip), trace.get());
     update_expert_bias(stages, (float)cfg.model.moe.bias_update_rate);
     const double loss_sum =
@@ -293,6 +303,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);
     j.add("core_wait_s", core_waited / world).add("cpu_s", cpu_used / world);
     if (ckpt_wait > 0) j.add("checkpoint_wait_s", ckpt_wait);
+    if (snapshots.enabled())  // the wait, and what the previous step's snapshot took (wall, CPU)
+      j.add("snapshot_wait_s", snapshot_wait)
+          .add("snapshot_s", snapshots.last_wall_seconds())
+          .add("snapshot_cpu_s", snapshots.last_cpu_seconds());
     if (cfg.runtime.comm_delay_us > 0) j.add("comm_delay_added_s", added);
     if (mcfg.layers > mcfg.dense_layers) j.add("expert_imbalance", imbalance);
     std::string extra;
@@ -322,6 +336,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       progress(step, 1 << 21, SupervisorLink::Phase::Save);
       checkpoints.save(step, stages, zero);
     }
+    if (!stopping && step < cfg.train.steps) snapshot_save_wait = snapshots.save(step, stages, zero);
     if (stopping) {
       out.stopped = true;
       stop_reason = asked ? (supervisor->supervisor_gone() ? "the supervisor is gone" : "the supervisor asked")
@@ -332,6 +347,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   progress(out.steps, 1 << 22, SupervisorLink::Phase::Save);
   checkpoints.finish();  // a background save still writing completes before the run ends
   out.checkpoint_not_saved = checkpoints.unsaved();
+  // The run is over (done, or stopped with its checkpoint): its snapshots go. A run that
+  // stopped without a checkpoint keeps them for the supervisor's restart.
+  snapshots.finish(/*remove=*/out.checkpoint_not_saved.empty());
   if (out.stopped)
     log.print("stopping after step " + std::to_string(out.steps) + " (" + stop_reason + "); " +
               (out.checkpoint_not_saved.empty() ? "run again to resume" : "NOT resumable: " + out.checkpoint_not_saved));

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "checkpoint/fence.h"
+#include "checkpoint/snapshot.h"
 #include "core/json.h"
 #include "core/supervision.h"
 #include "supervisor/job.h"
@@ -170,6 +171,7 @@ int supervise(const SuperviseOptions& o) {
   std::optional<FaultClock> pending;  // the fault the current attempt recovers from
   std::optional<int> exit_code;
   std::vector<int> skipped;  // steps whose data later attempts skip
+  std::string resumed_from = "checkpoint";  // what the current attempt loaded: "checkpoint" or "in-memory snapshot"
   const std::string here = [] {
     char b[256] = {0};
     gethostname(b, sizeof b - 1);
@@ -289,6 +291,13 @@ int supervise(const SuperviseOptions& o) {
       env.push_back({core::kFenceEnv, std::to_string(generation)});
     }
     job.reset();  // the previous attempt's group is gone (torn down or exited)
+    if (pool && o.elastic->logical && !o.snapshot_dir.empty())
+      for (const auto& [node, why] : pool->excluded()) {
+        std::error_code ec;
+        if (fs::remove_all(fs::path(o.snapshot_dir) / node, ec) > 0)
+          say("node " + node + " is lost: its in-memory snapshots (" + (fs::path(o.snapshot_dir) / node).string() +
+              ") go with it");
+      }
     clock.launched = now();
     job = std::make_unique<Job>(o.command(plan), env);
     job_reported = false;
@@ -417,7 +426,9 @@ int supervise(const SuperviseOptions& o) {
     say(line);
     EventRecord e;
     e.kind = "recovered", e.cause = rec->fault_kind, e.step = rec->checkpoint_step + 1;
-    e.checkpoint = rec->checkpoint_step > 0 ? "step " + std::to_string(rec->checkpoint_step) : "";
+    e.checkpoint = rec->checkpoint_step > 0 ? (resumed_from == "checkpoint" ? "step " : "memory step ") +
+                                                  std::to_string(rec->checkpoint_step)
+                                            : "";
     e.numbers = {{"fault_step", rec->fault_step},   {"checkpoint_step", rec->checkpoint_step},
                  {"recomputed_steps", rec->recomputed_steps},
                  {"detection_s", rec->detection_s}, {"teardown_s", rec->teardown_s},
@@ -441,6 +452,8 @@ int supervise(const SuperviseOptions& o) {
   } else if (pool) {
     write_excluded();  // none yet: an earlier launch's list does not apply to these nodes
   }
+  std::unique_ptr<ckpt::SnapshotOwnerLock> snapshot_owner;
+  if (!o.snapshot_dir.empty()) snapshot_owner = std::make_unique<ckpt::SnapshotOwnerLock>(o.snapshot_dir);
   launch(1);
   while (!exit_code) {
     for (const RankReport& r : listener.poll(50)) {
@@ -467,14 +480,18 @@ int supervise(const SuperviseOptions& o) {
         case core::RankMessage::Kind::Mark:
           if (m.name == "age") clock.age[r.rank] = m.seconds;
           if (m.name == "mpi_init") clock.mpi_init[r.rank] = m.seconds;
-          if (m.name == "load") {
+          if (m.name == "load" || m.name == "load_memory") {  // from an HDF5 checkpoint, or an in-memory snapshot
             clock.loaded[r.rank] = e.t;
             if (r.rank == 0) {
+              const bool memory = m.name == "load_memory";
               clock.checkpoint_step = m.step;
+              resumed_from = memory ? "in-memory snapshot" : "checkpoint";
               EventRecord ev;
               ev.kind = "resumed", ev.step = m.step;
-              ev.cause = m.step > 0 ? "checkpoint of step " + std::to_string(m.step) + " loaded" : "no checkpoint: from the start";
-              ev.checkpoint = m.step > 0 ? "step " + std::to_string(m.step) : "";
+              ev.cause = memory      ? "in-memory snapshot of step " + std::to_string(m.step) + " loaded"
+                         : m.step > 0 ? "checkpoint of step " + std::to_string(m.step) + " loaded"
+                                      : "no checkpoint: from the start";
+              ev.checkpoint = m.step > 0 ? (memory ? "memory step " : "step ") + std::to_string(m.step) : "";
               ev.numbers = {{"seconds", m.seconds}};
               record(ev);
             }
@@ -538,6 +555,10 @@ int supervise(const SuperviseOptions& o) {
     }
   }
   if (job && job->group_alive()) job->kill_all(o.teardown_grace_s);
+  if (!o.snapshot_dir.empty()) {  // finished, stopped, cancelled or given up: nothing restarts from them
+    std::error_code ec;
+    if (fs::remove_all(o.snapshot_dir, ec) > 0) say("removed the in-memory snapshots in " + o.snapshot_dir);
+  }
   return *exit_code;
 }
 

@@ -63,6 +63,11 @@ struct SuperviseOptions {
   // The run's fence file (checkpoint/fence.h): advanced before every attempt, whose ranks get
   // the generation in core::kFenceEnv; "" = no fencing.
   std::string fence_path;
+  // The run's in-memory snapshot folder (checkpoint/snapshot.h; "" = none): the supervisor
+  // keeps it owned while it lives, so a new run never reclaims it between attempts; it
+  // deletes an excluded logical node's folder before the next attempt (on one machine that
+  // is what losing the node's memory means) and the whole folder when the job ends.
+  std::string snapshot_dir;
   std::string schedule;      // for events.jsonl: "dualpipe"
   std::function<void(const std::string&)> log;  // the console
 };

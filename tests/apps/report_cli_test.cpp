@@ -110,7 +110,7 @@ TEST(ReportCli, MissingTracesNameTheFile) {
   fs::remove_all(dir);
 }
 
-// A supervised run whose rank is killed at step 6 and restarted from the checkpoint of step 4:
+// A supervised run whose rank is killed at step 6 and restarted (from its in-memory snapshot):
 // the report has its goodput, the interruption in the badput table and the attempts' timeline.
 TEST(ReportCli, GoodputOfARunWithARestart) {
   const auto dir = scratch_dir("report-goodput");

@@ -18,9 +18,10 @@ namespace fs = std::filesystem;
 namespace {
 
 // 8 ranks (the default layout), a checkpoint every 4 steps, saved synchronously so that a
-// fault at step 6 always finds step 4 committed.
+// fault at step 6 always finds step 4 committed. In-memory snapshots off: these tests are
+// about restarts from the HDF5 checkpoints (tests/apps/snapshot_cli_test.cpp has them on).
 const std::string kJob = " --train.log_every 12 --train.eval_batches 1 --checkpoint.every 4"
-                         " --checkpoint.async false --fault.backoff_s 0";
+                         " --checkpoint.async false --fault.backoff_s 0 --checkpoint.memory off";
 
 // hang_timeout_s: generous except where a hang is the point (a loaded test machine can stall
 // a step for long).

@@ -197,6 +197,9 @@ TEST(Config, OverrideErrors) {
   expect_set_error("train.steps=[1, 2]", {"train.steps", "got a list"});
   expect_set_error("model=3", {"'model' is a section", "vocab"});
   expect_set_error("parallel.schedule=gpipe", {"parallel.schedule", "one of 1f1b, zb1p, dualpipe, dualpipev", "'gpipe'"});
+  expect_set_error("checkpoint.memory=yes", {"checkpoint.memory", "one of auto, on, off", "'yes'"});
+  expect_set_error("checkpoint.memory_every=0", {"checkpoint.memory_every: expected an integer ≥ 1, got '0'"});
+  expect_set_error("checkpoint.memory_limit=lots", {"checkpoint.memory_limit", "'lots'"});
   expect_config_error([] { parse_config("", {"train.steps=5", "train.steps=6"}, "t"); },
                       {"train.steps is set twice", "train.steps=5"});
 }

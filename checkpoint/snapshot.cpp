@@ -1,0 +1,417 @@
+#include "checkpoint/snapshot.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+#include <tuple>
+
+#include "checkpoint/hash.h"
+
+namespace duet::ckpt {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr char kMagic[8] = {'D', 'U', 'E', 'T', 'S', 'N', 'P', '1'};
+constexpr std::size_t kHeader = 8 + 8 + 8;  // magic, payload length, payload XXH64
+
+// ---- a flat little-endian byte stream (x86 and ARM servers are little-endian) ----------
+struct Out {
+  std::vector<std::byte>& b;
+  std::size_t at;
+  void raw(const void* p, std::size_t n) {
+    if (b.size() < at + n) b.resize(std::max(at + n, b.size() * 3 / 2));
+    std::memcpy(b.data() + at, p, n);
+    at += n;
+  }
+  void u64(std::uint64_t x) { raw(&x, 8); }
+  void i64(std::int64_t x) { raw(&x, 8); }
+  void str(const std::string& s) { u64(s.size()), raw(s.data(), s.size()); }
+  void shape(const std::vector<std::int64_t>& v) {
+    for (auto x : v) i64(x);
+  }
+};
+
+struct In {
+  const std::vector<std::byte>& b;
+  std::size_t at, end;
+  void raw(void* p, std::size_t n) {
+    if (n > end - at) throw std::runtime_error("truncated");
+    std::memcpy(p, b.data() + at, n);
+    at += n;
+  }
+  std::uint64_t u64() {
+    std::uint64_t x;
+    raw(&x, 8);
+    return x;
+  }
+  std::int64_t i64() {
+    std::int64_t x;
+    raw(&x, 8);
+    return x;
+  }
+  std::string str() {
+    const std::uint64_t n = u64();
+    if (n > end - at) throw std::runtime_error("truncated");
+    std::string s((const char*)(b.data() + at), n);
+    at += n;
+    return s;
+  }
+  std::vector<std::int64_t> shape(std::uint64_t ndim) {
+    if (ndim > 8) throw std::runtime_error("a tensor of more than 8 dimensions");
+    std::vector<std::int64_t> v(ndim);
+    for (auto& x : v) x = i64();
+    return v;
+  }
+};
+
+std::int64_t element_count(const std::vector<std::int64_t>& shape) {
+  std::int64_t n = 1;
+  for (auto x : shape) n *= x;
+  return n;
+}
+
+}  // namespace
+
+std::size_t encode_snapshot_into(std::vector<std::byte>& bytes, const SnapshotMeta& meta,
+                                 std::span<const TensorSlice> slices, const ShardState& state) {
+  Out o{bytes, kHeader};
+  o.str(meta.lineage), o.i64(meta.step), o.i64(meta.generation), o.i64(meta.rank), o.str(meta.node);
+  const CheckpointLayout& l = meta.layout;
+  o.i64(l.world), o.i64(l.pp), o.i64(l.dp), o.i64(l.ep), o.str(l.schedule), o.str(l.model_hash);
+  o.i64(state.data_position);
+  o.str(std::string((const char*)state.rng_state.data(), state.rng_state.size()));
+  o.u64(state.attributes.size());
+  for (const auto& [k, v] : state.attributes) o.str(k), o.str(v);
+  o.u64(slices.size());
+  for (const TensorSlice& s : slices) {
+    if (s.global_shape.size() != s.shape.size() || s.offset.size() != s.shape.size() ||
+        (std::int64_t)s.data.size() != element_count(s.shape))
+      throw std::invalid_argument("snapshot: slice " + s.name + " has inconsistent shapes");
+    o.str(s.name), o.u64(s.shape.size()), o.shape(s.global_shape), o.shape(s.offset), o.shape(s.shape);
+    o.u64(s.data.size());
+    o.raw(s.data.data(), s.data.size_bytes());
+  }
+  const std::uint64_t payload = o.at - kHeader;
+  const std::uint64_t sum = xxh64(bytes.data() + kHeader, payload);
+  std::memcpy(bytes.data(), kMagic, 8);
+  std::memcpy(bytes.data() + 8, &payload, 8);
+  std::memcpy(bytes.data() + 16, &sum, 8);
+  return o.at;
+}
+
+std::vector<std::byte> encode_snapshot(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
+                                       const ShardState& state) {
+  std::vector<std::byte> b;
+  b.resize(encode_snapshot_into(b, meta, slices, state));
+  return b;
+}
+
+std::optional<SnapshotFile> decode_snapshot(std::vector<std::byte> bytes, std::string* why) {
+  auto fail = [&](const std::string& w) -> std::optional<SnapshotFile> {
+    if (why) *why = w;
+    return std::nullopt;
+  };
+  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, 8) != 0) return fail("not a snapshot");
+  std::uint64_t payload = 0, sum = 0;
+  std::memcpy(&payload, bytes.data() + 8, 8);
+  std::memcpy(&sum, bytes.data() + 16, 8);
+  if (payload != bytes.size() - kHeader)
+    return fail("length " + std::to_string(bytes.size()) + " bytes, the header says " + std::to_string(payload + kHeader));
+  if (xxh64(bytes.data() + kHeader, payload) != sum) return fail("checksum mismatch");
+  SnapshotFile f;
+  try {
+    In in{bytes, kHeader, bytes.size()};
+    SnapshotMeta& m = f.meta;
+    m.lineage = in.str(), m.step = in.i64(), m.generation = in.i64(), m.rank = (int)in.i64(), m.node = in.str();
+    m.layout.world = (int)in.i64(), m.layout.pp = (int)in.i64(), m.layout.dp = (int)in.i64(),
+    m.layout.ep = (int)in.i64();
+    m.layout.schedule = in.str(), m.layout.model_hash = in.str(), m.layout.lineage = m.lineage;
+    f.state.data_position = in.i64();
+    const std::string rng = in.str();
+    f.state.rng_state.assign((const std::uint8_t*)rng.data(), (const std::uint8_t*)rng.data() + rng.size());
+    const std::uint64_t attrs = in.u64();
+    for (std::uint64_t i = 0; i < attrs; ++i) {
+      std::string k = in.str();
+      f.state.attributes[k] = in.str();
+    }
+    const std::uint64_t n = in.u64();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      SnapshotSlice s;
+      s.name = in.str();
+      const std::uint64_t ndim = in.u64();
+      s.global_shape = in.shape(ndim), s.offset = in.shape(ndim), s.shape = in.shape(ndim);
+      s.count = (std::int64_t)in.u64();
+      if (s.count != element_count(s.shape)) throw std::runtime_error("slice " + s.name + ": wrong element count");
+      if ((std::uint64_t)s.count > (in.end - in.at) / 4) throw std::runtime_error("truncated");
+      s.data = in.at;
+      in.at += (std::size_t)s.count * 4;
+      f.slices.push_back(std::move(s));
+    }
+    if (in.at != in.end) throw std::runtime_error("trailing bytes");
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  f.bytes = std::move(bytes);
+  return f;
+}
+
+std::optional<SnapshotFile> read_snapshot(const std::string& path, std::string* why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (why) *why = "cannot open";
+    return std::nullopt;
+  }
+  in.seekg(0, std::ios::end);
+  const auto size = (std::size_t)in.tellg();
+  in.seekg(0);
+  std::vector<std::byte> bytes(size);
+  if (!in.read((char*)bytes.data(), (std::streamsize)size)) {
+    if (why) *why = "cannot read";
+    return std::nullopt;
+  }
+  return decode_snapshot(std::move(bytes), why);
+}
+
+std::string snapshot_run_dir(const std::string& memory_dir, const std::string& lineage) {
+  return (fs::path(memory_dir) / ("duet-" + lineage)).string();
+}
+
+std::string snapshot_file_name(int rank, int slot) {
+  char b[48];
+  std::snprintf(b, sizeof b, "rank-%05d.slot%d.snap", rank, slot);
+  return b;
+}
+
+int snapshot_slot(std::int64_t step, int every) { return (int)((step / std::max(every, 1)) % 2); }
+
+void write_snapshot_file(const std::string& dir, const std::string& name, std::span<const std::byte> bytes,
+                         const Fence& fence) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string path = dir + "/" + name;
+  const std::string tmp = dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" +
+                          std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()) % 100000);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("snapshot: cannot create " + tmp + ": " + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw std::runtime_error("snapshot: cannot write " + tmp + ": " + std::strerror(err));
+    }
+    done += (std::size_t)n;
+  }
+  ::close(fd);  // shared memory: nothing to fsync, a node that loses power loses it anyway
+  try {
+    std::optional<FenceGuard> guard;
+    if (fence.generation > 0) guard.emplace(fence);  // throws "fenced: …" for a superseded attempt
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      throw std::runtime_error("snapshot: cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+}
+
+SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log) {
+  auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
+  // (step, generation, layout) → writer rank → path; own copies preferred over replicas.
+  struct Key {
+    std::int64_t step, generation;
+    int world, pp, dp, ep;
+    std::string schedule;
+    auto tie() const { return std::tie(step, generation, world, pp, dp, ep, schedule); }
+    bool operator<(const Key& o) const { return tie() < o.tie(); }
+  };
+  struct Copy {
+    std::string path;
+    bool own = false;
+  };
+  std::map<Key, std::map<int, Copy>> sets;
+  std::map<Key, CheckpointLayout> layouts;
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec)) return {};
+  std::vector<fs::path> files;
+  for (const auto& node : fs::directory_iterator(run_dir, ec)) {
+    if (!node.is_directory(ec)) continue;
+    for (const auto& f : fs::directory_iterator(node.path(), ec)) {
+      const std::string name = f.path().filename().string();
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".snap") == 0 && name[0] != '.') files.push_back(f.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& p : files) {
+    std::string why;
+    const auto f = read_snapshot(p.string(), &why);
+    if (!f) {
+      say("snapshot: " + p.string() + " skipped: " + why);
+      continue;
+    }
+    const SnapshotMeta& m = f->meta;
+    if (m.lineage != search.lineage) {
+      say("snapshot: " + p.string() + " skipped: run " + m.lineage + ", not this run (" + search.lineage + ")");
+      continue;
+    }
+    if (search.below_generation > 0 && m.generation >= search.below_generation) {
+      say("snapshot: " + p.string() + " skipped: written by attempt generation " + std::to_string(m.generation) +
+          ", not older than this attempt's " + std::to_string(search.below_generation));
+      continue;
+    }
+    if (!search.model_hash.empty() && m.layout.model_hash != search.model_hash) {
+      say("snapshot: " + p.string() + " skipped: another model");
+      continue;
+    }
+    if (m.rank < 0 || m.rank >= m.layout.world) continue;
+    const Key k{m.step, m.generation, m.layout.world, m.layout.pp, m.layout.dp, m.layout.ep, m.layout.schedule};
+    layouts[k] = m.layout;
+    Copy& c = sets[k][m.rank];
+    const bool own = p.parent_path().filename().string() == m.node;
+    if (c.path.empty() || (own && !c.own)) c = {p.string(), own};
+  }
+  // The newest step whose set is complete; among equal steps, the newest generation.
+  for (auto it = sets.rbegin(); it != sets.rend(); ++it) {
+    const Key& k = it->first;
+    if ((int)it->second.size() != k.world) continue;
+    SnapshotSet s;
+    s.step = k.step, s.generation = k.generation, s.layout = layouts[k];
+    for (const auto& [rank, copy] : it->second) {
+      s.paths.push_back(copy.path);
+      (copy.own ? s.own_copies : s.replicas) += 1;
+    }
+    return s;
+  }
+  return {};
+}
+
+SnapshotReader::SnapshotReader(const SnapshotSet& set) {
+  for (const auto& p : set.paths) {
+    std::string why;
+    auto f = read_snapshot(p, &why);
+    if (!f) throw std::runtime_error("snapshot " + p + ": " + why + " (it verified a moment ago)");
+    files_.push_back(std::move(*f));
+  }
+  for (int i = 0; i < (int)files_.size(); ++i)
+    for (int j = 0; j < (int)files_[i].slices.size(); ++j) where_[files_[i].slices[j].name].push_back({i, j});
+}
+
+std::vector<float> SnapshotReader::read(const std::string& name) const {
+  const auto it = where_.find(name);
+  if (it == where_.end()) throw std::runtime_error("snapshot: no rank holds tensor " + name);
+  const SnapshotSlice& first = files_[it->second[0].first].slices[it->second[0].second];
+  for (const auto& [fi, si] : it->second) {  // a rank that holds it whole
+    const SnapshotSlice& s = files_[fi].slices[si];
+    if (s.shape == s.global_shape) {
+      std::vector<float> v((std::size_t)s.count);
+      std::memcpy(v.data(), files_[fi].bytes.data() + s.data, v.size() * 4);
+      return v;
+    }
+  }
+  std::vector<float> v((std::size_t)element_count(first.global_shape));
+  read_range(name, 0, v);
+  return v;
+}
+
+void SnapshotReader::read_range(const std::string& name, std::int64_t offset, std::span<float> out) const {
+  const auto it = where_.find(name);
+  if (it == where_.end()) throw std::runtime_error("snapshot: no rank holds tensor " + name);
+  const std::int64_t end = offset + (std::int64_t)out.size();
+  std::int64_t covered = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> pieces;  // copied [b, e) of the tensor
+  for (const auto& [fi, si] : it->second) {
+    const SnapshotSlice& s = files_[fi].slices[si];
+    // The flattened view: a whole tensor, or a 1-D slice of the flattened tensor.
+    std::int64_t b = 0;
+    if (s.shape != s.global_shape) {
+      if (s.shape.size() != 1) throw std::runtime_error("snapshot: tensor " + name + " is cut in more than one dimension");
+      b = s.offset[0];
+    }
+    const std::int64_t e = b + s.count, lo = std::max(b, offset), hi = std::min(e, end);
+    if (lo >= hi) continue;
+    std::memcpy(out.data() + (lo - offset), files_[fi].bytes.data() + s.data + (std::size_t)(lo - b) * 4,
+                (std::size_t)(hi - lo) * 4);
+    pieces.push_back({lo, hi});
+  }
+  std::sort(pieces.begin(), pieces.end());
+  std::int64_t at = offset;
+  for (const auto& [b, e] : pieces) {
+    if (b > at) break;
+    at = std::max(at, e);
+  }
+  covered = at;
+  if (covered < end)
+    throw std::runtime_error("snapshot: elements [" + std::to_string(covered) + ", " + std::to_string(end) + ") of " +
+                             name + " are in no rank's snapshot");
+}
+
+SnapshotOwnerLock::SnapshotOwnerLock(const std::string& run_dir) {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  const std::string path = run_dir + "/owner.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0) throw std::runtime_error("snapshot: cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd_, LOCK_SH) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw std::runtime_error("snapshot: cannot lock " + path + ": " + std::strerror(err));
+  }
+}
+
+SnapshotOwnerLock::~SnapshotOwnerLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
+
+std::vector<std::string> reclaim_dead_snapshots(const std::string& memory_dir, const std::string& keep_lineage) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(memory_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("duet-", 0) != 0 || !e.is_directory(ec) || name == "duet-" + keep_lineage) continue;
+    const std::string lock = e.path().string() + "/owner.lock";
+    const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      // No lock file: a run between creating its folder and its lock, or a damaged folder.
+      // Only one older than a minute is taken for dead.
+      struct stat st {};
+      if (::stat(e.path().c_str(), &st) != 0 || ::time(nullptr) - st.st_mtime < 60) continue;
+    } else {
+      const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      if (!free) {
+        ::close(fd);
+        continue;
+      }
+      ::close(fd);
+    }
+    fs::remove_all(e.path(), ec);
+    if (!ec) removed.push_back(e.path().string());
+  }
+  return removed;
+}
+
+std::uint64_t folder_bytes(const std::string& dir) {
+  std::uint64_t n = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec)) n += it->file_size(ec);
+  return n;
+}
+
+}  // namespace duet::ckpt

@@ -1,0 +1,150 @@
+#pragma once
+// In-memory snapshots: a copy of each rank's training state after every step (or every
+// checkpoint.memory_every steps), in node-local shared memory, so that a restart loses at
+// most one step instead of everything since the last HDF5 checkpoint. docs/fault-tolerance.md
+// describes the whole scheme; this file is the format, the files and the choice of a
+// resume point — no MPI, no clocks.
+//
+// A snapshot of a rank holds exactly what its HDF5 shard would (the same TensorSlices and
+// ShardState), in one flat file, so it loads into any layout by the same rules:
+//
+//   <memory dir>/duet-<lineage>/             one folder per run (lineage id)
+//       owner.lock                           held (flock, shared) by every live process of the run
+//       <node>/                              one folder per node (logical node on one machine)
+//           rank-00003.slot0.snap            rank 3's state at an even snapshot index
+//           rank-00003.slot1.snap            … at an odd one: two slots, so the newest complete
+//                                            step survives a rank dying mid-write
+//           rank-00007.slot1.snap            a replica another node's rank 7 sent here
+//
+// A file is written under a temporary name and renamed into its slot while the attempt's
+// fence is held (checkpoint/fence.h): a snapshot being written is never read, and no rank of
+// a superseded attempt can publish one. Each file carries lineage, step, attempt generation,
+// layout, the writer's node and an XXH64 of everything after the header.
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/fence.h"
+#include "checkpoint/manifest.h"
+
+namespace duet::ckpt {
+
+struct SnapshotMeta {
+  std::string lineage;          // the run's id: another run's snapshots are never loaded
+  std::int64_t step = 0;        // the state after this optimizer step
+  std::int64_t generation = 0;  // the writing attempt's fence generation
+  int rank = 0;                 // the writer, 0 .. layout.world-1
+  std::string node;             // the writer's node
+  CheckpointLayout layout;      // world, pp, dp, ep, schedule, model_hash (the rest unused)
+  bool operator==(const SnapshotMeta&) const = default;
+};
+
+// The bytes of one snapshot file: magic, payload length, XXH64 of the payload, payload.
+std::vector<std::byte> encode_snapshot(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
+                                       const ShardState& state);
+// Appends into `out` (reused from one snapshot to the next: no allocation once it is large
+// enough). Returns the encoded size.
+std::size_t encode_snapshot_into(std::vector<std::byte>& out, const SnapshotMeta& meta,
+                                 std::span<const TensorSlice> slices, const ShardState& state);
+
+// One decoded snapshot; its slices point into `bytes`.
+struct SnapshotSlice {
+  std::string name;
+  std::vector<std::int64_t> global_shape, offset, shape;
+  std::size_t data = 0;  // byte offset of the first float in bytes
+  std::int64_t count = 0;
+};
+struct SnapshotFile {
+  SnapshotMeta meta;
+  ShardState state;
+  std::vector<SnapshotSlice> slices;
+  std::vector<std::byte> bytes;
+};
+
+// Decodes and verifies (length, checksum, structure). nullopt with *why set when the bytes
+// are not a whole, intact snapshot.
+std::optional<SnapshotFile> decode_snapshot(std::vector<std::byte> bytes, std::string* why = nullptr);
+std::optional<SnapshotFile> read_snapshot(const std::string& path, std::string* why = nullptr);
+
+// ---- paths -------------------------------------------------------------------------------
+std::string snapshot_run_dir(const std::string& memory_dir, const std::string& lineage);   // …/duet-<lineage>
+std::string snapshot_file_name(int rank, int slot);                                        // rank-00003.slot1.snap
+int snapshot_slot(std::int64_t step, int every);                                           // (step / every) % 2
+
+// Writes `bytes` to <dir>/<name> through a temporary name; the rename happens under the
+// fence's shared lock (when fence.generation > 0), so it is refused ("fenced: …") once a newer
+// attempt has started. Throws std::runtime_error naming the file on I/O failure.
+void write_snapshot_file(const std::string& dir, const std::string& name, std::span<const std::byte> bytes,
+                         const Fence& fence);
+
+// ---- choosing what to resume from ----------------------------------------------------------
+
+// Every rank's state of one step, written by one attempt in one layout.
+struct SnapshotSet {
+  std::int64_t step = 0, generation = 0;
+  CheckpointLayout layout;
+  std::vector<std::string> paths;  // per writer rank, 0 .. layout.world-1
+  int own_copies = 0, replicas = 0;  // how many of paths are the writer's own copy / a peer's replica
+  bool found() const { return !paths.empty(); }
+};
+
+struct SnapshotSearch {
+  std::string lineage;                // only this run's snapshots
+  std::int64_t below_generation = 0;  // only snapshots of earlier attempts (> 0)
+  std::string model_hash;             // "" = any model
+};
+
+// Scans every node folder under run_dir (snapshot_run_dir) and returns the newest step for
+// which every rank of one layout has a snapshot that verifies — its own copy or a replica —
+// all of one generation. Files of other lineages, of this or later generations, damaged or
+// of another model are skipped, each with a line to `log`. Empty set when there is none.
+SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log = {});
+
+// Reads tensors and ranges out of a snapshot set, by name, like CheckpointReader: whole
+// tensors from any rank that holds them whole, 1-D ranges (ZeRO-1 moments) stitched from the
+// slices of every rank. Loads every file of the set (they are in memory already).
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(const SnapshotSet& set);
+  // The whole tensor (every element). Throws std::runtime_error naming it when no rank holds
+  // it whole and its 1-D slices do not cover it.
+  std::vector<float> read(const std::string& name) const;
+  // Elements [offset, offset + count) of the tensor's flattened view.
+  void read_range(const std::string& name, std::int64_t offset, std::span<float> out) const;
+  const ShardState& state(int rank) const { return files_.at(rank).state; }
+  const SnapshotMeta& meta(int rank) const { return files_.at(rank).meta; }
+
+ private:
+  std::vector<SnapshotFile> files_;
+  std::map<std::string, std::vector<std::pair<int, int>>> where_;  // name → (file, slice)
+};
+
+// ---- ownership -----------------------------------------------------------------------------
+
+// Holds the shared lock of <run_dir>/owner.lock while it lives (created if missing): the run
+// is alive. Never throws from the destructor.
+class SnapshotOwnerLock {
+ public:
+  explicit SnapshotOwnerLock(const std::string& run_dir);
+  ~SnapshotOwnerLock();
+  SnapshotOwnerLock(const SnapshotOwnerLock&) = delete;
+  SnapshotOwnerLock& operator=(const SnapshotOwnerLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Removes the snapshot folders (duet-*) under memory_dir whose owner.lock nobody holds — runs
+// that died without cleaning up — except `keep_lineage`'s. Returns the folders removed.
+std::vector<std::string> reclaim_dead_snapshots(const std::string& memory_dir, const std::string& keep_lineage);
+
+// Bytes of the regular files under dir (0 when missing).
+std::uint64_t folder_bytes(const std::string& dir);
+
+}  // namespace duet::ckpt

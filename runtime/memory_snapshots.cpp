@@ -1,0 +1,366 @@
+#include "runtime/memory_snapshots.h"
+
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "core/supervision.h"
+#include "io/resume_policy.h"
+#include "runtime/checkpointing.h"
+#include "runtime/memory_estimate.h"
+
+namespace duet::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double mib(std::uint64_t bytes) { return (double)bytes / (1 << 20); }
+
+std::string host_name() {
+  char b[256] = {};
+  ::gethostname(b, sizeof b - 1);
+  return b;
+}
+
+// Ranks per node: the logical nodes' (the supervisor's environment), launch.ranks_per_node,
+// else what mpirun/srun say share this host.
+int ranks_per_node(const io::RunConfig& cfg) {
+  if (const char* s = std::getenv(core::kRanksPerNodeEnv); s && std::atoi(s) > 0) return std::atoi(s);
+  if (cfg.launch.ranks_per_node > 0) return cfg.launch.ranks_per_node;
+  return local_ranks();
+}
+
+// Free bytes of the folder's file system (shared memory: what tmpfs still has).
+std::uint64_t free_bytes(const std::string& dir) {
+  struct statvfs s {};
+  if (::statvfs(dir.c_str(), &s) != 0) return 0;
+  return (std::uint64_t)s.f_bavail * s.f_frsize;
+}
+
+constexpr int kTagSize = 7001, kTagBytes = 7002;
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+}  // namespace
+
+std::string memory_snapshot_dir(const io::RunConfig& cfg) {
+  if (!cfg.checkpoint.memory_dir.empty()) return cfg.checkpoint.memory_dir;
+  if (const char* e = std::getenv(kMemoryDirEnv); e && *e) return e;
+  return "/dev/shm";
+}
+
+std::uint64_t memory_snapshot_need(std::uint64_t largest_rank_bytes, int ranks_per_node) {
+  return (std::uint64_t)std::max(ranks_per_node, 1) * 2 /* slots */ * 2 /* own + replica */ * largest_rank_bytes;
+}
+
+namespace {
+
+// The room the snapshots have in `base`: checkpoint.memory_limit, else the folder's free space
+// plus what this run's snapshots already use there (they are replaced, not added to). 0 when
+// the folder cannot be created.
+std::uint64_t snapshot_room(const io::RunConfig& cfg, const std::string& base) {
+  std::error_code ec;
+  fs::create_directories(base, ec);
+  if (ec) return 0;
+  if (cfg.checkpoint.memory_limit > 0) return cfg.checkpoint.memory_limit;
+  return free_bytes(base) + (cfg.run.id.empty() ? 0 : ckpt::folder_bytes(ckpt::snapshot_run_dir(base, cfg.run.id)));
+}
+
+std::string too_little_room(const io::RunConfig& cfg, const std::string& base, int per_node, std::uint64_t largest,
+                            std::uint64_t need, std::uint64_t room) {
+  char why[400];
+  std::snprintf(why, sizeof why,
+                "they need %.1f MiB per node in %s (%d rank(s) x 2 slots x own + peer copy of %.1f MiB), %s %.1f MiB",
+                mib(need), base.c_str(), per_node, mib(largest),
+                cfg.checkpoint.memory_limit > 0 ? "checkpoint.memory_limit allows" : "it has", mib(room));
+  return why;
+}
+
+std::string refusal(const std::string& why) {
+  return "checkpoint.memory: on, but " + why +
+         " (set checkpoint.memory_dir or checkpoint.memory_limit, or checkpoint.memory: auto to continue with HDF5 "
+         "checkpoints alone, or off)";
+}
+
+}  // namespace
+
+void check_memory_snapshots(const io::RunConfig& cfg, int world) {
+  if (cfg.checkpoint.memory != io::MemorySnapshots::On) return;
+  const MemoryEstimate e = largest_rank_memory(cfg);
+  const auto largest = (std::uint64_t)(e.parameters + e.optimizer) + (1u << 20);
+  const int per_node = std::min(ranks_per_node(cfg), std::max(world, 1));
+  const std::uint64_t need = memory_snapshot_need(largest, per_node);
+  const std::string base = memory_snapshot_dir(cfg);
+  const std::uint64_t room = snapshot_room(cfg, base);
+  if (room < need) throw io::ConfigError(refusal(too_little_room(cfg, base, per_node, largest, need, room)));
+}
+
+MemorySnapshots::MemorySnapshots(const io::RunConfig& cfg, const core::Topology& topo, int rank, io::RunLog& log,
+                                 Communicator& comm, ckpt::Fence fence, bool supervised,
+                                 std::vector<RankStage>& stages, ZeroOptimizer& zero)
+    : cfg_(cfg), rank_(rank), world_(topo.world()), log_(log), comm_(comm), fence_(std::move(fence)) {
+  const io::MemorySnapshots mode = cfg.checkpoint.memory;
+  if (mode == io::MemorySnapshots::Off || (mode == io::MemorySnapshots::Auto && !supervised)) return;
+  const bool required = mode == io::MemorySnapshots::On;
+  auto refuse_or_warn = [&](const std::string& why) {
+    if (required) throw io::ConfigError(refusal(why));
+    if (rank_ == 0) log_.print("warning: in-memory snapshots are off: " + why + "; continuing with HDF5 checkpoints alone");
+  };
+  if (cfg.run.id.empty()) {  // every rank sees the same config
+    refuse_or_warn("the run has no lineage id (run.id) to keep them apart from other runs'");
+    return;
+  }
+  const std::string base = memory_snapshot_dir(cfg);
+  per_node_ = std::min(ranks_per_node(cfg), world_);
+  node_ = core::logical_node_of(rank);
+  if (node_.empty()) node_ = host_name();
+
+  // The most any rank keeps, agreed by all: every node needs its ranks × 2 slots × (own + one
+  // peer's replica) of it.
+  std::uint64_t bytes = 1 << 20;  // header, names, the config text of rank 0
+  for (const auto& s : rank_state_slices(stages, zero)) bytes += s.data.size_bytes() + 64 + s.name.size() + 48 * s.shape.size();
+  const auto largest = (std::uint64_t)comm_.allreduce<int64_t>((int64_t)bytes, ReduceOp::Max);
+  const std::uint64_t need = memory_snapshot_need(largest, per_node_);
+  const std::string run_dir = ckpt::snapshot_run_dir(base, cfg.run.id);
+  const std::uint64_t have = snapshot_room(cfg, base);
+  // The smallest over the nodes (Max of the negation): every rank decides the same.
+  const auto room = (std::uint64_t)(-comm_.allreduce<int64_t>(-(int64_t)std::min<std::uint64_t>(have, INT64_MAX), ReduceOp::Max));
+  if (room < need) {
+    refuse_or_warn(too_little_room(cfg, base, per_node_, largest, need, room));
+    return;
+  }
+  enabled_ = true;
+  std::error_code ec;
+  run_dir_ = run_dir, node_dir_ = run_dir_ + "/" + node_;
+  owner_ = std::make_unique<ckpt::SnapshotOwnerLock>(run_dir_);
+  fs::create_directories(node_dir_, ec);
+  if (rank_ % per_node_ == 0)  // one rank per node: runs that died without cleaning up
+    for (const auto& dead : ckpt::reclaim_dead_snapshots(base, cfg.run.id))
+      log_.print("memory snapshots: reclaimed " + dead + " (no live process of its run holds it)");
+  if (world_ > per_node_) peer_to_ = (rank_ + per_node_) % world_, peer_from_ = (rank_ - per_node_ + world_) % world_;
+  meta_.lineage = cfg.run.id, meta_.generation = fence_.generation, meta_.rank = rank_, meta_.node = node_;
+  meta_.layout.world = topo.world(), meta_.layout.pp = topo.pp(), meta_.layout.dp = topo.dp(), meta_.layout.ep = topo.ep();
+  meta_.layout.schedule = core::format_schedule_kind(cfg.parallel.schedule);
+  meta_.layout.model_hash = model_hash(cfg), meta_.layout.lineage = cfg.run.id;
+  if (rank_ == 0) {
+    char line[600];
+    std::snprintf(line, sizeof line,
+                  "memory snapshots: every %d step(s) in %s/<node>, %s; at most %.1f MiB per rank, %.1f MiB per node "
+                  "(2 slots, own + peer copy; %.1f MiB available)",
+                  cfg.checkpoint.memory_every, run_dir_.c_str(),
+                  peer_to_ >= 0 ? ("each rank's replica on the next node (rank + " + std::to_string(per_node_) + ")").c_str()
+                                : "one node: no peer replica",
+                  mib(largest), mib(need), mib(room));
+    log_.print(line);
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+MemorySnapshots::~MemorySnapshots() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+int MemorySnapshots::find() {
+  if (!enabled_) return -1;
+  std::string chosen;  // rank 0's choice for everyone: "step generation own replicas\npath\n…"
+  if (rank_ == 0) {
+    std::error_code ec;
+    for (const auto& node : fs::directory_iterator(run_dir_, ec))  // a killed attempt's half-written files
+      for (const auto& f : fs::directory_iterator(node.path(), ec))
+        if (f.path().filename().string().find(".tmp-") != std::string::npos) fs::remove(f.path(), ec);
+    ckpt::SnapshotSearch search;
+    search.lineage = cfg_.run.id, search.below_generation = fence_.generation, search.model_hash = meta_.layout.model_hash;
+    const ckpt::SnapshotSet set =
+        ckpt::find_snapshot_set(run_dir_, search, [&](std::string_view l) { log_.print(std::string(l)); });
+    if (set.found() && set.step > 0) {
+      chosen = std::to_string(set.step) + " " + std::to_string(set.generation) + " " + std::to_string(set.own_copies) +
+               " " + std::to_string(set.replicas);
+      for (const auto& p : set.paths) chosen += "\n" + p;
+    } else {
+      log_.print("memory snapshots: none complete in " + run_dir_ + " for this run");
+    }
+  }
+  comm_.broadcast(chosen, 0);
+  found_ = {};
+  if (chosen.empty()) return -1;
+  std::istringstream in(chosen);
+  in >> found_.step >> found_.generation >> found_.own_copies >> found_.replicas;
+  std::string p;
+  std::getline(in, p);
+  while (std::getline(in, p)) found_.paths.push_back(p);
+  return (int)found_.step;
+}
+
+int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+  if (!found_.found()) throw std::logic_error("MemorySnapshots::load without a snapshot found");
+  const auto t0 = std::chrono::steady_clock::now();
+  const ckpt::SnapshotSet& set = found_;
+  ckpt::SnapshotReader reader(set);
+  const auto& saved = reader.state(0).attributes;
+  const std::string where = "the in-memory snapshot of step " + std::to_string(set.step);
+  if (const auto c = saved.find("config"); c != saved.end()) {
+    const auto changes = io::check_resume(io::parse_config(c->second, {}, where + " config"), cfg_, where);
+    if (rank_ == 0 && !changes.empty()) {
+      std::string list;
+      for (const auto& x : changes) list += (list.empty() ? "" : "; ") + x;
+      log_.print("resuming with changes (checkpoint.allow_changes): " + list);
+    }
+  }
+  load_rank_state(
+      stages, zero, std::stol(saved.at("optimizer_steps")),
+      [&](const std::string& name) { return reader.read(name); },
+      [&](const std::string& name, int64_t off, std::span<float> out) { reader.read_range(name, off, out); }, where);
+  if (rank_ == 0) {
+    const auto& l = reader.meta(0).layout;
+    char line[600];
+    std::snprintf(line, sizeof line,
+                  "resuming from the in-memory snapshot of step %lld in %s (attempt generation %lld, written by %d ranks: "
+                  "PP %d x DP %d, %s; %d own copies, %d peer replicas; read in %.2f s)",
+                  (long long)set.step, run_dir_.c_str(), (long long)set.generation, l.world, l.pp, l.dp,
+                  l.schedule.c_str(), set.own_copies, set.replicas,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    log_.print(line);
+  }
+  return (int)set.step;
+}
+
+double MemorySnapshots::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
+  if (!enabled_ || step % cfg_.checkpoint.memory_every != 0) return 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !has_job_; });
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  views_ = rank_state_slices(stages, zero);
+  state_ = rank_shard_state(cfg_, rank_, step, zero);
+  job_step_ = step, has_job_ = true;
+  lk.unlock();
+  cv_.notify_all();
+  return waited;
+}
+
+double MemorySnapshots::before_update() {
+  if (!enabled_) return 0;
+  // The whole snapshot, not only its copy: once any rank is past this point of step s, every
+  // rank's snapshot of step s - 1 is written and replicated (the step's all-reduces follow),
+  // so a failure loses at most the step that was running and the one before it was saved in.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_lock lk(mu_);
+  cv_.wait(lk, [&] { return !has_job_; });
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void MemorySnapshots::run() {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    cv_.wait(lk, [&] { return has_job_ || stop_; });
+    if (!has_job_) return;
+    const int step = job_step_;
+    lk.unlock();
+    const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = thread_cpu_seconds();
+    write_one(step);
+    last_cpu_s_ = thread_cpu_seconds() - cpu0;
+    last_wall_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    lk.lock();
+    has_job_ = false;
+    cv_.notify_all();
+  }
+}
+
+void MemorySnapshots::write_one(int step) {
+  auto failed = [&](const std::exception& e) {
+    if (!first_error_.empty()) return;  // said once; the next snapshots try again
+    first_error_ = e.what();
+    log_.print("memory snapshots: rank " + std::to_string(rank_) + " could not keep step " + std::to_string(step) +
+               ": " + first_error_);
+  };
+  meta_.step = step;
+  const std::size_t size = ckpt::encode_snapshot_into(mine_, meta_, views_, state_);
+  const int slot = ckpt::snapshot_slot(step, cfg_.checkpoint.memory_every);
+  try {
+    ckpt::write_snapshot_file(node_dir_, ckpt::snapshot_file_name(rank_, slot), std::span(mine_.data(), size), fence_);
+  } catch (const std::exception& e) {
+    failed(e);
+  }
+  if (peer_to_ >= 0) {
+    // Sizes first (an int64 in two floats' bits), then the bytes padded to whole floats.
+    const std::size_t padded = (size + 3) / 4 * 4;
+    if (mine_.size() < padded) mine_.resize(padded);
+    float out_size[2], in_size[2];
+    const auto n = (int64_t)size;
+    std::memcpy(out_size, &n, 8);
+    {
+      Request reqs[2] = {comm_.irecv(std::span<float>(in_size, 2), peer_from_, kTagSize),
+                         comm_.isend(std::span<const float>(out_size, 2), peer_to_, kTagSize)};
+      wait_all(reqs);
+    }
+    int64_t in_n = 0;
+    std::memcpy(&in_n, in_size, 8);
+    const std::size_t in_padded = ((std::size_t)in_n + 3) / 4 * 4;
+    if (theirs_.size() < in_padded) theirs_.resize(in_padded);
+    {
+      Request reqs[2] = {
+          comm_.irecv(std::span<float>(reinterpret_cast<float*>(theirs_.data()), in_padded / 4), peer_from_, kTagBytes),
+          comm_.isend(std::span<const float>(reinterpret_cast<const float*>(mine_.data()), padded / 4), peer_to_,
+                      kTagBytes)};
+      wait_all(reqs);
+    }
+    try {
+      ckpt::write_snapshot_file(node_dir_, ckpt::snapshot_file_name(peer_from_, slot),
+                                std::span(theirs_.data(), (std::size_t)in_n), fence_);
+    } catch (const std::exception& e) {
+      failed(e);
+    }
+  }
+  // Once this attempt's snapshots are complete (its second), the files of ranks a larger
+  // layout had before a shrink are dead weight: rank 0 removes them and reports the memory
+  // this run's snapshots use.
+  if (rank_ == 0 && !cleaned_ && step % cfg_.checkpoint.memory_every == 0) {
+    if (++saves_ == 2) {
+      cleaned_ = true;
+      std::error_code ec;
+      for (const auto& node : fs::directory_iterator(run_dir_, ec))
+        for (const auto& f : fs::directory_iterator(node.path(), ec)) {
+          const std::string name = f.path().filename().string();
+          if (name.rfind("rank-", 0) == 0 && std::atoi(name.c_str() + 5) >= world_) fs::remove(f.path(), ec);
+        }
+      char line[300];
+      std::snprintf(line, sizeof line, "memory snapshots: %.1f MiB in use under %s", mib(ckpt::folder_bytes(run_dir_)),
+                    run_dir_.c_str());
+      log_.print(line);
+    }
+  }
+}
+
+void MemorySnapshots::finish(bool remove) {
+  if (!enabled_) return;
+  before_update();
+  if (!remove) return;
+  comm_.barrier();  // nobody writes any more
+  std::error_code ec;
+  if (rank_ % per_node_ == 0) fs::remove_all(node_dir_, ec);
+  comm_.barrier();
+  if (rank_ % per_node_ == 0) fs::remove_all(run_dir_, ec);
+  if (rank_ == 0) log_.print("memory snapshots: removed " + run_dir_ + " (the run is over)");
+}
+
+}  // namespace duet::runtime

@@ -1,0 +1,125 @@
+#pragma once
+// In-memory snapshots of a training run (checkpoint.memory, docs/fault-tolerance.md): after
+// every checkpoint.memory_every optimizer steps each rank writes what its HDF5 shard would
+// hold into its node's shared memory (checkpoint/snapshot.h) and sends a replica to a rank
+// on the next node, which writes it into its own node's folder. Open MPI kills every rank
+// when one dies, so the copies live in files, outside the processes; a restart loses at most
+// the step that was running.
+//
+//   MemorySnapshots snaps(cfg, topo, rank, log, *groups.snapshot, fence, supervised, stages, zero);
+//   int step = snaps.find();            // -1: none; else load() it unless an HDF5 checkpoint is newer
+//   ... each step, after the optimizer step:   snaps.save(step, stages, zero);
+//   ... before the next optimizer step:         snaps.before_update();
+//   ... at the end:                             snaps.finish(/*remove=*/true);
+//
+// Like the asynchronous checkpoint writer, the copy is taken by a background thread while the
+// next step's forward and backward run (they only read parameters); writing the file and the
+// exchange with the peer follow on the same thread, over a communicator of their own.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "checkpoint/fence.h"
+#include "checkpoint/snapshot.h"
+#include "core/layout.h"
+#include "io/config.h"
+#include "io/metrics.h"
+#include "runtime/comm.h"
+#include "runtime/stages.h"
+#include "runtime/zero.h"
+
+namespace duet::runtime {
+
+// The folder the snapshots of all runs live under: checkpoint.memory_dir, else
+// $DUET_MEMORY_DIR, else /dev/shm.
+std::string memory_snapshot_dir(const io::RunConfig& cfg);
+constexpr const char* kMemoryDirEnv = "DUET_MEMORY_DIR";
+
+// How much one node needs: its ranks × two slots × (own snapshot + the replica it holds),
+// each at most `largest_rank_bytes`.
+std::uint64_t memory_snapshot_need(std::uint64_t largest_rank_bytes, int ranks_per_node);
+
+// Before MPI starts, on every rank, from the config alone (like check_memory): with
+// checkpoint.memory on, throws io::ConfigError naming the key when the memory folder cannot
+// hold this node's snapshots (the estimate of runtime/memory_estimate.h), so the job exits
+// with the usage code instead of failing inside training. Otherwise does nothing.
+void check_memory_snapshots(const io::RunConfig& cfg, int world);
+
+class MemorySnapshots {
+ public:
+  // Collective over `comm` (a communicator of all ranks used for nothing else): agrees on
+  // whether snapshots are on. Throws io::ConfigError when checkpoint.memory is on and they
+  // cannot be kept (no lineage, no room).
+  MemorySnapshots(const io::RunConfig& cfg, const core::Topology& topo, int rank, io::RunLog& log, Communicator& comm,
+                  ckpt::Fence fence, bool supervised, std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  ~MemorySnapshots();  // waits for the snapshot in flight; never throws
+  MemorySnapshots(const MemorySnapshots&) = delete;
+  MemorySnapshots& operator=(const MemorySnapshots&) = delete;
+
+  bool enabled() const { return enabled_; }
+
+  // Collective. Finds the newest step every rank of one layout has a verified snapshot of
+  // (own copy or a peer's replica), written by an earlier attempt of this run: rank 0 scans
+  // and decides for all. Returns the step, or -1 when there is none.
+  int find();
+  // Collective, after find() returned a step: loads it (into this layout, whatever layout
+  // wrote it) and returns the step. Rank 0 says so.
+  int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // Every checkpoint.memory_every steps (others return at once): hands the state of `step`
+  // to the background thread; waits first for the previous snapshot to be written and sent.
+  // Returns the seconds it waited.
+  double save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // Blocks until the copy of the last save() is taken; call before the optimizer changes
+  // parameters or moments. Returns the seconds it blocked.
+  double before_update();
+  // Waits for the snapshot in flight. remove: the run is over (finished or stopped with its
+  // checkpoint) — every rank's snapshots are deleted (collective).
+  void finish(bool remove);
+
+  // The newest finished snapshot of this rank: seconds from the hand-over to the replica
+  // written (wall), and the CPU seconds the snapshot thread used for it (encode, checksum,
+  // writes) — on a machine with one rank per core, that is what it takes from the compute.
+  double last_wall_seconds() const { return last_wall_s_.load(); }
+  double last_cpu_seconds() const { return last_cpu_s_.load(); }
+
+  // Where this rank's node keeps its snapshots, and the run's folder above it.
+  const std::string& node_dir() const { return node_dir_; }
+  const std::string& run_dir() const { return run_dir_; }
+
+ private:
+  void run();  // the background thread
+  void write_one(int step);
+
+  io::RunConfig cfg_;
+  int rank_, world_;
+  io::RunLog& log_;
+  Communicator& comm_;
+  ckpt::Fence fence_;
+  bool enabled_ = false;
+  std::string run_dir_, node_dir_, node_;
+  int per_node_ = 1, peer_to_ = -1, peer_from_ = -1;  // -1: no other node
+  ckpt::SnapshotMeta meta_;
+  ckpt::SnapshotSet found_;  // what find() chose
+  std::unique_ptr<ckpt::SnapshotOwnerLock> owner_;
+
+  std::vector<ckpt::TensorSlice> views_;  // the live state of the job (until the copy)
+  ckpt::ShardState state_;
+  std::vector<std::byte> mine_, theirs_;  // encoded own snapshot, received replica
+  std::vector<float> wire_;               // the send/receive buffers in floats
+  std::vector<float> wire_in_;
+  int job_step_ = -1, saves_ = 0;
+  bool has_job_ = false, copying_ = false, stop_ = false, cleaned_ = false;
+  std::string first_error_;
+  std::atomic<double> last_wall_s_{0}, last_cpu_s_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+};
+
+}  // namespace duet::runtime

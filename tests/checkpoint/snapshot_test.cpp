@@ -1,0 +1,225 @@
+// In-memory snapshots (checkpoint/snapshot.h): the file format and its checks, the choice of
+// the newest complete step over own copies and peer replicas, refusals (another lineage, this
+// or a later attempt, damage, a superseded attempt), resharding reads, and reclaiming the
+// folders of dead runs.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+
+#include "checkpoint/snapshot.h"
+#include "tests/checkpoint/test_util.h"
+
+using namespace duet::ckpt;
+using duet::ckpt::test::ScratchDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Two ranks' state of one "model": w (2 x 3) held whole by both, its moment m (6 floats) cut
+// [0, 4) on rank 0 and [4, 6) on rank 1 — as ZeRO-1 cuts the moments of a flattened tensor.
+struct TwoRanks {
+  std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  std::vector<float> m = {10, 11, 12, 13, 14, 15};
+  std::vector<TensorSlice> slices(int rank, float shift) {
+    w_ = w, m_ = m;
+    for (auto& x : w_) x += shift;
+    for (auto& x : m_) x += shift;
+    std::vector<TensorSlice> s;
+    s.push_back({"w", {2, 3}, {0, 0}, {2, 3}, w_});
+    if (rank == 0) s.push_back({"opt.m/w", {6}, {0}, {4}, std::span<const float>(m_.data(), 4)});
+    else s.push_back({"opt.m/w", {6}, {4}, {2}, std::span<const float>(m_.data() + 4, 2)});
+    return s;
+  }
+  std::vector<float> w_, m_;
+};
+
+SnapshotMeta meta(int rank, std::int64_t step, std::int64_t generation, const std::string& node,
+                  const std::string& lineage = "run-a") {
+  SnapshotMeta m;
+  m.lineage = lineage, m.step = step, m.generation = generation, m.rank = rank, m.node = node;
+  m.layout.world = 2, m.layout.pp = 1, m.layout.dp = 2, m.layout.ep = 1, m.layout.schedule = "1f1b";
+  m.layout.model_hash = "model-1", m.layout.lineage = lineage;
+  return m;
+}
+
+// Writes rank `rank`'s snapshot of `step` into <run>/<holder>/ (its own node, or a peer's).
+void put(const fs::path& run, const std::string& holder, int rank, std::int64_t step, std::int64_t generation,
+         const std::string& writer_node, const std::string& lineage = "run-a") {
+  TwoRanks t;
+  ShardState st;
+  st.data_position = step * 16;
+  st.attributes["optimizer_steps"] = std::to_string(step);
+  const auto bytes = encode_snapshot(meta(rank, step, generation, writer_node, lineage), t.slices(rank, (float)step), st);
+  write_snapshot_file((run / holder).string(), snapshot_file_name(rank, snapshot_slot(step, 1)), bytes, {});
+}
+
+}  // namespace
+
+TEST(Snapshot, EncodesAndDecodesEverythingAShardHolds) {
+  TwoRanks t;
+  ShardState st;
+  st.data_position = 123, st.rng_state = {1, 2, 3}, st.attributes = {{"optimizer_steps", "7"}, {"config", "a: 1\nb: 2\n"}};
+  const SnapshotMeta m = meta(1, 7, 3, "node1");
+  const auto s = t.slices(1, 0);
+  auto f = decode_snapshot(encode_snapshot(m, s, st));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->meta, m);
+  EXPECT_EQ(f->state, st);
+  ASSERT_EQ(f->slices.size(), 2u);
+  EXPECT_EQ(f->slices[1].name, "opt.m/w");
+  EXPECT_EQ(f->slices[1].offset, std::vector<std::int64_t>{4});
+  float x = 0;
+  std::memcpy(&x, f->bytes.data() + f->slices[1].data, 4);
+  EXPECT_EQ(x, 14);
+}
+
+TEST(Snapshot, ADamagedOrTruncatedFileIsRejected) {
+  TwoRanks t;
+  auto bytes = encode_snapshot(meta(0, 1, 1, "node0"), t.slices(0, 0), {});
+  auto flipped = bytes;
+  flipped[flipped.size() / 2] ^= std::byte{1};
+  std::string why;
+  EXPECT_FALSE(decode_snapshot(flipped, &why));
+  EXPECT_EQ(why, "checksum mismatch");
+  auto cut = bytes;
+  cut.resize(cut.size() - 5);
+  EXPECT_FALSE(decode_snapshot(cut, &why));
+  EXPECT_NE(why.find("length"), std::string::npos) << why;
+}
+
+// The newest step every rank has wins; a step only one rank reached (the other died while
+// writing it) is not complete and is passed over.
+TEST(Snapshot, TheNewestCompleteStepIsChosen) {
+  ScratchDir d("snap-newest");
+  put(d.path, "node0", 0, 4, 1, "node0"), put(d.path, "node1", 1, 4, 1, "node1");
+  put(d.path, "node0", 0, 5, 1, "node0"), put(d.path, "node1", 1, 5, 1, "node1");
+  put(d.path, "node0", 0, 6, 1, "node0");  // rank 1 died before its step 6 landed: slot 0 still holds 4
+  SnapshotSearch s;
+  s.lineage = "run-a", s.below_generation = 2, s.model_hash = "model-1";
+  const SnapshotSet set = find_snapshot_set(d.path.string(), s);
+  ASSERT_TRUE(set.found());
+  EXPECT_EQ(set.step, 5);
+  EXPECT_EQ(set.own_copies, 2);
+  EXPECT_EQ(set.replicas, 0);
+}
+
+// A node's folder is gone (the node was lost): its ranks' replicas on the other node complete
+// the set.
+TEST(Snapshot, ALostNodesRanksComeFromTheirReplicas) {
+  ScratchDir d("snap-replica");
+  put(d.path, "node0", 0, 3, 1, "node0");
+  put(d.path, "node0", 1, 3, 1, "node1");  // rank 1's replica, held by node 0
+  put(d.path, "node1", 0, 3, 1, "node0");  // rank 0's replica, held by node 1
+  put(d.path, "node1", 1, 3, 1, "node1");
+  fs::remove_all(d.path / "node1");
+  SnapshotSearch s;
+  s.lineage = "run-a", s.below_generation = 2;
+  const SnapshotSet set = find_snapshot_set(d.path.string(), s);
+  ASSERT_TRUE(set.found());
+  EXPECT_EQ(set.step, 3);
+  EXPECT_EQ(set.own_copies, 1);
+  EXPECT_EQ(set.replicas, 1);
+  // Without the replica nothing is complete.
+  fs::remove(d.path / "node0" / snapshot_file_name(1, snapshot_slot(3, 1)));
+  EXPECT_FALSE(find_snapshot_set(d.path.string(), s).found());
+}
+
+// Another run's snapshots, this attempt's own (or a later one's), damaged files and another
+// model's are never chosen, and each is named.
+TEST(Snapshot, OtherLineagesAttemptsAndDamagedFilesAreRefused) {
+  ScratchDir d("snap-refuse");
+  put(d.path, "node0", 0, 2, 1, "node0"), put(d.path, "node0", 1, 2, 1, "node0");  // the good set
+  put(d.path, "node1", 0, 3, 1, "node1", "run-b"), put(d.path, "node1", 1, 3, 1, "node1", "run-b");
+  put(d.path, "node2", 0, 5, 4, "node2"), put(d.path, "node2", 1, 5, 4, "node2");  // generation 4 ≥ 4
+  std::vector<std::string> lines;
+  SnapshotSearch s;
+  s.lineage = "run-a", s.below_generation = 4, s.model_hash = "model-1";
+  auto log = [&](std::string_view l) { lines.emplace_back(l); };
+  SnapshotSet set = find_snapshot_set(d.path.string(), s, log);
+  ASSERT_TRUE(set.found());
+  EXPECT_EQ(set.step, 2);
+  std::string all;
+  for (const auto& l : lines) all += l + "\n";
+  EXPECT_NE(all.find("run run-b, not this run (run-a)"), std::string::npos) << all;
+  EXPECT_NE(all.find("attempt generation 4, not older than this attempt's 4"), std::string::npos) << all;
+  // Damage rank 1's step-2 file: nothing complete is left.
+  const fs::path f = d.path / "node0" / snapshot_file_name(1, snapshot_slot(2, 1));
+  {
+    std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(40);
+    io.put('\x7f');
+  }
+  lines.clear();
+  EXPECT_FALSE(find_snapshot_set(d.path.string(), s, log).found());
+  all.clear();
+  for (const auto& l : lines) all += l + "\n";
+  EXPECT_NE(all.find("checksum mismatch"), std::string::npos) << all;
+  s.model_hash = "model-2";
+  put(d.path, "node0", 1, 2, 1, "node0");
+  EXPECT_FALSE(find_snapshot_set(d.path.string(), s).found());
+}
+
+// A half-written snapshot is never visible under its slot name, and an attempt that has been
+// superseded cannot publish one.
+TEST(Snapshot, WritesAreAtomicAndFenced) {
+  ScratchDir d("snap-fence");
+  const std::string fence_path = (d.path / "fence").string();
+  advance_fence(fence_path);  // generation 1
+  Fence old{fence_path, 1};
+  TwoRanks t;
+  const auto bytes = encode_snapshot(meta(0, 1, 1, "node0"), t.slices(0, 0), {});
+  write_snapshot_file((d.path / "node0").string(), "a.snap", bytes, old);
+  EXPECT_TRUE(read_snapshot((d.path / "node0/a.snap").string()));
+  advance_fence(fence_path);  // a new attempt started
+  EXPECT_THROW(write_snapshot_file((d.path / "node0").string(), "b.snap", bytes, old), std::runtime_error);
+  EXPECT_FALSE(fs::exists(d.path / "node0/b.snap"));
+  for (const auto& e : fs::directory_iterator(d.path / "node0"))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+}
+
+// Loading into another layout: whole tensors from any rank, moment ranges stitched across
+// the ranks that held them.
+TEST(Snapshot, TheReaderReshards) {
+  ScratchDir d("snap-reshard");
+  put(d.path, "node0", 0, 2, 1, "node0"), put(d.path, "node1", 1, 2, 1, "node1");
+  SnapshotSearch s;
+  s.lineage = "run-a", s.below_generation = 2;
+  const SnapshotReader r(find_snapshot_set(d.path.string(), s));
+  EXPECT_EQ(r.read("w"), (std::vector<float>{3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(r.read("opt.m/w"), (std::vector<float>{12, 13, 14, 15, 16, 17}));
+  std::vector<float> mid(3);
+  r.read_range("opt.m/w", 2, mid);  // [2, 5): across ranks 0 and 1
+  EXPECT_EQ(mid, (std::vector<float>{14, 15, 16}));
+  std::vector<float> past(2);
+  EXPECT_THROW(r.read_range("opt.m/w", 5, past), std::runtime_error);
+  EXPECT_EQ(r.state(1).data_position, 32);
+  EXPECT_THROW(r.read("nope"), std::runtime_error);
+}
+
+// A run folder whose owner lock nobody holds belongs to a dead run and is reclaimed; a live
+// run's (lock held) and our own are kept.
+TEST(Snapshot, DeadRunsAreReclaimedLiveOnesKept) {
+  ScratchDir d("snap-reclaim");
+  const std::string base = d.path.string();
+  fs::create_directories(snapshot_run_dir(base, "dead") + "/node0");
+  { std::ofstream(snapshot_run_dir(base, "dead") + "/owner.lock"); }
+  { std::ofstream(snapshot_run_dir(base, "dead") + "/node0/rank-00000.slot0.snap") << "x"; }
+  auto live = std::make_unique<SnapshotOwnerLock>(snapshot_run_dir(base, "live"));
+  fs::create_directories(snapshot_run_dir(base, "mine") + "/node0");
+  { std::ofstream(snapshot_run_dir(base, "mine") + "/owner.lock"); }
+  const auto removed = reclaim_dead_snapshots(base, "mine");
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0], snapshot_run_dir(base, "dead"));
+  EXPECT_FALSE(fs::exists(snapshot_run_dir(base, "dead")));
+  EXPECT_TRUE(fs::exists(snapshot_run_dir(base, "live")));
+  EXPECT_TRUE(fs::exists(snapshot_run_dir(base, "mine")));
+  live.reset();  // the live run ends without cleaning up: now it is dead too
+  EXPECT_EQ(reclaim_dead_snapshots(base, "mine").size(), 1u);
+  EXPECT_FALSE(fs::exists(snapshot_run_dir(base, "live")));
+}
