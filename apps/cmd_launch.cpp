@@ -159,9 +159,12 @@ int cmd_launch(int argc, char** argv) {
     if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
     // The supervisor's address, the attempt, the data to skip and the run directory's claim
     // reach ranks on every node.
-    for (const char* v : {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv, core::kNodesEnv,
-                          core::kRanksPerNodeEnv, io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS", runtime::kMemoryDirEnv})
-      cmd.insert(cmd.end(), {"-x", v});
+    // Only variables the attempt has: mpirun warns about each -x it cannot find.
+    std::vector<const char*> vars = {core::kSupervisorEnv, core::kAttemptEnv, core::kSkipStepsEnv, core::kFenceEnv,
+                                     io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"};
+    if (cfg.launch.ranks_per_node > 0) vars.insert(vars.end(), {core::kNodesEnv, core::kRanksPerNodeEnv});
+    if (std::getenv(runtime::kMemoryDirEnv)) vars.push_back(runtime::kMemoryDirEnv);
+    for (const char* v : vars) cmd.insert(cmd.end(), {"-x", v});
     const auto d = duet_part(plan);
     cmd.insert(cmd.end(), d.begin(), d.end());
     return cmd;
