@@ -1,92 +1,244 @@
 #include "kernels/attention.h"
 #include "kernels/cpu/isa_clones.h"
 #include "kernels/cpu/fast_exp.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/reduce.h"
 #include "kernels/profile.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "kernels/gemm.h"
+// Causal attention, one head at a time, with its own register-blocked products instead of
+// SGEMM calls: per head the products are small (T×T×D with D = 32 or 64) and strided (rows of
+// qkv are 3C apart), and a library call per 64-row tile ran at ~20–35 GFLOP/s — a quarter of a
+// d256 step went there. Here each head's q, k, v (and dO) are first copied into contiguous
+// buffers whose width D is padded to kCols, then two kernels do all the work:
+//   scores:  S[i, j] = Σ_d X[i, d] · Yᵀ[d, j]          (QKᵀ, dO·Vᵀ), only j < i + kRows rounded up
+//   mix:     O[i, :] = Σ_j A(i, j) · M[j, :]           (P·V, dS·K; with A transposed: Pᵀ·dO, dSᵀ·Q)
+// both on kRows rows × kCols columns of output held in registers, skipping the masked upper
+// triangle in blocks of kRows rows. Plain C++ vectors (GCC vector extensions) compiled per ISA
+// (isa_clones.h): 16 floats are one AVX-512 register, two AVX2 ones. Results depend only on
+// the shapes and the ISA, never on the thread that computes a head.
 
 namespace duet::cpu {
 
 namespace {
-// Causal attention only needs scores below the diagonal. Rows are taken in tiles of
-// kTile: tile [r0, r1) multiplies against keys [0, r1) only, so the GEMMs skip most of the
-// masked upper triangle (at T = 256, 62% of the full-square work) while staying large.
-constexpr int kTile = 64;
+
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int kRows = 4;                // output rows per block
+constexpr int kCols = 32;               // output columns per block: two v16
+constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// Per-thread scratch for one head (the head functions run on OpenMP threads: thread_local is
+// the running thread's own).
+struct HeadScratch {
+  std::vector<float> x, yt, m, m2, s;
+  float* get(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+    return v.data();
+  }
+};
+
 }  // namespace
 
-DUET_ISA_CLONES void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D) {
-  DUET_PROFILE("attention");
-  const int C = H * D;
-  const float scale = 1.0f / std::sqrt((float)D);
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      const float* q = qkv + (size_t)b * T * 3 * C + h * D;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* p = probs + ((size_t)b * H + h) * T * T;
-      float* o = out + (size_t)b * T * C + h * D;
-      for (int r0 = 0; r0 < T; r0 += kTile) {
-        const int r1 = std::min(T, r0 + kTile), n = r1 - r0;
-        gemm(false, true, n, r1, D, scale, q + (size_t)r0 * 3 * C, 3 * C, k, 3 * C, 0.0f, p + (size_t)r0 * T, T);
-        for (int t = r0; t < r1; ++t) {
-          float* row = p + (size_t)t * T;
-          float m = row[0];
-          for (int s = 1; s <= t; ++s) m = std::max(m, row[s]);
-          for (int s = 0; s <= t; ++s) row[s] = fast_exp(row[s] - m);  // vectorised
-          float sum = 0.0f;
-          for (int s = 0; s <= t; ++s) sum += row[s];
-          const float inv = 1.0f / sum;
-          for (int s = 0; s <= t; ++s) row[s] *= inv;
-          for (int s = t + 1; s < T; ++s) row[s] = 0.0f;
-        }
-        gemm(false, false, n, D, r1, 1.0f, p + (size_t)r0 * T, T, v, 3 * C, 0.0f, o + (size_t)r0 * C, C);
+#define DUET_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(v16))
+#define DUET_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(v16))
+
+// S[i, j] for rows i in [0, T) and columns j in [0, min(ldy, round_up(i0 + kRows, kCols))) of
+// each row block i0: X is T × Dp (row stride Dp), Yt is Dp × ldy (ldy a multiple of kCols, zero
+// beyond the valid columns), S has row stride lds ≥ ldy. Rows past T in the last block repeat
+// row T−1 and are not stored.
+DUET_ISA_CLONES void att_scores(float* S, int lds, const float* X, const float* Yt, int ldy, int T, int Dp) {
+  for (int i0 = 0; i0 < T; i0 += kRows) {
+    const float* x[kRows];
+    for (int r = 0; r < kRows; ++r) x[r] = X + (size_t)std::min(i0 + r, T - 1) * Dp;
+    const int jend = std::min(ldy, round_up(i0 + kRows, kCols));
+    for (int j = 0; j < jend; j += kCols) {
+      v16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+      for (int d = 0; d < Dp; ++d) {
+        v16 y0, y1;
+        DUET_LOAD(y0, Yt + (size_t)d * ldy + j);
+        DUET_LOAD(y1, Yt + (size_t)d * ldy + j + 16);
+        const float b0 = x[0][d], b1 = x[1][d], b2 = x[2][d], b3 = x[3][d];
+        a00 += b0 * y0, a01 += b0 * y1;
+        a10 += b1 * y0, a11 += b1 * y1;
+        a20 += b2 * y0, a21 += b2 * y1;
+        a30 += b3 * y0, a31 += b3 * y1;
       }
+      const int rows = std::min(kRows, T - i0);
+      float* out = S + (size_t)i0 * lds + j;
+      DUET_STORE(out, a00), DUET_STORE(out + 16, a01);
+      if (rows > 1) DUET_STORE(out + lds, a10), DUET_STORE(out + lds + 16, a11);
+      if (rows > 2) DUET_STORE(out + 2 * lds, a20), DUET_STORE(out + 2 * lds + 16, a21);
+      if (rows > 3) DUET_STORE(out + 3 * lds, a30), DUET_STORE(out + 3 * lds + 16, a31);
     }
+  }
 }
 
-DUET_ISA_CLONES void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B,
-                        int T, int H, int D) {
-  DUET_PROFILE("attention");
-  const int C = H * D;
-  const float scale = 1.0f / std::sqrt((float)D);
-  thread_local std::vector<float> dp;
-  dp.resize((size_t)kTile * T);
-  for (int b = 0; b < B; ++b)
-    for (int h = 0; h < H; ++h) {
-      const size_t base = (size_t)b * T * 3 * C + h * D;
-      const float* q = qkv + base;
-      const float* k = q + C;
-      const float* v = q + 2 * C;
-      float* dq = dqkv + base;
-      float* dk = dq + C;
-      float* dv = dq + 2 * C;
-      const float* p = probs + ((size_t)b * H + h) * T * T;
-      const float* dO = dout + (size_t)b * T * C + h * D;
-      // dK and dV gather contributions from every row tile at or below them.
-      for (int t = 0; t < T; ++t)
-        for (int d = 0; d < D; ++d) dk[(size_t)t * 3 * C + d] = dv[(size_t)t * 3 * C + d] = 0.0f;
-      for (int r0 = 0; r0 < T; r0 += kTile) {
-        const int r1 = std::min(T, r0 + kTile), n = r1 - r0;
-        const float* pt = p + (size_t)r0 * T;
-        const float* dOt = dO + (size_t)r0 * C;
-        gemm(false, true, n, r1, D, 1.0f, dOt, C, v, 3 * C, 0.0f, dp.data(), T);  // dP = dO Vᵀ
-        gemm(true, false, r1, D, n, 1.0f, pt, T, dOt, C, 1.0f, dv, 3 * C);        // dV += Pᵀ dO
-        for (int t = r0; t < r1; ++t) {  // dS = P ⊙ (dP − Σ P⊙dP), masked entries stay 0
-          const float* pr = p + (size_t)t * T;
-          float* dr = dp.data() + (size_t)(t - r0) * T;
-          float dot = 0.0f;
-          for (int s = 0; s <= t; ++s) dot += pr[s] * dr[s];
-          for (int s = 0; s <= t; ++s) dr[s] = pr[s] * (dr[s] - dot);
-          for (int s = t + 1; s < r1; ++s) dr[s] = 0.0f;
+// O[i, d] = alpha · Σ_j A(i, j) · M[j, d] for i in [0, T), d in [0, D): A(i, j) = A[i·lda + j],
+// or A[j·lda + i] when trans_a. Causal ranges: j in [0, min(T, i0 + kRows)) for the row block
+// i0, or j in [i0, T) when trans_a (A must be 0 where j > i, resp. j < i, inside the block).
+// M is T × Dp (row stride Dp, Dp a multiple of kCols); O has row stride ldo.
+DUET_ISA_CLONES void att_mix(float* O, int ldo, float alpha, const float* A, int lda, bool trans_a, const float* M,
+                             int T, int D, int Dp) {
+  for (int i0 = 0; i0 < T; i0 += kRows) {
+    int ri[kRows];
+    for (int r = 0; r < kRows; ++r) ri[r] = std::min(i0 + r, T - 1);
+    const int jb = trans_a ? i0 : 0, je = trans_a ? T : std::min(T, i0 + kRows);
+    const int rows = std::min(kRows, T - i0);
+    for (int c = 0; c < Dp; c += kCols) {
+      v16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+      for (int j = jb; j < je; ++j) {
+        v16 m0, m1;
+        DUET_LOAD(m0, M + (size_t)j * Dp + c);
+        DUET_LOAD(m1, M + (size_t)j * Dp + c + 16);
+        float b0, b1, b2, b3;
+        if (trans_a) {
+          const float* a = A + (size_t)j * lda;
+          b0 = a[ri[0]], b1 = a[ri[1]], b2 = a[ri[2]], b3 = a[ri[3]];
+        } else {
+          b0 = A[(size_t)ri[0] * lda + j], b1 = A[(size_t)ri[1] * lda + j];
+          b2 = A[(size_t)ri[2] * lda + j], b3 = A[(size_t)ri[3] * lda + j];
         }
-        gemm(false, false, n, D, r1, scale, dp.data(), T, k, 3 * C, 0.0f, dq + (size_t)r0 * 3 * C, 3 * C);  // dQ = dS K
-        gemm(true, false, r1, D, n, scale, dp.data(), T, q + (size_t)r0 * 3 * C, 3 * C, 1.0f, dk, 3 * C);  // dK += dSᵀ Q
+        a00 += b0 * m0, a01 += b0 * m1;
+        a10 += b1 * m0, a11 += b1 * m1;
+        a20 += b2 * m0, a21 += b2 * m1;
+        a30 += b3 * m0, a31 += b3 * m1;
       }
+      float tile[kRows][kCols];
+      DUET_STORE(&tile[0][0], a00), DUET_STORE(&tile[0][16], a01);
+      DUET_STORE(&tile[1][0], a10), DUET_STORE(&tile[1][16], a11);
+      DUET_STORE(&tile[2][0], a20), DUET_STORE(&tile[2][16], a21);
+      DUET_STORE(&tile[3][0], a30), DUET_STORE(&tile[3][16], a31);
+      const int cols = std::min(kCols, D - c);
+      for (int r = 0; r < rows; ++r)
+        for (int k = 0; k < cols; ++k) O[(size_t)(i0 + r) * ldo + c + k] = alpha * tile[r][k];
     }
+  }
+}
+
+#undef DUET_LOAD
+#undef DUET_STORE
+
+// dst[t, 0:Dp] = alpha · src[t·ld + 0:D], zero-padded to Dp.
+DUET_ISA_CLONES void att_copy_padded(float* dst, const float* src, int ld, int T, int D, int Dp, float alpha) {
+  for (int t = 0; t < T; ++t) {
+    float* o = dst + (size_t)t * Dp;
+    const float* s = src + (size_t)t * ld;
+    for (int d = 0; d < D; ++d) o[d] = alpha * s[d];
+    for (int d = D; d < Dp; ++d) o[d] = 0.0f;
+  }
+}
+
+// dst[d, t] = src[t·ld + d] for d < D, t < T; zero elsewhere in Dp × ldt (ldt a multiple of
+// 16). In blocks of 16 t, so that each store is 16 contiguous floats.
+DUET_ISA_CLONES void att_copy_transposed(float* dst, int ldt, const float* src, int ld, int T, int D, int Dp) {
+  std::fill(dst + (size_t)D * ldt, dst + (size_t)Dp * ldt, 0.0f);
+  for (int t0 = 0; t0 < ldt; t0 += 16) {
+    const int n = std::max(0, std::min(16, T - t0));
+    for (int d = 0; d < D; ++d) {
+      float block[16] = {};
+      for (int k = 0; k < n; ++k) block[k] = src[(size_t)(t0 + k) * ld + d];
+      std::copy(block, block + 16, dst + (size_t)d * ldt + t0);
+    }
+  }
+}
+
+// Softmax of the causal part of rows [0, T) of S (row stride lds) into probs (row stride T,
+// zero above the diagonal); S keeps the same probabilities, zero above the diagonal up to T.
+DUET_ISA_CLONES void att_softmax(float* probs, float* S, int lds, int T) {
+  for (int t = 0; t < T; ++t) {
+    float* row = S + (size_t)t * lds;
+    const float m = max_lanes(row, t + 1);
+    for (int s = 0; s <= t; ++s) row[s] = fast_exp(row[s] - m);  // vectorised
+    const float inv = 1.0f / sum_lanes(row, t + 1);
+    for (int s = 0; s <= t; ++s) row[s] *= inv;
+    for (int s = t + 1; s < T; ++s) row[s] = 0.0f;
+    std::copy(row, row + T, probs + (size_t)t * T);
+  }
+}
+
+// dS = P ⊙ (dP − Σ_s P⊙dP) in place of dP (row stride lds), 0 above the diagonal up to T.
+DUET_ISA_CLONES void att_softmax_backward(float* dP, int lds, const float* probs, int T) {
+  for (int t = 0; t < T; ++t) {
+    const float* pr = probs + (size_t)t * T;
+    float* dr = dP + (size_t)t * lds;
+    const float dot = dot_lanes(pr, dr, t + 1);
+    for (int s = 0; s <= t; ++s) dr[s] = pr[s] * (dr[s] - dot);
+    for (int s = t + 1; s < T; ++s) dr[s] = 0.0f;
+  }
+}
+
+namespace {
+
+// Heads [bh0, bh1) of B·H (bh = b·H + h). Heads are independent — each writes its own columns
+// of out/dqkv and its own T×T block of probs — so the callers split them over threads
+// (parallel.h).
+void forward_heads(float* out, float* probs, const float* qkv, int T, int H, int D, long bh0, long bh1) {
+  thread_local HeadScratch scratch;
+  const int C = H * D, Dp = round_up(D, kCols), Tp = round_up(T, kCols);
+  const float scale = 1.0f / std::sqrt((float)D);
+  float* q = scratch.get(scratch.x, (size_t)T * Dp);
+  float* kt = scratch.get(scratch.yt, (size_t)Dp * Tp);
+  float* v = scratch.get(scratch.m, (size_t)T * Dp);
+  float* S = scratch.get(scratch.s, (size_t)T * Tp);
+  for (long bh = bh0; bh < bh1; ++bh) {
+    const int b = (int)(bh / H), h = (int)(bh % H);
+    const float* qkv_h = qkv + (size_t)b * T * 3 * C + h * D;
+    att_copy_padded(q, qkv_h, 3 * C, T, D, Dp, scale);  // the scale folded into q
+    att_copy_transposed(kt, Tp, qkv_h + C, 3 * C, T, D, Dp);
+    att_copy_padded(v, qkv_h + 2 * C, 3 * C, T, D, Dp, 1.0f);
+    float* p = probs + (size_t)bh * T * T;
+    att_scores(S, Tp, q, kt, Tp, T, Dp);
+    att_softmax(p, S, Tp, T);
+    att_mix(out + (size_t)b * T * C + h * D, C, 1.0f, S, Tp, false, v, T, D, Dp);
+  }
+}
+
+void backward_heads(float* dqkv, const float* dout, const float* qkv, const float* probs, int T, int H, int D,
+                    long bh0, long bh1) {
+  thread_local HeadScratch scratch;
+  const int C = H * D, Dp = round_up(D, kCols), Tp = round_up(T, kCols);
+  const float scale = 1.0f / std::sqrt((float)D);
+  float* dO = scratch.get(scratch.x, (size_t)T * Dp);
+  float* vt = scratch.get(scratch.yt, (size_t)Dp * Tp);
+  float* q = scratch.get(scratch.m, (size_t)T * Dp);
+  float* k = scratch.get(scratch.m2, (size_t)T * Dp);
+  float* dS = scratch.get(scratch.s, (size_t)T * Tp);
+  for (long bh = bh0; bh < bh1; ++bh) {
+    const int b = (int)(bh / H), h = (int)(bh % H);
+    const size_t base = (size_t)b * T * 3 * C + h * D;
+    const float* p = probs + (size_t)bh * T * T;
+    att_copy_padded(dO, dout + (size_t)b * T * C + h * D, C, T, D, Dp, 1.0f);
+    att_copy_transposed(vt, Tp, qkv + base + 2 * C, 3 * C, T, D, Dp);
+    att_scores(dS, Tp, dO, vt, Tp, T, Dp);  // dP = dO Vᵀ
+    att_softmax_backward(dS, Tp, p, T);
+    float* dq = dqkv + base;
+    // dV = Pᵀ dO, dQ = scale · dS K, dK = scale · dSᵀ Q
+    att_mix(dq + 2 * C, 3 * C, 1.0f, p, T, true, dO, T, D, Dp);
+    att_copy_padded(k, qkv + base + C, 3 * C, T, D, Dp, 1.0f);
+    att_mix(dq, 3 * C, scale, dS, Tp, false, k, T, D, Dp);
+    att_copy_padded(q, qkv + base, 3 * C, T, D, Dp, 1.0f);
+    att_mix(dq + C, 3 * C, scale, dS, Tp, true, q, T, D, Dp);
+  }
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D) {
+  DUET_PROFILE("attention");
+  parallel_ranges((long)B * H, 2.0 * T * T, [&](long bh0, long bh1) {
+    forward_heads(out, probs, qkv, T, H, D, bh0, bh1);
+  });
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B, int T, int H,
+                        int D) {
+  DUET_PROFILE("attention");
+  parallel_ranges((long)B * H, 3.0 * T * T, [&](long bh0, long bh1) {
+    backward_heads(dqkv, dout, qkv, probs, T, H, D, bh0, bh1);
+  });
 }
 
 }  // namespace duet::cpu

@@ -22,7 +22,8 @@
 // OpenMP fork and join costs more than they take, and on a busy machine a helper thread that
 // is not scheduled stalls the whole call. The count is a function of the shape and the
 // setting only, and for a given CPU and count oneDNN partitions the work the same way every
-// time, so results are bit-identical run to run.
+// time, so results are bit-identical run to run. Kernels that split work themselves
+// (kernels/cpu/parallel.h) call gemm() from inside a parallel region: one thread per product.
 
 namespace duet::cpu {
 
@@ -54,7 +55,9 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           const float* B, int ldb, float beta, float* C, int ldc) {
   DUET_PROFILE("gemm");
   if (M == 0 || N == 0) return;
-  apply_threads(threads_for(M, N, K));
+  // Inside a parallel region (attention splits over heads) oneDNN runs on the calling thread
+  // alone; setting a count there would only desynchronise t_applied from the thread's ICV.
+  if (!omp_in_parallel()) apply_threads(threads_for(M, N, K));
   const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B,
                                       ldb, beta, C, ldc);
   if (st != dnnl_success) {  // only bad arguments fail: a programming error

@@ -1,4 +1,5 @@
 #include "kernels/rope.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/profile.h"
 
 #include <cmath>
@@ -18,10 +19,10 @@ void rope_table(float* cos_sin, int T, int D, float theta) {
 namespace {
 void rotate(float* qkv, const float* cos_sin, int B, int T, int H, int D, float sign) {
   const int C = H * D;
-  for (int b = 0; b < B; ++b)
-    for (int t = 0; t < T; ++t) {
-      float* row = qkv + ((size_t)b * T + t) * 3 * C;
-      const float* cs = cos_sin + (size_t)t * D;
+  parallel_ranges((long)B * T, 4.0 * C, [&](long r0, long r1) {  // rows (b, t) are independent
+    for (long r = r0; r < r1; ++r) {
+      float* row = qkv + (size_t)r * 3 * C;
+      const float* cs = cos_sin + (size_t)(r % T) * D;
       for (int part = 0; part < 2; ++part)  // q, then k
         for (int h = 0; h < H; ++h) {
           float* x = row + part * C + h * D;
@@ -33,6 +34,7 @@ void rotate(float* qkv, const float* cos_sin, int B, int T, int H, int D, float 
           }
         }
     }
+  });
 }
 }  // namespace
 
