@@ -13,7 +13,7 @@ StageGroups& ProcessGroups::stage_of_dir(int dir) {
 
 ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const core::Topology& topology,
                                   core::ScheduleKind schedule, const std::vector<int>& stage_of_dir) {
-  ProcessGroups g{topology, topology.coords(world->rank()), std::move(world), {}, {}, {}, {}, {}};
+  ProcessGroups g{topology, topology.coords(world->rank()), std::move(world), {}, {}, {}, {}, {}, {}};
   const core::RankGroups members = topology.groups(g.coords.rank, schedule);
   g.pipeline = subgroup(*g.world, members.pipeline);
   g.evaluation = g.pipeline->dup();
