@@ -1,4 +1,5 @@
 #include "kernels/moe.h"
+#include "kernels/moe_token.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/profile.h"
 
@@ -10,47 +11,16 @@ namespace duet::cpu {
 void moe_route(int32_t* expert, float* gate, const float* scores, const float* bias, int N, int E,
                int K) {
   DUET_PROFILE("moe_routing");
-  for (int n = 0; n < N; ++n) {
-    const float* s = scores + (size_t)n * E;
-    int32_t* ex = expert + (size_t)n * K;
-    // Top-K by s + bias with a partial insertion sort; ties go to the lower expert index.
-    for (int k = 0; k < K; ++k) ex[k] = -1;
-    for (int e = 0; e < E; ++e) {
-      const float key = s[e] + bias[e];
-      int pos = K;
-      while (pos > 0 && (ex[pos - 1] < 0 || key > s[ex[pos - 1]] + bias[ex[pos - 1]])) --pos;
-      if (pos == K) continue;
-      for (int j = K - 1; j > pos; --j) ex[j] = ex[j - 1];
-      ex[pos] = e;
-    }
-    float sum = 0.0f;
-    for (int k = 0; k < K; ++k) sum += s[ex[k]];
-    for (int k = 0; k < K; ++k) gate[(size_t)n * K + k] = s[ex[k]] / sum;
-  }
+  for (int n = 0; n < N; ++n)
+    kernels::route_token(expert + (size_t)n * K, gate + (size_t)n * K, scores + (size_t)n * E, bias, E, K);
 }
 
 void moe_route_backward(float* dlogits, const float* dgate, const float* scores,
                         const int32_t* expert, const float* gate, int N, int E, int K) {
   DUET_PROFILE("moe_routing");
-  // g_k = s_k / S with S = Σ_j s_j over the chosen  ⇒  ∂L/∂s_k = (dg_k − Σ_j dg_j g_j) / S;
-  // s = σ(logit) ⇒ ∂L/∂logit = ∂L/∂s · s (1 − s).
-  for (int n = 0; n < N; ++n) {
-    const float* s = scores + (size_t)n * E;
-    const int32_t* ex = expert + (size_t)n * K;
-    const float* g = gate + (size_t)n * K;
-    const float* dg = dgate + (size_t)n * K;
-    float* dl = dlogits + (size_t)n * E;
-    std::memset(dl, 0, sizeof(float) * E);
-    float S = 0.0f, dot = 0.0f;
-    for (int k = 0; k < K; ++k) {
-      S += s[ex[k]];
-      dot += dg[k] * g[k];
-    }
-    for (int k = 0; k < K; ++k) {
-      const float se = s[ex[k]];
-      dl[ex[k]] = (dg[k] - dot) / S * se * (1.0f - se);
-    }
-  }
+  for (int n = 0; n < N; ++n)
+    kernels::route_token_backward(dlogits + (size_t)n * E, dgate + (size_t)n * K, scores + (size_t)n * E,
+                                  expert + (size_t)n * K, gate + (size_t)n * K, E, K);
 }
 
 void moe_permute_plan(int32_t* row_of, int32_t* offsets, const int32_t* expert, int N, int E, int K) {

@@ -1,9 +1,10 @@
 // Mixture-of-experts routing and token movement on the GPU. Routing is one thread per token
-// with the CPU's insertion order (ties go to the lower expert), the permutation plan a single
+// running the CPU's own per-token code (kernels/moe_token.h), the permutation plan a single
 // thread (a stable counting sort over N·K assignments: exact, and small next to the expert
 // GEMMs), and every sum runs over k or c in a fixed order: no atomics.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/moe_token.h"
 
 namespace duet::cuda {
 
@@ -12,42 +13,15 @@ namespace {
 __global__ void moe_route_kernel(int32_t* expert, float* gate, const float* scores, const float* bias, int N, int E,
                                  int K) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
-  const float* s = scores + (size_t)n * E;
-  int32_t* ex = expert + (size_t)n * K;
-  for (int k = 0; k < K; ++k) ex[k] = -1;
-  for (int e = 0; e < E; ++e) {
-    const float key = s[e] + bias[e];
-    int pos = K;
-    while (pos > 0 && (ex[pos - 1] < 0 || key > s[ex[pos - 1]] + bias[ex[pos - 1]])) --pos;
-    if (pos == K) continue;
-    for (int j = K - 1; j > pos; --j) ex[j] = ex[j - 1];
-    ex[pos] = e;
-  }
-  float sum = 0.0f;
-  for (int k = 0; k < K; ++k) sum += s[ex[k]];
-  for (int k = 0; k < K; ++k) gate[(size_t)n * K + k] = s[ex[k]] / sum;
+  if (n < N) kernels::route_token(expert + (size_t)n * K, gate + (size_t)n * K, scores + (size_t)n * E, bias, E, K);
 }
 
 __global__ void moe_route_backward_kernel(float* dlogits, const float* dgate, const float* scores,
                                           const int32_t* expert, const float* gate, int N, int E, int K) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
-  if (n >= N) return;
-  const float* s = scores + (size_t)n * E;
-  const int32_t* ex = expert + (size_t)n * K;
-  const float* g = gate + (size_t)n * K;
-  const float* dg = dgate + (size_t)n * K;
-  float* dl = dlogits + (size_t)n * E;
-  for (int e = 0; e < E; ++e) dl[e] = 0.0f;
-  float S = 0.0f, dot = 0.0f;
-  for (int k = 0; k < K; ++k) {
-    S += s[ex[k]];
-    dot += dg[k] * g[k];
-  }
-  for (int k = 0; k < K; ++k) {
-    const float se = s[ex[k]];
-    dl[ex[k]] = (dg[k] - dot) / S * se * (1.0f - se);
-  }
+  if (n < N)
+    kernels::route_token_backward(dlogits + (size_t)n * E, dgate + (size_t)n * K, scores + (size_t)n * E,
+                                  expert + (size_t)n * K, gate + (size_t)n * K, E, K);
 }
 
 __global__ void moe_permute_plan_kernel(int32_t* row_of, int32_t* offsets, int32_t* cursor, const int32_t* expert,
