@@ -115,8 +115,14 @@ TEST(ExitsCli, UnsavedStopCheckpointIsANonZeroExit) {
 TEST(ExitsCli, KilledRunKeepsItsTrace) {
   const auto dir = scratch_dir("exits-kill");
   const fs::path run = dir / "a";
-  run_command("timeout -s KILL 12 " + std::string(DUET_BINARY) + " train --train.steps 100000 --train.eval_every 0 "
-              "--train.eval_batches 1 --run.dir " + dir.string() + " --run.name a");
+  // SIGKILL once it has trained a step and streamed compute events to its trace (polled: on a
+  // loaded machine the first steps can take long).
+  run_command("bash -c '" + std::string(DUET_BINARY) + " train --train.steps 100000 --train.eval_every 0 "
+              "--train.eval_batches 1 --run.dir " + dir.string() + " --run.name a & p=$!; "
+              "for i in $(seq 3000); do grep -qs \"step\\\":[0-9]*,.loss\" " + (run / "metrics.jsonl").string() +
+              " && grep -qs \"cat\\\":\\\"compute\" " + (run / "trace/rank-00000.json").string() +
+              " && break; kill -0 $p 2>/dev/null || break; sleep 0.1; done; kill -KILL $p; wait $p'");
+  ASSERT_FALSE(loss_values(run / "metrics.jsonl").empty()) << "the run trained no step before it was killed";
   const fs::path trace = run / "trace/rank-00000.json";
   ASSERT_TRUE(fs::exists(trace));
   const std::string text = read_file(trace);
