@@ -111,7 +111,7 @@ int cmd_launch(int argc, char** argv) {
                                 "launch.ranks_per_node makes logical nodes)");
   SlurmLaunch slurm_launch;
   if (launcher == "srun") {
-    slurm_launch.allocation = *allocation, slurm_launch.ranks = nproc, slurm_launch.duet = self_exe();
+    slurm_launch.allocation = *allocation, slurm_launch.duet = self_exe();
     slurm_launch.nodes = vm.count("nodelist") ? slurm::hostlist_expand(vm["nodelist"].as<std::string>()) : allocation->nodes;
     if (nproc % (int)slurm_launch.nodes.size() != 0)
       throw std::invalid_argument(std::to_string(nproc) + " ranks on " + std::to_string(slurm_launch.nodes.size()) +

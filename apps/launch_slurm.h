@@ -15,7 +15,6 @@ namespace duet::app {
 struct SlurmLaunch {
   slurm::Allocation allocation;
   std::vector<std::string> nodes;  // where the ranks run: --nodelist, else the whole allocation
-  int ranks = 1;
   std::string duet;                // this executable (the pre-launch probe runs it on each node)
 };
 
