@@ -2,15 +2,18 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
@@ -24,16 +27,34 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'D', 'U', 'E', 'T', 'S', 'N', 'P', '1'};
-constexpr std::size_t kHeader = 8 + 8 + 8;  // magic, payload length, payload XXH64
+constexpr std::size_t kHeader = kSnapshotHeaderBytes;  // magic, payload length, payload XXH64
 
 // ---- a flat little-endian byte stream (x86 and ARM servers are little-endian) ----------
+// With no buffer it only counts. With one, it hashes what it wrote a chunk at a time, right
+// after writing it (the chunk is still in cache): one pass over the state, not a copy and
+// then a checksum pass.
+constexpr std::size_t kChunk = 64 << 10;
 struct Out {
-  std::vector<std::byte>& b;
-  std::size_t at;
+  std::byte* b = nullptr;  // nullptr: count only
+  std::size_t at = 0, cap = 0, hashed = 0;
+  Xxh64 h;
   void raw(const void* p, std::size_t n) {
-    if (b.size() < at + n) b.resize(std::max(at + n, b.size() * 3 / 2));
-    std::memcpy(b.data() + at, p, n);
-    at += n;
+    if (!b) {
+      at += n;
+      return;
+    }
+    if (n > cap - at) throw std::logic_error("snapshot: the buffer is smaller than the encoded size");
+    const auto* s = static_cast<const std::byte*>(p);
+    while (n) {
+      const std::size_t k = std::min(n, kChunk);
+      std::memcpy(b + at, s, k);
+      at += k, s += k, n -= k;
+      if (at - hashed >= kChunk) flush();
+    }
+  }
+  void flush() {
+    h.update(b + hashed, at - hashed);
+    hashed = at;
   }
   void u64(std::uint64_t x) { raw(&x, 8); }
   void i64(std::int64_t x) { raw(&x, 8); }
@@ -84,9 +105,10 @@ std::int64_t element_count(const std::vector<std::int64_t>& shape) {
 
 }  // namespace
 
-std::size_t encode_snapshot_into(std::vector<std::byte>& bytes, const SnapshotMeta& meta,
-                                 std::span<const TensorSlice> slices, const ShardState& state) {
-  Out o{bytes, kHeader};
+namespace {
+
+// The payload (everything after the header) into o.
+void emit(Out& o, const SnapshotMeta& meta, std::span<const TensorSlice> slices, const ShardState& state) {
   o.str(meta.lineage), o.i64(meta.step), o.i64(meta.generation), o.i64(meta.rank), o.str(meta.node);
   const CheckpointLayout& l = meta.layout;
   o.i64(l.world), o.i64(l.pp), o.i64(l.dp), o.i64(l.ep), o.str(l.schedule), o.str(l.model_hash);
@@ -103,18 +125,41 @@ std::size_t encode_snapshot_into(std::vector<std::byte>& bytes, const SnapshotMe
     o.u64(s.data.size());
     o.raw(s.data.data(), s.data.size_bytes());
   }
-  const std::uint64_t payload = o.at - kHeader;
-  const std::uint64_t sum = xxh64(bytes.data() + kHeader, payload);
-  std::memcpy(bytes.data(), kMagic, 8);
-  std::memcpy(bytes.data() + 8, &payload, 8);
-  std::memcpy(bytes.data() + 16, &sum, 8);
-  return o.at;
+}
+
+}  // namespace
+
+std::size_t encoded_snapshot_size(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
+                                  const ShardState& state) {
+  Out o;
+  emit(o, meta, slices, state);
+  return kSnapshotHeaderBytes + o.at;
+}
+
+SnapshotHeader encode_snapshot_payload(std::span<std::byte> file, const SnapshotMeta& meta,
+                                       std::span<const TensorSlice> slices, const ShardState& state) {
+  if (file.size() < kSnapshotHeaderBytes) throw std::logic_error("snapshot: no room for the header");
+  Out o;
+  o.b = file.data() + kSnapshotHeaderBytes, o.cap = file.size() - kSnapshotHeaderBytes;
+  emit(o, meta, slices, state);
+  o.flush();
+  return {o.at, o.h.digest()};
+}
+
+void put_snapshot_header(std::span<std::byte> file, const SnapshotHeader& h) {
+  std::memcpy(file.data() + 8, &h.payload, 8);
+  std::memcpy(file.data() + 16, &h.xxh64, 8);
+  // The magic last: a reader (another process, after this one died) that sees it sees the
+  // length and checksum too (x86 and ARM order plain stores to one page as written, given
+  // this fence).
+  std::atomic_thread_fence(std::memory_order_release);
+  std::memcpy(file.data(), kMagic, 8);
 }
 
 std::vector<std::byte> encode_snapshot(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
                                        const ShardState& state) {
-  std::vector<std::byte> b;
-  b.resize(encode_snapshot_into(b, meta, slices, state));
+  std::vector<std::byte> b(encoded_snapshot_size(meta, slices, state));
+  put_snapshot_header(b, encode_snapshot_payload(b, meta, slices, state));
   return b;
 }
 
@@ -127,12 +172,14 @@ std::optional<SnapshotFile> decode_snapshot(std::vector<std::byte> bytes, std::s
   std::uint64_t payload = 0, sum = 0;
   std::memcpy(&payload, bytes.data() + 8, 8);
   std::memcpy(&sum, bytes.data() + 16, 8);
-  if (payload != bytes.size() - kHeader)
+  // A slot file may be longer than its snapshot (it is reused for the next one, which may be
+  // a little larger); shorter is a truncated file.
+  if (payload > bytes.size() - kHeader)
     return fail("length " + std::to_string(bytes.size()) + " bytes, the header says " + std::to_string(payload + kHeader));
-  if (xxh64(bytes.data() + kHeader, payload) != sum) return fail("checksum mismatch");
+  if (xxh64(bytes.data() + kHeader, (std::size_t)payload) != sum) return fail("checksum mismatch");
   SnapshotFile f;
   try {
-    In in{bytes, kHeader, bytes.size()};
+    In in{bytes, kHeader, kHeader + (std::size_t)payload};
     SnapshotMeta& m = f.meta;
     m.lineage = in.str(), m.step = in.i64(), m.generation = in.i64(), m.rank = (int)in.i64(), m.node = in.str();
     m.layout.world = (int)in.i64(), m.layout.pp = (int)in.i64(), m.layout.dp = (int)in.i64(),
@@ -196,37 +243,47 @@ std::string snapshot_file_name(int rank, int slot) {
 
 int snapshot_slot(std::int64_t step, int every) { return (int)((step / std::max(every, 1)) % 2); }
 
-void write_snapshot_file(const std::string& dir, const std::string& name, std::span<const std::byte> bytes,
-                         const Fence& fence) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  const std::string path = dir + "/" + name;
-  const std::string tmp = dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(std::hash<std::thread::id>{}(std::this_thread::get_id()) % 100000);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("snapshot: cannot create " + tmp + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error("snapshot: cannot write " + tmp + ": " + std::strerror(err));
-    }
-    done += (std::size_t)n;
+SnapshotSlot::~SnapshotSlot() { close(); }
+
+void SnapshotSlot::close() {
+  if (map_) ::munmap(map_, cap_);
+  if (fd_ >= 0) ::close(fd_);
+  map_ = nullptr, cap_ = 0, fd_ = -1;
+}
+
+std::span<std::byte> SnapshotSlot::open_for(std::size_t bytes) {
+  auto fail = [&](const char* what, int err) {
+    throw std::runtime_error("snapshot: cannot " + std::string(what) + " " + path_ + ": " + std::strerror(err));
+  };
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) fail("create", errno);
   }
-  ::close(fd);  // shared memory: nothing to fsync, a node that loses power loses it anyway
-  try {
-    std::optional<FenceGuard> guard;
-    if (fence.generation > 0) guard.emplace(fence);  // throws "fenced: …" for a superseded attempt
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      throw std::runtime_error("snapshot: cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
-  } catch (...) {
-    ::unlink(tmp.c_str());
-    throw;
+  if (bytes > cap_) {
+    if (map_) ::munmap(map_, cap_), map_ = nullptr, cap_ = 0;
+    const long page = ::sysconf(_SC_PAGESIZE);
+    // Room to grow a little (the attributes' text varies) without remapping.
+    const std::size_t want = (bytes + bytes / 64 + 4096 + page - 1) / page * page;
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) fail("stat", errno);
+    const std::size_t size = std::max(want, (std::size_t)st.st_size);
+    // Reserve every page now: a store into a mapping of a full tmpfs would be a SIGBUS; this is
+    // an error we can report.
+    if (const int err = ::posix_fallocate(fd_, 0, (off_t)size); err != 0) fail("reserve memory for", err);
+    void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (m == MAP_FAILED) fail("map", errno);
+    map_ = static_cast<std::byte*>(m), cap_ = size;
   }
+  std::memset(map_, 0, 8);  // no magic: not a snapshot until publish()
+  std::atomic_thread_fence(std::memory_order_release);
+  return {map_, cap_};
+}
+
+void SnapshotSlot::publish(const SnapshotHeader& header, const Fence& fence) {
+  if (!map_) throw std::logic_error("SnapshotSlot::publish before open_for");
+  std::optional<FenceGuard> guard;
+  if (fence.generation > 0) guard.emplace(fence);  // throws "fenced: …" for a superseded attempt
+  put_snapshot_header({map_, cap_}, header);
 }
 
 SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log) {

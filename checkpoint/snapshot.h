@@ -16,9 +16,12 @@
 //                                            step survives a rank dying mid-write
 //           rank-00007.slot1.snap            a replica another node's rank 7 sent here
 //
-// A file is written under a temporary name and renamed into its slot while the attempt's
-// fence is held (checkpoint/fence.h): a snapshot being written is never read, and no rank of
-// a superseded attempt can publish one. Each file carries lineage, step, attempt generation,
+// A slot file is created once, kept mapped and rewritten in place (SnapshotSlot): no new
+// pages, no copy through write(). Its magic is cleared before the new snapshot goes in and
+// written last, after the length and the checksum, while the attempt's fence is held
+// (checkpoint/fence.h): a snapshot being written is never read (a rank that dies mid-write
+// leaves a slot without magic; the other slot still holds the step before), and no rank of a
+// superseded attempt can publish one. Each file carries lineage, step, attempt generation,
 // layout, the writer's node and an XXH64 of everything after the header.
 
 #include <cstddef>
@@ -46,12 +49,23 @@ struct SnapshotMeta {
 };
 
 // The bytes of one snapshot file: magic, payload length, XXH64 of the payload, payload.
+constexpr std::size_t kSnapshotHeaderBytes = 24;
+struct SnapshotHeader {
+  std::uint64_t payload = 0;  // bytes after the header
+  std::uint64_t xxh64 = 0;    // of those bytes
+};
 std::vector<std::byte> encode_snapshot(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
                                        const ShardState& state);
-// Appends into `out` (reused from one snapshot to the next: no allocation once it is large
-// enough). Returns the encoded size.
-std::size_t encode_snapshot_into(std::vector<std::byte>& out, const SnapshotMeta& meta,
-                                 std::span<const TensorSlice> slices, const ShardState& state);
+// The size encode_snapshot would return, header included (without copying anything).
+std::size_t encoded_snapshot_size(const SnapshotMeta& meta, std::span<const TensorSlice> slices,
+                                  const ShardState& state);
+// Writes the payload into `file` after the header's room (file holds encoded_snapshot_size
+// bytes or more), hashing as it goes, and returns the header — not written, so the file is
+// not a snapshot until put_snapshot_header.
+SnapshotHeader encode_snapshot_payload(std::span<std::byte> file, const SnapshotMeta& meta,
+                                       std::span<const TensorSlice> slices, const ShardState& state);
+// Length and checksum, then the magic.
+void put_snapshot_header(std::span<std::byte> file, const SnapshotHeader& header);
 
 // One decoded snapshot; its slices point into `bytes`.
 struct SnapshotSlice {
@@ -77,11 +91,39 @@ std::string snapshot_run_dir(const std::string& memory_dir, const std::string& l
 std::string snapshot_file_name(int rank, int slot);                                        // rank-00003.slot1.snap
 int snapshot_slot(std::int64_t step, int every);                                           // (step / every) % 2
 
-// Writes `bytes` to <dir>/<name> through a temporary name; the rename happens under the
-// fence's shared lock (when fence.generation > 0), so it is refused ("fenced: …") once a newer
-// attempt has started. Throws std::runtime_error naming the file on I/O failure.
-void write_snapshot_file(const std::string& dir, const std::string& name, std::span<const std::byte> bytes,
-                         const Fence& fence);
+// One slot file (<node dir>/rank-…slotK.snap), mapped while it is in use and rewritten in
+// place from one snapshot to the next — on tmpfs that keeps its pages, so a snapshot costs one
+// pass over the state:
+//
+//   auto file = slot.open_for(bytes);                          // magic cleared: not a snapshot
+//   slot.publish(encode_snapshot_payload(file, meta, slices, state), fence);
+//
+// A peer's replica is received straight into the mapping (its header comes separately and
+// is published when the bytes are in).
+class SnapshotSlot {
+ public:
+  explicit SnapshotSlot(std::string path) : path_(std::move(path)) {}
+  ~SnapshotSlot();
+  SnapshotSlot(const SnapshotSlot&) = delete;
+  SnapshotSlot& operator=(const SnapshotSlot&) = delete;
+
+  // Creates or reuses the file, makes it hold at least `bytes` (every page reserved: a full
+  // tmpfs is an exception here, not a SIGBUS later), clears the magic and returns the whole
+  // mapping. Throws std::runtime_error naming the file.
+  std::span<std::byte> open_for(std::size_t bytes);
+  // Writes the header, magic last, holding the fence's shared lock (when fence.generation > 0):
+  // throws ("fenced: …") for a superseded attempt, and the slot stays without magic.
+  void publish(const SnapshotHeader& header, const Fence& fence);
+  // Unmaps and closes (the file stays).
+  void close();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::byte* map_ = nullptr;
+  std::size_t cap_ = 0;
+};
 
 // ---- choosing what to resume from ----------------------------------------------------------
 

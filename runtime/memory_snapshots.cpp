@@ -151,6 +151,11 @@ MemorySnapshots::MemorySnapshots(const io::RunConfig& cfg, const core::Topology&
     for (const auto& dead : ckpt::reclaim_dead_snapshots(base, cfg.run.id))
       log_.print("memory snapshots: reclaimed " + dead + " (no live process of its run holds it)");
   if (world_ > per_node_) peer_to_ = (rank_ + per_node_) % world_, peer_from_ = (rank_ - per_node_ + world_) % world_;
+  for (int k = 0; k < 2; ++k) {
+    own_[k] = std::make_unique<ckpt::SnapshotSlot>(node_dir_ + "/" + ckpt::snapshot_file_name(rank_, k));
+    if (peer_from_ >= 0)
+      replica_[k] = std::make_unique<ckpt::SnapshotSlot>(node_dir_ + "/" + ckpt::snapshot_file_name(peer_from_, k));
+  }
   meta_.lineage = cfg.run.id, meta_.generation = fence_.generation, meta_.rank = rank_, meta_.node = node_;
   meta_.layout.world = topo.world(), meta_.layout.pp = topo.pp(), meta_.layout.dp = topo.dp(), meta_.layout.ep = topo.ep();
   meta_.layout.schedule = core::format_schedule_kind(cfg.parallel.schedule);
@@ -183,10 +188,6 @@ int MemorySnapshots::find() {
   if (!enabled_) return -1;
   std::string chosen;  // rank 0's choice for everyone: "step generation own replicas\npath\n…"
   if (rank_ == 0) {
-    std::error_code ec;
-    for (const auto& node : fs::directory_iterator(run_dir_, ec))  // a killed attempt's half-written files
-      for (const auto& f : fs::directory_iterator(node.path(), ec))
-        if (f.path().filename().string().find(".tmp-") != std::string::npos) fs::remove(f.path(), ec);
     ckpt::SnapshotSearch search;
     search.lineage = cfg_.run.id, search.below_generation = fence_.generation, search.model_hash = meta_.layout.model_hash;
     const ckpt::SnapshotSet set =
@@ -293,42 +294,60 @@ void MemorySnapshots::write_one(int step) {
     log_.print("memory snapshots: rank " + std::to_string(rank_) + " could not keep step " + std::to_string(step) +
                ": " + first_error_);
   };
+  auto round4 = [](std::uint64_t n) { return (n + 3) / 4 * 4; };
   meta_.step = step;
-  const std::size_t size = ckpt::encode_snapshot_into(mine_, meta_, views_, state_);
   const int slot = ckpt::snapshot_slot(step, cfg_.checkpoint.memory_every);
+  // [total bytes, payload bytes, payload XXH64]; total 0: nothing to send this time.
+  std::uint64_t out_head[3] = {0, 0, 0}, in_head[3] = {0, 0, 0};
+  std::span<std::byte> mine;
   try {
-    ckpt::write_snapshot_file(node_dir_, ckpt::snapshot_file_name(rank_, slot), std::span(mine_.data(), size), fence_);
+    const std::size_t size = ckpt::encoded_snapshot_size(meta_, views_, state_);
+    mine = own_[slot]->open_for(ckpt::kSnapshotHeaderBytes + round4(size - ckpt::kSnapshotHeaderBytes));
+    const ckpt::SnapshotHeader h = ckpt::encode_snapshot_payload(mine, meta_, views_, state_);
+    own_[slot]->publish(h, fence_);
+    out_head[0] = size, out_head[1] = h.payload, out_head[2] = h.xxh64;
   } catch (const std::exception& e) {
     failed(e);
   }
   if (peer_to_ >= 0) {
-    // Sizes first (an int64 in two floats' bits), then the bytes padded to whole floats.
-    const std::size_t padded = (size + 3) / 4 * 4;
-    if (mine_.size() < padded) mine_.resize(padded);
-    float out_size[2], in_size[2];
-    const auto n = (int64_t)size;
-    std::memcpy(out_size, &n, 8);
+    // The header first (three int64s in six floats' bits), then the payload, padded to whole
+    // floats, from this rank's mapped slot into the peer's.
     {
-      Request reqs[2] = {comm_.irecv(std::span<float>(in_size, 2), peer_from_, kTagSize),
-                         comm_.isend(std::span<const float>(out_size, 2), peer_to_, kTagSize)};
+      Request reqs[2] = {comm_.irecv(std::span<float>(reinterpret_cast<float*>(in_head), 6), peer_from_, kTagSize),
+                         comm_.isend(std::span<const float>(reinterpret_cast<const float*>(out_head), 6), peer_to_,
+                                     kTagSize)};
       wait_all(reqs);
     }
-    int64_t in_n = 0;
-    std::memcpy(&in_n, in_size, 8);
-    const std::size_t in_padded = ((std::size_t)in_n + 3) / 4 * 4;
-    if (theirs_.size() < in_padded) theirs_.resize(in_padded);
-    {
-      Request reqs[2] = {
-          comm_.irecv(std::span<float>(reinterpret_cast<float*>(theirs_.data()), in_padded / 4), peer_from_, kTagBytes),
-          comm_.isend(std::span<const float>(reinterpret_cast<const float*>(mine_.data()), padded / 4), peer_to_,
-                      kTagBytes)};
-      wait_all(reqs);
+    std::vector<Request> reqs;
+    std::span<std::byte> theirs;
+    if (in_head[0] > 0) {
+      const std::size_t in_floats = round4(in_head[1]) / 4;
+      try {
+        theirs = replica_[slot]->open_for(ckpt::kSnapshotHeaderBytes + in_floats * 4);
+      } catch (const std::exception& e) {
+        failed(e);
+      }
+      std::span<float> into;
+      if (!theirs.empty()) {
+        into = {reinterpret_cast<float*>(theirs.data() + ckpt::kSnapshotHeaderBytes), in_floats};
+      } else {
+        spill_.resize(in_floats);
+        into = spill_;
+      }
+      reqs.push_back(comm_.irecv(into, peer_from_, kTagBytes));
     }
-    try {
-      ckpt::write_snapshot_file(node_dir_, ckpt::snapshot_file_name(peer_from_, slot),
-                                std::span(theirs_.data(), (std::size_t)in_n), fence_);
-    } catch (const std::exception& e) {
-      failed(e);
+    if (out_head[0] > 0)
+      reqs.push_back(comm_.isend(std::span<const float>(reinterpret_cast<const float*>(mine.data() +
+                                                                                           ckpt::kSnapshotHeaderBytes),
+                                                        round4(out_head[1]) / 4),
+                                 peer_to_, kTagBytes));
+    wait_all(reqs);
+    if (!theirs.empty()) {
+      try {
+        replica_[slot]->publish({in_head[1], in_head[2]}, fence_);
+      } catch (const std::exception& e) {
+        failed(e);
+      }
     }
   }
   // Once this attempt's snapshots are complete (its second), the files of ranks a larger
@@ -354,6 +373,10 @@ void MemorySnapshots::write_one(int step) {
 void MemorySnapshots::finish(bool remove) {
   if (!enabled_) return;
   before_update();
+  for (int k = 0; k < 2; ++k) {  // unmapped: a removed file's memory is freed at once
+    own_[k]->close();
+    if (replica_[k]) replica_[k]->close();
+  }
   if (!remove) return;
   comm_.barrier();  // nobody writes any more
   std::error_code ec;

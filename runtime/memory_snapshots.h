@@ -12,9 +12,11 @@
 //   ... before the next optimizer step:         snaps.before_update();
 //   ... at the end:                             snaps.finish(/*remove=*/true);
 //
-// Like the asynchronous checkpoint writer, the copy is taken by a background thread while the
-// next step's forward and backward run (they only read parameters); writing the file and the
-// exchange with the peer follow on the same thread, over a communicator of their own.
+// A background thread encodes the state straight from the live tensors into this rank's slot
+// file (mapped shared memory, rewritten in place: one pass, checksum included) while the next
+// step's forward and backward run — they only read parameters, and the next optimizer step
+// waits for it. The exchange with the peer follows on the same thread, over a communicator of
+// its own, from one mapped slot file into the other node's.
 
 #include <atomic>
 #include <condition_variable>
@@ -110,9 +112,9 @@ class MemorySnapshots {
 
   std::vector<ckpt::TensorSlice> views_;  // the live state of the job (until the copy)
   ckpt::ShardState state_;
-  std::vector<std::byte> mine_, theirs_;  // encoded own snapshot, received replica
-  std::vector<float> wire_;               // the send/receive buffers in floats
-  std::vector<float> wire_in_;
+  // This rank's two slots and the two of the replica it keeps for peer_from_ (mapped files).
+  std::unique_ptr<ckpt::SnapshotSlot> own_[2], replica_[2];
+  std::vector<float> spill_;  // receives a replica when its slot cannot (the peer sends anyway)
   int job_step_ = -1, saves_ = 0;
   bool has_job_ = false, copying_ = false, stop_ = false, cleaned_ = false;
   std::string first_error_;

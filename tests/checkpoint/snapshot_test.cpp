@@ -55,8 +55,12 @@ void put(const fs::path& run, const std::string& holder, int rank, std::int64_t 
   ShardState st;
   st.data_position = step * 16;
   st.attributes["optimizer_steps"] = std::to_string(step);
-  const auto bytes = encode_snapshot(meta(rank, step, generation, writer_node, lineage), t.slices(rank, (float)step), st);
-  write_snapshot_file((run / holder).string(), snapshot_file_name(rank, snapshot_slot(step, 1)), bytes, {});
+  const auto m = meta(rank, step, generation, writer_node, lineage);
+  const auto slices = t.slices(rank, (float)step);
+  fs::create_directories(run / holder);
+  SnapshotSlot slot((run / holder / snapshot_file_name(rank, snapshot_slot(step, 1))).string());
+  const auto file = slot.open_for(encoded_snapshot_size(m, slices, st));
+  slot.publish(encode_snapshot_payload(file, m, slices, st), {});
 }
 
 }  // namespace
@@ -173,14 +177,52 @@ TEST(Snapshot, WritesAreAtomicAndFenced) {
   advance_fence(fence_path);  // generation 1
   Fence old{fence_path, 1};
   TwoRanks t;
-  const auto bytes = encode_snapshot(meta(0, 1, 1, "node0"), t.slices(0, 0), {});
-  write_snapshot_file((d.path / "node0").string(), "a.snap", bytes, old);
-  EXPECT_TRUE(read_snapshot((d.path / "node0/a.snap").string()));
-  advance_fence(fence_path);  // a new attempt started
-  EXPECT_THROW(write_snapshot_file((d.path / "node0").string(), "b.snap", bytes, old), std::runtime_error);
-  EXPECT_FALSE(fs::exists(d.path / "node0/b.snap"));
-  for (const auto& e : fs::directory_iterator(d.path / "node0"))
-    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  const auto m = meta(0, 1, 1, "node0");
+  const auto slices = t.slices(0, 0);
+  const std::string path = (d.path / "a.snap").string();
+  SnapshotSlot slot(path);
+  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m, slices, {})), m, slices, {}), old);
+  const auto first = read_snapshot(path);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->meta, m);
+  // The same bytes as encode_snapshot's, then the slot's spare room.
+  const auto whole = encode_snapshot(m, slices, {});
+  ASSERT_GE(first->bytes.size(), whole.size());
+  EXPECT_EQ(std::memcmp(first->bytes.data(), whole.data(), whole.size()), 0);
+
+  // Rewriting in place: while the new snapshot goes in, the slot is not a snapshot.
+  auto m2 = m;
+  m2.step = 3;
+  const auto file = slot.open_for(encoded_snapshot_size(m2, slices, {}));
+  std::string why;
+  EXPECT_FALSE(read_snapshot(path, &why));
+  EXPECT_EQ(why, "not a snapshot");
+  const SnapshotHeader h = encode_snapshot_payload(file, m2, slices, {});
+  EXPECT_FALSE(read_snapshot(path));  // payload in, header not yet
+  advance_fence(fence_path);          // a new attempt started: the old one cannot publish
+  EXPECT_THROW(slot.publish(h, old), std::runtime_error);
+  EXPECT_FALSE(read_snapshot(path));
+  slot.publish(h, {fence_path, 2});  // the current attempt can
+  const auto second = read_snapshot(path);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->meta.step, 3);
+
+  // A larger snapshot grows the file; a damaged byte in it is still caught.
+  TwoRanks big;
+  big.w.assign(3000, 1.5f);
+  std::vector<TensorSlice> large = {{"w", {3000}, {0}, {3000}, big.w}};
+  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m2, large, {})), m2, large, {}), {});
+  auto grown = read_snapshot(path);
+  ASSERT_TRUE(grown);
+  EXPECT_EQ(grown->slices.at(0).count, 3000);
+  slot.close();
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(kSnapshotHeaderBytes + 200);
+    f.put('\x7f');
+  }
+  EXPECT_FALSE(read_snapshot(path, &why));
+  EXPECT_EQ(why, "checksum mismatch");
 }
 
 // Loading into another layout: whole tensors from any rank, moment ranges stitched across
