@@ -85,7 +85,6 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   const std::string memory_line = runtime::check_memory(cfg, runtime::local_ranks());
-  runtime::check_memory_snapshots(cfg, cfg.parallel.pp * cfg.parallel.dp);  // checkpoint.memory: on
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);
@@ -157,7 +156,11 @@ int cmd_train(int argc, char** argv) {
       }
     }
   } catch (const std::exception& e) {
-    if (world > 1) runtime::fatal(e.what());  // never leave the other ranks hanging
+    // Never leave the other ranks hanging — unless every rank refused together: then each ends
+    // with the usage code, rank 0 saying why.
+    const bool agreed = dynamic_cast<const io::AgreedConfigError*>(&e) != nullptr;
+    if (world > 1 && !agreed) runtime::fatal(e.what());
+    if (agreed && rank != 0) return core::exit_code(core::ExitCode::Usage);
     // The user's doing (config, data, layout): a usage error, reported by main.
     if (dynamic_cast<const io::ConfigError*>(&e) || dynamic_cast<const io::DataError*>(&e) ||
         dynamic_cast<const std::invalid_argument*>(&e))

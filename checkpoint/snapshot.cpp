@@ -286,35 +286,20 @@ void SnapshotSlot::publish(const SnapshotHeader& header, const Fence& fence) {
   put_snapshot_header({map_, cap_}, header);
 }
 
-SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log) {
+std::vector<SnapshotCandidate> scan_snapshot_folder(const std::string& node_dir, int holder,
+                                                    const SnapshotSearch& search, const LogFn& log) {
   auto say = [&](const std::string& line) {
     if (log) log(line);
   };
-  // (step, generation, layout) → writer rank → path; own copies preferred over replicas.
-  struct Key {
-    std::int64_t step, generation;
-    int world, pp, dp, ep;
-    std::string schedule;
-    auto tie() const { return std::tie(step, generation, world, pp, dp, ep, schedule); }
-    bool operator<(const Key& o) const { return tie() < o.tie(); }
-  };
-  struct Copy {
-    std::string path;
-    bool own = false;
-  };
-  std::map<Key, std::map<int, Copy>> sets;
-  std::map<Key, CheckpointLayout> layouts;
+  std::vector<SnapshotCandidate> out;
   std::error_code ec;
-  if (!fs::is_directory(run_dir, ec)) return {};
   std::vector<fs::path> files;
-  for (const auto& node : fs::directory_iterator(run_dir, ec)) {
-    if (!node.is_directory(ec)) continue;
-    for (const auto& f : fs::directory_iterator(node.path(), ec)) {
-      const std::string name = f.path().filename().string();
-      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".snap") == 0 && name[0] != '.') files.push_back(f.path());
-    }
+  for (const auto& f : fs::directory_iterator(node_dir, ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".snap") == 0 && name[0] != '.') files.push_back(f.path());
   }
   std::sort(files.begin(), files.end());
+  const std::string folder = fs::path(node_dir).filename().string();
   for (const auto& p : files) {
     std::string why;
     const auto f = read_snapshot(p.string(), &why);
@@ -337,25 +322,103 @@ SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& 
       continue;
     }
     if (m.rank < 0 || m.rank >= m.layout.world) continue;
+    out.push_back({p.string(), holder, folder == m.node, m});
+  }
+  return out;
+}
+
+SnapshotSet choose_snapshot_set(std::vector<SnapshotCandidate> candidates) {
+  // (step, generation, layout) → writer rank → candidate; own copies preferred over replicas,
+  // then the smallest path (so the order of the candidates does not matter).
+  struct Key {
+    std::int64_t step, generation;
+    int world, pp, dp, ep;
+    std::string schedule;
+    auto tie() const { return std::tie(step, generation, world, pp, dp, ep, schedule); }
+    bool operator<(const Key& o) const { return tie() < o.tie(); }
+  };
+  std::sort(candidates.begin(), candidates.end(),
+            [](const SnapshotCandidate& a, const SnapshotCandidate& b) { return std::tie(a.path, a.holder) < std::tie(b.path, b.holder); });
+  std::map<Key, std::map<int, const SnapshotCandidate*>> sets;
+  for (const SnapshotCandidate& c : candidates) {
+    const SnapshotMeta& m = c.meta;
     const Key k{m.step, m.generation, m.layout.world, m.layout.pp, m.layout.dp, m.layout.ep, m.layout.schedule};
-    layouts[k] = m.layout;
-    Copy& c = sets[k][m.rank];
-    const bool own = p.parent_path().filename().string() == m.node;
-    if (c.path.empty() || (own && !c.own)) c = {p.string(), own};
+    const SnapshotCandidate*& best = sets[k][m.rank];
+    if (!best || (c.own && !best->own)) best = &c;
   }
   // The newest step whose set is complete; among equal steps, the newest generation.
   for (auto it = sets.rbegin(); it != sets.rend(); ++it) {
     const Key& k = it->first;
     if ((int)it->second.size() != k.world) continue;
     SnapshotSet s;
-    s.step = k.step, s.generation = k.generation, s.layout = layouts[k];
-    for (const auto& [rank, copy] : it->second) {
-      s.paths.push_back(copy.path);
-      (copy.own ? s.own_copies : s.replicas) += 1;
+    s.step = k.step, s.generation = k.generation, s.layout = it->second.begin()->second->meta.layout;
+    for (const auto& [rank, c] : it->second) {
+      s.paths.push_back(c->path);
+      s.holders.push_back(c->holder);
+      (c->own ? s.own_copies : s.replicas) += 1;
     }
     return s;
   }
   return {};
+}
+
+std::string format_snapshot_candidates(const std::vector<SnapshotCandidate>& candidates) {
+  std::string out;
+  for (const auto& c : candidates) {
+    const SnapshotMeta& m = c.meta;
+    const CheckpointLayout& l = m.layout;
+    for (const std::string* f : {&c.path, &m.lineage, &m.node, &l.schedule, &l.model_hash})
+      if (f->find_first_of("\t\n") != std::string::npos) throw std::invalid_argument("snapshot: a tab or newline in " + *f);
+    out += c.path + "\t" + std::to_string(c.holder) + "\t" + (c.own ? "1" : "0") + "\t" + m.lineage + "\t" +
+           std::to_string(m.step) + "\t" + std::to_string(m.generation) + "\t" + std::to_string(m.rank) + "\t" +
+           m.node + "\t" + std::to_string(l.world) + "\t" + std::to_string(l.pp) + "\t" + std::to_string(l.dp) +
+           "\t" + std::to_string(l.ep) + "\t" + l.schedule + "\t" + l.model_hash + "\n";
+  }
+  return out;
+}
+
+std::vector<SnapshotCandidate> parse_snapshot_candidates(const std::string& text) {
+  std::vector<SnapshotCandidate> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t end = std::min(text.find('\n', at), text.size());
+    std::vector<std::string> f;
+    for (std::size_t b = at;;) {
+      const std::size_t t = text.find('\t', b);
+      if (t == std::string::npos || t > end) {
+        f.push_back(text.substr(b, end - b));
+        break;
+      }
+      f.push_back(text.substr(b, t - b));
+      b = t + 1;
+    }
+    at = end + 1;
+    if (f.size() != 14) throw std::invalid_argument("snapshot: a candidate line with " + std::to_string(f.size()) + " fields");
+    SnapshotCandidate c;
+    SnapshotMeta& m = c.meta;
+    CheckpointLayout& l = m.layout;
+    c.path = f[0], c.holder = std::stoi(f[1]), c.own = f[2] == "1", m.lineage = f[3], m.step = std::stoll(f[4]);
+    m.generation = std::stoll(f[5]), m.rank = std::stoi(f[6]), m.node = f[7], l.world = std::stoi(f[8]);
+    l.pp = std::stoi(f[9]), l.dp = std::stoi(f[10]), l.ep = std::stoi(f[11]), l.schedule = f[12], l.model_hash = f[13];
+    l.lineage = m.lineage;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log) {
+  std::error_code ec;
+  if (!fs::is_directory(run_dir, ec)) return {};
+  std::vector<fs::path> nodes;
+  for (const auto& node : fs::directory_iterator(run_dir, ec))
+    if (node.is_directory(ec)) nodes.push_back(node.path());
+  std::sort(nodes.begin(), nodes.end());
+  std::vector<SnapshotCandidate> all;
+  for (const auto& n : nodes) {
+    auto some = scan_snapshot_folder(n.string(), 0, search, log);
+    all.insert(all.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
+  return choose_snapshot_set(std::move(all));
 }
 
 SnapshotReader::SnapshotReader(const SnapshotSet& set) {
@@ -365,6 +428,15 @@ SnapshotReader::SnapshotReader(const SnapshotSet& set) {
     if (!f) throw std::runtime_error("snapshot " + p + ": " + why + " (it verified a moment ago)");
     files_.push_back(std::move(*f));
   }
+  index();
+}
+
+SnapshotReader::SnapshotReader(std::vector<SnapshotFile> files) : files_(std::move(files)) {
+  if (files_.empty()) throw std::invalid_argument("SnapshotReader: no snapshot to read");
+  index();
+}
+
+void SnapshotReader::index() {
   for (int i = 0; i < (int)files_.size(); ++i)
     for (int j = 0; j < (int)files_[i].slices.size(); ++j) where_[files_[i].slices[j].name].push_back({i, j});
 }

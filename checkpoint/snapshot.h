@@ -132,6 +132,7 @@ struct SnapshotSet {
   std::int64_t step = 0, generation = 0;
   CheckpointLayout layout;
   std::vector<std::string> paths;  // per writer rank, 0 .. layout.world-1
+  std::vector<int> holders;        // per writer rank: the rank whose node folder holds paths[w]
   int own_copies = 0, replicas = 0;  // how many of paths are the writer's own copy / a peer's replica
   bool found() const { return !paths.empty(); }
 };
@@ -142,27 +143,49 @@ struct SnapshotSearch {
   std::string model_hash;             // "" = any model
 };
 
-// Scans every node folder under run_dir (snapshot_run_dir) and returns the newest step for
-// which every rank of one layout has a snapshot that verifies — its own copy or a replica —
-// all of one generation. Files of other lineages, of this or later generations, damaged or
-// of another model are skipped, each with a line to `log`. Empty set when there is none.
+// One snapshot file that verified, found in a node's folder.
+struct SnapshotCandidate {
+  std::string path;
+  int holder = 0;    // the rank that scanned it: a rank of that node
+  bool own = false;  // the writer's own copy (else a replica it sent)
+  SnapshotMeta meta;
+  bool operator==(const SnapshotCandidate&) const = default;
+};
+
+// Verifies every snapshot file in one node folder and returns those of `search`'s run, of an
+// earlier attempt and of its model; each file skipped gets a line to `log` saying why.
+std::vector<SnapshotCandidate> scan_snapshot_folder(const std::string& node_dir, int holder,
+                                                    const SnapshotSearch& search, const LogFn& log = {});
+// The newest step for which every rank of one layout has a candidate, all of one generation
+// (among equal steps, the newest generation); own copies preferred over replicas. The same
+// candidates in any order give the same set. Empty set when none is complete.
+SnapshotSet choose_snapshot_set(std::vector<SnapshotCandidate> candidates);
+// Candidates as text, one per line, to send between ranks (parse returns what format took).
+std::string format_snapshot_candidates(const std::vector<SnapshotCandidate>& candidates);
+std::vector<SnapshotCandidate> parse_snapshot_candidates(const std::string& text);
+
+// Every node folder under run_dir scanned (holder 0), then choose_snapshot_set: one machine's
+// view, where every folder can be read.
 SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log = {});
 
-// Reads tensors and ranges out of a snapshot set, by name, like CheckpointReader: whole
-// tensors from any rank that holds them whole, 1-D ranges (ZeRO-1 moments) stitched from the
-// slices of every rank. Loads every file of the set (they are in memory already).
+// Reads tensors and ranges out of snapshots, by name, like CheckpointReader: whole tensors
+// from any file that holds them whole, 1-D ranges (ZeRO-1 moments) stitched from the slices of
+// every file.
 class SnapshotReader {
  public:
-  explicit SnapshotReader(const SnapshotSet& set);
-  // The whole tensor (every element). Throws std::runtime_error naming it when no rank holds
+  explicit SnapshotReader(const SnapshotSet& set);  // reads every file of the set
+  explicit SnapshotReader(std::vector<SnapshotFile> files);  // those given (at least one)
+  // The whole tensor (every element). Throws std::runtime_error naming it when no file holds
   // it whole and its 1-D slices do not cover it.
   std::vector<float> read(const std::string& name) const;
   // Elements [offset, offset + count) of the tensor's flattened view.
   void read_range(const std::string& name, std::int64_t offset, std::span<float> out) const;
-  const ShardState& state(int rank) const { return files_.at(rank).state; }
-  const SnapshotMeta& meta(int rank) const { return files_.at(rank).meta; }
+  // The i-th file's (in the order given; for a set, writer rank i's).
+  const ShardState& state(int i) const { return files_.at(i).state; }
+  const SnapshotMeta& meta(int i) const { return files_.at(i).meta; }
 
  private:
+  void index();
   std::vector<SnapshotFile> files_;
   std::map<std::string, std::vector<std::pair<int, int>>> where_;  // name → (file, slice)
 };

@@ -27,6 +27,12 @@ namespace duet::io {
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A ConfigError that every rank of a job throws at the same point, from a decision they took
+// together (a collective): the ranks can end with the usage exit code instead of aborting the
+// job like a crash, which a supervisor would restart.
+struct AgreedConfigError : ConfigError {
+  using ConfigError::ConfigError;
+};
 
 // parallel.schedule. Names in YAML: 1f1b | zb1p | dualpipe | dualpipev (core/schedule_kind.h).
 using core::ScheduleKind;

@@ -10,12 +10,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "core/supervision.h"
 #include "io/resume_policy.h"
 #include "runtime/checkpointing.h"
-#include "runtime/memory_estimate.h"
+#include "runtime/memory_estimate.h"  // local_ranks
 
 namespace duet::runtime {
 
@@ -97,17 +99,6 @@ std::string refusal(const std::string& why) {
 
 }  // namespace
 
-void check_memory_snapshots(const io::RunConfig& cfg, int world) {
-  if (cfg.checkpoint.memory != io::MemorySnapshots::On) return;
-  const MemoryEstimate e = largest_rank_memory(cfg);
-  const auto largest = (std::uint64_t)(e.parameters + e.optimizer) + (1u << 20);
-  const int per_node = std::min(ranks_per_node(cfg), std::max(world, 1));
-  const std::uint64_t need = memory_snapshot_need(largest, per_node);
-  const std::string base = memory_snapshot_dir(cfg);
-  const std::uint64_t room = snapshot_room(cfg, base);
-  if (room < need) throw io::ConfigError(refusal(too_little_room(cfg, base, per_node, largest, need, room)));
-}
-
 MemorySnapshots::MemorySnapshots(const io::RunConfig& cfg, const core::Topology& topo, int rank, io::RunLog& log,
                                  Communicator& comm, ckpt::Fence fence, bool supervised,
                                  std::vector<RankStage>& stages, ZeroOptimizer& zero)
@@ -116,7 +107,7 @@ MemorySnapshots::MemorySnapshots(const io::RunConfig& cfg, const core::Topology&
   if (mode == io::MemorySnapshots::Off || (mode == io::MemorySnapshots::Auto && !supervised)) return;
   const bool required = mode == io::MemorySnapshots::On;
   auto refuse_or_warn = [&](const std::string& why) {
-    if (required) throw io::ConfigError(refusal(why));
+    if (required) throw io::AgreedConfigError(refusal(why));
     if (rank_ == 0) log_.print("warning: in-memory snapshots are off: " + why + "; continuing with HDF5 checkpoints alone");
   };
   if (cfg.run.id.empty()) {  // every rank sees the same config
@@ -186,28 +177,37 @@ MemorySnapshots::~MemorySnapshots() {
 
 int MemorySnapshots::find() {
   if (!enabled_) return -1;
-  std::string chosen;  // rank 0's choice for everyone: "step generation own replicas\npath\n…"
-  if (rank_ == 0) {
-    ckpt::SnapshotSearch search;
-    search.lineage = cfg_.run.id, search.below_generation = fence_.generation, search.model_hash = meta_.layout.model_hash;
-    const ckpt::SnapshotSet set =
-        ckpt::find_snapshot_set(run_dir_, search, [&](std::string_view l) { log_.print(std::string(l)); });
-    if (set.found() && set.step > 0) {
-      chosen = std::to_string(set.step) + " " + std::to_string(set.generation) + " " + std::to_string(set.own_copies) +
-               " " + std::to_string(set.replicas);
-      for (const auto& p : set.paths) chosen += "\n" + p;
-    } else {
-      log_.print("memory snapshots: none complete in " + run_dir_ + " for this run");
+  // Each node's first rank verifies what its node holds — on separate hosts no other rank can
+  // see those files — and every rank receives every node's list, so all choose the same set.
+  ckpt::SnapshotSearch search;
+  search.lineage = cfg_.run.id, search.below_generation = fence_.generation, search.model_hash = meta_.layout.model_hash;
+  std::vector<ckpt::SnapshotCandidate> all;
+  for (int lead = 0; lead < world_; lead += per_node_) {
+    std::string text;  // the skipped files' lines, a NUL, the candidates
+    if (rank_ == lead) {
+      std::string lines;
+      const auto mine =
+          ckpt::scan_snapshot_folder(node_dir_, rank_, search, [&](std::string_view l) { lines += std::string(l) + "\n"; });
+      text = lines + '\0' + ckpt::format_snapshot_candidates(mine);
     }
+    comm_.broadcast(text, lead);
+    const std::size_t nul = text.find('\0');
+    if (nul == std::string::npos) throw std::runtime_error("memory snapshots: a malformed list from rank " + std::to_string(lead));
+    if (rank_ == 0)
+      for (std::size_t at = 0; at < nul;) {
+        const std::size_t end = text.find('\n', at);
+        log_.print(text.substr(at, end - at));
+        at = end + 1;
+      }
+    auto some = ckpt::parse_snapshot_candidates(text.substr(nul + 1));
+    all.insert(all.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
   }
-  comm_.broadcast(chosen, 0);
-  found_ = {};
-  if (chosen.empty()) return -1;
-  std::istringstream in(chosen);
-  in >> found_.step >> found_.generation >> found_.own_copies >> found_.replicas;
-  std::string p;
-  std::getline(in, p);
-  while (std::getline(in, p)) found_.paths.push_back(p);
+  found_ = ckpt::choose_snapshot_set(std::move(all));
+  if (!found_.found() || found_.step <= 0) {
+    if (rank_ == 0) log_.print("memory snapshots: none complete in " + run_dir_ + " for this run");
+    found_ = {};
+    return -1;
+  }
   return (int)found_.step;
 }
 
@@ -215,7 +215,51 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   if (!found_.found()) throw std::logic_error("MemorySnapshots::load without a snapshot found");
   const auto t0 = std::chrono::steady_clock::now();
   const ckpt::SnapshotSet& set = found_;
-  ckpt::SnapshotReader reader(set);
+  const int writers = (int)set.paths.size();
+  // In the layout that wrote it, this rank needs only its own rank's snapshot; in another, it
+  // may need any tensor of any rank. A file in this rank's node folder is read here; one on
+  // another node is sent by the rank that found it there (a lost node's replicas, after a
+  // shrink onto several nodes).
+  const auto& l = set.layout;
+  const bool same_layout = l.world == world_ && l.pp == meta_.layout.pp && l.dp == meta_.layout.dp &&
+                           l.ep == meta_.layout.ep && l.schedule == meta_.layout.schedule;
+  auto here = [&](int w) { return set.holders[w] / per_node_ == rank_ / per_node_; };
+  std::vector<int64_t> fetch(writers, 0);
+  for (int w = 0; w < writers; ++w)
+    if ((same_layout ? w == rank_ : true) && !here(w)) fetch[w] = 1;
+  comm_.allreduce(std::span<int64_t>(fetch), ReduceOp::Max);
+  std::vector<ckpt::SnapshotFile> files;
+  int fetched = 0;
+  for (int w = 0; w < writers; ++w) {
+    const bool need = same_layout ? w == rank_ : true;
+    std::string why;
+    if (fetch[w]) {  // collective: the holder sends the file's bytes to every rank
+      std::string bytes;
+      if (rank_ == set.holders[w]) {
+        std::ifstream in(set.paths[w], std::ios::binary);
+        bytes.assign(std::istreambuf_iterator<char>(in), {});
+      }
+      comm_.broadcast(bytes, set.holders[w]);
+      ++fetched;
+      if (!need) continue;
+      if (here(w)) {
+        bytes.clear();  // read below, like the others of this node
+      } else {
+        std::vector<std::byte> b(bytes.size());
+        std::memcpy(b.data(), bytes.data(), bytes.size());
+        auto f = ckpt::decode_snapshot(std::move(b), &why);
+        if (!f) throw std::runtime_error("memory snapshots: rank " + std::to_string(w) + "'s snapshot from rank " +
+                                         std::to_string(set.holders[w]) + " (" + set.paths[w] + "): " + why);
+        files.push_back(std::move(*f));
+        continue;
+      }
+    }
+    if (!need) continue;
+    auto f = ckpt::read_snapshot(set.paths[w], &why);
+    if (!f) throw std::runtime_error("memory snapshots: " + set.paths[w] + ": " + why + " (it verified a moment ago)");
+    files.push_back(std::move(*f));
+  }
+  ckpt::SnapshotReader reader(std::move(files));
   const auto& saved = reader.state(0).attributes;
   const std::string where = "the in-memory snapshot of step " + std::to_string(set.step);
   if (const auto c = saved.find("config"); c != saved.end()) {
@@ -231,13 +275,14 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
       [&](const std::string& name) { return reader.read(name); },
       [&](const std::string& name, int64_t off, std::span<float> out) { reader.read_range(name, off, out); }, where);
   if (rank_ == 0) {
-    const auto& l = reader.meta(0).layout;
-    char line[600];
+    char line[700];
     std::snprintf(line, sizeof line,
                   "resuming from the in-memory snapshot of step %lld in %s (attempt generation %lld, written by %d ranks: "
-                  "PP %d x DP %d, %s; %d own copies, %d peer replicas; read in %.2f s)",
+                  "PP %d x DP %d, %s; %d own copies, %d peer replicas; %s; read in %.2f s)",
                   (long long)set.step, run_dir_.c_str(), (long long)set.generation, l.world, l.pp, l.dp,
                   l.schedule.c_str(), set.own_copies, set.replicas,
+                  fetched ? (std::to_string(fetched) + " sent from another node").c_str()
+                          : (same_layout ? "each rank read its own" : "all read on their nodes"),
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     log_.print(line);
   }
@@ -350,18 +395,24 @@ void MemorySnapshots::write_one(int step) {
       }
     }
   }
-  // Once this attempt's snapshots are complete (its second), the files of ranks a larger
-  // layout had before a shrink are dead weight: rank 0 removes them and reports the memory
-  // this run's snapshots use.
-  if (rank_ == 0 && !cleaned_ && step % cfg_.checkpoint.memory_every == 0) {
-    if (++saves_ == 2) {
-      cleaned_ = true;
-      std::error_code ec;
-      for (const auto& node : fs::directory_iterator(run_dir_, ec))
-        for (const auto& f : fs::directory_iterator(node.path(), ec)) {
-          const std::string name = f.path().filename().string();
-          if (name.rfind("rank-", 0) == 0 && std::atoi(name.c_str() + 5) >= world_) fs::remove(f.path(), ec);
-        }
+  // Once this attempt's snapshots are complete (its second), files of other ranks in this
+  // node's folder (an earlier layout's, before a shrink) are dead weight: each node's first
+  // rank removes them; rank 0 reports the memory the run's snapshots use.
+  if (rank_ % per_node_ == 0 && !cleaned_ && ++saves_ == 2) {
+    cleaned_ = true;
+    std::vector<bool> keep(world_, false);
+    for (int r = rank_; r < std::min(rank_ + per_node_, world_); ++r) {
+      keep[r] = true;
+      if (peer_from_ >= 0) keep[(r - per_node_ + world_) % world_] = true;
+    }
+    std::error_code ec;
+    for (const auto& f : fs::directory_iterator(node_dir_, ec)) {
+      const std::string name = f.path().filename().string();
+      if (name.rfind("rank-", 0) != 0) continue;
+      const int r = std::atoi(name.c_str() + 5);
+      if (r < 0 || r >= world_ || !keep[r]) fs::remove(f.path(), ec);
+    }
+    if (rank_ == 0) {
       char line[300];
       std::snprintf(line, sizeof line, "memory snapshots: %.1f MiB in use under %s", mib(ckpt::folder_bytes(run_dir_)),
                     run_dir_.c_str());

@@ -47,17 +47,12 @@ constexpr const char* kMemoryDirEnv = "DUET_MEMORY_DIR";
 // each at most `largest_rank_bytes`.
 std::uint64_t memory_snapshot_need(std::uint64_t largest_rank_bytes, int ranks_per_node);
 
-// Before MPI starts, on every rank, from the config alone (like check_memory): with
-// checkpoint.memory on, throws io::ConfigError naming the key when the memory folder cannot
-// hold this node's snapshots (the estimate of runtime/memory_estimate.h), so the job exits
-// with the usage code instead of failing inside training. Otherwise does nothing.
-void check_memory_snapshots(const io::RunConfig& cfg, int world);
-
 class MemorySnapshots {
  public:
   // Collective over `comm` (a communicator of all ranks used for nothing else): agrees on
-  // whether snapshots are on. Throws io::ConfigError when checkpoint.memory is on and they
-  // cannot be kept (no lineage, no room).
+  // whether snapshots are on, from the real sizes of the ranks' state and the room on every
+  // node. When checkpoint.memory is on and they cannot be kept (no lineage, no room), every rank
+  // throws io::AgreedConfigError naming the key.
   MemorySnapshots(const io::RunConfig& cfg, const core::Topology& topo, int rank, io::RunLog& log, Communicator& comm,
                   ckpt::Fence fence, bool supervised, std::vector<RankStage>& stages, ZeroOptimizer& zero);
   ~MemorySnapshots();  // waits for the snapshot in flight; never throws

@@ -182,7 +182,17 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   if (supervisor && rank == 0) checkpoints.on_commit([&](int step) { supervisor->committed(step); });
   // In-memory snapshots (checkpoint.memory): the restart resumes from the newest complete
   // one, unless the newest HDF5 checkpoint that verifies is newer.
-  MemorySnapshots snapshots(cfg, topo, rank, log, *groups.snapshot, fence, supervisor != nullptr, stages, zero);
+  // checkpoint.memory: on without room is refused by every rank together: this rank tells the
+  // supervisor it ends on purpose, so the job's usage exit code is not taken for a crash.
+  std::unique_ptr<MemorySnapshots> snapshots_owned;
+  try {
+    snapshots_owned =
+        std::make_unique<MemorySnapshots>(cfg, topo, rank, log, *groups.snapshot, fence, supervisor != nullptr, stages, zero);
+  } catch (const io::AgreedConfigError&) {
+    if (supervisor) supervisor->done();
+    throw;
+  }
+  MemorySnapshots& snapshots = *snapshots_owned;
   const auto load_start = Clock::now();
   const int memory_step = cfg.checkpoint.resume ? snapshots.find() : -1;
   int start_step = checkpoints.resume(stages, zero, memory_step);

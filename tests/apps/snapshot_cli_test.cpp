@@ -129,8 +129,46 @@ TEST_F(Snapshots, ALostNodeResumesFromItsReplicasInASmallerLayout) {
   }
 }
 
+// Three logical nodes of two ranks (PP 2 x DP 3); node 2 lost at step 7. The next attempt runs
+// PP 2 x DP 2 on nodes 0 and 1, and each rank needs every old rank's state: nodes 0 and 1 each
+// hold some of it (own copies; node 2's ranks only as replicas on node 0) and no rank reads
+// another node's folder — the files it lacks are sent by a rank of the node that holds them, as
+// between separate hosts.
+TEST(SnapshotsMemory, AShrinkOntoSeveralNodesGetsTheStateTheOtherNodesHold) {
+  const fs::path dir = scratch_dir("snapshots-nodes");
+  const std::string three = " --parallel.pp 2 --parallel.dp 3 --parallel.ep 1 --train.global_batch 24"
+                            " --launch.ranks_per_node 2";
+  auto r = run_command(launch(dir, "clean", three));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto reference = losses_by_step(dir / "clean/metrics.jsonl");
+  r = run_command(launch(dir, "node",
+                         three + " --fault.host_timeout_s 2 --fault.node_window_s 0 --runtime.fail_plan 1:nodestop:4:7"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("node node2 is lost: its in-memory snapshots"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("runs pp 2 x dp 2 x ep 1, dualpipe on node0,node1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resuming from the in-memory snapshot of step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("6 sent from another node"), std::string::npos) << r.output;
+  const auto rec = recovered(dir / "node/events.jsonl");
+  ASSERT_FALSE(rec.empty());
+  EXPECT_LE(std::stoi(rec.at("recomputed_steps")), 1) << r.output;
+  const auto got = losses_by_step(dir / "node/metrics.jsonl");
+  ASSERT_EQ(got.size(), reference.size());
+  const int resumed = std::stoi(rec.at("checkpoint_step"));
+  for (const auto& [step, loss] : reference) {
+    if (step <= resumed) {
+      EXPECT_EQ(got.at(step), loss) << "step " << step;
+    } else {
+      const double a = std::stod(got.at(step)), b = std::stod(loss);
+      EXPECT_LE(std::abs(a - b) / b, 1e-4) << "step " << step << " on DP 2";
+    }
+  }
+  EXPECT_EQ(snapshot_folders(dir / "shm"), 0);
+  EXPECT_TRUE(no_orphans(dir));
+  fs::remove_all(dir);
+}
+
 // A memory folder too small for the snapshots (here a limit of 64 KiB): checkpoint.memory
-// auto warns and trains with HDF5 checkpoints alone; on refuses to start (exit 2, naming the
+// auto warns and trains with HDF5 checkpoints alone; on refuses to train (exit 2, naming the
 // key).
 TEST(SnapshotsMemory, TooLittleRoomWarnsOrRefusesWhenAskedFor) {
   const fs::path dir = scratch_dir("snapshots-small");
@@ -142,6 +180,10 @@ TEST(SnapshotsMemory, TooLittleRoomWarnsOrRefusesWhenAskedFor) {
   r = run_command(launch(dir, "on", " --parallel.pp 2 --checkpoint.memory on --checkpoint.memory_limit 64KiB", "600", 3));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("checkpoint.memory: on, but they need"), std::string::npos) << r.output;
+  // Refused by every rank together, from the real sizes: the job ends with the usage code, not
+  // as a crash the supervisor would restart.
+  EXPECT_NE(r.output.find("supervisor: finished (exit code 2)"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("restart-scheduled"), std::string::npos) << r.output;
   EXPECT_TRUE(no_orphans(dir));
   fs::remove_all(dir);
 }

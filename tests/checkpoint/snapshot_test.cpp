@@ -134,6 +134,46 @@ TEST(Snapshot, ALostNodesRanksComeFromTheirReplicas) {
   EXPECT_FALSE(find_snapshot_set(d.path.string(), s).found());
 }
 
+// Separate hosts: each node's first rank scans only its own folder; the lists, exchanged as
+// text, give every rank the same choice in any order, and say which rank can read each file.
+TEST(Snapshot, EachNodeScansItsOwnFolderAndAllChooseTheSameSet) {
+  ScratchDir d("snap-nodes");
+  for (int step : {2, 3}) {
+    put(d.path, "node0", 0, step, 1, "node0");
+    put(d.path, "node0", 1, step, 1, "node1");  // rank 1's replica
+    put(d.path, "node1", 1, step, 1, "node1");
+  }
+  SnapshotSearch s;
+  s.lineage = "run-a", s.below_generation = 2;
+  const auto node0 = scan_snapshot_folder((d.path / "node0").string(), 0, s);
+  const auto node1 = scan_snapshot_folder((d.path / "node1").string(), 4, s);
+  ASSERT_EQ(node0.size(), 4u);
+  ASSERT_EQ(node1.size(), 2u);
+  EXPECT_TRUE(node1[0].own);
+  EXPECT_EQ(node1[0].holder, 4);
+  auto text = format_snapshot_candidates(node1) + format_snapshot_candidates(node0);
+  const auto parsed = parse_snapshot_candidates(text);
+  ASSERT_EQ(parsed.size(), 6u);
+  EXPECT_EQ(parsed[0], node1[0]);
+  EXPECT_EQ(parsed[5], node0[3]);
+  std::vector<SnapshotCandidate> a = node0, b = parsed;
+  a.insert(a.end(), node1.begin(), node1.end());
+  const SnapshotSet x = choose_snapshot_set(a), y = choose_snapshot_set(b);
+  ASSERT_TRUE(x.found());
+  EXPECT_EQ(x.step, 3);
+  EXPECT_EQ(x.paths, y.paths);
+  EXPECT_EQ(x.holders, y.holders);
+  // Rank 1's own copy on node 1 is preferred over its replica on node 0.
+  EXPECT_EQ(x.holders, (std::vector<int>{0, 4}));
+  EXPECT_EQ(x.own_copies, 2);
+  // Node 0 alone (node 1's list never arrives) still completes the set, from the replica.
+  const SnapshotSet alone = choose_snapshot_set(node0);
+  ASSERT_TRUE(alone.found());
+  EXPECT_EQ(alone.holders, (std::vector<int>{0, 0}));
+  EXPECT_EQ(alone.replicas, 1);
+  EXPECT_THROW(parse_snapshot_candidates("a\tb\n"), std::invalid_argument);
+}
+
 // Another run's snapshots, this attempt's own (or a later one's), damaged files and another
 // model's are never chosen, and each is named.
 TEST(Snapshot, OtherLineagesAttemptsAndDamagedFilesAreRefused) {
