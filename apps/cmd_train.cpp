@@ -85,6 +85,7 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   const std::string memory_line = runtime::check_memory(cfg, runtime::local_ranks());
+  runtime::backend_for(cfg);  // runtime.device: cuda without a GPU is a usage error before MPI starts
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);

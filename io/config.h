@@ -56,6 +56,10 @@ enum class FailAt { Step, Save, Commit };
 // them refuses to start; off = never.
 enum class MemorySnapshots { Auto, On, Off };
 
+// runtime.device: where a rank's model computes. cuda: one GPU through the CUDA backend
+// (kernels/cuda), its parameters, gradients, optimizer state and activations in managed memory.
+enum class Device { Cpu, Cuda };
+
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
   std::string dir = "runs";   // the run directory is <dir>/<name>
@@ -170,6 +174,7 @@ struct RuntimeSection {
   // Bytes the ranks of this machine may use together; 0 = what the machine has available
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;
+  Device device = Device::Cpu;  // where the model computes
   bool operator==(const RuntimeSection&) const = default;
 };
 

@@ -55,6 +55,10 @@ const std::vector<std::string>& enum_names(MemorySnapshots) {
   static const std::vector<std::string> names = {"auto", "on", "off"};
   return names;
 }
+const std::vector<std::string>& enum_names(Device) {
+  static const std::vector<std::string> names = {"cpu", "cuda"};
+  return names;
+}
 const std::vector<std::string>& enum_names(FailAt) {
   static const std::vector<std::string> names = {"step", "save", "commit"};
   return names;
@@ -226,6 +230,8 @@ std::vector<KeyDef> build_table() {
                "bytes the in-memory snapshots may use per node; 0 = the free space of checkpoint.memory_dir",
                byte_count()),
 
+      make_key(DUET_KEY(runtime.device),
+               "where the model computes: cpu, or cuda (one GPU per rank's model; several ranks may share one)"),
       make_key(DUET_KEY(runtime.overlap), "overlap communication with computation"),
       make_key(DUET_KEY(runtime.threads), "compute threads per rank; 0 = automatic", at_least(0)),
       make_key(DUET_KEY(runtime.trace), "record per-rank event traces"),

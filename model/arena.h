@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/buffer.h"
 #include "model/config.h"
 #include "model/tensor_spec.h"
 
@@ -23,7 +24,7 @@ class ParamArena {
  public:
   // `backend` must outlive the arena (the built-in backends live for the whole program).
   explicit ParamArena(std::vector<TensorSpec> specs,
-                      const kernels::Backend& backend = kernels::cpu_backend());
+                      const kernels::Backend& backend = kernels::compute_backend());
 
   const kernels::Backend& backend() const { return *backend_; }
 

@@ -2,6 +2,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/buffer.h"
+
 // Expert parallelism from the model's side: routed-expert rows leave the rank that routed
 // them for the rank that owns the expert, and come back. The model only sees this
 // interface; runtime/ implements it with MPI all-to-all (model/ stays free of MPI).
@@ -35,9 +37,9 @@ class ExpertExchange {
   // (E values) to the plan every later call of this layer and micro-batch uses.
   virtual void plan(ExpertPlan& plan, const int32_t* rows_per_expert, int experts) = 0;
   // Collective: sender layout (plan.send_counts rows) → owner layout (owner_rows()).
-  virtual void dispatch(const ExpertPlan& plan, const float* in, std::vector<float>& out, int width) = 0;
+  virtual void dispatch(const ExpertPlan& plan, const float* in, kernels::Buffer<float>& out, int width) = 0;
   // Collective: owner layout → sender layout.
-  virtual void combine(const ExpertPlan& plan, const float* in, std::vector<float>& out, int width) = 0;
+  virtual void combine(const ExpertPlan& plan, const float* in, kernels::Buffer<float>& out, int width) = 0;
 };
 
 }  // namespace duet::model

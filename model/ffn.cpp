@@ -13,8 +13,8 @@ namespace duet::model {
 namespace {
 
 // SwiGLU FFN on rows of `in` (N,C): ab = in·W13ᵀ, h = silu(a)⊙b, out += h·W2ᵀ.
-void swiglu_ffn_forward(const kernels::Backend& ops, float* out, std::vector<float>& ab,
-                        std::vector<float>& h, const float* in, const float* w13, const float* w2,
+void swiglu_ffn_forward(const kernels::Backend& ops, float* out, kernels::Buffer<float>& ab,
+                        kernels::Buffer<float>& h, const float* in, const float* w13, const float* w2,
                         int N, int C, int F) {
   ops.linear_forward(sized(ab, (size_t)N * 2 * F), in, w13, N, C, 2 * F);
   ops.swiglu_forward(sized(h, (size_t)N * F), ab.data(), N, F);
@@ -22,8 +22,8 @@ void swiglu_ffn_forward(const kernels::Backend& ops, float* out, std::vector<flo
 }
 
 // dab (stashed for the weight pass) and din (+= when accumulate) from dout (N,C).
-void swiglu_ffn_backward_input(const kernels::Backend& ops, float* din, std::vector<float>& dab,
-                               std::vector<float>& dh, const float* dout, const float* ab,
+void swiglu_ffn_backward_input(const kernels::Backend& ops, float* din, kernels::Buffer<float>& dab,
+                               kernels::Buffer<float>& dh, const float* dout, const float* ab,
                                const float* w13, const float* w2, int N, int C, int F,
                                bool accumulate) {
   ops.linear_backward_input(sized(dh, (size_t)N * F), dout, w2, N, F, C, false);
@@ -52,11 +52,12 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   ops_.sigmoid_forward(scores, scores, (long)N * E);
   ops_.moe_route(sized(L.expert, (size_t)N * K), sized(L.gate, (size_t)N * K), scores, p.bias, N, E,
                  K);
-  if (training)
-    for (int32_t e : L.expert) load_[(size_t)p.load_row * E + e]++;
   ops_.moe_permute_plan(sized(L.row_of, (size_t)N * K), sized(L.offsets, E + 1), L.expert.data(), N,
                         E, K);
   ops_.moe_gather(sized(L.xp, (size_t)N * K * C), L.ln2.data(), L.row_of.data(), N, K, C);
+  ops_.synchronize();  // the host reads the routing (load, offsets) and the dispatch sends xp
+  if (training)
+    for (int32_t e : L.expert) load_[(size_t)p.load_row * E + e]++;
 
   // Dispatch: rows travel to their experts' owners (all-to-all), or stay (no expert parallelism).
   std::vector<int32_t> per_expert(E);
@@ -81,7 +82,10 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
     r0 += n;
   }
   // Combine: expert outputs come back to the tokens' rank.
-  if (exchange_) exchange_->combine(L.plan, L.yo.data(), L.yp, C);
+  if (exchange_) {
+    ops_.synchronize();
+    exchange_->combine(L.plan, L.yo.data(), L.yp, C);
+  }
   const float* yp = exchange_ ? L.yp.data() : L.yo.data();
   if (cfg_.d_shared() > 0)
     swiglu_ffn_forward(ops_, out, L.ab, L.h, L.ln2.data(), p.sw13, p.sw2, N, C, cfg_.d_shared());
@@ -106,7 +110,10 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   ops_.moe_route_backward(dlogits, dgate, L.scores.data(), L.expert.data(), L.gate.data(), N, E, K);
   ops_.linear_backward_input(dln2, dlogits, p.router, N, C, E, false);
 
-  if (exchange_) exchange_->dispatch(L.plan, L.dyp.data(), L.dyo, C);
+  if (exchange_) {
+    ops_.synchronize();
+    exchange_->dispatch(L.plan, L.dyp.data(), L.dyo, C);
+  }
   const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
   const size_t R = L.plan.owner_rows();
   float* dho = sized(scratch_b_, R * Fe);
@@ -124,6 +131,7 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   }
   const float* dxp = dxo;
   if (exchange_) {
+    ops_.synchronize();
     exchange_->combine(L.plan, dxo, scratch_c_, C);
     dxp = scratch_c_.data();
   }

@@ -59,6 +59,7 @@ void AdamW::step(ParamArena& arena, double lr, float grad_scale) {
                                  decay, step_};
     ops.adamw_update(arena.params().data() + lo, g, m_.data() + mo, v_.data() + mo, hi - lo, p);
   });
+  ops.synchronize();  // the updated pieces are gathered (MPI) and checkpointed on the host
 }
 
 std::vector<AdamW::OwnedPiece> AdamW::owned_pieces(const ParamArena& arena) const {

@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/buffer.h"
 #include "model/arena.h"
 
 // AdamW over a parameter arena (or over a contiguous shard of it, for ZeRO-1), with the
@@ -51,8 +52,8 @@ class AdamW {
   };
   std::vector<OwnedPiece> owned_pieces(const ParamArena& arena) const;
 
-  std::vector<float>& m() { return m_; }
-  std::vector<float>& v() { return v_; }
+  kernels::Buffer<float>& m() { return m_; }
+  kernels::Buffer<float>& v() { return v_; }
   void set_steps_taken(long s) { step_ = s; }
 
  private:
@@ -62,7 +63,7 @@ class AdamW {
 
   OptimizerConfig cfg_;
   ArenaRanges owned_;
-  std::vector<float> m_, v_;
+  kernels::Buffer<float> m_, v_;
   long step_ = 0;
 };
 

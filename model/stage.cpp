@@ -75,7 +75,7 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
   for (auto& r : a.res) sized(r, (size_t)N * C);
   if (range_.embedding) {
     a.tokens.assign(mb.tokens, mb.tokens + N);
-    ops_.embedding_forward(a.res[0].data(), mb.tokens, embed_, N, C);
+    ops_.embedding_forward(a.res[0].data(), a.tokens.data(), embed_, N, C);
   } else {
     std::memcpy(a.res[0].data(), x_in, sizeof(float) * N * C);
   }
@@ -87,9 +87,10 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
     ops_.rmsnorm_forward(sized(a.lnf, (size_t)N * C), sized(a.rstdf, N), a.res[nl].data(),
                          final_norm_, N, C, cfg_.norm_eps);
     ops_.linear_forward(sized(a.logits, (size_t)N * V), a.lnf.data(), head_, N, C, V);
-    a.loss_sum = ops_.cross_entropy_forward(a.logits.data(), mb.targets, N, V);
+    a.loss_sum = ops_.cross_entropy_forward(a.logits.data(), a.targets.data(), N, V);
   }
   a.awaiting_weight = false;
+  ops_.synchronize();  // the output is read on the host next (sent to the next stage)
 }
 
 void Stage::backward_input(StageActivations& a, const float* dy, float loss_scale) {
@@ -111,6 +112,7 @@ void Stage::backward_input(StageActivations& a, const float* dy, float loss_scal
     layer_backward_input(layers_[i], a.layers[i], a.res[i].data(), a.dres[i + 1].data(),
                          a.dres[i].data(), B, T);
   a.awaiting_weight = true;
+  ops_.synchronize();  // the input gradient is sent next
 }
 
 void Stage::backward_weight(StageActivations& a) {
@@ -134,6 +136,7 @@ void Stage::backward_weight_part(StageActivations& a, int part) {
       ops_.embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
     a.awaiting_weight = false;
   }
+  ops_.synchronize();  // gradients are reduced on the host (MPI) after the last part
 }
 
 // Pre-norm block:  x1 = x + Wo·attn(rope(Wqkv·rms(x)));  y = x1 + ffn(rms(x1)).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/buffer.h"
 #include "model/arena.h"
 #include "model/config.h"
 #include "model/expert_exchange.h"
@@ -32,26 +33,26 @@ struct MicroBatch {
 
 // Everything one layer keeps between its forward and its weight pass.
 struct LayerActivations {
-  std::vector<float> x1, ln1, rstd1, qkv, probs, att, ln2, rstd2;
-  std::vector<float> ab, h;                       // dense FFN or shared expert: (N,2F), (N,F)
+  kernels::Buffer<float> x1, ln1, rstd1, qkv, probs, att, ln2, rstd2;
+  kernels::Buffer<float> ab, h;                   // dense FFN or shared expert: (N,2F), (N,F)
   // MoE, sender layout (one row per (token, k), grouped by global expert): scores (N,E),
   // gate (N,K), xp and yp (NK,C). Owner layout (rows this rank's experts compute, see
   // model/expert_exchange.h; the same buffer as the sender layout without expert
   // parallelism): xo (R,C), abo (R,2Fe), ho (R,Fe), yo (R,C).
-  std::vector<float> scores, gate, xp, yp, xo, abo, ho, yo;
-  std::vector<int32_t> expert, row_of, offsets;   // MoE routing: (N,K) (N·K) (E+1)
+  kernels::Buffer<float> scores, gate, xp, yp, xo, abo, ho, yo;
+  kernels::Buffer<int32_t> expert, row_of, offsets; // MoE routing: (N,K) (N·K) (E+1)
   ExpertPlan plan;
   // Gradients stashed by backward-input for backward-weight.
-  std::vector<float> dx1, dqkv, dln1, dln2, dab, dabo, dyp, dyo, dlogits;
+  kernels::Buffer<float> dx1, dqkv, dln1, dln2, dab, dabo, dyp, dyo, dlogits;
 };
 
 struct StageActivations {
   int batch = 0, seq_len = 0;
-  std::vector<int32_t> tokens, targets;
-  std::vector<std::vector<float>> res;   // residual stream at each layer boundary: (N,C)
-  std::vector<std::vector<float>> dres;  // its gradient
+  kernels::Buffer<int32_t> tokens, targets;
+  std::vector<kernels::Buffer<float>> res;  // residual stream at each layer boundary: (N,C)
+  std::vector<kernels::Buffer<float>> dres;  // its gradient
   std::vector<LayerActivations> layers;
-  std::vector<float> lnf, rstdf, logits, dlnf;  // head: logits become probs, then dlogits
+  kernels::Buffer<float> lnf, rstdf, logits, dlnf;  // head: logits become probs, then dlogits
   double loss_sum = 0.0;                         // Σ token losses (head stage)
   bool awaiting_weight = false;                  // backward-input done, weight pass pending
 };
@@ -134,9 +135,9 @@ class Stage {
   float *embed_ = nullptr, *g_embed_ = nullptr, *final_norm_ = nullptr, *g_final_norm_ = nullptr,
         *head_ = nullptr, *g_head_ = nullptr;
   std::vector<int64_t> load_;
-  std::vector<float> rope_;
+  kernels::Buffer<float> rope_;
   int rope_T_ = 0;
-  std::vector<float> scratch_a_, scratch_b_, scratch_c_;  // per-call temporaries (one op runs at a time)
+  kernels::Buffer<float> scratch_a_, scratch_b_, scratch_c_;  // per-call temporaries (one op runs at a time)
 };
 
 }  // namespace duet::model

@@ -32,8 +32,8 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   }
   activation_floats_ = opt_.batch * opt_.seq_len * stages_[0].model->config().d_model;
   stamp_ = opt_.comm_delay_us > 0 ? kStampFloats : 0;  // a modelled latency needs each message's send time
-  inbox_.assign(2 * dirs_ * microbatches_per_dir_, std::vector<float>(activation_floats_ + stamp_));
-  if (stamp_) outbox_.assign(inbox_.size(), std::vector<float>(activation_floats_ + stamp_));
+  inbox_.assign(2 * dirs_ * microbatches_per_dir_, kernels::Buffer<float>(activation_floats_ + stamp_));
+  if (stamp_) outbox_.assign(inbox_.size(), kernels::Buffer<float>(activation_floats_ + stamp_));
   recv_.resize(inbox_.size());
   last_backward_op_.assign(dirs_, -1);
   const auto& ops = schedule_.ops[pp_rank_];

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "io/trace.h"
+#include "kernels/buffer.h"
 #include "runtime/comm.h"
 #include "runtime/progress.h"
 #include "runtime/stages.h"
@@ -90,7 +91,7 @@ class PipelineEngine {
   std::atomic<int> poison_mb_{-1};
   enum Kind { kActivation = 0, kGradient = 1 };
   int box_index(Kind k, int dir, int mb) const { return (k * dirs_ + dir) * microbatches_per_dir_ + mb; }
-  std::vector<float>& inbox(Kind k, int dir, int mb) { return inbox_[box_index(k, dir, mb)]; }
+  kernels::Buffer<float>& inbox(Kind k, int dir, int mb) { return inbox_[box_index(k, dir, mb)]; }
   void post_receives();
   void run_op(const sched::Op& op, StepStats& st);  // an F&B pair sequentially (overlap off)
   void run_overlapped(const std::function<void(int)>& stage_done, StepStats& st);
@@ -118,7 +119,7 @@ class PipelineEngine {
   int stamp_ = 0;          // floats of send time after each message (comm_delay_us > 0)
   std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> last_backward_op_;  // dir -> index of its last B/I/W op in this rank's list
-  std::vector<std::vector<float>> inbox_, outbox_;  // outbox_: stamped copies of sends
+  std::vector<kernels::Buffer<float>> inbox_, outbox_;  // outbox_: stamped copies of sends
   std::vector<Request> recv_;                       // parallel to inbox_
   std::deque<WeightPart> deferred_;
   std::atomic<long> p2p_sends_{0};

@@ -89,7 +89,7 @@ void CommExpertExchange::plan(model::ExpertPlan& p, const int32_t* rows_per_expe
     }
 }
 
-void CommExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
+void CommExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, kernels::Buffer<float>& out, int width) {
   const int El = local_experts_;
   scaled(p.send_counts, width, send_counts_, send_displs_);
   scaled(p.recv_counts, width, recv_counts_, recv_displs_);
@@ -108,7 +108,7 @@ void CommExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, s
     }
 }
 
-void CommExpertExchange::combine(const model::ExpertPlan& p, const float* in, std::vector<float>& out, int width) {
+void CommExpertExchange::combine(const model::ExpertPlan& p, const float* in, kernels::Buffer<float>& out, int width) {
   const int El = local_experts_;
   // The reverse of dispatch: owner rows go back to the ranks that routed them.
   scaled(p.recv_counts, width, send_counts_, send_displs_);

@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "kernels/buffer.h"
 #include "model/expert_exchange.h"
 #include "runtime/comm.h"
 #include "runtime/progress.h"
@@ -21,8 +22,8 @@ class CommExpertExchange : public model::ExpertExchange {
   int group_size() const override { return size_; }
   int group_rank() const override { return rank_; }
   void plan(model::ExpertPlan& plan, const int32_t* rows_per_expert, int experts) override;
-  void dispatch(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
-  void combine(const model::ExpertPlan& plan, const float* in, std::vector<float>& out, int width) override;
+  void dispatch(const model::ExpertPlan& plan, const float* in, kernels::Buffer<float>& out, int width) override;
+  void combine(const model::ExpertPlan& plan, const float* in, kernels::Buffer<float>& out, int width) override;
 
   double seconds() const { return seconds_; }  // time spent in the all-to-alls
   long collectives() const { return collectives_; }  // dispatches and combines so far

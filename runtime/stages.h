@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/buffer.h"
 #include "model/arena.h"
 #include "model/config.h"
 #include "model/expert_exchange.h"
@@ -24,7 +25,7 @@ struct RankStage {
   std::unique_ptr<model::ParamArena> arena;
   std::unique_ptr<model::Stage> model;
   std::vector<model::StageActivations> activations;   // per micro-batch of its direction
-  std::vector<std::vector<int32_t>> tokens, targets;  // per micro-batch: first / last stage only
+  std::vector<kernels::Buffer<int32_t>> tokens, targets;  // per micro-batch: first / last stage only
   std::vector<int64_t> reduced_load;                  // expert load summed over its copies
 };
 

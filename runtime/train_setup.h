@@ -3,6 +3,7 @@
 // that knows both, so neither module depends on the other.
 
 #include "io/config.h"
+#include "kernels/backend.h"
 #include "model/config.h"
 #include "model/optimizer.h"
 #include "scheduler/placement.h"
@@ -16,6 +17,11 @@ model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
 // (throws std::invalid_argument naming the broken rule).
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
 int microbatches_per_pipeline(const io::RunConfig& cfg);
+
+// The kernel backend runtime.device names: cpu_backend(), or the CUDA backend. Throws
+// io::ConfigError naming the key when it is cuda and this build has no CUDA, or no device is
+// visible.
+const kernels::Backend& backend_for(const io::RunConfig& cfg);
 
 // Compute threads for this process: runtime.threads, or the machine's cores divided by the
 // ranks that share it (at least 1).

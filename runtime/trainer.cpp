@@ -33,6 +33,7 @@
 #include "runtime/process_groups.h"
 #include "runtime/stages.h"
 #include "runtime/supervisor_link.h"
+#include "kernels/buffer.h"
 #include "runtime/train_setup.h"
 #include "runtime/zero.h"
 
@@ -75,6 +76,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   const auto ocfg = to_optimizer_config(cfg);
   const int threads = compute_threads(cfg, local_ranks());
   cpu::set_gemm_threads(threads);
+  // runtime.device: every arena and activation buffer of this process comes from its backend.
+  const kernels::Backend& backend = backend_for(cfg);
+  kernels::set_compute_backend(backend);
 
   const int microbatches = microbatches_per_pipeline(cfg);
   const sched::Schedule schedule = sched::make_schedule(schedule_for(cfg), cfg.parallel.pp, microbatches);
@@ -222,11 +226,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     char line[320];
     std::snprintf(line, sizeof line,
                   "model: %.2fM parameters (%.2fM active per token), %d layers, %d MoE | layout: %s, %s, "
-                  "%d micro-batches of %d x %d tokens per pipeline | %d compute threads per rank",
+                  "%d micro-batches of %d x %d tokens per pipeline | %s",
                   model::total_params(mcfg) / 1e6, model::active_params_per_token(mcfg) / 1e6, mcfg.layers,
                   mcfg.layers - mcfg.dense_layers, topo.describe().c_str(),
                   sched::format_schedule_kind(schedule.kind).c_str(), microbatches, cfg.train.micro_batch_size, T,
-                  threads);
+                  cfg.runtime.device == io::Device::Cuda
+                      ? "on the GPU (runtime.device cuda; managed memory, MPI through the host)"
+                      : (std::to_string(threads) + " compute threads per rank").c_str());
     log.print(line);
   }
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io/trace.h"
+#include "kernels/buffer.h"
 #include "model/optimizer.h"
 #include "runtime/comm.h"
 #include "runtime/process_groups.h"
@@ -48,7 +49,7 @@ class ZeroOptimizer {
     Communicator* comm;               // the stage's copies, or the copies of its experts
     std::vector<int> counts, displs;  // per member, relative to begin
     int me;
-    std::vector<float> shard;         // reduce-scatter result
+    kernels::Buffer<float> shard;     // reduce-scatter result
     Request req;
   };
   struct StageState {

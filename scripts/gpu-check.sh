@@ -8,28 +8,33 @@
 #                                            library nor CUDA's (at most 64 MiB)
 #   scripts/gpu-check.sh run [BUNDLE_DIR]    there: the CUDA cases of the kernel tests (every op
 #                                            against the CPU reference), then the same under
-#                                            compute-sanitizer memcheck; prints a summary and
-#                                            exits non-zero when a check failed or did not run
+#                                            compute-sanitizer memcheck, then 12 training steps of
+#                                            the tiny model on the GPU against the CPU (model
+#                                            tests); prints a summary and exits non-zero when a
+#                                            check failed or did not run
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-}"
 # The CUDA cases: every op on the cuda backend, and the backend's own checks.
 filter='BackendOps/EveryBackend.MatchesCpu/cuda_*:BackendTable.Cuda*'
+# Training on the GPU: the model's buffers in the backend's memory, the syncs before the host
+# reads, 12 steps against the CPU and a rerun.
+train_filter='CudaTraining.*'
 max_bytes=$((64 * 1024 * 1024))
 
 pack() {
   local build="${1:-$here/build}"
-  make -C "$build" -j"$(nproc)" test_kernels >/dev/null
+  make -C "$build" -j"$(nproc)" test_kernels test_model >/dev/null
   ldd "$build/tests/test_kernels" | grep -q libcudart ||
     { echo "gpu-check: $build is not a CUDA build (configure with nvcc found, or -DDUET_CUDA=ON)" >&2; exit 2; }
   local out="$build/gpu-check"
   rm -rf "$out" && mkdir -p "$out/lib"
-  cp "$build/tests/test_kernels" "$out/"
+  cp "$build/tests/test_kernels" "$build/tests/test_model" "$out/"
   cp "$here/scripts/gpu-check.sh" "$out/"
   # Every library the binary loads, except the C library's own and CUDA's (the GPU machine
   # has its toolkit and driver): libstdc++ too, in case that machine's is older.
-  ldd "$out/test_kernels" | awk '/=> \//{print $3}' | while read -r lib; do
+  ldd "$out/test_kernels" "$out/test_model" | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libcuda.so*|libcudart.so*|libcublas*.so*|libnccl.so*) ;;
       *) cp -L "$lib" "$out/lib/" ;;
@@ -37,7 +42,7 @@ pack() {
   done
   local bytes
   bytes=$(du -sb "$out" | cut -f1)
-  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries and test_kernels into $out ($((bytes / 1024 / 1024)) MiB)"
+  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries, test_kernels and test_model into $out ($((bytes / 1024 / 1024)) MiB)"
   if ((bytes > max_bytes)); then
     echo "gpu-check: $out is $bytes bytes, over the 64 MiB a GPU machine takes" >&2
     exit 1
@@ -80,6 +85,20 @@ run() {
   else
     status=1
     summary+=("compute-sanitizer: not found under $cuda: memcheck NOT run")
+  fi
+  # 3. Training on the GPU against the CPU.
+  local tlog="$dir/training.log"
+  if [ -x "$dir/test_model" ]; then
+    if "$dir/test_model" --gtest_filter="$train_filter" >"$tlog" 2>&1; then :; else status=1; fi
+    passed=$(grep -c '^\[       OK \]' "$tlog" || true)
+    failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$tlog" || true)
+    skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$tlog" || true)
+    summary+=("training on the GPU vs the CPU: $passed passed, $failed failed, $skipped skipped ($tlog)")
+    ((skipped == 0 && passed > 0)) || status=1
+    grep -E 'Failure|step [0-9]+' "$tlog" | head -20 | sed 's/^/  /' || true
+  else
+    status=1
+    summary+=("training on the GPU: no test_model in $dir: NOT run")
   fi
   echo "== gpu-check summary =="
   printf '%s\n' "${summary[@]}"

@@ -1,7 +1,9 @@
 // The CPU backend: every slot is the duet::cpu function of the same name (so the table adds
 // an indirect call and nothing else), memory is 64-byte-aligned heap.
 #include "kernels/backend.h"
+#include "kernels/buffer.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -61,6 +63,17 @@ const Backend& cpu_backend() {
   static const Backend b = make_cpu_backend();
   return b;
 }
+
+namespace {
+std::atomic<const Backend*> compute{nullptr};
+}
+
+const Backend& compute_backend() {
+  const Backend* b = compute.load(std::memory_order_acquire);
+  return b ? *b : cpu_backend();
+}
+
+void set_compute_backend(const Backend& backend) { compute.store(&backend, std::memory_order_release); }
 
 #if !DUET_HAVE_CUDA
 const Backend* cuda_backend() { return nullptr; }  // built without CUDA
