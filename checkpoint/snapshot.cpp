@@ -103,10 +103,6 @@ std::int64_t element_count(const std::vector<std::int64_t>& shape) {
   return n;
 }
 
-}  // namespace
-
-namespace {
-
 // The payload (everything after the header) into o.
 void emit(Out& o, const SnapshotMeta& meta, std::span<const TensorSlice> slices, const ShardState& state) {
   o.str(meta.lineage), o.i64(meta.step), o.i64(meta.generation), o.i64(meta.rank), o.str(meta.node);
@@ -251,7 +247,13 @@ void SnapshotSlot::close() {
   map_ = nullptr, cap_ = 0, fd_ = -1;
 }
 
-std::span<std::byte> SnapshotSlot::open_for(std::size_t bytes) {
+std::size_t snapshot_slot_bytes(std::size_t bytes) {
+  const std::size_t page = (std::size_t)::sysconf(_SC_PAGESIZE);
+  // Room to grow a little (the attributes' text varies) without remapping.
+  return (bytes + bytes / 64 + 4096 + page - 1) / page * page;
+}
+
+std::span<std::byte> SnapshotSlot::open_for(std::size_t bytes, const Fence& fence) {
   auto fail = [&](const char* what, int err) {
     throw std::runtime_error("snapshot: cannot " + std::string(what) + " " + path_ + ": " + std::strerror(err));
   };
@@ -261,9 +263,7 @@ std::span<std::byte> SnapshotSlot::open_for(std::size_t bytes) {
   }
   if (bytes > cap_) {
     if (map_) ::munmap(map_, cap_), map_ = nullptr, cap_ = 0;
-    const long page = ::sysconf(_SC_PAGESIZE);
-    // Room to grow a little (the attributes' text varies) without remapping.
-    const std::size_t want = (bytes + bytes / 64 + 4096 + page - 1) / page * page;
+    const std::size_t want = snapshot_slot_bytes(bytes);
     struct stat st {};
     if (::fstat(fd_, &st) != 0) fail("stat", errno);
     const std::size_t size = std::max(want, (std::size_t)st.st_size);
@@ -274,7 +274,12 @@ std::span<std::byte> SnapshotSlot::open_for(std::size_t bytes) {
     if (m == MAP_FAILED) fail("map", errno);
     map_ = static_cast<std::byte*>(m), cap_ = size;
   }
-  std::memset(map_, 0, 8);  // no magic: not a snapshot until publish()
+  {
+    // A superseded attempt must not even unpublish what the current one may be reading.
+    std::optional<FenceGuard> guard;
+    if (fence.generation > 0) guard.emplace(fence);  // throws "fenced: …"
+    std::memset(map_, 0, 8);  // no magic: not a snapshot until publish()
+  }
   std::atomic_thread_fence(std::memory_order_release);
   return {map_, cap_};
 }

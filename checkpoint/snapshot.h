@@ -95,11 +95,15 @@ int snapshot_slot(std::int64_t step, int every);                                
 // place from one snapshot to the next — on tmpfs that keeps its pages, so a snapshot costs one
 // pass over the state:
 //
-//   auto file = slot.open_for(bytes);                          // magic cleared: not a snapshot
+//   auto file = slot.open_for(bytes, fence);                   // magic cleared: not a snapshot
 //   slot.publish(encode_snapshot_payload(file, meta, slices, state), fence);
 //
 // A peer's replica is received straight into the mapping (its header comes separately and
 // is published when the bytes are in).
+// The size of a slot file holding a snapshot of `bytes` (room to grow, whole pages): what a
+// node's memory must hold per slot.
+std::size_t snapshot_slot_bytes(std::size_t bytes);
+
 class SnapshotSlot {
  public:
   explicit SnapshotSlot(std::string path) : path_(std::move(path)) {}
@@ -110,7 +114,9 @@ class SnapshotSlot {
   // Creates or reuses the file, makes it hold at least `bytes` (every page reserved: a full
   // tmpfs is an exception here, not a SIGBUS later), clears the magic and returns the whole
   // mapping. Throws std::runtime_error naming the file.
-  std::span<std::byte> open_for(std::size_t bytes);
+  // Checks the fence first (when fence.generation > 0): a superseded attempt's rank throws
+  // ("fenced: …") before touching the file.
+  std::span<std::byte> open_for(std::size_t bytes, const Fence& fence);
   // Writes the header, magic last, holding the fence's shared lock (when fence.generation > 0):
   // throws ("fenced: …") for a superseded attempt, and the slot stays without magic.
   void publish(const SnapshotHeader& header, const Fence& fence);

@@ -15,8 +15,10 @@
 // tensor-spec table. Every tensor is an offset into one buffer, so optimizer steps,
 // gradient reductions and checkpoint slices are plain ranges. Both buffers come from a kernel
 // backend's allocator (host-addressable memory, see kernels/backend.h); the model computes on
-// them with that backend's kernels (Stage and AdamW take it from the arena, so a tensor and
-// the kernels that touch it cannot be on different backends).
+// them with that backend's kernels (Stage and AdamW take it from the arena). Their other
+// buffers (activations, moments: kernels::Buffer) come from the process's compute backend,
+// which is the arena's default — runtime.device sets it before the arenas are made; an arena
+// on another backend than the compute backend is for host-side tests only.
 
 namespace duet::model {
 

@@ -151,6 +151,7 @@ void Stage::layer_forward(const LayerParams& p, LayerActivations& L, const float
                          L.qkv.data(), B, T, H, D);
   float* x1 = sized(L.x1, (size_t)N * C);
   ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C);
+  ops_.synchronize();  // the residual add runs on the host (x1 from the kernel, x from the layer before)
   for (size_t i = 0; i < (size_t)N * C; ++i) x1[i] += x[i];
   ops_.rmsnorm_forward(sized(L.ln2, (size_t)N * C), sized(L.rstd2, N), x1, p.ffn_norm, N, C,
                        cfg_.norm_eps);
@@ -163,6 +164,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   const int N = B * T, C = cfg_.d_model, H = cfg_.heads, D = cfg_.head_dim();
   ffn_backward_input(p, L, dy, N);  // leaves ∂/∂ln2 in L.dln2
   float* dx1 = sized(L.dx1, (size_t)N * C);
+  ops_.synchronize();  // dy is the layer above's result: copied on the host
   std::memcpy(dx1, dy, sizeof(float) * N * C);
   ops_.rmsnorm_backward_input(dx1, L.dln2.data(), L.x1.data(), p.ffn_norm, L.rstd2.data(), N, C);
   float* datt = sized(scratch_a_, (size_t)N * C);
@@ -171,6 +173,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   ops_.attention_backward(dqkv, datt, L.qkv.data(), L.probs.data(), B, T, H, D);
   ops_.rope_backward(dqkv, rope_table(T), B, T, H, D);
   ops_.linear_backward_input(sized(L.dln1, (size_t)N * C), dqkv, p.wqkv, N, C, 3 * C, false);
+  ops_.synchronize();
   std::memcpy(dx, dx1, sizeof(float) * N * C);
   ops_.rmsnorm_backward_input(dx, L.dln1.data(), x, p.attn_norm, L.rstd1.data(), N, C);
 }

@@ -47,8 +47,11 @@ void Communicator::broadcast(std::string& s, int root) {
   Request r = ibroadcast(&len, 1, DType::I64, root);
   wait(r);
   s.resize((size_t)len);
-  r = ibroadcast(s.data(), (int)len, DType::Byte, root);
-  wait(r);
+  constexpr int64_t kChunk = 1 << 30;  // MPI counts are ints
+  for (int64_t at = 0; at < len; at += kChunk) {
+    r = ibroadcast(s.data() + at, (int)std::min(kChunk, len - at), DType::Byte, root);
+    wait(r);
+  }
 }
 
 std::unique_ptr<Communicator> subgroup(Communicator& parent, const std::vector<int>& members) {

@@ -65,7 +65,8 @@ std::string memory_snapshot_dir(const io::RunConfig& cfg) {
 }
 
 std::uint64_t memory_snapshot_need(std::uint64_t largest_rank_bytes, int ranks_per_node) {
-  return (std::uint64_t)std::max(ranks_per_node, 1) * 2 /* slots */ * 2 /* own + replica */ * largest_rank_bytes;
+  return (std::uint64_t)std::max(ranks_per_node, 1) * 2 /* slots */ * 2 /* own + replica */ *
+         ckpt::snapshot_slot_bytes(largest_rank_bytes);
 }
 
 namespace {
@@ -118,6 +119,30 @@ MemorySnapshots::MemorySnapshots(const io::RunConfig& cfg, const core::Topology&
   per_node_ = std::min(ranks_per_node(cfg), world_);
   node_ = core::logical_node_of(rank);
   if (node_.empty()) node_ = host_name();
+  // Replicas go to rank + ranks-per-node and each node's first rank scans for all of its
+  // ranks: that needs whole blocks of ranks per node (rank r on node r / per_node, the same
+  // count everywhere), which every rank checks with the others.
+  {
+    std::vector<int64_t> ids(world_ + 2, 0);
+    ids[rank_] = (int64_t)(std::hash<std::string>{}(node_) >> 1) + 1;  // never 0
+    ids[world_] = per_node_, ids[world_ + 1] = -per_node_;                // max, -min
+    comm_.allreduce(std::span<int64_t>(ids.data(), world_), ReduceOp::Sum);
+    comm_.allreduce(std::span<int64_t>(ids.data() + world_, 2), ReduceOp::Max);
+    std::string bad;
+    if (ids[world_] != -ids[world_ + 1])
+      bad = "ranks per node differ between ranks (" + std::to_string(-ids[world_ + 1]) + " to " +
+            std::to_string(ids[world_]) + ")";
+    else if (world_ % per_node_ != 0)
+      bad = std::to_string(per_node_) + " ranks per node do not divide the " + std::to_string(world_) + " ranks";
+    for (int r = 0; bad.empty() && r < world_; ++r)
+      if (ids[r] != ids[r / per_node_ * per_node_])
+        bad = "rank " + std::to_string(r) + " is not on the node of rank " + std::to_string(r / per_node_ * per_node_) +
+              " (ranks must be placed in blocks of " + std::to_string(per_node_) + " per node: mpirun --map-by core/slot)";
+    if (!bad.empty()) {
+      refuse_or_warn("they need every node to hold a whole block of ranks, but " + bad);
+      return;
+    }
+  }
 
   // The most any rank keeps, agreed by all: every node needs its ranks × 2 slots × (own + one
   // peer's replica) of it.
@@ -233,14 +258,23 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   for (int w = 0; w < writers; ++w) {
     const bool need = same_layout ? w == rank_ : true;
     std::string why;
-    if (fetch[w]) {  // collective: the holder sends the file's bytes to every rank
+    if (fetch[w]) {  // collective: the holder sends the snapshot's bytes to every rank
       std::string bytes;
       if (rank_ == set.holders[w]) {
-        std::ifstream in(set.paths[w], std::ios::binary);
-        bytes.assign(std::istreambuf_iterator<char>(in), {});
+        if (auto f = ckpt::read_snapshot(set.paths[w], &why)) {
+          std::uint64_t payload = 0;  // the slot's spare room is not sent
+          std::memcpy(&payload, f->bytes.data() + 8, 8);
+          bytes.assign((const char*)f->bytes.data(),
+                       std::min(f->bytes.size(), ckpt::kSnapshotHeaderBytes + (std::size_t)payload));
+        } else {
+          bytes = "!" + why;  // not a snapshot's first byte: the receivers say why
+        }
       }
       comm_.broadcast(bytes, set.holders[w]);
       ++fetched;
+      if (!bytes.empty() && bytes[0] == '!')
+        throw std::runtime_error("memory snapshots: rank " + std::to_string(set.holders[w]) + " could not read " +
+                                 set.paths[w] + " to send it: " + bytes.substr(1) + " (it verified a moment ago)");
       if (!need) continue;
       if (here(w)) {
         bytes.clear();  // read below, like the others of this node
@@ -347,7 +381,7 @@ void MemorySnapshots::write_one(int step) {
   std::span<std::byte> mine;
   try {
     const std::size_t size = ckpt::encoded_snapshot_size(meta_, views_, state_);
-    mine = own_[slot]->open_for(ckpt::kSnapshotHeaderBytes + round4(size - ckpt::kSnapshotHeaderBytes));
+    mine = own_[slot]->open_for(ckpt::kSnapshotHeaderBytes + round4(size - ckpt::kSnapshotHeaderBytes), fence_);
     const ckpt::SnapshotHeader h = ckpt::encode_snapshot_payload(mine, meta_, views_, state_);
     own_[slot]->publish(h, fence_);
     out_head[0] = size, out_head[1] = h.payload, out_head[2] = h.xxh64;
@@ -368,7 +402,7 @@ void MemorySnapshots::write_one(int step) {
     if (in_head[0] > 0) {
       const std::size_t in_floats = round4(in_head[1]) / 4;
       try {
-        theirs = replica_[slot]->open_for(ckpt::kSnapshotHeaderBytes + in_floats * 4);
+        theirs = replica_[slot]->open_for(ckpt::kSnapshotHeaderBytes + in_floats * 4, fence_);
       } catch (const std::exception& e) {
         failed(e);
       }

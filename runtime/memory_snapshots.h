@@ -62,11 +62,13 @@ class MemorySnapshots {
   bool enabled() const { return enabled_; }
 
   // Collective. Finds the newest step every rank of one layout has a verified snapshot of
-  // (own copy or a peer's replica), written by an earlier attempt of this run: rank 0 scans
-  // and decides for all. Returns the step, or -1 when there is none.
+  // (own copy or a peer's replica), written by an earlier attempt of this run: the first rank
+  // of each node scans its node's folder, every rank receives every node's list and all
+  // choose the same set. Returns the step, or -1 when there is none.
   int find();
   // Collective, after find() returned a step: loads it (into this layout, whatever layout
-  // wrote it) and returns the step. Rank 0 says so.
+  // wrote it) and returns the step; a file on another node is sent by a rank of that node.
+  // Rank 0 says so.
   int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
   // Every checkpoint.memory_every steps (others return at once): hands the state of `step`
   // to the background thread; waits first for the previous snapshot to be written and sent.

@@ -188,6 +188,25 @@ TEST(SnapshotsMemory, TooLittleRoomWarnsOrRefusesWhenAskedFor) {
   fs::remove_all(dir);
 }
 
+// Replicas go to rank + ranks-per-node and each node's first rank scans for its node: 3 ranks
+// at 2 per node cannot be laid out that way, and every rank refuses together (exit 2, the key
+// named), without an abort.
+TEST(SnapshotsMemory, RanksThatDoNotFillWholeNodesAreRefusedTogether) {
+  const fs::path dir = scratch_dir("snapshots-blocks");
+  const auto r = run_command(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 120 mpirun "
+                                         "--oversubscribe -np 3 ") +
+                             DUET_BINARY + " train --parallel.pp 3 --parallel.schedule 1f1b --train.steps 2"
+                             " --train.eval_batches 1 --checkpoint.memory on --launch.ranks_per_node 2 --run.dir " +
+                             dir.string() + " --checkpoint.memory_dir " + (dir / "shm").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("checkpoint.memory: on, but they need every node to hold a whole block of ranks, but 2 "
+                          "ranks per node do not divide the 3 ranks"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("MPI_ABORT"), std::string::npos) << r.output;
+  fs::remove_all(dir);
+}
+
 // A folder left by a run that died (no process holds its owner.lock) is reclaimed when a run
 // starts; a live run's is not; the run's own folder is removed when it finishes.
 TEST(SnapshotsMemory, DeadRunsAreReclaimedAndAFinishedRunCleansUp) {

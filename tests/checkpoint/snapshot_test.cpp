@@ -59,7 +59,7 @@ void put(const fs::path& run, const std::string& holder, int rank, std::int64_t 
   const auto slices = t.slices(rank, (float)step);
   fs::create_directories(run / holder);
   SnapshotSlot slot((run / holder / snapshot_file_name(rank, snapshot_slot(step, 1))).string());
-  const auto file = slot.open_for(encoded_snapshot_size(m, slices, st));
+  const auto file = slot.open_for(encoded_snapshot_size(m, slices, st), {});
   slot.publish(encode_snapshot_payload(file, m, slices, st), {});
 }
 
@@ -221,7 +221,7 @@ TEST(Snapshot, WritesAreAtomicAndFenced) {
   const auto slices = t.slices(0, 0);
   const std::string path = (d.path / "a.snap").string();
   SnapshotSlot slot(path);
-  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m, slices, {})), m, slices, {}), old);
+  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m, slices, {}), old), m, slices, {}), old);
   const auto first = read_snapshot(path);
   ASSERT_TRUE(first);
   EXPECT_EQ(first->meta, m);
@@ -233,7 +233,7 @@ TEST(Snapshot, WritesAreAtomicAndFenced) {
   // Rewriting in place: while the new snapshot goes in, the slot is not a snapshot.
   auto m2 = m;
   m2.step = 3;
-  const auto file = slot.open_for(encoded_snapshot_size(m2, slices, {}));
+  const auto file = slot.open_for(encoded_snapshot_size(m2, slices, {}), old);
   std::string why;
   EXPECT_FALSE(read_snapshot(path, &why));
   EXPECT_EQ(why, "not a snapshot");
@@ -243,6 +243,9 @@ TEST(Snapshot, WritesAreAtomicAndFenced) {
   EXPECT_THROW(slot.publish(h, old), std::runtime_error);
   EXPECT_FALSE(read_snapshot(path));
   slot.publish(h, {fence_path, 2});  // the current attempt can
+  // Nor can the old attempt clear a published snapshot.
+  EXPECT_THROW(slot.open_for(encoded_snapshot_size(m2, slices, {}), old), std::runtime_error);
+  EXPECT_TRUE(read_snapshot(path));
   const auto second = read_snapshot(path);
   ASSERT_TRUE(second);
   EXPECT_EQ(second->meta.step, 3);
@@ -251,7 +254,7 @@ TEST(Snapshot, WritesAreAtomicAndFenced) {
   TwoRanks big;
   big.w.assign(3000, 1.5f);
   std::vector<TensorSlice> large = {{"w", {3000}, {0}, {3000}, big.w}};
-  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m2, large, {})), m2, large, {}), {});
+  slot.publish(encode_snapshot_payload(slot.open_for(encoded_snapshot_size(m2, large, {}), {}), m2, large, {}), {});
   auto grown = read_snapshot(path);
   ASSERT_TRUE(grown);
   EXPECT_EQ(grown->slices.at(0).count, 3000);
