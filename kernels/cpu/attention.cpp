@@ -145,17 +145,18 @@ DUET_ISA_CLONES void att_copy_transposed(float* dst, int ldt, const float* src, 
   }
 }
 
-// Softmax of the causal part of rows [0, T) of S (row stride lds) into probs (row stride T,
-// zero above the diagonal); S keeps the same probabilities, zero above the diagonal up to T.
-DUET_ISA_CLONES void att_softmax(float* probs, float* S, int lds, int T) {
+// Softmax of the causal part of rows [0, T) of S (row stride lds) straight into probs (row
+// stride T, zero above the diagonal), which the forward's P·V then reads: one pass over the
+// T×T block instead of softmax in S and a copy.
+DUET_ISA_CLONES void att_softmax(float* probs, const float* S, int lds, int T) {
   for (int t = 0; t < T; ++t) {
-    float* row = S + (size_t)t * lds;
+    const float* row = S + (size_t)t * lds;
+    float* p = probs + (size_t)t * T;
     const float m = max_lanes(row, t + 1);
-    for (int s = 0; s <= t; ++s) row[s] = fast_exp(row[s] - m);  // vectorised
-    const float inv = 1.0f / sum_lanes(row, t + 1);
-    for (int s = 0; s <= t; ++s) row[s] *= inv;
-    for (int s = t + 1; s < T; ++s) row[s] = 0.0f;
-    std::copy(row, row + T, probs + (size_t)t * T);
+    for (int s = 0; s <= t; ++s) p[s] = fast_exp(row[s] - m);  // vectorised
+    const float inv = 1.0f / sum_lanes(p, t + 1);
+    for (int s = 0; s <= t; ++s) p[s] *= inv;
+    for (int s = t + 1; s < T; ++s) p[s] = 0.0f;
   }
 }
 
@@ -192,7 +193,7 @@ void forward_heads(float* out, float* probs, const float* qkv, int T, int H, int
     float* p = probs + (size_t)bh * T * T;
     att_scores(S, Tp, q, kt, Tp, T, Dp);
     att_softmax(p, S, Tp, T);
-    att_mix(out + (size_t)b * T * C + h * D, C, 1.0f, S, Tp, false, v, T, D, Dp);
+    att_mix(out + (size_t)b * T * C + h * D, C, 1.0f, p, T, false, v, T, D, Dp);
   }
 }
 
