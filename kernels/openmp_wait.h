@@ -23,7 +23,9 @@ inline constexpr const char* kOpenmpSpinEnv = "DUET_OPENMP_SPIN_BOUNDED";
 // re-executed one; otherwise sets GOMP_SPINCOUNT=kOpenmpSpinCount and executes
 // /proc/self/exe again with the same arguments (the same pid: a launcher waiting for it, or an
 // MPI runtime that started it, sees no difference). If that fails it says so on stderr and
-// returns: the program runs with libgomp's default spinning.
+// returns: the program runs with libgomp's default spinning. Under a tool that runs the
+// program itself (valgrind, gdb), set GOMP_SPINCOUNT: the new image would leave the tool
+// (valgrind follows it only with --trace-children=yes).
 void bound_openmp_spinning(char** argv);
 
 }  // namespace duet::cpu
