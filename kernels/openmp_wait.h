@@ -2,7 +2,7 @@
 // How long an idle OpenMP thread spins before it sleeps, bounded for processes that share
 // their cores (docs/PERFORMANCE.md, issue 16).
 //
-// libgomp spins 300,000 times (~10–40 ms here) at the end of every parallel region before it
+// libgomp spins 300,000 times (~4 ms here) at the end of every parallel region before it
 // sleeps. On cores of its own that is free; on cores shared with other busy processes the
 // spinning thread holds a core that the thread everyone waits for needs, and a two-thread
 // `duet train` next to two busy processes trained no step in 12 s. libgomp reads GOMP_SPINCOUNT

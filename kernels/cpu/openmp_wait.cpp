@@ -21,7 +21,7 @@ void bound_openmp_spinning(char** argv) {
     execv(exe, argv);
   }
   // Not executed again: this process's OpenMP threads keep libgomp's default. Processes it
-  // starts (mpirun's ranks) still get GOMP_SPINCOUNT from their start, and may try themselves.
+  // starts (mpirun's ranks) find GOMP_SPINCOUNT set and start with it.
   const int err = n > 0 ? errno : ENOENT;
   unsetenv(kOpenmpSpinEnv);
   std::fprintf(stderr, "%s: note: cannot start again with GOMP_SPINCOUNT=%s (%s); OpenMP threads spin with libgomp's default\n",
