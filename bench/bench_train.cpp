@@ -16,7 +16,9 @@
 #include <random>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
+#include "kernels/openmp_wait.h"
 #include "kernels/peak.h"
 #include "kernels/profile.h"
 #include "model/arena.h"
@@ -122,6 +124,29 @@ void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
 
 }  // namespace
 
+// Attention alone (kernels/attention.h), forward + backward of one layer of the D256 and D512
+// shapes: B 4 × T 256 × 8 heads of 32 or 64. CPU time of the calling thread (the default
+// clock), so at one thread a run shares less of the machine's noise; attn_GFLOPs counts the
+// causal products only (6 products of T²·D/2 multiply-adds per head).
+void BM_Attention(benchmark::State& state) {
+  const int threads = threads_arg(state), D = (int)state.range(1), B = 4, T = 256, H = 8, C = H * D;
+  cpu::set_gemm_threads(threads);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> qkv((size_t)B * T * 3 * C), out((size_t)B * T * C), dout(out.size()), dqkv(qkv.size()),
+      probs((size_t)B * H * T * T);
+  for (auto& x : qkv) x = normal(rng);
+  for (auto& x : dout) x = normal(rng);
+  for (auto _ : state) {
+    cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
+    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), probs.data(), B, T, H, D);
+    benchmark::DoNotOptimize(dqkv.data());
+  }
+  const double flops = 6.0 * B * H * (double)T * T * D;  // 6 products × 2·T²·D/2
+  state.counters["attn_GFLOPs"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Attention)->Args({1, 32})->Args({1, 64})->Args({2, 32})->Unit(benchmark::kMillisecond);
+
 static void BM_TrainTiny(benchmark::State& state) {  // configs/tiny.yaml's shape
   train_step_bench(state, {128, 4, 4, 384, 8, 2, 128, 1, 128}, 16);
 }
@@ -136,6 +161,7 @@ BENCHMARK(BM_TrainD256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealT
 BENCHMARK(BM_TrainD512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
+  cpu::bound_openmp_spinning(argv);  // as `duet` does: the spinning it trains with
   benchmark::Initialize(&argc, argv);
   benchmark::AddCustomContext("gemm", cpu::gemm_library());
   benchmark::AddCustomContext("fma_isa", cpu::widest_fma_isa());

@@ -14,10 +14,15 @@
 // qkv are 3C apart), and a library call per 64-row tile ran at ~20–35 GFLOP/s — a quarter of a
 // d256 step went there. Here each head's q, k, v (and dO) are first copied into contiguous
 // buffers whose width D is padded to kCols, then two kernels do all the work:
-//   scores:  S[i, j] = Σ_d X[i, d] · Yᵀ[d, j]          (QKᵀ, dO·Vᵀ), only j < i + kRows rounded up
+//   scores:  S[i, j] = Σ_d X[i, d] · Yᵀ[d, j]          (QKᵀ, dO·Vᵀ), only j < i + R rounded up
 //   mix:     O[i, :] = Σ_j A(i, j) · M[j, :]           (P·V, dS·K; with A transposed: Pᵀ·dO, dSᵀ·Q)
-// both on kRows rows × kCols columns of output held in registers, skipping the masked upper
-// triangle in blocks of kRows rows. Plain C++ vectors (GCC vector extensions) compiled per ISA
+// both on R rows × kCols columns of output held in registers, skipping the masked upper
+// triangle in blocks of R rows. R is 8 where the CPU has AVX-512 (16 accumulators of its 32
+// registers: each loaded row of the other operand feeds twice the FMAs of R = 4, 1.05–1.11×
+// on the attention benchmark, docs/PERFORMANCE.md) and 4 elsewhere (AVX2 has 16 registers,
+// which R = 4's accumulators already fill). Each output element is the same sum in the same
+// order for either R (a larger block only adds exact zeros from the masked triangle), so
+// results do not depend on it. Plain C++ vectors (GCC vector extensions) compiled per ISA
 // (isa_clones.h): 16 floats are one AVX-512 register, two AVX2 ones. Results depend only on
 // the shapes and the ISA, never on the thread that computes a head.
 
@@ -26,7 +31,6 @@ namespace duet::cpu {
 namespace {
 
 typedef float v16 __attribute__((vector_size(64)));
-constexpr int kRows = 4;                // output rows per block
 constexpr int kCols = 32;               // output columns per block: two v16
 constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -45,77 +49,93 @@ struct HeadScratch {
 #define DUET_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(v16))
 #define DUET_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(v16))
 
-// S[i, j] for rows i in [0, T) and columns j in [0, min(ldy, round_up(i0 + kRows, kCols))) of
+// S[i, j] for rows i in [0, T) and columns j in [0, min(ldy, round_up(i0 + R, kCols))) of
 // each row block i0: X is T × Dp (row stride Dp), Yt is Dp × ldy (ldy a multiple of kCols, zero
 // beyond the valid columns), S has row stride lds ≥ ldy. Rows past T in the last block repeat
 // row T−1 and are not stored.
-DUET_ISA_CLONES void att_scores(float* S, int lds, const float* X, const float* Yt, int ldy, int T, int Dp) {
-  for (int i0 = 0; i0 < T; i0 += kRows) {
-    const float* x[kRows];
-    for (int r = 0; r < kRows; ++r) x[r] = X + (size_t)std::min(i0 + r, T - 1) * Dp;
-    const int jend = std::min(ldy, round_up(i0 + kRows, kCols));
+template <int R>
+static inline __attribute__((always_inline)) void att_scores_rows(float* S, int lds, const float* X, const float* Yt,
+                                                                  int ldy, int T, int Dp) {
+  for (int i0 = 0; i0 < T; i0 += R) {
+    const float* x[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) x[r] = X + (size_t)std::min(i0 + r, T - 1) * Dp;
+    const int jend = std::min(ldy, round_up(i0 + R, kCols));
+    const int rows = std::min(R, T - i0);
     for (int j = 0; j < jend; j += kCols) {
-      v16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+      v16 acc[R][2] = {};
       for (int d = 0; d < Dp; ++d) {
         v16 y0, y1;
         DUET_LOAD(y0, Yt + (size_t)d * ldy + j);
         DUET_LOAD(y1, Yt + (size_t)d * ldy + j + 16);
-        const float b0 = x[0][d], b1 = x[1][d], b2 = x[2][d], b3 = x[3][d];
-        a00 += b0 * y0, a01 += b0 * y1;
-        a10 += b1 * y0, a11 += b1 * y1;
-        a20 += b2 * y0, a21 += b2 * y1;
-        a30 += b3 * y0, a31 += b3 * y1;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const float b = x[r][d];
+          acc[r][0] += b * y0, acc[r][1] += b * y1;
+        }
       }
-      const int rows = std::min(kRows, T - i0);
       float* out = S + (size_t)i0 * lds + j;
-      DUET_STORE(out, a00), DUET_STORE(out + 16, a01);
-      if (rows > 1) DUET_STORE(out + lds, a10), DUET_STORE(out + lds + 16, a11);
-      if (rows > 2) DUET_STORE(out + 2 * lds, a20), DUET_STORE(out + 2 * lds + 16, a21);
-      if (rows > 3) DUET_STORE(out + 3 * lds, a30), DUET_STORE(out + 3 * lds + 16, a31);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        if (r < rows) DUET_STORE(out + (size_t)r * lds, acc[r][0]), DUET_STORE(out + (size_t)r * lds + 16, acc[r][1]);
     }
   }
 }
 
+DUET_ISA_CLONES void att_scores(float* S, int lds, const float* X, const float* Yt, int ldy, int T, int Dp) {
+  if (__builtin_cpu_supports("avx512f"))
+    att_scores_rows<8>(S, lds, X, Yt, ldy, T, Dp);
+  else
+    att_scores_rows<4>(S, lds, X, Yt, ldy, T, Dp);
+}
+
 // O[i, d] = alpha · Σ_j A(i, j) · M[j, d] for i in [0, T), d in [0, D): A(i, j) = A[i·lda + j],
-// or A[j·lda + i] when trans_a. Causal ranges: j in [0, min(T, i0 + kRows)) for the row block
+// or A[j·lda + i] when trans_a. Causal ranges: j in [0, min(T, i0 + R)) for the row block
 // i0, or j in [i0, T) when trans_a (A must be 0 where j > i, resp. j < i, inside the block).
 // M is T × Dp (row stride Dp, Dp a multiple of kCols); O has row stride ldo.
-DUET_ISA_CLONES void att_mix(float* O, int ldo, float alpha, const float* A, int lda, bool trans_a, const float* M,
-                             int T, int D, int Dp) {
-  for (int i0 = 0; i0 < T; i0 += kRows) {
-    int ri[kRows];
-    for (int r = 0; r < kRows; ++r) ri[r] = std::min(i0 + r, T - 1);
-    const int jb = trans_a ? i0 : 0, je = trans_a ? T : std::min(T, i0 + kRows);
-    const int rows = std::min(kRows, T - i0);
+template <int R>
+static inline __attribute__((always_inline)) void att_mix_rows(float* O, int ldo, float alpha, const float* A, int lda,
+                                                               bool trans_a, const float* M, int T, int D, int Dp) {
+  for (int i0 = 0; i0 < T; i0 += R) {
+    int ri[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) ri[r] = std::min(i0 + r, T - 1);
+    const int jb = trans_a ? i0 : 0, je = trans_a ? T : std::min(T, i0 + R);
+    const int rows = std::min(R, T - i0);
     for (int c = 0; c < Dp; c += kCols) {
-      v16 a00 = {}, a01 = {}, a10 = {}, a11 = {}, a20 = {}, a21 = {}, a30 = {}, a31 = {};
+      v16 acc[R][2] = {};
       for (int j = jb; j < je; ++j) {
         v16 m0, m1;
         DUET_LOAD(m0, M + (size_t)j * Dp + c);
         DUET_LOAD(m1, M + (size_t)j * Dp + c + 16);
-        float b0, b1, b2, b3;
+        float b[R];
         if (trans_a) {
           const float* a = A + (size_t)j * lda;
-          b0 = a[ri[0]], b1 = a[ri[1]], b2 = a[ri[2]], b3 = a[ri[3]];
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) b[r] = a[ri[r]];
         } else {
-          b0 = A[(size_t)ri[0] * lda + j], b1 = A[(size_t)ri[1] * lda + j];
-          b2 = A[(size_t)ri[2] * lda + j], b3 = A[(size_t)ri[3] * lda + j];
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) b[r] = A[(size_t)ri[r] * lda + j];
         }
-        a00 += b0 * m0, a01 += b0 * m1;
-        a10 += b1 * m0, a11 += b1 * m1;
-        a20 += b2 * m0, a21 += b2 * m1;
-        a30 += b3 * m0, a31 += b3 * m1;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r][0] += b[r] * m0, acc[r][1] += b[r] * m1;
       }
-      float tile[kRows][kCols];
-      DUET_STORE(&tile[0][0], a00), DUET_STORE(&tile[0][16], a01);
-      DUET_STORE(&tile[1][0], a10), DUET_STORE(&tile[1][16], a11);
-      DUET_STORE(&tile[2][0], a20), DUET_STORE(&tile[2][16], a21);
-      DUET_STORE(&tile[3][0], a30), DUET_STORE(&tile[3][16], a31);
+      float tile[R][kCols];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) DUET_STORE(&tile[r][0], acc[r][0]), DUET_STORE(&tile[r][16], acc[r][1]);
       const int cols = std::min(kCols, D - c);
       for (int r = 0; r < rows; ++r)
         for (int k = 0; k < cols; ++k) O[(size_t)(i0 + r) * ldo + c + k] = alpha * tile[r][k];
     }
   }
+}
+
+DUET_ISA_CLONES void att_mix(float* O, int ldo, float alpha, const float* A, int lda, bool trans_a, const float* M,
+                             int T, int D, int Dp) {
+  if (__builtin_cpu_supports("avx512f"))
+    att_mix_rows<8>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp);
+  else
+    att_mix_rows<4>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp);
 }
 
 #undef DUET_LOAD
@@ -145,17 +165,18 @@ DUET_ISA_CLONES void att_copy_transposed(float* dst, int ldt, const float* src, 
   }
 }
 
-// Softmax of the causal part of rows [0, T) of S (row stride lds) into probs (row stride T,
-// zero above the diagonal); S keeps the same probabilities, zero above the diagonal up to T.
-DUET_ISA_CLONES void att_softmax(float* probs, float* S, int lds, int T) {
+// Softmax of the causal part of rows [0, T) of S (row stride lds) straight into probs (row
+// stride T, zero above the diagonal), which the forward's P·V then reads: one pass over the
+// T×T block instead of softmax in S and a copy.
+DUET_ISA_CLONES void att_softmax(float* probs, const float* S, int lds, int T) {
   for (int t = 0; t < T; ++t) {
-    float* row = S + (size_t)t * lds;
+    const float* row = S + (size_t)t * lds;
+    float* p = probs + (size_t)t * T;
     const float m = max_lanes(row, t + 1);
-    for (int s = 0; s <= t; ++s) row[s] = fast_exp(row[s] - m);  // vectorised
-    const float inv = 1.0f / sum_lanes(row, t + 1);
-    for (int s = 0; s <= t; ++s) row[s] *= inv;
-    for (int s = t + 1; s < T; ++s) row[s] = 0.0f;
-    std::copy(row, row + T, probs + (size_t)t * T);
+    for (int s = 0; s <= t; ++s) p[s] = fast_exp(row[s] - m);  // vectorised
+    const float inv = 1.0f / sum_lanes(p, t + 1);
+    for (int s = 0; s <= t; ++s) p[s] *= inv;
+    for (int s = t + 1; s < T; ++s) p[s] = 0.0f;
   }
 }
 
@@ -192,7 +213,7 @@ void forward_heads(float* out, float* probs, const float* qkv, int T, int H, int
     float* p = probs + (size_t)bh * T * T;
     att_scores(S, Tp, q, kt, Tp, T, Dp);
     att_softmax(p, S, Tp, T);
-    att_mix(out + (size_t)b * T * C + h * D, C, 1.0f, S, Tp, false, v, T, D, Dp);
+    att_mix(out + (size_t)b * T * C + h * D, C, 1.0f, p, T, false, v, T, D, Dp);
   }
 }
 
