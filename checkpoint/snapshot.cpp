@@ -5,6 +5,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -30,13 +33,33 @@ constexpr char kMagic[8] = {'D', 'U', 'E', 'T', 'S', 'N', 'P', '1'};
 constexpr std::size_t kHeader = kSnapshotHeaderBytes;  // magic, payload length, payload XXH64
 
 // ---- a flat little-endian byte stream (x86 and ARM servers are little-endian) ----------
-// With no buffer it only counts. With one, it hashes what it wrote a chunk at a time, right
-// after writing it (the chunk is still in cache): one pass over the state, not a copy and
-// then a checksum pass.
-constexpr std::size_t kChunk = 64 << 10;
+// With no buffer it only counts. With one, it hashes each piece from its source while it
+// copies it, and copies large pieces with non-temporal stores: a snapshot streams the whole
+// state once every step, and the compute running next to it keeps its caches (the
+// destination is not read again until a restart).
+void copy_out(std::byte* dst, const std::byte* src, std::size_t n) {
+#if defined(__SSE2__)
+  if (n >= 256) {
+    while (((std::uintptr_t)dst & 15) != 0) *dst++ = *src++, --n;
+    for (; n >= 64; n -= 64, dst += 64, src += 64)
+      for (int k = 0; k < 4; ++k)
+        _mm_stream_si128(reinterpret_cast<__m128i*>(dst) + k, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src) + k));
+  }
+#endif
+  std::memcpy(dst, src, n);
+}
+
+// Non-temporal stores are weakly ordered: fence them before the header that publishes them.
+void order_stores() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
 struct Out {
   std::byte* b = nullptr;  // nullptr: count only
-  std::size_t at = 0, cap = 0, hashed = 0;
+  std::size_t at = 0, cap = 0;
   Xxh64 h;
   void raw(const void* p, std::size_t n) {
     if (!b) {
@@ -45,16 +68,12 @@ struct Out {
     }
     if (n > cap - at) throw std::logic_error("snapshot: the buffer is smaller than the encoded size");
     const auto* s = static_cast<const std::byte*>(p);
-    while (n) {
-      const std::size_t k = std::min(n, kChunk);
-      std::memcpy(b + at, s, k);
-      at += k, s += k, n -= k;
-      if (at - hashed >= kChunk) flush();
+    constexpr std::size_t kChunk = 64 << 10;  // hashed while still in cache
+    for (std::size_t k; n; at += k, s += k, n -= k) {
+      k = std::min(n, kChunk);
+      copy_out(b + at, s, k);
+      h.update(s, k);
     }
-  }
-  void flush() {
-    h.update(b + hashed, at - hashed);
-    hashed = at;
   }
   void u64(std::uint64_t x) { raw(&x, 8); }
   void i64(std::int64_t x) { raw(&x, 8); }
@@ -138,7 +157,7 @@ SnapshotHeader encode_snapshot_payload(std::span<std::byte> file, const Snapshot
   Out o;
   o.b = file.data() + kSnapshotHeaderBytes, o.cap = file.size() - kSnapshotHeaderBytes;
   emit(o, meta, slices, state);
-  o.flush();
+  order_stores();
   return {o.at, o.h.digest()};
 }
 

@@ -1,5 +1,7 @@
 #include "runtime/memory_snapshots.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -349,6 +351,13 @@ double MemorySnapshots::before_update() {
 }
 
 void MemorySnapshots::run() {
+  // Only the time its core would otherwise idle (the training thread waiting for a message, or
+  // for this thread before the next optimizer step): woken at normal priority it would preempt
+  // the compute thread of a rank bound to the core, and a pipeline passes that delay on to the
+  // other ranks.
+  sched_param idle{};
+  idle.sched_priority = 0;
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
   std::unique_lock lk(mu_);
   for (;;) {
     cv_.wait(lk, [&] { return has_job_ || stop_; });
