@@ -170,6 +170,12 @@ SnapshotSet choose_snapshot_set(std::vector<SnapshotCandidate> candidates);
 std::string format_snapshot_candidates(const std::vector<SnapshotCandidate>& candidates);
 std::vector<SnapshotCandidate> parse_snapshot_candidates(const std::string& text);
 
+// Removes from one node folder the snapshots `search` accepts whose step is after `step`, and
+// returns their paths: when an attempt resumes from an older step (or starts afresh), the
+// newer snapshots of earlier attempts are of a history it replaces.
+std::vector<std::string> discard_snapshots_after(const std::string& node_dir, const SnapshotSearch& search,
+                                                 std::int64_t step);
+
 // Every node folder under run_dir scanned (holder 0), then choose_snapshot_set: one machine's
 // view, where every folder can be read.
 SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log = {});

@@ -325,6 +325,17 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   return (int)set.step;
 }
 
+void MemorySnapshots::discard_newer_than(int step) {
+  if (!enabled_ || rank_ % per_node_ != 0) return;
+  ckpt::SnapshotSearch search;
+  search.lineage = cfg_.run.id, search.below_generation = fence_.generation;
+  const auto removed = ckpt::discard_snapshots_after(node_dir_, search, step).size();
+  if (removed > 0)
+    log_.print("memory snapshots: removed " + std::to_string(removed) + " snapshot(s) of earlier attempts after step " +
+               std::to_string(step) + " from " + node_dir_ + " (this attempt trains from step " + std::to_string(step) +
+               ")");
+}
+
 double MemorySnapshots::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   if (!enabled_ || step % cfg_.checkpoint.memory_every != 0) return 0;
   const auto t0 = std::chrono::steady_clock::now();

@@ -70,6 +70,10 @@ class MemorySnapshots {
   // wrote it) and returns the step; a file on another node is sent by a rank of that node.
   // Rank 0 says so.
   int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // After the resume point is chosen (0: from scratch): the first rank of each node removes
+  // from its node's folder the snapshots of earlier attempts of steps after `step` — a history
+  // this attempt replaces, which a later restart must not choose. Not collective.
+  void discard_newer_than(int step);
   // Every checkpoint.memory_every steps (others return at once): hands the state of `step`
   // to the background thread; waits first for the previous snapshot to be written and sent.
   // Returns the seconds it waited.

@@ -202,6 +202,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   int start_step = checkpoints.resume(stages, zero, memory_step);
   const bool from_memory = start_step < 0;
   if (from_memory) start_step = snapshots.load(stages, zero);
+  // Snapshots of earlier attempts past this point belong to a history this attempt replaces
+  // (it resumed from an older step, or starts afresh): after its own failure they must not win.
+  snapshots.discard_newer_than(start_step);
   if (supervisor) supervisor->mark(from_memory ? "load_memory" : "load", since(load_start), start_step);
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");

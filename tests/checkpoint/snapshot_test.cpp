@@ -174,6 +174,34 @@ TEST(Snapshot, EachNodeScansItsOwnFolderAndAllChooseTheSameSet) {
   EXPECT_THROW(parse_snapshot_candidates("a\tb\n"), std::invalid_argument);
 }
 
+// Attempt 1 reached step 6; attempt 2 resumed from step 4 (say, an HDF5 checkpoint) and
+// failed before its own snapshots replaced both slots. Its steps 5 and 6 are another history:
+// once attempt 2 resumes, attempt 1's snapshots after step 4 are removed, and a restart after
+// attempt 2's failure chooses attempt 2's step 5, not attempt 1's step 6.
+TEST(Snapshot, SnapshotsOfAReplacedHistoryAreDiscarded) {
+  ScratchDir d("snap-history");
+  for (int rank : {0, 1}) {
+    put(d.path, "node0", rank, 6, 1, "node0");
+    put(d.path, "node0", rank, 5, 1, "node0");
+  }
+  SnapshotSearch at2;
+  at2.lineage = "run-a", at2.below_generation = 2;
+  const auto removed = discard_snapshots_after((d.path / "node0").string(), at2, 4);
+  EXPECT_EQ(removed.size(), 4u);
+  for (int rank : {0, 1}) put(d.path, "node0", rank, 5, 2, "node0");  // attempt 2's step 5 (slot 1)
+  SnapshotSearch at3;
+  at3.lineage = "run-a", at3.below_generation = 3;
+  const SnapshotSet set = find_snapshot_set(d.path.string(), at3);
+  ASSERT_TRUE(set.found());
+  EXPECT_EQ(set.step, 5);
+  EXPECT_EQ(set.generation, 2);
+  // Nor does a discard touch this attempt's own snapshots or another lineage's.
+  EXPECT_TRUE(discard_snapshots_after((d.path / "node0").string(), at2, 0).empty());  // attempt 2's own
+  put(d.path, "node1", 0, 9, 1, "node1", "run-b");
+  EXPECT_TRUE(discard_snapshots_after((d.path / "node1").string(), at2, 0).empty());
+  EXPECT_TRUE(fs::exists(d.path / "node1" / snapshot_file_name(0, snapshot_slot(9, 1))));
+}
+
 // Another run's snapshots, this attempt's own (or a later one's), damaged files and another
 // model's are never chosen, and each is named.
 TEST(Snapshot, OtherLineagesAttemptsAndDamagedFilesAreRefused) {
