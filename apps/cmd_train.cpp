@@ -137,7 +137,9 @@ int cmd_train(int argc, char** argv) {
       log.print("duet train: " + s.checkpoint_not_saved);
       exit_status = core::ExitCode::CheckpointNotSaved;
     }
-    if (cfg.runtime.trace) {  // every rank's trace is written: rank 0 turns them into the run's report
+    // Every rank's trace is written: rank 0 turns them into the run's report — unless this
+    // start trained nothing (it resumed a run that had finished: the last report stands).
+    if (cfg.runtime.trace && s.trained > 0) {
       done->barrier();
       if (rank == 0) {
         const report::Report r = measured_run_report(run_dir);

@@ -340,7 +340,7 @@ double MemorySnapshots::save(int step, std::vector<RankStage>& stages, ZeroOptim
   if (!enabled_ || step % cfg_.checkpoint.memory_every != 0) return 0;
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return !has_job_; });
+  wait_for_job(lk);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   views_ = rank_state_slices(stages, zero);
   state_ = rank_shard_state(cfg_, rank_, step, zero);
@@ -357,8 +357,20 @@ double MemorySnapshots::before_update() {
   // so a failure loses at most the step that was running and the one before it was saved in.
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_lock lk(mu_);
-  cv_.wait(lk, [&] { return !has_job_; });
+  wait_for_job(lk);
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void MemorySnapshots::wait_for_job(std::unique_lock<std::mutex>& lk) {
+  if (!has_job_) return;
+  set_idle_priority(thread_.native_handle(), false);  // the training waits for it now: it must not starve
+  cv_.wait(lk, [&] { return !has_job_; });
+}
+
+void MemorySnapshots::set_idle_priority(pthread_t thread, bool idle) {
+  sched_param p{};
+  p.sched_priority = 0;
+  pthread_setschedparam(thread, idle ? SCHED_IDLE : SCHED_OTHER, &p);
 }
 
 void MemorySnapshots::run() {
@@ -366,13 +378,14 @@ void MemorySnapshots::run() {
   // for this thread before the next optimizer step): woken at normal priority it would preempt
   // the compute thread of a rank bound to the core, and a pipeline passes that delay on to the
   // other ranks.
-  sched_param idle{};
-  idle.sched_priority = 0;
-  pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+  // But a core is never idle on a machine shared with other busy processes: when the training
+  // thread has to wait for the snapshot, it raises this thread to normal priority
+  // (wait_for_job), and the thread drops back with each new job.
   std::unique_lock lk(mu_);
   for (;;) {
     cv_.wait(lk, [&] { return has_job_ || stop_; });
     if (!has_job_) return;
+    set_idle_priority(pthread_self(), true);
     const int step = job_step_;
     lk.unlock();
     const auto t0 = std::chrono::steady_clock::now();

@@ -18,6 +18,8 @@
 // waits for it. The exchange with the peer follows on the same thread, over a communicator of
 // its own, from one mapped slot file into the other node's.
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -97,6 +99,10 @@ class MemorySnapshots {
 
  private:
   void run();  // the background thread
+  // With mu_ held: waits until the snapshot in flight is done, at normal priority meanwhile.
+  void wait_for_job(std::unique_lock<std::mutex>& lk);
+  // SCHED_IDLE (only the core's idle time) or back to normal, for the snapshot thread.
+  static void set_idle_priority(pthread_t thread, bool idle);
   void write_one(int step);
 
   io::RunConfig cfg_;

@@ -251,6 +251,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   double snapshot_save_wait = 0;  // what handing the previous step's snapshot over waited
   std::string stop_reason;  // why the loop ended before train.steps
   const auto run_start = Clock::now();
+  out.steps = start_step;  // an attempt that finds the run complete trains nothing
   for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
@@ -379,10 +380,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                 " and the other ranks' (open in Perfetto: ui.perfetto.dev)");
   }
   out.seconds = since(run_start);
-  const int trained = out.steps - start_step;
-  out.tokens_per_s = train_seconds > 0 ? trained * tokens_per_step / train_seconds : 0;
+  out.trained = out.steps - start_step;
+  out.tokens_per_s = train_seconds > 0 ? out.trained * tokens_per_step / train_seconds : 0;
   out.model_flops_per_s = out.tokens_per_s * flops_per_token;
-  out.wait_fraction = wait_seconds / train_seconds;
+  out.wait_fraction = train_seconds > 0 ? wait_seconds / train_seconds : 0;
   if (supervisor) supervisor->done();
   return out;
 }

@@ -13,7 +13,8 @@
 namespace duet::runtime {
 
 struct TrainSummary {
-  int steps = 0;
+  int steps = 0;              // the step the run is at when train() returns
+  int trained = 0;            // steps this call trained (0 when it resumed at the end)
   double last_loss = 0;       // training loss of the last step
   double first_val_loss = 0;  // before the first step
   double last_val_loss = 0;   // after the last step

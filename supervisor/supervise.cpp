@@ -461,8 +461,9 @@ int supervise(const SuperviseOptions& o) {
       Event e;
       e.t = now(), e.rank = r.rank;
       if (r.kind == RankReport::Kind::Closed) {
-        if (finished_part[r.rank]) continue;
-        e.kind = Event::Kind::RankExited, e.exit_code = -1;  // gone without finishing: it died
+        // After "done" the link closing is the rank ending well: it is no longer watched (its
+        // silence while rank 0 writes the report is not a lost host). Before, it died.
+        e.kind = Event::Kind::RankExited, e.exit_code = finished_part[r.rank] ? 0 : -1;
         apply(policy.on(e));
         continue;
       }
