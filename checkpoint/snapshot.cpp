@@ -430,13 +430,17 @@ std::vector<SnapshotCandidate> parse_snapshot_candidates(const std::string& text
   return out;
 }
 
-std::vector<std::string> discard_snapshots_after(const std::string& node_dir, const SnapshotSearch& search,
-                                                 std::int64_t step) {
+std::vector<std::string> discard_snapshots_after(const std::vector<SnapshotCandidate>& candidates, std::int64_t step) {
   std::vector<std::string> removed;
   std::error_code ec;
-  for (const auto& c : scan_snapshot_folder(node_dir, 0, search))
+  for (const auto& c : candidates)
     if (c.meta.step > step && fs::remove(c.path, ec)) removed.push_back(c.path);
   return removed;
+}
+
+std::vector<std::string> discard_snapshots_after(const std::string& node_dir, const SnapshotSearch& search,
+                                                 std::int64_t step) {
+  return discard_snapshots_after(scan_snapshot_folder(node_dir, 0, search), step);
 }
 
 SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log) {

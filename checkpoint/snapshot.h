@@ -175,6 +175,8 @@ std::vector<SnapshotCandidate> parse_snapshot_candidates(const std::string& text
 // newer snapshots of earlier attempts are of a history it replaces.
 std::vector<std::string> discard_snapshots_after(const std::string& node_dir, const SnapshotSearch& search,
                                                  std::int64_t step);
+// The same over candidates already scanned (a restart's own scan: the files are not read again).
+std::vector<std::string> discard_snapshots_after(const std::vector<SnapshotCandidate>& candidates, std::int64_t step);
 
 // Every node folder under run_dir scanned (holder 0), then choose_snapshot_set: one machine's
 // view, where every folder can be read.

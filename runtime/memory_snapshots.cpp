@@ -213,9 +213,9 @@ int MemorySnapshots::find() {
     std::string text;  // the skipped files' lines, a NUL, the candidates
     if (rank_ == lead) {
       std::string lines;
-      const auto mine =
+      scanned_ =
           ckpt::scan_snapshot_folder(node_dir_, rank_, search, [&](std::string_view l) { lines += std::string(l) + "\n"; });
-      text = lines + '\0' + ckpt::format_snapshot_candidates(mine);
+      text = lines + '\0' + ckpt::format_snapshot_candidates(*scanned_);
     }
     comm_.broadcast(text, lead);
     const std::size_t nul = text.find('\0');
@@ -327,9 +327,13 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
 
 void MemorySnapshots::discard_newer_than(int step) {
   if (!enabled_ || rank_ % per_node_ != 0) return;
+  // find() verified this folder a moment ago (when the run resumes at all): not read again.
   ckpt::SnapshotSearch search;
   search.lineage = cfg_.run.id, search.below_generation = fence_.generation;
-  const auto removed = ckpt::discard_snapshots_after(node_dir_, search, step).size();
+  const auto removed = (scanned_ ? ckpt::discard_snapshots_after(*scanned_, step)
+                                 : ckpt::discard_snapshots_after(node_dir_, search, step))
+                           .size();
+  scanned_.reset();
   if (removed > 0)
     log_.print("memory snapshots: removed " + std::to_string(removed) + " snapshot(s) of earlier attempts after step " +
                std::to_string(step) + " from " + node_dir_ + " (this attempt trains from step " + std::to_string(step) +

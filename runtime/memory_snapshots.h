@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,6 +116,7 @@ class MemorySnapshots {
   int per_node_ = 1, peer_to_ = -1, peer_from_ = -1;  // -1: no other node
   ckpt::SnapshotMeta meta_;
   ckpt::SnapshotSet found_;  // what find() chose
+  std::optional<std::vector<ckpt::SnapshotCandidate>> scanned_;  // this node's folder, as find() found it
   std::unique_ptr<ckpt::SnapshotOwnerLock> owner_;
 
   std::vector<ckpt::TensorSlice> views_;  // the live state of the job (until the copy)
