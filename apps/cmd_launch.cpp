@@ -164,10 +164,6 @@ int cmd_launch(int argc, char** argv) {
                                      io::kEnvRunDir, io::kEnvRunId, io::kEnvRunLock, "DUET_FMA_PEAK_GFLOPS"};
     if (cfg.launch.ranks_per_node > 0) vars.insert(vars.end(), {core::kNodesEnv, core::kRanksPerNodeEnv});
     if (std::getenv(runtime::kMemoryDirEnv)) vars.push_back(runtime::kMemoryDirEnv);
-    // OpenMP's idle spinning, bounded by main (kernels/openmp_wait.h) or set by the user: the
-    // ranks on other nodes start with it and need not start again.
-    for (const char* v : {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"})
-      if (std::getenv(v)) vars.push_back(v);
     for (const char* v : vars) cmd.insert(cmd.end(), {"-x", v});
     const auto d = duet_part(plan);
     cmd.insert(cmd.end(), d.begin(), d.end());

@@ -10,7 +10,6 @@
 
 #include "apps/commands.h"
 #include "core/exit_code.h"
-#include "kernels/openmp_wait.h"
 
 std::string duet::app::self_exe() {
   char buf[PATH_MAX];
@@ -48,8 +47,6 @@ void usage(FILE* out) {
 int main(int argc, char** argv) {
   using duet::core::exit_code;
   using duet::core::ExitCode;
-  // Before anything starts an OpenMP thread: may execute this program again (same pid).
-  duet::cpu::bound_openmp_spinning(argv);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout);
     return exit_code(argc < 2 ? ExitCode::Usage : ExitCode::Done);

@@ -18,7 +18,6 @@
 
 #include "kernels/attention.h"
 #include "kernels/gemm.h"
-#include "kernels/openmp_wait.h"
 #include "kernels/peak.h"
 #include "kernels/profile.h"
 #include "model/arena.h"
@@ -161,7 +160,6 @@ BENCHMARK(BM_TrainD256)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealT
 BENCHMARK(BM_TrainD512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 int main(int argc, char** argv) {
-  cpu::bound_openmp_spinning(argv);  // as `duet` does: the spinning it trains with
   benchmark::Initialize(&argc, argv);
   benchmark::AddCustomContext("gemm", cpu::gemm_library());
   benchmark::AddCustomContext("fma_isa", cpu::widest_fma_isa());

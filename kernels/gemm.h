@@ -22,8 +22,9 @@ void linear_backward_input(float* din, const float* dout, const float* w, int N,
                            bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
 
-// Threads used by the GEMM library (0 leaves the library's default): the most one product
-// uses (small ones use fewer, chosen by shape). Applies to every thread that calls gemm()
+// Compute threads (kernels/cpu/thread_pool.h): the most one product, or one of the other
+// kernels, is split over (small ones use fewer, chosen by shape); unset or 0: OMP_NUM_THREADS,
+// else the CPUs this process may run on. Applies to every thread that calls a kernel
 // afterwards. Same CPU + same setting ⇒ bit-identical results.
 void set_gemm_threads(int threads);
 int gemm_threads();

@@ -34,7 +34,7 @@ typedef float v16 __attribute__((vector_size(64)));
 constexpr int kCols = 32;               // output columns per block: two v16
 constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
-// Per-thread scratch for one head (the head functions run on OpenMP threads: thread_local is
+// Per-thread scratch for one head (the head functions run on the compute threads: thread_local is
 // the running thread's own).
 struct HeadScratch {
   std::vector<float> x, yt, m, m2, s;

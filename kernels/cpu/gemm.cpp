@@ -3,50 +3,78 @@
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#include "kernels/cpu/thread_pool.h"
 
 // SGEMM is oneDNN's (docs/PERFORMANCE.md, "CPU GEMM": measured against OpenBLAS on the model's
 // shapes). oneDNN picks its kernels from the CPU's feature flags (AVX-512, AVX2, …), not from
 // a table of CPU models, so a CPU newer than the library still gets its widest kernels;
 // OpenBLAS 0.3.21 falls back to generic SSE kernels on a model it does not know.
 //
-// Threads: Debian's oneDNN runs on OpenMP, and reads the thread count from the calling
-// thread's OpenMP setting (omp_get_max_threads). The model calls GEMMs from more than one
-// thread (the pipeline engine's two executors), so every calling thread applies the count
-// set here before its next GEMM. Small products run on fewer threads (kMinFlopsPerThread): an
-// OpenMP fork and join costs more than they take, and on a busy machine a helper thread that
-// is not scheduled stalls the whole call. The count is a function of the shape and the
-// setting only, and for a given CPU and count oneDNN partitions the work the same way every
-// time, so results are bit-identical run to run. Kernels that split work themselves
-// (kernels/cpu/parallel.h) call gemm() from inside a parallel region: one thread per product.
+// Threads: Debian's oneDNN runs its own threads on OpenMP, whose idle threads spin a count
+// fixed at start-up (kernels/cpu/thread_pool.h says why that is wrong for shared cores). So
+// oneDNN is only ever asked for one thread, and a product worth more than one thread is split
+// here: C's rows (or, when it has few rows and many columns, its columns) into one contiguous
+// range per thread, each a one-thread oneDNN product on the pool's threads. Every element of C
+// is then a whole K-sum computed by one call, and the ranges are a function of the shape and
+// the thread setting only, so on one CPU at one setting the bits are the same every time.
+// Small products run on fewer threads (kMinFlopsPerThread): a fork and join costs more than
+// they take, and on a busy machine a helper that is not scheduled stalls the whole call.
 
 namespace duet::cpu {
 
 namespace {
 
-std::atomic<int> g_threads{0};  // 0: not set, oneDNN's default (OMP_NUM_THREADS or all CPUs)
-thread_local int t_applied = 0;
+std::atomic<int> g_threads{0};  // 0: not set (default_threads)
 
 // 2·M·N·K per thread at least: ~25 µs of work on one AVX-512 core.
 constexpr double kMinFlopsPerThread = 4e6;
+// Ranges start on multiples of this many rows or columns (a register block of oneDNN's kernels).
+constexpr int kAlign = 16;
 
-void apply_threads(int want) {
-  if (want > 0 && want != t_applied) {
-    omp_set_num_threads(want);
-    t_applied = want;
-  }
+int default_threads() {
+  static const int n = [] {
+    if (const char* e = std::getenv("OMP_NUM_THREADS"); e && std::atoi(e) > 0) return std::atoi(e);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, (int)std::thread::hardware_concurrency());
+  }();
+  return n;
 }
 
 int threads_for(int M, int N, int K) {
-  const int set = g_threads.load(std::memory_order_relaxed);
-  if (set <= 1) return set;
+  const int set = gemm_threads();
+  if (set <= 1) return 1;
   const double flops = 2.0 * M * N * K;
   return std::max(1, std::min(set, (int)(flops / kMinFlopsPerThread)));
+}
+
+void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, float beta, float* C, int ldc) {
+  thread_local bool one_thread = false;  // this thread's OpenMP setting, which oneDNN reads
+  if (!one_thread) omp_set_num_threads(1), one_thread = true;
+  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B,
+                                      ldb, beta, C, ldc);
+  if (st != dnnl_success) {  // only bad arguments fail: a programming error
+    std::fprintf(stderr, "%s:%d: dnnl_sgemm(%c, %c, M %d, N %d, K %d, lda %d, ldb %d, ldc %d) failed: status %d\n",
+                 __FILE__, __LINE__, trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc, (int)st);
+    std::abort();
+  }
+}
+
+// [begin, end) of range t of k over n items, on multiples of kAlign (the last takes the rest).
+void aligned_range(int n, int t, int k, int* begin, int* end) {
+  const int blocks = (n + kAlign - 1) / kAlign;
+  *begin = std::min(n, (int)((long)blocks * t / k) * kAlign);
+  *end = t + 1 == k ? n : std::min(n, (int)((long)blocks * (t + 1) / k) * kAlign);
 }
 
 }  // namespace
@@ -55,16 +83,25 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           const float* B, int ldb, float beta, float* C, int ldc) {
   DUET_PROFILE("gemm");
   if (M == 0 || N == 0) return;
-  // Inside a parallel region (attention splits over heads) oneDNN runs on the calling thread
-  // alone; setting a count there would only desynchronise t_applied from the thread's ICV.
-  if (!omp_in_parallel()) apply_threads(threads_for(M, N, K));
-  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B,
-                                      ldb, beta, C, ldc);
-  if (st != dnnl_success) {  // only bad arguments fail: a programming error
-    std::fprintf(stderr, "%s:%d: dnnl_sgemm(%c, %c, M %d, N %d, K %d, lda %d, ldb %d, ldc %d) failed: status %d\n",
-                 __FILE__, __LINE__, trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc, (int)st);
-    std::abort();
+  int k = in_parallel() ? 1 : threads_for(M, N, K);
+  // Split the rows of C unless there are too few of them and many more columns.
+  const bool by_rows = M >= 2 * kAlign * k || M >= N;
+  k = std::min(k, ((by_rows ? M : N) + kAlign - 1) / kAlign);
+  if (k <= 1) {
+    sgemm_one_thread(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
   }
+  parallel_run(k, [&](int t, int parts) {
+    int b, e;
+    aligned_range(by_rows ? M : N, t, parts, &b, &e);
+    if (b >= e) return;
+    if (by_rows)  // rows b..e of op(A) and of C; op(A) = Aᵀ reads columns of A
+      sgemm_one_thread(trans_a, trans_b, e - b, N, K, alpha, trans_a ? A + b : A + (size_t)b * lda, lda, B, ldb,
+                       beta, C + (size_t)b * ldc, ldc);
+    else  // columns b..e of op(B) and of C; op(B) = Bᵀ reads rows of B
+      sgemm_one_thread(trans_a, trans_b, M, e - b, K, alpha, A, lda, trans_b ? B + (size_t)b * ldb : B + b, ldb,
+                       beta, C + b, ldc);
+  });
 }
 
 void linear_forward(float* out, const float* in, const float* w, int N, int I, int O) {
@@ -87,7 +124,7 @@ void set_gemm_threads(int threads) {
 
 int gemm_threads() {
   const int set = g_threads.load(std::memory_order_relaxed);
-  return set > 0 ? set : omp_get_max_threads();
+  return set > 0 ? set : default_threads();
 }
 
 std::string gemm_library() {

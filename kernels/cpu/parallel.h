@@ -9,12 +9,10 @@
 // loss, gradient norms) are left to the caller in their serial order.
 //
 // Kernels compiled per ISA (isa_clones.h) keep their clones on the per-range function and call
-// it from here: GCC outlines an OpenMP region before it clones, so a region inside a clone
-// would run the baseline ISA's code.
-#include <omp.h>
-
+// it from here, so that the ranges run the clone the loader chose.
 #include <algorithm>
 
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/gemm.h"
 
 namespace duet::cpu {
@@ -24,7 +22,7 @@ namespace duet::cpu {
 // One inside a parallel region (the caller already splits).
 inline int parallel_threads(double work) {
   constexpr double kMinWorkPerThread = 16384;
-  if (omp_in_parallel()) return 1;
+  if (in_parallel()) return 1;
   const int set = gemm_threads();
   return std::max(1, std::min(set, (int)(work / kMinWorkPerThread)));
 }
@@ -38,12 +36,10 @@ void parallel_ranges(long n, double work_per_item, F&& f) {
     f(0L, n);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const long t = omp_get_thread_num(), k = omp_get_num_threads();
+  parallel_run((int)nt, [&](int t, int k) {
     const long begin = n * t / k, end = n * (t + 1) / k;
     if (begin < end) f(begin, end);
-  }
+  });
 }
 
 }  // namespace duet::cpu

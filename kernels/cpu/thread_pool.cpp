@@ -1,0 +1,228 @@
+#include "kernels/cpu/thread_pool.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace duet::cpu {
+
+namespace {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
+              "futex words are std::atomic<uint32_t>");
+
+int64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1'000'000'000 + ts.tv_nsec;
+}
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+void futex_wake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+std::atomic<int64_t> g_forced_spin{-1};
+
+// One thread's view of whether it shares its core: /proc/thread-self/schedstat's second
+// field is the time the thread spent runnable but not running (ns). Read at most once per
+// window, at the start of a wait (one pread, ~2.5 µs).
+class ContentionMeter {
+ public:
+  ContentionMeter() {
+    fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    // Without the statistics (a kernel built without them) nothing can be judged: spin short,
+    // which is never worse than a stall.
+    contended_ = fd_ < 0;
+    if (fd_ >= 0) sample(&last_wall_, &last_delay_);
+  }
+  ~ContentionMeter() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  int64_t spin_budget_ns() {
+    const int64_t forced = g_forced_spin.load(std::memory_order_relaxed);
+    if (forced >= 0) return forced;
+    if (fd_ >= 0) {
+      const int64_t wall = now_ns();
+      if (wall - last_wall_ >= kContentionWindowNs) {
+        int64_t w, delay;
+        if (sample(&w, &delay)) {
+          contended_ = (double)(delay - last_delay_) > kContendedShare * (double)(w - last_wall_);
+          last_wall_ = w, last_delay_ = delay;
+        }
+      }
+    }
+    return contended_ ? kSpinShortNs : kSpinLongNs;
+  }
+  bool contended() const { return contended_; }
+
+ private:
+  bool sample(int64_t* wall, int64_t* delay) {
+    char buf[96];
+    const ssize_t n = pread(fd_, buf, sizeof buf - 1, 0);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    unsigned long long run = 0, wait = 0;
+    if (std::sscanf(buf, "%llu %llu", &run, &wait) != 2) return false;
+    *wall = now_ns();
+    *delay = (int64_t)wait;
+    return true;
+  }
+  int fd_ = -1;
+  int64_t last_wall_ = 0, last_delay_ = 0;
+  bool contended_ = false;
+};
+
+thread_local bool t_in_parallel = false;
+
+ContentionMeter& meter() {
+  thread_local ContentionMeter m;
+  return m;
+}
+
+// Waits until ready() holds: spins for this thread's budget, then sleeps on `word` (a futex)
+// with `sleeping` raised so that whoever changes `word` knows to wake it. Returns whether it
+// slept.
+template <class Ready>
+bool wait_until(Ready ready, std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleeping) {
+  const int64_t budget = meter().spin_budget_ns();  // also where the meter takes its samples
+  if (ready()) return false;
+  if (budget > 0) {
+    const int64_t start = now_ns();
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+        if (ready()) return false;
+        cpu_relax();
+      }
+      if (now_ns() - start >= budget) break;
+    }
+  }
+  sleeping.store(1, std::memory_order_seq_cst);
+  for (;;) {
+    const uint32_t seen = word.load(std::memory_order_seq_cst);
+    if (ready()) break;
+    futex_wait(&word, seen);  // returns at once if `word` is no longer `seen`
+  }
+  sleeping.store(0, std::memory_order_relaxed);
+  return true;
+}
+
+class Pool {
+ public:
+  ~Pool() {
+    stop_.store(true, std::memory_order_seq_cst);
+    for (auto& h : helpers_) {
+      h->go.fetch_add(1, std::memory_order_seq_cst);
+      futex_wake(&h->go);
+    }
+    for (auto& h : helpers_) h->thread.join();
+  }
+
+  void run(int k, void (*fn)(void*, int, int), void* ctx) {
+    while ((int)helpers_.size() < k - 1) start_helper((int)helpers_.size() + 1);
+    fn_ = fn, ctx_ = ctx, k_ = k;
+    remaining_.store((uint32_t)(k - 1), std::memory_order_relaxed);
+    ++regions_;
+    for (int t = 1; t < k; ++t) {
+      Helper& h = *helpers_[t - 1];
+      h.go.fetch_add(1, std::memory_order_seq_cst);  // publishes fn_, ctx_, k_, remaining_
+      if (h.sleeping.load(std::memory_order_seq_cst)) {
+        futex_wake(&h.go);
+        ++wakes_;
+      }
+    }
+    t_in_parallel = true;
+    fn(ctx, 0, k);
+    t_in_parallel = false;
+    wait_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, remaining_, caller_sleeping_);
+  }
+
+  PoolStats stats() const { return {regions_, wakes_, false}; }
+
+ private:
+  struct alignas(64) Helper {
+    std::atomic<uint32_t> go{0};
+    std::atomic<uint32_t> sleeping{0};
+    std::thread thread;
+  };
+
+  void start_helper(int t) {
+    auto h = std::make_unique<Helper>();
+    Helper* hp = h.get();
+    h->thread = std::thread([this, hp, t] { helper_loop(*hp, t); });
+    pthread_setname_np(h->thread.native_handle(), "duet-compute");
+    helpers_.push_back(std::move(h));
+  }
+
+  void helper_loop(Helper& h, int t) {
+    t_in_parallel = true;  // anything a helper runs is inside a region
+    uint32_t seen = 0;
+    for (;;) {
+      wait_until([&] { return h.go.load(std::memory_order_acquire) != seen; }, h.go, h.sleeping);
+      seen = h.go.load(std::memory_order_acquire);
+      if (stop_.load(std::memory_order_acquire)) return;
+      fn_(ctx_, t, k_);
+      if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+          caller_sleeping_.load(std::memory_order_seq_cst))
+        futex_wake(&remaining_);
+    }
+  }
+
+  std::vector<std::unique_ptr<Helper>> helpers_;
+  void (*fn_)(void*, int, int) = nullptr;
+  void* ctx_ = nullptr;
+  int k_ = 1;
+  alignas(64) std::atomic<uint32_t> remaining_{0};
+  std::atomic<uint32_t> caller_sleeping_{0};
+  std::atomic<bool> stop_{false};
+  int64_t regions_ = 0, wakes_ = 0;
+};
+
+Pool& pool() {
+  thread_local Pool p;
+  return p;
+}
+
+}  // namespace
+
+void parallel_run(int k, void (*fn)(void*, int, int), void* ctx) {
+  if (k <= 1 || t_in_parallel) {
+    fn(ctx, 0, 1);
+    return;
+  }
+  pool().run(k, fn, ctx);
+}
+
+bool in_parallel() { return t_in_parallel; }
+
+PoolStats pool_stats() {
+  PoolStats s = pool().stats();
+  s.contended = meter().contended();
+  return s;
+}
+
+void set_pool_spin_for_testing(int64_t ns) { g_forced_spin.store(ns, std::memory_order_relaxed); }
+
+}  // namespace duet::cpu

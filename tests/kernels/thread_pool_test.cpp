@@ -1,0 +1,164 @@
+// The CPU backend's compute threads (kernels/cpu/thread_pool.h) and the GEMM split on them
+// (kernels/cpu/gemm.cpp): every part runs once, on the right thread, whether the helpers
+// spin or sleep, from two calling threads at once; nested calls run inline; a thread that
+// shares its core with a busy one says so; a split product equals the one-thread product.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/gemm.h"
+
+using namespace duet;
+
+namespace {
+
+// Runs `regions` regions of k parts and checks each part ran exactly once per region, part 0
+// on the calling thread and the others elsewhere.
+void run_regions(int k, int regions) {
+  const auto caller = std::this_thread::get_id();
+  std::vector<std::atomic<int>> ran(k);
+  std::atomic<int> wrong_thread{0}, wrong_k{0}, not_inside{0};
+  for (int r = 0; r < regions; ++r) {
+    cpu::parallel_run(k, [&](int t, int parts) {
+      ran[t].fetch_add(1);
+      if (parts != k) wrong_k.fetch_add(1);
+      if ((t == 0) != (std::this_thread::get_id() == caller)) wrong_thread.fetch_add(1);
+      if (!cpu::in_parallel()) not_inside.fetch_add(1);
+    });
+  }
+  for (int t = 0; t < k; ++t) EXPECT_EQ(ran[t].load(), regions) << "part " << t << " of " << k;
+  EXPECT_EQ(wrong_thread.load(), 0);
+  EXPECT_EQ(wrong_k.load(), 0);
+  EXPECT_EQ(not_inside.load(), 0);
+  EXPECT_FALSE(cpu::in_parallel());
+}
+
+void pin_to_cpu0() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(0, &set);
+  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof set, &set), 0);
+}
+
+std::vector<float> rnd(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST(ThreadPool, EveryPartRunsOnceWhetherHelpersSpinOrSleep) {
+  for (int64_t spin : {(int64_t)0, cpu::kSpinLongNs, (int64_t)-1}) {
+    cpu::set_pool_spin_for_testing(spin);
+    const int64_t wakes_before = cpu::pool_stats().wakes;
+    // Forced long spinning on a busy machine costs a scheduler slice per region: fewer there.
+    const int regions = spin == cpu::kSpinLongNs ? 200 : 2000;
+    run_regions(2, regions);
+    run_regions(3, regions / 4);
+    if (spin == 0)  // a helper that never spins is asleep at every region: each one woke it
+      EXPECT_GE(cpu::pool_stats().wakes - wakes_before, 2000);
+  }
+  cpu::set_pool_spin_for_testing(-1);
+}
+
+TEST(ThreadPool, TwoCallersHaveTheirOwnHelpers) {
+  cpu::set_pool_spin_for_testing(0);  // the sleeping path, where a lost wake-up would hang
+  std::thread a([] { run_regions(2, 3000); }), b([] { run_regions(2, 3000); });
+  a.join(), b.join();
+  cpu::set_pool_spin_for_testing(-1);
+}
+
+TEST(ThreadPool, ANestedRegionRunsOnTheCallingThread) {
+  std::atomic<int> inner{0}, inner_elsewhere{0};
+  cpu::parallel_run(2, [&](int, int) {
+    const auto self = std::this_thread::get_id();
+    cpu::parallel_run(2, [&](int t, int parts) {
+      inner.fetch_add(1);
+      if (t != 0 || parts != 1 || std::this_thread::get_id() != self) inner_elsewhere.fetch_add(1);
+    });
+  });
+  EXPECT_EQ(inner.load(), 2);
+  EXPECT_EQ(inner_elsewhere.load(), 0);
+}
+
+TEST(ThreadPool, AThreadSharingItsCoreWithABusyOneSaysItIsContended) {
+  // This thread and a busy one on the same CPU: each runs about half the time and waits for
+  // the core the other half, far above kContendedShare.
+  std::thread test([] {
+    pin_to_cpu0();
+    std::atomic<bool> stop{false};
+    std::thread busy([&] {
+      pin_to_cpu0();
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+    const auto start = std::chrono::steady_clock::now();
+    volatile double x = 0;
+    // Several windows of wall time, with regions (where the meter samples) all along.
+    while (std::chrono::steady_clock::now() - start < std::chrono::nanoseconds(4 * cpu::kContentionWindowNs)) {
+      for (int i = 0; i < 20000; ++i) x = x + 1.0;
+      cpu::parallel_run(2, [](int, int) {});
+    }
+    stop = true;
+    busy.join();
+    EXPECT_TRUE(cpu::pool_stats().contended);
+  });
+  test.join();
+}
+
+TEST(ThreadPool, ASplitProductEqualsTheOneThreadProduct) {
+  // Shapes that split by rows (M large), by columns (few rows, many columns) and ones too
+  // small or ragged to split evenly; every transpose combination (the model's NT, NN, TN).
+  struct S { int M, N, K; };
+  for (const S s : {S{1000, 96, 300}, S{16, 4100, 256}, S{40, 33, 2000}, S{257, 1025, 64}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const auto a = rnd((size_t)s.M * s.K, 1), b = rnd((size_t)s.K * s.N, 2), c0 = rnd((size_t)s.M * s.N, 3);
+        const int lda = ta ? s.M : s.K, ldb = tb ? s.K : s.N;
+        std::vector<float> c[2] = {c0, c0};
+        for (int threads : {1, 2}) {
+          cpu::set_gemm_threads(threads);
+          cpu::gemm(ta, tb, s.M, s.N, s.K, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, c[threads - 1].data(), s.N);
+        }
+        cpu::set_gemm_threads(1);
+        double worst = 0;
+        for (size_t i = 0; i < c0.size(); ++i) worst = std::max(worst, (double)std::fabs(c[0][i] - c[1][i]));
+        EXPECT_LT(worst, 1e-4) << s.M << "x" << s.N << "x" << s.K << " ta " << ta << " tb " << tb;
+      }
+  }
+}
+
+TEST(ThreadPool, TheGemmLibraryStartsNoThreadsOfItsOwn) {
+  // oneDNN runs on OpenMP; were it asked for more than one thread, libgomp would start
+  // workers that spin by its own fixed rule. A split product must add only the pool's helper.
+  auto tasks = [] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) n += !e.path().empty();
+    return n;
+  };
+  const int before = tasks();
+  int during = 0;
+  std::thread caller([&] {
+    cpu::set_gemm_threads(2);
+    const int n = 512;
+    const auto a = rnd((size_t)n * n, 1), b = rnd((size_t)n * n, 2);
+    std::vector<float> c((size_t)n * n);
+    for (int i = 0; i < 3; ++i) cpu::gemm(false, true, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    cpu::set_gemm_threads(1);
+    during = tasks();
+  });
+  caller.join();
+  EXPECT_EQ(during, before + 2);  // the calling thread and its one helper
+}
