@@ -10,13 +10,17 @@
 // Run: build/bench/bench_train --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
 #include "kernels/profile.h"
@@ -77,6 +81,18 @@ struct Shape {
 };
 
 // One optimizer step of `micro` micro-batches: forward, backward, AdamW.
+// CPU time the hypervisor gave to other guests, summed over CPUs (/proc/stat "steal"), in
+// seconds; -1 where it cannot be read.
+double steal_seconds() {
+  std::FILE* f = std::fopen("/proc/stat", "r");
+  if (!f) return -1;
+  unsigned long long v[8] = {};
+  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                            &v[6], &v[7]);
+  std::fclose(f);
+  return n == 8 ? (double)v[7] / (double)sysconf(_SC_CLK_TCK) : -1;
+}
+
 void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
   const int threads = threads_arg(state);
   cpu::set_gemm_threads(threads);
@@ -104,6 +120,8 @@ void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
   step();  // warm up: allocate activations
   cpu::profile_reset();
   cpu::profile_enable(true);
+  const cpu::PoolStats pool0 = cpu::pool_stats();
+  const double steal0 = steal_seconds();
   double seconds = 0;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -119,6 +137,12 @@ void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
   if (median_rate(g_peak_rates, threads) > 0) state.counters["of_peak"] = rate / median_rate(g_peak_rates, threads);
   if (median_rate(g_sgemm_rates, threads) > 0) state.counters["of_sgemm"] = rate / median_rate(g_sgemm_rates, threads);
   for (const auto& [op, t] : cpu::profile_totals()) state.counters["pct_" + op] = 100.0 * t / seconds;
+  // Why a run was slow: helpers found asleep (the compute threads judged their cores shared),
+  // and CPU time the hypervisor gave to others (steal, all CPUs, as a share of the run's time).
+  const cpu::PoolStats pool1 = cpu::pool_stats();
+  if (pool1.regions > pool0.regions)
+    state.counters["pool_wakes_pct"] = 100.0 * (pool1.wakes - pool0.wakes) / (pool1.regions - pool0.regions);
+  if (steal0 >= 0) state.counters["steal_pct"] = 100.0 * (steal_seconds() - steal0) / seconds;
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "io/trace.h"
+#include "kernels/cpu/thread_pool.h"
 #include "runtime/comm.h"
 
 namespace duet::runtime {
@@ -37,7 +38,12 @@ class Baton {
     m_.lock();
     --wanted_;
   }
-  void release() { m_.unlock(); }
+  // The releasing thread's compute helpers sleep at once: the thread that takes the baton
+  // next computes with helpers of its own, which need the cores.
+  void release() {
+    cpu::park_compute_threads();
+    m_.unlock();
+  }
 
   // Deferred work that fills communication waits: fill() runs one small unit (the engine's
   // deferred weight passes, a layer at a time) with the baton held, and returns false when
@@ -55,6 +61,7 @@ class Baton {
       if (done()) return;
       if (fill_ && wanted_.load() == 0 && m_.try_lock()) {
         const bool did = fill_();
+        cpu::park_compute_threads();
         m_.unlock();
         if (did) continue;
       }

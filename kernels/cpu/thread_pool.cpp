@@ -44,6 +44,8 @@ inline void cpu_relax() {
 }
 
 std::atomic<int64_t> g_forced_spin{-1};
+// Set in a child process forked after the pool started: the helpers do not exist there.
+std::atomic<bool> g_forked{false};
 
 // One thread's view of whether it shares its core: /proc/thread-self/schedstat's second
 // field is the time the thread spent runnable but not running (ns). Read at most once per
@@ -55,7 +57,7 @@ class ContentionMeter {
     // Without the statistics (a kernel built without them) nothing can be judged: spin short,
     // which is never worse than a stall.
     contended_ = fd_ < 0;
-    if (fd_ >= 0) sample(&last_wall_, &last_delay_);
+    if (fd_ >= 0) sample(&last_wall_, &last_delay_, &last_run_);
   }
   ~ContentionMeter() {
     if (fd_ >= 0) close(fd_);
@@ -67,10 +69,13 @@ class ContentionMeter {
     if (fd_ >= 0) {
       const int64_t wall = now_ns();
       if (wall - last_wall_ >= kContentionWindowNs) {
-        int64_t w, delay;
-        if (sample(&w, &delay)) {
-          contended_ = (double)(delay - last_delay_) > kContendedShare * (double)(w - last_wall_);
-          last_wall_ = w, last_delay_ = delay;
+        int64_t w, delay, run;
+        if (sample(&w, &delay, &run)) {
+          // Share of the time the thread wanted to run (running or runnable) that it waited:
+          // time asleep between regions does not dilute it.
+          const double waited = (double)(delay - last_delay_), wanted = waited + (double)(run - last_run_);
+          contended_ = wanted > 0 && waited > kContendedShare * wanted;
+          last_wall_ = w, last_delay_ = delay, last_run_ = run;
         }
       }
     }
@@ -79,7 +84,7 @@ class ContentionMeter {
   bool contended() const { return contended_; }
 
  private:
-  bool sample(int64_t* wall, int64_t* delay) {
+  bool sample(int64_t* wall, int64_t* delay, int64_t* running) {
     char buf[96];
     const ssize_t n = pread(fd_, buf, sizeof buf - 1, 0);
     if (n <= 0) return false;
@@ -88,10 +93,11 @@ class ContentionMeter {
     if (std::sscanf(buf, "%llu %llu", &run, &wait) != 2) return false;
     *wall = now_ns();
     *delay = (int64_t)wait;
+    *running = (int64_t)run;
     return true;
   }
   int fd_ = -1;
-  int64_t last_wall_ = 0, last_delay_ = 0;
+  int64_t last_wall_ = 0, last_delay_ = 0, last_run_ = 0;
   bool contended_ = false;
 };
 
@@ -102,11 +108,11 @@ ContentionMeter& meter() {
   return m;
 }
 
-// Waits until ready() holds: spins for this thread's budget, then sleeps on `word` (a futex)
-// with `sleeping` raised so that whoever changes `word` knows to wake it. Returns whether it
-// slept.
-template <class Ready>
-bool wait_until(Ready ready, std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleeping) {
+// Waits until ready() holds: spins for this thread's budget (or until parked() says to stop),
+// then sleeps on `word` (a futex) with `sleeping` raised so that whoever changes `word` knows
+// to wake it. Returns whether it slept.
+template <class Ready, class Parked>
+bool wait_until(Ready ready, Parked parked, std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleeping) {
   const int64_t budget = meter().spin_budget_ns();  // also where the meter takes its samples
   if (ready()) return false;
   if (budget > 0) {
@@ -116,7 +122,7 @@ bool wait_until(Ready ready, std::atomic<uint32_t>& word, std::atomic<uint32_t>&
         if (ready()) return false;
         cpu_relax();
       }
-      if (now_ns() - start >= budget) break;
+      if (parked() || now_ns() - start >= budget) break;
     }
   }
   sleeping.store(1, std::memory_order_seq_cst);
@@ -129,9 +135,22 @@ bool wait_until(Ready ready, std::atomic<uint32_t>& word, std::atomic<uint32_t>&
   return true;
 }
 
+class Pool;
+thread_local Pool* t_pool = nullptr;  // the calling thread's pool, once it has one
+thread_local bool t_pool_gone = false;  // its pool was destroyed (thread exit): run inline
+
 class Pool {
  public:
+  Pool() {
+    static const int registered = pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+    (void)registered;
+  }
   ~Pool() {
+    t_pool = nullptr, t_pool_gone = true;
+    if (g_forked.load()) {  // the helpers were not copied into this process: nothing to join
+      for (auto& h : helpers_) (void)h.release();
+      return;
+    }
     stop_.store(true, std::memory_order_seq_cst);
     for (auto& h : helpers_) {
       h->go.fetch_add(1, std::memory_order_seq_cst);
@@ -156,8 +175,11 @@ class Pool {
     t_in_parallel = true;
     fn(ctx, 0, k);
     t_in_parallel = false;
-    wait_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, remaining_, caller_sleeping_);
+    wait_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, [] { return false; }, remaining_,
+               caller_sleeping_);
   }
+
+  void park() { park_.fetch_add(1, std::memory_order_relaxed); }
 
   PoolStats stats() const { return {regions_, wakes_, false}; }
 
@@ -180,7 +202,9 @@ class Pool {
     t_in_parallel = true;  // anything a helper runs is inside a region
     uint32_t seen = 0;
     for (;;) {
-      wait_until([&] { return h.go.load(std::memory_order_acquire) != seen; }, h.go, h.sleeping);
+      const uint32_t park_seen = park_.load(std::memory_order_relaxed);
+      wait_until([&] { return h.go.load(std::memory_order_acquire) != seen; },
+                 [&] { return park_.load(std::memory_order_relaxed) != park_seen; }, h.go, h.sleeping);
       seen = h.go.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_acquire)) return;
       fn_(ctx_, t, k_);
@@ -197,22 +221,28 @@ class Pool {
   alignas(64) std::atomic<uint32_t> remaining_{0};
   std::atomic<uint32_t> caller_sleeping_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> park_{0};
   int64_t regions_ = 0, wakes_ = 0;
 };
 
 Pool& pool() {
   thread_local Pool p;
+  t_pool = &p;
   return p;
 }
 
 }  // namespace
 
-void parallel_run(int k, void (*fn)(void*, int, int), void* ctx) {
-  if (k <= 1 || t_in_parallel) {
+void parallel_run(int k, void (*fn)(void*, int, int), void* ctx) noexcept {
+  if (k <= 1 || t_in_parallel || t_pool_gone || g_forked.load(std::memory_order_relaxed)) {
     fn(ctx, 0, 1);
     return;
   }
   pool().run(k, fn, ctx);
+}
+
+void park_compute_threads() {
+  if (t_pool) t_pool->park();
 }
 
 bool in_parallel() { return t_in_parallel; }

@@ -14,27 +14,35 @@
 // How long a thread spins decides when work runs, never what is computed: every caller
 // splits its work into fixed ranges that depend on the thread count alone.
 #include <cstdint>
+#include <type_traits>
 
 namespace duet::cpu {
 
 // fn(t, k) for t = 0 .. k-1, t = 0 on the calling thread and the others on the calling
 // thread's own helpers (started on first use, k - 1 of them; each thread that calls has its own,
 // as the pipeline engine's two executors do). Returns when every fn has returned. Inside fn,
-// in_parallel() is true and a nested call runs fn(0, 1) on the calling thread. fn must not
-// throw.
-void parallel_run(int k, void (*fn)(void* ctx, int t, int k), void* ctx);
+// in_parallel() is true and a nested call runs fn(0, 1) on the calling thread. An exception
+// out of fn ends the process (std::terminate), as it would out of an OpenMP region. In a
+// process forked from one that used the pool, everything runs on the calling thread.
+void parallel_run(int k, void (*fn)(void* ctx, int t, int k), void* ctx) noexcept;
 
 template <class F>
-void parallel_run(int k, F&& f) {
+void parallel_run(int k, F&& f) noexcept {
+  using Fn = std::remove_reference_t<F>;
   parallel_run(
-      k, [](void* ctx, int t, int k) { (*static_cast<F*>(ctx))(t, k); }, (void*)&f);
+      k, [](void* ctx, int t, int k) { (*static_cast<Fn*>(ctx))(t, k); }, (void*)&f);
 }
 
 bool in_parallel();
 
+// The calling thread will not start a region for a while (it hands the rank's compute over
+// to another thread, or waits on the network): its helpers stop spinning and sleep now
+// instead of holding cores the other thread's helpers need. No-op for a thread without helpers.
+void park_compute_threads();
+
 // How long an idle thread of this pool spins before it sleeps: kSpinLong while the threads
-// find their cores free, kSpinShort while they wait for a core more than kContendedShare of
-// the time (measured over windows of kContentionWindow). For tests and the run log.
+// find their cores free, kSpinShort while they spend more than kContendedShare of the time
+// they want to run waiting for a core (measured over windows of kContentionWindow).
 inline constexpr int64_t kSpinLongNs = 4'000'000;  // ~ libgomp's default (300,000 pauses)
 inline constexpr int64_t kSpinShortNs = 30'000;    // ~ the GOMP_SPINCOUNT=2000 measured best with busy neighbours
 inline constexpr double kContendedShare = 0.05;
@@ -47,8 +55,8 @@ struct PoolStats {
 };
 PoolStats pool_stats();  // of the calling thread's pool
 
-// Tests only: force the spin budget (ns) of the calling thread and of its pool's helpers;
-// a negative value goes back to measuring.
+// Tests only: force the spin budget (ns) of every pool thread in the process; a negative
+// value goes back to measuring.
 void set_pool_spin_for_testing(int64_t ns);
 
 }  // namespace duet::cpu
