@@ -2,7 +2,11 @@
 // OpenBLAS as installed, at 1 and 2 threads, with the machine's FMA peak measured in the same
 // run (docs/PERFORMANCE.md, "CPU GEMM"). The libraries alternate, rep by rep, so drift on a
 // shared machine hits both alike; each cell is the median of the reps (min–max in brackets).
-// Run: build/bench/bench_gemm [reps, default 5] [only shapes whose name contains this]
+// Run: build/bench/bench_gemm [reps, default 5] [only shapes whose name contains this ("" all)]
+//      [only library N]
+// At 2 threads, alternating is not neutral: OpenBLAS's idle workers busy-wait long after each
+// call (its THREAD_TIMEOUT, ~0.1 s) and hold a core while the other library's next product
+// runs. Compare libraries at 2 threads one per process (the last argument).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -97,6 +101,14 @@ int main(int argc, char** argv) {
     for (auto& s : model_shapes(C, D)) shapes.push_back(s);
   if (argc > 2)
     std::erase_if(shapes, [&](const Shape& s) { return s.name.find(argv[2]) == std::string::npos; });
+  if (argc > 3) {
+    const size_t only = (size_t)std::atoi(argv[3]);
+    if (only >= libs.size()) {
+      std::fprintf(stderr, "bench_gemm: library %s does not exist (0 to %zu)\n", argv[3], libs.size() - 1);
+      return 2;
+    }
+    libs = {libs[only]};
+  }
 
   for (size_t l = 0; l < libs.size(); ++l) std::printf("lib %zu: %s\n", l, libs[l].first.c_str());
   for (int threads : {1, 2}) {
