@@ -117,8 +117,14 @@ struct Backend {
 
 // The reference backend: oneDNN's SGEMM and the duet::cpu kernels. Always present.
 const Backend& cpu_backend();
-// The GPU backend, or nullptr when CUDA was not compiled in or no device is visible.
+// The GPU backend, or nullptr when CUDA was not compiled in or no usable device is visible
+// (cuda_backend_absent_reason says which).
 const Backend* cuda_backend();
+// Why cuda_backend() is nullptr ("" when it is not): not built with CUDA, no device visible,
+// or a device without concurrent managed access — the backend's buffers are managed memory,
+// which the host reads (MPI sends, the optimizer's host steps) while another thread's kernels
+// run; without that attribute any such read faults (pre-Pascal GPUs, some virtualised ones).
+std::string cuda_backend_absent_reason();
 
 // Names of the ops `b` leaves nullptr (empty for a complete backend).
 std::vector<std::string> missing_ops(const Backend& b);

@@ -40,15 +40,7 @@ model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
 const kernels::Backend& backend_for(const io::RunConfig& cfg) {
   if (cfg.runtime.device == io::Device::Cpu) return kernels::cpu_backend();
   if (const kernels::Backend* cuda = kernels::cuda_backend()) return *cuda;
-#if DUET_HAVE_CUDA
-  throw io::ConfigError(
-      "runtime.device: cuda, but no CUDA device is visible to this process (driver, CUDA_VISIBLE_DEVICES); "
-      "allowed: cpu, cuda");
-#else
-  throw io::ConfigError(
-      "runtime.device: cuda, but this duet was built without CUDA (configure with -DDUET_CUDA=ON where the CUDA "
-      "toolkit is installed); allowed: cpu, cuda");
-#endif
+  throw io::ConfigError("runtime.device: cuda, but " + kernels::cuda_backend_absent_reason() + "; allowed: cpu, cuda");
 }
 
 int compute_threads(const io::RunConfig& cfg, int local_ranks) {

@@ -77,6 +77,9 @@ void set_compute_backend(const Backend& backend) { compute.store(&backend, std::
 
 #if !DUET_HAVE_CUDA
 const Backend* cuda_backend() { return nullptr; }  // built without CUDA
+std::string cuda_backend_absent_reason() {
+  return "this duet was built without CUDA (configure with -DDUET_CUDA=ON where the CUDA toolkit is installed)";
+}
 #endif
 
 std::vector<std::string> missing_ops(const Backend& b) {

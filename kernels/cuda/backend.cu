@@ -41,20 +41,40 @@ Backend make_cuda_backend() {
   return b;
 }
 
-bool have_device() {
+// "" when the current device can run the backend, else why not.
+std::string device_problem() {
   int n = 0;
-  const bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-  if (!ok) (void)cudaGetLastError();  // "no device" is an answer here, not an error to keep
-  return ok;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    (void)cudaGetLastError();  // "no device" is an answer here, not an error to keep
+    return "no CUDA device is visible to this process (driver, CUDA_VISIBLE_DEVICES)";
+  }
+  int dev = 0, concurrent = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&concurrent, cudaDevAttrConcurrentManagedAccess, dev) != cudaSuccess) {
+    const std::string err = cudaGetErrorString(cudaGetLastError());
+    return "CUDA device " + std::to_string(dev) + " cannot be queried: " + err;
+  }
+  if (!concurrent)
+    return "CUDA device " + std::to_string(dev) + " (" + prop.name +
+           ") lacks concurrent managed access (cudaDevAttrConcurrentManagedAccess 0): the host reads managed "
+           "buffers while kernels run, which faults there";
+  return "";
+}
+
+const std::string& problem() {
+  static const std::string p = device_problem();
+  return p;
 }
 
 }  // namespace
 
 const Backend* cuda_backend() {
   static const Backend b = make_cuda_backend();
-  static const bool present = have_device();
-  return present ? &b : nullptr;
+  return problem().empty() ? &b : nullptr;
 }
+
+std::string cuda_backend_absent_reason() { return problem(); }
 
 }  // namespace duet::kernels
 

@@ -5,6 +5,7 @@
 #include <regex>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "tests/apps/cli_util.h"
 
 using namespace duet::test;
@@ -64,6 +65,16 @@ TEST(TrainCli, ConfigErrorsNameTheKey) {
   r = run_duet("train --config /nonexistent/x.yaml");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("/nonexistent/x.yaml"), std::string::npos) << r.output;
+}
+
+TEST(TrainCli, ACudaDeviceThatCannotBeUsedIsAConfigErrorWithTheReason) {
+  if (duet::kernels::cuda_backend()) GTEST_SKIP() << "a usable CUDA device is here: the GPU checks train on it";
+  const auto r = run_duet("train --runtime.device cuda --run.dir /tmp/duet-no-cuda");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("runtime.device: cuda, but " + duet::kernels::cuda_backend_absent_reason()), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("allowed: cpu, cuda"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists("/tmp/duet-no-cuda/metrics.jsonl"));
 }
 
 TEST(TrainCli, HelpListsConfigKeys) {

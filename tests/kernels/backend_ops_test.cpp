@@ -426,11 +426,7 @@ const Backend& direct_cpu() {
 // The backend named `name`, or nullptr and why it is absent.
 const Backend* find_backend(const std::string& name, std::string& why) {
   if (name == "cpu") return &duet::kernels::cpu_backend();
-#if DUET_HAVE_CUDA
-  why = "no CUDA device visible on this machine";
-#else
-  why = "built without CUDA (DUET_CUDA=OFF or no nvcc)";
-#endif
+  why = duet::kernels::cuda_backend_absent_reason();
   return duet::kernels::cuda_backend();
 }
 
@@ -544,6 +540,7 @@ TEST(BackendTable, CpuMemoryIsAlignedAndCopies) {
 TEST(BackendTable, CudaBackendIsPresentOrSaysWhy) {
   std::string why;
   const Backend* cuda = find_backend("cuda", why);
+  EXPECT_EQ(why.empty(), cuda != nullptr) << why;  // absent exactly when there is a reason
   if (!cuda) GTEST_SKIP() << "cuda backend absent: " << why;
   EXPECT_STREQ(cuda->name, "cuda");
   EXPECT_TRUE(cuda->alloc && cuda->free && cuda->copy_to_host && cuda->copy_from_host &&

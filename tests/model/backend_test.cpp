@@ -145,7 +145,7 @@ TEST(Buffers, ActivationsAndMomentsComeFromTheComputeBackend) {
 // within 1e-4 (relative) of the CPU's losses at every step, and a rerun is bit-identical.
 TEST(CudaTraining, TwelveStepsMatchTheCpuAndARerunIsIdentical) {
   const Backend* cuda = duet::kernels::cuda_backend();
-  if (!cuda) GTEST_SKIP() << "cuda backend absent: no CUDA device visible on this machine (or built without CUDA)";
+  if (!cuda) GTEST_SKIP() << "cuda backend absent: " << duet::kernels::cuda_backend_absent_reason();
   ModelConfig cfg;
   cfg.vocab = 256, cfg.d_model = 128, cfg.layers = 4, cfg.heads = 4, cfg.dense_layers = 1, cfg.d_ff = 384;
   cfg.experts = 8, cfg.top_k = 2, cfg.shared_experts = 1, cfg.d_expert = 128;
