@@ -201,13 +201,15 @@ class Pool {
   void helper_loop(Helper& h, int t) {
     t_in_parallel = true;  // anything a helper runs is inside a region
     uint32_t seen = 0;
+    uint32_t park_seen = park_.load(std::memory_order_relaxed);
     for (;;) {
-      const uint32_t park_seen = park_.load(std::memory_order_relaxed);
       wait_until([&] { return h.go.load(std::memory_order_acquire) != seen; },
                  [&] { return park_.load(std::memory_order_relaxed) != park_seen; }, h.go, h.sleeping);
       seen = h.go.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_acquire)) return;
       fn_(ctx_, t, k_);
+      // Before the caller can see this region end: a park() after it is one this wait sees.
+      park_seen = park_.load(std::memory_order_relaxed);
       if (remaining_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
           caller_sleeping_.load(std::memory_order_seq_cst))
         futex_wake(&remaining_);
