@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +46,9 @@ inline void cpu_relax() {
 }
 
 std::atomic<int64_t> g_forced_spin{-1};
+// The latest judgement of any thread: a new thread (the pipeline's second executor starts every
+// step) starts from it instead of from "free" and its first window of long spins.
+std::atomic<bool> g_last_contended{false};
 // Set in a child process forked after the pool started: the helpers do not exist there.
 std::atomic<bool> g_forked{false};
 
@@ -56,7 +61,7 @@ class ContentionMeter {
     fd_ = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     // Without the statistics (a kernel built without them) nothing can be judged: spin short,
     // which is never worse than a stall.
-    contended_ = fd_ < 0;
+    contended_ = fd_ < 0 || g_last_contended.load(std::memory_order_relaxed);
     if (fd_ >= 0) sample(&last_wall_, &last_delay_, &last_run_);
   }
   ~ContentionMeter() {
@@ -75,6 +80,7 @@ class ContentionMeter {
           // time asleep between regions does not dilute it.
           const double waited = (double)(delay - last_delay_), wanted = waited + (double)(run - last_run_);
           contended_ = wanted > 0 && waited > kContendedShare * wanted;
+          g_last_contended.store(contended_, std::memory_order_relaxed);
           last_wall_ = w, last_delay_ = delay, last_run_ = run;
         }
       }
@@ -236,6 +242,13 @@ Pool& pool() {
 }  // namespace
 
 void parallel_run(int k, void (*fn)(void*, int, int), void* ctx) noexcept {
+  // Never more parts than CPUs the calling thread may run on (its helpers inherit its mask): a
+  // rank bound to one core gains nothing from a second thread there, and pays a switch per region.
+  thread_local const int usable = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1 << 30;
+  }();
+  k = std::min(k, usable);
   if (k <= 1 || t_in_parallel || t_pool_gone || g_forked.load(std::memory_order_relaxed)) {
     fn(ctx, 0, 1);
     return;
@@ -251,6 +264,7 @@ bool in_parallel() { return t_in_parallel; }
 
 PoolStats pool_stats() {
   PoolStats s = pool().stats();
+  (void)meter().spin_budget_ns();  // a sample, if a window has passed
   s.contended = meter().contended();
   return s;
 }

@@ -18,7 +18,8 @@
 
 namespace duet::cpu {
 
-// fn(t, k) for t = 0 .. k-1, t = 0 on the calling thread and the others on the calling
+// fn(t, k) for t = 0 .. k-1 — k capped at the number of CPUs the calling thread may run on
+// (fn sees the capped k) — t = 0 on the calling thread and the others on the calling
 // thread's own helpers (started on first use, k - 1 of them; each thread that calls has its own,
 // as the pipeline engine's two executors do). Returns when every fn has returned. Inside fn,
 // in_parallel() is true and a nested call runs fn(0, 1) on the calling thread. An exception
@@ -53,7 +54,7 @@ struct PoolStats {
   int64_t wakes = 0;          // helpers woken from sleep (a futex wake) rather than found spinning
   bool contended = false;     // the calling thread's latest judgement
 };
-PoolStats pool_stats();  // of the calling thread's pool
+PoolStats pool_stats();  // of the calling thread's pool (and its judgement, sampled now)
 
 // Tests only: force the spin budget (ns) of every pool thread in the process; a negative
 // value goes back to measuring.

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -21,9 +22,15 @@ using namespace duet;
 
 namespace {
 
-// Runs `regions` regions of k parts and checks each part ran exactly once per region, part 0
-// on the calling thread and the others elsewhere.
-void run_regions(int k, int regions) {
+int usable_cpus() {
+  cpu_set_t set;
+  return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+}
+
+// Runs `regions` regions of k parts (at most one per usable CPU) and checks each part ran
+// exactly once per region, part 0 on the calling thread and the others elsewhere.
+void run_regions(int want, int regions) {
+  const int k = std::min(want, usable_cpus());
   const auto caller = std::this_thread::get_id();
   std::vector<std::atomic<int>> ran(k);
   std::atomic<int> wrong_thread{0}, wrong_k{0}, not_inside{0};
@@ -110,10 +117,10 @@ TEST(ThreadPool, AThreadSharingItsCoreWithABusyOneSaysItIsContended) {
     });
     const auto start = std::chrono::steady_clock::now();
     volatile double x = 0;
-    // Several windows of wall time, with regions (where the meter samples) all along.
+    // Several windows of wall time, sampled all along.
     while (std::chrono::steady_clock::now() - start < std::chrono::nanoseconds(4 * cpu::kContentionWindowNs)) {
       for (int i = 0; i < 20000; ++i) x = x + 1.0;
-      cpu::parallel_run(2, [](int, int) {});
+      (void)cpu::pool_stats();
     }
     stop = true;
     busy.join();
@@ -137,7 +144,8 @@ TEST(ThreadPool, ASplitProductEqualsTheOneThreadProduct) {
           cpu::set_gemm_threads(threads);
           const int64_t regions = cpu::pool_stats().regions;
           cpu::gemm(ta, tb, s.M, s.N, s.K, 0.5f, a.data(), lda, b.data(), ldb, 1.0f, c[threads - 1].data(), s.N);
-          EXPECT_EQ(cpu::pool_stats().regions - regions, threads > 1 ? 1 : 0) << s.M << "x" << s.N << "x" << s.K;
+          EXPECT_EQ(cpu::pool_stats().regions - regions, std::min(threads, usable_cpus()) > 1 ? 1 : 0)
+              << s.M << "x" << s.N << "x" << s.K;
         }
         cpu::set_gemm_threads(1);
         for (int split : {1, 2}) {
@@ -192,4 +200,22 @@ TEST(ThreadPool, ParkedHelpersSleepAtOnce) {
   }
   cpu::set_pool_spin_for_testing(-1);
   EXPECT_GT(woken_parked, 0);
+}
+
+TEST(ThreadPool, AThreadBoundToOneCpuRunsRegionsItself) {
+  // A rank bound to one core (duet launch's default binding): helpers would only take turns
+  // with the caller on that core, so there are none.
+  std::thread bound([] {
+    pin_to_first_cpu();
+    const auto self = std::this_thread::get_id();
+    int parts_seen = 0, elsewhere = 0;
+    cpu::parallel_run(2, [&](int, int parts) {
+      parts_seen = parts;
+      if (std::this_thread::get_id() != self) ++elsewhere;
+    });
+    EXPECT_EQ(parts_seen, 1);
+    EXPECT_EQ(elsewhere, 0);
+    EXPECT_EQ(cpu::pool_stats().regions, 0);
+  });
+  bound.join();
 }
