@@ -25,7 +25,8 @@ void linear_backward_weight(float* dw, const float* dout, const float* in, int N
 // Compute threads (kernels/cpu/thread_pool.h): the most one product, or one of the other
 // kernels, is split over (small ones use fewer, chosen by shape); unset or 0: OMP_NUM_THREADS,
 // else the CPUs this process may run on. Applies to every thread that calls a kernel
-// afterwards. Same CPU + same setting ⇒ bit-identical results.
+// afterwards; never more than the CPUs the calling thread may run on (kernels/cpu/thread_pool.h).
+// Same CPU + same setting + same CPUs allowed ⇒ bit-identical results.
 void set_gemm_threads(int threads);
 int gemm_threads();
 

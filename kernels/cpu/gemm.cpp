@@ -83,7 +83,7 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           const float* B, int ldb, float beta, float* C, int ldc) {
   DUET_PROFILE("gemm");
   if (M == 0 || N == 0) return;
-  int k = in_parallel() ? 1 : threads_for(M, N, K);
+  int k = in_parallel() ? 1 : std::min(threads_for(M, N, K), usable_cpus());  // the parts parallel_run will give
   // Split the rows of C unless there are too few of them and many more columns.
   const bool by_rows = M >= 2 * kAlign * k || M >= N;
   k = std::min(k, ((by_rows ? M : N) + kAlign - 1) / kAlign);

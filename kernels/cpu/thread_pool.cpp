@@ -242,15 +242,12 @@ Pool& pool() {
 }  // namespace
 
 void parallel_run(int k, void (*fn)(void*, int, int), void* ctx) noexcept {
-  // Never more parts than CPUs the calling thread may run on (its helpers inherit its mask): a
-  // rank bound to one core gains nothing from a second thread there, and pays a switch per region.
-  thread_local const int usable = [] {
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1 << 30;
-  }();
-  k = std::min(k, usable);
+  k = std::min(k, usable_cpus());
   if (k <= 1 || t_in_parallel || t_pool_gone || g_forked.load(std::memory_order_relaxed)) {
+    const bool was = t_in_parallel;  // a helper's stays true
+    t_in_parallel = true;
     fn(ctx, 0, 1);
+    t_in_parallel = was;
     return;
   }
   pool().run(k, fn, ctx);
@@ -261,6 +258,16 @@ void park_compute_threads() {
 }
 
 bool in_parallel() { return t_in_parallel; }
+
+int usable_cpus() {
+  // Once per thread (a helper inherits its creator's mask). duet launch binds a rank before it
+  // starts, so all of a rank's threads see the same mask and split the same way.
+  thread_local const int n = [] {
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1 << 30;
+  }();
+  return n;
+}
 
 PoolStats pool_stats() {
   PoolStats s = pool().stats();

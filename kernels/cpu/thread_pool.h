@@ -36,6 +36,11 @@ void parallel_run(int k, F&& f) noexcept {
 
 bool in_parallel();
 
+// CPUs the calling thread may run on (its affinity mask when it first asks): the most parts a
+// region has. A rank bound to one core gains nothing from a second thread there, and would pay a
+// switch per region.
+int usable_cpus();
+
 // The calling thread will not start a region for a while (it hands the rank's compute over
 // to another thread, or waits on the network): its helpers stop spinning and sleep now
 // instead of holding cores the other thread's helpers need. No-op for a thread without helpers.

@@ -70,7 +70,12 @@ std::vector<float> rnd(size_t n, unsigned seed) {
 
 }  // namespace
 
+// Tests of helpers need two CPUs; with one, a region runs on the calling thread alone.
+#define NEED_TWO_CPUS() \
+  if (usable_cpus() < 2) GTEST_SKIP() << "this process may run on one CPU only: no helpers"
+
 TEST(ThreadPool, EveryPartRunsOnceWhetherHelpersSpinOrSleep) {
+  NEED_TWO_CPUS();
   for (int64_t spin : {(int64_t)0, cpu::kSpinLongNs, (int64_t)-1}) {
     cpu::set_pool_spin_for_testing(spin);
     const int64_t wakes_before = cpu::pool_stats().wakes;
@@ -85,6 +90,7 @@ TEST(ThreadPool, EveryPartRunsOnceWhetherHelpersSpinOrSleep) {
 }
 
 TEST(ThreadPool, TwoCallersHaveTheirOwnHelpers) {
+  NEED_TWO_CPUS();
   cpu::set_pool_spin_for_testing(0);  // the sleeping path, where a lost wake-up would hang
   std::thread a([] { run_regions(2, 3000); }), b([] { run_regions(2, 3000); });
   a.join(), b.join();
@@ -92,6 +98,7 @@ TEST(ThreadPool, TwoCallersHaveTheirOwnHelpers) {
 }
 
 TEST(ThreadPool, ANestedRegionRunsOnTheCallingThread) {
+  NEED_TWO_CPUS();
   std::atomic<int> inner{0}, inner_elsewhere{0};
   cpu::parallel_run(2, [&](int, int) {
     const auto self = std::this_thread::get_id();
@@ -159,6 +166,7 @@ TEST(ThreadPool, ASplitProductEqualsTheOneThreadProduct) {
 }
 
 TEST(ThreadPool, TheGemmLibraryStartsNoThreadsOfItsOwn) {
+  NEED_TWO_CPUS();
   // oneDNN runs on OpenMP; were it asked for more than one thread, libgomp would start
   // workers that spin by its own fixed rule. A split product must add only the pool's helper.
   auto tasks = [] {
@@ -184,6 +192,7 @@ TEST(ThreadPool, TheGemmLibraryStartsNoThreadsOfItsOwn) {
 }
 
 TEST(ThreadPool, ParkedHelpersSleepAtOnce) {
+  NEED_TWO_CPUS();
   // With a long spin forced, a helper parked right after a region is asleep for the next one:
   // that region has to wake it. Unparked, it is still spinning.
   cpu::set_pool_spin_for_testing(cpu::kSpinLongNs);
@@ -215,6 +224,7 @@ TEST(ThreadPool, AThreadBoundToOneCpuRunsRegionsItself) {
     });
     EXPECT_EQ(parts_seen, 1);
     EXPECT_EQ(elsewhere, 0);
+    EXPECT_TRUE(cpu::in_parallel() == false);
     EXPECT_EQ(cpu::pool_stats().regions, 0);
   });
   bound.join();
