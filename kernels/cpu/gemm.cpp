@@ -3,14 +3,12 @@
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include "kernels/cpu/thread_pool.h"
 
@@ -43,9 +41,7 @@ constexpr int kAlign = 16;
 int default_threads() {
   static const int n = [] {
     if (const char* e = std::getenv("OMP_NUM_THREADS"); e && std::atoi(e) > 0) return std::atoi(e);
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1, (int)std::thread::hardware_concurrency());
+    return usable_cpus();
   }();
   return n;
 }

@@ -264,7 +264,8 @@ int usable_cpus() {
   // starts, so all of a rank's threads see the same mask and split the same way.
   thread_local const int n = [] {
     cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1 << 30;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1, (int)std::thread::hardware_concurrency());
   }();
   return n;
 }
