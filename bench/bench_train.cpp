@@ -162,7 +162,7 @@ void BM_Attention(benchmark::State& state) {
   for (auto& x : dout) x = normal(rng);
   for (auto _ : state) {
     cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
-    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), probs.data(), B, T, H, D);
+    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), probs.data(), B, T, H, D);
     benchmark::DoNotOptimize(dqkv.data());
   }
   const double flops = 6.0 * B * H * (double)T * T * D;  // 6 products × 2·T²·D/2

@@ -57,10 +57,12 @@ struct Backend {
   void (*rope_forward)(float* qkv, const float* cos_sin, int B, int T, int H, int D);
   void (*rope_backward)(float* dqkv, const float* cos_sin, int B, int T, int H, int D);
 
-  // attention.h
-  void (*attention_forward)(float* out, float* probs, const float* qkv, int B, int T, int H, int D);
-  void (*attention_backward)(float* dqkv, const float* dout, const float* qkv, const float* probs,
-                             int B, int T, int H, int D);
+  // attention.h. `saved` is this backend's own: size it with attention_saved_floats (not an
+  // op: a size, which differs between backends by design).
+  size_t (*attention_saved_floats)(int B, int T, int H, int D);
+  void (*attention_forward)(float* out, float* saved, const float* qkv, int B, int T, int H, int D);
+  void (*attention_backward)(float* dqkv, const float* dout, const float* qkv, const float* out,
+                             const float* saved, int B, int T, int H, int D);
 
   // activation.h
   void (*swiglu_forward)(float* h, const float* ab, int N, int F);
@@ -125,8 +127,11 @@ const Backend* cuda_backend();
 // which the host reads (MPI sends, the optimizer's host steps) while another thread's kernels
 // run; without that attribute any such read faults (pre-Pascal GPUs, some virtualised ones).
 std::string cuda_backend_absent_reason();
+// The widest attention head (d_model / heads) the CUDA kernels take: their tiles hold a head's
+// columns in shared memory.
+constexpr int kCudaMaxHeadDim = 128;
 
-// Names of the ops `b` leaves nullptr (empty for a complete backend).
+// Names of the ops (and attention_saved_floats) `b` leaves nullptr (empty for a complete backend).
 std::vector<std::string> missing_ops(const Backend& b);
 // Throws std::logic_error naming `who` and the missing ops unless `b` implements every op.
 void require_all_ops(const Backend& b, const char* who);

@@ -147,8 +147,9 @@ void Stage::layer_forward(const LayerParams& p, LayerActivations& L, const float
                        cfg_.norm_eps);
   ops_.linear_forward(sized(L.qkv, (size_t)N * 3 * C), L.ln1.data(), p.wqkv, N, C, 3 * C);
   ops_.rope_forward(L.qkv.data(), rope_table(T), B, T, H, D);
-  ops_.attention_forward(sized(L.att, (size_t)N * C), sized(L.probs, (size_t)B * H * T * T),
-                         L.qkv.data(), B, T, H, D);
+  ops_.attention_forward(sized(L.att, (size_t)N * C),
+                         sized(L.att_saved, ops_.attention_saved_floats(B, T, H, D)), L.qkv.data(), B, T,
+                         H, D);
   float* x1 = sized(L.x1, (size_t)N * C);
   ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C);
   ops_.synchronize();  // the residual add runs on the host (x1 from the kernel, x from the layer before)
@@ -170,7 +171,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   float* datt = sized(scratch_a_, (size_t)N * C);
   ops_.linear_backward_input(datt, dx1, p.wo, N, C, C, false);
   float* dqkv = sized(L.dqkv, (size_t)N * 3 * C);
-  ops_.attention_backward(dqkv, datt, L.qkv.data(), L.probs.data(), B, T, H, D);
+  ops_.attention_backward(dqkv, datt, L.qkv.data(), L.att.data(), L.att_saved.data(), B, T, H, D);
   ops_.rope_backward(dqkv, rope_table(T), B, T, H, D);
   ops_.linear_backward_input(sized(L.dln1, (size_t)N * C), dqkv, p.wqkv, N, C, 3 * C, false);
   ops_.synchronize();

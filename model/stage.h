@@ -33,7 +33,7 @@ struct MicroBatch {
 
 // Everything one layer keeps between its forward and its weight pass.
 struct LayerActivations {
-  kernels::Buffer<float> x1, ln1, rstd1, qkv, probs, att, ln2, rstd2;
+  kernels::Buffer<float> x1, ln1, rstd1, qkv, att_saved, att, ln2, rstd2;
   kernels::Buffer<float> ab, h;                   // dense FFN or shared expert: (N,2F), (N,F)
   // MoE, sender layout (one row per (token, k), grouped by global expert): scores (N,E),
   // gate (N,K), xp and yp (NK,C). Owner layout (rows this rank's experts compute, see

@@ -39,7 +39,12 @@ model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
 
 const kernels::Backend& backend_for(const io::RunConfig& cfg) {
   if (cfg.runtime.device == io::Device::Cpu) return kernels::cpu_backend();
-  if (const kernels::Backend* cuda = kernels::cuda_backend()) return *cuda;
+  const kernels::Backend* cuda = kernels::cuda_backend();
+  if (cuda && cfg.model.heads > 0 && cfg.model.d_model / cfg.model.heads > kernels::kCudaMaxHeadDim)
+    throw io::ConfigError("runtime.device: cuda takes attention heads of at most " +
+                          std::to_string(kernels::kCudaMaxHeadDim) + " dimensions; model.d_model / model.heads is " +
+                          std::to_string(cfg.model.d_model / cfg.model.heads) + ": raise model.heads or use runtime.device: cpu");
+  if (cuda) return *cuda;
   throw io::ConfigError("runtime.device: cuda, but " + kernels::cuda_backend_absent_reason() + "; allowed: cpu, cuda");
 }
 

@@ -44,17 +44,19 @@ Backend make_cpu_backend() {
   b.copy_to_host = &host_copy;
   b.copy_from_host = &host_copy;
   b.synchronize = &host_synchronize;
+  b.attention_saved_floats = &cpu::attention_saved_floats;
 #define DUET_CPU_SLOT(op) b.op = &cpu::op;
   DUET_BACKEND_OPS(DUET_CPU_SLOT)
 #undef DUET_CPU_SLOT
   return b;
 }
 
-// The op list must name every slot: name + 5 memory slots + the ops fill the struct.
+// The op list must name every slot: name + 5 memory slots + attention_saved_floats + the ops
+// fill the struct.
 #define DUET_COUNT_OP(op) +1
 constexpr size_t kOps = 0 DUET_BACKEND_OPS(DUET_COUNT_OP);
 #undef DUET_COUNT_OP
-static_assert(sizeof(Backend) == sizeof(void*) * (1 + 5 + kOps),
+static_assert(sizeof(Backend) == sizeof(void*) * (1 + 6 + kOps),
               "DUET_BACKEND_OPS must list every op slot of Backend");
 
 }  // namespace
@@ -84,6 +86,7 @@ std::string cuda_backend_absent_reason() {
 
 std::vector<std::string> missing_ops(const Backend& b) {
   std::vector<std::string> missing;
+  if (!b.attention_saved_floats) missing.push_back("attention_saved_floats");
 #define DUET_MISSING_OP(op) \
   if (!b.op) missing.push_back(#op);
   DUET_BACKEND_OPS(DUET_MISSING_OP)

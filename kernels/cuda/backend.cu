@@ -35,6 +35,7 @@ Backend make_cuda_backend() {
   b.copy_to_host = &device_copy;
   b.copy_from_host = &device_copy;
   b.synchronize = &device_synchronize;
+  b.attention_saved_floats = &cuda::attention_saved_floats;
 #define DUET_CUDA_SLOT(op) b.op = &cuda::op;
   DUET_BACKEND_OPS(DUET_CUDA_SLOT)
 #undef DUET_CUDA_SLOT

@@ -3,6 +3,7 @@
 // kernels/X.h (read the shapes and the '=' / '+=' contract there), on device pointers, on the
 // calling thread's current stream. Functions returning a value (cross-entropy, sum of
 // squares) synchronise. Gathered into the CUDA backend table by kernels/cuda/backend.cu.
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/optim.h"
@@ -27,10 +28,12 @@ void rope_table(float* cos_sin, int T, int D, float theta);
 void rope_forward(float* qkv, const float* cos_sin, int B, int T, int H, int D);
 void rope_backward(float* dqkv, const float* cos_sin, int B, int T, int H, int D);
 
-// attention.cu
-void attention_forward(float* out, float* probs, const float* qkv, int B, int T, int H, int D);
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* probs, int B, int T, int H,
-                        int D);
+// attention.cu (flash-style; `saved` is the rows' log-sum-exp, B·H·T floats; D at most
+// kernels::kCudaMaxHeadDim, else std::invalid_argument)
+void attention_forward(float* out, float* saved, const float* qkv, int B, int T, int H, int D);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* saved, int B,
+                        int T, int H, int D);
+size_t attention_saved_floats(int B, int T, int H, int D);
 
 // activation.cu
 void swiglu_forward(float* h, const float* ab, int N, int F);

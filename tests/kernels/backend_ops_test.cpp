@@ -39,6 +39,7 @@
 #include "kernels/norm.h"
 #include "kernels/optim.h"
 #include "kernels/rope.h"
+#include "tests/cuda_emu/backend.h"
 #include "tests/kernels/grad_check.h"
 
 namespace {
@@ -220,18 +221,23 @@ const std::map<std::string, Runner>& runners() {
       {"attention_forward",  // B, T, H, D
        [](Run& r, const Shape& s) {
          const auto [B, T, H, D] = dims<4>(s);
+         // `saved` is the backend's own layout (kernels/attention.h): compared only through
+         // the backward, which reads it.
          r.b.attention_forward(r.out("out", rnd((size_t)B * T * H * D, 1)),
-                               r.out("probs", rnd((size_t)B * H * T * T, 2)),
+                               r.in(rnd(r.b.attention_saved_floats(B, T, H, D), 2)),
                                r.in(rnd((size_t)B * T * 3 * H * D, 3)), B, T, H, D);
        }},
       {"attention_backward",  // B, T, H, D
        [](Run& r, const Shape& s) {
          const auto [B, T, H, D] = dims<4>(s);
+         // The backend's own forward makes `out` and `saved`; its backward reads them.
          const auto qkv = rnd((size_t)B * T * 3 * H * D, 3);
-         std::vector<float> out((size_t)B * T * H * D), probs((size_t)B * H * T * T);
-         duet::cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
-         r.b.attention_backward(r.out("dqkv", rnd(qkv.size(), 1)), r.in(rnd(out.size(), 2)),
-                                r.in(qkv), r.in(probs), B, T, H, D);
+         float* out = r.in(std::vector<float>((size_t)B * T * H * D));
+         float* saved = r.in(std::vector<float>(r.b.attention_saved_floats(B, T, H, D)));
+         const float* q = r.in(qkv);
+         r.b.attention_forward(out, saved, q, B, T, H, D);
+         r.b.attention_backward(r.out("dqkv", rnd(qkv.size(), 1)), r.in(rnd((size_t)B * T * H * D, 2)), q,
+                                out, saved, B, T, H, D);
        }},
       {"swiglu_forward",  // N, F
        [](Run& r, const Shape& s) {
@@ -365,43 +371,49 @@ void PrintTo(const Case& c, std::ostream* os) {
 // Odd sizes on purpose: they find tails that vector loops or thread blocks miss.
 const std::vector<Case> kCases = {
     // op                        shape                tolerance
-    {"gemm", {7, 5, 3, 0, 0}, 1e-7},
-    {"gemm", {7, 5, 3, 1, 0}, 1e-7},
-    {"gemm", {7, 5, 3, 0, 1}, 1e-7},
-    {"gemm", {33, 65, 17, 1, 1}, 1e-7},
-    {"linear_forward", {13, 24, 19}, 1e-7},
-    {"linear_backward_input", {13, 24, 19, 0}, 1e-7},
-    {"linear_backward_input", {13, 24, 19, 1}, 1e-7},
-    {"linear_backward_weight", {13, 24, 19}, 1e-7},
+    {"gemm", {7, 5, 3, 0, 0}, 1e-10},
+    {"gemm", {7, 5, 3, 1, 0}, 1e-10},
+    {"gemm", {7, 5, 3, 0, 1}, 1e-10},
+    {"gemm", {33, 65, 17, 1, 1}, 1e-10},
+    {"linear_forward", {13, 24, 19}, 1e-10},
+    {"linear_backward_input", {13, 24, 19, 0}, 1e-10},
+    {"linear_backward_input", {13, 24, 19, 1}, 1e-10},
+    {"linear_backward_weight", {13, 24, 19}, 1e-10},
     {"rmsnorm_forward", {37, 300}, 1e-10},
     {"rmsnorm_forward", {1, 4097}, 1e-10},
     {"rmsnorm_backward_input", {37, 300}, 1e-10},
-    {"rmsnorm_backward_weight", {37, 300}, 1e-7},
-    {"rope_table", {11, 16}, 1e-7},
-    {"rope_forward", {2, 11, 3, 8}, 1e-7},
-    {"rope_backward", {2, 11, 3, 8}, 1e-7},
-    {"attention_forward", {2, 9, 3, 8}, 1e-7},
-    {"attention_forward", {1, 70, 2, 16}, 1e-7},  // T > 64: more than one row tile
-    {"attention_backward", {2, 9, 3, 8}, 1e-7},
-    {"attention_backward", {1, 70, 2, 16}, 1e-7},
-    {"swiglu_forward", {13, 21}, 1e-7},
-    {"swiglu_backward", {13, 21}, 1e-7},
-    {"sigmoid_forward", {1001}, 1e-7},
-    {"embedding_forward", {23, 12, 9}, 1e-7},
-    {"embedding_backward_weight", {23, 12, 9}, 1e-7},
-    {"moe_route", {29, 8, 2}, 1e-7},
-    {"moe_route_backward", {29, 8, 2}, 1e-7},
-    {"moe_permute_plan", {29, 8, 2}, 1e-7},
-    {"moe_gather", {29, 8, 2, 12}, 1e-7},
-    {"moe_gather_backward", {29, 8, 2, 12}, 1e-7},
-    {"moe_combine", {29, 8, 2, 12}, 1e-7},
-    {"moe_combine_backward", {29, 8, 2, 12}, 1e-7},
-    {"cross_entropy_forward", {17, 33}, 1e-7},
-    {"cross_entropy_backward", {17, 33}, 1e-7},
-    {"adamw_update", {1001, 1}, 1e-7},
-    {"adamw_update", {1001, 7}, 1e-7},
-    {"sum_squares", {1001}, 1e-7},
-    {"scale", {1001}, 1e-7},
+    {"rmsnorm_backward_weight", {37, 300}, 1e-10},
+    {"rope_table", {11, 16}, 1e-10},
+    {"rope_forward", {2, 11, 3, 8}, 1e-10},
+    {"rope_backward", {2, 11, 3, 8}, 1e-10},
+    {"attention_forward", {2, 9, 3, 8}, 1e-10},
+    {"attention_forward", {1, 70, 2, 16}, 1e-10},  // T > 64: more than one row tile
+    {"attention_forward", {2, 128, 4, 32}, 1e-10},  // tiny's shape
+    {"attention_forward", {1, 200, 2, 64}, 1e-10},  // CUDA: several 32-row tiles, a partial last
+    {"attention_forward", {1, 47, 1, 128}, 1e-10},  // the widest head the CUDA kernels take
+    {"attention_backward", {2, 9, 3, 8}, 1e-10},
+    {"attention_backward", {1, 70, 2, 16}, 1e-10},
+    {"attention_backward", {2, 128, 4, 32}, 1e-10},
+    {"attention_backward", {1, 200, 2, 64}, 1e-10},
+    {"attention_backward", {1, 47, 1, 128}, 1e-10},
+    {"swiglu_forward", {13, 21}, 1e-10},
+    {"swiglu_backward", {13, 21}, 1e-10},
+    {"sigmoid_forward", {1001}, 1e-10},
+    {"embedding_forward", {23, 12, 9}, 1e-10},
+    {"embedding_backward_weight", {23, 12, 9}, 1e-10},
+    {"moe_route", {29, 8, 2}, 1e-10},
+    {"moe_route_backward", {29, 8, 2}, 1e-10},
+    {"moe_permute_plan", {29, 8, 2}, 1e-10},
+    {"moe_gather", {29, 8, 2, 12}, 1e-10},
+    {"moe_gather_backward", {29, 8, 2, 12}, 1e-10},
+    {"moe_combine", {29, 8, 2, 12}, 1e-10},
+    {"moe_combine_backward", {29, 8, 2, 12}, 1e-10},
+    {"cross_entropy_forward", {17, 33}, 1e-10},
+    {"cross_entropy_backward", {17, 33}, 1e-10},
+    {"adamw_update", {1001, 1}, 1e-10},
+    {"adamw_update", {1001, 7}, 1e-10},
+    {"sum_squares", {1001}, 1e-10},
+    {"scale", {1001}, 1e-10},
 };
 
 // The duet::cpu functions in a table of the test's own making: the reference calls them
@@ -415,6 +427,7 @@ const Backend& direct_cpu() {
     d.copy_to_host =
         d.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
     d.synchronize = [] {};
+    d.attention_saved_floats = &duet::cpu::attention_saved_floats;
 #define DIRECT_SLOT(op) d.op = &duet::cpu::op;
     DUET_BACKEND_OPS(DIRECT_SLOT)
 #undef DIRECT_SLOT
@@ -426,6 +439,7 @@ const Backend& direct_cpu() {
 // The backend named `name`, or nullptr and why it is absent.
 const Backend* find_backend(const std::string& name, std::string& why) {
   if (name == "cpu") return &duet::kernels::cpu_backend();
+  if (name == "cuda_emulated") return &duet::test::emulated_cuda_backend();
   why = duet::kernels::cuda_backend_absent_reason();
   return duet::kernels::cuda_backend();
 }
@@ -481,7 +495,7 @@ std::string case_name(const testing::TestParamInfo<Param>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(BackendOps, EveryBackend,
-                         testing::Combine(testing::Values("cpu", "cuda"),
+                         testing::Combine(testing::Values("cpu", "cuda_emulated", "cuda"),
                                           testing::ValuesIn(kCases)),
                          case_name);
 
@@ -498,6 +512,7 @@ TEST(BackendTable, CpuSlotsAreTheCpuFunctions) {
 #define SAME_FUNCTION(op) EXPECT_TRUE(cpu.op == &duet::cpu::op) << #op;
   DUET_BACKEND_OPS(SAME_FUNCTION)
 #undef SAME_FUNCTION
+  EXPECT_TRUE(cpu.attention_saved_floats == &duet::cpu::attention_saved_floats);
 }
 
 TEST(BackendTable, EveryOpHasACase) {
@@ -516,6 +531,9 @@ TEST(BackendTable, MissingOpsAreNamed) {
   partial.scale = nullptr;
   EXPECT_EQ(duet::kernels::missing_ops(partial),
             (std::vector<std::string>{"rope_forward", "scale"}));
+  Backend no_size = duet::kernels::cpu_backend();
+  no_size.attention_saved_floats = nullptr;
+  EXPECT_EQ(duet::kernels::missing_ops(no_size), std::vector<std::string>{"attention_saved_floats"});
   try {
     duet::kernels::require_all_ops(partial, "Stage");
     FAIL() << "require_all_ops accepted a backend without rope_forward";

@@ -116,7 +116,7 @@ void check_causal_attention(int B, int T, int H, int D) {
   auto qkv = random_vec(B * T * 3 * C, 9), dy = random_vec(B * T * C, 10);
   std::vector<float> out(B * T * C), probs(B * H * T * T), dqkv(B * T * 3 * C);
   attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
-  attention_backward(dqkv.data(), dy.data(), qkv.data(), probs.data(), B, T, H, D);
+  attention_backward(dqkv.data(), dy.data(), qkv.data(), out.data(), probs.data(), B, T, H, D);
   auto fwd_out = [&](const V& x) {
     V o(B * T * C, 0.0);
     for (int b = 0; b < B; ++b)

@@ -54,13 +54,13 @@ constexpr int B = 2, T = 70, H = 3, D = 20, C = H * D;
 
 TEST(ParallelKernels, SameBitsAtOneAndTwoThreads) {
   const auto qkv = rnd((size_t)B * T * 3 * C, 1), dout = rnd((size_t)B * T * C, 2);
-  std::vector<float> probs((size_t)B * H * T * T);
-  cpu::attention_forward(std::vector<float>((size_t)B * T * C).data(), probs.data(), qkv.data(), B, T, H, D);
+  std::vector<float> att((size_t)B * T * C), probs(cpu::attention_saved_floats(B, T, H, D));
+  cpu::attention_forward(att.data(), probs.data(), qkv.data(), B, T, H, D);
   expect_thread_count_free("attention_forward", {std::vector<float>(B * T * C), probs}, [&](auto& o) {
     cpu::attention_forward(o[0].data(), o[1].data(), qkv.data(), B, T, H, D);
   });
   expect_thread_count_free("attention_backward", {std::vector<float>(qkv.size())}, [&](auto& o) {
-    cpu::attention_backward(o[0].data(), dout.data(), qkv.data(), probs.data(), B, T, H, D);
+    cpu::attention_backward(o[0].data(), dout.data(), qkv.data(), att.data(), probs.data(), B, T, H, D);
   });
 
   const int N = 600, W = 100;  // W: not a multiple of 16
@@ -113,7 +113,7 @@ void expect_attention_matches_a_reference(int D) {
   const auto qkv = rnd((size_t)B * T * 3 * C, 21), dout = rnd((size_t)B * T * C, 22);
   std::vector<float> out((size_t)B * T * C), probs((size_t)B * H * T * T), dqkv(qkv.size());
   cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, H, D);
-  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), probs.data(), B, T, H, D);
+  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), probs.data(), B, T, H, D);
   cpu::set_gemm_threads(1);
 
   // Reference in double: P = softmax(causal(Q Kᵀ / √D)), O = P V, and its backward.

@@ -1,0 +1,220 @@
+// The host emulation's launch (emu.h) and the emulated CUDA backend's table (backend.h).
+#include "tests/cuda_emu/backend.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/ops.h"  // the translated one: namespace duet::cuda_emu
+#include "tests/cuda_emu/emu.h"
+
+namespace duet_emu {
+
+namespace {
+
+// A block's CUDA threads are fibers (ucontext) on the launching host thread: each runs until
+// it waits at a barrier or returns, and the scheduler lets a barrier go when every live thread
+// of its warp (a shuffle) or block (__syncthreads) waits there. A thread that has returned no
+// longer holds a barrier up, as a finished warp on the device. A block whose threads wait at
+// different barriers can never go on: that is a kernel bug, reported, not a hang.
+constexpr size_t kStackBytes = 256 * 1024;
+
+enum class State { Ready, AtWarp, AtBlock, Done };
+
+struct Fiber {
+  ucontext_t ctx;
+  State state = State::Ready;
+};
+
+// Stacks, reused by every launch of the host thread (mapped, so untouched pages cost nothing).
+struct Stacks {
+  std::vector<void*> stacks;
+  void* get(size_t i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) throw std::runtime_error("emulated launch: no memory for a thread's stack");
+      stacks.push_back(p);
+    }
+    return stacks[i];
+  }
+  ~Stacks() {
+    for (void* p : stacks) munmap(p, kStackBytes);
+  }
+};
+
+struct Block {
+  ucontext_t scheduler;
+  std::vector<Fiber> fibers;
+  unsigned current = 0;
+  const std::function<void()>* kernel = nullptr;
+  std::vector<uint64_t> slots[2];  // one per thread, for shuffles: alternate ones in turn
+  std::vector<unsigned> generation;  // per thread: shuffles so far
+  std::vector<unsigned char> memory;
+};
+
+thread_local Block* t_block = nullptr;
+
+void fiber_main() {
+  Block& b = *t_block;
+  (*b.kernel)();
+  b.fibers[b.current].state = State::Done;  // uc_link returns to the scheduler
+}
+
+void wait_at(State where) {
+  Block& b = *t_block;
+  Fiber& f = b.fibers[b.current];
+  f.state = where;
+  swapcontext(&f.ctx, &b.scheduler);
+}
+
+void set_thread_index(unsigned t) {
+  threadIdx = dim3(t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y));
+}
+
+// Runs one block to its end.
+void run_block(Block& b, unsigned threads) {
+  for (unsigned pass = 0;; ++pass) {
+    for (unsigned t = 0; t < threads; ++t) {
+      if (b.fibers[t].state != State::Ready) continue;
+      b.current = t;
+      set_thread_index(t);
+      swapcontext(&b.scheduler, &b.fibers[t].ctx);
+    }
+    // Everyone waits or is done. Warps whose live threads all wait at a shuffle go first.
+    bool released = false, any_live = false, all_at_block = true;
+    for (unsigned w = 0; w * 32 < threads; ++w) {
+      const unsigned end = std::min(threads, (w + 1) * 32);
+      bool live = false, all_at_warp = true;
+      for (unsigned t = w * 32; t < end; ++t) {
+        const State s = b.fibers[t].state;
+        if (s == State::Done) continue;
+        live = true;
+        if (s != State::AtWarp) all_at_warp = false;
+        if (s != State::AtBlock) all_at_block = false;
+      }
+      any_live |= live;
+      if (live && all_at_warp) {
+        for (unsigned t = w * 32; t < end; ++t)
+          if (b.fibers[t].state == State::AtWarp) b.fibers[t].state = State::Ready;
+        released = true;
+      }
+    }
+    if (!any_live) return;
+    if (released) continue;
+    if (!all_at_block)
+      throw std::logic_error("emulated kernel: the threads of a block wait at different barriers (a deadlock on a GPU)");
+    for (auto& f : b.fibers)
+      if (f.state == State::AtBlock) f.state = State::Ready;
+  }
+}
+
+unsigned flat_thread() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+
+}  // namespace
+
+uint64_t exchange(uint64_t v, int src_lane) {
+  // One barrier per shuffle: a lane writes its next value into the other set of slots, and it
+  // cannot come back to this set before every lane has passed the next shuffle's barrier,
+  // i.e. has read this one.
+  const unsigned t = flat_thread(), warp = t / 32;
+  std::vector<uint64_t>& slots = t_block->slots[t_block->generation[t]++ % 2];
+  slots[t] = v;
+  wait_at(State::AtWarp);
+  const unsigned src = warp * 32 + (unsigned)src_lane;
+  return slots[src < slots.size() ? src : t];
+}
+
+void sync_block() { wait_at(State::AtBlock); }
+
+void* dynamic_shared_bytes() { return t_block->memory.data(); }
+
+void Launch::run(const std::function<void()>& kernel) const {
+  const unsigned threads = block_.x * block_.y * block_.z;
+  if (threads == 0 || threads > 1024)
+    throw std::invalid_argument("emulated launch: a block of " + std::to_string(threads) + " threads");
+  thread_local Stacks stacks;
+  ucontext_t fresh;
+  getcontext(&fresh);
+  Block block;
+  block.kernel = &kernel;
+  block.fibers.resize(threads);
+  block.slots[0].resize(threads);
+  block.slots[1].resize(threads);
+  block.generation.resize(threads);
+  block.memory.resize(shared_ + 64);
+  struct Current {  // t_block for this launch, also when a deadlock throws out of it
+    explicit Current(Block* b) : outer(t_block) { t_block = b; }
+    ~Current() { t_block = outer; }
+    Block* outer;
+  } current(&block);
+  blockDim = block_;
+  gridDim = grid_;
+  for (unsigned bz = 0; bz < grid_.z; ++bz)
+    for (unsigned by = 0; by < grid_.y; ++by)
+      for (unsigned bx = 0; bx < grid_.x; ++bx) {
+        blockIdx = dim3(bx, by, bz);
+        std::fill(block.memory.begin(), block.memory.end(), 0xA5);  // not zero, as on a device
+        std::fill(block.generation.begin(), block.generation.end(), 0u);
+        for (unsigned t = 0; t < threads; ++t) {
+          Fiber& f = block.fibers[t];
+          f.state = State::Ready;
+          // getcontext once per launch (a system call); a copy's saved FP state points into
+          // `fresh`, which outlives the block.
+          f.ctx = fresh;
+          f.ctx.uc_stack.ss_sp = stacks.get(t);
+          f.ctx.uc_stack.ss_size = kStackBytes;
+          f.ctx.uc_link = &block.scheduler;
+          makecontext(&f.ctx, &fiber_main, 0);
+        }
+        run_block(block, threads);
+      }
+  threadIdx = blockIdx = blockDim = gridDim = dim3();
+}
+
+}  // namespace duet_emu
+
+namespace duet::cuda_emu {
+
+void* scratch(size_t bytes, int slot) {
+  struct Buffer {
+    void* p = nullptr;
+    size_t bytes = 0;
+    ~Buffer() { std::free(p); }
+  };
+  thread_local Buffer buffers[4];
+  Buffer& b = buffers[slot];
+  if (b.bytes < bytes) {
+    std::free(b.p);
+    b.p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+    b.bytes = bytes;
+  }
+  return b.p;
+}
+
+}  // namespace duet::cuda_emu
+
+namespace duet::test {
+
+const kernels::Backend& emulated_cuda_backend() {
+  static const kernels::Backend b = [] {
+    kernels::Backend e{};
+    e.name = "cuda-emulated";
+    e.alloc = [](size_t bytes) { return std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256); };
+    e.free = [](void* p) { std::free(p); };
+    e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
+    e.synchronize = [] {};
+    e.attention_saved_floats = &cuda_emu::attention_saved_floats;
+#define DUET_EMU_SLOT(op) e.op = &cuda_emu::op;
+    DUET_BACKEND_OPS(DUET_EMU_SLOT)
+#undef DUET_EMU_SLOT
+    return e;
+  }();
+  return b;
+}
+
+}  // namespace duet::test

@@ -1,0 +1,105 @@
+#pragma once
+// The CUDA kernels' own source, run on the host: the CUDA threads of a block are fibers on
+// the launching thread (emu.cpp), __syncthreads and warp shuffles are barriers between them,
+// and blocks run one after another, so a `__shared__` variable is a `static` (one per block at
+// a time). Included through the stand-in <cuda_runtime.h> of include/ by the kernels/cuda
+// sources, which translate.pl rewrites only where C++ cannot parse CUDA: `k<<<grid, block>>>(args)`,
+// `extern __shared__`, and the namespace (duet::cuda → duet::cuda_emu, so the emulated
+// kernels can sit next to the real ones in one binary).
+//
+// What it checks: the kernels' indexing, masking, tiling and arithmetic — every op against
+// the CPU backend, on machines without a GPU (tests/kernels/backend_ops_test.cpp). What it
+// cannot: device memory semantics, timing, races (threads run one at a time), warp-synchronous
+// code without barriers (each shuffle here is a barrier of the warp's live threads), and
+// anything of cuBLAS beyond the column-major contract (include/cublas_v2.h). A GPU run is
+// still what checks the kernels on the device.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace duet_emu {
+
+// The value `v` of lane `src` of the calling thread's warp (a barrier of the warp's threads).
+uint64_t exchange(uint64_t v, int src_lane);
+void sync_block();
+void* dynamic_shared_bytes();
+
+template <class T>
+T* dynamic_shared() {
+  return static_cast<T*>(dynamic_shared_bytes());
+}
+
+template <class T>
+T shuffle(T v, int src_lane) {
+  static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable_v<T>);
+  uint64_t in = 0;
+  std::memcpy(&in, &v, sizeof v);
+  const uint64_t out = exchange(in, src_lane);
+  T r;
+  std::memcpy(&r, &out, sizeof r);
+  return r;
+}
+
+// `grid` blocks of `block` threads, `shared` bytes of dynamic shared memory; the stream is
+// ignored (every launch runs to completion before it returns).
+class Launch {
+ public:
+  Launch(dim3 grid, dim3 block, size_t shared = 0, const void* stream = nullptr)
+      : grid_(grid), block_(block), shared_(shared) {}
+  void run(const std::function<void()>& kernel) const;
+
+ private:
+  dim3 grid_, block_;
+  size_t shared_;
+};
+
+}  // namespace duet_emu
+
+inline void __syncthreads() { duet_emu::sync_block(); }
+inline int emu_lane() { return (int)(threadIdx.x % 32); }
+template <class T>
+T __shfl_sync(unsigned, T v, int src) {
+  return duet_emu::shuffle(v, src & 31);
+}
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int mask) {
+  return duet_emu::shuffle(v, (emu_lane() ^ mask) & 31);
+}
+template <class T>
+T __shfl_down_sync(unsigned, T v, unsigned delta) {
+  const int src = emu_lane() + (int)delta;
+  return duet_emu::shuffle(v, src < 32 ? src : emu_lane());
+}
+template <class T>
+T __shfl_up_sync(unsigned, T v, unsigned delta) {
+  const int src = emu_lane() - (int)delta;
+  return duet_emu::shuffle(v, src >= 0 ? src : emu_lane());
+}
+
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+template <class A, class B>
+auto min(A a, B b) {
+  return a < b ? a : b;
+}
+template <class A, class B>
+auto max(A a, B b) {
+  return a < b ? b : a;
+}
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static

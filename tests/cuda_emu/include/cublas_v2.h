@@ -1,0 +1,50 @@
+#pragma once
+// Stand-in for the cuBLAS calls duet makes (column-major, as cuBLAS), for the host emulation
+// of the kernels (../emu.h): what it checks is that the kernels call cuBLAS with the right
+// transposes, sizes and leading dimensions. Plain loops summing over k in order; like cuBLAS,
+// C is not read when beta is 0 and B not when geam's beta is 0.
+#include <cuda_runtime.h>
+
+using cublasHandle_t = struct cublasContext*;
+enum cublasStatus_t { CUBLAS_STATUS_SUCCESS = 0 };
+enum cublasOperation_t { CUBLAS_OP_N, CUBLAS_OP_T };
+enum cublasMath_t { CUBLAS_DEFAULT_MATH, CUBLAS_PEDANTIC_MATH };
+
+inline const char* cublasGetStatusString(cublasStatus_t) { return "CUBLAS_STATUS_SUCCESS (host emulation)"; }
+inline cublasStatus_t cublasCreate(cublasHandle_t* h) {
+  *h = nullptr;
+  return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+
+// op(X)(i, j) of a column-major X with leading dimension ld.
+inline float cublas_emu_at(const float* X, int ld, cublasOperation_t op, int i, int j) {
+  return op == CUBLAS_OP_N ? X[i + (size_t)j * ld] : X[j + (size_t)i * ld];
+}
+
+// C (m×n) = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
+inline cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                  const float* alpha, const float* A, int lda, const float* B, int ldb,
+                                  const float* beta, float* C, int ldc) {
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float acc = 0.0f;
+      for (int p = 0; p < k; ++p) acc += cublas_emu_at(A, lda, ta, i, p) * cublas_emu_at(B, ldb, tb, p, j);
+      float& c = C[i + (size_t)j * ldc];
+      c = *alpha * acc + (*beta == 0.0f ? 0.0f : *beta * c);
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// C (m×n) = alpha·op(A) + beta·op(B).
+inline cublasStatus_t cublasSgeam(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                  const float* alpha, const float* A, int lda, const float* beta, const float* B,
+                                  int ldb, float* C, int ldc) {
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      const float a = *alpha == 0.0f ? 0.0f : *alpha * cublas_emu_at(A, lda, ta, i, j);
+      const float b = *beta == 0.0f ? 0.0f : *beta * cublas_emu_at(B, ldb, tb, i, j);
+      C[i + (size_t)j * ldc] = a + b;
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}

@@ -1,0 +1,74 @@
+// The host emulation of CUDA kernels (tests/cuda_emu/emu.h), which the backend tests use to
+// run the CUDA kernels' source without a GPU: its barriers, shuffles and shared memory behave
+// as the device's, and a block whose threads wait at different barriers is reported.
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <vector>
+
+#include "tests/cuda_emu/emu.h"
+
+namespace {
+
+TEST(CudaEmulation, ThreadsSeeTheirIndicesAndSyncthreadsOrdersSharedMemory) {
+  std::vector<int> out(3 * 64, -1);
+  duet_emu::Launch(3, 64, 64 * sizeof(int)).run([&] {
+    int* shared = duet_emu::dynamic_shared<int>();
+    shared[threadIdx.x] = (int)(blockIdx.x * 1000 + threadIdx.x);
+    __syncthreads();
+    // Each thread reads what its mirror wrote: only right after every write.
+    out[blockIdx.x * 64 + threadIdx.x] = shared[63 - threadIdx.x];
+  });
+  for (int b = 0; b < 3; ++b)
+    for (int t = 0; t < 64; ++t) EXPECT_EQ(out[b * 64 + t], b * 1000 + 63 - t);
+}
+
+TEST(CudaEmulation, ShufflesExchangeWithinAWarp) {
+  std::vector<float> down(64), xsum(64), bcast(64);
+  duet_emu::Launch(1, 64).run([&] {
+    const unsigned t = threadIdx.x;
+    down[t] = __shfl_down_sync(0xffffffffu, (float)t, 4);
+    float v = (float)t;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    xsum[t] = v;
+    bcast[t] = __shfl_sync(0xffffffffu, (float)t, 5);
+  });
+  for (unsigned t = 0; t < 64; ++t) {
+    const unsigned warp = t / 32, lane = t % 32;
+    EXPECT_EQ(down[t], lane + 4 < 32 ? t + 4 : t);  // past the warp's end: its own value
+    EXPECT_EQ(xsum[t], warp == 0 ? 496.0f : 32 * 32 + 496.0f);
+    EXPECT_EQ(bcast[t], warp * 32 + 5);
+  }
+}
+
+TEST(CudaEmulation, ReturnedThreadsNoLongerHoldUpABarrier) {
+  int after = 0;
+  duet_emu::Launch(1, 64).run([&] {
+    if (threadIdx.x >= 32) return;  // a whole warp leaves early
+    __syncthreads();
+    ++after;
+  });
+  EXPECT_EQ(after, 32);
+}
+
+TEST(CudaEmulation, OneWarpMayShuffleWhileAnotherWaitsAtSyncthreads) {
+  std::vector<float> got(64);
+  duet_emu::Launch(1, 64).run([&] {
+    if (threadIdx.x >= 32) got[threadIdx.x] = __shfl_sync(0xffffffffu, (float)threadIdx.x, 0);
+    __syncthreads();
+    if (threadIdx.x < 32) got[threadIdx.x] = got[threadIdx.x + 32];
+  });
+  for (int t = 0; t < 64; ++t) EXPECT_EQ(got[t], 32.0f);
+}
+
+TEST(CudaEmulation, ThreadsWaitingAtDifferentBarriersAreAnErrorNotAHang) {
+  EXPECT_THROW(duet_emu::Launch(1, 64).run([&] {
+                 if (threadIdx.x % 32 < 16)  // half of each warp at one barrier, half at another
+                   __syncthreads();
+                 else
+                   (void)__shfl_sync(0xffffffffu, 1.0f, 0);
+               }),
+               std::logic_error);
+}
+
+}  // namespace
