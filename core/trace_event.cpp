@@ -27,6 +27,7 @@ const char* trace_thread_name(TraceThread t) {
     case TraceThread::SecondExecutor: return "second executor";
     case TraceThread::Progress: return "progress";
     case TraceThread::DeferredWeight: return "deferred weight passes";
+    case TraceThread::Device: return "GPU";
   }
   return "?";
 }

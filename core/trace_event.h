@@ -20,8 +20,10 @@ enum class TraceThread {
   SecondExecutor = 1,  // the other half of an overlapped F&B pair (runtime.overlap)
   Progress = 2,        // drives point-to-point sends; its events overlap everything by design
   DeferredWeight = 3,  // deferred weight passes, run by whichever thread was waiting
+  Device = 4,          // the GPU: an op's kernels, from the first one's start to the last one's end
+                       // (CUDA events); not host time, so host accounting leaves it out
 };
-constexpr int kTraceThreads = 4;
+constexpr int kTraceThreads = 5;
 const char* trace_thread_name(TraceThread t);  // "compute", "second executor", ...
 
 // The compute op an event belongs to (Compute events of the schedule's ops; None otherwise).
@@ -50,6 +52,9 @@ struct TraceEvent {
   // event, seconds, not counting the events nested in it on the same thread (io/core_wait.h).
   // 0 for events recorded without it (the progress thread's sends, older traces).
   double core_wait = 0;
+  // Device events: the time the GPU ran the op's kernels, seconds (≤ t1 − t0; the rest of the
+  // span the GPU waited for the host). 0 elsewhere.
+  double device_busy = 0;
 };
 
 }  // namespace duet::core

@@ -28,11 +28,11 @@ TraceRecorder::~TraceRecorder() {
 }
 
 void TraceRecorder::add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op,
-                        double core_wait) {
+                        double core_wait, double device_busy) {
   std::vector<TraceEvent> full;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    buffer_.push_back({std::move(name), cat, thread, t0, t1, step_, op, core_wait});
+    buffer_.push_back({std::move(name), cat, thread, t0, t1, step_, op, core_wait, device_busy});
     // A full chunk goes out, and so does anything older than a second: a killed run loses
     // at most the last second (t1 is on now()'s clock).
     if (buffer_.size() < chunk_ && t1 - last_out_ < kMaxAgeSeconds) return;
@@ -58,6 +58,7 @@ void TraceRecorder::write_chunk(const std::vector<TraceEvent>& events) {
       std::fprintf(f, ",\"op\":\"%c\",\"dir\":%d,\"mb\":%d", core::trace_op_letter(e.op.op), e.op.dir,
                    e.op.microbatch);
     if (e.core_wait > 0) std::fprintf(f, ",\"core_wait_us\":%.1f", e.core_wait * 1e6);
+    if (e.device_busy > 0) std::fprintf(f, ",\"gpu_busy_us\":%.1f", e.device_busy * 1e6);
     std::fprintf(f, "}}");
   }
   if (std::fflush(f) != 0 || std::ferror(f)) write_failed_ = true;

@@ -6,7 +6,9 @@
 // What an event is (category, thread, op) is core/trace_event.h, shared with the readers;
 // an event of a schedule op carries the op in its args: {"step":3,"op":"F","dir":0,"mb":5},
 // and an event during which its thread waited for a core says for how long, in µs, not
-// counting the events nested in it: {"step":3,"core_wait_us":412.0} (io/core_wait.h).
+// counting the events nested in it: {"step":3,"core_wait_us":412.0} (io/core_wait.h). On a
+// GPU each op also has an event on the "GPU" thread, from its first kernel's start to its
+// last kernel's end (CUDA events), saying how long its kernels ran: {"gpu_busy_us":812.5}.
 // report/trace_reader.h reads the files back.
 //
 // Events are streamed: the file is created with its header when the recorder is, and every
@@ -46,9 +48,9 @@ class TraceRecorder {
   }
   // Thread-safe. The thread that fills a chunk writes it out (outside the lock that add()
   // takes, so other threads keep recording meanwhile).
-  // core_wait: TraceEvent::core_wait.
+  // core_wait, device_busy: TraceEvent's.
   void add(std::string name, TraceCategory cat, TraceThread thread, double t0, double t1, TraceOpRef op = {},
-           double core_wait = 0);
+           double core_wait = 0, double device_busy = 0);
   void set_step(int step) { step_ = step; }
   // Writes what is buffered and flushes; the file stays open for more.
   void flush();

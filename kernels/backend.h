@@ -25,6 +25,13 @@
 
 namespace duet::kernels {
 
+// The GPU time of a stretch of ops (timing_begin … timing_end), seconds on the host's
+// steady clock: from the first kernel's start to the last one's end, and how long the
+// kernels themselves ran (the rest the GPU waited for the host).
+struct DeviceSpan {
+  double t0 = 0, t1 = 0, busy = 0;
+};
+
 struct Backend {
   const char* name;  // "cpu", "cuda"
 
@@ -34,6 +41,12 @@ struct Backend {
   void (*copy_to_host)(void* host_dst, const void* src, size_t bytes);
   void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);
   void (*synchronize)();  // waits until every kernel launched so far has finished
+
+  // Device timing (CUDA events), nullptr on a host backend. timing_begin: the ops the calling
+  // thread runs from now on are timed; timing_end: waits for them and gives their span —
+  // false when none ran. Costs two event records per op while on; nothing when off.
+  bool (*timing_begin)();  // false when the thread is timing already (a nested stretch: no end)
+  bool (*timing_end)(DeviceSpan* span);
 
   // gemm.h
   void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,

@@ -123,11 +123,23 @@ std::vector<StepMetrics> read_metrics(const std::string& path) {
 }
 
 Report measured_report(const std::string& name, const RunShape& shape, const std::vector<StepMetrics>& metrics,
-                       const std::vector<std::vector<TraceEvent>>& traces) {
+                       const std::vector<std::vector<TraceEvent>>& all_traces) {
   const int world = shape.pp * shape.dp;
-  if ((int)traces.size() != world)
-    throw std::invalid_argument("measured_report: " + std::to_string(traces.size()) + " traces for " +
+  if ((int)all_traces.size() != world)
+    throw std::invalid_argument("measured_report: " + std::to_string(all_traces.size()) + " traces for " +
                                 std::to_string(world) + " ranks");
+  // The GPU thread's events are device time, not a host thread's: the accounting below is of
+  // the host threads; the GPU's share is a note of its own.
+  std::vector<std::vector<TraceEvent>> traces(world);
+  std::vector<std::map<int, double>> gpu_busy(world);  // per rank: step → kernel seconds
+  bool any_gpu = false;
+  for (int r = 0; r < world; ++r)
+    for (const auto& e : all_traces[r]) {
+      if (e.thread == TraceThread::Device)
+        gpu_busy[r][e.step] += e.device_busy, any_gpu = true;
+      else
+        traces[r].push_back(e);
+    }
   const sched::Schedule schedule = sched::make_schedule(shape.schedule, shape.pp, shape.microbatches_per_pipeline);
   const sched::Placement place = schedule.placement();
 
@@ -264,6 +276,16 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
                   world, shape.cores, replay.makespan,
                   cpus.empty() ? "their replayed ops" : "the CPU time their executors used",
                   queued_step);
+    out.notes.push_back(note);
+  }
+  if (any_gpu) {
+    double most = 0;
+    for (int r = 0; r < world; ++r) most = std::max(most, gpu_busy[r].count(rep.step) ? gpu_busy[r].at(rep.step) : 0.0);
+    char note[256];
+    std::snprintf(note, sizeof note,
+                  "GPU: the busiest rank's kernels ran %.1f ms of step %d's %.1f ms (%.0f%%; CUDA events, the traces' "
+                  "\"GPU\" thread).",
+                  most * 1e3, rep.step, rep.step_time * 1e3, rep.step_time > 0 ? 100 * most / rep.step_time : 0.0);
     out.notes.push_back(note);
   }
   return out;

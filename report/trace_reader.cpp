@@ -11,7 +11,7 @@ TraceFile read_trace_file(const std::string& path) {
   if (!in) throw std::runtime_error("cannot read trace file " + path);
   TraceFile out;
   const std::regex re(
-      R"re(\{"name":"([^"]*)","cat":"([a-z0-9]+)","ph":"X","pid":\d+,"tid":(\d+),"ts":([-0-9.e]+),"dur":([-0-9.e]+),"args":\{"step":(\d+)(,"op":"([FBIW])","dir":(\d+),"mb":(\d+))?(,"core_wait_us":([-0-9.e]+))?\}\})re");
+      R"re(\{"name":"([^"]*)","cat":"([a-z0-9]+)","ph":"X","pid":\d+,"tid":(\d+),"ts":([-0-9.e]+),"dur":([-0-9.e]+),"args":\{"step":(\d+)(,"op":"([FBIW])","dir":(\d+),"mb":(\d+))?(,"core_wait_us":([-0-9.e]+))?(,"gpu_busy_us":([-0-9.e]+))?\}\})re");
   bool header = false, closed = false;
   std::string last;  // the last non-empty line
   for (std::string line; std::getline(in, line);) {
@@ -39,6 +39,7 @@ TraceFile read_trace_file(const std::string& path) {
     e.step = std::stoi(m[6]);
     if (m[7].matched) e.op = {*core::parse_trace_op(m[8].str()), std::stoi(m[9]), std::stoi(m[10])};
     if (m[11].matched) e.core_wait = std::stod(m[12]) * 1e-6;
+    if (m[13].matched) e.device_busy = std::stod(m[14]) * 1e-6;
     out.events.push_back(std::move(e));
   }
   if (in.bad()) throw std::runtime_error("cannot read trace file " + path + ": read error");

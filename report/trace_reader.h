@@ -7,7 +7,8 @@
 //
 // ts and dur in microseconds, tid a core::TraceThread, "op"/"dir"/"mb" present for the
 // events of schedule ops, "core_wait_us" for events whose thread waited for a core (absent:
-// 0, as in traces written before it existed). Metadata lines ("ph":"M") are skipped.
+// 0, as in traces written before it existed), "gpu_busy_us" for the GPU thread's events (the
+// time the op's kernels ran). Metadata lines ("ph":"M") are skipped.
 //
 // Traces are streamed while a run goes, so a killed run leaves a file without its closing
 // "]}", perhaps cut inside an event: it is read up to its last complete event, with a

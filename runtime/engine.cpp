@@ -9,10 +9,37 @@
 #include <thread>
 
 #include "io/core_wait.h"
+#include "kernels/buffer.h"
 
 namespace duet::runtime {
 
 namespace {
+
+// The GPU time of one op, as an event of the trace's GPU thread (CUDA events: its first
+// kernel's start to its last one's end, and how long its kernels ran). Nothing on a host
+// backend, without a trace, or inside another op's stretch (a deferred weight pass run while
+// an op waits is part of that op's).
+class DeviceScope {
+ public:
+  DeviceScope(io::TraceRecorder* trace, const io::TraceOpRef& ref)
+      : trace_(trace), backend_(kernels::compute_backend()), ref_(ref) {
+    on_ = trace_ && backend_.timing_begin && backend_.timing_begin();
+  }
+  ~DeviceScope() {
+    kernels::DeviceSpan s;
+    if (on_ && backend_.timing_end(&s))
+      trace_->add(core::trace_op_name(ref_), io::TraceCategory::Compute, io::TraceThread::Device, s.t0, s.t1, ref_,
+                  0, s.busy);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  io::TraceRecorder* trace_;
+  const kernels::Backend& backend_;
+  io::TraceOpRef ref_;
+  bool on_ = false;
+};
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -232,6 +259,7 @@ void PipelineEngine::forward(RankStage& s, int mb, StepStats& st) {
   if (!s.first) wait_input(kActivation, s.dir, mb, st);
   const io::TraceOpRef ref{core::TraceOp::F, s.dir, mb};
   io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
+  DeviceScope device(trace_, ref);
   const model::MicroBatch m{opt_.batch, opt_.seq_len, s.first ? s.tokens[mb].data() : nullptr,
                             s.last ? s.targets[mb].data() : nullptr, true};
   auto& a = s.activations[mb];
@@ -254,6 +282,7 @@ void PipelineEngine::backward(RankStage& s, int mb, bool input, bool weight, Ste
   const bool defer = opt_.overlap && input && weight;
   const io::TraceOpRef ref{!input ? core::TraceOp::W : weight && !defer ? core::TraceOp::B : core::TraceOp::I, s.dir, mb};
   io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
+  DeviceScope device(trace_, ref);
   if (input) {
     s.model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), opt_.loss_scale);
     // The previous stage needs only the input gradient: send it before the weight part.
@@ -273,6 +302,7 @@ bool PipelineEngine::run_deferred_part() {
   RankStage& s = stages_[w.dir];
   const io::TraceOpRef ref{core::TraceOp::W, w.dir, w.mb};
   io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), io::TraceThread::DeferredWeight, ref);
+  DeviceScope device(trace_, ref);
   s.model->backward_weight_part(s.activations[w.mb], w.part);
   return true;
 }

@@ -67,7 +67,7 @@ void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
 }  // namespace
 
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
-                   std::unique_ptr<Communicator> world_comm) {
+                   std::unique_ptr<Communicator> world_comm, const kernels::Backend* backend_override) {
   io::require_trainable(cfg);  // e.g. MLA attention is simulated, not trained, on CPU
   const int rank = world_comm->rank(), world = world_comm->size();
   const core::Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
@@ -77,7 +77,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   const int threads = compute_threads(cfg, local_ranks());
   cpu::set_gemm_threads(threads);
   // runtime.device: every arena and activation buffer of this process comes from its backend.
-  const kernels::Backend& backend = backend_for(cfg);
+  const kernels::Backend& backend = backend_override ? *backend_override : backend_for(cfg);
   kernels::set_compute_backend(backend);
 
   const int microbatches = microbatches_per_pipeline(cfg);

@@ -10,6 +10,10 @@
 #include "io/metrics.h"
 #include "runtime/comm.h"
 
+namespace duet::kernels {
+struct Backend;
+}
+
 namespace duet::runtime {
 
 struct TrainSummary {
@@ -28,8 +32,9 @@ struct TrainSummary {
 
 // Trains as the config says, as rank world->rank() of world->size(). Rank 0 writes
 // metrics.jsonl into run_dir and progress to `log` (other ranks pass a log that does not
-// echo). The layout must match the world size. Collective over `world`.
+// echo). The layout must match the world size. Collective over `world`. `backend`: the
+// kernels to compute with; nullptr (always, outside tests) = runtime.device's.
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
-                   std::unique_ptr<Communicator> world);
+                   std::unique_ptr<Communicator> world, const kernels::Backend* backend = nullptr);
 
 }  // namespace duet::runtime

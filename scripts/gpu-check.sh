@@ -18,7 +18,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-}"
 # The CUDA cases: every op on the cuda backend, and the backend's own checks (the host
 # emulation's cases, cuda_emulated_*, run wherever the tests run; not here).
-filter='BackendOps/EveryBackend.MatchesCpu/cuda_*:BackendTable.Cuda*:-*cuda_emulated*'
+filter='BackendOps/EveryBackend.MatchesCpu/cuda_*:BackendTable.Cuda*:Backends/DeviceTimingOn.*/cuda:-*cuda_emulated*'
 # Training on the GPU: the model's buffers in the backend's memory, the syncs before the host
 # reads, 12 steps against the CPU and a rerun.
 train_filter='CudaTraining.*:-CudaTraining.TheEmulated*'

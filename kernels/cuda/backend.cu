@@ -1,5 +1,6 @@
 // The CUDA backend: every op of the table as a duet::cuda kernel (kernels/cuda/ops.h), on
-// managed memory. Kernels run on the calling thread's current stream.
+// managed memory, timed by CUDA events while the calling thread asks (timing.h). Kernels run
+// on the calling thread's current stream.
 #include <cuda_runtime.h>
 
 #include <array>
@@ -8,6 +9,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/timing.h"
 
 namespace duet::kernels {
 
@@ -36,7 +38,9 @@ Backend make_cuda_backend() {
   b.copy_from_host = &device_copy;
   b.synchronize = &device_synchronize;
   b.attention_saved_floats = &cuda::attention_saved_floats;
-#define DUET_CUDA_SLOT(op) b.op = &cuda::op;
+  b.timing_begin = &cuda::timing_begin;
+  b.timing_end = &cuda::timing_end;
+#define DUET_CUDA_SLOT(op) b.op = &cuda::Timed<&cuda::op>::call;
   DUET_BACKEND_OPS(DUET_CUDA_SLOT)
 #undef DUET_CUDA_SLOT
   return b;

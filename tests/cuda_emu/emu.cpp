@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/ops.h"  // the translated one: namespace duet::cuda_emu
+#include "kernels/cuda/ops.h"  // the translated ones: namespace duet::cuda_emu
+#include "kernels/cuda/timing.h"
 #include "tests/cuda_emu/emu.h"
 
 namespace duet_emu {
@@ -209,7 +210,9 @@ const kernels::Backend& emulated_cuda_backend() {
     e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
     e.synchronize = [] {};
     e.attention_saved_floats = &cuda_emu::attention_saved_floats;
-#define DUET_EMU_SLOT(op) e.op = &cuda_emu::op;
+    e.timing_begin = &cuda_emu::timing_begin;
+    e.timing_end = &cuda_emu::timing_end;
+#define DUET_EMU_SLOT(op) e.op = &cuda_emu::Timed<&cuda_emu::op>::call;
     DUET_BACKEND_OPS(DUET_EMU_SLOT)
 #undef DUET_EMU_SLOT
     return e;

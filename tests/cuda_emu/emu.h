@@ -1,8 +1,8 @@
 #pragma once
 // The CUDA kernels' own source, run on the host: the CUDA threads of a block are fibers on
 // the launching thread (emu.cpp), __syncthreads and warp shuffles are barriers between them,
-// and blocks run one after another, so a `__shared__` variable is a `static` (one per block at
-// a time). Included through the stand-in <cuda_runtime.h> of include/ by the kernels/cuda
+// and blocks run one after another, so a `__shared__` variable is a `static thread_local` (one
+// per block at a time, and per host thread: ranks that are threads launch concurrently). Included through the stand-in <cuda_runtime.h> of include/ by the kernels/cuda
 // sources, which translate.pl rewrites only where C++ cannot parse CUDA: `k<<<grid, block>>>(args)`,
 // `extern __shared__`, and the namespace (duet::cuda → duet::cuda_emu, so the emulated
 // kernels can sit next to the real ones in one binary).
@@ -102,4 +102,4 @@ auto max(A a, B b) {
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define __shared__ static
+#define __shared__ static thread_local  // per launching thread: ranks that are threads each have their own

@@ -98,6 +98,35 @@ std::vector<TraceEvent> one_rank_trace(int first_step, int last_step) {
   return ev;
 }
 
+// On a GPU each op also has an event on the GPU thread: device time, which the host accounting
+// leaves out (the same figures as without it); the report says how long the kernels ran.
+TEST(Measured, GpuEventsAreANoteNotHostTime) {
+  RunShape shape;
+  shape.pp = 1, shape.dp = 1, shape.ep = 1;
+  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
+  shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  const std::vector<StepMetrics> metrics = {{1, 9, 10, 0, false}, {2, 8, 10, 0, false}, {3, 1, 64, 0, false},
+                                            {4, 1, 64, 0, false}};
+  auto trace = one_rank_trace(1, 4);
+  const Report host = measured_report("host", shape, metrics, {trace});
+  for (int s = 1; s <= 4; ++s) {
+    const double t = 10.0 * s;  // the GPU runs F's kernels for 0.2 s and B's for 0.4 s
+    trace.push_back({"F0:0", TraceCategory::Compute, TraceThread::Device, t + 0.01, t + 0.24, s, {TraceOp::F, 0, 0},
+                     0, 0.2});
+    trace.push_back({"B0:0", TraceCategory::Compute, TraceThread::Device, t + 0.5, t + 0.95, s, {TraceOp::B, 0, 0},
+                     0, 0.4});
+  }
+  const Report gpu = measured_report("gpu", shape, metrics, {trace});
+  for (const char* key : {"step_time_s", "bubble_s", "exposed_comm_s", "core_wait_s", "predicted_step_time_s"})
+    EXPECT_EQ(headline(gpu, key), headline(host, key)) << key;
+  EXPECT_EQ(gpu.busy_per_rank, host.busy_per_rank);
+  EXPECT_EQ(gpu.timeline.size(), host.timeline.size());
+  std::string notes;
+  for (const auto& n : gpu.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("GPU: the busiest rank's kernels ran 600.0 ms of step"), std::string::npos) << notes;
+  for (const auto& n : host.notes) EXPECT_EQ(n.find("GPU:"), std::string::npos) << n;
+}
+
 TEST(Measured, OneRankRunByHand) {
   RunShape shape;
   shape.pp = 1, shape.dp = 1, shape.ep = 1;

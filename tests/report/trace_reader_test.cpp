@@ -30,7 +30,8 @@ const char* kTraceText =
 {"name":"send to rank 0","cat":"p2p","ph":"X","pid":1,"tid":2,"ts":1002000.000,"dur":125.000,"args":{"step":3}},
 {"name":"W1:12","cat":"compute","ph":"X","pid":1,"tid":3,"ts":1003000.000,"dur":0.000,"args":{"step":4,"op":"W","dir":1,"mb":12}},
 {"name":"wait gradient 1:2","cat":"idle","ph":"X","pid":1,"tid":0,"ts":1004000.000,"dur":10.000,"args":{"step":4,"core_wait_us":2.5}},
-{"name":"gradient reduce-scatter","cat":"dp","ph":"X","pid":1,"tid":0,"ts":1005000.000,"dur":20.000,"args":{"step":4}}
+{"name":"gradient reduce-scatter","cat":"dp","ph":"X","pid":1,"tid":0,"ts":1005000.000,"dur":20.000,"args":{"step":4}},
+{"name":"F0:6","cat":"compute","ph":"X","pid":1,"tid":4,"ts":1006000.000,"dur":900.000,"args":{"step":4,"op":"F","dir":0,"mb":6,"gpu_busy_us":812.5}}
 ]}
 )";
 
@@ -44,7 +45,7 @@ TEST(TraceReader, ReadsEveryCompleteEvent) {
   const fs::path p = write_temp("duet-trace-reader", kTraceText);
   const auto ev = read_trace(p.string());
   fs::remove(p);
-  ASSERT_EQ(ev.size(), 6u);  // the metadata lines are not events
+  ASSERT_EQ(ev.size(), 7u);  // the metadata lines are not events
 
   EXPECT_EQ(ev[0].name, "F0:5");
   EXPECT_EQ(ev[0].cat, TraceCategory::Compute);
@@ -71,6 +72,11 @@ TEST(TraceReader, ReadsEveryCompleteEvent) {
   EXPECT_NEAR(ev[4].core_wait, 2.5e-6, 1e-15);
   EXPECT_EQ(ev[3].core_wait, 0);  // absent: none recorded (older traces have none anywhere)
   EXPECT_EQ(ev[5].cat, TraceCategory::Dp);
+
+  EXPECT_EQ(ev[6].thread, TraceThread::Device);  // an op's kernels on the GPU
+  EXPECT_EQ(ev[6].op, (TraceOpRef{TraceOp::F, 0, 6}));
+  EXPECT_NEAR(ev[6].device_busy, 812.5e-6, 1e-15);
+  EXPECT_EQ(ev[0].device_busy, 0);  // absent on host threads' events
 }
 
 // A killed run's trace: no closing "]}", the last event cut in the middle. Read up to the last

@@ -4,6 +4,7 @@
 // twice is bit-identical.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "io/metrics.h"
 #include "runtime/comm_local.h"
 #include "runtime/trainer.h"
+#include "tests/cuda_emu/backend.h"
 
 namespace fs = std::filesystem;
 using namespace duet;
@@ -32,18 +34,27 @@ std::vector<double> losses(const fs::path& metrics) {
   return out;
 }
 
+fs::path local_run_dir(const std::string& name) { return fs::temp_directory_path() / "duet-train-local" / name; }
+
 // Trains `layout` (config overrides) on pp·dp threads; returns the losses of its steps.
-std::vector<double> train_local(const std::string& name, const std::vector<std::string>& layout) {
-  std::vector<std::string> o = {"train.steps=6", "train.log_every=6", "train.eval_batches=1", "runtime.trace=false",
-                                "run.dir=" + (fs::temp_directory_path() / "duet-train-local").string(),
-                                "run.name=" + name};
+// `backend`: the kernels (nullptr: runtime.device's).
+std::vector<double> train_local(const std::string& name, const std::vector<std::string>& layout,
+                                const kernels::Backend* backend = nullptr) {
+  std::vector<std::string> o;
+  for (std::string d : {"train.steps=6", "train.log_every=6", "train.eval_batches=1", "runtime.trace=false"}) {
+    const std::string key = d.substr(0, d.find('=') + 1);  // the layout's own value wins
+    if (std::none_of(layout.begin(), layout.end(), [&](const std::string& l) { return l.rfind(key, 0) == 0; }))
+      o.push_back(d);
+  }
+  o.push_back("run.dir=" + (fs::temp_directory_path() / "duet-train-local").string());
+  o.push_back("run.name=" + name);
   o.insert(o.end(), layout.begin(), layout.end());
   const io::RunConfig cfg = io::parse_config(io::default_config_text(), o, "<test>");
   fs::remove_all(fs::temp_directory_path() / "duet-train-local" / name);
   const std::string dir = io::make_run_dir(cfg);
   runtime::run_local_ranks(cfg.parallel.pp * cfg.parallel.dp, [&](runtime::Communicator& world) {
     io::RunLog log("", /*echo=*/false);
-    runtime::train(cfg, dir, log, world.dup());
+    runtime::train(cfg, dir, log, world.dup(), backend);
   });
   return losses(fs::path(dir) / "metrics.jsonl");
 }
@@ -72,4 +83,43 @@ TEST(TrainLocal, SameLayoutTwiceIsBitIdentical) {
   const auto a = train_local("twice-a", layout), b = train_local("twice-b", layout);
   ASSERT_EQ(a.size(), 6u);
   EXPECT_EQ(a, b);
+}
+
+// PP 2 DualPipe, both ranks on the CUDA backend's code (run by the host emulation,
+// tests/cuda_emu: what two ranks sharing one GPU run, minus the device): the losses agree
+// with one CPU rank, and each op of each rank has an event on the trace's GPU thread whose
+// kernel time lies within its span.
+TEST(TrainLocal, TheCudaBackendsCodeTrainsAPipelineAndTracesItsKernelTime) {
+  const std::vector<std::string> small = {"model.d_model=16", "model.heads=2", "model.layers=2",
+                                          "model.d_ff=24",     "model.moe.experts=4", "model.moe.d_expert=8",
+                                          "train.seq_len=8",   "train.global_batch=4", "train.steps=3",
+                                          "train.log_every=3", "train.eval_every=0"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), small.begin(), small.end());
+    return more;
+  };
+  const auto cpu = train_local("emu-cpu", with({"parallel.pp=1", "parallel.dp=1", "parallel.ep=1"}));
+  const auto emu = train_local("emu-pp2", with({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1",
+                                                "parallel.schedule=dualpipe", "runtime.trace=true"}),
+                               &duet::test::emulated_cuda_backend());
+  ASSERT_EQ(cpu.size(), 3u);
+  ASSERT_EQ(emu.size(), cpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) EXPECT_LE(std::abs(emu[i] - cpu[i]) / cpu[i], 1e-4) << "step " << i + 1;
+
+  const std::regex gpu_event("\"tid\":4,\"ts\":[-0-9.e]+,\"dur\":([-0-9.e]+),.*\"op\":\"([FBIW])\".*\"gpu_busy_us\":([-0-9.e]+)");
+  for (int rank = 0; rank < 2; ++rank) {
+    std::ifstream in(local_run_dir("emu-pp2") / "trace" / ("rank-0000" + std::to_string(rank) + ".json"));
+    ASSERT_TRUE(in) << "rank " << rank << "'s trace";
+    int ops = 0;
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (!std::regex_search(line, m, gpu_event)) continue;
+      ++ops;
+      const double dur = std::stod(m[1]), busy = std::stod(m[3]);
+      EXPECT_GT(busy, 0) << line;
+      EXPECT_LE(busy, dur + 0.2) << line;  // µs, as written (one decimal)
+    }
+    // 3 steps × 4 micro-batches: every F and every backward op has its GPU event.
+    EXPECT_GE(ops, 3 * 4 * 2) << "rank " << rank;
+  }
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Stand-in for the CUDA runtime API, for the host emulation of the kernels (../emu.h): the
 // calls duet's kernels make, on host memory.
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +13,29 @@ constexpr cudaError_t cudaSuccess = 0;
 using cudaStream_t = void*;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+
+// An event is the host time it was recorded at: every emulated launch has finished by then.
+struct CUevent_st {
+  double t = 0;
+};
+using cudaEvent_t = CUevent_st*;
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+  e->t = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = (float)((b->t - a->t) * 1e3);
+  return cudaSuccess;
+}
 
 inline const char* cudaGetErrorString(cudaError_t) { return "no error (host emulation)"; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
