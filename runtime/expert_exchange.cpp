@@ -1,5 +1,7 @@
 #include "runtime/expert_exchange.h"
 
+#include "model/buffers.h"
+
 #include <chrono>
 #include <cstring>
 
@@ -52,8 +54,8 @@ void CommExpertExchange::exchange_rows(const char* name, const float* send, floa
     for (size_t q = 0; q < counts.size(); ++q) c[q] = counts[q] + kStampFloats, d[q] = off, off += c[q];
     return off;
   };
-  stamped_send_.resize(stamped(send_counts_, stamped_send_counts_, stamped_send_displs_));
-  stamped_recv_.resize(stamped(recv_counts_, stamped_recv_counts_, stamped_recv_displs_));
+  model::sized(stamped_send_, (size_t)stamped(send_counts_, stamped_send_counts_, stamped_send_displs_));
+  model::sized(stamped_recv_, (size_t)stamped(recv_counts_, stamped_recv_counts_, stamped_recv_displs_));
   for (int q = 0; q < size_; ++q) {
     float* seg = stamped_send_.data() + stamped_send_displs_[q];
     std::memcpy(seg, send + send_displs_[q], sizeof(float) * send_counts_[q]);
@@ -93,10 +95,10 @@ void CommExpertExchange::dispatch(const model::ExpertPlan& p, const float* in, k
   const int El = local_experts_;
   scaled(p.send_counts, width, send_counts_, send_displs_);
   scaled(p.recv_counts, width, recv_counts_, recv_displs_);
-  staging_.resize((size_t)p.owner_rows() * width);
+  model::sized(staging_, (size_t)p.owner_rows() * width);
   exchange_rows("all-to-all dispatch", in, staging_.data());
   // Staging is source-major (each source's rows grouped by local expert); make it expert-major.
-  out.resize(staging_.size());
+  model::sized(out, staging_.size());
   size_t dst = 0;
   for (int l = 0; l < El; ++l)
     for (int src = 0; src < size_; ++src) {
@@ -113,7 +115,7 @@ void CommExpertExchange::combine(const model::ExpertPlan& p, const float* in, ke
   // The reverse of dispatch: owner rows go back to the ranks that routed them.
   scaled(p.recv_counts, width, send_counts_, send_displs_);
   scaled(p.send_counts, width, recv_counts_, recv_displs_);
-  staging_.resize((size_t)p.owner_rows() * width);
+  model::sized(staging_, (size_t)p.owner_rows() * width);
   size_t src_off = 0;  // expert-major → source-major (the inverse of dispatch's reorder)
   for (int l = 0; l < El; ++l)
     for (int src = 0; src < size_; ++src) {
@@ -125,7 +127,7 @@ void CommExpertExchange::combine(const model::ExpertPlan& p, const float* in, ke
     }
   int total = 0;
   for (int c : recv_counts_) total += c;
-  out.resize(total);
+  model::sized(out, (size_t)total);
   exchange_rows("all-to-all combine", staging_.data(), out.data());
 }
 

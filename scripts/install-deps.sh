@@ -7,6 +7,7 @@ pkgs=(
   libhdf5-openmpi-dev hdf5-tools        # checkpoints (parallel flavour) + h5ls/h5dump
   libyaml-cpp-dev                       # configs
   libboost-program-options-dev          # the duet command line
+  libboost-context-dev                  # tests: fibers that run the CUDA kernels' threads on the host
   libdnnl-dev                           # CPU GEMM (oneDNN sgemm)
   libopenblas-dev                       # only bench_gemm's comparison with oneDNN
   libgtest-dev googletest libbenchmark-dev

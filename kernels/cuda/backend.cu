@@ -6,6 +6,7 @@
 #include <array>
 
 #include "kernels/backend.h"
+#include "kernels/caching_allocator.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
@@ -17,12 +18,28 @@ namespace {
 
 // Managed memory: the parameter arena's spans are used on the host as well (see
 // kernels/backend.h), and cudaMallocManaged returns storage aligned to at least 256 bytes.
-void* device_alloc(size_t bytes) {
+// Out of memory is nullptr (the cache then gives its blocks back and retries), any other
+// error aborts with its place.
+void* managed_alloc(size_t bytes) {
   void* p = nullptr;
-  if (bytes) CUDA_CHECK(cudaMallocManaged(&p, bytes));
+  const cudaError_t err = cudaMallocManaged(&p, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  CUDA_CHECK(err);
   return p;
 }
-void device_free(void* p) { CUDA_CHECK(cudaFree(p)); }  // cudaFree(nullptr) is a no-op
+void managed_free(void* p) { CUDA_CHECK(cudaFree(p)); }
+
+// Through a cache (kernels/caching_allocator.h): cudaMallocManaged and cudaFree synchronise
+// the device, and buffers are freed and made again every step (MoE rows change size).
+CachingAllocator& cache() {
+  static CachingAllocator* c = new CachingAllocator(&managed_alloc, &managed_free);  // outlives every buffer
+  return *c;
+}
+void* device_alloc(size_t bytes) { return cache().alloc(bytes); }
+void device_free(void* p) { cache().free(p); }
 // cudaMemcpyDefault: the pointers say which side they are on (unified addressing).
 void device_copy(void* dst, const void* src, size_t bytes) {
   if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));

@@ -1,8 +1,11 @@
 // The host emulation's launch (emu.h) and the emulated CUDA backend's table (backend.h).
 #include "tests/cuda_emu/backend.h"
 
+#include "kernels/caching_allocator.h"
+
 #include <sys/mman.h>
-#include <ucontext.h>
+
+#include <boost/context/fiber.hpp>
 
 #include <cstdlib>
 #include <memory>
@@ -18,7 +21,9 @@ namespace duet_emu {
 
 namespace {
 
-// A block's CUDA threads are fibers (ucontext) on the launching host thread: each runs until
+// A block's CUDA threads are fibers (Boost.Context: a switch is a few nanoseconds, no system
+// call, where ucontext's swapcontext changes the signal mask) on the launching host thread:
+// each runs until
 // it waits at a barrier or returns, and the scheduler lets a barrier go when every live thread
 // of its warp (a shuffle) or block (__syncthreads) waits there. A thread that has returned no
 // longer holds a barrier up, as a finished warp on the device. A block whose threads wait at
@@ -28,8 +33,22 @@ constexpr size_t kStackBytes = 256 * 1024;
 enum class State { Ready, AtWarp, AtBlock, Done };
 
 struct Fiber {
-  ucontext_t ctx;
+  boost::context::fiber self;  // resumes this CUDA thread (empty once it returned)
+  boost::context::fiber back;  // inside the thread: resumes the scheduler
   State state = State::Ready;
+};
+
+// A stack of the pool, lent to Boost.Context, which does not free it.
+struct LentStack {
+  void* base;
+  size_t size;
+  boost::context::stack_context allocate() {
+    boost::context::stack_context sc;
+    sc.size = size;
+    sc.sp = static_cast<char*>(base) + size;  // stacks grow down
+    return sc;
+  }
+  void deallocate(boost::context::stack_context&) noexcept {}
 };
 
 // Stacks, reused by every launch of the host thread (mapped, so untouched pages cost nothing).
@@ -49,7 +68,6 @@ struct Stacks {
 };
 
 struct Block {
-  ucontext_t scheduler;
   std::vector<Fiber> fibers;
   unsigned current = 0;
   const std::function<void()>* kernel = nullptr;
@@ -60,17 +78,11 @@ struct Block {
 
 thread_local Block* t_block = nullptr;
 
-void fiber_main() {
-  Block& b = *t_block;
-  (*b.kernel)();
-  b.fibers[b.current].state = State::Done;  // uc_link returns to the scheduler
-}
-
 void wait_at(State where) {
   Block& b = *t_block;
   Fiber& f = b.fibers[b.current];
   f.state = where;
-  swapcontext(&f.ctx, &b.scheduler);
+  f.back = std::move(f.back).resume();
 }
 
 void set_thread_index(unsigned t) {
@@ -84,7 +96,7 @@ void run_block(Block& b, unsigned threads) {
       if (b.fibers[t].state != State::Ready) continue;
       b.current = t;
       set_thread_index(t);
-      swapcontext(&b.scheduler, &b.fibers[t].ctx);
+      b.fibers[t].self = std::move(b.fibers[t].self).resume();
     }
     // Everyone waits or is done. Warps whose live threads all wait at a shuffle go first.
     bool released = false, any_live = false, all_at_block = true;
@@ -139,8 +151,6 @@ void Launch::run(const std::function<void()>& kernel) const {
   if (threads == 0 || threads > 1024)
     throw std::invalid_argument("emulated launch: a block of " + std::to_string(threads) + " threads");
   thread_local Stacks stacks;
-  ucontext_t fresh;
-  getcontext(&fresh);
   Block block;
   block.kernel = &kernel;
   block.fibers.resize(threads);
@@ -164,13 +174,14 @@ void Launch::run(const std::function<void()>& kernel) const {
         for (unsigned t = 0; t < threads; ++t) {
           Fiber& f = block.fibers[t];
           f.state = State::Ready;
-          // getcontext once per launch (a system call); a copy's saved FP state points into
-          // `fresh`, which outlives the block.
-          f.ctx = fresh;
-          f.ctx.uc_stack.ss_sp = stacks.get(t);
-          f.ctx.uc_stack.ss_size = kStackBytes;
-          f.ctx.uc_link = &block.scheduler;
-          makecontext(&f.ctx, &fiber_main, 0);
+          f.self = boost::context::fiber(std::allocator_arg, LentStack{stacks.get(t), kStackBytes},
+                                         [&block, t](boost::context::fiber&& scheduler) {
+                                           Fiber& me = block.fibers[t];
+                                           me.back = std::move(scheduler);
+                                           (*block.kernel)();
+                                           me.state = State::Done;
+                                           return std::move(me.back);
+                                         });
         }
         run_block(block, threads);
       }
@@ -205,8 +216,11 @@ const kernels::Backend& emulated_cuda_backend() {
   static const kernels::Backend b = [] {
     kernels::Backend e{};
     e.name = "cuda-emulated";
-    e.alloc = [](size_t bytes) { return std::aligned_alloc(256, (std::max<size_t>(bytes, 1) + 255) / 256 * 256); };
-    e.free = [](void* p) { std::free(p); };
+    // Through a cache, as the CUDA backend's (its raw allocator: the heap here).
+    static auto* cache = new kernels::CachingAllocator(
+        [](size_t bytes) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }, [](void* p) { std::free(p); });
+    e.alloc = [](size_t bytes) { return cache->alloc(bytes); };
+    e.free = [](void* p) { cache->free(p); };
     e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
     e.synchronize = [] {};
     e.attention_saved_floats = &cuda_emu::attention_saved_floats;

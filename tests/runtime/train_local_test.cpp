@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <tuple>
 #include <vector>
 
 #include "io/config.h"
@@ -37,9 +39,10 @@ std::vector<double> losses(const fs::path& metrics) {
 fs::path local_run_dir(const std::string& name) { return fs::temp_directory_path() / "duet-train-local" / name; }
 
 // Trains `layout` (config overrides) on pp·dp threads; returns the losses of its steps.
-// `backend`: the kernels (nullptr: runtime.device's).
+// `backend`: the kernels (nullptr: runtime.device's). `fresh`: start from an empty run
+// directory (else the run resumes from what the directory holds).
 std::vector<double> train_local(const std::string& name, const std::vector<std::string>& layout,
-                                const kernels::Backend* backend = nullptr) {
+                                const kernels::Backend* backend = nullptr, bool fresh = true) {
   std::vector<std::string> o;
   for (std::string d : {"train.steps=6", "train.log_every=6", "train.eval_batches=1", "runtime.trace=false"}) {
     const std::string key = d.substr(0, d.find('=') + 1);  // the layout's own value wins
@@ -50,7 +53,7 @@ std::vector<double> train_local(const std::string& name, const std::vector<std::
   o.push_back("run.name=" + name);
   o.insert(o.end(), layout.begin(), layout.end());
   const io::RunConfig cfg = io::parse_config(io::default_config_text(), o, "<test>");
-  fs::remove_all(fs::temp_directory_path() / "duet-train-local" / name);
+  if (fresh) fs::remove_all(fs::temp_directory_path() / "duet-train-local" / name);
   const std::string dir = io::make_run_dir(cfg);
   runtime::run_local_ranks(cfg.parallel.pp * cfg.parallel.dp, [&](runtime::Communicator& world) {
     io::RunLog log("", /*echo=*/false);
@@ -121,5 +124,57 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsAPipelineAndTracesItsKernelTime) {
     }
     // 3 steps × 4 micro-batches: every F and every backward op has its GPU event.
     EXPECT_GE(ops, 3 * 4 * 2) << "rank " << rank;
+  }
+}
+
+// On a GPU an allocation inside a step synchronises the device (cudaMallocManaged, cudaFree:
+// the CUDA backend caches freed blocks, kernels/caching_allocator.h, so only a request it
+// cannot serve from its cache gets there). After warm-up a run asks its backend for no memory
+// at all, though with expert parallelism the owners' rows change every micro-batch (buffers
+// keep their storage and data-dependent ones grow with headroom, model/buffers.h). Two runs
+// with the same schedule, stopped after 20 and after 40 steps: steps 21–40 made no request.
+TEST(TrainLocal, StepsAfterWarmUpAskTheBackendForNoMemory) {
+  static std::atomic<long> calls{0};
+  kernels::Backend b = kernels::cpu_backend();
+  b.alloc = [](size_t n) { return ++calls, kernels::cpu_backend().alloc(n); };
+  auto run = [&](int stop_at) {
+    calls = 0;
+    train_local("alloc-" + std::to_string(stop_at),
+                {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2", "model.d_model=16", "model.heads=2",
+                 "model.layers=2", "model.d_ff=24", "model.moe.experts=4", "model.moe.d_expert=8", "train.seq_len=16",
+                 "train.global_batch=8", "train.steps=60", "train.eval_every=5", "train.stop_at=" + std::to_string(stop_at)},
+                &b);
+    return calls.load();
+  };
+  const long at5 = run(5), at20 = run(20), at40 = run(40);
+  EXPECT_GT(at20, at5);  // it counts: the first steps still meet larger micro-batches
+  EXPECT_EQ(at40, at20);
+}
+
+// runtime.device: checkpoints are written from and read into the backend's memory and are the
+// same files on every backend. A run on the CUDA backend's code (emulated) stops at step 3
+// with a checkpoint and resumes on the CPU; a CPU run's checkpoint resumes on the CUDA code.
+// Both continue as an uninterrupted CPU run does (the backends agree to 1e-4, not bit for bit).
+TEST(TrainLocal, CheckpointsMoveBetweenTheCudaCodeAndTheCpu) {
+  const std::vector<std::string> small = {"model.d_model=16",  "model.heads=2",        "model.layers=2",
+                                          "model.d_ff=24",     "model.moe.experts=4",  "model.moe.d_expert=8",
+                                          "train.seq_len=8",   "train.global_batch=2", "train.steps=6",
+                                          "train.eval_every=0", "checkpoint.every=3"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), small.begin(), small.end());
+    return more;
+  };
+  const kernels::Backend* emulated = &duet::test::emulated_cuda_backend();
+  const auto ref = train_local("ckpt-ref", with({}));
+  ASSERT_EQ(ref.size(), 6u);
+  for (const auto& [name, first, second] :
+       std::vector<std::tuple<std::string, const kernels::Backend*, const kernels::Backend*>>{
+           {"ckpt-cuda-to-cpu", emulated, nullptr}, {"ckpt-cpu-to-cuda", nullptr, emulated}}) {
+    SCOPED_TRACE(name);
+    ASSERT_EQ(train_local(name, with({"train.stop_at=3"}), first).size(), 3u);
+    ASSERT_TRUE(fs::exists(local_run_dir(name) / "checkpoints")) << "no checkpoint written";
+    const auto resumed = train_local(name, with({}), second, /*fresh=*/false);  // steps 4–6 added
+    ASSERT_EQ(resumed.size(), 6u);
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_LE(std::abs(resumed[i] - ref[i]) / ref[i], 1e-4) << "step " << i + 1;
   }
 }

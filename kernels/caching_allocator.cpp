@@ -1,0 +1,80 @@
+#include "kernels/caching_allocator.h"
+
+#include <new>
+#include <stdexcept>
+
+namespace duet::kernels {
+
+size_t size_class(size_t bytes) {
+  constexpr size_t kMin = 256;
+  if (bytes <= kMin) return kMin;
+  size_t power = kMin;
+  while (power * 2 < bytes) power *= 2;  // power < bytes ≤ 2·power
+  const size_t quarter = power / 4;
+  return power + (bytes - power + quarter - 1) / quarter * quarter;
+}
+
+CachingAllocator::~CachingAllocator() { release_cached(); }
+
+void* CachingAllocator::raw(size_t bytes) {
+  void* p = nullptr;
+  try {
+    p = raw_alloc_(bytes);
+  } catch (const std::bad_alloc&) {
+    p = nullptr;
+  }
+  if (!p) {  // out of memory: give the cache back and try once more
+    for (auto& [size, blocks] : free_)
+      for (void* b : blocks) raw_free_(b), ++stats_.raw_frees, stats_.cached_bytes -= size;
+    free_.clear();
+    p = raw_alloc_(bytes);
+    if (!p) throw std::bad_alloc();
+  }
+  ++stats_.raw_allocs;
+  return p;
+}
+
+void* CachingAllocator::alloc(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const size_t size = size_class(bytes);
+  std::lock_guard<std::mutex> lock(mu_);
+  void* p = nullptr;
+  auto it = free_.find(size);
+  if (it != free_.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    stats_.cached_bytes -= size;
+    ++stats_.reuses;
+  } else {
+    p = raw(size);
+  }
+  live_.emplace(p, size);
+  stats_.live_bytes += size;
+  return p;
+}
+
+void CachingAllocator::free(void* p) {
+  if (!p) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = live_.find(p);
+  if (it == live_.end()) throw std::logic_error("CachingAllocator::free: a pointer it did not allocate");
+  const size_t size = it->second;
+  live_.erase(it);
+  stats_.live_bytes -= size;
+  free_[size].push_back(p);
+  stats_.cached_bytes += size;
+}
+
+void CachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [size, blocks] : free_)
+    for (void* b : blocks) raw_free_(b), ++stats_.raw_frees, stats_.cached_bytes -= size;
+  free_.clear();
+}
+
+CachingAllocator::Stats CachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+}  // namespace duet::kernels

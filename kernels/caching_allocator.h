@@ -1,0 +1,54 @@
+#pragma once
+// A caching allocator over a backend's raw allocator (after PyTorch's CUDA caching
+// allocator, much simplified): a freed block goes to a free list of its size class and the
+// next request of that class takes it back, so once a run has seen its largest shapes, steps
+// allocate nothing from the device — cudaMallocManaged and cudaFree synchronise the whole
+// device, and the model's MoE buffers change size every micro-batch.
+//
+// Size classes: four per power of two (…, 1, 1.25, 1.5, 1.75, 2, …) from 256 bytes, so a
+// block wastes at most a fifth of itself. When the raw allocator fails, the cached blocks are
+// returned to it and the request is tried once more. Thread-safe.
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace duet::kernels {
+
+// The class `bytes` falls in: the smallest class size ≥ bytes.
+size_t size_class(size_t bytes);
+
+class CachingAllocator {
+ public:
+  using RawAlloc = void* (*)(size_t bytes);  // nullptr or throws when out of memory
+  using RawFree = void (*)(void* p);
+
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free) : raw_alloc_(raw_alloc), raw_free_(raw_free) {}
+  ~CachingAllocator();  // returns the cached blocks; live ones are their owners' to free
+  CachingAllocator(const CachingAllocator&) = delete;
+  CachingAllocator& operator=(const CachingAllocator&) = delete;
+
+  void* alloc(size_t bytes);  // nullptr for 0 bytes
+  void free(void* p);         // free(nullptr) is a no-op; p must come from alloc()
+  void release_cached();      // every cached block back to the raw allocator
+
+  struct Stats {
+    long raw_allocs = 0, raw_frees = 0, reuses = 0;
+    size_t live_bytes = 0, cached_bytes = 0;  // in size classes
+  };
+  Stats stats() const;
+
+ private:
+  void* raw(size_t bytes);  // holds mu_
+
+  RawAlloc raw_alloc_;
+  RawFree raw_free_;
+  mutable std::mutex mu_;
+  std::unordered_map<void*, size_t> live_;          // block → its class size
+  std::map<size_t, std::vector<void*>> free_;       // class size → cached blocks
+  Stats stats_;
+};
+
+}  // namespace duet::kernels
