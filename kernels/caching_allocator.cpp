@@ -41,6 +41,7 @@ void* CachingAllocator::alloc(size_t bytes) {
   void* p = nullptr;
   auto it = free_.find(size);
   if (it != free_.end() && !it->second.empty()) {
+    if (before_reuse_) before_reuse_();
     p = it->second.back();
     it->second.pop_back();
     stats_.cached_bytes -= size;

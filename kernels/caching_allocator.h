@@ -24,8 +24,14 @@ class CachingAllocator {
  public:
   using RawAlloc = void* (*)(size_t bytes);  // nullptr or throws when out of memory
   using RawFree = void (*)(void* p);
+  using BeforeReuse = void (*)();
 
-  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free) : raw_alloc_(raw_alloc), raw_free_(raw_free) {}
+  // before_reuse (may be nullptr) runs before a cached block is handed out again: on a device
+  // whose kernels run asynchronously, a freed block may still be read or written by kernels
+  // queued before the free, so the CUDA backend waits for the device there. After warm-up a
+  // run asks for no memory (model/buffers.h), so this costs nothing in steady state.
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, BeforeReuse before_reuse = nullptr)
+      : raw_alloc_(raw_alloc), raw_free_(raw_free), before_reuse_(before_reuse) {}
   ~CachingAllocator();  // returns the cached blocks; live ones are their owners' to free
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -45,6 +51,7 @@ class CachingAllocator {
 
   RawAlloc raw_alloc_;
   RawFree raw_free_;
+  BeforeReuse before_reuse_;
   mutable std::mutex mu_;
   std::unordered_map<void*, size_t> live_;          // block → its class size
   std::map<size_t, std::vector<void*>> free_;       // class size → cached blocks

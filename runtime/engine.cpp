@@ -258,8 +258,8 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
 void PipelineEngine::forward(RankStage& s, int mb, StepStats& st) {
   if (!s.first) wait_input(kActivation, s.dir, mb, st);
   const io::TraceOpRef ref{core::TraceOp::F, s.dir, mb};
+  DeviceScope device(trace_, ref);  // first: its waits for the GPU stay out of the op's host time
   io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
-  DeviceScope device(trace_, ref);
   const model::MicroBatch m{opt_.batch, opt_.seq_len, s.first ? s.tokens[mb].data() : nullptr,
                             s.last ? s.targets[mb].data() : nullptr, true};
   auto& a = s.activations[mb];
@@ -281,8 +281,8 @@ void PipelineEngine::backward(RankStage& s, int mb, bool input, bool weight, Ste
   if (!input) drain_deferred(s.dir);  // a scheduled weight pass runs after the deferred ones: FIFO
   const bool defer = opt_.overlap && input && weight;
   const io::TraceOpRef ref{!input ? core::TraceOp::W : weight && !defer ? core::TraceOp::B : core::TraceOp::I, s.dir, mb};
+  DeviceScope device(trace_, ref);  // first: its waits for the GPU stay out of the op's host time
   io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), t_trace_thread, ref);
-  DeviceScope device(trace_, ref);
   if (input) {
     s.model->backward_input(a, s.last ? nullptr : inbox(kGradient, s.dir, mb).data(), opt_.loss_scale);
     // The previous stage needs only the input gradient: send it before the weight part.
@@ -301,8 +301,8 @@ bool PipelineEngine::run_deferred_part() {
   deferred_.pop_front();
   RankStage& s = stages_[w.dir];
   const io::TraceOpRef ref{core::TraceOp::W, w.dir, w.mb};
-  io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), io::TraceThread::DeferredWeight, ref);
   DeviceScope device(trace_, ref);
+  io::TraceScope event(trace_, io::TraceCategory::Compute, core::trace_op_name(ref), io::TraceThread::DeferredWeight, ref);
   s.model->backward_weight_part(s.activations[w.mb], w.part);
   return true;
 }

@@ -299,6 +299,15 @@ constexpr size_t forward_smem(int Dp) { return sizeof(float) * 3 * kTile * (Dp +
 constexpr size_t dq_smem(int Dp) { return sizeof(float) * 4 * kTile * (Dp + 1); }
 constexpr size_t dkv_smem(int Dp) { return sizeof(float) * (4 * kTile * (Dp + 1) + 2 * kTile); }
 
+// Blocks: (query or key tiles, B·H); the grid's y extent is at most 65535.
+dim3 attention_grid(int B, int T, int H) {
+  const long heads = (long)B * H;
+  if (heads > 65535)
+    throw std::invalid_argument("CUDA attention: batch × heads = " + std::to_string(heads) +
+                                " is over the 65535 blocks a grid's y extent takes");
+  return dim3((unsigned)((T + kTile - 1) / kTile), (unsigned)heads);
+}
+
 // Above 48 KiB a kernel must opt in to more dynamic shared memory (once per kernel).
 template <class Kernel>
 void allow_smem(Kernel kernel, size_t bytes) {
@@ -310,7 +319,7 @@ template <int Dp>
 void forward(float* out, float* lse, const float* qkv, int B, int T, int H, int D) {
   static const bool ready = (allow_smem(flash_forward_kernel<Dp>, forward_smem(Dp)), true);
   (void)ready;
-  const dim3 grid((unsigned)((T + kTile - 1) / kTile), (unsigned)((long)B * H));
+  const dim3 grid = attention_grid(B, T, H);
   flash_forward_kernel<Dp><<<grid, kBlock, forward_smem(Dp)>>>(out, lse, qkv, T, H, D, 1.0f / sqrtf((float)D));
   DUET_CUDA_LAUNCHED();
 }
@@ -322,7 +331,7 @@ void backward(float* dqkv, const float* dout, const float* qkv, const float* lse
       (allow_smem(flash_backward_dq_kernel<Dp>, dq_smem(Dp)), allow_smem(flash_backward_dkv_kernel<Dp>, dkv_smem(Dp)),
        true);
   (void)ready;
-  const dim3 grid((unsigned)((T + kTile - 1) / kTile), (unsigned)((long)B * H));
+  const dim3 grid = attention_grid(B, T, H);
   const float scale = 1.0f / sqrtf((float)D);
   flash_backward_dq_kernel<Dp><<<grid, kBlock, dq_smem(Dp)>>>(dqkv, dout, qkv, lse, delta, T, H, D, scale);
   DUET_CUDA_LAUNCHED();

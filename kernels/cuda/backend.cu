@@ -33,9 +33,13 @@ void* managed_alloc(size_t bytes) {
 void managed_free(void* p) { CUDA_CHECK(cudaFree(p)); }
 
 // Through a cache (kernels/caching_allocator.h): cudaMallocManaged and cudaFree synchronise
-// the device, and buffers are freed and made again every step (MoE rows change size).
+// the device, and buffers are freed and made again every step (MoE rows change size). A
+// freed block may still be in use by kernels queued before the free (the host zero-fills a
+// grown buffer at once): handing it out again waits for the device first.
+void wait_for_device() { CUDA_CHECK(cudaDeviceSynchronize()); }
 CachingAllocator& cache() {
-  static CachingAllocator* c = new CachingAllocator(&managed_alloc, &managed_free);  // outlives every buffer
+  static CachingAllocator* c =
+      new CachingAllocator(&managed_alloc, &managed_free, &wait_for_device);  // outlives every buffer
   return *c;
 }
 void* device_alloc(size_t bytes) { return cache().alloc(bytes); }

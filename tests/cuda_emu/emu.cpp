@@ -8,6 +8,7 @@
 #include <boost/context/fiber.hpp>
 
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,9 @@ namespace {
 constexpr size_t kStackBytes = 256 * 1024;
 
 enum class State { Ready, AtWarp, AtBlock, Done };
+
+constexpr size_t kGuardBytes = 256;
+constexpr unsigned char kGuard = 0x5A;
 
 struct Fiber {
   boost::context::fiber self;  // resumes this CUDA thread (empty once it returned)
@@ -74,6 +78,7 @@ struct Block {
   std::vector<uint64_t> slots[2];  // one per thread, for shuffles: alternate ones in turn
   std::vector<unsigned> generation;  // per thread: shuffles so far
   std::vector<unsigned char> memory;
+  std::exception_ptr error;  // the first exception a thread threw
 };
 
 thread_local Block* t_block = nullptr;
@@ -97,6 +102,7 @@ void run_block(Block& b, unsigned threads) {
       b.current = t;
       set_thread_index(t);
       b.fibers[t].self = std::move(b.fibers[t].self).resume();
+      if (b.error) std::rethrow_exception(b.error);
     }
     // Everyone waits or is done. Warps whose live threads all wait at a shuffle go first.
     bool released = false, any_live = false, all_at_block = true;
@@ -134,12 +140,21 @@ uint64_t exchange(uint64_t v, int src_lane) {
   // One barrier per shuffle: a lane writes its next value into the other set of slots, and it
   // cannot come back to this set before every lane has passed the next shuffle's barrier,
   // i.e. has read this one.
+  // Reading a lane that does not exist, or that did not make this shuffle (it returned or
+  // took another branch), is undefined on a device: an error here, not a stale value.
   const unsigned t = flat_thread(), warp = t / 32;
-  std::vector<uint64_t>& slots = t_block->slots[t_block->generation[t]++ % 2];
+  const unsigned g = t_block->generation[t]++;
+  std::vector<uint64_t>& slots = t_block->slots[g % 2];
   slots[t] = v;
   wait_at(State::AtWarp);
   const unsigned src = warp * 32 + (unsigned)src_lane;
-  return slots[src < slots.size() ? src : t];
+  if (src >= slots.size())
+    throw std::logic_error("emulated shuffle: lane " + std::to_string(src_lane) + " of warp " + std::to_string(warp) +
+                           " is not in this block of " + std::to_string(slots.size()) + " threads");
+  if (t_block->generation[src] <= g)
+    throw std::logic_error("emulated shuffle: thread " + std::to_string(t) + " reads thread " + std::to_string(src) +
+                           ", which did not make this shuffle (it returned or took another branch)");
+  return slots[src];
 }
 
 void sync_block() { wait_at(State::AtBlock); }
@@ -157,7 +172,7 @@ void Launch::run(const std::function<void()>& kernel) const {
   block.slots[0].resize(threads);
   block.slots[1].resize(threads);
   block.generation.resize(threads);
-  block.memory.resize(shared_ + 64);
+  block.memory.resize(shared_ + kGuardBytes);
   struct Current {  // t_block for this launch, also when a deadlock throws out of it
     explicit Current(Block* b) : outer(t_block) { t_block = b; }
     ~Current() { t_block = outer; }
@@ -169,7 +184,10 @@ void Launch::run(const std::function<void()>& kernel) const {
     for (unsigned by = 0; by < grid_.y; ++by)
       for (unsigned bx = 0; bx < grid_.x; ++bx) {
         blockIdx = dim3(bx, by, bz);
-        std::fill(block.memory.begin(), block.memory.end(), 0xA5);  // not zero, as on a device
+        // NaN, so that a kernel reading what it did not write fails; a guard past the end
+        // catches writes beyond the launch's dynamic shared memory.
+        std::fill(block.memory.begin(), block.memory.begin() + shared_, 0xFF);
+        std::fill(block.memory.begin() + shared_, block.memory.end(), kGuard);
         std::fill(block.generation.begin(), block.generation.end(), 0u);
         for (unsigned t = 0; t < threads; ++t) {
           Fiber& f = block.fibers[t];
@@ -178,12 +196,25 @@ void Launch::run(const std::function<void()>& kernel) const {
                                          [&block, t](boost::context::fiber&& scheduler) {
                                            Fiber& me = block.fibers[t];
                                            me.back = std::move(scheduler);
-                                           (*block.kernel)();
+                                           // An exception cannot cross a fiber's edge: the
+                                           // scheduler rethrows it (Boost's unwinding of a
+                                           // destroyed fiber must pass).
+                                           try {
+                                             (*block.kernel)();
+                                           } catch (const boost::context::detail::forced_unwind&) {
+                                             throw;
+                                           } catch (...) {
+                                             if (!block.error) block.error = std::current_exception();
+                                           }
                                            me.state = State::Done;
                                            return std::move(me.back);
                                          });
         }
         run_block(block, threads);
+        for (size_t i = shared_; i < block.memory.size(); ++i)
+          if (block.memory[i] != kGuard)
+            throw std::logic_error("emulated kernel wrote past its " + std::to_string(shared_) +
+                                   " bytes of dynamic shared memory");
       }
   threadIdx = blockIdx = blockDim = gridDim = dim3();
 }

@@ -58,6 +58,11 @@ class Launch {
   Launch(dim3 grid, dim3 block, size_t shared = 0, const void* stream = nullptr)
       : grid_(grid), block_(block), shared_(shared) {}
   void run(const std::function<void()>& kernel) const;
+  // kernel(args...) in every thread, the arguments evaluated once (as a launch does).
+  template <class Kernel, class... Args>
+  void call(Kernel kernel, Args... args) const {
+    run([&] { kernel(args...); });
+  }
 
  private:
   dim3 grid_, block_;

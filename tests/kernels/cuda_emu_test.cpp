@@ -3,6 +3,7 @@
 // as the device's, and a block whose threads wait at different barriers is reported.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <vector>
 
@@ -69,6 +70,34 @@ TEST(CudaEmulation, ThreadsWaitingAtDifferentBarriersAreAnErrorNotAHang) {
                    (void)__shfl_sync(0xffffffffu, 1.0f, 0);
                }),
                std::logic_error);
+}
+
+TEST(CudaEmulation, WhatADeviceLeavesUndefinedIsAnError) {
+  // Shuffling from a lane that returned before the shuffle.
+  EXPECT_THROW(duet_emu::Launch(1, 32).run([&] {
+                 if (threadIdx.x == 7) return;
+                 (void)__shfl_sync(0xffffffffu, 1.0f, 7);
+               }),
+               std::logic_error);
+  // Writing past the launch's dynamic shared memory.
+  EXPECT_THROW(duet_emu::Launch(1, 32, 32 * sizeof(float)).run([&] {
+                 duet_emu::dynamic_shared<float>()[threadIdx.x + 1] = 1.0f;
+               }),
+               std::logic_error);
+  // Shared memory nobody wrote reads as NaN, not as zero.
+  float unwritten = 0;
+  duet_emu::Launch(1, 32, 64).run([&] {
+    if (threadIdx.x == 0) unwritten = duet_emu::dynamic_shared<float>()[3];
+  });
+  EXPECT_TRUE(std::isnan(unwritten));
+}
+
+TEST(CudaEmulation, LaunchArgumentsAreEvaluatedOnce) {
+  int evaluated = 0, sum = 0;
+  auto kernel = [&](int v) { sum += v; };
+  duet_emu::Launch(2, 64).call(kernel, (++evaluated, 3));
+  EXPECT_EQ(evaluated, 1);
+  EXPECT_EQ(sum, 2 * 64 * 3);
 }
 
 }  // namespace
