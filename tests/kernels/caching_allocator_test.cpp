@@ -75,6 +75,22 @@ TEST(CachingAllocator, AFreedBlockIsReusedByItsClassAndOnlyNewPeaksReachTheRawAl
   EXPECT_EQ(g_raw_live, 0);  // the destructor returned the cache
 }
 
+// On a device a freed block may still be in use by queued kernels: a reuse first waits.
+TEST(CachingAllocator, AReusedBlockWaitsFirstANewOneDoesNot) {
+  static int waits = 0;
+  CachingAllocator c(&raw_alloc, &raw_free, [] { ++waits; });
+  void* a = c.alloc(5000);
+  EXPECT_EQ(waits, 0);
+  c.free(a);
+  EXPECT_EQ(waits, 0);
+  EXPECT_EQ(c.alloc(5000), a);
+  EXPECT_EQ(waits, 1);
+  void* b = c.alloc(5000);  // the class's list is empty: a new block, no wait
+  EXPECT_EQ(waits, 1);
+  c.free(a);
+  c.free(b);
+}
+
 TEST(CachingAllocator, OutOfMemoryReturnsTheCacheAndRetriesOnce) {
   g_raw_live = 0;
   CachingAllocator c(&raw_alloc, &raw_free);
