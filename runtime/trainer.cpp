@@ -307,6 +307,10 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       const int at_rank = first == none ? -1 : (int)(first / 1000000 / 16), dir = first == none ? -1 : (int)(first / 1000000 % 16),
                 mb = first == none ? -1 : (int)(first % 1000000);
       if (supervisor && rank == 0) supervisor->non_finite(step, at_rank, dir, mb);
+      // No rank stops before rank 0's report is in the supervisor's socket: the first rank to
+      // stop ends the job (MPI_Abort), and a loaded machine let one do so before rank 0 had
+      // sent it — the supervisor then saw a rank die, not why, and kept the step's data.
+      all.barrier();
       throw std::runtime_error("step " + std::to_string(step) + ": non-finite " +
                                (std::isfinite(loss) ? "gradient norm" : "loss") +
                                (mb >= 0 ? " (first in micro-batch " + std::to_string(mb) + " of direction " +
