@@ -9,6 +9,8 @@
 
 #include <cstdlib>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -158,6 +160,30 @@ uint64_t exchange(uint64_t v, int src_lane) {
 }
 
 void sync_block() { wait_at(State::AtBlock); }
+
+namespace {
+std::mutex g_shared_mu;
+std::map<const void*, size_t> g_shared_allowed;  // kernel → bytes allowed above the default
+}  // namespace
+
+void allow_shared(const void* kernel, int bytes) {
+  std::lock_guard<std::mutex> lock(g_shared_mu);
+  g_shared_allowed[kernel] = bytes > 0 ? (size_t)bytes : 0;
+}
+
+void check_shared(const void* kernel, size_t bytes) {
+  if (bytes <= kDefaultSharedBytes) return;
+  size_t allowed = kDefaultSharedBytes;
+  {
+    std::lock_guard<std::mutex> lock(g_shared_mu);
+    auto it = g_shared_allowed.find(kernel);
+    if (it != g_shared_allowed.end()) allowed = std::max(allowed, it->second);
+  }
+  if (bytes > allowed || bytes > kMaxSharedBytes)
+    throw std::logic_error("emulated launch: " + std::to_string(bytes) + " bytes of dynamic shared memory, " +
+                           (bytes > kMaxSharedBytes ? "more than a block can have"
+                                                    : "over 48 KiB without cudaFuncSetAttribute allowing it"));
+}
 
 void* dynamic_shared_bytes() { return t_block->memory.data(); }
 

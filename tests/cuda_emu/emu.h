@@ -35,6 +35,14 @@ uint64_t exchange(uint64_t v, int src_lane);
 void sync_block();
 void* dynamic_shared_bytes();
 
+// A kernel's dynamic shared memory above 48 KiB must be allowed first
+// (cudaFuncSetAttribute(..., cudaFuncAttributeMaxDynamicSharedMemorySize, bytes)), and none may
+// have more than an H100/H200 block can (227 KiB): a launch asking more is an error, as on a
+// device.
+constexpr size_t kDefaultSharedBytes = 48 * 1024, kMaxSharedBytes = 227 * 1024;
+void allow_shared(const void* kernel, int bytes);
+void check_shared(const void* kernel, size_t bytes);  // throws std::logic_error
+
 template <class T>
 T* dynamic_shared() {
   return static_cast<T*>(dynamic_shared_bytes());
@@ -61,6 +69,7 @@ class Launch {
   // kernel(args...) in every thread, the arguments evaluated once (as a launch does).
   template <class Kernel, class... Args>
   void call(Kernel kernel, Args... args) const {
+    if constexpr (std::is_pointer_v<Kernel>) check_shared(reinterpret_cast<const void*>(kernel), shared_);
     run([&] { kernel(args...); });
   }
 

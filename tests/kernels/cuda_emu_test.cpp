@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "tests/cuda_emu/emu.h"
+#include "tests/cuda_emu/include/cuda_runtime.h"  // the stand-in: cudaFuncSetAttribute
 
 namespace {
 
@@ -90,6 +90,23 @@ TEST(CudaEmulation, WhatADeviceLeavesUndefinedIsAnError) {
     if (threadIdx.x == 0) unwritten = duet_emu::dynamic_shared<float>()[3];
   });
   EXPECT_TRUE(std::isnan(unwritten));
+}
+
+void big_shared_kernel(float* out) {
+  float* s = duet_emu::dynamic_shared<float>();
+  s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[threadIdx.x] = s[(threadIdx.x + 1) % 32];
+}
+
+TEST(CudaEmulation, MoreThan48KiBOfSharedMemoryMustBeAllowedFirst) {
+  std::vector<float> out(32);
+  const size_t bytes = 60 * 1024;
+  EXPECT_THROW(duet_emu::Launch(1, 32, bytes).call(&big_shared_kernel, out.data()), std::logic_error);
+  cudaFuncSetAttribute(&big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  duet_emu::Launch(1, 32, bytes).call(&big_shared_kernel, out.data());
+  EXPECT_EQ(out[5], 1.0f);
+  EXPECT_THROW(duet_emu::Launch(1, 32, 300 * 1024).call(&big_shared_kernel, out.data()), std::logic_error);
 }
 
 TEST(CudaEmulation, LaunchArgumentsAreEvaluatedOnce) {

@@ -54,6 +54,7 @@ inline cudaError_t cudaMemset2DAsync(void* p, size_t pitch, int value, size_t wi
   return cudaSuccess;
 }
 template <class Kernel>
-cudaError_t cudaFuncSetAttribute(Kernel, cudaFuncAttribute, int) {
+cudaError_t cudaFuncSetAttribute(Kernel kernel, cudaFuncAttribute, int bytes) {
+  duet_emu::allow_shared(reinterpret_cast<const void*>(kernel), bytes);
   return cudaSuccess;
 }
