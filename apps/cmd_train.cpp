@@ -163,7 +163,13 @@ int cmd_train(int argc, char** argv) {
     // with the usage code, rank 0 saying why.
     const bool agreed = dynamic_cast<const io::AgreedConfigError*>(&e) != nullptr;
     if (world > 1 && !agreed) runtime::fatal(e.what());
-    if (agreed && rank != 0) return core::exit_code(core::ExitCode::Usage);
+    if (agreed && world > 1) {
+      // Rank 0 says why before any rank leaves: the first rank to end with a non-zero code
+      // makes mpirun end the job, and on a loaded machine that was before rank 0 had printed.
+      if (rank == 0) std::fprintf(stderr, "duet train: error: %s\n", e.what()), std::fflush(stderr);
+      runtime::mpi_world()->barrier();
+      return core::exit_code(core::ExitCode::Usage);
+    }
     // The user's doing (config, data, layout): a usage error, reported by main.
     if (dynamic_cast<const io::ConfigError*>(&e) || dynamic_cast<const io::DataError*>(&e) ||
         dynamic_cast<const std::invalid_argument*>(&e))
