@@ -53,6 +53,25 @@ __device__ void load_tile(float* tile, const float* src, int row0, int T, int D,
   }
 }
 
+// acc[r][c] += Σ_j w_r(j) · tile[j][lane + 32c]: row r's weights w_r(j) are lane j's w[r]
+// (broadcast by shuffle), the tile's columns are the lanes'. P·V, dS·K, Pᵀ·dO, dSᵀ·Q.
+template <int Dp>
+__device__ __forceinline__ void mix_rows(float (&acc)[kRows][Dp / 32], const float (&w)[kRows], const float* tile,
+                                         int lane) {
+  constexpr int Ld = Dp + 1, Cn = Dp / 32;
+  for (int jj = 0; jj < kTile; ++jj) {
+    float t[Cn];
+#pragma unroll
+    for (int c = 0; c < Cn; ++c) t[c] = tile[jj * Ld + lane + 32 * c];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float x = __shfl_sync(kFull, w[r], jj);
+#pragma unroll
+      for (int c = 0; c < Cn; ++c) acc[r][c] += x * t[c];
+    }
+  }
+}
+
 template <int Dp>
 __global__ void __launch_bounds__(kBlock)
     flash_forward_kernel(float* out, float* lse, const float* qkv, int T, int H, int D, float scale) {
@@ -104,17 +123,7 @@ __global__ void __launch_bounds__(kBlock)
       for (int c = 0; c < Cn; ++c) acc[r][c] *= alpha;
       s[r] = p;
     }
-    for (int jj = 0; jj < kTile; ++jj) {
-      float v[Cn];
-#pragma unroll
-      for (int c = 0; c < Cn; ++c) v[c] = sv[jj * Ld + lane + 32 * c];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const float p = __shfl_sync(kFull, s[r], jj);
-#pragma unroll
-        for (int c = 0; c < Cn; ++c) acc[r][c] += p * v[c];
-      }
-    }
+    mix_rows<Dp>(acc, s, sv, lane);  // P·V
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -194,17 +203,7 @@ __global__ void __launch_bounds__(kBlock)
       const float p = (j <= i && i < T) ? expf(s[r] * scale - row_lse[r]) : 0.0f;
       s[r] = p * (dp[r] - row_delta[r]);  // dS
     }
-    for (int jj = 0; jj < kTile; ++jj) {
-      float k[Cn];
-#pragma unroll
-      for (int c = 0; c < Cn; ++c) k[c] = sk[jj * Ld + lane + 32 * c];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const float ds = __shfl_sync(kFull, s[r], jj);
-#pragma unroll
-        for (int c = 0; c < Cn; ++c) acc[r][c] += ds * k[c];
-      }
-    }
+    mix_rows<Dp>(acc, s, sk, lane);  // dS·K
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -271,17 +270,8 @@ __global__ void __launch_bounds__(kBlock)
       s[r] = p;
       dp[r] = p * (dp[r] - sdelta[lane]);  // dS
     }
-    for (int ii = 0; ii < kTile; ++ii) {
-      float q[Cn], g[Cn];
-#pragma unroll
-      for (int c = 0; c < Cn; ++c) q[c] = sq[ii * Ld + lane + 32 * c], g[c] = sdo[ii * Ld + lane + 32 * c];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const float p = __shfl_sync(kFull, s[r], ii), ds = __shfl_sync(kFull, dp[r], ii);
-#pragma unroll
-        for (int c = 0; c < Cn; ++c) dv[r][c] += p * g[c], dk[r][c] += ds * q[c];
-      }
-    }
+    mix_rows<Dp>(dv, s, sdo, lane);  // Pᵀ·dO
+    mix_rows<Dp>(dk, dp, sq, lane);  // dSᵀ·Q
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {

@@ -38,6 +38,15 @@ std::vector<double> losses(const fs::path& metrics) {
 
 fs::path local_run_dir(const std::string& name) { return fs::temp_directory_path() / "duet-train-local" / name; }
 
+// A model small enough for the emulated CUDA kernels (every CUDA thread a fiber), then `more`.
+std::vector<std::string> small_model(std::vector<std::string> more) {
+  const std::vector<std::string> small = {"model.d_model=16", "model.heads=2",       "model.layers=2",
+                                          "model.d_ff=24",    "model.moe.experts=4", "model.moe.d_expert=8",
+                                          "train.seq_len=8",  "train.eval_every=0"};
+  more.insert(more.begin(), small.begin(), small.end());
+  return more;
+}
+
 // Trains `layout` (config overrides) on pp·dp threads; returns the losses of its steps.
 // `backend`: the kernels (nullptr: runtime.device's). `fresh`: start from an empty run
 // directory (else the run resumes from what the directory holds).
@@ -93,13 +102,9 @@ TEST(TrainLocal, SameLayoutTwiceIsBitIdentical) {
 // with one CPU rank, and each op of each rank has an event on the trace's GPU thread whose
 // kernel time lies within its span.
 TEST(TrainLocal, TheCudaBackendsCodeTrainsAPipelineAndTracesItsKernelTime) {
-  const std::vector<std::string> small = {"model.d_model=16", "model.heads=2", "model.layers=2",
-                                          "model.d_ff=24",     "model.moe.experts=4", "model.moe.d_expert=8",
-                                          "train.seq_len=8",   "train.global_batch=4", "train.steps=3",
-                                          "train.log_every=3", "train.eval_every=0"};
-  auto with = [&](std::vector<std::string> more) {
-    more.insert(more.begin(), small.begin(), small.end());
-    return more;
+  auto with = [](std::vector<std::string> more) {
+    for (std::string o : {"train.global_batch=4", "train.steps=3", "train.log_every=3"}) more.push_back(o);
+    return small_model(more);
   };
   const auto cpu = train_local("emu-cpu", with({"parallel.pp=1", "parallel.dp=1", "parallel.ep=1"}));
   const auto emu = train_local("emu-pp2", with({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1",
@@ -156,13 +161,9 @@ TEST(TrainLocal, StepsAfterWarmUpAskTheBackendForNoMemory) {
 // with a checkpoint and resumes on the CPU; a CPU run's checkpoint resumes on the CUDA code.
 // Both continue as an uninterrupted CPU run does (the backends agree to 1e-4, not bit for bit).
 TEST(TrainLocal, CheckpointsMoveBetweenTheCudaCodeAndTheCpu) {
-  const std::vector<std::string> small = {"model.d_model=16",  "model.heads=2",        "model.layers=2",
-                                          "model.d_ff=24",     "model.moe.experts=4",  "model.moe.d_expert=8",
-                                          "train.seq_len=8",   "train.global_batch=2", "train.steps=6",
-                                          "train.eval_every=0", "checkpoint.every=3"};
-  auto with = [&](std::vector<std::string> more) {
-    more.insert(more.begin(), small.begin(), small.end());
-    return more;
+  auto with = [](std::vector<std::string> more) {
+    for (std::string o : {"train.global_batch=2", "train.steps=6", "checkpoint.every=3"}) more.push_back(o);
+    return small_model(more);
   };
   const kernels::Backend* emulated = &duet::test::emulated_cuda_backend();
   const auto ref = train_local("ckpt-ref", with({}));
