@@ -79,6 +79,13 @@ class Communicator {
   virtual int size() const = 0;
 
   // ---- point-to-point (float payloads: activations and their gradients) ----
+  // True (MPI, in-process): a receive takes the first message from `peer` with its tag, and
+  // a send may complete before its receive is posted. False (NCCL, and the in-process
+  // ordered mode that checks code written for it): tags are ignored, the n-th send to a peer
+  // meets that peer's n-th receive from this rank, counts must be equal, a send completes
+  // only once met, and a rank's operations on one communicator run one after another in the
+  // order issued (one stream) — so code must issue them in an order both sides derive.
+  virtual bool p2p_matches_tags() const { return true; }
   virtual Request isend(std::span<const float> buf, int peer, int tag) = 0;
   virtual Request irecv(std::span<float> buf, int peer, int tag) = 0;
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -68,6 +69,7 @@ struct Part {
   const int *send_counts = nullptr, *send_displs = nullptr, *recv_counts = nullptr, *recv_displs = nullptr;
   int count = 0;
   int color = 0, key = 0;                 // split
+  bool ordered = false;                   // split: the new group follows NCCL's p2p rules
   std::shared_ptr<Group>* new_group = nullptr;  // split: where this member's group goes
   int* new_rank = nullptr;
   Flag done;
@@ -94,12 +96,25 @@ struct PostedRecv {
   Flag done;
 };
 
+// A point-to-point operation of an ordered group (NCCL's rules, runtime/comm.h).
+struct OrderedP2P {
+  bool send;
+  int peer;
+  std::span<const float> from;  // send
+  std::span<float> into;        // receive
+  Flag done;
+};
+
 struct Group {
-  explicit Group(int n) : size(n), inbox(n), posted(n), next_seq(n, 0) {}
+  Group(int n, bool ordered_p2p) : size(n), ordered(ordered_p2p), inbox(n), posted(n), queue(n), next_seq(n, 0) {}
   int size;
+  const bool ordered;  // point-to-point as NCCL does it (p2p_matches_tags() false)
   std::mutex mu;
   std::vector<std::deque<Message>> inbox;      // per destination: arrived, not yet received
   std::vector<std::deque<PostedRecv>> posted;  // per destination: receives waiting
+  // Ordered groups: per member, its point-to-point operations in the order issued; only the
+  // front one is running (one stream), and it completes when it meets its peer's front one.
+  std::vector<std::deque<OrderedP2P>> queue;
   std::vector<long> next_seq;                  // per member: its next collective's number
   std::map<long, Collective> pending;
 };
@@ -154,7 +169,7 @@ void run(Collective& c, int n) {
       for (int p = 0; p < n; ++p) by_color[c.parts[p].color].push_back({c.parts[p].key, p});
       for (auto& [color, members] : by_color) {
         std::sort(members.begin(), members.end());
-        auto g = std::make_shared<Group>((int)members.size());
+        auto g = std::make_shared<Group>((int)members.size(), c.parts[members[0].second].ordered);
         for (int r = 0; r < (int)members.size(); ++r) {
           *c.parts[members[r].second].new_group = g;
           *c.parts[members[r].second].new_rank = r;
@@ -171,7 +186,10 @@ class LocalCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return g_->size; }
 
+  bool p2p_matches_tags() const override { return !g_->ordered; }
+
   Request isend(std::span<const float> buf, int peer, int tag) override {
+    if (g_->ordered) return ordered_p2p({true, peer, buf, {}, nullptr});
     std::lock_guard lock(g_->mu);
     auto& waiting = g_->posted.at(peer);
     for (auto it = waiting.begin(); it != waiting.end(); ++it)
@@ -187,6 +205,7 @@ class LocalCommunicator final : public Communicator {
   }
 
   Request irecv(std::span<float> buf, int peer, int tag) override {
+    if (g_->ordered) return ordered_p2p({false, peer, {}, buf, nullptr});
     auto done = std::make_shared<std::atomic<bool>>(false);
     std::lock_guard lock(g_->mu);
     auto& box = g_->inbox[rank_];
@@ -238,17 +257,47 @@ class LocalCommunicator final : public Communicator {
   Request ibarrier() override { return collective(Kind::Barrier, Part{}); }
 
   std::unique_ptr<Communicator> dup() override { return split(0, rank_); }
-  std::unique_ptr<Communicator> split(int color, int key) override {
+  std::unique_ptr<Communicator> split(int color, int key) override { return split(color, key, g_->ordered); }
+  std::unique_ptr<Communicator> split(int color, int key, bool ordered) {
     std::shared_ptr<Group> g;
     int r = 0;
     Part p;
-    p.color = color, p.key = key, p.new_group = &g, p.new_rank = &r;
+    p.color = color, p.key = key, p.new_group = &g, p.new_rank = &r, p.ordered = ordered;
     Request req = collective(Kind::Split, p);
     wait(req);
     return std::make_unique<LocalCommunicator>(std::move(g), r);
   }
 
  private:
+  Request ordered_p2p(OrderedP2P op) {
+    if (op.peer < 0 || op.peer >= g_->size || op.peer == rank_) throw std::logic_error("local comm: bad peer");
+    op.done = std::make_shared<std::atomic<bool>>(false);
+    const Flag done = op.done;
+    std::lock_guard lock(g_->mu);
+    g_->queue[rank_].push_back(std::move(op));
+    // Meet front operations pairwise until none meet: a completion can let the next ones in.
+    for (bool met = true; met;) {
+      met = false;
+      for (int a = 0; a < g_->size; ++a) {
+        auto &qa = g_->queue[a];
+        if (qa.empty() || !qa.front().send) continue;
+        auto& qb = g_->queue[qa.front().peer];
+        if (qb.empty() || qb.front().send || qb.front().peer != a) continue;
+        const OrderedP2P s = qa.front(), r = qb.front();
+        qa.pop_front(), qb.pop_front();
+        const bool fits = s.from.size() == r.into.size();
+        if (fits) std::copy(s.from.begin(), s.from.end(), r.into.begin());
+        s.done->store(true, std::memory_order_release);  // both end, so neither side hangs
+        r.done->store(true, std::memory_order_release);
+        if (!fits)
+          throw std::logic_error("local comm (NCCL rules): a send of " + std::to_string(s.from.size()) +
+                                 " floats met a receive of " + std::to_string(r.into.size()));
+        met = true;
+      }
+    }
+    return flag_request(done);
+  }
+
   Request collective(Kind kind, Part part, DType type = DType::F32, ReduceOp op = ReduceOp::Sum, int root = 0) {
     part.done = std::make_shared<std::atomic<bool>>(false);
     const Flag done = part.done;
@@ -273,8 +322,14 @@ class LocalCommunicator final : public Communicator {
 
 }  // namespace
 
+std::unique_ptr<Communicator> ordered_p2p_dup(Communicator& local) {
+  auto* c = dynamic_cast<LocalCommunicator*>(&local);
+  if (!c) throw std::logic_error("ordered_p2p_dup: not an in-process communicator");
+  return c->split(0, c->rank(), /*ordered=*/true);
+}
+
 void run_local_ranks(int ranks, const std::function<void(Communicator& world)>& fn) {
-  auto world = std::make_shared<Group>(ranks);
+  auto world = std::make_shared<Group>(ranks, false);
   std::vector<std::exception_ptr> errors(ranks);
   std::vector<std::thread> threads;
   for (int r = 0; r < ranks; ++r)

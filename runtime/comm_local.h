@@ -19,4 +19,10 @@ namespace duet::runtime {
 // throws while others wait on it would hang them, so tests keep collectives in step).
 void run_local_ranks(int ranks, const std::function<void(Communicator& world)>& fn);
 
+// A duplicate of an in-process communicator whose point-to-point follows NCCL's rules
+// (p2p_matches_tags() false, runtime/comm.h): what checks, without a GPU, that code written
+// for the NCCL data plane issues its sends and receives in an order that meets. Its dups
+// and splits follow the same rules. Collective over `local`.
+std::unique_ptr<Communicator> ordered_p2p_dup(Communicator& local);
+
 }  // namespace duet::runtime

@@ -53,6 +53,8 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   microbatches_per_dir_ = schedule_.microbatches_per_dir();
   dirs_ = placement_.num_dirs();
   if ((int)stages_.size() != dirs_) throw std::logic_error("PipelineEngine: one stage per direction expected");
+  if (!comm_.p2p_matches_tags())  // collective over the pipeline group: every member has dirs_
+    for (int c = 0; c < 2 * dirs_ * 2; ++c) channels_.push_back(comm_.dup());
   if (opt_.overlap) {
     sends_ = std::make_unique<SendQueue>(comm_, trace_);
     baton_.set_filler([this] { return run_deferred_part(); });
@@ -71,7 +73,37 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   }
 }
 
+Communicator& PipelineEngine::channel(Kind k, int to_dir, int from_rank) {
+  return *channels_[(k * dirs_ + to_dir) * 2 + from_rank % 2];
+}
+
+std::vector<int> PipelineEngine::send_order(Kind k, int rank, int dir) const {
+  std::vector<int> mbs;
+  for (const sched::Op& op : schedule_.ops[rank]) {
+    if (k == kActivation && (op.kind == sched::OpKind::F || op.kind == sched::OpKind::FB) && op.dir == dir)
+      mbs.push_back(op.microbatch);
+    if (k == kGradient) {
+      if ((op.kind == sched::OpKind::B || op.kind == sched::OpKind::I) && op.dir == dir) mbs.push_back(op.microbatch);
+      if (op.kind == sched::OpKind::FB && op.dir2 == dir) mbs.push_back(op.microbatch2);
+    }
+  }
+  return mbs;
+}
+
 void PipelineEngine::post_receives() {
+  if (!channels_.empty()) {
+    for (auto& s : stages_)
+      for (Kind k : {kActivation, kGradient}) {
+        const sched::Slot from = k == kActivation ? placement_.prev(pp_rank_, s.dir) : placement_.next(pp_rank_, s.dir);
+        if (!from.valid() || from.rank == pp_rank_) continue;
+        Communicator& c = channel(k, s.dir, from.rank);
+        for (int mb : send_order(k, from.rank, from.dir)) {
+          const int i = box_index(k, s.dir, mb);
+          recv_[i] = c.irecv(inbox_[i], from.rank, i);
+        }
+      }
+    return;
+  }
   for (auto& s : stages_)
     for (int mb = 0; mb < microbatches_per_dir_; ++mb) {
       const sched::Slot prev = placement_.prev(pp_rank_, s.dir), next = placement_.next(pp_rank_, s.dir);
@@ -245,13 +277,14 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
     write_stamp(out.data() + count);
     data = out.data();
   }
+  Communicator& via = channels_.empty() ? comm_ : channel(k, to.dir, pp_rank_);
   if (sends_) {
-    sends_->send(data, count + stamp_, to.rank, tag);
+    sends_->send(data, count + stamp_, to.rank, tag, &via);
     return;
   }
   // Overlap off: the transfer is waited on at once (its modelled latency included).
   if (opt_.comm_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(opt_.comm_delay_us));
-  Request r = comm_.isend({data, (size_t)(count + stamp_)}, to.rank, tag);
+  Request r = via.isend({data, (size_t)(count + stamp_)}, to.rank, tag);
   wait(r);
 }
 

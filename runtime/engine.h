@@ -5,6 +5,11 @@
 // A step:
 //   1. every receive of the step is posted up front (as early as the schedule allows), into
 //      an inbox per (activation|gradient, direction, micro-batch);
+//      over a communicator without tags (NCCL: p2p_matches_tags() false) each stream of
+//      messages — (activation|gradient, receiving direction), split by the sender's rank
+//      parity — gets its own duplicate, where a rank only sends or only receives, and the
+//      receives are posted in the order the producing stage sends (its ops in schedule
+//      order: the schedule is data both sides hold), so the n-th send meets the n-th receive;
 //   2. ops run in schedule order: an op first waits for its inputs (time spent waiting is
 //      the exposed communication), computes, then starts the sends of its outputs — or, when
 //      the consumer is on this rank (DualPipeV's turn), copies them;
@@ -93,6 +98,11 @@ class PipelineEngine {
   int box_index(Kind k, int dir, int mb) const { return (k * dirs_ + dir) * microbatches_per_dir_ + mb; }
   kernels::Buffer<float>& inbox(Kind k, int dir, int mb) { return inbox_[box_index(k, dir, mb)]; }
   void post_receives();
+  // Tagless communicators: the duplicate carrying messages of kind k into direction `to_dir`
+  // from a sender of rank `from_rank`.
+  Communicator& channel(Kind k, int to_dir, int from_rank);
+  // The micro-batches whose kind-k message a stage sends, in the order it sends them.
+  std::vector<int> send_order(Kind k, int rank, int dir) const;
   void run_op(const sched::Op& op, StepStats& st);  // an F&B pair sequentially (overlap off)
   void run_overlapped(const std::function<void(int)>& stage_done, StepStats& st);
   void forward(RankStage& s, int mb, StepStats& st);
@@ -111,6 +121,7 @@ class PipelineEngine {
   int pp_rank_;
   std::vector<RankStage>& stages_;  // by direction
   Communicator& comm_;
+  std::vector<std::unique_ptr<Communicator>> channels_;  // tagless comm_: by (kind, to_dir, parity)
   EngineOptions opt_;
   Baton& baton_;
   io::TraceRecorder* trace_;

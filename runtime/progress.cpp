@@ -41,10 +41,10 @@ SendQueue::~SendQueue() {
   thread_.join();
 }
 
-void SendQueue::send(const float* buf, int count, int peer, int tag) {
+void SendQueue::send(const float* buf, int count, int peer, int tag, Communicator* via) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back({buf, count, peer, tag});
+    pending_.push_back({buf, count, peer, tag, via ? via : &comm_});
   }
   cv_.notify_all();
 }
@@ -71,7 +71,7 @@ void SendQueue::loop() {
       const Pending p = pending_.front();
       pending_.pop_front();
       posted_.push_back({io::TraceRecorder::now(), p.peer});
-      active_.push_back(comm_.isend({p.buf, (size_t)p.count}, p.peer, p.tag));
+      active_.push_back(p.via->isend({p.buf, (size_t)p.count}, p.peer, p.tag));
     }
     if (!active_.empty()) {
       bool any = false;

@@ -117,8 +117,9 @@ class SendQueue {
   SendQueue(const SendQueue&) = delete;
   SendQueue& operator=(const SendQueue&) = delete;
 
-  // Queues a message; `buf` must stay valid until wait_all() returns.
-  void send(const float* buf, int count, int peer, int tag);
+  // Queues a message, sent over `via` (nullptr: the queue's communicator) in the order
+  // queued; `buf` must stay valid until wait_all() returns.
+  void send(const float* buf, int count, int peer, int tag, Communicator* via = nullptr);
   // Blocks until every queued message has been sent and completed.
   void wait_all();
 
@@ -126,6 +127,7 @@ class SendQueue {
   struct Pending {
     const float* buf;
     int count, peer, tag;
+    Communicator* via;
   };
   void loop();
 

@@ -67,7 +67,8 @@ void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
 }  // namespace
 
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
-                   std::unique_ptr<Communicator> world_comm, const kernels::Backend* backend_override) {
+                   std::unique_ptr<Communicator> world_comm, const kernels::Backend* backend_override,
+                   const DataPlane& data_plane) {
   io::require_trainable(cfg);  // e.g. MLA attention is simulated, not trained, on CPU
   const int rank = world_comm->rank(), world = world_comm->size();
   const core::Topology topo(world, cfg.parallel.pp, cfg.parallel.dp, cfg.parallel.ep);
@@ -86,6 +87,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   std::vector<int> stage_of_dir;
   for (int d = 0; d < placement.num_dirs(); ++d) stage_of_dir.push_back(placement.stage_of(coords.pp_rank, d));
   ProcessGroups groups = make_process_groups(std::move(world_comm), topo, schedule.kind, stage_of_dir);
+  if (data_plane) groups.pipeline = data_plane(*groups.pipeline);
 
   // What the rank's threads share: the compute baton (overlap) and the trace.
   Baton baton;

@@ -3,6 +3,7 @@
 // one rank: forward and backward of each micro-batch in turn) or many ranks — under mpirun
 // (runtime/comm_mpi.h) or as threads of one process (runtime/comm_local.h, for tests).
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,7 +35,12 @@ struct TrainSummary {
 // metrics.jsonl into run_dir and progress to `log` (other ranks pass a log that does not
 // echo). The layout must match the world size. Collective over `world`. `backend`: the
 // kernels to compute with; nullptr (always, outside tests) = runtime.device's.
+// `data_plane`: when set, the pipeline's activations and gradients travel over the
+// communicator it makes from the pipeline group (collective over that group) — the NCCL data
+// plane on GPUs, or runtime/comm_local.h's ordered_p2p_dup in tests.
+using DataPlane = std::function<std::unique_ptr<Communicator>(Communicator& group)>;
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
-                   std::unique_ptr<Communicator> world, const kernels::Backend* backend = nullptr);
+                   std::unique_ptr<Communicator> world, const kernels::Backend* backend = nullptr,
+                   const DataPlane& data_plane = {});
 
 }  // namespace duet::runtime

@@ -135,3 +135,74 @@ TEST(LocalComm, AnExceptionInARankReachesTheCaller) {
                }),
                std::runtime_error);
 }
+
+// The ordered mode checks code written for NCCL's point-to-point (runtime/comm.h): tags are
+// ignored, the n-th send meets the n-th receive, a send waits for its receive, one rank's
+// operations on one communicator run one at a time, and counts must agree.
+TEST(LocalComm, OrderedModeFollowsNcclsPointToPointRules) {
+  run_local_ranks(3, [](Communicator& c) {
+    auto o = ordered_p2p_dup(c);
+    EXPECT_TRUE(c.p2p_matches_tags());
+    EXPECT_FALSE(o->p2p_matches_tags());
+    EXPECT_FALSE(o->dup()->p2p_matches_tags());  // its duplicates keep the rules
+    const auto soon = [] { return Clock::now() + std::chrono::milliseconds(20); };
+    const int me = c.rank();
+
+    // Tags do not match: the first send meets the first receive.
+    if (me == 0) {
+      const std::vector<float> a = {1, 2}, b = {3, 4};
+      Request r1 = o->isend(a, 1, 7), r2 = o->isend(b, 1, 8);
+      EXPECT_TRUE(wait(r1) && wait(r2));
+    } else if (me == 1) {
+      std::vector<float> x(2), y(2);
+      Request rx = o->irecv(x, 0, 8), ry = o->irecv(y, 0, 7);
+      EXPECT_TRUE(wait(rx) && wait(ry));
+      EXPECT_EQ(x, (std::vector<float>{1, 2}));
+      EXPECT_EQ(y, (std::vector<float>{3, 4}));
+    }
+    c.barrier();
+
+    // A send is not done before its receive is posted (no buffering), and a rank's second
+    // operation does not start before its first is done (rank 2's receive waits for rank 0's
+    // send, which waits behind rank 0's receive from rank 1).
+    std::vector<float> v = {5};
+    if (me == 0) {
+      Request in = o->irecv(v, 1, 0);
+      const std::vector<float> w = {6};
+      Request out = o->isend(w, 2, 0);
+      c.barrier();                      // rank 2's receive is posted
+      EXPECT_FALSE(wait(out, soon()));  // but this send waits behind the receive from rank 1
+      c.barrier();                      // now rank 1 sends
+      EXPECT_TRUE(wait(in) && wait(out));
+      EXPECT_EQ(v[0], 7.0f);
+    } else if (me == 2) {
+      Request in = o->irecv(v, 0, 0);
+      c.barrier();
+      EXPECT_FALSE(wait(in, soon()));
+      c.barrier();
+      EXPECT_TRUE(wait(in));
+      EXPECT_EQ(v[0], 6.0f);
+    } else {
+      c.barrier();
+      c.barrier();
+      const std::vector<float> w = {7};
+      Request out = o->isend(w, 0, 0);
+      EXPECT_TRUE(wait(out));
+    }
+    c.barrier();
+
+    // Unequal counts are an error (both operations end, so no rank hangs).
+    if (me == 0) {
+      const std::vector<float> three = {1, 2, 3};
+      Request r = o->isend(three, 1, 0);
+      c.barrier();
+      EXPECT_TRUE(wait(r));
+    } else if (me == 1) {
+      c.barrier();
+      std::vector<float> four(4);
+      EXPECT_THROW(o->irecv(four, 0, 0), std::logic_error);
+    } else {
+      c.barrier();
+    }
+  });
+}
