@@ -85,7 +85,9 @@ int cmd_train(int argc, char** argv) {
     return 0;
   }
   const std::string memory_line = runtime::check_memory(cfg, runtime::local_ranks());
+  const std::string gpu_line = runtime::bind_local_gpu(cfg);  // before anything touches CUDA
   runtime::backend_for(cfg);  // runtime.device: cuda without a GPU is a usage error before MPI starts
+  runtime::data_plane_for(cfg);  // and so is runtime.data_plane: nccl where NCCL cannot run
 
   ckpt::init_before_mpi();  // HDF5 first: see checkpoint/checkpoint.h
   runtime::MpiSession mpi(&argc, &argv);
@@ -115,6 +117,7 @@ int cmd_train(int argc, char** argv) {
     log.print("duet train: run directory " + run_dir);
     for (const auto& note : claim.notes) log.print(note);
     log.print(memory_line);
+    if (!gpu_line.empty()) log.print(gpu_line);
     const double fma_peak = rank == 0 ? job_fma_peak(cfg, world, log) : 0;
     const auto s = runtime::train(cfg, run_dir, log, std::move(comm));
     char of_peak[64] = "";

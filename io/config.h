@@ -60,6 +60,11 @@ enum class MemorySnapshots { Auto, On, Off };
 // (kernels/cuda), its parameters, gradients, optimizer state and activations in managed memory.
 enum class Device { Cpu, Cuda };
 
+// runtime.data_plane: how a pipeline's activations and gradients travel between ranks. mpi:
+// through Open MPI (host or managed memory, any device, several ranks per GPU); nccl: GPU to
+// GPU through NCCL, one GPU per rank (runtime/comm_nccl.h), with runtime.device: cuda.
+enum class DataPlane { Mpi, Nccl };
+
 struct RunSection {
   std::string name = "tiny";  // "" = a timestamp YYYYmmdd-HHMMSS, chosen by make_run_dir
   std::string dir = "runs";   // the run directory is <dir>/<name>
@@ -175,6 +180,7 @@ struct RuntimeSection {
   // (MemAvailable, or the cgroup's limit if lower). YAML accepts 8GiB, 512MiB, 2.5G.
   std::uint64_t memory_limit = 0;
   Device device = Device::Cpu;  // where the model computes
+  DataPlane data_plane = DataPlane::Mpi;
   bool operator==(const RuntimeSection&) const = default;
 };
 

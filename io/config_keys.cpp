@@ -59,6 +59,10 @@ const std::vector<std::string>& enum_names(Device) {
   static const std::vector<std::string> names = {"cpu", "cuda"};
   return names;
 }
+const std::vector<std::string>& enum_names(DataPlane) {
+  static const std::vector<std::string> names = {"mpi", "nccl"};
+  return names;
+}
 const std::vector<std::string>& enum_names(FailAt) {
   static const std::vector<std::string> names = {"step", "save", "commit"};
   return names;
@@ -232,6 +236,9 @@ std::vector<KeyDef> build_table() {
 
       make_key(DUET_KEY(runtime.device),
                "where the model computes: cpu, or cuda (one GPU per rank's model; several ranks may share one)"),
+      make_key(DUET_KEY(runtime.data_plane),
+               "how pipeline activations and gradients travel: mpi, or nccl (GPU to GPU, one GPU per rank, "
+               "runtime.device: cuda)"),
       make_key(DUET_KEY(runtime.overlap), "overlap communication with computation"),
       make_key(DUET_KEY(runtime.threads), "compute threads per rank; 0 = automatic", at_least(0)),
       make_key(DUET_KEY(runtime.trace), "record per-rank event traces"),

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -132,6 +133,10 @@ class Communicator {
   }
   void broadcast(std::string& s, int root);  // s resized on the receivers
 };
+
+// Makes the data-plane communicator of a group from its control-plane one (collective over
+// the group): NCCL on GPUs (runtime/comm_nccl.h), or comm_local.h's ordered mode in tests.
+using DataPlane = std::function<std::unique_ptr<Communicator>(Communicator& group)>;
 
 // A communicator of exactly `members` (ranks of `parent`, in that order). Collective over
 // `parent`: every member calls it with the group it belongs to.

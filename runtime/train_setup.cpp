@@ -1,10 +1,14 @@
 #include "runtime/train_setup.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <sstream>
+#include <vector>
 #include <stdexcept>
 #include <thread>
 
 #include "model/tensor_spec.h"
+#include "runtime/comm_nccl.h"
 
 namespace duet::runtime {
 
@@ -35,6 +39,34 @@ model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg) {
   o.beta1 = t.beta1, o.beta2 = t.beta2, o.eps = t.eps, o.weight_decay = t.weight_decay;
   o.grad_clip = t.grad_clip;
   return o;
+}
+
+DataPlane data_plane_for(const io::RunConfig& cfg) {
+  if (cfg.runtime.data_plane == io::DataPlane::Mpi) return {};
+  if (cfg.runtime.device != io::Device::Cuda)
+    throw io::ConfigError("runtime.data_plane: nccl carries GPU memory and needs runtime.device: cuda; allowed: mpi, nccl");
+  const std::string absent = nccl_absent_reason();
+  if (!absent.empty()) throw io::ConfigError("runtime.data_plane: nccl, but " + absent + "; allowed: mpi, nccl");
+  return [](Communicator& group) { return make_nccl_communicator(group); };
+}
+
+std::string bind_local_gpu(const io::RunConfig& cfg) {
+  if (cfg.runtime.data_plane != io::DataPlane::Nccl) return "";
+  const char* local = nullptr;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
+    if ((local = std::getenv(name))) break;
+  if (!local) return "";
+  const int me = std::atoi(local);
+  std::vector<std::string> visible;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    std::stringstream in(v);
+    for (std::string d; std::getline(in, d, ',');)
+      if (!d.empty()) visible.push_back(d);
+    if (visible.size() <= 1) return "";  // bound already (or none: the backend says so)
+  }
+  const std::string gpu = visible.empty() ? std::to_string(me) : visible[(size_t)me % visible.size()];
+  setenv("CUDA_VISIBLE_DEVICES", gpu.c_str(), 1);
+  return "runtime.data_plane: nccl: local rank " + std::to_string(me) + " uses GPU " + gpu + " (CUDA_VISIBLE_DEVICES)";
 }
 
 const kernels::Backend& backend_for(const io::RunConfig& cfg) {

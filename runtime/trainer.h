@@ -37,8 +37,8 @@ struct TrainSummary {
 // kernels to compute with; nullptr (always, outside tests) = runtime.device's.
 // `data_plane`: when set, the pipeline's activations and gradients travel over the
 // communicator it makes from the pipeline group (collective over that group) — the NCCL data
-// plane on GPUs, or runtime/comm_local.h's ordered_p2p_dup in tests.
-using DataPlane = std::function<std::unique_ptr<Communicator>(Communicator& group)>;
+// plane on GPUs, or runtime/comm_local.h's ordered_p2p_dup in tests); empty =
+// runtime.data_plane's.
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
                    std::unique_ptr<Communicator> world, const kernels::Backend* backend = nullptr,
                    const DataPlane& data_plane = {});

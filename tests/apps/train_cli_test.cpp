@@ -77,6 +77,15 @@ TEST(TrainCli, ACudaDeviceThatCannotBeUsedIsAConfigErrorWithTheReason) {
   EXPECT_FALSE(fs::exists("/tmp/duet-no-cuda/metrics.jsonl"));
 }
 
+TEST(TrainCli, AnNcclDataPlaneWithoutTheCudaDeviceIsAConfigError) {
+  const auto r = run_duet("train --runtime.data_plane nccl --run.dir /tmp/duet-nccl-on-cpu");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("runtime.data_plane: nccl carries GPU memory and needs runtime.device: cuda; allowed: mpi, nccl"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists("/tmp/duet-nccl-on-cpu/metrics.jsonl"));
+}
+
 TEST(TrainCli, HelpListsConfigKeys) {
   const auto r = run_duet("train --help");
   EXPECT_EQ(r.exit_code, 0);

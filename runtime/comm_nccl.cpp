@@ -1,0 +1,421 @@
+#include "runtime/comm_nccl.h"
+
+#include <stdexcept>
+
+#if DUET_HAVE_CUDA
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace duet::runtime {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what, const char* call, const char* file, int line, int rank) {
+  throw std::runtime_error(std::string(file) + ":" + std::to_string(line) + ": rank " + std::to_string(rank) + ": " +
+                           call + ": " + what);
+}
+
+#define DUET_CUDA_OK(call, rank)                                                                  \
+  do {                                                                                            \
+    const cudaError_t e_ = (call);                                                                \
+    if (e_ != cudaSuccess) fail(cudaGetErrorString(e_), #call, __FILE__, __LINE__, (rank));       \
+  } while (0)
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::F32: return ncclFloat32;
+    case DType::F64: return ncclFloat64;
+    case DType::I32: return ncclInt32;
+    case DType::I64: return ncclInt64;
+    case DType::Byte: return ncclUint8;
+  }
+  throw std::logic_error("unknown DType");
+}
+
+size_t type_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    case DType::I32: return 4;
+    case DType::I64: return 8;
+    case DType::Byte: return 1;
+  }
+  throw std::logic_error("unknown DType");
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return ncclSum;
+    case ReduceOp::Max: return ncclMax;
+    case ReduceOp::LogicalAnd: return ncclMin;  // on 0/1 flags
+  }
+  throw std::logic_error("unknown ReduceOp");
+}
+
+ncclConfig_t nonblocking_config() {
+  ncclConfig_t c = NCCL_CONFIG_INITIALIZER;
+  c.blocking = 0;
+  return c;
+}
+
+// One NCCL communicator with its stream; shared by the Communicator and its requests, so a
+// request outliving its communicator still tests safely.
+struct Shared {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  int rank = 0, size = 0;
+  std::mutex mu;  // NCCL communicators are not thread-safe
+  std::atomic<bool> aborted{false};
+
+  ~Shared() {
+    if (comm && !aborted) {
+      // Flush what was issued, but never wait forever: a peer that is gone would hang it.
+      ncclResult_t r = ncclCommFinalize(comm);
+      const auto give_up = Clock::now() + std::chrono::seconds(10);
+      while (r == ncclInProgress && Clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        ncclCommGetAsyncError(comm, &r);
+      }
+      if (r != ncclSuccess) ncclCommAbort(comm);
+      else ncclCommDestroy(comm);
+    } else if (comm) {
+      ncclCommDestroy(comm);  // after ncclCommAbort: frees what is left
+    }
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  // Waits until a non-blocking call's work is enqueued (ncclInProgress → ncclSuccess).
+  void settle(ncclResult_t r, const char* call, const char* file, int line) {
+    while (r == ncclInProgress) {
+      std::this_thread::yield();
+      ncclCommGetAsyncError(comm, &r);
+    }
+    if (r != ncclSuccess) fail(ncclGetErrorString(r), call, file, line, rank);
+  }
+};
+
+#define DUET_NCCL_OK(shared, call) (shared).settle((call), #call, __FILE__, __LINE__)
+
+bool is_host_memory(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return true;
+  }
+  return a.type == cudaMemoryTypeUnregistered || a.type == cudaMemoryTypeHost;
+}
+
+// The device-side view of one buffer of an operation: the buffer itself when the GPU can
+// use it, else device scratch (copied in when the operation reads it).
+struct Staged {
+  void* host = nullptr;  // set when staged
+  void* device = nullptr;
+  size_t bytes = 0;
+  bool copy_out = false;  // the operation writes it: copy back when done
+};
+
+class NcclRequest final : public RequestState {
+ public:
+  NcclRequest(std::shared_ptr<Shared> s, std::vector<Staged> staged) : s_(std::move(s)), staged_(std::move(staged)) {
+    DUET_CUDA_OK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), s_->rank);
+    DUET_CUDA_OK(cudaEventRecord(done_, s_->stream), s_->rank);
+  }
+  ~NcclRequest() override {
+    if (done_) cudaEventDestroy(done_);
+  }
+
+  bool test() override {
+    if (s_->aborted) return finish();
+    {
+      std::lock_guard lock(s_->mu);
+      ncclResult_t r = ncclSuccess;
+      ncclCommGetAsyncError(s_->comm, &r);
+      if (r != ncclSuccess && r != ncclInProgress)
+        throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL: " + ncclGetErrorString(r) + " (" +
+                                 ncclGetLastError(s_->comm) + ")");
+    }
+    const cudaError_t e = cudaEventQuery(done_);
+    if (e == cudaErrorNotReady) return false;
+    DUET_CUDA_OK(e, s_->rank);
+    return finish();
+  }
+
+ private:
+  bool finish() {
+    for (auto& b : staged_) {
+      if (b.copy_out && !s_->aborted) DUET_CUDA_OK(cudaMemcpy(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost), s_->rank);
+      cudaFreeAsync(b.device, s_->stream);
+    }
+    staged_.clear();
+    return true;
+  }
+
+  std::shared_ptr<Shared> s_;
+  std::vector<Staged> staged_;
+  cudaEvent_t done_ = nullptr;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  explicit NcclCommunicator(std::shared_ptr<Shared> s) : s_(std::move(s)) {}
+  int rank() const override { return s_->rank; }
+  int size() const override { return s_->size; }
+  bool p2p_matches_tags() const override { return false; }
+
+  void abort() {
+    std::lock_guard lock(s_->mu);
+    if (!s_->aborted.exchange(true)) ncclCommAbort(s_->comm);
+  }
+
+  Request isend(std::span<const float> buf, int peer, int /*tag*/) override {
+    return issue([&](Op& op) {
+      void* d = op.in(buf.data(), buf.size_bytes());
+      ok(ncclSend(d, buf.size(), ncclFloat32, peer, s_->comm, s_->stream), "ncclSend");
+    });
+  }
+  Request irecv(std::span<float> buf, int peer, int /*tag*/) override {
+    return issue([&](Op& op) {
+      void* d = op.out(buf.data(), buf.size_bytes());
+      ok(ncclRecv(d, buf.size(), ncclFloat32, peer, s_->comm, s_->stream), "ncclRecv");
+    });
+  }
+
+  Request ialltoall(const int32_t* send, int32_t* recv, int count) override {
+    const size_t bytes = sizeof(int32_t) * (size_t)count * s_->size;
+    return issue([&](Op& op) {
+      auto* ds = (const int32_t*)op.in(send, bytes);
+      auto* dr = (int32_t*)op.out(recv, bytes);
+      group([&] {
+        for (int q = 0; q < s_->size; ++q) {
+          ok(ncclSend(ds + (size_t)q * count, count, ncclInt32, q, s_->comm, s_->stream), "ncclSend");
+          ok(ncclRecv(dr + (size_t)q * count, count, ncclInt32, q, s_->comm, s_->stream), "ncclRecv");
+        }
+      });
+    });
+  }
+
+  Request ialltoallv(const float* send, const int* sc, const int* sd, float* recv, const int* rc,
+                     const int* rd) override {
+    size_t send_end = 0, recv_end = 0;  // floats each buffer spans
+    for (int q = 0; q < s_->size; ++q)
+      send_end = std::max(send_end, (size_t)sd[q] + sc[q]), recv_end = std::max(recv_end, (size_t)rd[q] + rc[q]);
+    return issue([&](Op& op) {
+      auto* ds = (const float*)op.in(send, sizeof(float) * send_end);
+      auto* dr = (float*)op.out(recv, sizeof(float) * recv_end);
+      group([&] {
+        for (int q = 0; q < s_->size; ++q) {  // an empty block is skipped on both sides
+          if (sc[q] > 0) ok(ncclSend(ds + sd[q], sc[q], ncclFloat32, q, s_->comm, s_->stream), "ncclSend");
+          if (rc[q] > 0) ok(ncclRecv(dr + rd[q], rc[q], ncclFloat32, q, s_->comm, s_->stream), "ncclRecv");
+        }
+      });
+    });
+  }
+
+  Request ireduce_scatter_sum(const float* send, float* recv, const int* counts) override {
+    const int n = s_->size, me = s_->rank;
+    size_t total = 0;
+    bool equal = true;
+    for (int q = 0; q < n; ++q) {
+      total += counts[q];
+      equal = equal && counts[q] == counts[0];
+    }
+    return issue([&](Op& op) {
+      auto* ds = (const float*)op.in(send, sizeof(float) * total);
+      auto* dr = (float*)op.out(recv, sizeof(float) * counts[me]);
+      if (equal) {
+        ok(ncclReduceScatter(ds, dr, counts[0], ncclFloat32, ncclSum, s_->comm, s_->stream), "ncclReduceScatter");
+        return;
+      }
+      group([&] {  // unequal blocks: one reduce per block, to its owner
+        size_t at = 0;
+        for (int q = 0; q < n; at += counts[q], ++q)
+          ok(ncclReduce(ds + at, q == me ? dr : nullptr, counts[q], ncclFloat32, ncclSum, q, s_->comm, s_->stream),
+             "ncclReduce");
+      });
+    });
+  }
+
+  Request iallgatherv_inplace(float* buf, const int* counts, const int* displs) override {
+    const int n = s_->size;
+    bool packed = true;  // equal blocks, back to back: one all-gather
+    size_t end = 0;
+    for (int q = 0; q < n; ++q) {
+      packed = packed && counts[q] == counts[0] && displs[q] == q * counts[0];
+      end = std::max(end, (size_t)displs[q] + counts[q]);
+    }
+    return issue([&](Op& op) {
+      auto* d = (float*)op.inout(buf, sizeof(float) * end);
+      if (packed) {
+        ok(ncclAllGather(d + displs[s_->rank], d, counts[0], ncclFloat32, s_->comm, s_->stream), "ncclAllGather");
+        return;
+      }
+      group([&] {
+        for (int q = 0; q < n; ++q)
+          ok(ncclBroadcast(d + displs[q], d + displs[q], counts[q], ncclFloat32, q, s_->comm, s_->stream),
+             "ncclBroadcast");
+      });
+    });
+  }
+
+  Request iallreduce(void* buf, int count, DType type, ReduceOp rop) override {
+    return issue([&](Op& op) {
+      void* d = op.inout(buf, type_size(type) * count);
+      ok(ncclAllReduce(d, d, count, nccl_type(type), nccl_op(rop), s_->comm, s_->stream), "ncclAllReduce");
+    });
+  }
+  void allreduce_inplace(void* buf, int count, DType type, ReduceOp op) override {
+    Request r = iallreduce(buf, count, type, op);
+    wait(r);
+  }
+  Request ibroadcast(void* buf, int count, DType type, int root) override {
+    return issue([&](Op& op) {
+      void* d = op.inout(buf, type_size(type) * count);
+      ok(ncclBroadcast(d, d, count, nccl_type(type), root, s_->comm, s_->stream), "ncclBroadcast");
+    });
+  }
+  Request ibarrier() override {
+    return issue([&](Op& op) {
+      void* d = op.scratch(sizeof(int32_t));
+      ok(ncclAllReduce(d, d, 1, ncclInt32, ncclSum, s_->comm, s_->stream), "ncclAllReduce (barrier)");
+    });
+  }
+
+  std::unique_ptr<Communicator> dup() override { return split(0, s_->rank); }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    auto s = std::make_shared<Shared>();
+    {
+      std::lock_guard lock(s_->mu);
+      if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+      ncclConfig_t config = nonblocking_config();
+      DUET_NCCL_OK(*s_, ncclCommSplit(s_->comm, color, key, &s->comm, &config));
+    }
+    ncclResult_t r = ncclInProgress;  // the new communicator's own initialisation
+    while (r == ncclInProgress) {
+      std::this_thread::yield();
+      ncclCommGetAsyncError(s->comm, &r);
+    }
+    if (r != ncclSuccess) fail(ncclGetErrorString(r), "ncclCommSplit", __FILE__, __LINE__, s_->rank);
+    ncclCommUserRank(s->comm, &s->rank);
+    ncclCommCount(s->comm, &s->size);
+    DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s_->rank);
+    return std::make_unique<NcclCommunicator>(std::move(s));
+  }
+
+ private:
+  // The buffers of one operation being issued.
+  class Op {
+   public:
+    explicit Op(Shared& s) : s_(s) {}
+    void* in(const void* p, size_t bytes) { return stage(const_cast<void*>(p), bytes, true, false); }
+    void* out(void* p, size_t bytes) { return stage(p, bytes, false, true); }
+    void* inout(void* p, size_t bytes) { return stage(p, bytes, true, true); }
+    void* scratch(size_t bytes) { return stage(nullptr, bytes, false, false); }
+    std::vector<Staged> staged;
+
+   private:
+    void* stage(void* p, size_t bytes, bool copy_in, bool copy_out) {
+      if (p && (bytes == 0 || !is_host_memory(p))) return p;
+      Staged b{p, nullptr, std::max<size_t>(bytes, 4), copy_out && p};
+      DUET_CUDA_OK(cudaMallocAsync(&b.device, b.bytes, s_.stream), s_.rank);
+      if (copy_in && p) DUET_CUDA_OK(cudaMemcpyAsync(b.device, p, bytes, cudaMemcpyHostToDevice, s_.stream), s_.rank);
+      if (!p) DUET_CUDA_OK(cudaMemsetAsync(b.device, 0, b.bytes, s_.stream), s_.rank);
+      staged.push_back(b);
+      return b.device;
+    }
+    Shared& s_;
+  };
+
+  template <class F>
+  Request issue(F&& body) {
+    std::lock_guard lock(s_->mu);
+    if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+    Op op(*s_);
+    body(op);
+    return Request(std::make_unique<NcclRequest>(s_, std::move(op.staged)));
+  }
+  void ok(ncclResult_t r, const char* call) { s_->settle(r, call, __FILE__, __LINE__); }
+  template <class F>
+  void group(F&& body) {
+    ok(ncclGroupStart(), "ncclGroupStart");
+    body();
+    ok(ncclGroupEnd(), "ncclGroupEnd");
+  }
+
+  std::shared_ptr<Shared> s_;
+};
+
+}  // namespace
+
+std::string nccl_absent_reason() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    (void)cudaGetLastError();
+    return "no CUDA device is visible to this process (driver, CUDA_VISIBLE_DEVICES)";
+  }
+  return "";
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control, Clock::duration init_timeout) {
+  const std::string absent = nccl_absent_reason();
+  if (!absent.empty()) throw std::runtime_error("NCCL data plane: " + absent);
+  ncclUniqueId id{};
+  if (control.rank() == 0) {
+    const ncclResult_t r = ncclGetUniqueId(&id);
+    if (r != ncclSuccess) fail(ncclGetErrorString(r), "ncclGetUniqueId", __FILE__, __LINE__, 0);
+  }
+  Request b = control.ibroadcast(&id, (int)sizeof(id), DType::Byte, 0);
+  wait(b);
+  auto s = std::make_shared<Shared>();
+  s->rank = control.rank(), s->size = control.size();
+  DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s->rank);
+  ncclConfig_t config = nonblocking_config();
+  ncclResult_t r = ncclCommInitRankConfig(&s->comm, s->size, id, s->rank, &config);
+  const Deadline give_up = Clock::now() + init_timeout;
+  while (r == ncclInProgress) {
+    if (Clock::now() >= give_up) {
+      ncclCommAbort(s->comm);
+      s->aborted = true;
+      throw std::runtime_error("rank " + std::to_string(s->rank) + ": NCCL communicator of " +
+                               std::to_string(s->size) + " ranks not ready within its timeout (a rank missing?)");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    ncclCommGetAsyncError(s->comm, &r);
+  }
+  if (r != ncclSuccess) {
+    ncclCommAbort(s->comm);
+    s->aborted = true;
+    fail(ncclGetErrorString(r), "ncclCommInitRankConfig", __FILE__, __LINE__, s->rank);
+  }
+  return std::make_unique<NcclCommunicator>(std::move(s));
+}
+
+void abort_nccl_communicator(Communicator& nccl) {
+  auto* c = dynamic_cast<NcclCommunicator*>(&nccl);
+  if (!c) throw std::logic_error("abort_nccl_communicator: not an NCCL communicator");
+  c->abort();
+}
+
+}  // namespace duet::runtime
+
+#else  // built without CUDA
+
+namespace duet::runtime {
+
+std::string nccl_absent_reason() { return "this build has no CUDA (configure with nvcc found, or -DDUET_CUDA=ON)"; }
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, Clock::duration) {
+  throw std::runtime_error("NCCL data plane: " + nccl_absent_reason());
+}
+
+void abort_nccl_communicator(Communicator&) { throw std::logic_error("abort_nccl_communicator: built without CUDA"); }
+
+}  // namespace duet::runtime
+
+#endif
