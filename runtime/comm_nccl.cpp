@@ -137,9 +137,13 @@ class NcclRequest final : public RequestState {
       std::lock_guard lock(s_->mu);
       ncclResult_t r = ncclSuccess;
       ncclCommGetAsyncError(s_->comm, &r);
-      if (r != ncclSuccess && r != ncclInProgress)
-        throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL: " + ncclGetErrorString(r) + " (" +
-                                 ncclGetLastError(s_->comm) + ")");
+      if (r != ncclSuccess && r != ncclInProgress) {
+        // The communicator is broken: abort it, so that every other request (and the
+        // destructors of those an exception unwinds past) ends instead of waiting on it.
+        const std::string why = std::string(ncclGetErrorString(r)) + " (" + ncclGetLastError(s_->comm) + ")";
+        if (!s_->aborted.exchange(true)) ncclCommAbort(s_->comm);
+        throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL: " + why + "; communicator aborted");
+      }
     }
     const cudaError_t e = cudaEventQuery(done_);
     if (e == cudaErrorNotReady) return false;

@@ -24,7 +24,11 @@
 // test() returns at once and wait(deadline) returns at its deadline; a hang then ends with
 // abort() (ncclCommAbort), after which every request of the communicator is complete (its
 // buffers' contents undefined) and nothing waits for the GPU forever. An asynchronous NCCL
-// error (a peer gone) is raised from test() as std::runtime_error naming the rank.
+// error (a peer gone, unequal counts) is raised from test() as std::runtime_error naming the
+// rank, and aborts the communicator first, so no other request waits on it.
+//
+// Without a GPU, this file's code runs over host stand-ins of NCCL and the CUDA runtime
+// (tests/nccl_emu/nccl_emu.h): every operation, the engine's training over it, abort.
 //
 // NCCL refuses two ranks on one GPU; several ranks on a one-GPU machine keep the staged
 // path (device memory is managed, MPI carries it: docs/gpu.md).

@@ -19,6 +19,7 @@
 #include "runtime/comm_local.h"
 #include "runtime/trainer.h"
 #include "tests/cuda_emu/backend.h"
+#include "tests/nccl_emu/nccl_emu.h"
 
 namespace fs = std::filesystem;
 using namespace duet;
@@ -97,12 +98,15 @@ TEST(TrainLocal, PipelinedLayoutsAgreeWithOneRank) {
 }
 
 // Over a data plane with NCCL's point-to-point rules (no tags, the n-th send meets the n-th
-// receive, a send waits for its receive, one operation at a time per communicator:
-// runtime/comm_local.h's ordered mode), every schedule trains exactly as over tagged
-// messages — with overlap on and off, a modelled latency, an expert exchange, DualPipeV's
-// local turn, and four stages in a row (where a rank both receives and sends a stream).
+// receive, a send waits for its receive, one operation at a time per communicator) every
+// schedule trains exactly as over tagged messages — with overlap on and off, a modelled
+// latency, an expert exchange, DualPipeV's local turn, and four stages in a row (where a rank
+// both receives and sends a stream). Two such planes: runtime/comm_local.h's ordered mode,
+// and the NCCL communicator's own code over emulated NCCL (tests/nccl_emu: each
+// communicator's operations on its stream thread, host buffers staged).
 TEST(TrainLocal, PipelinesOverATaglessDataPlaneTrainBitForBitAsOverTaggedMessages) {
-  const runtime::DataPlane tagless = [](runtime::Communicator& g) { return runtime::ordered_p2p_dup(g); };
+  const runtime::DataPlane ordered = [](runtime::Communicator& g) { return runtime::ordered_p2p_dup(g); };
+  const runtime::DataPlane nccl = [](runtime::Communicator& g) { return runtime::emulated_make_nccl_communicator(g); };
   for (const auto& [name, layout] : std::vector<std::pair<std::string, std::vector<std::string>>>{
            {"dualpipe-pp4", {"parallel.pp=4", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=dualpipe"}},
            {"1f1b-pp4-no-overlap",
@@ -115,9 +119,9 @@ TEST(TrainLocal, PipelinesOverATaglessDataPlaneTrainBitForBitAsOverTaggedMessage
     for (std::string o : {"model.layers=8", "train.steps=3", "train.log_every=3"}) with.push_back(o);
     with = small_model(with);
     const auto tagged = train_local("tagged-" + name, with);
-    const auto ordered = train_local("tagless-" + name, with, nullptr, true, tagless);
     ASSERT_EQ(tagged.size(), 3u);
-    EXPECT_EQ(ordered, tagged);
+    EXPECT_EQ(train_local("ordered-" + name, with, nullptr, true, ordered), tagged);
+    EXPECT_EQ(train_local("nccl-emulated-" + name, with, nullptr, true, nccl), tagged);
   }
 }
 

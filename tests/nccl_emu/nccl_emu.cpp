@@ -1,0 +1,604 @@
+// Host stand-ins for the CUDA runtime and NCCL calls of runtime/comm_nccl.cpp (see the two
+// headers under include/ and tests/nccl_emu/nccl_emu.h).
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cuda_runtime.h"
+#include "nccl.h"
+
+namespace duet_nccl_emu {
+
+// ---- streams and events ----------------------------------------------------------------
+
+// A stream: a worker thread running its work in the order queued. It ends itself once
+// destroyed and drained (work still blocked then — an operation nobody meets, on a
+// communicator nobody aborts — keeps it, as a hung kernel keeps a device).
+struct Stream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> work;
+  bool stop = false;
+
+  void run() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return stop || !work.empty(); });
+      if (work.empty()) return;
+      auto f = std::move(work.front());
+      work.pop_front();
+      lock.unlock();
+      f();
+      lock.lock();
+    }
+  }
+  void push(std::function<void()> f) {
+    std::lock_guard lock(mu);
+    work.push_back(std::move(f));
+    cv.notify_all();
+  }
+};
+
+// An event: the number of its latest record, and the latest its stream has reached.
+struct Event {
+  std::atomic<long> recorded{0};
+  std::shared_ptr<std::atomic<long>> reached = std::make_shared<std::atomic<long>>(0);
+};
+
+// ---- "device" memory: host memory allocated here ---------------------------------------
+
+std::mutex& memory_mu() {
+  static auto* m = new std::mutex;  // never destroyed: detached stream workers may outlive main
+  return *m;
+}
+std::map<const char*, size_t>& allocations() {
+  static auto* a = new std::map<const char*, size_t>;
+  return *a;
+}
+void* allocate(size_t bytes) {
+  void* p = std::malloc(std::max<size_t>(bytes, 1));
+  std::lock_guard lock(memory_mu());
+  allocations()[(const char*)p] = bytes;
+  return p;
+}
+void release(void* p) {
+  if (!p) return;
+  {
+    std::lock_guard lock(memory_mu());
+    allocations().erase((const char*)p);
+  }
+  std::free(p);
+}
+bool is_device(const void* p) {
+  std::lock_guard lock(memory_mu());
+  auto& a = allocations();
+  auto it = a.upper_bound((const char*)p);
+  if (it == a.begin()) return false;
+  --it;
+  return (const char*)p < it->first + std::max<size_t>(it->second, 1);
+}
+
+// ---- communicators ---------------------------------------------------------------------
+
+size_t type_size(ncclDataType_t t) {
+  switch (t) {
+    case ncclInt8: case ncclUint8: return 1;
+    case ncclFloat16: return 2;
+    case ncclInt32: case ncclUint32: return 4;
+    case ncclFloat32: return 4;
+    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
+  }
+  return 0;
+}
+
+template <class T>
+void reduce_into(T* acc, const T* x, size_t n, ncclRedOp_t op) {
+  for (size_t i = 0; i < n; ++i) switch (op) {
+      case ncclSum: acc[i] += x[i]; break;
+      case ncclProd: acc[i] *= x[i]; break;
+      case ncclMax: acc[i] = std::max(acc[i], x[i]); break;
+      case ncclMin: acc[i] = std::min(acc[i], x[i]); break;
+    }
+}
+void reduce_into(void* acc, const void* x, size_t n, ncclDataType_t t, ncclRedOp_t op) {
+  switch (t) {
+    case ncclInt8: return reduce_into((int8_t*)acc, (const int8_t*)x, n, op);
+    case ncclUint8: return reduce_into((uint8_t*)acc, (const uint8_t*)x, n, op);
+    case ncclInt32: return reduce_into((int32_t*)acc, (const int32_t*)x, n, op);
+    case ncclUint32: return reduce_into((uint32_t*)acc, (const uint32_t*)x, n, op);
+    case ncclInt64: return reduce_into((int64_t*)acc, (const int64_t*)x, n, op);
+    case ncclUint64: return reduce_into((uint64_t*)acc, (const uint64_t*)x, n, op);
+    case ncclFloat32: return reduce_into((float*)acc, (const float*)x, n, op);
+    case ncclFloat64: return reduce_into((double*)acc, (const double*)x, n, op);
+    case ncclFloat16: break;
+  }
+  std::abort();  // not used by duet
+}
+
+struct Comm;
+
+// One operation of one rank, as issued.
+struct Op {
+  enum Kind { Send, Recv, AllReduce, ReduceScatter, Reduce, AllGather, Broadcast } kind;
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t count = 0;
+  ncclDataType_t type = ncclFloat32;
+  ncclRedOp_t op = ncclSum;
+  int peer = 0;  // Send/Recv: the peer; Reduce/Broadcast: the root
+};
+
+// A posted operation: done once met (or failed).
+struct Posted {
+  Op op;
+  Comm* owner = nullptr;
+  bool done = false;
+};
+
+struct Collective {
+  Op::Kind kind;
+  std::vector<std::shared_ptr<Posted>> parts;  // by rank
+  int arrived = 0;
+};
+
+struct SplitCall {
+  std::vector<int> color, key;
+  std::vector<ncclComm_t*> out;
+  int arrived = 0;
+  bool done = false;
+};
+
+// The ranks of one communicator.
+struct Clique {
+  explicit Clique(int n) : size(n), members(n, nullptr), coll_seq(n, 0), split_seq(n, 0) {}
+  int size;
+  std::mutex mu;
+  std::condition_variable cv;
+  int joined = 0;
+  std::vector<Comm*> members;
+  std::map<std::pair<int, int>, std::deque<std::shared_ptr<Posted>>> sends, recvs;  // by (src, dst)
+  std::vector<long> coll_seq, split_seq;
+  std::map<long, Collective> collectives;
+  std::map<long, SplitCall> splits;
+};
+
+struct Comm {
+  std::shared_ptr<Clique> clique;
+  int rank = 0;
+  bool blocking = true;
+  std::atomic<bool> aborted{false};
+  std::atomic<int> error{ncclSuccess};
+  std::atomic<long> outstanding{0};  // queued or running operations
+  std::atomic<bool> finalizing{false};
+  std::string last_error;  // under clique->mu
+};
+
+// Under the clique's lock: records an error on `c`.
+void fail(Comm* c, const std::string& why) {
+  c->error = ncclInvalidUsage;
+  c->last_error = why;
+}
+
+void finish_collective(Clique& q, Collective& col) {
+  const int n = q.size;
+  auto part = [&](int r) -> Op& { return col.parts[r]->op; };
+  // Every member must issue the same operation with agreeing sizes: else all fail.
+  for (int r = 1; r < n; ++r)
+    if (part(r).kind != part(0).kind || part(r).type != part(0).type || part(r).count != part(0).count ||
+        part(r).op != part(0).op || part(r).peer != part(0).peer) {
+      for (int m = 0; m < n; ++m)
+        fail(col.parts[m]->owner, "members issued different collectives (or counts) at the same place");
+      return;
+    }
+  const size_t es = type_size(part(0).type), count = part(0).count, bytes = es * count;
+  switch (col.kind) {
+    case Op::AllReduce: {
+      std::vector<char> acc((const char*)part(0).send, (const char*)part(0).send + bytes);
+      for (int r = 1; r < n; ++r) reduce_into(acc.data(), part(r).send, count, part(0).type, part(0).op);
+      for (int r = 0; r < n; ++r) std::memcpy(part(r).recv, acc.data(), bytes);
+      break;
+    }
+    case Op::ReduceScatter: {  // count = per-member block
+      std::vector<std::vector<char>> out(n);
+      for (int b = 0; b < n; ++b) {
+        out[b].assign((const char*)part(0).send + b * bytes, (const char*)part(0).send + (b + 1) * bytes);
+        for (int r = 1; r < n; ++r)
+          reduce_into(out[b].data(), (const char*)part(r).send + b * bytes, count, part(0).type, part(0).op);
+      }
+      for (int r = 0; r < n; ++r) std::memcpy(part(r).recv, out[r].data(), bytes);
+      break;
+    }
+    case Op::Reduce: {
+      const int root = part(0).peer;
+      std::vector<char> acc((const char*)part(0).send, (const char*)part(0).send + bytes);
+      for (int r = 1; r < n; ++r) reduce_into(acc.data(), part(r).send, count, part(0).type, part(0).op);
+      std::memcpy(part(root).recv, acc.data(), bytes);
+      break;
+    }
+    case Op::AllGather: {
+      std::vector<char> all((size_t)n * bytes);
+      for (int r = 0; r < n; ++r) std::memcpy(all.data() + r * bytes, part(r).send, bytes);
+      for (int r = 0; r < n; ++r) std::memcpy(part(r).recv, all.data(), all.size());
+      break;
+    }
+    case Op::Broadcast: {
+      const int root = part(0).peer;
+      std::vector<char> v((const char*)part(root).send, (const char*)part(root).send + bytes);
+      for (int r = 0; r < n; ++r) std::memcpy(part(r).recv, v.data(), bytes);
+      break;
+    }
+    default: std::abort();
+  }
+}
+
+// Under the clique's lock: posts one operation of `c` and meets what it can.
+std::shared_ptr<Posted> post(Comm* c, const Op& op) {
+  Clique& q = *c->clique;
+  auto p = std::make_shared<Posted>();
+  p->op = op, p->owner = c;
+  if (op.kind == Op::Send || op.kind == Op::Recv) {
+    if (op.peer < 0 || op.peer >= q.size) {
+      fail(c, "peer " + std::to_string(op.peer) + " out of range");
+      p->done = true;
+      return p;
+    }
+    const bool send = op.kind == Op::Send;
+    const auto link = send ? std::make_pair(c->rank, op.peer) : std::make_pair(op.peer, c->rank);
+    auto& other = send ? q.recvs[link] : q.sends[link];
+    if (other.empty()) {
+      (send ? q.sends[link] : q.recvs[link]).push_back(p);
+      return p;
+    }
+    auto m = other.front();  // the n-th send meets the n-th receive
+    other.pop_front();
+    const Posted& s = send ? *p : *m;
+    const Posted& r = send ? *m : *p;
+    const size_t sb = s.op.count * type_size(s.op.type), rb = r.op.count * type_size(r.op.type);
+    if (sb != rb) {
+      const std::string why = "a send of " + std::to_string(sb) + " bytes met a receive of " + std::to_string(rb);
+      fail(p->owner, why), fail(m->owner, why);
+    } else {
+      std::memcpy(r.op.recv, s.op.send, sb);
+    }
+    p->done = m->done = true;
+    return p;
+  }
+  const long seq = q.coll_seq[c->rank]++;
+  auto [it, fresh] = q.collectives.try_emplace(seq);
+  Collective& col = it->second;
+  if (fresh) col.kind = op.kind, col.parts.resize(q.size);
+  col.parts[c->rank] = p;
+  if (++col.arrived == q.size) {
+    finish_collective(q, col);
+    for (auto& part : col.parts) part->done = true;
+    q.collectives.erase(it);
+  }
+  return p;
+}
+
+// Under the clique's lock: an aborted communicator's operations leave the queues (nobody
+// writes into its buffers any more).
+void withdraw(Comm* c) {
+  Clique& q = *c->clique;
+  for (auto* links : {&q.sends, &q.recvs})
+    for (auto& [link, posted] : *links)
+      posted.erase(std::remove_if(posted.begin(), posted.end(), [&](const auto& p) { return p->owner == c; }),
+                   posted.end());
+}
+
+// Runs on a stream: posts the operations together (a group), then waits until every one is
+// met or its communicator aborted.
+void run_group(const std::vector<std::pair<Comm*, Op>>& ops) {
+  std::map<Clique*, std::vector<std::pair<Comm*, std::shared_ptr<Posted>>>> by_clique;
+  for (const auto& [c, op] : ops) {
+    std::lock_guard lock(c->clique->mu);
+    if (c->aborted) continue;
+    by_clique[c->clique.get()].push_back({c, post(c, op)});
+    c->clique->cv.notify_all();
+  }
+  for (auto& [q, posted] : by_clique) {
+    std::unique_lock lock(q->mu);
+    q->cv.wait(lock, [&] {
+      return std::all_of(posted.begin(), posted.end(), [](const auto& p) { return p.second->done || p.first->aborted; });
+    });
+  }
+  for (const auto& [c, op] : ops) --c->outstanding;
+}
+
+struct GroupState {
+  int depth = 0;
+  std::vector<std::tuple<Comm*, cudaStream_t, Op>> ops;
+};
+thread_local GroupState t_group;
+
+ncclResult_t issue(Comm* c, cudaStream_t s, const Op& op) {
+  if (!c || !s) return ncclInvalidArgument;
+  if (c->aborted) return ncclInvalidUsage;
+  if (c->error != ncclSuccess) return (ncclResult_t)c->error.load();
+  if (t_group.depth > 0) {
+    t_group.ops.emplace_back(c, s, op);
+    return ncclSuccess;
+  }
+  ++c->outstanding;
+  s->push([c, op] { run_group({{c, op}}); });
+  return ncclSuccess;
+}
+
+std::mutex& registry_mu() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+std::map<std::string, std::shared_ptr<Clique>>& registry() {
+  static auto* r = new std::map<std::string, std::shared_ptr<Clique>>;
+  return *r;
+}
+
+}  // namespace duet_nccl_emu
+
+using namespace duet_nccl_emu;
+
+// ---- CUDA runtime ------------------------------------------------------------------------
+
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : "emulated CUDA error"; }
+cudaError_t cudaGetLastError() { return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  auto* stream = new Stream;
+  std::thread([stream] {
+    stream->run();
+    delete stream;
+  }).detach();
+  *s = stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  std::lock_guard lock(s->mu);  // the worker deletes the stream once this lock is free and it is drained
+  s->stop = true;
+  s->cv.notify_all();
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = new Event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;  // a pending record keeps only the shared counter
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  const long target = ++e->recorded;
+  s->push([reached = e->reached, target] { reached->store(target); });
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t e) {
+  return e->reached->load() >= e->recorded.load() ? cudaSuccess : cudaErrorNotReady;
+}
+cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
+  *p = allocate(bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  s->push([p] { release(p); });
+  return cudaSuccess;
+}
+cudaError_t cudaMallocManaged(void** p, size_t bytes, unsigned) {
+  *p = allocate(bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  release(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+  std::memcpy(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
+  if (!is_device(src)) {  // pageable host memory is read before the call returns, as CUDA does
+    auto copy = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + bytes);
+    s->push([dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
+  } else {
+    s->push([dst, src, bytes] { std::memcpy(dst, src, bytes); });
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  s->push([p, value, bytes] { std::memset(p, value, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p) {
+  *a = {};
+  a->type = is_device(p) ? cudaMemoryTypeManaged : cudaMemoryTypeUnregistered;
+  return cudaSuccess;
+}
+
+// ---- NCCL ----------------------------------------------------------------------------------
+
+const char* ncclGetErrorString(ncclResult_t r) {
+  switch (r) {
+    case ncclSuccess: return "no error";
+    case ncclInProgress: return "operation in progress";
+    case ncclInvalidArgument: return "invalid argument";
+    case ncclInvalidUsage: return "invalid usage";
+    default: return "emulated NCCL error";
+  }
+}
+const char* ncclGetLastError(ncclComm_t c) {
+  thread_local std::string last;
+  if (!c) return "";
+  std::lock_guard lock(c->clique->mu);
+  last = c->last_error;
+  return last.c_str();
+}
+ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
+  static std::atomic<long> next{0};
+  std::memset(id->internal, 0, sizeof id->internal);
+  const std::string s = "emulated-" + std::to_string(next++);
+  std::memcpy(id->internal, s.data(), s.size());
+  return ncclSuccess;
+}
+ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank, ncclConfig_t* config) {
+  if (nranks < 1 || rank < 0 || rank >= nranks) return ncclInvalidArgument;
+  std::shared_ptr<Clique> q;
+  {
+    std::lock_guard lock(registry_mu());
+    auto& slot = registry()[std::string(id.internal, sizeof id.internal)];
+    if (!slot) slot = std::make_shared<Clique>(nranks);
+    q = slot;
+  }
+  if (q->size != nranks) return ncclInvalidUsage;
+  auto* c = new Comm;  // never freed: stream work may still name it (ncclCommDestroy is a no-op)
+  c->clique = q, c->rank = rank, c->blocking = !config || config->blocking != 0;
+  std::unique_lock lock(q->mu);
+  if (q->members[rank]) return ncclInvalidUsage;
+  q->members[rank] = c;
+  ++q->joined;
+  q->cv.notify_all();
+  *comm = c;
+  if (!c->blocking) return q->joined == q->size ? ncclSuccess : ncclInProgress;
+  q->cv.wait(lock, [&] { return q->joined == q->size; });
+  return ncclSuccess;
+}
+ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t* state) {
+  if (c->error != ncclSuccess) {
+    *state = (ncclResult_t)c->error.load();
+    return ncclSuccess;
+  }
+  std::lock_guard lock(c->clique->mu);
+  const bool initialising = c->clique->joined < c->clique->size;
+  const bool flushing = c->finalizing && c->outstanding > 0;
+  *state = !c->aborted && (initialising || flushing) ? ncclInProgress : ncclSuccess;
+  return ncclSuccess;
+}
+ncclResult_t ncclCommUserRank(ncclComm_t c, int* rank) {
+  *rank = c->rank;
+  return ncclSuccess;
+}
+ncclResult_t ncclCommCount(ncclComm_t c, int* count) {
+  *count = c->clique->size;
+  return ncclSuccess;
+}
+ncclResult_t ncclCommSplit(ncclComm_t c, int color, int key, ncclComm_t* newcomm, ncclConfig_t* config) {
+  Clique& q = *c->clique;
+  std::unique_lock lock(q.mu);
+  const long seq = q.split_seq[c->rank]++;
+  SplitCall& call = q.splits[seq];
+  if (call.out.empty()) call.color.resize(q.size), call.key.resize(q.size), call.out.resize(q.size);
+  call.color[c->rank] = color, call.key[c->rank] = key, call.out[c->rank] = newcomm;
+  if (++call.arrived == q.size) {
+    std::map<int, std::vector<std::pair<int, int>>> by_color;  // color -> (key, rank)
+    for (int r = 0; r < q.size; ++r) {
+      if (call.color[r] < 0) *call.out[r] = nullptr;  // NCCL_SPLIT_NOCOLOR
+      else by_color[call.color[r]].push_back({call.key[r], r});
+    }
+    for (auto& [col, members] : by_color) {
+      std::sort(members.begin(), members.end());
+      auto nq = std::make_shared<Clique>((int)members.size());
+      nq->joined = nq->size;
+      for (int i = 0; i < nq->size; ++i) {
+        auto* nc = new Comm;
+        nc->clique = nq, nc->rank = i, nc->blocking = !config || config->blocking != 0;
+        nq->members[i] = nc;
+        *call.out[members[i].second] = nc;
+      }
+    }
+    call.done = true;
+    q.cv.notify_all();
+  }
+  q.cv.wait(lock, [&] { return call.done || c->aborted; });
+  return c->aborted ? ncclInvalidUsage : ncclSuccess;
+}
+ncclResult_t ncclCommFinalize(ncclComm_t c) {
+  c->finalizing = true;
+  if (!c->blocking) return c->outstanding > 0 ? ncclInProgress : ncclSuccess;
+  std::unique_lock lock(c->clique->mu);
+  c->clique->cv.wait(lock, [&] { return c->outstanding == 0 || c->aborted; });
+  return ncclSuccess;
+}
+ncclResult_t ncclCommDestroy(ncclComm_t) { return ncclSuccess; }
+ncclResult_t ncclCommAbort(ncclComm_t c) {
+  std::lock_guard lock(c->clique->mu);
+  c->aborted = true;
+  withdraw(c);
+  c->clique->cv.notify_all();
+  return ncclSuccess;
+}
+ncclResult_t ncclGroupStart() {
+  ++t_group.depth;
+  return ncclSuccess;
+}
+ncclResult_t ncclGroupEnd() {
+  if (t_group.depth == 0) return ncclInvalidUsage;
+  if (--t_group.depth > 0) return ncclSuccess;
+  // One piece of work per stream, holding that stream's operations of the group.
+  std::map<cudaStream_t, std::vector<std::pair<Comm*, Op>>> by_stream;
+  bool nonblocking = false;
+  for (auto& [c, s, op] : t_group.ops) {
+    by_stream[s].push_back({c, op});
+    ++c->outstanding;
+    nonblocking = nonblocking || !c->blocking;
+  }
+  t_group.ops.clear();
+  for (auto& [s, ops] : by_stream) s->push([ops = std::move(ops)] { run_group(ops); });
+  // A non-blocking communicator says "in progress" here; the caller polls its state.
+  return nonblocking ? ncclInProgress : ncclSuccess;
+}
+ncclResult_t ncclSend(const void* buf, size_t count, ncclDataType_t type, int peer, ncclComm_t c, cudaStream_t s) {
+  Op op{Op::Send};
+  op.send = buf, op.count = count, op.type = type, op.peer = peer;
+  return issue(c, s, op);
+}
+ncclResult_t ncclRecv(void* buf, size_t count, ncclDataType_t type, int peer, ncclComm_t c, cudaStream_t s) {
+  Op op{Op::Recv};
+  op.recv = buf, op.count = count, op.type = type, op.peer = peer;
+  return issue(c, s, op);
+}
+ncclResult_t ncclAllReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t rop,
+                           ncclComm_t c, cudaStream_t s) {
+  Op op{Op::AllReduce};
+  op.send = send, op.recv = recv, op.count = count, op.type = type, op.op = rop;
+  return issue(c, s, op);
+}
+ncclResult_t ncclReduceScatter(const void* send, void* recv, size_t recvcount, ncclDataType_t type, ncclRedOp_t rop,
+                               ncclComm_t c, cudaStream_t s) {
+  Op op{Op::ReduceScatter};
+  op.send = send, op.recv = recv, op.count = recvcount, op.type = type, op.op = rop;
+  return issue(c, s, op);
+}
+ncclResult_t ncclReduce(const void* send, void* recv, size_t count, ncclDataType_t type, ncclRedOp_t rop, int root,
+                        ncclComm_t c, cudaStream_t s) {
+  Op op{Op::Reduce};
+  op.send = send, op.recv = recv, op.count = count, op.type = type, op.op = rop, op.peer = root;
+  return issue(c, s, op);
+}
+ncclResult_t ncclAllGather(const void* send, void* recv, size_t sendcount, ncclDataType_t type, ncclComm_t c,
+                           cudaStream_t s) {
+  Op op{Op::AllGather};
+  op.send = send, op.recv = recv, op.count = sendcount, op.type = type;
+  return issue(c, s, op);
+}
+ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataType_t type, int root, ncclComm_t c,
+                           cudaStream_t s) {
+  Op op{Op::Broadcast};
+  op.send = send, op.recv = recv, op.count = count, op.type = type, op.peer = root;
+  return issue(c, s, op);
+}
+
+namespace duet::test {
+void* emulated_device_alloc(size_t bytes) { return duet_nccl_emu::allocate(bytes); }
+void emulated_device_free(void* p) { duet_nccl_emu::release(p); }
+}  // namespace duet::test
