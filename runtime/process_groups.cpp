@@ -12,7 +12,8 @@ StageGroups& ProcessGroups::stage_of_dir(int dir) {
 }
 
 ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const core::Topology& topology,
-                                  core::ScheduleKind schedule, const std::vector<int>& stage_of_dir) {
+                                  core::ScheduleKind schedule, const std::vector<int>& stage_of_dir,
+                                  const DataPlane& data_plane) {
   ProcessGroups g{topology, topology.coords(world->rank()), std::move(world), {}, {}, {}, {}, {}, {}};
   const core::RankGroups members = topology.groups(g.coords.rank, schedule);
   g.pipeline = subgroup(*g.world, members.pipeline);
@@ -31,6 +32,14 @@ ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const cor
                         subgroup(*g.world, members.expert_copies)});
   g.checkpoint = g.world->dup();
   g.snapshot = g.world->dup();
+  if (data_plane) {  // every member of each group calls it at the same point: collective per group
+    g.pipeline = data_plane(*g.pipeline);
+    for (auto& c : g.expert_exchange) c = data_plane(*c);
+    for (auto& s : g.stages) {
+      s.copies = data_plane(*s.copies);
+      s.expert_copies = data_plane(*s.expert_copies);
+    }
+  }
   return g;
 }
 

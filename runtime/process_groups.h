@@ -15,6 +15,8 @@
 //                  two stages in opposite orders and collectives on one communicator must not
 //   checkpoint     a duplicate of world for the checkpoint writer thread's agreement
 //   snapshot       another, for the in-memory snapshot thread's exchange with its peer node
+// With an NCCL data plane, pipeline, expert_exchange and the stage groups are NCCL
+// communicators (GPU to GPU); the rest stay MPI.
 
 #include <memory>
 #include <vector>
@@ -43,7 +45,12 @@ struct ProcessGroups {
 
 // Collective over `world`. stages: the stage index this rank runs in each direction
 // (scheduler/placement.h), so every member creates its stage groups in the same order.
+// data_plane (runtime.data_plane: nccl): the groups that carry training data — pipeline,
+// expert_exchange, each stage's copies and expert copies — are made over it from their
+// control-plane group; world, evaluation, checkpoint and snapshot stay on the control plane
+// (host memory, tagged messages, the supervisor's agreements).
 ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const core::Topology& topology,
-                                  core::ScheduleKind schedule, const std::vector<int>& stage_of_dir);
+                                  core::ScheduleKind schedule, const std::vector<int>& stage_of_dir,
+                                  const DataPlane& data_plane = {});
 
 }  // namespace duet::runtime

@@ -86,8 +86,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   const sched::Placement placement = schedule.placement();
   std::vector<int> stage_of_dir;
   for (int d = 0; d < placement.num_dirs(); ++d) stage_of_dir.push_back(placement.stage_of(coords.pp_rank, d));
-  ProcessGroups groups = make_process_groups(std::move(world_comm), topo, schedule.kind, stage_of_dir);
-  if (const DataPlane plane = data_plane ? data_plane : data_plane_for(cfg)) groups.pipeline = plane(*groups.pipeline);
+  ProcessGroups groups = make_process_groups(std::move(world_comm), topo, schedule.kind, stage_of_dir,
+                                             data_plane ? data_plane : data_plane_for(cfg));
 
   // What the rank's threads share: the compute baton (overlap) and the trace.
   Baton baton;

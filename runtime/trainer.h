@@ -35,10 +35,10 @@ struct TrainSummary {
 // metrics.jsonl into run_dir and progress to `log` (other ranks pass a log that does not
 // echo). The layout must match the world size. Collective over `world`. `backend`: the
 // kernels to compute with; nullptr (always, outside tests) = runtime.device's.
-// `data_plane`: when set, the pipeline's activations and gradients travel over the
-// communicator it makes from the pipeline group (collective over that group) — the NCCL data
-// plane on GPUs, or runtime/comm_local.h's ordered_p2p_dup in tests); empty =
-// runtime.data_plane's.
+// `data_plane`: when set, the training data (pipeline messages, expert all-to-alls, gradient
+// reductions) travels over the communicators it makes from those groups (runtime/
+// process_groups.h) — the NCCL data plane on GPUs, runtime/comm_local.h's ordered mode or
+// emulated NCCL in tests; empty = runtime.data_plane's.
 TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::RunLog& log,
                    std::unique_ptr<Communicator> world, const kernels::Backend* backend = nullptr,
                    const DataPlane& data_plane = {});

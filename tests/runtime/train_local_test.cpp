@@ -98,8 +98,9 @@ TEST(TrainLocal, PipelinedLayoutsAgreeWithOneRank) {
 }
 
 // Over a data plane with NCCL's point-to-point rules (no tags, the n-th send meets the n-th
-// receive, a send waits for its receive, one operation at a time per communicator) every
-// schedule trains exactly as over tagged messages — with overlap on and off, a modelled
+// receive, a send waits for its receive, one operation at a time per communicator), carrying
+// the pipeline's messages, the expert all-to-alls and the gradient reductions, every
+// schedule trains exactly as over the in-process communicator — with overlap on and off, a modelled
 // latency, an expert exchange, DualPipeV's local turn, and four stages in a row (where a rank
 // both receives and sends a stream). Two such planes: runtime/comm_local.h's ordered mode,
 // and the NCCL communicator's own code over emulated NCCL (tests/nccl_emu: each
@@ -112,6 +113,7 @@ TEST(TrainLocal, PipelinesOverATaglessDataPlaneTrainBitForBitAsOverTaggedMessage
            {"1f1b-pp4-no-overlap",
             {"parallel.pp=4", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=1f1b", "runtime.overlap=false"}},
            {"zb1p-pp2dp2ep2", {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=zb1p"}},
+           {"dualpipe-pp2dp2ep2", {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=dualpipe"}},
            {"dualpipev-pp4-delay",
             {"parallel.pp=4", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=dualpipev", "runtime.comm_delay_us=50"}}}) {
     SCOPED_TRACE(name);
