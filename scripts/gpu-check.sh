@@ -10,7 +10,8 @@
 #                                            against the CPU reference), then the same under
 #                                            compute-sanitizer memcheck, then 12 training steps of
 #                                            the tiny model on the GPU against the CPU (model
-#                                            tests); prints a summary and exits non-zero when a
+#                                            tests), then the NCCL communicator's cases on one
+#                                            GPU; prints a summary and exits non-zero when a
 #                                            check failed or did not run
 set -euo pipefail
 
@@ -26,16 +27,16 @@ max_bytes=$((64 * 1024 * 1024))
 
 pack() {
   local build="${1:-$here/build}"
-  make -C "$build" -j"$(nproc)" test_kernels test_model >/dev/null
+  make -C "$build" -j"$(nproc)" test_kernels test_model test_nccl_gpu >/dev/null
   ldd "$build/tests/test_kernels" | grep -q libcudart ||
     { echo "gpu-check: $build is not a CUDA build (configure with nvcc found, or -DDUET_CUDA=ON)" >&2; exit 2; }
   local out="$build/gpu-check"
   rm -rf "$out" && mkdir -p "$out/lib"
-  cp "$build/tests/test_kernels" "$build/tests/test_model" "$out/"
+  cp "$build/tests/test_kernels" "$build/tests/test_model" "$build/tests/test_nccl_gpu" "$out/"
   cp "$here/scripts/gpu-check.sh" "$out/"
   # Every library the binary loads, except the C library's own and CUDA's (the GPU machine
   # has its toolkit and driver): libstdc++ too, in case that machine's is older.
-  ldd "$out/test_kernels" "$out/test_model" | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+  ldd "$out/test_kernels" "$out/test_model" "$out/test_nccl_gpu" | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libcuda.so*|libcudart.so*|libcublas*.so*|libnccl.so*) ;;
       *) cp -L "$lib" "$out/lib/" ;;
@@ -43,7 +44,7 @@ pack() {
   done
   local bytes
   bytes=$(du -sb "$out" | cut -f1)
-  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries, test_kernels and test_model into $out ($((bytes / 1024 / 1024)) MiB)"
+  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries, test_kernels, test_model and test_nccl_gpu into $out ($((bytes / 1024 / 1024)) MiB)"
   if ((bytes > max_bytes)); then
     echo "gpu-check: $out is $bytes bytes, over the 64 MiB a GPU machine takes" >&2
     exit 1
@@ -101,6 +102,21 @@ run() {
     status=1
     summary+=("training on the GPU: no test_model in $dir: NOT run")
   fi
+  # 4. The NCCL data plane on one GPU: a one-rank communicator over every collective, from
+  #    host and device memory, and a receive nobody sends ended by abort.
+  local nlog="$dir/nccl.log"
+  if [ -x "$dir/test_nccl_gpu" ]; then
+    if "$dir/test_nccl_gpu" --gtest_filter='NcclComm.*:-NcclComm.WithoutAGpu*' >"$nlog" 2>&1; then :; else status=1; fi
+    passed=$(grep -c '^\[       OK \]' "$nlog" || true)
+    failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$nlog" || true)
+    skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$nlog" || true)
+    summary+=("NCCL communicator on the GPU: $passed passed, $failed failed, $skipped skipped ($nlog)")
+    ((skipped == 0 && passed > 0)) || status=1
+    grep -E 'Failure|what\(\)' "$nlog" | head -10 | sed 's/^/  /' || true
+  else
+    status=1
+    summary+=("NCCL communicator: no test_nccl_gpu in $dir: NOT run")
+  fi
   echo "== gpu-check summary =="
   printf '%s\n' "${summary[@]}"
   exit $status
@@ -109,5 +125,5 @@ run() {
 case "$mode" in
   pack) shift; pack "$@" ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
