@@ -24,9 +24,7 @@ void* CachingAllocator::raw(size_t bytes) {
     p = nullptr;
   }
   if (!p) {  // out of memory: give the cache back and try once more
-    for (auto& [size, blocks] : free_)
-      for (void* b : blocks) raw_free_(b), ++stats_.raw_frees, stats_.cached_bytes -= size;
-    free_.clear();
+    give_back_cache();
     p = raw_alloc_(bytes);
     if (!p) throw std::bad_alloc();
   }
@@ -41,9 +39,10 @@ void* CachingAllocator::alloc(size_t bytes) {
   void* p = nullptr;
   auto it = free_.find(size);
   if (it != free_.end() && !it->second.empty()) {
-    if (before_reuse_) before_reuse_();
-    p = it->second.back();
+    const Cached c = it->second.back();
     it->second.pop_back();
+    if (before_reuse_) before_reuse_(c.token);
+    p = c.block;
     stats_.cached_bytes -= size;
     ++stats_.reuses;
   } else {
@@ -62,15 +61,22 @@ void CachingAllocator::free(void* p) {
   const size_t size = it->second;
   live_.erase(it);
   stats_.live_bytes -= size;
-  free_[size].push_back(p);
+  free_[size].push_back({p, on_free_ ? on_free_() : nullptr});
   stats_.cached_bytes += size;
+}
+
+void CachingAllocator::give_back_cache() {
+  for (auto& [size, blocks] : free_)
+    for (const Cached& c : blocks) {
+      if (before_reuse_) before_reuse_(c.token);
+      raw_free_(c.block), ++stats_.raw_frees, stats_.cached_bytes -= size;
+    }
+  free_.clear();
 }
 
 void CachingAllocator::release_cached() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [size, blocks] : free_)
-    for (void* b : blocks) raw_free_(b), ++stats_.raw_frees, stats_.cached_bytes -= size;
-  free_.clear();
+  give_back_cache();
 }
 
 CachingAllocator::Stats CachingAllocator::stats() const {

@@ -24,14 +24,18 @@ class CachingAllocator {
  public:
   using RawAlloc = void* (*)(size_t bytes);  // nullptr or throws when out of memory
   using RawFree = void (*)(void* p);
-  using BeforeReuse = void (*)();
+  using OnFree = void* (*)();               // a token for the block's last use
+  using BeforeReuse = void (*)(void* token);
 
-  // before_reuse (may be nullptr) runs before a cached block is handed out again: on a device
-  // whose kernels run asynchronously, a freed block may still be read or written by kernels
-  // queued before the free, so the CUDA backend waits for the device there. After warm-up a
-  // run asks for no memory (model/buffers.h), so this costs nothing in steady state.
-  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, BeforeReuse before_reuse = nullptr)
-      : raw_alloc_(raw_alloc), raw_free_(raw_free), before_reuse_(before_reuse) {}
+  // On a device whose kernels run asynchronously, a freed block may still be read or written
+  // by kernels queued before the free. on_free (may be nullptr) runs at free and returns a
+  // token for that (the CUDA backend: an event on the freeing thread's stream);
+  // before_reuse(token) runs before the block is handed out again or given back to the raw
+  // allocator (the CUDA backend waits for the event, not for the whole device: runtime/
+  // comm_nccl.h's receives may be pending there). After warm-up a run asks for no memory
+  // (model/buffers.h), so this costs nothing in steady state.
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, OnFree on_free = nullptr, BeforeReuse before_reuse = nullptr)
+      : raw_alloc_(raw_alloc), raw_free_(raw_free), on_free_(on_free), before_reuse_(before_reuse) {}
   ~CachingAllocator();  // returns the cached blocks; live ones are their owners' to free
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -51,10 +55,16 @@ class CachingAllocator {
 
   RawAlloc raw_alloc_;
   RawFree raw_free_;
+  OnFree on_free_;
   BeforeReuse before_reuse_;
   mutable std::mutex mu_;
+  struct Cached {
+    void* block;
+    void* token;  // on_free's
+  };
   std::unordered_map<void*, size_t> live_;          // block → its class size
-  std::map<size_t, std::vector<void*>> free_;       // class size → cached blocks
+  std::map<size_t, std::vector<Cached>> free_;      // class size → cached blocks
+  void give_back_cache();                           // holds mu_
   Stats stats_;
 };
 

@@ -133,6 +133,9 @@ class NcclRequest final : public RequestState {
 
   bool test() override {
     if (s_->aborted) return finish();
+    // The event first, then the communicator's state: an error that ended the operation (and
+    // so reached the event) is seen before the operation counts as done.
+    const cudaError_t e = cudaEventQuery(done_);
     {
       std::lock_guard lock(s_->mu);
       ncclResult_t r = ncclSuccess;
@@ -145,7 +148,6 @@ class NcclRequest final : public RequestState {
         throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL: " + why + "; communicator aborted");
       }
     }
-    const cudaError_t e = cudaEventQuery(done_);
     if (e == cudaErrorNotReady) return false;
     DUET_CUDA_OK(e, s_->rank);
     return finish();

@@ -1,6 +1,6 @@
 // The CUDA backend: every op of the table as a duet::cuda kernel (kernels/cuda/ops.h), on
 // managed memory, timed by CUDA events while the calling thread asks (timing.h). Kernels run
-// on the calling thread's current stream.
+// on the calling thread's own default stream (streams.h).
 #include <cuda_runtime.h>
 
 #include <array>
@@ -10,6 +10,7 @@
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/streams.h"
 #include "kernels/cuda/timing.h"
 
 namespace duet::kernels {
@@ -35,11 +36,11 @@ void managed_free(void* p) { CUDA_CHECK(cudaFree(p)); }
 // Through a cache (kernels/caching_allocator.h): cudaMallocManaged and cudaFree synchronise
 // the device, and buffers are freed and made again every step (MoE rows change size). A
 // freed block may still be in use by kernels queued before the free (the host zero-fills a
-// grown buffer at once): handing it out again waits for the device first.
-void wait_for_device() { CUDA_CHECK(cudaDeviceSynchronize()); }
+// grown buffer at once): handing it out again waits for the freeing thread's stream to get
+// past the free (kernels/cuda/streams.h) — not for the device, where NCCL may be waiting.
 CachingAllocator& cache() {
-  static CachingAllocator* c =
-      new CachingAllocator(&managed_alloc, &managed_free, &wait_for_device);  // outlives every buffer
+  static CachingAllocator* c = new CachingAllocator(&managed_alloc, &managed_free, &cuda::block_freed,
+                                                    &cuda::block_reused);  // outlives every buffer
   return *c;
 }
 void* device_alloc(size_t bytes) { return cache().alloc(bytes); }
@@ -48,7 +49,7 @@ void device_free(void* p) { cache().free(p); }
 void device_copy(void* dst, const void* src, size_t bytes) {
   if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
-void device_synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void device_synchronize() { cuda::synchronize_thread(); }  // this thread's stream only: streams.h
 
 Backend make_cuda_backend() {
   Backend b{};

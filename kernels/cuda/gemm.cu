@@ -1,6 +1,6 @@
 // GEMMs through cuBLAS in FP32 (TF32 off: the reference path). Row-major C = op(A)·op(B) is
 // computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, which is the same memory. One handle per
-// host thread, on the default stream.
+// host thread, on that thread's stream (kernels/cuda/streams.h).
 #include <cublas_v2.h>
 
 #include "kernels/cuda/common.cuh"
@@ -15,6 +15,7 @@ cublasHandle_t handle() {
     cublasHandle_t c = nullptr;
     CUBLAS_CHECK(cublasCreate(&c));
     CUBLAS_CHECK(cublasSetMathMode(c, CUBLAS_PEDANTIC_MATH));  // FP32 throughout, no TF32
+    CUBLAS_CHECK(cublasSetStream(c, cudaStreamPerThread));     // with this thread's kernels: streams.h
     return c;
   }();
   return h;

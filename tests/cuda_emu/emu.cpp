@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cuda/ops.h"  // the translated ones: namespace duet::cuda_emu
+#include "kernels/cuda/streams.h"
 #include "kernels/cuda/timing.h"
 #include "tests/cuda_emu/emu.h"
 
@@ -273,13 +274,15 @@ const kernels::Backend& emulated_cuda_backend() {
   static const kernels::Backend b = [] {
     kernels::Backend e{};
     e.name = "cuda-emulated";
-    // Through a cache, as the CUDA backend's (its raw allocator: the heap here).
+    // Through a cache with the CUDA backend's hooks (kernels/cuda/streams.cu, translated);
+    // its raw allocator is the heap here.
     static auto* cache = new kernels::CachingAllocator(
-        [](size_t bytes) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }, [](void* p) { std::free(p); });
+        [](size_t bytes) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }, [](void* p) { std::free(p); },
+        &cuda_emu::block_freed, &cuda_emu::block_reused);
     e.alloc = [](size_t bytes) { return cache->alloc(bytes); };
     e.free = [](void* p) { cache->free(p); };
     e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
-    e.synchronize = [] {};
+    e.synchronize = &cuda_emu::synchronize_thread;  // as backend.cu's: what it waits for matters with NCCL
     e.attention_saved_floats = &cuda_emu::attention_saved_floats;
     e.timing_begin = &cuda_emu::timing_begin;
     e.timing_end = &cuda_emu::timing_end;

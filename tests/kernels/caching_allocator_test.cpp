@@ -6,6 +6,7 @@
 #include <new>
 #include <set>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels/caching_allocator.h"
 
@@ -75,20 +76,31 @@ TEST(CachingAllocator, AFreedBlockIsReusedByItsClassAndOnlyNewPeaksReachTheRawAl
   EXPECT_EQ(g_raw_live, 0);  // the destructor returned the cache
 }
 
-// On a device a freed block may still be in use by queued kernels: a reuse first waits.
-TEST(CachingAllocator, AReusedBlockWaitsFirstANewOneDoesNot) {
-  static int waits = 0;
-  CachingAllocator c(&raw_alloc, &raw_free, [] { ++waits; });
-  void* a = c.alloc(5000);
-  EXPECT_EQ(waits, 0);
-  c.free(a);
-  EXPECT_EQ(waits, 0);
-  EXPECT_EQ(c.alloc(5000), a);
-  EXPECT_EQ(waits, 1);
-  void* b = c.alloc(5000);  // the class's list is empty: a new block, no wait
-  EXPECT_EQ(waits, 1);
-  c.free(a);
-  c.free(b);
+// On a device a freed block may still be in use by queued kernels: the free marks its last
+// use, and a reuse (or giving it back) first waits for that mark — its own, not another's.
+TEST(CachingAllocator, AReusedBlockWaitsForItsOwnLastUseANewOneDoesNot) {
+  static std::vector<long> marks, waited;
+  static long next_mark = 0;
+  g_raw_live = 0;
+  {
+    CachingAllocator c(&raw_alloc, &raw_free, [] { marks.push_back(++next_mark); return (void*)next_mark; },
+                       [](void* token) { waited.push_back((long)token); });
+    void* a = c.alloc(5000);
+    void* big = c.alloc(50000);
+    EXPECT_TRUE(marks.empty());
+    c.free(a);
+    c.free(big);
+    EXPECT_EQ(marks, (std::vector<long>{1, 2}));
+    EXPECT_TRUE(waited.empty());
+    EXPECT_EQ(c.alloc(5000), a);
+    EXPECT_EQ(waited, (std::vector<long>{1}));  // a's mark, not big's
+    void* b = c.alloc(5000);  // the class's list is empty: a new block, no wait
+    EXPECT_EQ(waited.size(), 1u);
+    c.free(a);
+    c.free(b);
+  }
+  EXPECT_EQ(waited.size(), 4u);  // the destructor waited for each cached block before returning it
+  EXPECT_EQ(g_raw_live, 0);
 }
 
 TEST(CachingAllocator, OutOfMemoryReturnsTheCacheAndRetriesOnce) {

@@ -1,6 +1,8 @@
 // Host stand-ins for the CUDA runtime and NCCL calls of runtime/comm_nccl.cpp (see the two
 // headers under include/ and tests/nccl_emu/nccl_emu.h).
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -17,19 +19,21 @@
 
 #include "cuda_runtime.h"
 #include "nccl.h"
+#include "tests/cuda_emu/device_sync.h"
 
 namespace duet_nccl_emu {
 
 // ---- streams and events ----------------------------------------------------------------
 
-// A stream: a worker thread running its work in the order queued. It ends itself once
-// destroyed and drained (work still blocked then — an operation nobody meets, on a
-// communicator nobody aborts — keeps it, as a hung kernel keeps a device).
+// A stream: a worker thread running its work in the order queued. Its thread ends once the
+// stream is destroyed and drained (work still blocked then — an operation nobody meets, on a
+// communicator nobody aborts — keeps it, as a hung kernel keeps a device); the object stays.
 struct Stream {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::function<void()>> work;
   bool stop = false;
+  long pushed = 0, finished = 0;  // pieces of work (under mu)
 
   void run() {
     std::unique_lock lock(mu);
@@ -41,14 +45,57 @@ struct Stream {
       lock.unlock();
       f();
       lock.lock();
+      ++finished;
+      cv.notify_all();
     }
   }
   void push(std::function<void()> f) {
     std::lock_guard lock(mu);
     work.push_back(std::move(f));
+    ++pushed;
     cv.notify_all();
   }
 };
+
+std::mutex& streams_mu() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+std::vector<Stream*>& streams() {  // live ones
+  static auto* s = new std::vector<Stream*>;
+  return *s;
+}
+
+// cudaDeviceSynchronize, as a GPU does it: waits until every stream has finished the work
+// queued before the call — NCCL operations included. One that is never met makes it wait
+// forever, as on a device; that is reported here (and the process ends) instead of hanging.
+void device_synchronize() {
+  std::vector<std::pair<Stream*, long>> targets;
+  {
+    std::lock_guard lock(streams_mu());
+    for (Stream* s : streams()) {
+      std::lock_guard slock(s->mu);
+      targets.push_back({s, s->pushed});
+    }
+  }
+  constexpr auto kDeadlock = std::chrono::seconds(30);
+  for (auto [s, target] : targets) {
+    std::unique_lock lock(s->mu);
+    if (!s->cv.wait_for(lock, kDeadlock, [&] { return s->finished >= target; })) {
+      std::fprintf(stderr,
+                   "emulated cudaDeviceSynchronize: an NCCL stream has not finished its work for %lld s: a "
+                   "device-wide wait while a receive is pending deadlocks on a GPU (wait for this thread's "
+                   "stream instead)\n",
+                   (long long)kDeadlock.count());
+      std::abort();
+    }
+  }
+}
+
+[[maybe_unused]] const bool g_hooked = [] {
+  duet_emu::device_synchronize_hook = &device_synchronize;
+  return true;
+}();
 
 // An event: the number of its latest record, and the latest its stream has reached.
 struct Event {
@@ -358,15 +405,16 @@ const char* cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no er
 cudaError_t cudaGetLastError() { return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   auto* stream = new Stream;
-  std::thread([stream] {
-    stream->run();
-    delete stream;
-  }).detach();
+  {
+    std::lock_guard lock(streams_mu());
+    streams().push_back(stream);
+  }
+  std::thread([stream] { stream->run(); }).detach();  // never deleted: device_synchronize may look at it
   *s = stream;
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
-  std::lock_guard lock(s->mu);  // the worker deletes the stream once this lock is free and it is drained
+  std::lock_guard lock(s->mu);
   s->stop = true;
   s->cv.notify_all();
   return cudaSuccess;

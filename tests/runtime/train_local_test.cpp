@@ -127,6 +127,26 @@ TEST(TrainLocal, PipelinesOverATaglessDataPlaneTrainBitForBitAsOverTaggedMessage
   }
 }
 
+// The CUDA backend's code (tests/cuda_emu) with the NCCL data plane's code (tests/nccl_emu),
+// as two ranks with a GPU each would run them: the same losses as over the in-process
+// communicator. NCCL's receives are posted a step ahead and occupy their streams until met, so
+// a backend that waited for the whole device (cudaDeviceSynchronize) would wait for a receive
+// whose sender waits for it — 1F1B's steady state has one: the emulated device-wide wait
+// reports it (kernels/cuda/streams.h says why the backend waits for its own stream only).
+TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWholeDevice) {
+  const runtime::DataPlane nccl = [](runtime::Communicator& g) { return runtime::emulated_make_nccl_communicator(g); };
+  for (const std::string schedule : {"1f1b", "dualpipe"}) {
+    SCOPED_TRACE(schedule);
+    const auto with = small_model({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=" + schedule,
+                                   "train.global_batch=8", "train.steps=2", "train.log_every=2"});
+    const auto& cuda = duet::test::emulated_cuda_backend();
+    const auto local = train_local("emu-local-" + schedule, with, &cuda);
+    const auto over_nccl = train_local("emu-nccl-" + schedule, with, &cuda, true, nccl);
+    ASSERT_EQ(local.size(), 2u);
+    EXPECT_EQ(over_nccl, local);
+  }
+}
+
 TEST(TrainLocal, SameLayoutTwiceIsBitIdentical) {
   const std::vector<std::string> layout = {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2"};
   const auto a = train_local("twice-a", layout), b = train_local("twice-b", layout);

@@ -16,6 +16,7 @@ inline cublasStatus_t cublasCreate(cublasHandle_t* h) {
   return CUBLAS_STATUS_SUCCESS;
 }
 inline cublasStatus_t cublasSetMathMode(cublasHandle_t, cublasMath_t) { return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 
 // op(X)(i, j) of a column-major X with leading dimension ld.
 inline float cublas_emu_at(const float* X, int ld, cublasOperation_t op, int i, int j) {

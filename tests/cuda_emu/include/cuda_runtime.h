@@ -6,11 +6,16 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "tests/cuda_emu/device_sync.h"
 #include "tests/cuda_emu/emu.h"
 
 using cudaError_t = int;
 constexpr cudaError_t cudaSuccess = 0;
 using cudaStream_t = void*;
+// Every emulated launch runs to its end on the calling thread: each thread's "stream" is done
+// whenever the host asks.
+inline const cudaStream_t cudaStreamPerThread = reinterpret_cast<cudaStream_t>(0x2);
+constexpr unsigned cudaEventDisableTiming = 2;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
 
@@ -31,7 +36,9 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
   e->t = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   return cudaSuccess;
 }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = (float)((b->t - a->t) * 1e3);
   return cudaSuccess;
@@ -39,7 +46,12 @@ inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b)
 
 inline const char* cudaGetErrorString(cudaError_t) { return "no error (host emulation)"; }
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+// The whole device: also whatever other emulations queue on streams of their own
+// (tests/nccl_emu's NCCL operations), through duet_emu::device_synchronize_hook.
+inline cudaError_t cudaDeviceSynchronize() {
+  if (duet_emu::device_synchronize_hook) duet_emu::device_synchronize_hook();
+  return cudaSuccess;
+}
 inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   std::memcpy(dst, src, bytes);
   return cudaSuccess;
