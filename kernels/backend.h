@@ -112,6 +112,11 @@ struct Backend {
                        const AdamWParams& p);
   double (*sum_squares)(const float* g, long n);
   void (*scale)(float* x, long n, float s);
+
+  // elementwise.h
+  void (*vec_copy)(float* dst, const float* src, long n);
+  void (*vec_add)(float* y, const float* x, long n);
+  void (*vec_fill)(float* x, long n, float value);
 };
 
 // Every op slot of Backend, in declaration order: X(name) per slot. Adding an op means a
@@ -127,7 +132,8 @@ struct Backend {
   X(moe_route) X(moe_route_backward) X(moe_permute_plan) X(moe_gather) X(moe_gather_backward)    \
   X(moe_combine) X(moe_combine_backward)                                                         \
   X(cross_entropy_forward) X(cross_entropy_backward)                                             \
-  X(adamw_update) X(sum_squares) X(scale)
+  X(adamw_update) X(sum_squares) X(scale)                                                        \
+  X(vec_copy) X(vec_add) X(vec_fill)
 // clang-format on
 
 // The reference backend: oneDNN's SGEMM and the duet::cpu kernels. Always present.

@@ -77,7 +77,7 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
     a.tokens.assign(mb.tokens, mb.tokens + N);
     ops_.embedding_forward(a.res[0].data(), a.tokens.data(), embed_, N, C);
   } else {
-    std::memcpy(a.res[0].data(), x_in, sizeof(float) * N * C);
+    ops_.vec_copy(a.res[0].data(), x_in, (long)N * C);
   }
   for (int i = 0; i < nl; ++i)
     layer_forward(layers_[i], a.layers[i], a.res[i].data(), a.res[i + 1].data(), B, T, mb.training);
@@ -102,11 +102,11 @@ void Stage::backward_input(StageActivations& a, const float* dy, float loss_scal
                                 loss_scale);  // now dlogits
     ops_.linear_backward_input(sized(a.dlnf, (size_t)N * C), a.logits.data(), head_, N, C, V,
                                false);
-    std::fill(a.dres[nl].begin(), a.dres[nl].end(), 0.0f);
+    ops_.vec_fill(a.dres[nl].data(), (long)a.dres[nl].size(), 0.0f);
     ops_.rmsnorm_backward_input(a.dres[nl].data(), a.dlnf.data(), a.res[nl].data(), final_norm_,
                                 a.rstdf.data(), N, C);
   } else {
-    std::memcpy(a.dres[nl].data(), dy, sizeof(float) * N * C);
+    ops_.vec_copy(a.dres[nl].data(), dy, (long)N * C);
   }
   for (int i = nl - 1; i >= 0; --i)
     layer_backward_input(layers_[i], a.layers[i], a.res[i].data(), a.dres[i + 1].data(),
@@ -152,11 +152,10 @@ void Stage::layer_forward(const LayerParams& p, LayerActivations& L, const float
                          H, D);
   float* x1 = sized(L.x1, (size_t)N * C);
   ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C);
-  ops_.synchronize();  // the residual add runs on the host (x1 from the kernel, x from the layer before)
-  for (size_t i = 0; i < (size_t)N * C; ++i) x1[i] += x[i];
+  ops_.vec_add(x1, x, (long)N * C);  // the residual, on the backend: no wait, no trip to the host
   ops_.rmsnorm_forward(sized(L.ln2, (size_t)N * C), sized(L.rstd2, N), x1, p.ffn_norm, N, C,
                        cfg_.norm_eps);
-  std::memcpy(y, x1, sizeof(float) * N * C);
+  ops_.vec_copy(y, x1, (long)N * C);
   ffn_forward(p, L, y, N, training);
 }
 
@@ -165,8 +164,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   const int N = B * T, C = cfg_.d_model, H = cfg_.heads, D = cfg_.head_dim();
   ffn_backward_input(p, L, dy, N);  // leaves ∂/∂ln2 in L.dln2
   float* dx1 = sized(L.dx1, (size_t)N * C);
-  ops_.synchronize();  // dy is the layer above's result: copied on the host
-  std::memcpy(dx1, dy, sizeof(float) * N * C);
+  ops_.vec_copy(dx1, dy, (long)N * C);
   ops_.rmsnorm_backward_input(dx1, L.dln2.data(), L.x1.data(), p.ffn_norm, L.rstd2.data(), N, C);
   float* datt = sized(scratch_a_, (size_t)N * C);
   ops_.linear_backward_input(datt, dx1, p.wo, N, C, C, false);
@@ -174,8 +172,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   ops_.attention_backward(dqkv, datt, L.qkv.data(), L.att.data(), L.att_saved.data(), B, T, H, D);
   ops_.rope_backward(dqkv, rope_table(T), B, T, H, D);
   ops_.linear_backward_input(sized(L.dln1, (size_t)N * C), dqkv, p.wqkv, N, C, 3 * C, false);
-  ops_.synchronize();
-  std::memcpy(dx, dx1, sizeof(float) * N * C);
+  ops_.vec_copy(dx, dx1, (long)N * C);
   ops_.rmsnorm_backward_input(dx, L.dln1.data(), x, p.attn_norm, L.rstd1.data(), N, C);
 }
 

@@ -64,4 +64,9 @@ void adamw_update(float* params, const float* grads, float* m, float* v, long n,
 double sum_squares(const float* g, long n);
 void scale(float* x, long n, float s);
 
+// elementwise.cu
+void vec_copy(float* dst, const float* src, long n);
+void vec_add(float* y, const float* x, long n);
+void vec_fill(float* x, long n, float value);
+
 }  // namespace duet::cuda

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <type_traits>
@@ -32,6 +33,7 @@
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/backend.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/loss.h"
@@ -352,6 +354,21 @@ const std::map<std::string, Runner>& runners() {
          const auto [n] = dims<1>(s);
          r.b.scale(r.out("x", rnd(n, 1)), n, 0.37f);
        }},
+      {"vec_copy",  // n
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.b.vec_copy(r.out("dst", rnd(n, 1)), r.in(rnd(n, 2)), n);
+       }},
+      {"vec_add",  // n
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.b.vec_add(r.out("y", rnd(n, 1)), r.in(rnd(n, 2)), n);
+       }},
+      {"vec_fill",  // n: over NaN, which a fill must not read
+       [](Run& r, const Shape& s) {
+         const auto [n] = dims<1>(s);
+         r.b.vec_fill(r.out("x", std::vector<float>(n, std::numeric_limits<float>::quiet_NaN())), n, -0.25f);
+       }},
   };
   return r;
 }
@@ -414,6 +431,9 @@ const std::vector<Case> kCases = {
     {"adamw_update", {1001, 7}, 1e-10},
     {"sum_squares", {1001}, 1e-10},
     {"scale", {1001}, 1e-10},
+    {"vec_copy", {1001}, 1e-10},
+    {"vec_add", {1001}, 1e-10},
+    {"vec_fill", {1001}, 1e-10},
 };
 
 // The duet::cpu functions in a table of the test's own making: the reference calls them
