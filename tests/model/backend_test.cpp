@@ -142,6 +142,37 @@ TEST(Buffers, ActivationsAndMomentsComeFromTheComputeBackend) {
   EXPECT_EQ(train_on(counting, cfg, 3, 2, 2, 5), train_on(duet::kernels::cpu_backend(), cfg, 3, 2, 2, 5));
 }
 
+// A device backend's synchronize() drains the calling thread's stream, and the host touching
+// the residual stream pulls its managed pages across: inside a layer neither happens any
+// more. A stage's forward waits once per MoE layer (the host reads the routing to plan the
+// dispatch) and once at its end (the output is sent); its input backward only at its end
+// (without expert parallelism); each weight part once (its gradients are reduced next).
+TEST(Stage, WaitsForTheDeviceOnlyWhereTheHostReads) {
+  static int syncs = 0;
+  Backend counting = duet::kernels::cpu_backend();
+  counting.synchronize = [] { ++syncs; };
+  duet::kernels::set_compute_backend(counting);
+  {
+    ModelConfig cfg = small_config();
+    cfg.layers = 4, cfg.dense_layers = 1;  // one dense layer, three MoE layers
+    ParamArena arena(model_tensor_specs(cfg));
+    init_parameters(arena, cfg, 1);
+    Stage stage(cfg, StageRange::whole_model(cfg), arena);
+    std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6}, targets = {2, 3, 4, 5, 6, 7};
+    StageActivations a;
+    syncs = 0;
+    stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);
+    EXPECT_EQ(syncs, 3 + 1);
+    syncs = 0;
+    stage.backward_input(a, nullptr, 1.0f / 6);
+    EXPECT_EQ(syncs, 1);
+    syncs = 0;
+    stage.backward_weight(a);
+    EXPECT_EQ(syncs, stage.weight_parts());
+  }
+  duet::kernels::set_compute_backend(duet::kernels::cpu_backend());
+}
+
 // The CUDA kernels' source run on the host (tests/cuda_emu): the whole model — routing,
 // permutation, flash attention with its saved log-sum-exp, the optimizer — trains through
 // the CUDA backend's code on a machine without a GPU, within 1e-4 of the CPU at every step,
