@@ -28,6 +28,7 @@ const char* trace_thread_name(TraceThread t) {
     case TraceThread::Progress: return "progress";
     case TraceThread::DeferredWeight: return "deferred weight passes";
     case TraceThread::Device: return "GPU";
+    case TraceThread::Device2: return "GPU (second executor's stream)";
   }
   return "?";
 }

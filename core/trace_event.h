@@ -22,8 +22,10 @@ enum class TraceThread {
   DeferredWeight = 3,  // deferred weight passes, run by whichever thread was waiting
   Device = 4,          // the GPU: an op's kernels, from the first one's start to the last one's end
                        // (CUDA events); not host time, so host accounting leaves it out
+  Device2 = 5,         // the same for the second executor's ops: its own stream (kernels/cuda/streams.h)
 };
-constexpr int kTraceThreads = 5;
+constexpr int kTraceThreads = 6;
+inline bool is_device_thread(TraceThread t) { return t == TraceThread::Device || t == TraceThread::Device2; }
 const char* trace_thread_name(TraceThread t);  // "compute", "second executor", ...
 
 // The compute op an event belongs to (Compute events of the schedule's ops; None otherwise).

@@ -135,7 +135,7 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   bool any_gpu = false;
   for (int r = 0; r < world; ++r)
     for (const auto& e : all_traces[r]) {
-      if (e.thread == TraceThread::Device)
+      if (is_device_thread(e.thread))
         gpu_busy[r][e.step] += e.device_busy, any_gpu = true;
       else
         traces[r].push_back(e);

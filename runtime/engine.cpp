@@ -15,8 +15,9 @@ namespace duet::runtime {
 
 namespace {
 
-// The GPU time of one op, as an event of the trace's GPU thread (CUDA events: its first
-// kernel's start to its last one's end, and how long its kernels ran). Nothing on a host
+// The GPU time of one op, as an event of the trace's GPU thread of the executor that ran it
+// (each executor launches on its own stream: Device, Device2) — CUDA events: its first
+// kernel's start to its last one's end, and how long its kernels ran. Nothing on a host
 // backend, without a trace, or inside another op's stretch (a deferred weight pass run while
 // an op waits is part of that op's).
 class DeviceScope {
@@ -28,8 +29,9 @@ class DeviceScope {
   ~DeviceScope() {
     kernels::DeviceSpan s;
     if (on_ && backend_.timing_end(&s))
-      trace_->add(core::trace_op_name(ref_), io::TraceCategory::Compute, io::TraceThread::Device, s.t0, s.t1, ref_,
-                  0, s.busy);
+      trace_->add(core::trace_op_name(ref_), io::TraceCategory::Compute,
+                  t_trace_thread == io::TraceThread::SecondExecutor ? io::TraceThread::Device2 : io::TraceThread::Device,
+                  s.t0, s.t1, ref_, 0, s.busy);
   }
   DeviceScope(const DeviceScope&) = delete;
   DeviceScope& operator=(const DeviceScope&) = delete;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -171,21 +172,25 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsAPipelineAndTracesItsKernelTime) {
   ASSERT_EQ(emu.size(), cpu.size());
   for (size_t i = 0; i < cpu.size(); ++i) EXPECT_LE(std::abs(emu[i] - cpu[i]) / cpu[i], 1e-4) << "step " << i + 1;
 
-  const std::regex gpu_event("\"tid\":4,\"ts\":[-0-9.e]+,\"dur\":([-0-9.e]+),.*\"op\":\"([FBIW])\".*\"gpu_busy_us\":([-0-9.e]+)");
+  const std::regex gpu_event("\"tid\":([45]),\"ts\":[-0-9.e]+,\"dur\":([-0-9.e]+),.*\"op\":\"([FBIW])\".*\"gpu_busy_us\":([-0-9.e]+)");
   for (int rank = 0; rank < 2; ++rank) {
     std::ifstream in(local_run_dir("emu-pp2") / "trace" / ("rank-0000" + std::to_string(rank) + ".json"));
     ASSERT_TRUE(in) << "rank " << rank << "'s trace";
     int ops = 0;
+    std::set<std::string> streams;
     for (std::string line; std::getline(in, line);) {
       std::smatch m;
       if (!std::regex_search(line, m, gpu_event)) continue;
       ++ops;
-      const double dur = std::stod(m[1]), busy = std::stod(m[3]);
+      streams.insert(m[1]);
+      const double dur = std::stod(m[2]), busy = std::stod(m[4]);
       EXPECT_GT(busy, 0) << line;
       EXPECT_LE(busy, dur + 0.2) << line;  // µs, as written (one decimal)
     }
-    // 3 steps × 4 micro-batches: every F and every backward op has its GPU event.
+    // 3 steps × 4 micro-batches: every F and every backward op has its GPU event, on the
+    // stream of the executor that ran it — both executors' (an F&B pair's halves overlap).
     EXPECT_GE(ops, 3 * 4 * 2) << "rank " << rank;
+    EXPECT_EQ(streams, (std::set<std::string>{"4", "5"})) << "rank " << rank;
   }
 }
 
