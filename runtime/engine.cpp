@@ -5,8 +5,10 @@
 #include <limits>
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "io/core_wait.h"
 #include "kernels/buffer.h"
@@ -47,6 +49,63 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 
 }  // namespace
 
+// The second executor: one thread for the engine's life. (A thread per step would give a GPU
+// backend a new stream, cuBLAS handle and kernel scratch every step — allocations inside the
+// step, and handles that are never given back.)
+class PipelineEngine::SecondExecutor {
+ public:
+  SecondExecutor() : thread_([this] { loop(); }) {}
+  ~SecondExecutor() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = std::move(job);
+      done_ = false;
+    }
+    cv_.notify_all();
+  }
+  void finish() {  // waits for the job; rethrows what it threw
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  void loop() {
+    t_trace_thread = io::TraceThread::SecondExecutor;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || job_; });
+      if (stop_) return;
+      auto job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        job();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      error_ = error, done_ = true;
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> job_;
+  bool done_ = true, stop_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;
+};
+
 PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std::vector<RankStage>& stages,
                                Communicator& pipeline, const EngineOptions& options, Baton& baton,
                                io::TraceRecorder* trace)
@@ -58,6 +117,7 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   if (!comm_.p2p_matches_tags())  // collective over the pipeline group: every member has dirs_
     for (int c = 0; c < 2 * dirs_ * 2; ++c) channels_.push_back(comm_.dup());
   if (opt_.overlap) {
+    second_ = std::make_unique<SecondExecutor>();
     sends_ = std::make_unique<SendQueue>(comm_, trace_);
     baton_.set_filler([this] { return run_deferred_part(); });
   }
@@ -91,6 +151,8 @@ std::vector<int> PipelineEngine::send_order(Kind k, int rank, int dir) const {
   }
   return mbs;
 }
+
+PipelineEngine::~PipelineEngine() = default;
 
 void PipelineEngine::post_receives() {
   if (!channels_.empty()) {
@@ -171,7 +233,7 @@ void PipelineEngine::run_op(const sched::Op& op, StepStats& st) {
 }
 
 void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, StepStats& st) {
-  // Two executors (this thread and a helper) take the rank's ops in schedule order, an F&B
+  // Two executors (this thread and the engine's second) take the rank's ops in schedule order, an F&B
   // pair as its two halves (backward first). An op starts when an executor is free, no op of
   // its stage is running, and — at DualPipeV's turn, where one of this rank's stages feeds
   // the other without a message — its producer's stage is idle. So a pair's halves run
@@ -229,15 +291,20 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, 
     }
   };
   StepStats other;
-  std::thread helper([&] {
-    t_trace_thread = io::TraceThread::SecondExecutor;
+  second_->start([&] {
     const io::ThreadTimes times0 = io::thread_times();
     executor(other);
     const io::ThreadTimes times1 = io::thread_times();
     other.core_wait_s = times1.core_wait_s - times0.core_wait_s, other.cpu_s = times1.on_cpu_s - times0.on_cpu_s;
   });
-  executor(st);
-  helper.join();
+  try {
+    executor(st);
+  } catch (...) {
+    // The other executor may wait for this one's ops for ever, and its job refers to this
+    // frame: end the process with the error (the supervisor restarts the job), as before.
+    std::terminate();
+  }
+  second_->finish();
   st.loss_sum += other.loss_sum, st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;
   st.cpu_s += other.cpu_s;
   if (st.nonfinite_mb < 0) st.nonfinite_dir = other.nonfinite_dir, st.nonfinite_mb = other.nonfinite_mb;

@@ -73,6 +73,7 @@ struct EngineOptions {
 
 class PipelineEngine {
  public:
+  ~PipelineEngine();
   // stages: indexed by direction (make_rank_stages); pipeline: this replica's pipeline
   // group, ranked by pp_rank (the schedule's ranks). baton: the rank's compute baton, also
   // given to its expert exchanges (used with overlap on). trace may be null.
@@ -128,6 +129,8 @@ class PipelineEngine {
   int microbatches_per_dir_, dirs_;
   int activation_floats_;  // one micro-batch's activations (or their gradient): B·T·C
   int stamp_ = 0;          // floats of send time after each message (comm_delay_us > 0)
+  class SecondExecutor;
+  std::unique_ptr<SecondExecutor> second_;  // overlap on: the other executor's thread
   std::unique_ptr<SendQueue> sends_;  // overlap on
   std::vector<int> last_backward_op_;  // dir -> index of its last B/I/W op in this rank's list
   std::vector<kernels::Buffer<float>> inbox_, outbox_;  // outbox_: stamped copies of sends

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <regex>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -216,6 +217,29 @@ TEST(TrainLocal, StepsAfterWarmUpAskTheBackendForNoMemory) {
   const long at5 = run(5), at20 = run(20), at40 = run(40);
   EXPECT_GT(at20, at5);  // it counts: the first steps still meet larger micro-batches
   EXPECT_EQ(at40, at20);
+}
+
+// A GPU backend keeps a stream, a cuBLAS handle and kernel scratch per host thread: the
+// threads that compute must be the same every step. Two ranks with overlap on compute on four
+// threads over eight steps (the engine's second executor lives as long as the engine), not on
+// a new thread each step.
+TEST(TrainLocal, TheSameThreadsComputeEveryStep) {
+  static std::mutex mu;
+  static std::set<long> threads;  // a serial per thread: std::thread::id values are reused
+  static std::atomic<long> serials{0};
+  kernels::Backend b = kernels::cpu_backend();
+  b.synchronize = [] {
+    thread_local const long serial = ++serials;
+    std::lock_guard<std::mutex> lock(mu);
+    threads.insert(serial);
+  };
+  threads.clear();
+  const auto losses = train_local("same-threads", small_model({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1",
+                                                               "parallel.schedule=dualpipe", "train.steps=8",
+                                                               "train.log_every=8"}),
+                                  &b);
+  ASSERT_EQ(losses.size(), 8u);
+  EXPECT_EQ(threads.size(), 4u);
 }
 
 // runtime.device: checkpoints are written from and read into the backend's memory and are the
