@@ -9,7 +9,8 @@
 // Everything is non-blocking and returns a Request. A request pins its buffers: they must
 // stay valid and untouched until the request completes (the same contract as MPI's); a
 // request that is destroyed unfinished is waited for in its destructor (never throws), so a
-// buffer is never written after its owner freed it. Waiting takes a deadline and returns
+// buffer is never written after its owner freed it. test() and the waits may throw when the
+// implementation failed (NCCL: a communicator error); the operation has then ended. Waiting takes a deadline and returns
 // false when it passes, so a hang can be noticed and reported instead of sitting forever.
 //
 // Collectives on one communicator must be issued in the same order on every member (as in

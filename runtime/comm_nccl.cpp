@@ -59,20 +59,35 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   throw std::logic_error("unknown ReduceOp");
 }
 
-ncclConfig_t nonblocking_config() {
+// Non-blocking (the host never waits inside NCCL: a hang can be aborted), and at most
+// kMaxCtas thread blocks per operation: several of duet's communicators have an operation
+// pending at once (a receive posted ahead on each message stream, expert all-to-alls,
+// gradient reductions), and CUDA does not promise that blocked kernels leave room for the
+// kernels they wait for — capped, a dozen pending operations take a third of an H200's SMs.
+constexpr int kMaxCtas = 4;
+// An NCCL call failed: the communicator is aborted; issue() then aborts the rank's others.
+struct NcclFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+ncclConfig_t nccl_config() {
   ncclConfig_t c = NCCL_CONFIG_INITIALIZER;
   c.blocking = 0;
+  c.maxCTAs = kMaxCtas;
   return c;
 }
 
-// One NCCL communicator with its stream; shared by the Communicator and its requests, so a
+// One NCCL communicator with its streams; shared by the Communicator and its requests, so a
 // request outliving its communicator still tests safely.
 struct Shared {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;       // the operations, in issue order
+  cudaStream_t copy_stream = nullptr;  // staged results back to the host (never behind stream)
   int rank = 0, size = 0;
-  std::mutex mu;  // NCCL communicators are not thread-safe
-  std::atomic<bool> aborted{false};
+  std::mutex mu;                          // NCCL communicators are not thread-safe
+  std::atomic<bool> abort_requested{false};  // read by a thread polling NCCL under mu
+  std::atomic<bool> aborted{false};          // ncclCommAbort has run: comm is gone
+  std::string error;                         // under mu: why it was aborted ("" = asked to)
 
   ~Shared() {
     if (comm && !aborted) {
@@ -83,25 +98,67 @@ struct Shared {
         std::this_thread::sleep_for(std::chrono::microseconds(200));
         ncclCommGetAsyncError(comm, &r);
       }
-      if (r != ncclSuccess) ncclCommAbort(comm);
+      if (r != ncclSuccess) ncclCommAbort(comm);  // frees the communicator as well
       else ncclCommDestroy(comm);
-    } else if (comm) {
-      ncclCommDestroy(comm);  // after ncclCommAbort: frees what is left
-    }
+    }  // aborted: ncclCommAbort freed it already
     if (stream) cudaStreamDestroy(stream);
+    if (copy_stream) cudaStreamDestroy(copy_stream);
   }
 
-  // Waits until a non-blocking call's work is enqueued (ncclInProgress → ncclSuccess).
+  // Under mu. Ends every operation of the communicator; `why` is what its requests raise.
+  void abort_locked(const std::string& why) {
+    abort_requested = true;
+    if (aborted.exchange(true)) return;
+    error = why;
+    ncclCommAbort(comm);
+  }
+
+  // Under mu: waits until a non-blocking call's work is enqueued (ncclInProgress →
+  // ncclSuccess) — first point-to-point between two ranks connects them, which needs the peer
+  // — unless the communicator is being aborted meanwhile.
   void settle(ncclResult_t r, const char* call, const char* file, int line) {
     while (r == ncclInProgress) {
+      if (abort_requested)
+        throw std::runtime_error("rank " + std::to_string(rank) + ": " + call + ": the NCCL communicator was aborted");
       std::this_thread::yield();
       ncclCommGetAsyncError(comm, &r);
     }
-    if (r != ncclSuccess) fail(ncclGetErrorString(r), call, file, line, rank);
+    if (r == ncclSuccess) return;
+    const std::string why = std::string(file) + ":" + std::to_string(line) + ": rank " + std::to_string(rank) + ": " +
+                            call + ": NCCL: " + ncclGetErrorString(r) + " (" + ncclGetLastError(comm) +
+                            "); this rank's NCCL communicators are aborted";
+    abort_locked(why);
+    throw NcclFailure(why);
   }
 };
 
 #define DUET_NCCL_OK(shared, call) (shared).settle((call), #call, __FILE__, __LINE__)
+
+// Every live communicator of this process: an error on one aborts them all, so no thread
+// waits for ever on a request of another (the job is lost either way; the supervisor
+// restarts it), and each of their requests raises the error.
+std::mutex g_registry_mu;
+std::vector<std::weak_ptr<Shared>>* g_registry = new std::vector<std::weak_ptr<Shared>>;  // outlives statics
+
+void register_communicator(const std::shared_ptr<Shared>& s) {
+  std::lock_guard lock(g_registry_mu);
+  std::erase_if(*g_registry, [](const std::weak_ptr<Shared>& w) { return w.expired(); });
+  g_registry->push_back(s);
+}
+
+void abort_all(const std::string& why) {
+  std::vector<std::shared_ptr<Shared>> live;
+  {
+    std::lock_guard lock(g_registry_mu);
+    for (auto& w : *g_registry)
+      if (auto s = w.lock()) live.push_back(std::move(s));
+  }
+  for (auto& s : live) {  // one lock at a time
+    s->abort_requested = true;
+    std::lock_guard lock(s->mu);
+    s->abort_locked(why);
+  }
+}
 
 bool is_host_memory(const void* p) {
   cudaPointerAttributes a{};
@@ -128,35 +185,44 @@ class NcclRequest final : public RequestState {
     DUET_CUDA_OK(cudaEventRecord(done_, s_->stream), s_->rank);
   }
   ~NcclRequest() override {
+    for (auto& b : staged_) cudaFreeAsync(b.device, s_->stream);  // abandoned (an error raised)
     if (done_) cudaEventDestroy(done_);
   }
 
   bool test() override {
-    if (s_->aborted) return finish();
-    // The event first, then the communicator's state: an error that ended the operation (and
-    // so reached the event) is seen before the operation counts as done.
-    const cudaError_t e = cudaEventQuery(done_);
+    std::string failed;
     {
       std::lock_guard lock(s_->mu);
+      if (s_->aborted) {
+        if (!s_->error.empty()) throw std::runtime_error(s_->error);
+        return finish();  // asked to: every operation ended, results undefined
+      }
+      // The event first, then the communicator's state: an error that ended the operation
+      // (and so reached the event) is seen before the operation counts as done.
+      const cudaError_t e = cudaEventQuery(done_);
       ncclResult_t r = ncclSuccess;
       ncclCommGetAsyncError(s_->comm, &r);
       if (r != ncclSuccess && r != ncclInProgress) {
-        // The communicator is broken: abort it, so that every other request (and the
-        // destructors of those an exception unwinds past) ends instead of waiting on it.
-        const std::string why = std::string(ncclGetErrorString(r)) + " (" + ncclGetLastError(s_->comm) + ")";
-        if (!s_->aborted.exchange(true)) ncclCommAbort(s_->comm);
-        throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL: " + why + "; communicator aborted");
+        failed = "rank " + std::to_string(s_->rank) + ": NCCL: " + ncclGetErrorString(r) + " (" +
+                 ncclGetLastError(s_->comm) + "); this rank's NCCL communicators are aborted";
+        s_->abort_locked(failed);
+      } else {
+        if (e == cudaErrorNotReady) return false;
+        DUET_CUDA_OK(e, s_->rank);
+        return finish();
       }
     }
-    if (e == cudaErrorNotReady) return false;
-    DUET_CUDA_OK(e, s_->rank);
-    return finish();
+    abort_all(failed);  // outside this communicator's lock: abort_all takes each in turn
+    throw std::runtime_error(failed);
   }
 
  private:
-  bool finish() {
+  bool finish() {  // under mu
     for (auto& b : staged_) {
-      if (b.copy_out && !s_->aborted) DUET_CUDA_OK(cudaMemcpy(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost), s_->rank);
+      if (b.copy_out && !s_->aborted) {
+        DUET_CUDA_OK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s_->copy_stream), s_->rank);
+        DUET_CUDA_OK(cudaStreamSynchronize(s_->copy_stream), s_->rank);
+      }
       cudaFreeAsync(b.device, s_->stream);
     }
     staged_.clear();
@@ -176,8 +242,9 @@ class NcclCommunicator final : public Communicator {
   bool p2p_matches_tags() const override { return false; }
 
   void abort() {
+    s_->abort_requested = true;  // first: a thread polling NCCL under mu lets go
     std::lock_guard lock(s_->mu);
-    if (!s_->aborted.exchange(true)) ncclCommAbort(s_->comm);
+    s_->abort_locked("");
   }
 
   Request isend(std::span<const float> buf, int peer, int /*tag*/) override {
@@ -296,21 +363,22 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> dup() override { return split(0, s_->rank); }
   std::unique_ptr<Communicator> split(int color, int key) override {
     auto s = std::make_shared<Shared>();
+    s->rank = s_->rank;  // for messages, until the new rank is known
     {
       std::lock_guard lock(s_->mu);
       if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
-      ncclConfig_t config = nonblocking_config();
+      ncclConfig_t config = nccl_config();
       DUET_NCCL_OK(*s_, ncclCommSplit(s_->comm, color, key, &s->comm, &config));
     }
-    ncclResult_t r = ncclInProgress;  // the new communicator's own initialisation
-    while (r == ncclInProgress) {
-      std::this_thread::yield();
-      ncclCommGetAsyncError(s->comm, &r);
+    {
+      std::lock_guard lock(s->mu);
+      DUET_NCCL_OK(*s, ncclInProgress);  // the new communicator's own initialisation
     }
-    if (r != ncclSuccess) fail(ncclGetErrorString(r), "ncclCommSplit", __FILE__, __LINE__, s_->rank);
     ncclCommUserRank(s->comm, &s->rank);
     ncclCommCount(s->comm, &s->size);
     DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s_->rank);
+    DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking), s_->rank);
+    register_communicator(s);
     return std::make_unique<NcclCommunicator>(std::move(s));
   }
 
@@ -319,6 +387,9 @@ class NcclCommunicator final : public Communicator {
   class Op {
    public:
     explicit Op(Shared& s) : s_(s) {}
+    ~Op() {  // not handed to a request (an error while issuing): give the scratch back
+      for (auto& b : staged) cudaFreeAsync(b.device, s_.stream);
+    }
     void* in(const void* p, size_t bytes) { return stage(const_cast<void*>(p), bytes, true, false); }
     void* out(void* p, size_t bytes) { return stage(p, bytes, false, true); }
     void* inout(void* p, size_t bytes) { return stage(p, bytes, true, true); }
@@ -340,17 +411,33 @@ class NcclCommunicator final : public Communicator {
 
   template <class F>
   Request issue(F&& body) {
-    std::lock_guard lock(s_->mu);
-    if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
-    Op op(*s_);
-    body(op);
-    return Request(std::make_unique<NcclRequest>(s_, std::move(op.staged)));
+    try {
+      std::lock_guard lock(s_->mu);
+      if (s_->aborted)
+        throw std::runtime_error(!s_->error.empty() ? s_->error
+                                                    : "rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+      Op op(*s_);
+      body(op);
+      auto staged = std::move(op.staged);
+      op.staged.clear();
+      return Request(std::make_unique<NcclRequest>(s_, std::move(staged)));
+    } catch (const NcclFailure& f) {  // this communicator is aborted; the rank's others go too
+      abort_all(f.what());
+      throw;
+    }
   }
   void ok(ncclResult_t r, const char* call) { s_->settle(r, call, __FILE__, __LINE__); }
   template <class F>
   void group(F&& body) {
     ok(ncclGroupStart(), "ncclGroupStart");
+    struct Close {  // an error inside leaves no group open on this thread
+      bool open = true;
+      ~Close() {
+        if (open) ncclGroupEnd();
+      }
+    } close;
     body();
+    close.open = false;
     ok(ncclGroupEnd(), "ncclGroupEnd");
   }
 
@@ -381,13 +468,13 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control, Cloc
   auto s = std::make_shared<Shared>();
   s->rank = control.rank(), s->size = control.size();
   DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s->rank);
-  ncclConfig_t config = nonblocking_config();
+  DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking), s->rank);
+  ncclConfig_t config = nccl_config();
   ncclResult_t r = ncclCommInitRankConfig(&s->comm, s->size, id, s->rank, &config);
   const Deadline give_up = Clock::now() + init_timeout;
   while (r == ncclInProgress) {
     if (Clock::now() >= give_up) {
-      ncclCommAbort(s->comm);
-      s->aborted = true;
+      s->abort_locked("");
       throw std::runtime_error("rank " + std::to_string(s->rank) + ": NCCL communicator of " +
                                std::to_string(s->size) + " ranks not ready within its timeout (a rank missing?)");
     }
@@ -395,10 +482,10 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control, Cloc
     ncclCommGetAsyncError(s->comm, &r);
   }
   if (r != ncclSuccess) {
-    ncclCommAbort(s->comm);
-    s->aborted = true;
+    s->abort_locked("");
     fail(ncclGetErrorString(r), "ncclCommInitRankConfig", __FILE__, __LINE__, s->rank);
   }
+  register_communicator(s);
   return std::make_unique<NcclCommunicator>(std::move(s));
 }
 

@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -8,6 +9,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "io/core_wait.h"
@@ -114,8 +116,10 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   microbatches_per_dir_ = schedule_.microbatches_per_dir();
   dirs_ = placement_.num_dirs();
   if ((int)stages_.size() != dirs_) throw std::logic_error("PipelineEngine: one stage per direction expected");
-  if (!comm_.p2p_matches_tags())  // collective over the pipeline group: every member has dirs_
+  if (!comm_.p2p_matches_tags()) {  // collective over the pipeline group: every member has dirs_
     for (int c = 0; c < 2 * dirs_ * 2; ++c) channels_.push_back(comm_.dup());
+    connect_channels();
+  }
   if (opt_.overlap) {
     second_ = std::make_unique<SecondExecutor>();
     sends_ = std::make_unique<SendQueue>(comm_, trace_);
@@ -137,6 +141,36 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
 
 Communicator& PipelineEngine::channel(Kind k, int to_dir, int from_rank) {
   return *channels_[(k * dirs_ + to_dir) * 2 + from_rank % 2];
+}
+
+void PipelineEngine::connect_channels() {
+  // NCCL connects two ranks on their first point-to-point, and connecting takes both sides:
+  // a receive posted at a step's start would wait inside its call for a peer that is still
+  // computing. So each link is connected here by one message, channel after channel in the
+  // same order on every rank (a rank's channels: at most one peer each) — a wait at channel c
+  // is always for a peer still at a channel before c, so every rank gets through.
+  struct Link {
+    int channel, peer;
+    bool send;
+  };
+  std::vector<Link> links;
+  auto index = [&](Kind k, int to_dir, int from_rank) { return (k * dirs_ + to_dir) * 2 + from_rank % 2; };
+  for (auto& s : stages_)
+    for (Kind k : {kActivation, kGradient}) {
+      const sched::Slot from = k == kActivation ? placement_.prev(pp_rank_, s.dir) : placement_.next(pp_rank_, s.dir);
+      if (from.valid() && from.rank != pp_rank_) links.push_back({index(k, s.dir, from.rank), from.rank, false});
+      const sched::Slot to = k == kActivation ? placement_.next(pp_rank_, s.dir) : placement_.prev(pp_rank_, s.dir);
+      if (to.valid() && to.rank != pp_rank_) links.push_back({index(k, to.dir, pp_rank_), to.rank, true});
+    }
+  std::sort(links.begin(), links.end(), [](const Link& a, const Link& b) {
+    return std::tie(a.channel, a.peer, a.send) < std::tie(b.channel, b.peer, b.send);
+  });
+  float token = 0;
+  for (const Link& l : links) {
+    Request r = l.send ? channels_[l.channel]->isend({&token, 1}, l.peer, 0)
+                       : channels_[l.channel]->irecv({&token, 1}, l.peer, 0);
+    wait(r);
+  }
 }
 
 std::vector<int> PipelineEngine::send_order(Kind k, int rank, int dir) const {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 namespace duet::runtime {
 
@@ -33,11 +34,25 @@ ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const cor
   g.checkpoint = g.world->dup();
   g.snapshot = g.world->dup();
   if (data_plane) {  // every member of each group calls it at the same point: collective per group
+    // NCCL connects ranks on first use, and a first use inside a step could wait in its call
+    // (holding the compute baton) for a member that waits on this rank: each group is used
+    // once here — a barrier for the collectives' connections, an all-to-all for the expert
+    // exchange's point-to-point ones (the pipeline's: runtime/engine.h).
+    auto connect_all_to_all = [](Communicator& c) {
+      std::vector<int32_t> out(c.size(), 0), in(c.size());
+      Request r = c.ialltoall(out.data(), in.data(), 1);
+      wait(r);
+    };
     g.pipeline = data_plane(*g.pipeline);
-    for (auto& c : g.expert_exchange) c = data_plane(*c);
+    for (auto& c : g.expert_exchange) {
+      c = data_plane(*c);
+      connect_all_to_all(*c);
+    }
     for (auto& s : g.stages) {
       s.copies = data_plane(*s.copies);
+      s.copies->barrier();
       s.expert_copies = data_plane(*s.expert_copies);
+      s.expert_copies->barrier();
     }
   }
   return g;

@@ -1,5 +1,7 @@
 #include "runtime/progress.h"
 
+#include <utility>
+
 #include <cstring>
 
 namespace duet::runtime {
@@ -52,6 +54,7 @@ void SendQueue::send(const float* buf, int count, int peer, int tag, Communicato
 void SendQueue::wait_all() {
   std::unique_lock<std::mutex> lock(mu_);
   done_cv_.wait(lock, [&] { return pending_.empty() && active_.empty(); });
+  if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 void SendQueue::loop() {
@@ -66,31 +69,36 @@ void SendQueue::loop() {
     }
     const auto now = std::chrono::steady_clock::now();
     bool progressed = false;
-    while (!pending_.empty()) {
-      progressed = true;
-      const Pending p = pending_.front();
-      pending_.pop_front();
-      posted_.push_back({io::TraceRecorder::now(), p.peer});
-      active_.push_back(p.via->isend({p.buf, (size_t)p.count}, p.peer, p.tag));
-    }
-    if (!active_.empty()) {
-      bool any = false;
-      for (auto& r : active_) any = r.test() || any;
-      if (any) {
+    try {
+      while (!pending_.empty()) {
         progressed = true;
-        const double t1 = io::TraceRecorder::now();
-        std::vector<Request> keep;
-        std::vector<Posted> keep_posted;
-        for (size_t i = 0; i < active_.size(); ++i) {
-          if (active_[i].pending()) {
-            keep.push_back(std::move(active_[i])), keep_posted.push_back(posted_[i]);
-          } else if (trace_) {
-            trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, io::TraceThread::Progress, posted_[i].t0, t1);
-          }
-        }
-        active_.swap(keep);
-        posted_.swap(keep_posted);
+        const Pending p = pending_.front();
+        pending_.pop_front();
+        posted_.push_back({io::TraceRecorder::now(), p.peer});
+        active_.push_back(p.via->isend({p.buf, (size_t)p.count}, p.peer, p.tag));
       }
+      if (!active_.empty()) {
+        bool any = false;
+        for (auto& r : active_) any = r.test() || any;
+        if (any) {
+          progressed = true;
+          const double t1 = io::TraceRecorder::now();
+          std::vector<Request> keep;
+          std::vector<Posted> keep_posted;
+          for (size_t i = 0; i < active_.size(); ++i) {
+            if (active_[i].pending()) {
+              keep.push_back(std::move(active_[i])), keep_posted.push_back(posted_[i]);
+            } else if (trace_) {
+              trace_->add("send to rank " + std::to_string(posted_[i].peer), io::TraceCategory::P2p, io::TraceThread::Progress, posted_[i].t0, t1);
+            }
+          }
+          active_.swap(keep);
+          posted_.swap(keep_posted);
+        }
+      }
+    } catch (...) {  // the communicator failed (its operations ended): wait_all raises it
+      error_ = std::current_exception();
+      pending_.clear(), active_.clear(), posted_.clear();
     }
     if (pending_.empty() && active_.empty()) {
       done_cv_.notify_all();

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -120,7 +121,8 @@ class SendQueue {
   // Queues a message, sent over `via` (nullptr: the queue's communicator) in the order
   // queued; `buf` must stay valid until wait_all() returns.
   void send(const float* buf, int count, int peer, int tag, Communicator* via = nullptr);
-  // Blocks until every queued message has been sent and completed.
+  // Blocks until every queued message has been sent and completed; raises what a send raised
+  // (the queue then dropped what it held).
   void wait_all();
 
  private:
@@ -144,6 +146,7 @@ class SendQueue {
   std::vector<Posted> posted_;  // parallel to active_
   io::TraceRecorder* trace_;
   bool stop_ = false;
+  std::exception_ptr error_;
   std::thread thread_;
 };
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -197,6 +198,7 @@ struct Collective {
   Op::Kind kind;
   std::vector<std::shared_ptr<Posted>> parts;  // by rank
   int arrived = 0;
+  bool poisoned = false;  // a member aborted after posting: its buffers may be gone
 };
 
 struct SplitCall {
@@ -213,6 +215,9 @@ struct Clique {
   std::mutex mu;
   std::condition_variable cv;
   int joined = 0;
+  // Point-to-point connections are made on first use, by both sides: (rank, peer) pairs that
+  // asked, and the unordered pairs connected.
+  std::set<std::pair<int, int>> wants, connected;
   std::vector<Comm*> members;
   std::map<std::pair<int, int>, std::deque<std::shared_ptr<Posted>>> sends, recvs;  // by (src, dst)
   std::vector<long> coll_seq, split_seq;
@@ -228,8 +233,21 @@ struct Comm {
   std::atomic<int> error{ncclSuccess};
   std::atomic<long> outstanding{0};  // queued or running operations
   std::atomic<bool> finalizing{false};
+  std::atomic<bool> freed{false};  // ncclCommAbort or ncclCommDestroy ran: any later call is a bug
   std::string last_error;  // under clique->mu
+  std::vector<int> connecting;  // under clique->mu: peers a point-to-point waits to connect to
+  std::chrono::steady_clock::time_point connecting_since;
 };
+
+// Any call on a communicator that ncclCommAbort or ncclCommDestroy freed: on a device, a
+// use after free. Reported, and the process ends.
+Comm* live(Comm* c, const char* call) {
+  if (c && c->freed) {
+    std::fprintf(stderr, "emulated NCCL: %s on a communicator already freed (ncclCommAbort/ncclCommDestroy)\n", call);
+    std::abort();
+  }
+  return c;
+}
 
 // Under the clique's lock: records an error on `c`.
 void fail(Comm* c, const std::string& why) {
@@ -327,7 +345,10 @@ std::shared_ptr<Posted> post(Comm* c, const Op& op) {
   if (fresh) col.kind = op.kind, col.parts.resize(q.size);
   col.parts[c->rank] = p;
   if (++col.arrived == q.size) {
-    finish_collective(q, col);
+    if (col.poisoned)
+      for (auto& part : col.parts) fail(part->owner, "a member aborted during the collective");
+    else
+      finish_collective(q, col);
     for (auto& part : col.parts) part->done = true;
     q.collectives.erase(it);
   }
@@ -342,6 +363,8 @@ void withdraw(Comm* c) {
     for (auto& [link, posted] : *links)
       posted.erase(std::remove_if(posted.begin(), posted.end(), [&](const auto& p) { return p->owner == c; }),
                    posted.end());
+  for (auto& [seq, col] : q.collectives)  // the others complete it with an error, touching nothing
+    if (col.parts[c->rank]) col.poisoned = true;
 }
 
 // Runs on a stream: posts the operations together (a group), then waits until every one is
@@ -369,17 +392,38 @@ struct GroupState {
 };
 thread_local GroupState t_group;
 
+// A point-to-point operation toward `peer`: true once the pair is connected. The first one
+// between two ranks connects them, which takes the peer's first one toward this rank; a
+// non-blocking communicator reports ncclInProgress until then (NCCL makes p2p connections
+// on first use, and connecting needs both sides).
+bool connect(Comm* c, int peer) {
+  Clique& q = *c->clique;
+  std::lock_guard lock(q.mu);
+  const auto pair = std::minmax(c->rank, peer);
+  if (q.connected.count(pair)) return true;
+  q.wants.insert({c->rank, peer});
+  if (q.wants.count({peer, c->rank})) {
+    q.connected.insert(pair);
+    return true;
+  }
+  if (c->connecting.empty()) c->connecting_since = std::chrono::steady_clock::now();
+  c->connecting.push_back(peer);
+  return false;
+}
+
 ncclResult_t issue(Comm* c, cudaStream_t s, const Op& op) {
-  if (!c || !s) return ncclInvalidArgument;
+  if (!live(c, "an operation") || !s) return ncclInvalidArgument;
   if (c->aborted) return ncclInvalidUsage;
   if (c->error != ncclSuccess) return (ncclResult_t)c->error.load();
+  const bool p2p = op.kind == Op::Send || op.kind == Op::Recv;
   if (t_group.depth > 0) {
     t_group.ops.emplace_back(c, s, op);
     return ncclSuccess;
   }
+  const bool connected = !p2p || connect(c, op.peer);
   ++c->outstanding;
   s->push([c, op] { run_group({{c, op}}); });
-  return ncclSuccess;
+  return connected || c->blocking ? ncclSuccess : ncclInProgress;
 }
 
 std::mutex& registry_mu() {
@@ -417,6 +461,12 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   std::lock_guard lock(s->mu);
   s->stop = true;
   s->cv.notify_all();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  std::unique_lock lock(s->mu);
+  const long target = s->pushed;
+  s->cv.wait(lock, [&] { return s->finished >= target; });
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
@@ -487,7 +537,7 @@ const char* ncclGetErrorString(ncclResult_t r) {
 }
 const char* ncclGetLastError(ncclComm_t c) {
   thread_local std::string last;
-  if (!c) return "";
+  if (!live(c, "ncclGetLastError")) return "";
   std::lock_guard lock(c->clique->mu);
   last = c->last_error;
   return last.c_str();
@@ -522,14 +572,25 @@ ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId i
   return ncclSuccess;
 }
 ncclResult_t ncclCommGetAsyncError(ncclComm_t c, ncclResult_t* state) {
+  live(c, "ncclCommGetAsyncError");
   if (c->error != ncclSuccess) {
     *state = (ncclResult_t)c->error.load();
     return ncclSuccess;
   }
-  std::lock_guard lock(c->clique->mu);
-  const bool initialising = c->clique->joined < c->clique->size;
+  Clique& q = *c->clique;
+  std::lock_guard lock(q.mu);
+  std::erase_if(c->connecting, [&](int peer) { return q.connected.count(std::minmax(c->rank, peer)) > 0; });
+  constexpr auto kDeadlock = std::chrono::seconds(30);
+  if (!c->connecting.empty() && !c->aborted && std::chrono::steady_clock::now() - c->connecting_since > kDeadlock) {
+    std::fprintf(stderr,
+                 "emulated NCCL: rank %d has waited %lld s to connect to rank %d: a first point-to-point between "
+                 "two ranks needs the peer's first one toward it, in its own call (see runtime/engine.h)\n",
+                 c->rank, (long long)kDeadlock.count(), c->connecting.front());
+    std::abort();
+  }
+  const bool initialising = q.joined < q.size;
   const bool flushing = c->finalizing && c->outstanding > 0;
-  *state = !c->aborted && (initialising || flushing) ? ncclInProgress : ncclSuccess;
+  *state = !c->aborted && (initialising || flushing || !c->connecting.empty()) ? ncclInProgress : ncclSuccess;
   return ncclSuccess;
 }
 ncclResult_t ncclCommUserRank(ncclComm_t c, int* rank) {
@@ -541,7 +602,7 @@ ncclResult_t ncclCommCount(ncclComm_t c, int* count) {
   return ncclSuccess;
 }
 ncclResult_t ncclCommSplit(ncclComm_t c, int color, int key, ncclComm_t* newcomm, ncclConfig_t* config) {
-  Clique& q = *c->clique;
+  Clique& q = *live(c, "ncclCommSplit")->clique;
   std::unique_lock lock(q.mu);
   const long seq = q.split_seq[c->rank]++;
   SplitCall& call = q.splits[seq];
@@ -568,19 +629,25 @@ ncclResult_t ncclCommSplit(ncclComm_t c, int color, int key, ncclComm_t* newcomm
     q.cv.notify_all();
   }
   q.cv.wait(lock, [&] { return call.done || c->aborted; });
-  return c->aborted ? ncclInvalidUsage : ncclSuccess;
+  if (c->aborted) return ncclInvalidUsage;
+  return config && config->blocking == 0 ? ncclInProgress : ncclSuccess;  // the caller polls
 }
 ncclResult_t ncclCommFinalize(ncclComm_t c) {
-  c->finalizing = true;
+  live(c, "ncclCommFinalize")->finalizing = true;
   if (!c->blocking) return c->outstanding > 0 ? ncclInProgress : ncclSuccess;
   std::unique_lock lock(c->clique->mu);
   c->clique->cv.wait(lock, [&] { return c->outstanding == 0 || c->aborted; });
   return ncclSuccess;
 }
-ncclResult_t ncclCommDestroy(ncclComm_t) { return ncclSuccess; }
+ncclResult_t ncclCommDestroy(ncclComm_t c) {
+  live(c, "ncclCommDestroy")->freed = true;  // the object stays: a later call is reported, not undefined
+  return ncclSuccess;
+}
 ncclResult_t ncclCommAbort(ncclComm_t c) {
+  live(c, "ncclCommAbort");
   std::lock_guard lock(c->clique->mu);
   c->aborted = true;
+  c->freed = true;  // ncclCommAbort frees the communicator too
   withdraw(c);
   c->clique->cv.notify_all();
   return ncclSuccess;
@@ -599,6 +666,7 @@ ncclResult_t ncclGroupEnd() {
     by_stream[s].push_back({c, op});
     ++c->outstanding;
     nonblocking = nonblocking || !c->blocking;
+    if (op.kind == Op::Send || op.kind == Op::Recv) connect(c, op.peer);
   }
   t_group.ops.clear();
   for (auto& [s, ops] : by_stream) s->push([ops = std::move(ops)] { run_group(ops); });

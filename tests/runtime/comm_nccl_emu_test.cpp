@@ -137,21 +137,27 @@ TEST(NcclEmulated, SendsBothSidesIssueFirstHangUntilAbortEndsThem) {
 }
 
 // Unequal counts are NCCL's undefined case; here an asynchronous error that test() raises,
-// naming the rank, after which the communicator is aborted (no request waits on it).
-TEST(NcclEmulated, UnequalCountsAreAnErrorNamingTheRank) {
+// naming the rank. The rank's NCCL communicators are then aborted (in this process of
+// thread-ranks: all of them), so nothing waits on them: every later wait and operation raises
+// the error too — a receive never counts as done with undefined contents.
+TEST(NcclEmulated, UnequalCountsAreAnErrorThatEndsEveryCommunicator) {
   run_local_ranks(2, [](Communicator& control) {
     auto c = emulated_make_nccl_communicator(control);
-    DeviceFloats buf(4);
-    Request op = c->rank() == 0 ? c->isend({buf.p, 3}, 1, 0) : c->irecv({buf.p, 4}, 0, 0);
-    try {
+    auto other = c->dup();
+    DeviceFloats buf(4), more(4);
+    Request pending = other->irecv({more.p, 4}, 1 - c->rank(), 0);  // never sent
+    Request op;
+    try {  // raised by the wait, or already by the call when the peer got there first
+      op = c->rank() == 0 ? c->isend({buf.p, 3}, 1, 0) : c->irecv({buf.p, 4}, 0, 0);
       wait(op);
       ADD_FAILURE() << "unequal counts went unnoticed";
     } catch (const std::runtime_error& e) {
       const std::string what = e.what();
-      EXPECT_NE(what.find("rank " + std::to_string(c->rank()) + ": NCCL"), std::string::npos) << what;
-      EXPECT_NE(what.find("12 bytes met a receive of 16"), std::string::npos) << what;
+      EXPECT_NE(what.find(": NCCL: invalid usage (a send of 12 bytes met a receive of 16)"), std::string::npos) << what;
+      EXPECT_NE(what.find("rank "), std::string::npos) << what;
     }
-    EXPECT_TRUE(wait(op, soon()));  // aborted: complete
+    if (op.pending()) EXPECT_THROW(wait(op, soon()), std::runtime_error);  // again, at once
+    EXPECT_THROW(wait(pending, soon()), std::runtime_error);  // the other communicator too
     EXPECT_THROW(c->ibarrier(), std::runtime_error);
-  });
+  });  // the requests' destructors return: their operations ended
 }

@@ -31,8 +31,9 @@ struct ncclUniqueId {
 };
 struct ncclConfig_t {
   int blocking;  // 0: calls return ncclInProgress and the caller polls ncclCommGetAsyncError
+  int minCTAs, maxCTAs;  // accepted, not modelled
 };
-#define NCCL_CONFIG_INITIALIZER {1}
+#define NCCL_CONFIG_INITIALIZER {1, 1, 32}
 
 const char* ncclGetErrorString(ncclResult_t r);
 const char* ncclGetLastError(ncclComm_t comm);
