@@ -63,8 +63,12 @@ std::string bind_local_gpu(const io::RunConfig& cfg) {
     for (std::string d; std::getline(in, d, ',');)
       if (!d.empty()) visible.push_back(d);
     if (visible.size() <= 1) return "";  // bound already (or none: the backend says so)
+    if ((size_t)me >= visible.size())  // NCCL refuses two ranks on one GPU
+      throw io::ConfigError("runtime.data_plane: nccl takes one GPU per rank, but local rank " + std::to_string(me) +
+                            " has none: CUDA_VISIBLE_DEVICES lists " + std::to_string(visible.size()) +
+                            " (start at most that many ranks per node, or use runtime.data_plane: mpi)");
   }
-  const std::string gpu = visible.empty() ? std::to_string(me) : visible[(size_t)me % visible.size()];
+  const std::string gpu = visible.empty() ? std::to_string(me) : visible[(size_t)me];
   setenv("CUDA_VISIBLE_DEVICES", gpu.c_str(), 1);
   return "runtime.data_plane: nccl: local rank " + std::to_string(me) + " uses GPU " + gpu + " (CUDA_VISIBLE_DEVICES)";
 }

@@ -33,6 +33,7 @@ DataPlane data_plane_for(const io::RunConfig& cfg);
 // CUDA_VISIBLE_DEVICES is unset) and its launcher names its local rank (Open MPI, Slurm), sets
 // CUDA_VISIBLE_DEVICES to the local rank's GPU, so every thread of the process uses it as
 // device 0. Call before anything touches CUDA. Returns a line for the log ("" = unchanged).
+// Throws io::ConfigError when the list has no GPU left for this local rank.
 std::string bind_local_gpu(const io::RunConfig& cfg);
 
 // Compute threads for this process: runtime.threads, or the machine's cores divided by the

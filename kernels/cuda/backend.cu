@@ -116,9 +116,12 @@ void* scratch(size_t bytes, int slot) {
   Buffer& b = buffers.at(slot);
   if (b.bytes < bytes) {
     // Grows to the largest size asked for: after the first step of a run, no more allocations.
-    if (b.p) CUDA_CHECK(cudaFree(b.p));
+    // Stream-ordered on this thread's stream: the old block goes once the kernels queued
+    // before have used it, and nothing waits for the device (cudaFree would, NCCL's pending
+    // receives included: kernels/cuda/streams.h).
+    if (b.p) CUDA_CHECK(cudaFreeAsync(b.p, cudaStreamPerThread));
     b.p = nullptr;
-    CUDA_CHECK(cudaMalloc(&b.p, bytes));
+    CUDA_CHECK(cudaMallocAsync(&b.p, bytes, cudaStreamPerThread));
     b.bytes = bytes;
   }
   return b.p;

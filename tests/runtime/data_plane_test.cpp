@@ -35,6 +35,15 @@ TEST(DataPlane, EachLocalRankBindsItsOwnGpu) {
   unsetenv("CUDA_VISIBLE_DEVICES");
   bind_local_gpu(cfg);
   EXPECT_STREQ(std::getenv("CUDA_VISIBLE_DEVICES"), "1");
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3", 1);  // a fourth rank on a node of three GPUs
+  setenv("CUDA_VISIBLE_DEVICES", "0,1,2", 1);
+  try {
+    bind_local_gpu(cfg);
+    ADD_FAILURE() << "two ranks were given one GPU";
+  } catch (const duet::io::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("local rank 3 has none: CUDA_VISIBLE_DEVICES lists 3"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(DataPlane, NcclNamesWhatItNeeds) {
