@@ -335,9 +335,10 @@ void require_trainable(const RunConfig& cfg) {
   if (m.attention != AttentionKind::kMHA)
     fail("model.attention: duet train runs only mha, got mla" + why);
   if (m.mtp_depth != 0) fail("model.mtp_depth: duet train runs only 0 (no multi-token prediction), got " + num(m.mtp_depth) + why);
-  if (m.precision != Precision::kFP32)
-    fail(std::string("model.precision: duet train runs only fp32, got ") +
-         (m.precision == Precision::kBF16 ? "bf16" : "fp8") + why);
+  if (m.precision == Precision::kFP8)
+    fail("model.precision: duet train runs fp32, or bf16 with runtime.device: cuda; got fp8" + why);
+  if (m.precision == Precision::kBF16 && cfg.runtime.device != Device::Cuda)
+    fail("model.precision: bf16 GEMMs run on runtime.device: cuda (the CPU's are FP32); allowed here: fp32");
   if (m.moe.group_limit < m.moe.groups)
     fail("model.moe.group_limit: duet train runs only plain top-k routing (group_limit = groups), got " +
          num(m.moe.group_limit) + " of " + num(m.moe.groups) + " groups" + why);

@@ -167,7 +167,9 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(model.attention), "attention: mha (head size d_model / heads) or mla (latent, model.mla.*)"),
       make_key(DUET_KEY(model.mtp_depth), "multi-token prediction modules after the last layer; 0 = off",
                between(0, 8)),
-      make_key(DUET_KEY(model.precision), "number format of the GEMMs of linear layers"),
+      make_key(DUET_KEY(model.precision),
+               "number format of the GEMMs of linear layers: fp32; bf16 with runtime.device: cuda (FP32 "
+               "accumulation, master weights and optimizer); fp8 is simulated only"),
       make_key(DUET_KEY(model.moe.experts), "routed experts per MoE layer", at_least(1)),
       make_key(DUET_KEY(model.moe.top_k), "routed experts chosen per token; ≤ model.moe.experts", at_least(1)),
       make_key(DUET_KEY(model.moe.shared_experts), "always-active experts per MoE layer", between(0, 8)),

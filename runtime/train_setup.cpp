@@ -80,7 +80,7 @@ const kernels::Backend& backend_for(const io::RunConfig& cfg) {
     throw io::ConfigError("runtime.device: cuda takes attention heads of at most " +
                           std::to_string(kernels::kCudaMaxHeadDim) + " dimensions; model.d_model / model.heads is " +
                           std::to_string(cfg.model.d_model / cfg.model.heads) + ": raise model.heads or use runtime.device: cpu");
-  if (cuda) return *cuda;
+  if (cuda) return cfg.model.precision == io::Precision::kBF16 ? *kernels::cuda_bf16_backend() : *cuda;
   throw io::ConfigError("runtime.device: cuda, but " + kernels::cuda_backend_absent_reason() + "; allowed: cpu, cuda");
 }
 

@@ -19,7 +19,8 @@ model::OptimizerConfig to_optimizer_config(const io::RunConfig& cfg);
 sched::ScheduleKind schedule_for(const io::RunConfig& cfg);
 int microbatches_per_pipeline(const io::RunConfig& cfg);
 
-// The kernel backend runtime.device names: cpu_backend(), or the CUDA backend. Throws
+// The kernel backend runtime.device names: cpu_backend(), or the CUDA backend (its BF16-GEMM
+// table for model.precision: bf16). Throws
 // io::ConfigError naming the key when it is cuda and this build has no CUDA, or no device is
 // visible.
 const kernels::Backend& backend_for(const io::RunConfig& cfg);

@@ -81,6 +81,7 @@ void set_compute_backend(const Backend& backend) { compute.store(&backend, std::
 
 #if !DUET_HAVE_CUDA
 const Backend* cuda_backend() { return nullptr; }  // built without CUDA
+const Backend* cuda_bf16_backend() { return nullptr; }
 std::string cuda_backend_absent_reason() {
   return "this duet was built without CUDA (configure with -DDUET_CUDA=ON where the CUDA toolkit is installed)";
 }

@@ -101,6 +101,19 @@ const Backend* cuda_backend() {
   return problem().empty() ? &b : nullptr;
 }
 
+const Backend* cuda_bf16_backend() {
+  static const Backend b = [] {
+    Backend t = make_cuda_backend();
+    t.name = "cuda-bf16";
+    t.gemm = &cuda::Timed<&cuda::gemm_bf16>::call;
+    t.linear_forward = &cuda::Timed<&cuda::linear_forward_bf16>::call;
+    t.linear_backward_input = &cuda::Timed<&cuda::linear_backward_input_bf16>::call;
+    t.linear_backward_weight = &cuda::Timed<&cuda::linear_backward_weight_bf16>::call;
+    return t;
+  }();
+  return problem().empty() ? &b : nullptr;
+}
+
 std::string cuda_backend_absent_reason() { return problem(); }
 
 }  // namespace duet::kernels
@@ -112,7 +125,7 @@ void* scratch(size_t bytes, int slot) {
     void* p = nullptr;
     size_t bytes = 0;
   };
-  thread_local std::array<Buffer, 4> buffers;
+  thread_local std::array<Buffer, 6> buffers;
   Buffer& b = buffers.at(slot);
   if (b.bytes < bytes) {
     // Grows to the largest size asked for: after the first step of a run, no more allocations.

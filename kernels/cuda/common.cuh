@@ -50,7 +50,8 @@ __device__ inline float block_max(float v) {
   return out;
 }
 
-// Device scratch of at least `bytes` for the calling host thread, slot `slot` (0..3).
+// Device scratch of at least `bytes` for the calling host thread, slot `slot` (0..5; 4 and 5:
+// the BF16 copies of a GEMM's inputs).
 void* scratch(size_t bytes, int slot = 0);
 
 // Launch errors at once; faults inside a kernel surface at the next synchronisation.

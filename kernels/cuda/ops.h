@@ -59,6 +59,13 @@ void moe_combine_backward(float* dyp, float* dgate, const float* dout, const flo
 double cross_entropy_forward(float* logits_to_probs, const int32_t* targets, int N, int V);
 void cross_entropy_backward(float* probs_to_dlogits, const int32_t* targets, int N, int V, float scale);
 
+// gemm.cu, BF16 (the cuda-bf16 table: model.precision bf16)
+void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+               int ldb, float beta, float* C, int ldc);
+void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
+void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O);
+
 // optim.cu
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, const kernels::AdamWParams& p);
 double sum_squares(const float* g, long n);

@@ -6,5 +6,7 @@
 namespace duet::test {
 
 const kernels::Backend& emulated_cuda_backend();
+// The same with the BF16 GEMMs (kernels::cuda_bf16_backend's table), named "cuda-bf16-emulated".
+const kernels::Backend& emulated_cuda_bf16_backend();
 
 }  // namespace duet::test

@@ -256,7 +256,7 @@ void* scratch(size_t bytes, int slot) {
     size_t bytes = 0;
     ~Buffer() { std::free(p); }
   };
-  thread_local Buffer buffers[4];
+  thread_local Buffer buffers[6];
   Buffer& b = buffers[slot];
   if (b.bytes < bytes) {
     std::free(b.p);
@@ -289,6 +289,19 @@ const kernels::Backend& emulated_cuda_backend() {
 #define DUET_EMU_SLOT(op) e.op = &cuda_emu::Timed<&cuda_emu::op>::call;
     DUET_BACKEND_OPS(DUET_EMU_SLOT)
 #undef DUET_EMU_SLOT
+    return e;
+  }();
+  return b;
+}
+
+const kernels::Backend& emulated_cuda_bf16_backend() {
+  static const kernels::Backend b = [] {
+    kernels::Backend e = emulated_cuda_backend();
+    e.name = "cuda-bf16-emulated";
+    e.gemm = &cuda_emu::Timed<&cuda_emu::gemm_bf16>::call;
+    e.linear_forward = &cuda_emu::Timed<&cuda_emu::linear_forward_bf16>::call;
+    e.linear_backward_input = &cuda_emu::Timed<&cuda_emu::linear_backward_input_bf16>::call;
+    e.linear_backward_weight = &cuda_emu::Timed<&cuda_emu::linear_backward_weight_bf16>::call;
     return e;
   }();
   return b;

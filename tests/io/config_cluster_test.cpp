@@ -51,8 +51,14 @@ TEST(ConfigCluster, RequireTrainableNamesTheKey) {
   EXPECT_NE(error_of([] { require_trainable(load_config(kDeepSeek)); }).find("model.attention"), std::string::npos);
   auto with = [](const std::string& set) { return parse_config(default_config_text(), {set}, "tiny"); };
   EXPECT_NE(error_of([&] { require_trainable(with("model.mtp_depth=1")); }).find("model.mtp_depth"), std::string::npos);
-  EXPECT_NE(error_of([&] { require_trainable(with("model.precision=fp8")); }).find("model.precision: duet train runs only fp32, got fp8"),
+  EXPECT_NE(error_of([&] { require_trainable(with("model.precision=fp8")); })
+                .find("model.precision: duet train runs fp32, or bf16 with runtime.device: cuda; got fp8"),
             std::string::npos);
+  EXPECT_NE(error_of([&] { require_trainable(with("model.precision=bf16")); })
+                .find("model.precision: bf16 GEMMs run on runtime.device: cuda (the CPU's are FP32); allowed here: fp32"),
+            std::string::npos);
+  const RunConfig bf16_gpu = parse_config(default_config_text(), {"model.precision=bf16", "runtime.device=cuda"}, "t");
+  EXPECT_NO_THROW(require_trainable(bf16_gpu));
   const RunConfig grouped = parse_config(default_config_text(), {"model.moe.groups=4", "model.moe.group_limit=2"}, "t");
   EXPECT_NE(error_of([&] { require_trainable(grouped); }).find("model.moe.group_limit"), std::string::npos);
 }

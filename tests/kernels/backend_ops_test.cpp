@@ -460,6 +460,11 @@ const Backend& direct_cpu() {
 const Backend* find_backend(const std::string& name, std::string& why) {
   if (name == "cpu") return &duet::kernels::cpu_backend();
   if (name == "cuda_emulated") return &duet::test::emulated_cuda_backend();
+  if (name == "cuda_bf16_emulated") return &duet::test::emulated_cuda_bf16_backend();
+  if (name == "cuda_bf16") {
+    why = duet::kernels::cuda_backend_absent_reason();
+    return duet::kernels::cuda_bf16_backend();
+  }
   why = duet::kernels::cuda_backend_absent_reason();
   return duet::kernels::cuda_backend();
 }
@@ -517,6 +522,42 @@ std::string case_name(const testing::TestParamInfo<Param>& info) {
 INSTANTIATE_TEST_SUITE_P(BackendOps, EveryBackend,
                          testing::Combine(testing::Values("cpu", "cuda_emulated", "cuda"),
                                           testing::ValuesIn(kCases)),
+                         case_name);
+
+// model.precision: bf16 — the GEMM family's cases on the BF16-GEMM tables against the FP32
+// reference. Inputs rounded to BF16 (8 significant bits) err by up to 2^-9 relative each; for
+// these random inputs that is ~3e-6 nmse, and the bound is 1e-4. The error must also be above
+// FP32's (1e-9): the inputs really were rounded. The other ops of those tables are the FP32
+// ones, checked above.
+constexpr double kBf16Nmse = 1e-4;
+
+std::vector<Case> gemm_cases() {
+  std::vector<Case> out;
+  for (const Case& c : kCases)
+    if (c.op == "gemm" || c.op.rfind("linear_", 0) == 0) out.push_back(c);
+  return out;
+}
+
+class Bf16Gemms : public testing::TestWithParam<Param> {};
+
+TEST_P(Bf16Gemms, MatchFp32WithinBf16Rounding) {
+  const auto& [name, c] = GetParam();
+  std::string why;
+  const Backend* b = find_backend(name, why);
+  if (!b) GTEST_SKIP() << name << " backend absent: " << why;
+  const auto got = run_case(*b, c), ref = run_case(direct_cpu(), c);
+  ASSERT_EQ(got.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ASSERT_EQ(got[i].values.size(), ref[i].values.size()) << ref[i].name;
+    const double e = nmse(got[i].values, ref[i].values);
+    EXPECT_LT(e, kBf16Nmse) << c.op << ": output " << ref[i].name;
+    EXPECT_GT(e, 1e-9) << c.op << ": output " << ref[i].name << " is FP32-exact: were the inputs rounded?";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BackendOpsBf16, Bf16Gemms,
+                         testing::Combine(testing::Values("cuda_bf16_emulated", "cuda_bf16"),
+                                          testing::ValuesIn(gemm_cases())),
                          case_name);
 
 TEST(BackendTable, CpuImplementsEveryOp) {

@@ -3,7 +3,11 @@
 // of the kernels (../emu.h): what it checks is that the kernels call cuBLAS with the right
 // transposes, sizes and leading dimensions. Plain loops summing over k in order; like cuBLAS,
 // C is not read when beta is 0 and B not when geam's beta is 0.
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 using cublasHandle_t = struct cublasContext*;
 enum cublasStatus_t { CUBLAS_STATUS_SUCCESS = 0 };
@@ -33,6 +37,35 @@ inline cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOp
       for (int p = 0; p < k; ++p) acc += cublas_emu_at(A, lda, ta, i, p) * cublas_emu_at(B, ldb, tb, p, j);
       float& c = C[i + (size_t)j * ldc];
       c = *alpha * acc + (*beta == 0.0f ? 0.0f : *beta * c);
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// cublasGemmEx for the one combination duet uses: BF16 A and B, FP32 C, FP32 accumulation
+// (sums over k in order here; cuBLAS's order differs, which the BF16 bounds allow for).
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
+enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
+enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
+inline cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const void* alpha, const void* A, cudaDataType_t a_type, int lda, const void* B,
+                                   cudaDataType_t b_type, int ldb, const void* beta, void* C, cudaDataType_t c_type,
+                                   int ldc, cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (a_type != CUDA_R_16BF || b_type != CUDA_R_16BF || c_type != CUDA_R_32F || compute != CUBLAS_COMPUTE_32F) {
+    std::fprintf(stderr, "emulated cublasGemmEx: only BF16 x BF16 -> FP32 with FP32 compute is emulated\n");
+    std::abort();
+  }
+  auto at = [](const void* X, int ld, cublasOperation_t op, int i, int j) {
+    const auto* x = static_cast<const __nv_bfloat16*>(X);
+    return __bfloat162float(op == CUBLAS_OP_N ? x[i + (size_t)j * ld] : x[j + (size_t)i * ld]);
+  };
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  float* c = static_cast<float*>(C);
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float acc = 0.0f;
+      for (int p = 0; p < k; ++p) acc += at(A, lda, ta, i, p) * at(B, ldb, tb, p, j);
+      float& out = c[i + (size_t)j * ldc];
+      out = al * acc + (be == 0.0f ? 0.0f : be * out);
     }
   return CUBLAS_STATUS_SUCCESS;
 }
