@@ -35,22 +35,28 @@ void* CachingAllocator::raw(size_t bytes) {
 void* CachingAllocator::alloc(size_t bytes) {
   if (bytes == 0) return nullptr;
   const size_t size = size_class(bytes);
-  std::lock_guard<std::mutex> lock(mu_);
-  void* p = nullptr;
-  auto it = free_.find(size);
-  if (it != free_.end() && !it->second.empty()) {
-    const Cached c = it->second.back();
-    it->second.pop_back();
-    if (before_reuse_) before_reuse_(c.token);
-    p = c.block;
-    stats_.cached_bytes -= size;
-    ++stats_.reuses;
-  } else {
-    p = raw(size);
+  Cached reused{nullptr, nullptr};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    void* p = nullptr;
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      reused = it->second.back();
+      it->second.pop_back();
+      p = reused.block;
+      stats_.cached_bytes -= size;
+      ++stats_.reuses;
+    } else {
+      p = raw(size);
+    }
+    live_.emplace(p, size);
+    stats_.live_bytes += size;
+    if (!reused.block) return p;
   }
-  live_.emplace(p, size);
-  stats_.live_bytes += size;
-  return p;
+  // The block's last use may still be running: wait for it without holding the lock, so other
+  // threads' allocations do not wait too. The block is live already: nobody else gets it.
+  if (before_reuse_) before_reuse_(reused.token);
+  return reused.block;
 }
 
 void CachingAllocator::free(void* p) {

@@ -96,14 +96,14 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   const int C = cfg_.d_model;
   float* dln2 = sized(L.dln2, (size_t)N * C);
   if (!p.moe) {
-    swiglu_ffn_backward_input(ops_, dln2, L.dab, scratch_b_, dy, L.ab.data(), p.w13, p.w2, N, C,
+    swiglu_ffn_backward_input(ops_, dln2, L.dab, dh_dense_, dy, L.ab.data(), p.w13, p.w2, N, C,
                               cfg_.d_ff, false);
     return;
   }
   const int E = cfg_.experts, K = cfg_.top_k, Fe = cfg_.d_expert;
   const size_t rows = (size_t)N * K;
   const float* yp = exchange_ ? L.yp.data() : L.yo.data();
-  float* dgate = sized(scratch_a_, rows);
+  float* dgate = sized(dgate_, rows);
   ops_.moe_combine_backward(sized(L.dyp, rows * C), dgate, dy, yp, L.gate.data(), L.row_of.data(),
                             N, K, C);
   float* dlogits = sized(L.dlogits, (size_t)N * E);
@@ -116,9 +116,9 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   }
   const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
   const size_t R = L.plan.owner_rows();
-  float* dho = sized(scratch_b_, R * Fe);
+  float* dho = sized(dho_, R * Fe);
   float* dabo = sized(L.dabo, R * 2 * Fe);
-  float* dxo = sized(scratch_a_, R * C);  // dgate is consumed above
+  float* dxo = sized(dxo_, R * C);
   size_t r0 = 0;
   for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
     const int n = L.plan.local_counts[l];
@@ -132,12 +132,12 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   const float* dxp = dxo;
   if (exchange_) {
     ops_.synchronize();
-    exchange_->combine(L.plan, dxo, scratch_c_, C);
-    dxp = scratch_c_.data();
+    exchange_->combine(L.plan, dxo, dxp_, C);
+    dxp = dxp_.data();
   }
   ops_.moe_gather_backward(dln2, dxp, L.row_of.data(), N, K, C);
   if (cfg_.d_shared() > 0)
-    swiglu_ffn_backward_input(ops_, dln2, L.dab, scratch_b_, dy, L.ab.data(), p.sw13, p.sw2, N, C,
+    swiglu_ffn_backward_input(ops_, dln2, L.dab, dh_shared_, dy, L.ab.data(), p.sw13, p.sw2, N, C,
                               cfg_.d_shared(), true);
 }
 

@@ -166,7 +166,7 @@ void Stage::layer_backward_input(const LayerParams& p, LayerActivations& L, cons
   float* dx1 = sized(L.dx1, (size_t)N * C);
   ops_.vec_copy(dx1, dy, (long)N * C);
   ops_.rmsnorm_backward_input(dx1, L.dln2.data(), L.x1.data(), p.ffn_norm, L.rstd2.data(), N, C);
-  float* datt = sized(scratch_a_, (size_t)N * C);
+  float* datt = sized(datt_, (size_t)N * C);
   ops_.linear_backward_input(datt, dx1, p.wo, N, C, C, false);
   float* dqkv = sized(L.dqkv, (size_t)N * 3 * C);
   ops_.attention_backward(dqkv, datt, L.qkv.data(), L.att.data(), L.att_saved.data(), B, T, H, D);

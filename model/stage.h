@@ -137,7 +137,9 @@ class Stage {
   std::vector<int64_t> load_;
   kernels::Buffer<float> rope_;
   int rope_T_ = 0;
-  kernels::Buffer<float> scratch_a_, scratch_b_, scratch_c_;  // per-call temporaries (one op runs at a time)
+  // Per-call temporaries (one op runs at a time), one per use: a buffer shared by uses of
+  // different sizes would grow, and so wait for the device, at every other use (buffers.h).
+  kernels::Buffer<float> datt_, dgate_, dh_dense_, dh_shared_, dho_, dxo_, dxp_;
 };
 
 }  // namespace duet::model

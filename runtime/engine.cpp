@@ -73,10 +73,9 @@ class PipelineEngine::SecondExecutor {
     }
     cv_.notify_all();
   }
-  void finish() {  // waits for the job; rethrows what it threw
+  void finish() {  // waits for the job
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return done_; });
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
@@ -89,14 +88,15 @@ class PipelineEngine::SecondExecutor {
       auto job = std::move(job_);
       job_ = nullptr;
       lock.unlock();
-      std::exception_ptr error;
       try {
         job();
       } catch (...) {
-        error = std::current_exception();
+        // As on the main executor: an op that threw left the baton held and its stage busy,
+        // so the other executor would wait for ever — end the process with the error.
+        std::terminate();
       }
       lock.lock();
-      error_ = error, done_ = true;
+      done_ = true;
       cv_.notify_all();
     }
   }
@@ -104,7 +104,6 @@ class PipelineEngine::SecondExecutor {
   std::condition_variable cv_;
   std::function<void()> job_;
   bool done_ = true, stop_ = false;
-  std::exception_ptr error_;
   std::thread thread_;
 };
 

@@ -52,6 +52,10 @@ DataPlane data_plane_for(const io::RunConfig& cfg) {
 
 std::string bind_local_gpu(const io::RunConfig& cfg) {
   if (cfg.runtime.data_plane != io::DataPlane::Nccl) return "";
+  // Hardware work queues for the streams (default 8): with a receive posted ahead on each of a
+  // dozen NCCL streams, kernels of other streams sharing a queue would wait behind a blocked
+  // one. A value the user set stands.
+  setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", /*overwrite=*/0);
   const char* local = nullptr;
   for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"})
     if ((local = std::getenv(name))) break;

@@ -78,8 +78,13 @@ bool timing_end(kernels::DeviceSpan* span) {
     CUDA_CHECK(cudaEventElapsedTime(&ms, t.events[i], t.events[i + 1]));
     busy += ms * 1e-3;
   }
+  // The start against the anchor (float milliseconds over up to 10 s: ~1 µs steps), the
+  // length from the span's own two events (float over the span: far finer), so the span's
+  // length is comparable with its kernels' busy time.
+  float span_ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&span_ms, t.events[0], t.events[t.used - 1]));
   span->t0 = t.host_time(t.events[0]);
-  span->t1 = t.host_time(t.events[t.used - 1]);
+  span->t1 = span->t0 + span_ms * 1e-3;
   span->busy = busy;
   t.used = 0;
   return true;
