@@ -110,7 +110,7 @@ struct Shared {
     abort_requested = true;
     if (aborted.exchange(true)) return;
     error = why;
-    ncclCommAbort(comm);
+    if (comm) ncclCommAbort(comm);
   }
 
   // Under mu: waits until a non-blocking call's work is enqueued (ncclInProgress →
@@ -364,21 +364,26 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override {
     auto s = std::make_shared<Shared>();
     s->rank = s_->rank;  // for messages, until the new rank is known
-    {
-      std::lock_guard lock(s_->mu);
-      if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
-      ncclConfig_t config = nccl_config();
-      DUET_NCCL_OK(*s_, ncclCommSplit(s_->comm, color, key, &s->comm, &config));
-    }
-    {
-      std::lock_guard lock(s->mu);
-      DUET_NCCL_OK(*s, ncclInProgress);  // the new communicator's own initialisation
+    try {
+      {
+        std::lock_guard lock(s_->mu);
+        if (s_->aborted) throw std::runtime_error("rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+        ncclConfig_t config = nccl_config();
+        DUET_NCCL_OK(*s_, ncclCommSplit(s_->comm, color, key, &s->comm, &config));
+      }
+      register_communicator(s);  // from here an abort of the rank's communicators reaches it too
+      {
+        std::lock_guard lock(s->mu);
+        DUET_NCCL_OK(*s, ncclInProgress);  // the new communicator's own initialisation
+      }
+    } catch (const NcclFailure& f) {
+      abort_all(f.what());
+      throw;
     }
     ncclCommUserRank(s->comm, &s->rank);
     ncclCommCount(s->comm, &s->size);
     DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s_->rank);
     DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking), s_->rank);
-    register_communicator(s);
     return std::make_unique<NcclCommunicator>(std::move(s));
   }
 
@@ -470,22 +475,27 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control, Cloc
   DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s->rank);
   DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking), s->rank);
   ncclConfig_t config = nccl_config();
+  std::unique_lock lock(s->mu);
   ncclResult_t r = ncclCommInitRankConfig(&s->comm, s->size, id, s->rank, &config);
+  if (r == ncclSuccess || r == ncclInProgress) register_communicator(s);  // an abort of the rank's reaches it
   const Deadline give_up = Clock::now() + init_timeout;
   while (r == ncclInProgress) {
-    if (Clock::now() >= give_up) {
+    if (Clock::now() >= give_up || s->abort_requested) {
       s->abort_locked("");
       throw std::runtime_error("rank " + std::to_string(s->rank) + ": NCCL communicator of " +
-                               std::to_string(s->size) + " ranks not ready within its timeout (a rank missing?)");
+                               std::to_string(s->size) + " ranks not ready " +
+                               (s->abort_requested ? "when aborted" : "within its timeout (a rank missing?)"));
     }
+    lock.unlock();  // abort_all takes it
     std::this_thread::sleep_for(std::chrono::microseconds(100));
+    lock.lock();
     ncclCommGetAsyncError(s->comm, &r);
   }
   if (r != ncclSuccess) {
     s->abort_locked("");
     fail(ncclGetErrorString(r), "ncclCommInitRankConfig", __FILE__, __LINE__, s->rank);
   }
-  register_communicator(s);
+  lock.unlock();
   return std::make_unique<NcclCommunicator>(std::move(s));
 }
 
