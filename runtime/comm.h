@@ -30,6 +30,18 @@ namespace duet::runtime {
 enum class DType { F32, F64, I32, I64, Byte };
 enum class ReduceOp { Sum, Max, LogicalAnd };
 
+// Bytes per value of `t`.
+constexpr size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F64: return 8;
+    case DType::I32: return 4;
+    case DType::I64: return 8;
+    case DType::Byte: return 1;
+  }
+  return 0;
+}
+
 template <class T>
 constexpr DType dtype_of();
 template <> constexpr DType dtype_of<float>() { return DType::F32; }

@@ -17,17 +17,6 @@ namespace duet::runtime {
 
 namespace {
 
-size_t type_size(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::F64: return 8;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
-    case DType::Byte: return 1;
-  }
-  throw std::logic_error("unknown DType");
-}
-
 template <class T>
 void reduce_into(T* acc, const T* x, int n, ReduceOp op) {
   for (int i = 0; i < n; ++i) switch (op) {
@@ -153,7 +142,7 @@ void run(Collective& c, int n) {
                         sizeof(float) * c.parts[p].recv_counts[p]);
       break;
     case Kind::Allreduce: {
-      const size_t bytes = type_size(c.type) * c.parts[0].count;
+      const size_t bytes = dtype_size(c.type) * c.parts[0].count;
       std::vector<char> acc((const char*)c.parts[0].recv, (const char*)c.parts[0].recv + bytes);
       for (int p = 1; p < n; ++p) reduce_into(acc.data(), c.parts[p].recv, c.parts[0].count, c.type, c.op);
       for (int p = 0; p < n; ++p) std::memcpy(c.parts[p].recv, acc.data(), bytes);
@@ -161,7 +150,7 @@ void run(Collective& c, int n) {
     }
     case Kind::Broadcast:
       for (int p = 0; p < n; ++p)
-        if (p != c.root) std::memcpy(c.parts[p].recv, c.parts[c.root].recv, type_size(c.type) * c.parts[c.root].count);
+        if (p != c.root) std::memcpy(c.parts[p].recv, c.parts[c.root].recv, dtype_size(c.type) * c.parts[c.root].count);
       break;
     case Kind::Barrier: break;
     case Kind::Split: {

@@ -39,17 +39,6 @@ ncclDataType_t nccl_type(DType t) {
   throw std::logic_error("unknown DType");
 }
 
-size_t type_size(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::F64: return 8;
-    case DType::I32: return 4;
-    case DType::I64: return 8;
-    case DType::Byte: return 1;
-  }
-  throw std::logic_error("unknown DType");
-}
-
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return ncclSum;
@@ -339,7 +328,7 @@ class NcclCommunicator final : public Communicator {
 
   Request iallreduce(void* buf, int count, DType type, ReduceOp rop) override {
     return issue([&](Op& op) {
-      void* d = op.inout(buf, type_size(type) * count);
+      void* d = op.inout(buf, dtype_size(type) * count);
       ok(ncclAllReduce(d, d, count, nccl_type(type), nccl_op(rop), s_->comm, s_->stream), "ncclAllReduce");
     });
   }
@@ -349,7 +338,7 @@ class NcclCommunicator final : public Communicator {
   }
   Request ibroadcast(void* buf, int count, DType type, int root) override {
     return issue([&](Op& op) {
-      void* d = op.inout(buf, type_size(type) * count);
+      void* d = op.inout(buf, dtype_size(type) * count);
       ok(ncclBroadcast(d, d, count, nccl_type(type), root, s_->comm, s_->stream), "ncclBroadcast");
     });
   }

@@ -138,8 +138,12 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   }
 }
 
+int PipelineEngine::channel_index(Kind k, int to_dir, int from_rank) const {
+  return (k * dirs_ + to_dir) * 2 + from_rank % 2;
+}
+
 Communicator& PipelineEngine::channel(Kind k, int to_dir, int from_rank) {
-  return *channels_[(k * dirs_ + to_dir) * 2 + from_rank % 2];
+  return *channels_[channel_index(k, to_dir, from_rank)];
 }
 
 void PipelineEngine::connect_channels() {
@@ -153,13 +157,12 @@ void PipelineEngine::connect_channels() {
     bool send;
   };
   std::vector<Link> links;
-  auto index = [&](Kind k, int to_dir, int from_rank) { return (k * dirs_ + to_dir) * 2 + from_rank % 2; };
   for (auto& s : stages_)
     for (Kind k : {kActivation, kGradient}) {
       const sched::Slot from = k == kActivation ? placement_.prev(pp_rank_, s.dir) : placement_.next(pp_rank_, s.dir);
-      if (from.valid() && from.rank != pp_rank_) links.push_back({index(k, s.dir, from.rank), from.rank, false});
+      if (from.valid() && from.rank != pp_rank_) links.push_back({channel_index(k, s.dir, from.rank), from.rank, false});
       const sched::Slot to = k == kActivation ? placement_.next(pp_rank_, s.dir) : placement_.prev(pp_rank_, s.dir);
-      if (to.valid() && to.rank != pp_rank_) links.push_back({index(k, to.dir, pp_rank_), to.rank, true});
+      if (to.valid() && to.rank != pp_rank_) links.push_back({channel_index(k, to.dir, pp_rank_), to.rank, true});
     }
   std::sort(links.begin(), links.end(), [](const Link& a, const Link& b) {
     return std::tie(a.channel, a.peer, a.send) < std::tie(b.channel, b.peer, b.send);

@@ -102,6 +102,7 @@ class PipelineEngine {
   // Tagless communicators: the duplicate carrying messages of kind k into direction `to_dir`
   // from a sender of rank `from_rank`.
   Communicator& channel(Kind k, int to_dir, int from_rank);
+  int channel_index(Kind k, int to_dir, int from_rank) const;  // into channels_
   void connect_channels();  // tagless communicators: one message per link, before any step
   // The micro-batches whose kind-k message a stage sends, in the order it sends them.
   std::vector<int> send_order(Kind k, int rank, int dir) const;

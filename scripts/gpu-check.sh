@@ -51,6 +51,13 @@ pack() {
   fi
 }
 
+# passed, failed, skipped: the GoogleTest results in log $1.
+count_results() {
+  passed=$(grep -c '^\[       OK \]' "$1" || true)
+  failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$1" || true)
+  skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$1" || true)
+}
+
 run() {
   local dir="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
   [ -x "$dir/test_kernels" ] || { echo "gpu-check: no test_kernels in $dir (run 'pack' on the build machine)" >&2; exit 2; }
@@ -62,9 +69,7 @@ run() {
   local log="$dir/kernels.log"
   if "$dir/test_kernels" --gtest_filter="$filter" >"$log" 2>&1; then :; else status=1; fi
   local passed failed skipped
-  passed=$(grep -c '^\[       OK \]' "$log" || true)
-  failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" || true)
-  skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$log" || true)
+  count_results "$log"
   summary+=("kernel tests on the GPU: $passed passed, $failed failed, $skipped skipped ($log)")
   ((skipped == 0)) || status=1
   grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" | sed 's/^/  /' || true
@@ -92,9 +97,7 @@ run() {
   local tlog="$dir/training.log"
   if [ -x "$dir/test_model" ]; then
     if "$dir/test_model" --gtest_filter="$train_filter" >"$tlog" 2>&1; then :; else status=1; fi
-    passed=$(grep -c '^\[       OK \]' "$tlog" || true)
-    failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$tlog" || true)
-    skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$tlog" || true)
+    count_results "$tlog"
     summary+=("training on the GPU vs the CPU: $passed passed, $failed failed, $skipped skipped ($tlog)")
     ((skipped == 0 && passed > 0)) || status=1
     grep -E 'Failure|step [0-9]+' "$tlog" | head -20 | sed 's/^/  /' || true
@@ -107,9 +110,7 @@ run() {
   local nlog="$dir/nccl.log"
   if [ -x "$dir/test_nccl_gpu" ]; then
     if "$dir/test_nccl_gpu" --gtest_filter='NcclComm.*:-NcclComm.WithoutAGpu*' >"$nlog" 2>&1; then :; else status=1; fi
-    passed=$(grep -c '^\[       OK \]' "$nlog" || true)
-    failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$nlog" || true)
-    skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$nlog" || true)
+    count_results "$nlog"
     summary+=("NCCL communicator on the GPU: $passed passed, $failed failed, $skipped skipped ($nlog)")
     ((skipped == 0 && passed > 0)) || status=1
     grep -E 'Failure|what\(\)' "$nlog" | head -10 | sed 's/^/  /' || true
