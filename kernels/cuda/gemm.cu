@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 
+#include "kernels/cuda/blas.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -24,17 +25,6 @@ cublasHandle_t handle() {
   return h;
 }
 
-// BF16 GEMMs: tensor cores allowed (the default math mode), FP32 accumulation and output.
-cublasHandle_t bf16_handle() {
-  thread_local cublasHandle_t h = [] {
-    cublasHandle_t c = nullptr;
-    CUBLAS_CHECK(cublasCreate(&c));
-    CUBLAS_CHECK(cublasSetStream(c, cudaStreamPerThread));
-    return c;
-  }();
-  return h;
-}
-
 __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long n) {
   const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) out[i] = __float2bfloat16_rn(in[i]);
@@ -45,12 +35,28 @@ __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, long n) {
 const __nv_bfloat16* to_bf16(const float* X, long rows, long cols, int ld, int slot) {
   const long n = (rows - 1) * ld + cols;  // the last row ends at its last column
   auto* out = static_cast<__nv_bfloat16*>(scratch(sizeof(__nv_bfloat16) * n, slot));
-  to_bf16_kernel<<<blocks_for(n), kThreads>>>(out, X, n);
-  DUET_CUDA_LAUNCHED();
+  cast_to_bf16(out, X, n);
   return out;
 }
 
 }  // namespace
+
+// BF16 GEMMs: tensor cores allowed (the default math mode), FP32 accumulation and output.
+cublasHandle_t bf16_blas_handle() {
+  thread_local cublasHandle_t h = [] {
+    cublasHandle_t c = nullptr;
+    CUBLAS_CHECK(cublasCreate(&c));
+    CUBLAS_CHECK(cublasSetStream(c, cudaStreamPerThread));
+    return c;
+  }();
+  return h;
+}
+
+void cast_to_bf16(__nv_bfloat16* out, const float* in, long n) {
+  if (n <= 0) return;
+  to_bf16_kernel<<<blocks_for(n), kThreads>>>(out, in, n);
+  DUET_CUDA_LAUNCHED();
+}
 
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc) {
@@ -72,7 +78,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   if (M <= 0 || N <= 0 || K <= 0) return gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   const __nv_bfloat16* a = to_bf16(A, trans_a ? K : M, trans_a ? M : K, lda, 4);
   const __nv_bfloat16* b = to_bf16(B, trans_b ? N : K, trans_b ? K : N, ldb, 5);
-  CUBLAS_CHECK(cublasGemmEx(bf16_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+  CUBLAS_CHECK(cublasGemmEx(bf16_blas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
                             M, K, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

@@ -65,6 +65,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O);
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O);
+// attention_bf16.cu: the same contract and `saved` (the rows' log-sum-exp) as attention.cu,
+// the products on tensor cores (BF16 inputs, FP32 accumulation); any head width
+void attention_forward_bf16(float* out, float* saved, const float* qkv, int B, int T, int H, int D);
+void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, const float* out, const float* saved,
+                             int B, int T, int H, int D);
 
 // optim.cu
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, const kernels::AdamWParams& p);

@@ -302,6 +302,8 @@ const kernels::Backend& emulated_cuda_bf16_backend() {
     e.linear_forward = &cuda_emu::Timed<&cuda_emu::linear_forward_bf16>::call;
     e.linear_backward_input = &cuda_emu::Timed<&cuda_emu::linear_backward_input_bf16>::call;
     e.linear_backward_weight = &cuda_emu::Timed<&cuda_emu::linear_backward_weight_bf16>::call;
+    e.attention_forward = &cuda_emu::Timed<&cuda_emu::attention_forward_bf16>::call;
+    e.attention_backward = &cuda_emu::Timed<&cuda_emu::attention_backward_bf16>::call;
     return e;
   }();
   return b;

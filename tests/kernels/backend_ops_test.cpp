@@ -408,11 +408,13 @@ const std::vector<Case> kCases = {
     {"attention_forward", {2, 128, 4, 32}, 1e-10},  // tiny's shape
     {"attention_forward", {1, 200, 2, 64}, 1e-10},  // CUDA: several 32-row tiles, a partial last
     {"attention_forward", {1, 47, 1, 128}, 1e-10},  // the widest head the CUDA kernels take
+    {"attention_forward", {1, 300, 2, 16}, 1e-10},  // CUDA BF16: two blocks of query rows, a partial last
     {"attention_backward", {2, 9, 3, 8}, 1e-10},
     {"attention_backward", {1, 70, 2, 16}, 1e-10},
     {"attention_backward", {2, 128, 4, 32}, 1e-10},
     {"attention_backward", {1, 200, 2, 64}, 1e-10},
     {"attention_backward", {1, 47, 1, 128}, 1e-10},
+    {"attention_backward", {1, 300, 2, 16}, 1e-10},
     {"swiglu_forward", {13, 21}, 1e-10},
     {"swiglu_backward", {13, 21}, 1e-10},
     {"sigmoid_forward", {1001}, 1e-10},
@@ -524,23 +526,23 @@ INSTANTIATE_TEST_SUITE_P(BackendOps, EveryBackend,
                                           testing::ValuesIn(kCases)),
                          case_name);
 
-// model.precision: bf16 — the GEMM family's cases on the BF16-GEMM tables against the FP32
-// reference. Inputs rounded to BF16 (8 significant bits) err by up to 2^-9 relative each; for
-// these random inputs that is ~3e-6 nmse, and the bound is 1e-4. The error must also be above
-// FP32's (1e-9): the inputs really were rounded. The other ops of those tables are the FP32
-// ones, checked above.
+// model.precision: bf16 — the ops of the BF16 tables that run on tensor cores (the GEMM family
+// and attention) against the FP32 reference. Inputs rounded to BF16 (8 significant bits) err by
+// up to 2^-9 relative each; for these random inputs that is ~3e-6 nmse, and the bound is 1e-4.
+// The error must also be above FP32's (1e-9): the inputs really were rounded. The other ops of
+// those tables are the FP32 ones, checked above.
 constexpr double kBf16Nmse = 1e-4;
 
-std::vector<Case> gemm_cases() {
+std::vector<Case> bf16_cases() {
   std::vector<Case> out;
   for (const Case& c : kCases)
-    if (c.op == "gemm" || c.op.rfind("linear_", 0) == 0) out.push_back(c);
+    if (c.op == "gemm" || c.op.rfind("linear_", 0) == 0 || c.op.rfind("attention_", 0) == 0) out.push_back(c);
   return out;
 }
 
-class Bf16Gemms : public testing::TestWithParam<Param> {};
+class Bf16Ops : public testing::TestWithParam<Param> {};
 
-TEST_P(Bf16Gemms, MatchFp32WithinBf16Rounding) {
+TEST_P(Bf16Ops, MatchFp32WithinBf16Rounding) {
   const auto& [name, c] = GetParam();
   std::string why;
   const Backend* b = find_backend(name, why);
@@ -555,9 +557,9 @@ TEST_P(Bf16Gemms, MatchFp32WithinBf16Rounding) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(BackendOpsBf16, Bf16Gemms,
+INSTANTIATE_TEST_SUITE_P(BackendOpsBf16, Bf16Ops,
                          testing::Combine(testing::Values("cuda_bf16_emulated", "cuda_bf16"),
-                                          testing::ValuesIn(gemm_cases())),
+                                          testing::ValuesIn(bf16_cases())),
                          case_name);
 
 TEST(BackendTable, CpuImplementsEveryOp) {

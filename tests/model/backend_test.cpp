@@ -207,11 +207,11 @@ TEST(CudaTraining, TwelveStepsMatchTheCpuAndARerunIsIdentical) {
   EXPECT_EQ(train_on(*cuda, cfg, 12, 4, 1, 128), gpu);
 }
 
-// model.precision: bf16 — the GEMMs' inputs rounded to BF16, FP32 accumulation, master weights
-// and optimizer. The bound: losses within 2% of FP32 at every step. Emulated here (the
+// model.precision: bf16 — the GEMMs' and attention's inputs rounded to BF16, FP32 accumulation,
+// master weights and optimizer. The bound: losses within 2% of FP32 at every step. Emulated here (the
 // CUDA code with the BF16 rounding bit-exact, a small model, 20 steps); on a GPU, 100 steps of
 // the tiny model's shape.
-TEST(CudaTraining, TheEmulatedBf16GemmsTrainWithinTwoPercentOfFp32) {
+TEST(CudaTraining, TheEmulatedBf16OpsTrainWithinTwoPercentOfFp32) {
   ModelConfig cfg = small_config();
   cfg.d_model = 16, cfg.heads = 2;
   const auto fp32 = train_on(duet::kernels::cpu_backend(), cfg, 20, 2, 2, 9);
@@ -227,7 +227,7 @@ TEST(CudaTraining, TheEmulatedBf16GemmsTrainWithinTwoPercentOfFp32) {
   EXPECT_GT(worst, 1e-6);  // it did round: FP32 GEMMs agree to ~1e-7
 }
 
-TEST(CudaTraining, Bf16GemmsTrainTheTinyModelWithinTwoPercentOfFp32For100Steps) {
+TEST(CudaTraining, Bf16OpsTrainTheTinyModelWithinTwoPercentOfFp32For100Steps) {
   const Backend* bf16 = duet::kernels::cuda_bf16_backend();
   if (!bf16) GTEST_SKIP() << "cuda backend absent: " << duet::kernels::cuda_backend_absent_reason();
   ModelConfig cfg;

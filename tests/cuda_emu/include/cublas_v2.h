@@ -70,6 +70,20 @@ inline cublasStatus_t cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasO
   return CUBLAS_STATUS_SUCCESS;
 }
 
+// cublasGemmEx over `batch` matrices at strides sA, sB, sC (elements).
+inline cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                                                 int n, int k, const void* alpha, const void* A,
+                                                 cudaDataType_t a_type, int lda, long long sA, const void* B,
+                                                 cudaDataType_t b_type, int ldb, long long sB, const void* beta,
+                                                 void* C, cudaDataType_t c_type, int ldc, long long sC, int batch,
+                                                 cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+  for (int i = 0; i < batch; ++i)
+    cublasGemmEx(h, ta, tb, m, n, k, alpha, static_cast<const __nv_bfloat16*>(A) + i * sA, a_type, lda,
+                 static_cast<const __nv_bfloat16*>(B) + i * sB, b_type, ldb, beta, static_cast<float*>(C) + i * sC,
+                 c_type, ldc, compute, algo);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 // C (m×n) = alpha·op(A) + beta·op(B).
 inline cublasStatus_t cublasSgeam(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                   const float* alpha, const float* A, int lda, const float* beta, const float* B,
