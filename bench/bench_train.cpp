@@ -130,7 +130,7 @@ void train_step_bench(benchmark::State& state, const Shape& s, int micro) {
   }
   cpu::profile_enable(false);
   const double tokens_per_step = (double)N * micro;
-  const double flops = runtime::train_flops_per_token(m, s.seq_len) * tokens_per_step;
+  const double flops = model::train_flops_per_token(m, s.seq_len) * tokens_per_step;
   const double rate = flops * state.iterations() / seconds;
   state.counters["model_GFLOPs"] = rate * 1e-9;
   state.counters["tok_per_s"] = tokens_per_step * state.iterations() / seconds;

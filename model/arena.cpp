@@ -34,7 +34,18 @@ const TensorSpec& ParamArena::spec(const std::string& name) const {
   return specs_[it->second];
 }
 
-void ParamArena::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+// On the backend: on a GPU the gradients are device-resident managed memory, and a host fill
+// would pull all of them across to the host and back every step. Then a wait, because the
+// step's kernels may run on other threads' streams (the engine's second executor), and host
+// reductions read what they accumulate.
+void ParamArena::zero_grads() {
+  if (!backend_->vec_fill) {
+    std::fill(grads_.begin(), grads_.end(), 0.0f);
+    return;
+  }
+  backend_->vec_fill(grads_.data(), (long)grads_.size(), 0.0f);
+  backend_->synchronize();
+}
 
 namespace {
 

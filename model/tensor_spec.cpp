@@ -82,6 +82,13 @@ int64_t active_params_per_token(const ModelConfig& c) {
   return p;
 }
 
+double train_flops_per_token(const ModelConfig& c, int seq_len) {
+  // Attention core per layer per token, forward: QKᵀ and PV each 2·T·C MACs-worth of FLOPs
+  // over the full square; causal masking halves it → 2·T·C. Backward doubles: 3× in all.
+  const double attn = 3.0 * 2.0 * seq_len * c.d_model * c.layers;
+  return 6.0 * (double)active_params_per_token(c) + attn;
+}
+
 int64_t total_params(const ModelConfig& cfg) {
   int64_t n = 0;
   for (const auto& s : model_tensor_specs(cfg))

@@ -61,4 +61,10 @@ std::vector<StageRange> split_layers(const ModelConfig& cfg, int stages);
 int64_t active_params_per_token(const ModelConfig& cfg);
 int64_t total_params(const ModelConfig& cfg);
 
+// Model FLOPs per token of one training step (forward + backward): 6 × the parameters a token
+// touches (routed experts counted top_k times) plus the attention core — QKᵀ and PV cost
+// 4·T·C per token per layer forward over the full square, 2·T·C with the causal mask, and
+// the backward twice that: 6·L·T·C.
+double train_flops_per_token(const ModelConfig& cfg, int seq_len);
+
 }  // namespace duet::model

@@ -94,11 +94,4 @@ int compute_threads(const io::RunConfig& cfg, int local_ranks) {
   return std::max(1, cores / std::max(1, local_ranks));
 }
 
-double train_flops_per_token(const model::ModelConfig& m, int seq_len) {
-  // Attention core per layer per token, forward: QKᵀ and PV each 2·T·C MACs-worth of FLOPs
-  // over the full square; causal masking halves it → 2·T·C. Backward doubles: 3× in all.
-  const double attn = 3.0 * 2.0 * seq_len * m.d_model * m.layers;
-  return 6.0 * (double)model::active_params_per_token(m) + attn;
-}
-
 }  // namespace duet::runtime

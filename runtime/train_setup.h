@@ -41,10 +41,4 @@ std::string bind_local_gpu(const io::RunConfig& cfg);
 // ranks that share it (at least 1).
 int compute_threads(const io::RunConfig& cfg, int local_ranks);
 
-// Model FLOPs per token of one training step (forward + backward): 6 × the parameters a token
-// touches (routed experts counted top_k times) plus the attention core — QKᵀ and PV cost
-// 4·T·C per token per layer forward over the full square, 2·T·C with the causal mask, and
-// the backward twice that: 6·L·T·C.
-double train_flops_per_token(const model::ModelConfig& m, int seq_len);
-
 }  // namespace duet::runtime

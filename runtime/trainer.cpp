@@ -226,7 +226,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
   const int T = cfg.train.seq_len, G = cfg.train.global_batch;
   const double tokens_per_step = (double)G * T;
-  const double flops_per_token = train_flops_per_token(mcfg, T);
+  const double flops_per_token = model::train_flops_per_token(mcfg, T);
   {
     char line[320];
     std::snprintf(line, sizeof line,
