@@ -196,6 +196,20 @@ TEST(Model, InitIsKeyedByNameNotLayout) {
   EXPECT_NE(other.param("head.weight")[0], whole.param("head.weight")[0]);
 }
 
+// Tensors of millions of elements are filled by several threads: every element still is
+// init_value's, whatever thread made it (a 4 Mi-element embedding: up to 4 chunks).
+TEST(Model, ThreadedInitGivesEveryElementItsKeyedValue) {
+  auto cfg = tiny_config();
+  cfg.vocab = 16384, cfg.d_model = 256, cfg.heads = 4;
+  ParamArena arena(model_tensor_specs(cfg));
+  init_parameters(arena, cfg, 5);
+  const TensorSpec& embed = arena.spec("embed.weight");
+  ASSERT_GE(embed.numel(), 4 << 20);
+  const float* p = arena.param("embed.weight");
+  for (int64_t i = 0; i < embed.numel(); ++i) ASSERT_EQ(p[i], init_value(embed, cfg, 5, i)) << i;
+  EXPECT_EQ(arena.param("final_norm.weight")[0], 1.0f);
+}
+
 TEST(Model, SplitLayersCoversModel) {
   auto cfg = tiny_config();
   cfg.layers = 7;
