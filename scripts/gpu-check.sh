@@ -11,8 +11,12 @@
 #                                            compute-sanitizer memcheck, then 12 training steps of
 #                                            the tiny model on the GPU against the CPU (model
 #                                            tests), then the NCCL communicator's cases on one
-#                                            GPU; prints a summary and exits non-zero when a
-#                                            check failed or did not run
+#                                            GPU, then the speed benchmark (bench_gpu_train: an
+#                                            H200-sized model in BF16 against cuBLAS's GEMM rate)
+#                                            and the same model in PyTorch (eager and compiled) as
+#                                            the baseline; prints a summary and exits non-zero
+#                                            when a check failed or did not run (a speed target
+#                                            missed is reported, not a failure)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,16 +31,16 @@ max_bytes=$((64 * 1024 * 1024))
 
 pack() {
   local build="${1:-$here/build}"
-  make -C "$build" -j"$(nproc)" test_kernels test_model test_nccl_gpu >/dev/null
+  make -C "$build" -j"$(nproc)" test_kernels test_model test_nccl_gpu bench_gpu_train >/dev/null
   ldd "$build/tests/test_kernels" | grep -q libcudart ||
     { echo "gpu-check: $build is not a CUDA build (configure with nvcc found, or -DDUET_CUDA=ON)" >&2; exit 2; }
   local out="$build/gpu-check"
   rm -rf "$out" && mkdir -p "$out/lib"
-  cp "$build/tests/test_kernels" "$build/tests/test_model" "$build/tests/test_nccl_gpu" "$out/"
-  cp "$here/scripts/gpu-check.sh" "$out/"
+  cp "$build/tests/test_kernels" "$build/tests/test_model" "$build/tests/test_nccl_gpu" "$build/bench/bench_gpu_train" "$out/"
+  cp "$here/scripts/gpu-check.sh" "$here/bench/gpu/torch_baseline.py" "$here/bench/gpu/speed_summary.py" "$out/"
   # Every library the binary loads, except the C library's own and CUDA's (the GPU machine
   # has its toolkit and driver): libstdc++ too, in case that machine's is older.
-  ldd "$out/test_kernels" "$out/test_model" "$out/test_nccl_gpu" | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+  ldd "$out/test_kernels" "$out/test_model" "$out/test_nccl_gpu" "$out/bench_gpu_train" | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libcuda.so*|libcudart.so*|libcublas*.so*|libnccl.so*) ;;
       *) cp -L "$lib" "$out/lib/" ;;
@@ -44,7 +48,7 @@ pack() {
   done
   local bytes
   bytes=$(du -sb "$out" | cut -f1)
-  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries, test_kernels, test_model and test_nccl_gpu into $out ($((bytes / 1024 / 1024)) MiB)"
+  echo "gpu-check: packed $(ls "$out/lib" | wc -l) libraries, test_kernels, test_model, test_nccl_gpu, bench_gpu_train and torch_baseline.py into $out ($((bytes / 1024 / 1024)) MiB)"
   if ((bytes > max_bytes)); then
     echo "gpu-check: $out is $bytes bytes, over the 64 MiB a GPU machine takes" >&2
     exit 1
@@ -118,6 +122,36 @@ run() {
     status=1
     summary+=("NCCL communicator: no test_nccl_gpu in $dir: NOT run")
   fi
+  # 5. Speed: duet's BF16 training step on a model sized for one H200 against the cuBLAS BF16
+  #    GEMM rate on its largest GEMM (same run), then the same model in PyTorch on the same GPU.
+  local blog="$dir/bench.log" bjson="$dir/bench.json" pjson="$dir/torch.json" plog="$dir/torch.log"
+  local t0=$SECONDS
+  if [ -x "$dir/bench_gpu_train" ] && timeout 240 "$dir/bench_gpu_train" --benchmark_filter=/cuda/ \
+       --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+       --benchmark_out="$bjson" --benchmark_out_format=json >"$blog" 2>&1 && ! grep -q '"error_occurred": true' "$bjson"; then
+    summary+=("speed benchmark: ran in $((SECONDS - t0)) s ($blog)")
+  else
+    status=1
+    summary+=("speed benchmark: FAILED or NOT run after $((SECONDS - t0)) s ($blog)")
+    tail -5 "$blog" | sed 's/^/  /' || true
+  fi
+  t0=$SECONDS
+  local python="${PYTHON:-python3}"
+  if "$python" -c 'import torch' 2>/dev/null; then
+    if timeout 300 "$python" "$dir/torch_baseline.py" --device cuda --mode both --json "$pjson" >"$plog" 2>&1; then
+      summary+=("PyTorch baseline: ran in $((SECONDS - t0)) s ($plog)")
+    else
+      status=1
+      summary+=("PyTorch baseline: FAILED after $((SECONDS - t0)) s ($plog)")
+      tail -5 "$plog" | sed 's/^/  /' || true
+    fi
+  else
+    status=1
+    summary+=("PyTorch baseline: NOT run ($python cannot import torch)")
+  fi
+  if [ -s "$bjson" ]; then
+    while IFS= read -r line; do summary+=("$line"); done < <("$python" "$dir/speed_summary.py" "$bjson" "$pjson")
+  fi
   echo "== gpu-check summary =="
   printf '%s\n' "${summary[@]}"
   exit $status
@@ -126,5 +160,5 @@ run() {
 case "$mode" in
   pack) shift; pack "$@" ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
