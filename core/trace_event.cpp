@@ -29,6 +29,7 @@ const char* trace_thread_name(TraceThread t) {
     case TraceThread::DeferredWeight: return "deferred weight passes";
     case TraceThread::Device: return "GPU";
     case TraceThread::Device2: return "GPU (second executor's stream)";
+    case TraceThread::NcclStreams: return "GPU (NCCL streams)";
   }
   return "?";
 }

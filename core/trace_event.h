@@ -23,9 +23,13 @@ enum class TraceThread {
   Device = 4,          // the GPU: an op's kernels, from the first one's start to the last one's end
                        // (CUDA events); not host time, so host accounting leaves it out
   Device2 = 5,         // the same for the second executor's ops: its own stream (kernels/cuda/streams.h)
+  NcclStreams = 6,     // the GPU: the data plane's NCCL operations on their communicators' streams, each
+                       // from its stream reaching it to its completion (CUDA events; runtime/comm_nccl.h)
 };
-constexpr int kTraceThreads = 6;
-inline bool is_device_thread(TraceThread t) { return t == TraceThread::Device || t == TraceThread::Device2; }
+constexpr int kTraceThreads = 7;
+inline bool is_device_thread(TraceThread t) {
+  return t == TraceThread::Device || t == TraceThread::Device2 || t == TraceThread::NcclStreams;
+}
 const char* trace_thread_name(TraceThread t);  // "compute", "second executor", ...
 
 // The compute op an event belongs to (Compute events of the schedule's ops; None otherwise).

@@ -135,7 +135,9 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   bool any_gpu = false;
   for (int r = 0; r < world; ++r)
     for (const auto& e : all_traces[r]) {
-      if (is_device_thread(e.thread))
+      if (e.thread == core::TraceThread::NcclStreams)
+        continue;  // communication on the GPU: in the trace for the eye, not the kernels' busy time
+      else if (is_device_thread(e.thread))
         gpu_busy[r][e.step] += e.device_busy, any_gpu = true;
       else
         traces[r].push_back(e);

@@ -25,6 +25,10 @@
 #include <string>
 #include <vector>
 
+namespace duet::io {
+class TraceRecorder;
+}
+
 namespace duet::runtime {
 
 enum class DType { F32, F64, I32, I64, Byte };
@@ -100,6 +104,12 @@ class Communicator {
   // only once met, and a rank's operations on one communicator run one after another in the
   // order issued (one stream) — so code must issue them in an order both sides derive.
   virtual bool p2p_matches_tags() const { return true; }
+  // A communicator whose operations run on a device (NCCL) records each of them in `trace`
+  // from now on, as a span of GPU time (io::TraceThread::NcclStreams); so do the communicators
+  // dup() and split() make from it afterwards. nullptr stops it. Host communicators (MPI,
+  // in-process) ignore it: their operations are the host's, traced where they are waited for.
+  // `trace` must outlive the operations issued while it is set.
+  virtual void set_trace(io::TraceRecorder* /*trace*/) {}
   virtual Request isend(std::span<const float> buf, int peer, int tag) = 0;
   virtual Request irecv(std::span<float> buf, int peer, int tag) = 0;
 

@@ -11,7 +11,10 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
+
+#include "io/trace.h"
 
 namespace duet::runtime {
 
@@ -76,6 +79,7 @@ struct Shared {
   std::mutex mu;                          // NCCL communicators are not thread-safe
   std::atomic<bool> abort_requested{false};  // read by a thread polling NCCL under mu
   std::atomic<bool> aborted{false};          // ncclCommAbort has run: comm is gone
+  std::atomic<io::TraceRecorder*> trace{nullptr};  // set_trace: operations recorded there
   std::string error;                         // under mu: why it was aborted ("" = asked to)
 
   ~Shared() {
@@ -158,6 +162,49 @@ bool is_host_memory(const void* p) {
   return a.type == cudaMemoryTypeUnregistered || a.type == cudaMemoryTypeHost;
 }
 
+// CUDA event times on the host's steady clock, for the trace: an anchor event recorded on an
+// idle stream of its own and waited for (so its time is the host's, off by the wait's
+// microseconds). cudaEventElapsedTime is float milliseconds: a new anchor every 10 s keeps the
+// offsets fine. A request keeps the anchor it was issued under (shared), so it never measures
+// against an anchor recorded after it began.
+struct Anchor {
+  cudaEvent_t event = nullptr;
+  double host = 0;
+  ~Anchor() {
+    if (event) cudaEventDestroy(event);
+  }
+};
+
+double host_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::shared_ptr<Anchor> current_anchor(int rank) {
+  static std::mutex mu;
+  static cudaStream_t stream = nullptr;
+  static std::shared_ptr<Anchor> anchor;
+  std::lock_guard lock(mu);
+  if (anchor && host_now() - anchor->host < 10.0) return anchor;
+  if (!stream) DUET_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank);
+  auto a = std::make_shared<Anchor>();
+  DUET_CUDA_OK(cudaEventCreate(&a->event), rank);
+  DUET_CUDA_OK(cudaEventRecord(a->event, stream), rank);
+  DUET_CUDA_OK(cudaEventSynchronize(a->event), rank);
+  a->host = host_now();
+  anchor = a;
+  return anchor;
+}
+
+// What a traced operation records: its name and kind, the trace, and a start event on the
+// communicator's stream (the end is the request's `done` event).
+struct Traced {
+  io::TraceRecorder* trace = nullptr;
+  std::string name;
+  io::TraceCategory category = io::TraceCategory::P2p;
+  std::shared_ptr<Anchor> anchor;
+  std::shared_ptr<std::remove_pointer_t<cudaEvent_t>> start;  // destroyed with the last holder
+};
+
 // The device-side view of one buffer of an operation: the buffer itself when the GPU can
 // use it, else device scratch (copied in when the operation reads it).
 struct Staged {
@@ -169,8 +216,10 @@ struct Staged {
 
 class NcclRequest final : public RequestState {
  public:
-  NcclRequest(std::shared_ptr<Shared> s, std::vector<Staged> staged) : s_(std::move(s)), staged_(std::move(staged)) {
-    DUET_CUDA_OK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), s_->rank);
+  NcclRequest(std::shared_ptr<Shared> s, std::vector<Staged> staged, Traced traced)
+      : s_(std::move(s)), staged_(std::move(staged)), traced_(std::move(traced)) {
+    // Timing costs a little per event: only when the operation is traced.
+    DUET_CUDA_OK(cudaEventCreateWithFlags(&done_, traced_.trace ? 0u : cudaEventDisableTiming), s_->rank);
     DUET_CUDA_OK(cudaEventRecord(done_, s_->stream), s_->rank);
   }
   ~NcclRequest() override {
@@ -180,11 +229,12 @@ class NcclRequest final : public RequestState {
 
   bool test() override {
     std::string failed;
+    bool done = false;
     {
       std::lock_guard lock(s_->mu);
       if (s_->aborted) {
         if (!s_->error.empty()) throw std::runtime_error(s_->error);
-        return finish();  // asked to: every operation ended, results undefined
+        return finish();  // asked to: every operation ended, results undefined (and untraced)
       }
       // The event first, then the communicator's state: an error that ended the operation
       // (and so reached the event) is seen before the operation counts as done.
@@ -198,8 +248,12 @@ class NcclRequest final : public RequestState {
       } else {
         if (e == cudaErrorNotReady) return false;
         DUET_CUDA_OK(e, s_->rank);
-        return finish();
+        done = finish();
       }
+    }
+    if (done) {
+      record();  // outside the lock: the trace may write a chunk to its file
+      return true;
     }
     abort_all(failed);  // outside this communicator's lock: abort_all takes each in turn
     throw std::runtime_error(failed);
@@ -218,8 +272,25 @@ class NcclRequest final : public RequestState {
     return true;
   }
 
+  // A completed traced operation's span: from its stream reaching it to its end, on the host
+  // clock through the anchor it was issued under.
+  void record() {
+    if (!traced_.trace || !traced_.start) return;
+    float from_anchor = 0, length = 0;
+    if (cudaEventElapsedTime(&from_anchor, traced_.anchor->event, traced_.start.get()) != cudaSuccess ||
+        cudaEventElapsedTime(&length, traced_.start.get(), done_) != cudaSuccess) {
+      (void)cudaGetLastError();  // a trace entry is not worth failing the operation for
+      return;
+    }
+    const double t0 = traced_.anchor->host + from_anchor * 1e-3, t1 = t0 + length * 1e-3;
+    traced_.trace->add(std::move(traced_.name), traced_.category, io::TraceThread::NcclStreams, t0, t1, {}, 0,
+                       t1 - t0);
+    traced_.trace = nullptr;
+  }
+
   std::shared_ptr<Shared> s_;
   std::vector<Staged> staged_;
+  Traced traced_;
   cudaEvent_t done_ = nullptr;
 };
 
@@ -229,6 +300,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return s_->rank; }
   int size() const override { return s_->size; }
   bool p2p_matches_tags() const override { return false; }
+  void set_trace(io::TraceRecorder* trace) override { s_->trace = trace; }
 
   void abort() {
     s_->abort_requested = true;  // first: a thread polling NCCL under mu lets go
@@ -237,13 +309,13 @@ class NcclCommunicator final : public Communicator {
   }
 
   Request isend(std::span<const float> buf, int peer, int /*tag*/) override {
-    return issue([&](Op& op) {
+    return issue("ncclSend to " + std::to_string(peer), io::TraceCategory::P2p, [&](Op& op) {
       void* d = op.in(buf.data(), buf.size_bytes());
       ok(ncclSend(d, buf.size(), ncclFloat32, peer, s_->comm, s_->stream), "ncclSend");
     });
   }
   Request irecv(std::span<float> buf, int peer, int /*tag*/) override {
-    return issue([&](Op& op) {
+    return issue("ncclRecv from " + std::to_string(peer), io::TraceCategory::P2p, [&](Op& op) {
       void* d = op.out(buf.data(), buf.size_bytes());
       ok(ncclRecv(d, buf.size(), ncclFloat32, peer, s_->comm, s_->stream), "ncclRecv");
     });
@@ -251,7 +323,7 @@ class NcclCommunicator final : public Communicator {
 
   Request ialltoall(const int32_t* send, int32_t* recv, int count) override {
     const size_t bytes = sizeof(int32_t) * (size_t)count * s_->size;
-    return issue([&](Op& op) {
+    return issue("all-to-all (counts)", io::TraceCategory::All2all, [&](Op& op) {
       auto* ds = (const int32_t*)op.in(send, bytes);
       auto* dr = (int32_t*)op.out(recv, bytes);
       group([&] {
@@ -268,7 +340,7 @@ class NcclCommunicator final : public Communicator {
     size_t send_end = 0, recv_end = 0;  // floats each buffer spans
     for (int q = 0; q < s_->size; ++q)
       send_end = std::max(send_end, (size_t)sd[q] + sc[q]), recv_end = std::max(recv_end, (size_t)rd[q] + rc[q]);
-    return issue([&](Op& op) {
+    return issue("all-to-all", io::TraceCategory::All2all, [&](Op& op) {
       auto* ds = (const float*)op.in(send, sizeof(float) * send_end);
       auto* dr = (float*)op.out(recv, sizeof(float) * recv_end);
       group([&] {
@@ -288,7 +360,7 @@ class NcclCommunicator final : public Communicator {
       total += counts[q];
       equal = equal && counts[q] == counts[0];
     }
-    return issue([&](Op& op) {
+    return issue("reduce-scatter", io::TraceCategory::Dp, [&](Op& op) {
       auto* ds = (const float*)op.in(send, sizeof(float) * total);
       auto* dr = (float*)op.out(recv, sizeof(float) * counts[me]);
       if (equal) {
@@ -312,7 +384,7 @@ class NcclCommunicator final : public Communicator {
       packed = packed && counts[q] == counts[0] && displs[q] == q * counts[0];
       end = std::max(end, (size_t)displs[q] + counts[q]);
     }
-    return issue([&](Op& op) {
+    return issue("all-gather", io::TraceCategory::Dp, [&](Op& op) {
       auto* d = (float*)op.inout(buf, sizeof(float) * end);
       if (packed) {
         ok(ncclAllGather(d + displs[s_->rank], d, counts[0], ncclFloat32, s_->comm, s_->stream), "ncclAllGather");
@@ -327,7 +399,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   Request iallreduce(void* buf, int count, DType type, ReduceOp rop) override {
-    return issue([&](Op& op) {
+    return issue("all-reduce", io::TraceCategory::Dp, [&](Op& op) {
       void* d = op.inout(buf, dtype_size(type) * count);
       ok(ncclAllReduce(d, d, count, nccl_type(type), nccl_op(rop), s_->comm, s_->stream), "ncclAllReduce");
     });
@@ -337,13 +409,13 @@ class NcclCommunicator final : public Communicator {
     wait(r);
   }
   Request ibroadcast(void* buf, int count, DType type, int root) override {
-    return issue([&](Op& op) {
+    return issue("broadcast", io::TraceCategory::Dp, [&](Op& op) {
       void* d = op.inout(buf, dtype_size(type) * count);
       ok(ncclBroadcast(d, d, count, nccl_type(type), root, s_->comm, s_->stream), "ncclBroadcast");
     });
   }
   Request ibarrier() override {
-    return issue([&](Op& op) {
+    return issue("barrier", io::TraceCategory::Dp, [&](Op& op) {
       void* d = op.scratch(sizeof(int32_t));
       ok(ncclAllReduce(d, d, 1, ncclInt32, ncclSum, s_->comm, s_->stream), "ncclAllReduce (barrier)");
     });
@@ -371,6 +443,7 @@ class NcclCommunicator final : public Communicator {
     }
     ncclCommUserRank(s->comm, &s->rank);
     ncclCommCount(s->comm, &s->size);
+    s->trace = s_->trace.load();
     DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking), s_->rank);
     DUET_CUDA_OK(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking), s_->rank);
     return std::make_unique<NcclCommunicator>(std::move(s));
@@ -403,18 +476,30 @@ class NcclCommunicator final : public Communicator {
     Shared& s_;
   };
 
+  // `name`, `category`: the operation's trace entry, when the communicator is traced.
   template <class F>
-  Request issue(F&& body) {
+  Request issue(std::string name, io::TraceCategory category, F&& body) {
     try {
+      Traced traced;
+      if ((traced.trace = s_->trace.load())) {
+        traced.name = std::move(name), traced.category = category;
+        traced.anchor = current_anchor(s_->rank);  // before the lock: it may wait (briefly) for its own stream
+      }
       std::lock_guard lock(s_->mu);
       if (s_->aborted)
         throw std::runtime_error(!s_->error.empty() ? s_->error
                                                     : "rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+      if (traced.trace) {  // before the operation's staging copies: they are part of its time
+        cudaEvent_t start = nullptr;
+        DUET_CUDA_OK(cudaEventCreate(&start), s_->rank);
+        traced.start.reset(start, cudaEventDestroy);
+        DUET_CUDA_OK(cudaEventRecord(start, s_->stream), s_->rank);
+      }
       Op op(*s_);
       body(op);
       auto staged = std::move(op.staged);
       op.staged.clear();
-      return Request(std::make_unique<NcclRequest>(s_, std::move(staged)));
+      return Request(std::make_unique<NcclRequest>(s_, std::move(staged), std::move(traced)));
     } catch (const NcclFailure& f) {  // this communicator is aborted; the rank's others go too
       abort_all(f.what());
       throw;

@@ -12,6 +12,15 @@ StageGroups& ProcessGroups::stage_of_dir(int dir) {
   throw std::logic_error("ProcessGroups: this rank runs no direction " + std::to_string(dir));
 }
 
+void ProcessGroups::set_data_plane_trace(io::TraceRecorder* trace) {
+  if (pipeline) pipeline->set_trace(trace);
+  for (auto& c : expert_exchange) c->set_trace(trace);
+  for (auto& s : stages) {
+    if (s.copies) s.copies->set_trace(trace);
+    if (s.expert_copies) s.expert_copies->set_trace(trace);
+  }
+}
+
 ProcessGroups make_process_groups(std::unique_ptr<Communicator> world, const core::Topology& topology,
                                   core::ScheduleKind schedule, const std::vector<int>& stage_of_dir,
                                   const DataPlane& data_plane) {

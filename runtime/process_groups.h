@@ -41,6 +41,9 @@ struct ProcessGroups {
   std::vector<StageGroups> stages;                              // in stage order
   // The groups of the stage this rank runs in direction `dir`.
   StageGroups& stage_of_dir(int dir);
+  // Communicator::set_trace on the groups the data plane carries (pipeline, expert exchange,
+  // stage copies): on NCCL their operations get a trace row of their own; else a no-op.
+  void set_data_plane_trace(io::TraceRecorder* trace);
 };
 
 // Collective over `world`. stages: the stage index this rank runs in each direction

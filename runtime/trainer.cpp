@@ -101,6 +101,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     std::filesystem::create_directories(run_dir + "/trace", ec);
     trace = std::make_unique<io::TraceRecorder>(run_dir + "/trace/" + io::trace_file_name(rank, attempt), rank);
   }
+  // On NCCL, the data plane's operations get a GPU row of their own in the trace — set before
+  // the engine and the exchanges duplicate their channels, unset before the trace goes.
+  groups.set_data_plane_trace(trace.get());
+  struct Untrace {
+    ProcessGroups& groups;
+    ~Untrace() { groups.set_data_plane_trace(nullptr); }
+  } untrace{groups};
   Baton* overlap_baton = cfg.runtime.overlap ? &baton : nullptr;
   std::vector<std::unique_ptr<CommExpertExchange>> exchanges;  // per direction (ep > 1)
   std::vector<model::ExpertExchange*> exchange_of_dir;

@@ -98,10 +98,12 @@ void device_synchronize() {
   return true;
 }();
 
-// An event: the number of its latest record, and the latest its stream has reached.
+// An event: the number of its latest record, the latest its stream has reached, and when (the
+// host's steady clock, seconds).
 struct Event {
   std::atomic<long> recorded{0};
   std::shared_ptr<std::atomic<long>> reached = std::make_shared<std::atomic<long>>(0);
+  std::shared_ptr<std::atomic<double>> when = std::make_shared<std::atomic<double>>(0);
 };
 
 // ---- "device" memory: host memory allocated here ---------------------------------------
@@ -479,11 +481,23 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   const long target = ++e->recorded;
-  s->push([reached = e->reached, target] { reached->store(target); });
+  s->push([reached = e->reached, when = e->when, target] {
+    when->store(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+    reached->store(target);
+  });
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t e) {
   return e->reached->load() >= e->recorded.load() ? cudaSuccess : cudaErrorNotReady;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  while (cudaEventQuery(e) != cudaSuccess) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (cudaEventQuery(start) != cudaSuccess || cudaEventQuery(end) != cudaSuccess) return cudaErrorNotReady;
+  *ms = (float)((end->when->load() - start->when->load()) * 1e3);
+  return cudaSuccess;
 }
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) {
   *p = allocate(bytes);

@@ -115,6 +115,8 @@ TEST(Measured, GpuEventsAreANoteNotHostTime) {
                      0, 0.2});
     trace.push_back({"B0:0", TraceCategory::Compute, TraceThread::Device, t + 0.5, t + 0.95, s, {TraceOp::B, 0, 0},
                      0, 0.4});
+    // NCCL's row: the GPU moving data, not running kernels — neither host time nor kernel time.
+    trace.push_back({"ncclSend to 1", TraceCategory::P2p, TraceThread::NcclStreams, t + 0.3, t + 0.8, s, {}, 0, 0.5});
   }
   const Report gpu = measured_report("gpu", shape, metrics, {trace});
   for (const char* key : {"step_time_s", "bubble_s", "exposed_comm_s", "core_wait_s", "predicted_step_time_s"})

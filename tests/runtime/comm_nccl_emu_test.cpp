@@ -6,10 +6,17 @@
 // counts (an error naming the rank). Training over it: TrainLocal.PipelinesOverTheNccl...
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <numeric>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "io/trace.h"
 #include "runtime/comm_local.h"
 #include "tests/nccl_emu/nccl_emu.h"
 
@@ -160,4 +167,68 @@ TEST(NcclEmulated, UnequalCountsAreAnErrorThatEndsEveryCommunicator) {
     EXPECT_THROW(wait(pending, soon()), std::runtime_error);  // the other communicator too
     EXPECT_THROW(c->ibarrier(), std::runtime_error);
   });  // the requests' destructors return: their operations ended
+}
+
+namespace {
+
+// The NCCL-stream events of a trace file: (name, start µs, length µs).
+struct Span {
+  std::string name;
+  double ts, dur;
+};
+std::vector<Span> nccl_stream_spans(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream text;
+  text << f.rdbuf();
+  const std::string s = text.str();
+  const std::regex event(R"re(\{"name":"([^"]*)","cat":"[a-z0-9]+","ph":"X","pid":\d+,"tid":6,"ts":([-0-9.e]+),"dur":([-0-9.e]+))re");
+  std::vector<Span> out;
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), event); it != std::sregex_iterator(); ++it)
+    out.push_back({(*it)[1], std::stod((*it)[2]), std::stod((*it)[3])});
+  return out;
+}
+
+double now_us() { return duet::io::TraceRecorder::now() * 1e6; }
+
+}  // namespace
+
+// A traced NCCL communicator records each operation on the trace's GPU row for NCCL streams,
+// in the host's clock (placed through an anchor event), from its stream reaching it to its
+// end; a duplicate made while traced is traced too; set_trace(nullptr) stops it.
+TEST(NcclEmulated, ATracedCommunicatorPutsItsOperationsOnTheGpuRow) {
+  const std::string dir = testing::TempDir() + "nccl_trace_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const double before = now_us();
+  run_local_ranks(2, [&](Communicator& control) {
+    auto c = emulated_make_nccl_communicator(control);
+    const int me = c->rank();
+    duet::io::TraceRecorder trace(dir + "/rank" + std::to_string(me) + ".json", me);
+    c->set_trace(&trace);
+    auto channel = c->dup();
+    DeviceFloats buf(1000);
+    Request r = me == 0 ? channel->isend({buf.p, buf.n}, 1, 0) : channel->irecv({buf.p, buf.n}, 0, 0);
+    ASSERT_TRUE(wait(r));
+    int32_t one = 1;
+    Request sum = c->iallreduce(&one, 1, DType::I32, ReduceOp::Sum);
+    ASSERT_TRUE(wait(sum));
+    EXPECT_EQ(one, 2);
+    c->set_trace(nullptr);
+    Request untraced = c->iallreduce(&one, 1, DType::I32, ReduceOp::Sum);
+    ASSERT_TRUE(wait(untraced));
+    trace.close();
+  });
+  const double after = now_us();
+  for (int me = 0; me < 2; ++me) {
+    const auto spans = nccl_stream_spans(dir + "/rank" + std::to_string(me) + ".json");
+    ASSERT_EQ(spans.size(), 2u) << "rank " << me;  // the point-to-point and the first all-reduce
+    EXPECT_EQ(spans[0].name, me == 0 ? "ncclSend to 1" : "ncclRecv from 0");
+    EXPECT_EQ(spans[1].name, "all-reduce");
+    for (const auto& s : spans) {
+      EXPECT_GE(s.dur, 0.0) << s.name;
+      EXPECT_GE(s.ts, before - 1000) << s.name;  // the anchor's placement: off by microseconds, not more
+      EXPECT_LE(s.ts + s.dur, after + 1000) << s.name;
+    }
+    EXPECT_LE(spans[0].ts + spans[0].dur, spans[1].ts + 1000);  // in stream order
+  }
+  std::filesystem::remove_all(dir);
 }

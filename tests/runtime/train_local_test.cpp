@@ -140,12 +140,29 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWh
   for (const std::string schedule : {"1f1b", "dualpipe"}) {
     SCOPED_TRACE(schedule);
     const auto with = small_model({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=" + schedule,
-                                   "train.global_batch=8", "train.steps=2", "train.log_every=2"});
+                                   "train.global_batch=8", "train.steps=2", "train.log_every=2", "runtime.trace=true"});
     const auto& cuda = duet::test::emulated_cuda_backend();
     const auto local = train_local("emu-local-" + schedule, with, &cuda);
     const auto over_nccl = train_local("emu-nccl-" + schedule, with, &cuda, true, nccl);
     ASSERT_EQ(local.size(), 2u);
     EXPECT_EQ(over_nccl, local);
+    // NCCL's operations have the trace's NCCL-streams row (tid 6): each rank's sends and
+    // receives of the pipeline; the in-process communicator has none.
+    const std::regex nccl_event("\"name\":\"(ncclSend to|ncclRecv from) [01]\",\"cat\":\"p2p\",\"ph\":\"X\",\"pid\":\\d+,\"tid\":6,");
+    for (const std::string run : {"emu-local-", "emu-nccl-"})
+      for (int rank = 0; rank < 2; ++rank) {
+        std::ifstream in(local_run_dir(run + schedule) / "trace" / ("rank-0000" + std::to_string(rank) + ".json"));
+        ASSERT_TRUE(in) << run << " rank " << rank << "'s trace";
+        std::set<std::string> kinds;
+        for (std::string line; std::getline(in, line);) {
+          std::smatch m;
+          if (std::regex_search(line, m, nccl_event)) kinds.insert(m[1]);
+        }
+        if (run == "emu-local-")
+          EXPECT_TRUE(kinds.empty()) << "rank " << rank;
+        else
+          EXPECT_EQ(kinds, (std::set<std::string>{"ncclSend to", "ncclRecv from"})) << "rank " << rank;
+      }
   }
 }
 
