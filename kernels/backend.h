@@ -141,9 +141,10 @@ const Backend& cpu_backend();
 // The GPU backend, or nullptr when CUDA was not compiled in or no usable device is visible
 // (cuda_backend_absent_reason says which).
 const Backend* cuda_backend();
-// The same with BF16 GEMMs (model.precision: bf16): gemm and the linear ops round their inputs
-// to BF16 and run on tensor cores with FP32 accumulation and output; every other op, the
-// master weights and the optimizer stay FP32. nullptr exactly when cuda_backend() is.
+// The same with BF16 tensor cores (model.precision: bf16): gemm, the linear ops and attention's
+// products round their inputs to BF16 and run on tensor cores with FP32 accumulation and
+// output; every other op (attention's softmax included), the master weights and the optimizer
+// stay FP32. nullptr exactly when cuda_backend() is.
 const Backend* cuda_bf16_backend();
 // Why cuda_backend() is nullptr ("" when it is not): not built with CUDA, no device visible,
 // or a device without concurrent managed access — the backend's buffers are managed memory,

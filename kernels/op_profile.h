@@ -7,7 +7,9 @@
 // and an unprofiled one how long a step takes; the benchmark divides the first by the second.
 //
 // An op on a thread that is device-timing a longer stretch already (timing_begin false) is not
-// counted. One profiled table per process (the tables are static): op_profiled of a second, different
+// counted. Ops that ran at once on two threads (an overlapped pair's executors) both count, so
+// their shares of a step can add past 100%. `base` must outlive the program's use of the table
+// (the built-in backends are static). One profiled table per process (the tables are static): op_profiled of a second, different
 // base throws std::logic_error. Totals are summed over all threads.
 #include <map>
 #include <string>

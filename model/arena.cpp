@@ -1,6 +1,7 @@
 #include "model/arena.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <thread>
@@ -19,20 +20,22 @@ ParamArena::ParamArena(std::vector<TensorSpec> specs, const kernels::Backend& ba
     if (!index_.emplace(specs_[i].name, i).second)
       throw std::logic_error("ParamArena: duplicate tensor " + specs_[i].name);
   }
-  // One allocation per buffer, zeroed by the backend: on a GPU the gradients' pages are then
-  // made on the device and never cross to the host (tens of GB for a model sized for one GPU).
-  auto buffer = [&](std::unique_ptr<float[], Free>& mem, std::span<float>& view) {
+  // One allocation per buffer. The parameters are zeroed on the host, which writes them next
+  // (init_parameters, a checkpoint); the gradients by the backend: on a GPU their pages are
+  // then made on the device and never cross to the host (10 GB for a model sized for one GPU).
+  auto buffer = [&](std::unique_ptr<float[], Free>& mem, std::span<float>& view, bool on_backend) {
     mem = std::unique_ptr<float[], Free>(static_cast<float*>(backend.alloc(sizeof(float) * offset)),
                                          Free{&backend});
     view = std::span<float>(mem.get(), (size_t)offset);
-    if (backend.vec_fill)
+    if (on_backend && backend.vec_fill) {
       backend.vec_fill(view.data(), (long)view.size(), 0.0f);
-    else
+      backend.synchronize();
+    } else {
       std::fill(view.begin(), view.end(), 0.0f);
+    }
   };
-  buffer(params_mem_, params_);
-  buffer(grads_mem_, grads_);
-  backend.synchronize();  // the host writes the parameters next
+  buffer(params_mem_, params_, false);
+  buffer(grads_mem_, grads_, true);
 }
 
 const TensorSpec& ParamArena::spec(const std::string& name) const {
@@ -113,27 +116,40 @@ float init_value(const TensorSpec& spec, const ModelConfig& cfg, uint64_t seed, 
   return keyed_value(init_key(spec, cfg, seed), i);
 }
 
-// Every element is a function of (tensor, seed, index) alone, so tensors of millions of
-// elements are filled by several threads with the same result (a 2.6 B-parameter model: ~3 min
-// on one thread).
+// Every element is a function of (tensor, seed, index) alone, so the model is cut into chunks
+// of at most 1 Mi elements (a tensor's, in order) that several threads take in turn, with the
+// same result (a 2.6 B-parameter model: ~3 min on one thread). Models of fewer elements than
+// two chunks stay on the calling thread.
 void init_parameters(ParamArena& arena, const ModelConfig& cfg, uint64_t seed) {
-  constexpr int64_t kPerThread = 1 << 20;
-  const int64_t cores = std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 32);
+  constexpr int64_t kChunk = 1 << 20;
+  struct Chunk {
+    float* p;
+    const InitKey* key;
+    int64_t lo, hi;
+  };
+  std::vector<InitKey> keys;
+  keys.reserve(arena.specs().size());
+  std::vector<Chunk> chunks;
   for (const auto& s : arena.specs()) {
-    float* p = arena.param(s.name);
-    const InitKey k = init_key(s, cfg, seed);
-    const int64_t n = s.numel(), threads = std::min(cores, n / kPerThread);
-    auto fill = [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) p[i] = keyed_value(k, i);
-    };
-    if (threads <= 1) {
-      fill(0, n);
-      continue;
-    }
-    std::vector<std::thread> pool;
-    for (int64_t t = 0; t < threads; ++t) pool.emplace_back(fill, n * t / threads, n * (t + 1) / threads);
-    for (auto& th : pool) th.join();
+    keys.push_back(init_key(s, cfg, seed));
+    for (int64_t lo = 0; lo < s.numel(); lo += kChunk)
+      chunks.push_back({arena.param(s.name), &keys.back(), lo, std::min(s.numel(), lo + kChunk)});
   }
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < chunks.size();) {
+      const Chunk& c = chunks[i];
+      for (int64_t j = c.lo; j < c.hi; ++j) c.p[j] = keyed_value(*c.key, j);
+    }
+  };
+  const size_t threads = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()), 32, chunks.size() / 2});
+  std::vector<std::thread> pool;
+  try {
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  } catch (...) {  // no more threads: the ones made and this one share the work
+  }
+  work();
+  for (auto& th : pool) th.join();
 }
 
 }  // namespace duet::model

@@ -6,7 +6,8 @@
 #                                            BUILD_DIR/gpu-check/ = the GPU test binaries and the
 #                                            shared libraries they need that are neither the C
 #                                            library nor CUDA's (at most 64 MiB)
-#   scripts/gpu-check.sh run [BUNDLE_DIR]    there: the CUDA cases of the kernel tests (every op
+#   scripts/gpu-check.sh run [BUNDLE_DIR [PART...]]
+#                                            there: the CUDA cases of the kernel tests (every op
 #                                            against the CPU reference), then the same under
 #                                            compute-sanitizer memcheck, then 12 training steps of
 #                                            the tiny model on the GPU against the CPU (model
@@ -16,7 +17,11 @@
 #                                            and the same model in PyTorch (eager and compiled) as
 #                                            the baseline; prints a summary and exits non-zero
 #                                            when a check failed or did not run (a speed target
-#                                            missed is reported, not a failure)
+#                                            missed is reported, not a failure). PARTs, to run
+#                                            some only (each device command has a time limit):
+#                                            kernels memcheck training nccl speed.
+#                                            GPU_CHECK_DEVICE=cpu rehearses the speed part on the
+#                                            CPU backend's small shape (its numbers mean nothing)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,103 +67,139 @@ count_results() {
   skipped=$(grep -cE '^\[  SKIPPED \] .* \([0-9]+ ms\)$' "$1" || true)
 }
 
+# The summary so far, printed when the script ends however it ends (a device command killed at
+# its time limit still reports what finished).
+summary=()
+note() {
+  summary+=("$1")
+  echo "gpu-check: $1"
+}
+print_summary() {
+  echo "== gpu-check summary =="
+  printf '%s\n' "${summary[@]}"
+}
+
+# PART... : kernels memcheck training nccl speed (default: all, in that order).
 run() {
   local dir="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+  shift || true
+  local parts=" ${*:-kernels memcheck training nccl speed} "
   [ -x "$dir/test_kernels" ] || { echo "gpu-check: no test_kernels in $dir (run 'pack' on the build machine)" >&2; exit 2; }
   local cuda="${CUDA_HOME:-/usr/local/cuda}"
+  local outer_ld="${LD_LIBRARY_PATH:-}"  # PyTorch's own: it brings its CUDA libraries
   export LD_LIBRARY_PATH="$dir/lib:$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-  local status=0 summary=()
+  local status=0 passed failed skipped
+  trap print_summary EXIT
   # 1. Every op on the GPU against the CPU reference. A skipped case here means no device.
-  local log="$dir/kernels.log"
-  if "$dir/test_kernels" --gtest_filter="$filter" >"$log" 2>&1; then :; else status=1; fi
-  local passed failed skipped
-  count_results "$log"
-  summary+=("kernel tests on the GPU: $passed passed, $failed failed, $skipped skipped ($log)")
-  ((skipped == 0)) || status=1
-  grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" | sed 's/^/  /' || true
-  ((skipped == 0)) || grep -m1 -E 'absent|does not implement' "$log" | sed 's/^/  why skipped: /' || true
+  if [[ $parts == *" kernels "* ]]; then
+    local log="$dir/kernels.log"
+    if "$dir/test_kernels" --gtest_filter="$filter" >"$log" 2>&1; then :; else status=1; fi
+    count_results "$log"
+    note "kernel tests on the GPU: $passed passed, $failed failed, $skipped skipped ($log)"
+    ((skipped == 0)) || status=1
+    grep -E '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log" | sed 's/^/  /' || true
+    ((skipped == 0)) || grep -m1 -E 'absent|does not implement' "$log" | sed 's/^/  why skipped: /' || true
+  fi
   # 2. The same under compute-sanitizer memcheck: out-of-bounds and misaligned accesses,
   #    leaks of device memory.
-  local sanitizer=""
-  for c in compute-sanitizer "$cuda/bin/compute-sanitizer" "$cuda/compute-sanitizer/compute-sanitizer"; do
-    if command -v "$c" >/dev/null 2>&1; then sanitizer="$c"; break; fi
-  done
-  if [ -n "$sanitizer" ]; then
-    local mlog="$dir/memcheck.log"
-    if "$sanitizer" --tool memcheck --leak-check full --error-exitcode 97 "$dir/test_kernels" --gtest_filter="$filter" \
-         >"$mlog" 2>&1; then
-      summary+=("compute-sanitizer memcheck: clean ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo 'no summary line'))")
+  if [[ $parts == *" memcheck "* ]]; then
+    local sanitizer=""
+    for c in compute-sanitizer "$cuda/bin/compute-sanitizer" "$cuda/compute-sanitizer/compute-sanitizer"; do
+      if command -v "$c" >/dev/null 2>&1; then sanitizer="$c"; break; fi
+    done
+    if [ -n "$sanitizer" ]; then
+      local mlog="$dir/memcheck.log"
+      if "$sanitizer" --tool memcheck --leak-check full --error-exitcode 97 "$dir/test_kernels" --gtest_filter="$filter" \
+           >"$mlog" 2>&1; then
+        note "compute-sanitizer memcheck: clean ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo 'no summary line'))"
+      else
+        status=1
+        note "compute-sanitizer memcheck: FAILED ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo "exit status $?"); $mlog)"
+      fi
     else
       status=1
-      summary+=("compute-sanitizer memcheck: FAILED ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo "exit status $?"); $mlog)")
+      note "compute-sanitizer: not found under $cuda: memcheck NOT run"
     fi
-  else
-    status=1
-    summary+=("compute-sanitizer: not found under $cuda: memcheck NOT run")
   fi
   # 3. Training on the GPU against the CPU.
-  local tlog="$dir/training.log"
-  if [ -x "$dir/test_model" ]; then
-    if "$dir/test_model" --gtest_filter="$train_filter" >"$tlog" 2>&1; then :; else status=1; fi
-    count_results "$tlog"
-    summary+=("training on the GPU vs the CPU: $passed passed, $failed failed, $skipped skipped ($tlog)")
-    ((skipped == 0 && passed > 0)) || status=1
-    grep -E 'Failure|step [0-9]+' "$tlog" | head -20 | sed 's/^/  /' || true
-  else
-    status=1
-    summary+=("training on the GPU: no test_model in $dir: NOT run")
+  if [[ $parts == *" training "* ]]; then
+    local tlog="$dir/training.log"
+    if [ -x "$dir/test_model" ]; then
+      if "$dir/test_model" --gtest_filter="$train_filter" >"$tlog" 2>&1; then :; else status=1; fi
+      count_results "$tlog"
+      note "training on the GPU vs the CPU: $passed passed, $failed failed, $skipped skipped ($tlog)"
+      ((skipped == 0 && passed > 0)) || status=1
+      grep -E 'Failure|step [0-9]+' "$tlog" | head -20 | sed 's/^/  /' || true
+    else
+      status=1
+      note "training on the GPU: no test_model in $dir: NOT run"
+    fi
   fi
   # 4. The NCCL data plane on one GPU: a one-rank communicator over every collective, from
   #    host and device memory, and a receive nobody sends ended by abort.
-  local nlog="$dir/nccl.log"
-  if [ -x "$dir/test_nccl_gpu" ]; then
-    if "$dir/test_nccl_gpu" --gtest_filter='NcclComm.*:-NcclComm.WithoutAGpu*' >"$nlog" 2>&1; then :; else status=1; fi
-    count_results "$nlog"
-    summary+=("NCCL communicator on the GPU: $passed passed, $failed failed, $skipped skipped ($nlog)")
-    ((skipped == 0 && passed > 0)) || status=1
-    grep -E 'Failure|what\(\)' "$nlog" | head -10 | sed 's/^/  /' || true
-  else
-    status=1
-    summary+=("NCCL communicator: no test_nccl_gpu in $dir: NOT run")
-  fi
-  # 5. Speed: duet's BF16 training step on a model sized for one H200 against the cuBLAS BF16
-  #    GEMM rate on its largest GEMM (same run), then the same model in PyTorch on the same GPU.
-  local blog="$dir/bench.log" bjson="$dir/bench.json" pjson="$dir/torch.json" plog="$dir/torch.log"
-  local t0=$SECONDS
-  if [ -x "$dir/bench_gpu_train" ] && timeout 240 "$dir/bench_gpu_train" --benchmark_filter=/cuda/ \
-       --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
-       --benchmark_out="$bjson" --benchmark_out_format=json >"$blog" 2>&1 && ! grep -q '"error_occurred": true' "$bjson"; then
-    summary+=("speed benchmark: ran in $((SECONDS - t0)) s ($blog)")
-  else
-    status=1
-    summary+=("speed benchmark: FAILED or NOT run after $((SECONDS - t0)) s ($blog)")
-    tail -5 "$blog" | sed 's/^/  /' || true
-  fi
-  t0=$SECONDS
-  local python="${PYTHON:-python3}"
-  if "$python" -c 'import torch' 2>/dev/null; then
-    if timeout 300 "$python" "$dir/torch_baseline.py" --device cuda --mode both --json "$pjson" >"$plog" 2>&1; then
-      summary+=("PyTorch baseline: ran in $((SECONDS - t0)) s ($plog)")
+  if [[ $parts == *" nccl "* ]]; then
+    local nlog="$dir/nccl.log"
+    if [ -x "$dir/test_nccl_gpu" ]; then
+      if "$dir/test_nccl_gpu" --gtest_filter='NcclComm.*:-NcclComm.WithoutAGpu*' >"$nlog" 2>&1; then :; else status=1; fi
+      count_results "$nlog"
+      note "NCCL communicator on the GPU: $passed passed, $failed failed, $skipped skipped ($nlog)"
+      ((skipped == 0 && passed > 0)) || status=1
+      grep -E 'Failure|what\(\)' "$nlog" | head -10 | sed 's/^/  /' || true
     else
       status=1
-      summary+=("PyTorch baseline: FAILED after $((SECONDS - t0)) s ($plog)")
-      tail -5 "$plog" | sed 's/^/  /' || true
+      note "NCCL communicator: no test_nccl_gpu in $dir: NOT run"
     fi
-  else
-    status=1
-    summary+=("PyTorch baseline: NOT run ($python cannot import torch)")
   fi
-  if [ -s "$bjson" ]; then
-    while IFS= read -r line; do summary+=("$line"); done < <("$python" "$dir/speed_summary.py" "$bjson" "$pjson")
+  # 5. Speed: duet's BF16 training step on a model sized for one H200 against the cuBLAS BF16
+  #    GEMM rate on its largest GEMM (same run), then the same model in PyTorch on the same GPU,
+  #    eager and compiled, each under its own time limit. Results of an earlier run are removed
+  #    first: a run that fails reports nothing rather than old numbers.
+  if [[ $parts == *" speed "* ]]; then
+    local blog="$dir/bench.log" bjson="$dir/bench.json" plog="$dir/torch.log" t0=$SECONDS
+    local device="${GPU_CHECK_DEVICE:-cuda}"
+    rm -f "$bjson" "$dir"/torch-*.json
+    if [ -x "$dir/bench_gpu_train" ] && timeout 240 "$dir/bench_gpu_train" --benchmark_filter="/$device/" \
+         --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
+         --benchmark_out="$bjson" --benchmark_out_format=json >"$blog" 2>&1 &&
+       [ -s "$bjson" ] && ! grep -q '"error_occurred": true' "$bjson"; then
+      note "speed benchmark: ran in $((SECONDS - t0)) s ($blog)"
+    else
+      status=1
+      note "speed benchmark: FAILED or NOT run after $((SECONDS - t0)) s ($blog)"
+      tail -5 "$blog" | sed 's/^/  /' || true
+    fi
+    local python="${PYTHON:-python3}" torch_jsons=()
+    : >"$plog"
+    if LD_LIBRARY_PATH="$outer_ld" "$python" -c 'import torch' 2>/dev/null; then
+      local mode limit
+      for mode in eager compile; do
+        limit=150
+        [ "$mode" = compile ] && limit=240  # compiling 16 blocks takes a minute or two
+        t0=$SECONDS
+        if LD_LIBRARY_PATH="$outer_ld" timeout "$limit" "$python" "$dir/torch_baseline.py" --device "$device" --mode "$mode" \
+             --json "$dir/torch-$mode.json" >>"$plog" 2>&1; then
+          note "PyTorch $mode: ran in $((SECONDS - t0)) s ($plog)"
+        else
+          status=1
+          note "PyTorch $mode: FAILED or timed out after $((SECONDS - t0)) s ($plog)"
+          tail -3 "$plog" | sed 's/^/  /' || true
+        fi
+        [ -s "$dir/torch-$mode.json" ] && torch_jsons+=("$dir/torch-$mode.json")
+      done
+    else
+      status=1
+      note "PyTorch baseline: NOT run ($python cannot import torch)"
+    fi
+    if [ -s "$bjson" ]; then
+      while IFS= read -r line; do note "$line"; done < <(LD_LIBRARY_PATH="$outer_ld" "$python" "$dir/speed_summary.py" "$bjson" "${torch_jsons[@]}")
+    fi
   fi
-  echo "== gpu-check summary =="
-  printf '%s\n' "${summary[@]}"
   exit $status
 }
 
 case "$mode" in
   pack) shift; pack "$@" ;;
   run) shift; run "$@" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

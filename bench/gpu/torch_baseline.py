@@ -158,6 +158,8 @@ def run(mode, s, device, steps, warmup):
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("no CUDA device visible to PyTorch")
     torch.manual_seed(1)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     with torch.device(device):  # parameters made where they live (2.6 B of them at h200)
         model = Model(s)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=device == "cuda")
@@ -224,11 +226,11 @@ def main():
             r = dict(mode=mode, device=a.device, error=f"{type(e).__name__}: {e}"[:500])
         print(json.dumps(r), flush=True)
         results.append(r)
+        if a.json:  # after each mode: a later one cut short by a time limit keeps the earlier
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=1)
         if a.device == "cuda":
             torch.cuda.empty_cache()
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1)
     return 0 if any("error" not in r for r in results) else 1
 
 

@@ -3,7 +3,7 @@
 // softmax and keeps only the rows' log-sum-exp (`saved`, B·H·T floats, kernels/attention.h);
 // the backward recomputes each tile's probabilities from it.
 //
-// FP32 on CUDA cores, the reference path (tensor cores come with BF16). Deterministic: every
+// FP32 on CUDA cores, the reference path (BF16's tensor-core version: attention_bf16.cu). Deterministic: every
 // sum has a fixed order and no kernel uses atomics — the backward runs one kernel per query
 // tile for dQ and one per key tile for dK and dV, each recomputing the scores it needs
 // (FlashAttention-2's single backward kernel adds dQ with atomics, whose order varies).

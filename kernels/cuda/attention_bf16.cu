@@ -38,16 +38,17 @@ __device__ __forceinline__ float warp_sum_all(float v) {
   return v;
 }
 
-// Row i of head h in a block of scores S (heads × rows × kend, row-major): query q0 + i sees
-// keys 0..q0 + i. lse[(b·H + h)·T + q0 + i] = log Σ exp(s), P = exp(s − lse) on the seen keys
+// Row i of head h in a block of scores S (heads × rows × kend, row-major with row stride ld ≥
+// kend, a multiple of 8 so that every row starts 16-byte aligned for the tensor-core GEMMs):
+// query q0 + i sees keys 0..q0 + i. lse[(b·H + h)·T + q0 + i] = log Σ exp(s), P = exp(s − lse) on the seen keys
 // and 0 after them (so that P·V can run over all kend keys).
-__global__ void softmax_rows_kernel(__nv_bfloat16* P, float* lse, const float* S, int rows, int kend, int q0, int b,
-                                    int H, int T) {
+__global__ void softmax_rows_kernel(__nv_bfloat16* P, float* lse, const float* S, int rows, int kend, int ld, int q0,
+                                    int b, int H, int T) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const long r = (long)blockIdx.x * kRowWarps + warp;  // over heads × rows
   if (r >= (long)H * rows) return;
   const int h = (int)(r / rows), i = (int)(r % rows), seen = q0 + i + 1;
-  const float* s = S + (size_t)r * kend;
+  const float* s = S + (size_t)r * ld;
   float m = -INFINITY;
   for (int j = lane; j < seen; j += 32) m = fmaxf(m, s[j]);
   m = warp_max_all(m);
@@ -56,25 +57,25 @@ __global__ void softmax_rows_kernel(__nv_bfloat16* P, float* lse, const float* S
   sum = warp_sum_all(sum);
   const float l = m + logf(sum);
   if (lane == 0) lse[((size_t)b * H + h) * T + q0 + i] = l;
-  __nv_bfloat16* p = P + (size_t)r * kend;
+  __nv_bfloat16* p = P + (size_t)r * ld;
   for (int j = lane; j < kend; j += 32) p[j] = __float2bfloat16_rn(j < seen ? expf(s[j] - l) : 0.0f);
 }
 
 // The backward's row kernel: P = exp(S − lse) (0 after the seen keys) and
 // dS = scale · P ∘ (dP − delta), both rounded to BF16 for the GEMMs that follow.
 __global__ void softmax_backward_rows_kernel(__nv_bfloat16* P, __nv_bfloat16* dS, const float* S, const float* dP,
-                                             const float* lse, const float* delta, int rows, int kend, int q0, int b,
-                                             int H, int T, float scale) {
+                                             const float* lse, const float* delta, int rows, int kend, int ld,
+                                             int q0, int b, int H, int T, float scale) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const long r = (long)blockIdx.x * kRowWarps + warp;
   if (r >= (long)H * rows) return;
   const int h = (int)(r / rows), i = (int)(r % rows), seen = q0 + i + 1;
   const size_t row = ((size_t)b * H + h) * T + q0 + i;
   const float l = lse[row], d = delta[row];
-  const float* s = S + (size_t)r * kend;
-  const float* dp = dP + (size_t)r * kend;
-  __nv_bfloat16* p = P + (size_t)r * kend;
-  __nv_bfloat16* ds = dS + (size_t)r * kend;
+  const float* s = S + (size_t)r * ld;
+  const float* dp = dP + (size_t)r * ld;
+  __nv_bfloat16* p = P + (size_t)r * ld;
+  __nv_bfloat16* ds = dS + (size_t)r * ld;
   for (int j = lane; j < kend; j += 32) {
     const float pj = j < seen ? expf(s[j] - l) : 0.0f;
     p[j] = __float2bfloat16_rn(pj);
@@ -130,12 +131,14 @@ struct Carve {
 };
 size_t carved(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
+int padded(int n) { return (n + 7) / 8 * 8; }  // a score row's stride
+
 }  // namespace
 
 void attention_forward_bf16(float* out, float* lse, const float* qkv, int B, int T, int H, int D) {
   if ((long)B * H * T <= 0 || D <= 0) return;
   const int C = H * D, Bq = block_rows(T, H);
-  const size_t n_qkv = (size_t)B * T * 3 * C, n_scores = (size_t)H * Bq * T;
+  const size_t n_qkv = (size_t)B * T * 3 * C, n_scores = (size_t)H * Bq * padded(T);
   Carve c{static_cast<char*>(scratch(carved(n_qkv * 2) + carved(n_scores * 4) + carved(n_scores * 2)))};
   auto* qkv16 = c.take<__nv_bfloat16>(n_qkv);
   auto* S = c.take<float>(n_scores);
@@ -145,14 +148,14 @@ void attention_forward_bf16(float* out, float* lse, const float* qkv, int B, int
   for (int b = 0; b < B; ++b) {
     const __nv_bfloat16* seq = qkv16 + (size_t)b * T * 3 * C;
     for (int q0 = 0; q0 < T; q0 += Bq) {
-      const int rows = std::min(Bq, T - q0), kend = q0 + rows;
+      const int rows = std::min(Bq, T - q0), kend = q0 + rows, ld = padded(kend);
       // S[h] (rows × kend) = scale · Q[h] (rows × D) · K[h]ᵀ (D × kend); heads D columns apart.
       gemm_batched(false, true, rows, kend, D, scale, seq + (size_t)q0 * 3 * C, 3 * C, D, seq + C, 3 * C, D, 0.0f, S,
-                   kend, (long)rows * kend, H);
-      softmax_rows_kernel<<<row_blocks((long)H * rows), kRowWarps * 32>>>(P, lse, S, rows, kend, q0, b, H, T);
+                   ld, (long)rows * ld, H);
+      softmax_rows_kernel<<<row_blocks((long)H * rows), kRowWarps * 32>>>(P, lse, S, rows, kend, ld, q0, b, H, T);
       DUET_CUDA_LAUNCHED();
       // O[h] (rows × D) = P[h] (rows × kend) · V[h] (kend × D)
-      gemm_batched(false, false, rows, D, kend, 1.0f, P, kend, (long)rows * kend, seq + 2 * C, 3 * C, D, 0.0f,
+      gemm_batched(false, false, rows, D, kend, 1.0f, P, ld, (long)rows * ld, seq + 2 * C, 3 * C, D, 0.0f,
                    out + ((size_t)b * T + q0) * C, C, D, H);
     }
   }
@@ -163,7 +166,7 @@ void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, c
   const long nrows = (long)B * H * T;
   if (nrows <= 0 || D <= 0) return;
   const int C = H * D, Bq = block_rows(T, H);
-  const size_t n_qkv = (size_t)B * T * 3 * C, n_out = (size_t)B * T * C, n_scores = (size_t)H * Bq * T;
+  const size_t n_qkv = (size_t)B * T * 3 * C, n_out = (size_t)B * T * C, n_scores = (size_t)H * Bq * padded(T);
   Carve c{static_cast<char*>(scratch(carved(n_qkv * 2) + carved(n_out * 2) + carved(nrows * 4) +
                                      2 * carved(n_scores * 4) + 2 * carved(n_scores * 2)))};
   auto* qkv16 = c.take<__nv_bfloat16>(n_qkv);
@@ -186,22 +189,22 @@ void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, c
     const __nv_bfloat16* dseq = dout16 + (size_t)b * T * C;
     float* dq = dqkv + (size_t)b * T * 3 * C;
     for (int q0 = 0; q0 < T; q0 += Bq) {
-      const int rows = std::min(Bq, T - q0), kend = q0 + rows;
-      const long sS = (long)rows * kend;
+      const int rows = std::min(Bq, T - q0), kend = q0 + rows, ld = padded(kend);
+      const long sS = (long)rows * ld;
       const __nv_bfloat16* Q = seq + (size_t)q0 * 3 * C;
       const __nv_bfloat16* dO = dseq + (size_t)q0 * C;
-      gemm_batched(false, true, rows, kend, D, scale, Q, 3 * C, D, seq + C, 3 * C, D, 0.0f, S, kend, sS, H);
+      gemm_batched(false, true, rows, kend, D, scale, Q, 3 * C, D, seq + C, 3 * C, D, 0.0f, S, ld, sS, H);
       // dP[h] = dO[h] (rows × D) · V[h]ᵀ (D × kend)
-      gemm_batched(false, true, rows, kend, D, 1.0f, dO, C, D, seq + 2 * C, 3 * C, D, 0.0f, dP, kend, sS, H);
+      gemm_batched(false, true, rows, kend, D, 1.0f, dO, C, D, seq + 2 * C, 3 * C, D, 0.0f, dP, ld, sS, H);
       softmax_backward_rows_kernel<<<row_blocks((long)H * rows), kRowWarps * 32>>>(P, dS, S, dP, lse, delta, rows,
-                                                                                   kend, q0, b, H, T, scale);
+                                                                                   kend, ld, q0, b, H, T, scale);
       DUET_CUDA_LAUNCHED();
       // dQ[h] (rows × D) = dS[h] · K[h] (kend × D): this block's rows, whole.
-      gemm_batched(false, false, rows, D, kend, 1.0f, dS, kend, sS, seq + C, 3 * C, D, 0.0f, dq + (size_t)q0 * 3 * C,
+      gemm_batched(false, false, rows, D, kend, 1.0f, dS, ld, sS, seq + C, 3 * C, D, 0.0f, dq + (size_t)q0 * 3 * C,
                    3 * C, D, H);
       // dK[h] (kend × D) += dS[h]ᵀ · Q[h] (rows × D); dV[h] += P[h]ᵀ · dO[h].
-      gemm_batched(true, false, kend, D, rows, 1.0f, dS, kend, sS, Q, 3 * C, D, 1.0f, dq + C, 3 * C, D, H);
-      gemm_batched(true, false, kend, D, rows, 1.0f, P, kend, sS, dO, C, D, 1.0f, dq + 2 * C, 3 * C, D, H);
+      gemm_batched(true, false, kend, D, rows, 1.0f, dS, ld, sS, Q, 3 * C, D, 1.0f, dq + C, 3 * C, D, H);
+      gemm_batched(true, false, kend, D, rows, 1.0f, P, ld, sS, dO, C, D, 1.0f, dq + 2 * C, 3 * C, D, H);
     }
   }
 }
