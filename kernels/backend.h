@@ -48,6 +48,15 @@ struct Backend {
   bool (*timing_begin)();  // false when the thread is timing already (a nested stretch: no end)
   bool (*timing_end)(DeviceSpan* span);
 
+  // Weights held fixed, nullptr where it changes nothing: between weights_fixed(true) and
+  // weights_fixed(false) the caller promises that no weight handed to the linear ops (their
+  // `w`) changes, so a backend may keep converted copies of them — the BF16 table casts each
+  // weight once per stretch instead of at every call. A training step is such a stretch (the
+  // optimizer runs after it); a new stretch drops every copy made before, and outside one
+  // nothing is kept. Called with no kernel of the previous stretch still pending (the stage's
+  // ops end with their stream drained).
+  void (*weights_fixed)(bool fixed);
+
   // gemm.h
   void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                int lda, const float* B, int ldb, float beta, float* C, int ldc);

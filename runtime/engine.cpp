@@ -19,6 +19,31 @@ namespace duet::runtime {
 
 namespace {
 
+// A step's ops hold the weights fixed — the optimizer updates them after the step — so a
+// backend may keep converted copies of them for the step (kernels::Backend::weights_fixed:
+// the BF16 table casts each weight once per step). Exception-safe: a step that throws ends the
+// stretch too.
+class WeightsFixed {
+ public:
+  explicit WeightsFixed(std::vector<RankStage>& stages) {
+    for (auto& s : stages) {
+      const kernels::Backend* b = &s.arena->backend();
+      if (b->weights_fixed && std::find(held_.begin(), held_.end(), b) == held_.end()) {
+        b->weights_fixed(true);
+        held_.push_back(b);
+      }
+    }
+  }
+  ~WeightsFixed() {
+    for (const kernels::Backend* b : held_) b->weights_fixed(false);
+  }
+  WeightsFixed(const WeightsFixed&) = delete;
+  WeightsFixed& operator=(const WeightsFixed&) = delete;
+
+ private:
+  std::vector<const kernels::Backend*> held_;
+};
+
 // The GPU time of one op, as an event of the trace's GPU thread of the executor that ran it
 // (each executor launches on its own stream: Device, Device2) — CUDA events: its first
 // kernel's start to its last one's end, and how long its kernels ran. Nothing on a host
@@ -225,6 +250,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   const io::ThreadTimes times0 = io::thread_times();
   ops_done_ = 0;
   StepStats st;
+  WeightsFixed fixed(stages_);
   post_receives();
   if (opt_.overlap) {
     run_overlapped(stage_done, st);

@@ -109,6 +109,7 @@ const Backend* cuda_bf16_backend() {
     t.linear_forward = &cuda::Timed<&cuda::linear_forward_bf16>::call;
     t.linear_backward_input = &cuda::Timed<&cuda::linear_backward_input_bf16>::call;
     t.linear_backward_weight = &cuda::Timed<&cuda::linear_backward_weight_bf16>::call;
+    t.weights_fixed = &cuda::bf16_weights_fixed;
     t.attention_forward = &cuda::Timed<&cuda::attention_forward_bf16>::call;
     t.attention_backward = &cuda::Timed<&cuda::attention_backward_bf16>::call;
     return t;

@@ -1,10 +1,17 @@
 // GEMMs through cuBLAS in FP32 (TF32 off: the reference path), and in BF16 (model.precision:
 // bf16): both inputs rounded to BF16 on the way in (a cast kernel into scratch), tensor cores,
-// FP32 accumulation and output — master weights, gradients and optimizer stay FP32. Row-major
+// FP32 accumulation and output — master weights, gradients and optimizer stay FP32. While a
+// training step holds the weights fixed (Backend::weights_fixed) the linear ops cast each
+// weight once and keep the copy for the step, instead of casting it at every call (forward
+// and input backward of every micro-batch: at the H200 benchmark's shape, 8 casts of 10.5 GB
+// of weights per step become 1). Row-major
 // C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, which is the same memory. One handle per
 // host thread, on that thread's stream (kernels/cuda/streams.h).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+
+#include <mutex>
+#include <unordered_map>
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/common.cuh"
@@ -39,7 +46,74 @@ const __nv_bfloat16* to_bf16(const float* X, long rows, long cols, int ld, int s
   return out;
 }
 
+// A row-major C (M×N) = alpha·op(A)·op(B) + beta·C of BF16 operands, FP32 C.
+void gemm_bf16_of(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16* a, int lda,
+                  const __nv_bfloat16* b, int ldb, float beta, float* C, int ldc) {
+  CUBLAS_CHECK(cublasGemmEx(bf16_blas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+                            M, K, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// Weights held fixed (bf16_weights_fixed): a BF16 copy per weight, by its FP32 address, made at
+// its first use in a stretch and kept (the buffer stays for the next stretch, which casts into
+// it again). Shared by the host threads: a copy made on one thread's stream is used on
+// another's after its `ready` event — a wait on the device, not the host.
+struct WeightCopy {
+  __nv_bfloat16* bf16 = nullptr;
+  long n = 0;
+  long stretch = -1;  // the stretch it was cast in
+  cudaEvent_t ready = nullptr;
+};
+struct WeightCopies {
+  std::mutex mu;
+  bool fixed = false;
+  long stretch = 0;
+  long casts = 0;
+  std::unordered_map<const float*, WeightCopy> by_weight;
+};
+WeightCopies& weight_copies() {
+  static auto* w = new WeightCopies;  // never destroyed: kernels may be launched from exit paths
+  return *w;
+}
+
+// The BF16 form of weight w (n floats) for the calling thread's stream: the stretch's copy
+// while weights are fixed, else a cast into scratch `slot`.
+const __nv_bfloat16* weight_bf16(const float* w, long n, int slot) {
+  WeightCopies& c = weight_copies();
+  std::lock_guard lock(c.mu);
+  if (!c.fixed) return to_bf16(w, 1, n, (int)n, slot);
+  WeightCopy& k = c.by_weight[w];
+  if (k.stretch == c.stretch && k.n == n) {
+    CUDA_CHECK(cudaStreamWaitEvent(cudaStreamPerThread, k.ready, 0));  // made on another stream, perhaps
+    return k.bf16;
+  }
+  if (k.n != n) {  // new, or the address now holds another weight: a buffer of its size
+    if (k.bf16) CUDA_CHECK(cudaFreeAsync(k.bf16, cudaStreamPerThread));
+    CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&k.bf16), sizeof(__nv_bfloat16) * n, cudaStreamPerThread));
+    k.n = n;
+  }
+  if (!k.ready) CUDA_CHECK(cudaEventCreateWithFlags(&k.ready, cudaEventDisableTiming));
+  cast_to_bf16(k.bf16, w, n);
+  CUDA_CHECK(cudaEventRecord(k.ready, cudaStreamPerThread));
+  k.stretch = c.stretch;
+  ++c.casts;
+  return k.bf16;
+}
+
 }  // namespace
+
+void bf16_weights_fixed(bool fixed) {
+  WeightCopies& c = weight_copies();
+  std::lock_guard lock(c.mu);
+  c.fixed = fixed;
+  ++c.stretch;  // every copy made before is stale
+}
+
+long bf16_weight_casts() {
+  WeightCopies& c = weight_copies();
+  std::lock_guard lock(c.mu);
+  return c.casts;
+}
 
 // BF16 GEMMs: tensor cores allowed (the default math mode), FP32 accumulation and output.
 cublasHandle_t bf16_blas_handle() {
@@ -78,17 +152,22 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
   if (M <= 0 || N <= 0 || K <= 0) return gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   const __nv_bfloat16* a = to_bf16(A, trans_a ? K : M, trans_a ? M : K, lda, 4);
   const __nv_bfloat16* b = to_bf16(B, trans_b ? N : K, trans_b ? K : N, ldb, 5);
-  CUBLAS_CHECK(cublasGemmEx(bf16_blas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N,
-                            M, K, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  gemm_bf16_of(trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
 }
 
+// The linear ops know which operand is the weight (w: O×I): its BF16 form may be the stretch's
+// kept copy (bf16_weights_fixed); the activations are cast at every call.
 void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O) {
-  gemm_bf16(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
+  if (N <= 0 || O <= 0 || I <= 0) return gemm_bf16(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
+  const __nv_bfloat16* wb = weight_bf16(w, (long)O * I, 5);
+  gemm_bf16_of(false, true, N, O, I, 1.0f, to_bf16(in, N, I, I, 4), I, wb, I, 0.0f, out, O);
 }
 
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate) {
-  gemm_bf16(false, false, N, I, O, 1.0f, dout, O, w, I, accumulate ? 1.0f : 0.0f, din, I);
+  if (N <= 0 || O <= 0 || I <= 0)
+    return gemm_bf16(false, false, N, I, O, 1.0f, dout, O, w, I, accumulate ? 1.0f : 0.0f, din, I);
+  const __nv_bfloat16* wb = weight_bf16(w, (long)O * I, 5);
+  gemm_bf16_of(false, false, N, I, O, 1.0f, to_bf16(dout, N, O, O, 4), O, wb, I, accumulate ? 1.0f : 0.0f, din, I);
 }
 
 void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O) {

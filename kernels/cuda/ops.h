@@ -65,6 +65,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O);
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O);
+// The cuda-bf16 table's weights_fixed (kernels/backend.h): while fixed, linear_forward_bf16 and
+// linear_backward_input_bf16 cast each weight once into a BF16 copy kept for the stretch.
+void bf16_weights_fixed(bool fixed);
+// Weights cast into kept copies since the process started (for tests).
+long bf16_weight_casts();
 // attention_bf16.cu: the same contract and `saved` (the rows' log-sum-exp) as attention.cu,
 // the products on tensor cores (BF16 inputs, FP32 accumulation); any head width
 void attention_forward_bf16(float* out, float* saved, const float* qkv, int B, int T, int H, int D);

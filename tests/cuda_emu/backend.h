@@ -8,5 +8,8 @@ namespace duet::test {
 const kernels::Backend& emulated_cuda_backend();
 // The same with the BF16 GEMMs (kernels::cuda_bf16_backend's table), named "cuda-bf16-emulated".
 const kernels::Backend& emulated_cuda_bf16_backend();
+// Weights its linear ops cast into kept BF16 copies (weights held fixed) since the process
+// started.
+long emulated_bf16_weight_casts();
 
 }  // namespace duet::test

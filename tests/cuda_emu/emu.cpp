@@ -294,6 +294,8 @@ const kernels::Backend& emulated_cuda_backend() {
   return b;
 }
 
+long emulated_bf16_weight_casts() { return cuda_emu::bf16_weight_casts(); }
+
 const kernels::Backend& emulated_cuda_bf16_backend() {
   static const kernels::Backend b = [] {
     kernels::Backend e = emulated_cuda_backend();
@@ -302,6 +304,7 @@ const kernels::Backend& emulated_cuda_bf16_backend() {
     e.linear_forward = &cuda_emu::Timed<&cuda_emu::linear_forward_bf16>::call;
     e.linear_backward_input = &cuda_emu::Timed<&cuda_emu::linear_backward_input_bf16>::call;
     e.linear_backward_weight = &cuda_emu::Timed<&cuda_emu::linear_backward_weight_bf16>::call;
+    e.weights_fixed = &cuda_emu::bf16_weights_fixed;
     e.attention_forward = &cuda_emu::Timed<&cuda_emu::attention_forward_bf16>::call;
     e.attention_backward = &cuda_emu::Timed<&cuda_emu::attention_backward_bf16>::call;
     return e;

@@ -78,8 +78,10 @@ TEST(Stage, RefusesABackendThatLacksAnOp) {
 namespace {
 
 // One training run of the whole model as one stage on `backend`: `steps` optimizer steps of
-// `micro` micro-batches of seeded random tokens; the mean loss of each step.
-std::vector<double> train_on(const Backend& backend, const ModelConfig& cfg, int steps, int micro, int B, int T) {
+// `micro` micro-batches of seeded random tokens; the mean loss of each step. `fixed`: each step
+// holds the weights fixed (Backend::weights_fixed), as the engine's steps do.
+std::vector<double> train_on(const Backend& backend, const ModelConfig& cfg, int steps, int micro, int B, int T,
+                             bool fixed = false) {
   duet::kernels::set_compute_backend(backend);  // activations, moments: this backend's memory
   std::vector<double> losses;
   {
@@ -94,12 +96,14 @@ std::vector<double> train_on(const Backend& backend, const ModelConfig& cfg, int
     for (int s = 0; s < steps; ++s) {
       arena.zero_grads();
       double sum = 0;
+      if (fixed && backend.weights_fixed) backend.weights_fixed(true);
       for (int k = 0; k < micro; ++k) {
         for (int i = 0; i < B * T; ++i) tokens[i] = (int32_t)(rng() % cfg.vocab), targets[i] = (int32_t)(rng() % cfg.vocab);
         stage.forward(acts[k], {B, T, tokens.data(), targets.data(), true}, nullptr);
         sum += stage.loss_sum(acts[k]);
         stage.backward(acts[k], nullptr, 1.0f / (float)(B * T * micro));
       }
+      if (fixed && backend.weights_fixed) backend.weights_fixed(false);
       opt.step(arena, 3e-3, 1.0f);
       losses.push_back(sum / (B * T * micro));
     }
@@ -225,6 +229,30 @@ TEST(CudaTraining, TheEmulatedBf16OpsTrainWithinTwoPercentOfFp32) {
   }
   RecordProperty("worst_relative_loss_difference", std::to_string(worst));
   EXPECT_GT(worst, 1e-6);  // it did round: FP32 GEMMs agree to ~1e-7
+}
+
+// A step that holds the weights fixed casts each weight to BF16 once and keeps the copy for
+// the step (forward and input backward of every micro-batch use it) — the same bits as a cast
+// at every call, so the same losses; a new step casts again (the optimizer changed them).
+TEST(CudaTraining, Bf16WeightCopiesKeptForAStepGiveTheSameLossesAsCastsAtEveryCall) {
+  const Backend& bf16 = duet::test::emulated_cuda_bf16_backend();
+  ASSERT_NE(bf16.weights_fixed, nullptr);
+  ModelConfig cfg = small_config();
+  cfg.d_model = 16, cfg.heads = 2;
+  const long before = duet::test::emulated_bf16_weight_casts();
+  const auto every_call = train_on(bf16, cfg, 4, 3, 2, 9);
+  EXPECT_EQ(duet::test::emulated_bf16_weight_casts(), before);  // nothing kept outside a stretch
+  const auto kept = train_on(bf16, cfg, 4, 3, 2, 9, /*fixed=*/true);
+  EXPECT_EQ(kept, every_call);
+  const long casts = duet::test::emulated_bf16_weight_casts() - before;
+  long weights = 0;  // tensors the linear ops may take as `w` (the embedding is a lookup)
+  for (const auto& s : model_tensor_specs(cfg)) weights += s.role == TensorRole::Weight && s.name != "embed.weight";
+  // Once per weight per step: 4 steps. At every call it would be 2 uses × 3 micro-batches each.
+  RecordProperty("casts_per_step", std::to_string(casts / 4));
+  RecordProperty("weights", std::to_string(weights));
+  EXPECT_GT(casts, 0);
+  EXPECT_EQ(casts % 4, 0) << casts;
+  EXPECT_LE(casts / 4, weights) << casts;
 }
 
 TEST(CudaTraining, Bf16OpsTrainTheTinyModelWithinTwoPercentOfFp32For100Steps) {

@@ -166,6 +166,24 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWh
   }
 }
 
+// model.precision: bf16 through the engine: each step holds the weights fixed, so the BF16
+// table casts each weight once per step and both executors of an overlapped pair use the kept
+// copies — the same losses, bit for bit, as the same table casting at every call.
+TEST(TrainLocal, Bf16WeightCopiesKeptForAStepTrainAsCastsAtEveryCall) {
+  const kernels::Backend& kept = duet::test::emulated_cuda_bf16_backend();
+  static kernels::Backend every_call = kept;  // the trainer keeps a pointer for the run
+  every_call.weights_fixed = nullptr;
+  const auto with = small_model({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=dualpipe",
+                                 "train.global_batch=4", "train.steps=3", "train.log_every=3"});
+  const long before = duet::test::emulated_bf16_weight_casts();
+  const auto a = train_local("bf16-every-call", with, &every_call);
+  EXPECT_EQ(duet::test::emulated_bf16_weight_casts(), before);
+  const auto b = train_local("bf16-kept", with, &kept);
+  EXPECT_GT(duet::test::emulated_bf16_weight_casts(), before);
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(b, a);
+}
+
 TEST(TrainLocal, SameLayoutTwiceIsBitIdentical) {
   const std::vector<std::string> layout = {"parallel.pp=2", "parallel.dp=2", "parallel.ep=2"};
   const auto a = train_local("twice-a", layout), b = train_local("twice-b", layout);

@@ -38,6 +38,16 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
 }
 inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+// One stream in effect (every launch has finished when it returns): nothing to wait for.
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
+inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t = nullptr) {
+  *p = std::malloc(bytes > 0 ? bytes : 1);
+  return *p ? cudaSuccess : 2;  // cudaErrorMemoryAllocation
+}
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t = nullptr) {
+  std::free(p);
+  return cudaSuccess;
+}
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = (float)((b->t - a->t) * 1e3);
