@@ -57,6 +57,16 @@ struct Backend {
   // ops end with their stream drained).
   void (*weights_fixed)(bool fixed);
 
+  // Marks: order between host threads on the device, nullptr on a host backend (its work is
+  // done when the call returns). A mark records how far the calling thread's stream has got
+  // (mark_record); mark_synchronize makes the host wait until the device has passed it. Lets a
+  // stage's op end without waiting for its kernels, and its next op — on another thread —
+  // wait for them only then (model/stage.h).
+  void* (*mark_create)();
+  void (*mark_record)(void* mark);
+  void (*mark_synchronize)(void* mark);
+  void (*mark_destroy)(void* mark);
+
   // gemm.h
   void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                int lda, const float* B, int ldb, float beta, float* C, int ldc);

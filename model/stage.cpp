@@ -68,7 +68,34 @@ const float* Stage::rope_table(int T) {
   return rope_.data();
 }
 
+Stage::~Stage() {
+  if (last_op_mark_ && ops_.mark_destroy) ops_.mark_destroy(last_op_mark_);
+}
+
+void Stage::begin_op() {
+  if (last_op_pending_ && last_op_thread_ != std::this_thread::get_id()) {
+    // Its kernels are on another thread's stream, and this op's buffers (the stage's
+    // temporaries, the micro-batch's activations) may be what they use: wait for them. The same
+    // thread's stream runs them in order already.
+    ops_.mark_synchronize(last_op_mark_);
+    last_op_pending_ = false;
+  }
+}
+
+void Stage::end_op(bool host_reads) {
+  last_op_thread_ = std::this_thread::get_id();
+  if (host_reads || !ops_.mark_record) {
+    ops_.synchronize();
+    last_op_pending_ = false;
+    return;
+  }
+  if (!last_op_mark_) last_op_mark_ = ops_.mark_create();
+  ops_.mark_record(last_op_mark_);
+  last_op_pending_ = true;
+}
+
 void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in) {
+  begin_op();
   const int B = mb.batch, T = mb.seq_len, N = B * T, C = cfg_.d_model, nl = num_layers();
   a.batch = B, a.seq_len = T;
   a.res.resize(nl + 1), a.dres.resize(nl + 1), a.layers.resize(nl);
@@ -90,10 +117,11 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
     a.loss_sum = ops_.cross_entropy_forward(a.logits.data(), a.targets.data(), N, V);
   }
   a.awaiting_weight = false;
-  ops_.synchronize();  // the output is read on the host next (sent to the next stage)
+  end_op(outputs_read_on_host_);  // the output is sent to the next stage next
 }
 
 void Stage::backward_input(StageActivations& a, const float* dy, float loss_scale) {
+  begin_op();
   const int B = a.batch, T = a.seq_len, N = B * T, C = cfg_.d_model, nl = num_layers();
   for (auto& d : a.dres) sized(d, (size_t)N * C);
   if (range_.head) {
@@ -112,7 +140,7 @@ void Stage::backward_input(StageActivations& a, const float* dy, float loss_scal
     layer_backward_input(layers_[i], a.layers[i], a.res[i].data(), a.dres[i + 1].data(),
                          a.dres[i].data(), B, T);
   a.awaiting_weight = true;
-  ops_.synchronize();  // the input gradient is sent next
+  end_op(outputs_read_on_host_);  // the input gradient is sent next
 }
 
 void Stage::backward_weight(StageActivations& a) {
@@ -121,6 +149,7 @@ void Stage::backward_weight(StageActivations& a) {
 
 void Stage::backward_weight_part(StageActivations& a, int part) {
   if (!a.awaiting_weight) throw std::logic_error("Stage::backward_weight before backward_input");
+  begin_op();
   const int N = a.batch * a.seq_len, C = cfg_.d_model, nl = num_layers();
   if (part == 0) {
     if (range_.head) {
@@ -136,7 +165,7 @@ void Stage::backward_weight_part(StageActivations& a, int part) {
       ops_.embedding_backward_weight(g_embed_, a.dres[0].data(), a.tokens.data(), N, C);
     a.awaiting_weight = false;
   }
-  ops_.synchronize();  // gradients are reduced on the host (MPI) after the last part
+  end_op(true);  // gradients are reduced on the host (MPI) after the last part
 }
 
 // Pre-norm block:  x1 = x + Wo·attn(rope(Wqkv·rms(x)));  y = x1 + ffn(rms(x1)).

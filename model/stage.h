@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -65,6 +66,19 @@ class Stage {
   // arena's backend, which must implement every op (else std::logic_error).
   Stage(const ModelConfig& cfg, const StageRange& range, ParamArena& arena,
         ExpertExchange* exchange = nullptr);
+  ~Stage();
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
+
+  // Whether the host reads what forward and backward_input produce (the output, the input
+  // gradient) once they return — true by default: they end by waiting for the device. False
+  // when the caller's sends are ordered after the kernels on the device instead (the engine
+  // over NCCL): they end without a wait, and the stage's next op — perhaps on another thread,
+  // so on another stream — first waits for them (a mark, kernels::Backend). The weight passes
+  // always end waiting (gradients are reduced next), and so does anything the host reads
+  // mid-op (routing, the loss).
+  void set_outputs_read_on_host(bool on) { outputs_read_on_host_ = on; }
+  bool outputs_read_on_host() const { return outputs_read_on_host_; }
 
   const StageRange& range() const { return range_; }
   const ModelConfig& config() const { return cfg_; }
@@ -125,6 +139,11 @@ class Stage {
   void ffn_backward_weight(const LayerParams& p, LayerActivations& L, const float* dy, int N);
 
   const float* rope_table(int T);
+  // Each op begins with begin_op (the host waits for the stage's previous op when that ran on
+  // another thread and did not wait itself) and ends with end_op (waits for its own kernels
+  // when the host reads next, else marks where they end).
+  void begin_op();
+  void end_op(bool host_reads);
 
   ModelConfig cfg_;
   StageRange range_;
@@ -140,6 +159,13 @@ class Stage {
   // Per-call temporaries (one op runs at a time), one per use: a buffer shared by uses of
   // different sizes would grow, and so wait for the device, at every other use (buffers.h).
   kernels::Buffer<float> datt_, dgate_, dh_dense_, dh_shared_, dho_, dxo_, dxp_;
+  bool outputs_read_on_host_ = true;
+  // The previous op: where its kernels end (a mark, when it did not wait for them) and which
+  // thread ran it. Ops of one stage never run at once (the engine's baton); they may alternate
+  // threads.
+  void* last_op_mark_ = nullptr;
+  bool last_op_pending_ = false;
+  std::thread::id last_op_thread_;
 };
 
 }  // namespace duet::model

@@ -113,6 +113,19 @@ class Communicator {
   virtual Request isend(std::span<const float> buf, int peer, int tag) = 0;
   virtual Request irecv(std::span<float> buf, int peer, int tag) = 0;
 
+  // Sends ordered after device work (NCCL): mark_device_work() marks how far the calling
+  // thread's device stream has got, and isend_after(…, mark) — from any thread, later — starts
+  // the send on the device once that work is done: the producer need not wait for its kernels
+  // on the host. Host communicators (MPI, in-process) read host memory, so their producer
+  // waits for its kernels anyway: orders_sends_by_device() is false, the mark empty, and
+  // isend_after is isend.
+  using DeviceMark = std::shared_ptr<void>;
+  virtual bool orders_sends_by_device() const { return false; }
+  virtual DeviceMark mark_device_work() { return nullptr; }
+  virtual Request isend_after(std::span<const float> buf, int peer, int tag, const DeviceMark& /*after*/) {
+    return isend(buf, peer, tag);
+  }
+
   // ---- collectives (every member calls them, in the same order) ----
   // recv[q·count .. (q+1)·count) ← member q's send[me·count ..]
   virtual Request ialltoall(const int32_t* send, int32_t* recv, int count) = 0;

@@ -302,6 +302,26 @@ class NcclCommunicator final : public Communicator {
   bool p2p_matches_tags() const override { return false; }
   void set_trace(io::TraceRecorder* trace) override { s_->trace = trace; }
 
+  // Sends ordered on the device: an event on the producer's stream (the calling thread's),
+  // which the communicator's stream waits for before the send.
+  bool orders_sends_by_device() const override { return true; }
+  DeviceMark mark_device_work() override {
+    cudaEvent_t e = nullptr;
+    DUET_CUDA_OK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), s_->rank);
+    DeviceMark mark(static_cast<void*>(e), [](void* p) { cudaEventDestroy(static_cast<cudaEvent_t>(p)); });
+    DUET_CUDA_OK(cudaEventRecord(e, cudaStreamPerThread), s_->rank);
+    return mark;
+  }
+  Request isend_after(std::span<const float> buf, int peer, int /*tag*/, const DeviceMark& after) override {
+    return issue(
+        "ncclSend to " + std::to_string(peer), io::TraceCategory::P2p,
+        [&](Op& op) {
+          void* d = op.in(buf.data(), buf.size_bytes());
+          ok(ncclSend(d, buf.size(), ncclFloat32, peer, s_->comm, s_->stream), "ncclSend");
+        },
+        static_cast<cudaEvent_t>(after.get()));
+  }
+
   void abort() {
     s_->abort_requested = true;  // first: a thread polling NCCL under mu lets go
     std::lock_guard lock(s_->mu);
@@ -476,9 +496,10 @@ class NcclCommunicator final : public Communicator {
     Shared& s_;
   };
 
-  // `name`, `category`: the operation's trace entry, when the communicator is traced.
+  // `name`, `category`: the operation's trace entry, when the communicator is traced. `after`:
+  // device work the operation waits for first (its trace span starts after it).
   template <class F>
-  Request issue(std::string name, io::TraceCategory category, F&& body) {
+  Request issue(std::string name, io::TraceCategory category, F&& body, cudaEvent_t after = nullptr) {
     try {
       Traced traced;
       if ((traced.trace = s_->trace.load())) {
@@ -489,6 +510,7 @@ class NcclCommunicator final : public Communicator {
       if (s_->aborted)
         throw std::runtime_error(!s_->error.empty() ? s_->error
                                                     : "rank " + std::to_string(s_->rank) + ": NCCL communicator aborted");
+      if (after) DUET_CUDA_OK(cudaStreamWaitEvent(s_->stream, after, 0), s_->rank);
       if (traced.trace) {  // before the operation's staging copies: they are part of its time
         cudaEvent_t start = nullptr;
         DUET_CUDA_OK(cudaEventCreate(&start), s_->rank);

@@ -23,6 +23,27 @@ namespace {
 // backend may keep converted copies of them for the step (kernels::Backend::weights_fixed:
 // the BF16 table casts each weight once per step). Exception-safe: a step that throws ends the
 // stretch too.
+// During a step over a device-ordered data plane the stages' forward and input backward end
+// without waiting for their kernels: the sends wait for them on the device. Restored after the
+// step (evaluation and checkpoints between steps read the stages on the host).
+class OutputsOnDevice {
+ public:
+  OutputsOnDevice(std::vector<RankStage>& stages, bool on) : stages_(stages), on_(on) {
+    if (on_)
+      for (auto& s : stages_) s.model->set_outputs_read_on_host(false);
+  }
+  ~OutputsOnDevice() {
+    if (on_)
+      for (auto& s : stages_) s.model->set_outputs_read_on_host(true);
+  }
+  OutputsOnDevice(const OutputsOnDevice&) = delete;
+  OutputsOnDevice& operator=(const OutputsOnDevice&) = delete;
+
+ private:
+  std::vector<RankStage>& stages_;
+  bool on_;
+};
+
 class WeightsFixed {
  public:
   explicit WeightsFixed(std::vector<RankStage>& stages) {
@@ -151,6 +172,8 @@ PipelineEngine::PipelineEngine(const sched::Schedule& schedule, int pp_rank, std
   }
   activation_floats_ = opt_.batch * opt_.seq_len * stages_[0].model->config().d_model;
   stamp_ = opt_.comm_delay_us > 0 ? kStampFloats : 0;  // a modelled latency needs each message's send time
+  device_ordered_ = !channels_.empty() && !stamp_ && stages_[0].arena->backend().mark_record &&
+                    std::all_of(channels_.begin(), channels_.end(), [](const auto& c) { return c->orders_sends_by_device(); });
   inbox_.assign(2 * dirs_ * microbatches_per_dir_, kernels::Buffer<float>(activation_floats_ + stamp_));
   if (stamp_) outbox_.assign(inbox_.size(), kernels::Buffer<float>(activation_floats_ + stamp_));
   recv_.resize(inbox_.size());
@@ -251,6 +274,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   ops_done_ = 0;
   StepStats st;
   WeightsFixed fixed(stages_);
+  OutputsOnDevice on_device(stages_, device_ordered_);
   post_receives();
   if (opt_.overlap) {
     run_overlapped(stage_done, st);
@@ -397,6 +421,8 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
   const sched::Slot to = k == kActivation ? placement_.next(pp_rank_, from_dir) : placement_.prev(pp_rank_, from_dir);
   const int count = activation_floats_;
   if (to.rank == pp_rank_) {  // DualPipeV's turn: the consumer is this rank's other stage
+    // The host copies: the producer's kernels (this thread's stream) must be done.
+    if (device_ordered_) stages_[from_dir].arena->backend().synchronize();
     std::memcpy(inbox(k, to.dir, mb).data(), data, sizeof(float) * count);
     return;
   }
@@ -415,7 +441,8 @@ void PipelineEngine::deliver(Kind k, const float* data, int from_dir, int mb) {
   }
   // Overlap off: the transfer is waited on at once (its modelled latency included).
   if (opt_.comm_delay_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(opt_.comm_delay_us));
-  Request r = via.isend({data, (size_t)(count + stamp_)}, to.rank, tag);
+  Request r = device_ordered_ ? via.isend_after({data, (size_t)count}, to.rank, tag, via.mark_device_work())
+                              : via.isend({data, (size_t)(count + stamp_)}, to.rank, tag);
   wait(r);
 }
 

@@ -131,6 +131,10 @@ class PipelineEngine {
   int microbatches_per_dir_, dirs_;
   int activation_floats_;  // one micro-batch's activations (or their gradient): B·T·C
   int stamp_ = 0;          // floats of send time after each message (comm_delay_us > 0)
+  // Sends ordered on the device (every channel orders sends by device work, the stages'
+  // backend has marks, no stamp written by the host): during a step the stages' forward and
+  // input backward end without waiting for their kernels (model::Stage::set_outputs_read_on_host).
+  bool device_ordered_ = false;
   class SecondExecutor;
   std::unique_ptr<SecondExecutor> second_;  // overlap on: the other executor's thread
   std::unique_ptr<SendQueue> sends_;  // overlap on

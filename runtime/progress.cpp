@@ -44,9 +44,12 @@ SendQueue::~SendQueue() {
 }
 
 void SendQueue::send(const float* buf, int count, int peer, int tag, Communicator* via) {
+  Communicator* c = via ? via : &comm_;
+  // Here, on the producer's thread: its stream is the one the send must wait for.
+  Communicator::DeviceMark after = c->orders_sends_by_device() ? c->mark_device_work() : nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back({buf, count, peer, tag, via ? via : &comm_});
+    pending_.push_back({buf, count, peer, tag, c, std::move(after)});
   }
   cv_.notify_all();
 }
@@ -75,7 +78,8 @@ void SendQueue::loop() {
         const Pending p = pending_.front();
         pending_.pop_front();
         posted_.push_back({io::TraceRecorder::now(), p.peer});
-        active_.push_back(p.via->isend({p.buf, (size_t)p.count}, p.peer, p.tag));
+        active_.push_back(p.after ? p.via->isend_after({p.buf, (size_t)p.count}, p.peer, p.tag, p.after)
+                                  : p.via->isend({p.buf, (size_t)p.count}, p.peer, p.tag));
       }
       if (!active_.empty()) {
         bool any = false;

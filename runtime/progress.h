@@ -119,7 +119,9 @@ class SendQueue {
   SendQueue& operator=(const SendQueue&) = delete;
 
   // Queues a message, sent over `via` (nullptr: the queue's communicator) in the order
-  // queued; `buf` must stay valid until wait_all() returns.
+  // queued; `buf` must stay valid until wait_all() returns. Over a communicator that orders
+  // sends by device work (NCCL), the send waits on the device for what the calling thread's
+  // stream has queued so far (Communicator::mark_device_work), not on the host.
   void send(const float* buf, int count, int peer, int tag, Communicator* via = nullptr);
   // Blocks until every queued message has been sent and completed; raises what a send raised
   // (the queue then dropped what it held).
@@ -130,6 +132,7 @@ class SendQueue {
     const float* buf;
     int count, peer, tag;
     Communicator* via;
+    Communicator::DeviceMark after;  // empty over host communicators
   };
   void loop();
 

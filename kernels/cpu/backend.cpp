@@ -46,7 +46,7 @@ Backend make_cpu_backend() {
   b.copy_from_host = &host_copy;
   b.synchronize = &host_synchronize;
   // No timing slots: host time is what the trace records already. No weights_fixed: the CPU's
-  // GEMMs take FP32 weights as they are.
+  // GEMMs take FP32 weights as they are. No marks: an op's work is done when it returns.
   b.attention_saved_floats = &cpu::attention_saved_floats;
 #define DUET_CPU_SLOT(op) b.op = &cpu::op;
   DUET_BACKEND_OPS(DUET_CPU_SLOT)
@@ -55,11 +55,11 @@ Backend make_cpu_backend() {
 }
 
 // The op list must name every slot: name + 5 memory slots + 2 timing slots + weights_fixed +
-// attention_saved_floats + the ops fill the struct.
+// 4 mark slots + attention_saved_floats + the ops fill the struct.
 #define DUET_COUNT_OP(op) +1
 constexpr size_t kOps = 0 DUET_BACKEND_OPS(DUET_COUNT_OP);
 #undef DUET_COUNT_OP
-static_assert(sizeof(Backend) == sizeof(void*) * (1 + 9 + kOps),
+static_assert(sizeof(Backend) == sizeof(void*) * (1 + 13 + kOps),
               "DUET_BACKEND_OPS must list every op slot of Backend");
 
 }  // namespace

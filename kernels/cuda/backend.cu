@@ -62,6 +62,8 @@ Backend make_cuda_backend() {
   b.attention_saved_floats = &cuda::attention_saved_floats;
   b.timing_begin = &cuda::timing_begin;
   b.timing_end = &cuda::timing_end;
+  b.mark_create = &cuda::mark_create, b.mark_record = &cuda::mark_record;
+  b.mark_synchronize = &cuda::mark_synchronize, b.mark_destroy = &cuda::mark_destroy;
 #define DUET_CUDA_SLOT(op) b.op = &cuda::Timed<&cuda::op>::call;
   DUET_BACKEND_OPS(DUET_CUDA_SLOT)
 #undef DUET_CUDA_SLOT

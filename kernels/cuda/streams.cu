@@ -36,4 +36,15 @@ void block_reused(void* token) {
   g_pool->push_back(e);
 }
 
+void* mark_create() {
+  cudaEvent_t e = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return e;
+}
+void mark_record(void* mark) { CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(mark), cudaStreamPerThread)); }
+void mark_synchronize(void* mark) { CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(mark))); }
+void mark_destroy(void* mark) {
+  if (mark) (void)cudaEventDestroy(static_cast<cudaEvent_t>(mark));  // from destructors: not worth an abort
+}
+
 }  // namespace duet::cuda

@@ -19,4 +19,10 @@ void synchronize_thread();
 void* block_freed();
 void block_reused(void* token);
 
+// kernels::Backend's marks: an event each, recorded on the calling thread's stream.
+void* mark_create();
+void mark_record(void* mark);
+void mark_synchronize(void* mark);
+void mark_destroy(void* mark);
+
 }  // namespace duet::cuda

@@ -286,6 +286,8 @@ const kernels::Backend& emulated_cuda_backend() {
     e.attention_saved_floats = &cuda_emu::attention_saved_floats;
     e.timing_begin = &cuda_emu::timing_begin;
     e.timing_end = &cuda_emu::timing_end;
+    e.mark_create = &cuda_emu::mark_create, e.mark_record = &cuda_emu::mark_record;
+    e.mark_synchronize = &cuda_emu::mark_synchronize, e.mark_destroy = &cuda_emu::mark_destroy;
 #define DUET_EMU_SLOT(op) e.op = &cuda_emu::Timed<&cuda_emu::op>::call;
     DUET_BACKEND_OPS(DUET_EMU_SLOT)
 #undef DUET_EMU_SLOT

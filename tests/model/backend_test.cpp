@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -176,6 +177,55 @@ TEST(Stage, WaitsForTheDeviceOnlyWhereTheHostReads) {
     syncs = 0;
     stage.backward_weight(a);
     EXPECT_EQ(syncs, stage.weight_parts());
+  }
+  duet::kernels::set_compute_backend(duet::kernels::cpu_backend());
+}
+
+// Over a data plane that orders sends on the device (the engine over NCCL), forward and input
+// backward end without a wait: they mark where their kernels end, and the stage's next op
+// waits for that mark only when it runs on another thread (another stream). The MoE layers'
+// routing still waits (the host plans the dispatch), and so does each weight part.
+TEST(Stage, OutputsLeftOnTheDeviceEndWithAMarkThatAnotherThreadWaitsFor) {
+  static int syncs = 0, records = 0, mark_waits = 0;
+  Backend counting = duet::kernels::cpu_backend();
+  counting.synchronize = [] { ++syncs; };
+  counting.mark_create = [] { return static_cast<void*>(new int(0)); };
+  counting.mark_record = [](void*) { ++records; };
+  counting.mark_synchronize = [](void*) { ++mark_waits; };
+  counting.mark_destroy = [](void* m) { delete static_cast<int*>(m); };
+  duet::kernels::set_compute_backend(counting);
+  {
+    ModelConfig cfg = small_config();
+    cfg.layers = 4, cfg.dense_layers = 1;  // three MoE layers
+    ParamArena arena(model_tensor_specs(cfg));
+    init_parameters(arena, cfg, 1);
+    Stage stage(cfg, StageRange::whole_model(cfg), arena);
+    std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6}, targets = {2, 3, 4, 5, 6, 7};
+    StageActivations a;
+    stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);  // buffers grow once
+    stage.backward(a, nullptr, 1.0f / 6);
+    stage.set_outputs_read_on_host(false);
+    syncs = records = mark_waits = 0;
+    stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);
+    EXPECT_EQ(syncs, 3);  // the routing only (the loss is on the host already: this stage has the head)
+    EXPECT_EQ(records, 1);
+    syncs = records = 0;
+    std::thread([&] { stage.backward_input(a, nullptr, 1.0f / 6); }).join();  // another thread
+    EXPECT_EQ(mark_waits, 1);  // for the forward's kernels, on the first thread's stream
+    EXPECT_EQ(syncs, 0);
+    EXPECT_EQ(records, 1);
+    mark_waits = 0;
+    stage.backward_input(a, nullptr, 1.0f / 6);  // back on this thread: after the other's op
+    EXPECT_EQ(mark_waits, 1);
+    mark_waits = 0, syncs = 0;
+    stage.backward_weight(a);  // same thread as the last op: stream order; each part waits
+    EXPECT_EQ(mark_waits, 0);
+    EXPECT_EQ(syncs, stage.weight_parts());
+    stage.set_outputs_read_on_host(true);
+    syncs = records = 0;
+    stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);
+    EXPECT_EQ(syncs, 3 + 1);
+    EXPECT_EQ(records, 0);
   }
   duet::kernels::set_compute_backend(duet::kernels::cpu_backend());
 }

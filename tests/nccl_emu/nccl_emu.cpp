@@ -24,6 +24,8 @@
 
 namespace duet_nccl_emu {
 
+std::atomic<long> g_stream_waits{0};
+
 // ---- streams and events ----------------------------------------------------------------
 
 // A stream: a worker thread running its work in the order queued. Its thread ends once the
@@ -481,9 +483,21 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   const long target = ++e->recorded;
-  s->push([reached = e->reached, when = e->when, target] {
+  auto reach = [reached = e->reached, when = e->when, target] {
     when->store(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
     reached->store(target);
+  };
+  if (s == cudaStreamPerThread)
+    reach();  // the emulated kernels before it have run already
+  else
+    s->push(reach);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
+  ++g_stream_waits;
+  const long target = e->recorded.load();
+  s->push([reached = e->reached, target] {
+    while (reached->load() < target) std::this_thread::sleep_for(std::chrono::microseconds(20));
   });
   return cudaSuccess;
 }
@@ -731,4 +745,5 @@ ncclResult_t ncclBroadcast(const void* send, void* recv, size_t count, ncclDataT
 namespace duet::test {
 void* emulated_device_alloc(size_t bytes) { return duet_nccl_emu::allocate(bytes); }
 void emulated_device_free(void* p) { duet_nccl_emu::release(p); }
+long emulated_stream_waits() { return duet_nccl_emu::g_stream_waits.load(); }
 }  // namespace duet::test

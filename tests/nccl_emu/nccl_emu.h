@@ -35,4 +35,7 @@ namespace duet::test {
 // "Device" memory of the emulation: what the emulated communicator uses in place.
 void* emulated_device_alloc(size_t bytes);
 void emulated_device_free(void* p);
+// cudaStreamWaitEvent calls since the process started: a communicator's stream told to wait on
+// the device for other work (sends ordered after their producer's kernels).
+long emulated_stream_waits();
 }  // namespace duet::test

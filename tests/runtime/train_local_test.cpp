@@ -141,11 +141,31 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWh
     SCOPED_TRACE(schedule);
     const auto with = small_model({"parallel.pp=2", "parallel.dp=1", "parallel.ep=1", "parallel.schedule=" + schedule,
                                    "train.global_batch=8", "train.steps=2", "train.log_every=2", "runtime.trace=true"});
-    const auto& cuda = duet::test::emulated_cuda_backend();
+    // The emulated CUDA backend, its host waits for the device counted.
+    static std::atomic<long> host_waits{0};
+    static const kernels::Backend cuda = [] {
+      kernels::Backend b = duet::test::emulated_cuda_backend();
+      b.synchronize = [] {
+        ++host_waits;
+        duet::test::emulated_cuda_backend().synchronize();
+      };
+      return b;
+    }();
+    const long waits0 = duet::test::emulated_stream_waits(), host0 = host_waits;
     const auto local = train_local("emu-local-" + schedule, with, &cuda);
+    const long waits1 = duet::test::emulated_stream_waits(), host1 = host_waits;
     const auto over_nccl = train_local("emu-nccl-" + schedule, with, &cuda, true, nccl);
+    const long host2 = host_waits;
     ASSERT_EQ(local.size(), 2u);
     EXPECT_EQ(over_nccl, local);
+    // Over NCCL the sends wait for their producer's kernels on the device (an event per
+    // send), not on the host: 2 steps × 8 micro-batches, an activation one way and a
+    // gradient the other, and so forward and input backward end without a host wait — at
+    // least those 2 × 8 fewer. The in-process communicator reads host memory: no device waits.
+    EXPECT_EQ(waits1, waits0);
+    EXPECT_GE(duet::test::emulated_stream_waits() - waits1, 2 * 8);
+    EXPECT_LE((host2 - host1) + 2 * 8, host1 - host0) << "host waits: " << host1 - host0 << " in-process, "
+                                                       << host2 - host1 << " over NCCL";
     // NCCL's operations have the trace's NCCL-streams row (tid 6): each rank's sends and
     // receives of the pipeline; the in-process communicator has none.
     const std::regex nccl_event("\"name\":\"(ncclSend to|ncclRecv from) [01]\",\"cat\":\"p2p\",\"ph\":\"X\",\"pid\":\\d+,\"tid\":6,");

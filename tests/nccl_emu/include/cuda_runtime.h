@@ -17,6 +17,9 @@ constexpr cudaError_t cudaErrorNotReady = 600;
 using cudaStream_t = duet_nccl_emu::Stream*;
 using cudaEvent_t = duet_nccl_emu::Event*;
 constexpr unsigned cudaStreamNonBlocking = 1;
+// The calling thread's stream: the compute kernels', which the host emulation of the kernels
+// (tests/cuda_emu) runs to completion at launch — an event recorded there is reached at once.
+inline cudaStream_t const cudaStreamPerThread = reinterpret_cast<cudaStream_t>(0x2);
 constexpr unsigned cudaEventDisableTiming = 2;
 constexpr unsigned cudaMemAttachGlobal = 1;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
@@ -37,6 +40,8 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags);
 inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, 0); }
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
+// Work queued on `s` after this waits until `e`'s latest record is reached.
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
 // Milliseconds between the times two completed events' streams reached them (the host's clock).
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
