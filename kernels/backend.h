@@ -53,8 +53,9 @@ struct Backend {
   // `w`) changes, so a backend may keep converted copies of them — the BF16 table casts each
   // weight once per stretch instead of at every call. A training step is such a stretch (the
   // optimizer runs after it); a new stretch drops every copy made before, and outside one
-  // nothing is kept. Called with no kernel of the previous stretch still pending (the stage's
-  // ops end with their stream drained).
+  // nothing is kept. Stretches may nest (ranks run as threads of one process hold it each for
+  // their steps). A stretch ends with its kernels done (the engine waits for every stage's
+  // last op before weights_fixed(false)).
   void (*weights_fixed)(bool fixed);
 
   // Marks: order between host threads on the device, nullptr on a host backend (its work is

@@ -82,6 +82,12 @@ void Stage::begin_op() {
   }
 }
 
+void Stage::wait_pending() {
+  if (!last_op_pending_) return;
+  ops_.mark_synchronize(last_op_mark_);
+  last_op_pending_ = false;
+}
+
 void Stage::end_op(bool host_reads) {
   last_op_thread_ = std::this_thread::get_id();
   if (host_reads || !ops_.mark_record) {

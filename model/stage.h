@@ -79,6 +79,10 @@ class Stage {
   // mid-op (routing, the loss).
   void set_outputs_read_on_host(bool on) { outputs_read_on_host_ = on; }
   bool outputs_read_on_host() const { return outputs_read_on_host_; }
+  // The host waits until the stage's last op's kernels are done (nothing when it waited
+  // itself): what an engine step does at its end, before the next step's receives land in
+  // the inboxes and the next stretch's weight copies are cast.
+  void wait_pending();
 
   const StageRange& range() const { return range_; }
   const ModelConfig& config() const { return cfg_; }
@@ -161,8 +165,13 @@ class Stage {
   kernels::Buffer<float> datt_, dgate_, dh_dense_, dh_shared_, dho_, dxo_, dxp_;
   bool outputs_read_on_host_ = true;
   // The previous op: where its kernels end (a mark, when it did not wait for them) and which
-  // thread ran it. Ops of one stage never run at once (the engine's baton); they may alternate
-  // threads.
+  // thread ran it; touched under the engine's baton only. Ops may alternate threads, and a
+  // deferred weight part may run while another op of the stage is paused (waiting for an
+  // expert exchange, baton released): that is safe because (1) an op waits for its kernels
+  // before it lets the baton go mid-op (model/ffn.cpp synchronizes before every exchange),
+  // (2) weight parts grow no buffer and use no stage temporary, and (3) they write only
+  // gradients and end waiting for their kernels. A change to any of the three must revisit
+  // begin_op/end_op.
   void* last_op_mark_ = nullptr;
   bool last_op_pending_ = false;
   std::thread::id last_op_thread_;

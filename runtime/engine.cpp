@@ -44,6 +44,29 @@ class OutputsOnDevice {
   bool on_;
 };
 
+// At a step's end every stage's last op has finished on the device: the next step's receives
+// land in the inboxes its kernels read, and the next stretch's weight copies are cast over the
+// ones they used (a step that throws waits too, and swallows a second error: the first is the
+// one to report).
+class StagesDrained {
+ public:
+  explicit StagesDrained(std::vector<RankStage>& stages) : stages_(stages) {}
+  ~StagesDrained() noexcept(false) {
+    for (auto& s : stages_) {
+      try {
+        s.model->wait_pending();
+      } catch (...) {
+        if (!std::uncaught_exceptions()) throw;
+      }
+    }
+  }
+  StagesDrained(const StagesDrained&) = delete;
+  StagesDrained& operator=(const StagesDrained&) = delete;
+
+ private:
+  std::vector<RankStage>& stages_;
+};
+
 class WeightsFixed {
  public:
   explicit WeightsFixed(std::vector<RankStage>& stages) {
@@ -275,6 +298,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   StepStats st;
   WeightsFixed fixed(stages_);
   OutputsOnDevice on_device(stages_, device_ordered_);
+  StagesDrained drained(stages_);  // destroyed first: waits before the other two end
   post_receives();
   if (opt_.overlap) {
     run_overlapped(stage_done, st);

@@ -195,13 +195,22 @@ struct Trainer {
     const kernels::Backend& b = arena.backend();
     arena.zero_grads();
     double loss = 0;
-    if (b.weights_fixed) b.weights_fixed(true);  // as the engine's steps: BF16 weight copies kept for the step
-    for (int k = 0; k < shape.micro; ++k) {
-      stage.forward(acts, {shape.batch, shape.seq_len, tokens.data(), targets.data(), true}, nullptr);
-      loss += stage.loss_sum(acts);
-      stage.backward(acts, nullptr, 1.0f / (float)(N * shape.micro));
+    {
+      struct Fixed {  // as the engine's steps: BF16 weight copies kept for the step
+        const kernels::Backend& b;
+        explicit Fixed(const kernels::Backend& backend) : b(backend) {
+          if (b.weights_fixed) b.weights_fixed(true);
+        }
+        ~Fixed() {
+          if (b.weights_fixed) b.weights_fixed(false);
+        }
+      } fixed(b);
+      for (int k = 0; k < shape.micro; ++k) {
+        stage.forward(acts, {shape.batch, shape.seq_len, tokens.data(), targets.data(), true}, nullptr);
+        loss += stage.loss_sum(acts);
+        stage.backward(acts, nullptr, 1.0f / (float)(N * shape.micro));
+      }
     }
-    if (b.weights_fixed) b.weights_fixed(false);
     opt.step(arena, 1e-4, 1.0f);
     arena.backend().synchronize();
     return loss / ((double)N * shape.micro);

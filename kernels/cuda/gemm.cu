@@ -12,6 +12,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/common.cuh"
@@ -66,10 +67,11 @@ struct WeightCopy {
 };
 struct WeightCopies {
   std::mutex mu;
-  bool fixed = false;
-  long stretch = 0;
+  int fixed = 0;     // holders: ranks run as threads of one process each hold it for their steps
+  long stretch = 0;  // every weights_fixed(true) starts a new one: the copies made before are stale
   long casts = 0;
   std::unordered_map<const float*, WeightCopy> by_weight;
+  std::vector<__nv_bfloat16*> retired;  // buffers replaced mid-stretch, freed once nobody holds
 };
 WeightCopies& weight_copies() {
   static auto* w = new WeightCopies;  // never destroyed: kernels may be launched from exit paths
@@ -81,14 +83,15 @@ WeightCopies& weight_copies() {
 const __nv_bfloat16* weight_bf16(const float* w, long n, int slot) {
   WeightCopies& c = weight_copies();
   std::lock_guard lock(c.mu);
-  if (!c.fixed) return to_bf16(w, 1, n, (int)n, slot);
+  if (c.fixed == 0) return to_bf16(w, 1, n, (int)n, slot);
   WeightCopy& k = c.by_weight[w];
   if (k.stretch == c.stretch && k.n == n) {
     CUDA_CHECK(cudaStreamWaitEvent(cudaStreamPerThread, k.ready, 0));  // made on another stream, perhaps
     return k.bf16;
   }
   if (k.n != n) {  // new, or the address now holds another weight: a buffer of its size
-    if (k.bf16) CUDA_CHECK(cudaFreeAsync(k.bf16, cudaStreamPerThread));
+    // Another stream may still read the old one this stretch: freed when nobody holds.
+    if (k.bf16) c.retired.push_back(k.bf16);
     CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&k.bf16), sizeof(__nv_bfloat16) * n, cudaStreamPerThread));
     k.n = n;
   }
@@ -105,14 +108,40 @@ const __nv_bfloat16* weight_bf16(const float* w, long n, int slot) {
 void bf16_weights_fixed(bool fixed) {
   WeightCopies& c = weight_copies();
   std::lock_guard lock(c.mu);
-  c.fixed = fixed;
-  ++c.stretch;  // every copy made before is stale
+  if (!fixed) {
+    c.fixed = std::max(0, c.fixed - 1);
+    return;
+  }
+  if (c.fixed == 0) {
+    // Nobody is in a stretch, and a stretch ends with its kernels done (the engine waits for
+    // every stage's last op): buffers replaced before, and copies of weights no stretch used
+    // lately (an arena that is gone), can go.
+    for (__nv_bfloat16* p : c.retired) CUDA_CHECK(cudaFreeAsync(p, cudaStreamPerThread));
+    c.retired.clear();
+    for (auto it = c.by_weight.begin(); it != c.by_weight.end();) {
+      if (it->second.stretch >= c.stretch - 2) {  // used in one of the last three
+        ++it;
+        continue;
+      }
+      if (it->second.bf16) CUDA_CHECK(cudaFreeAsync(it->second.bf16, cudaStreamPerThread));
+      if (it->second.ready) CUDA_CHECK(cudaEventDestroy(it->second.ready));
+      it = c.by_weight.erase(it);
+    }
+  }
+  ++c.fixed;
+  ++c.stretch;  // every copy made before is stale: the optimizer ran since
 }
 
 long bf16_weight_casts() {
   WeightCopies& c = weight_copies();
   std::lock_guard lock(c.mu);
   return c.casts;
+}
+
+long bf16_weight_copies_held() {
+  WeightCopies& c = weight_copies();
+  std::lock_guard lock(c.mu);
+  return (long)c.by_weight.size();
 }
 
 // BF16 GEMMs: tensor cores allowed (the default math mode), FP32 accumulation and output.

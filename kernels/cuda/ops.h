@@ -68,8 +68,9 @@ void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, 
 // The cuda-bf16 table's weights_fixed (kernels/backend.h): while fixed, linear_forward_bf16 and
 // linear_backward_input_bf16 cast each weight once into a BF16 copy kept for the stretch.
 void bf16_weights_fixed(bool fixed);
-// Weights cast into kept copies since the process started (for tests).
+// Weights cast into kept copies since the process started, and copies held now (for tests).
 long bf16_weight_casts();
+long bf16_weight_copies_held();
 // attention_bf16.cu: the same contract and `saved` (the rows' log-sum-exp) as attention.cu,
 // the products on tensor cores (BF16 inputs, FP32 accumulation); any head width
 void attention_forward_bf16(float* out, float* saved, const float* qkv, int B, int T, int H, int D);

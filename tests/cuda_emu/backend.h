@@ -11,5 +11,6 @@ const kernels::Backend& emulated_cuda_bf16_backend();
 // Weights its linear ops cast into kept BF16 copies (weights held fixed) since the process
 // started.
 long emulated_bf16_weight_casts();
+long emulated_bf16_weight_copies_held();
 
 }  // namespace duet::test

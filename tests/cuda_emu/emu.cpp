@@ -297,6 +297,7 @@ const kernels::Backend& emulated_cuda_backend() {
 }
 
 long emulated_bf16_weight_casts() { return cuda_emu::bf16_weight_casts(); }
+long emulated_bf16_weight_copies_held() { return cuda_emu::bf16_weight_copies_held(); }
 
 const kernels::Backend& emulated_cuda_bf16_backend() {
   static const kernels::Backend b = [] {

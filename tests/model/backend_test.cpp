@@ -221,6 +221,13 @@ TEST(Stage, OutputsLeftOnTheDeviceEndWithAMarkThatAnotherThreadWaitsFor) {
     stage.backward_weight(a);  // same thread as the last op: stream order; each part waits
     EXPECT_EQ(mark_waits, 0);
     EXPECT_EQ(syncs, stage.weight_parts());
+    stage.wait_pending();  // the last op waited itself: nothing to wait for
+    EXPECT_EQ(mark_waits, 0);
+    stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);
+    stage.wait_pending();  // an engine step's end: the host waits for the forward's mark, once
+    stage.wait_pending();
+    EXPECT_EQ(mark_waits, 1);
+    stage.backward(a, nullptr, 1.0f / 6);
     stage.set_outputs_read_on_host(true);
     syncs = records = 0;
     stage.forward(a, {2, 3, tokens.data(), targets.data(), true}, nullptr);
@@ -303,6 +310,10 @@ TEST(CudaTraining, Bf16WeightCopiesKeptForAStepGiveTheSameLossesAsCastsAtEveryCa
   EXPECT_GT(casts, 0);
   EXPECT_EQ(casts % 4, 0) << casts;
   EXPECT_LE(casts / 4, weights) << casts;
+  // Copies no stretch has used lately (the arena above is gone) are freed when a stretch starts.
+  EXPECT_GE(duet::test::emulated_bf16_weight_copies_held(), casts / 4);
+  for (int i = 0; i < 4; ++i) bf16.weights_fixed(true), bf16.weights_fixed(false);
+  EXPECT_EQ(duet::test::emulated_bf16_weight_copies_held(), 0);
 }
 
 TEST(CudaTraining, Bf16OpsTrainTheTinyModelWithinTwoPercentOfFp32For100Steps) {
