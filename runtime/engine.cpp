@@ -19,10 +19,6 @@ namespace duet::runtime {
 
 namespace {
 
-// A step's ops hold the weights fixed — the optimizer updates them after the step — so a
-// backend may keep converted copies of them for the step (kernels::Backend::weights_fixed:
-// the BF16 table casts each weight once per step). Exception-safe: a step that throws ends the
-// stretch too.
 // During a step over a device-ordered data plane the stages' forward and input backward end
 // without waiting for their kernels: the sends wait for them on the device. Restored after the
 // step (evaluation and checkpoints between steps read the stages on the host).
@@ -67,6 +63,10 @@ class StagesDrained {
   std::vector<RankStage>& stages_;
 };
 
+// A step's ops hold the weights fixed — the optimizer updates them after the step — so a
+// backend may keep converted copies of them for the step (kernels::Backend::weights_fixed:
+// the BF16 table casts each weight once per step). Exception-safe: a step that throws ends the
+// stretch too.
 class WeightsFixed {
  public:
   explicit WeightsFixed(std::vector<RankStage>& stages) {
