@@ -88,6 +88,14 @@ run() {
   local cuda="${CUDA_HOME:-/usr/local/cuda}"
   local outer_ld="${LD_LIBRARY_PATH:-}"  # PyTorch's own: it brings its CUDA libraries
   export LD_LIBRARY_PATH="$dir/lib:$cuda/lib64:$cuda/lib:${LD_LIBRARY_PATH:-}"
+  # NCCL: the toolkit's, else the one a PyTorch installation brings (pip's nvidia-nccl).
+  if ! ls "$cuda"/lib64/libnccl.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libnccl.so; then
+    local nccl_lib
+    nccl_lib=$(LD_LIBRARY_PATH="$outer_ld" "${PYTHON:-python3}" -c \
+      'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
+    [ -n "$nccl_lib" ] && [ -d "$nccl_lib" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$nccl_lib" &&
+      echo "gpu-check: NCCL from $nccl_lib"
+  fi
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   local status=0 passed failed skipped
   trap print_summary EXIT
@@ -110,12 +118,20 @@ run() {
     done
     if [ -n "$sanitizer" ]; then
       local mlog="$dir/memcheck.log"
-      if "$sanitizer" --tool memcheck --leak-check full --error-exitcode 97 "$dir/test_kernels" --gtest_filter="$filter" \
-           >"$mlog" 2>&1; then
-        note "compute-sanitizer memcheck: clean ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo 'no summary line'))"
+      local t0=$SECONDS rc=0
+      timeout 300 "$sanitizer" --tool memcheck --leak-check full --error-exitcode 97 "$dir/test_kernels" \
+        --gtest_filter="$filter" >"$mlog" 2>&1 || rc=$?
+      if ((rc == 0)); then
+        note "compute-sanitizer memcheck: clean ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo 'no summary line'); $((SECONDS - t0)) s)"
       else
         status=1
-        note "compute-sanitizer memcheck: FAILED ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo "exit status $?"); $mlog)"
+        if ((rc == 124)); then
+          note "compute-sanitizer memcheck: NOT finished within 300 s ($mlog)"
+        elif grep -q 'Device not supported' "$mlog"; then  # some sandboxed runtimes: no sanitizer there
+          note "compute-sanitizer memcheck: NOT run: the sanitizer refused this machine's device ('Device not supported'; $mlog)"
+        else
+          note "compute-sanitizer memcheck: FAILED ($(grep -m1 -o 'ERROR SUMMARY: [0-9]* errors' "$mlog" || echo "exit status $rc"); $mlog)"
+        fi
       fi
     else
       status=1
