@@ -273,12 +273,14 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
   // Walk metrics.jsonl: the last step before each resume is the step it resumes from, and the
   // steps are 1..N, each trained once.
   std::stringstream ss(read_file(run / "metrics.jsonl"));
-  int last = 0, resumes = 0, lines = 0;
+  int last = 0, resumes = 0, lines = 0, trainer_starts = 0;
   std::set<int> trained;
   const std::regex resume("\"event\":\"resume\",\"from_step\":(\\d+)");
   const std::regex step("\"step\":(\\d+),\"loss\"");
+  const std::regex header("\"event\":\"run\",");
   for (std::string line; std::getline(ss, line);) {
     std::smatch m;
+    if (std::regex_search(line, header)) ++trainer_starts;
     if (std::regex_search(line, m, resume)) {
       EXPECT_EQ(std::stoi(m[1]), last) << "resumed from step " << m[1] << " after training step " << last;
       ++resumes;
@@ -288,12 +290,17 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
       ++lines;
     }
   }
-  EXPECT_EQ(resumes, restarts);
+  // Every start that reached the trainer after the first resumed (a resume line); a start the
+  // warning cut before its ranks got there (seen once, on a loaded machine: 10 starts, 5 of
+  // them before training) resumes nothing and loses nothing.
+  EXPECT_EQ(resumes, trainer_starts - 1);
+  EXPECT_GE(resumes, 1);
+  EXPECT_LE(resumes, restarts);
   EXPECT_EQ((int)trained.size(), kTimeLimitSteps) << "a step is missing";
   EXPECT_EQ(*trained.rbegin(), kTimeLimitSteps);
   EXPECT_EQ(lines, kTimeLimitSteps) << "a step was trained twice";
-  std::printf("time limit: %d start(s) for %d steps (%.2f s each in the reference run)\n", restarts + 1,
-              kTimeLimitSteps, reference_step_s_);
+  std::printf("time limit: %d start(s), %d of them training, for %d steps (%.2f s each in the reference run)\n",
+              restarts + 1, trainer_starts, kTimeLimitSteps, reference_step_s_);
 }
 
 // Crashes the node of `job` that is not its batch host (its slurmd, slurmstepd and ranks
