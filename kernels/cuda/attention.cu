@@ -32,17 +32,6 @@ constexpr int kRows = kTile / kWarps;     // rows per warp (R)
 constexpr int kBlock = kWarps * 32;       // threads per block
 constexpr unsigned kFull = 0xffffffffu;
 
-__device__ __forceinline__ float warp_max(float v) {
-  // A butterfly: every lane ends with the same value (max and + are commutative, and each
-  // level combines the same pair in every lane).
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-
 // Rows [row0, row0 + kTile) of a head's D columns (row stride ld) into a tile of stride
 // Dp + 1; rows past T and columns past D are zero.
 template <int Dp>
@@ -114,10 +103,10 @@ __global__ void __launch_bounds__(kBlock)
       const bool ok = j <= i && j < T;
       const float x = ok ? s[r] * scale : -INFINITY;
       // Finite: key k0 <= q0 <= i is in every tile this row reaches.
-      const float mn = fmaxf(m[r], warp_max(x));
+      const float mn = fmaxf(m[r], warp_all_max(x));
       const float p = ok ? expf(x - mn) : 0.0f;
       const float alpha = expf(m[r] - mn);  // 0 on the first tile (m = -inf)
-      l[r] = l[r] * alpha + warp_sum(p);
+      l[r] = l[r] * alpha + warp_all_sum(p);
       m[r] = mn;
 #pragma unroll
       for (int c = 0; c < Cn; ++c) acc[r][c] *= alpha;
@@ -149,7 +138,7 @@ __global__ void flash_delta_kernel(float* delta, const float* dout, const float*
   const size_t at = ((size_t)b * T + t) * C + (size_t)h * D;
   float s = 0.0f;
   for (int d = lane; d < D; d += 32) s += dout[at + d] * out[at + d];
-  s = warp_sum(s);
+  s = warp_all_sum(s);
   if (lane == 0) delta[row] = s;
 }
 

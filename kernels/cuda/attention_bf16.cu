@@ -26,17 +26,7 @@ namespace duet::cuda {
 namespace {
 
 constexpr int kBlockRows = 256;  // query rows per block of scores
-constexpr unsigned kFull = 0xffffffffu;
 constexpr int kRowWarps = 4;  // rows (one per warp) per block of the row kernels
-
-__device__ __forceinline__ float warp_max_all(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum_all(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 
 // Row i of head h in a block of scores S (heads × rows × kend, row-major with row stride ld ≥
 // kend, a multiple of 8 so that every row starts 16-byte aligned for the tensor-core GEMMs):
@@ -51,10 +41,10 @@ __global__ void softmax_rows_kernel(__nv_bfloat16* P, float* lse, const float* S
   const float* s = S + (size_t)r * ld;
   float m = -INFINITY;
   for (int j = lane; j < seen; j += 32) m = fmaxf(m, s[j]);
-  m = warp_max_all(m);
+  m = warp_all_max(m);
   float sum = 0.0f;
   for (int j = lane; j < seen; j += 32) sum += expf(s[j] - m);
-  sum = warp_sum_all(sum);
+  sum = warp_all_sum(sum);
   const float l = m + logf(sum);
   if (lane == 0) lse[((size_t)b * H + h) * T + q0 + i] = l;
   __nv_bfloat16* p = P + (size_t)r * ld;
@@ -94,7 +84,7 @@ __global__ void delta_rows_kernel(float* delta, const float* dout, const float* 
   const size_t at = ((size_t)b * T + t) * C + (size_t)h * D;
   float acc = 0.0f;
   for (int d = lane; d < D; d += 32) acc += dout[at + d] * out[at + d];
-  acc = warp_sum_all(acc);
+  acc = warp_all_sum(acc);
   if (lane == 0) delta[r] = acc;
 }
 

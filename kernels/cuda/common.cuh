@@ -13,6 +13,17 @@ constexpr int kThreads = 256;
 
 inline int blocks_for(long n, int threads = kThreads) { return (int)((n + threads - 1) / threads); }
 
+// The max and the sum of v over a warp, in every lane: a butterfly (max and + are commutative,
+// and each level combines the same pair in every lane, so all lanes agree bit for bit).
+__device__ __forceinline__ float warp_all_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_all_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 // Sum of v over the block (blockDim.x a multiple of 32, at most kThreads); every thread gets
 // it. Deterministic: a fixed tree for a given block size.
 template <class T>
