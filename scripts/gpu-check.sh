@@ -79,6 +79,23 @@ print_summary() {
   printf '%s\n' "${summary[@]}"
 }
 
+# A part that is a GoogleTest binary of the bundle: WHAT BINARY FILTER LOG_NAME PATTERN LINES.
+# Passes when its cases ran and passed, none skipped; prints the log's lines matching PATTERN
+# (at most LINES). Sets status (run's) on failure.
+gtest_part() {
+  local what=$1 binary=$2 filter=$3 log="$dir/$4.log" pattern=$5 lines=$6
+  if [ ! -x "$dir/$binary" ]; then
+    status=1
+    note "$what: no $binary in $dir: NOT run"
+    return 0
+  fi
+  "$dir/$binary" --gtest_filter="$filter" >"$log" 2>&1 || status=1
+  count_results "$log"
+  note "$what: $passed passed, $failed failed, $skipped skipped ($log)"
+  ((skipped == 0 && passed > 0)) || status=1
+  grep -E "$pattern" "$log" | head -"$lines" | sed 's/^/  /' || true
+}
+
 # PART... : kernels memcheck training nccl speed (default: all, in that order).
 run() {
   local dir="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
@@ -139,34 +156,12 @@ run() {
     fi
   fi
   # 3. Training on the GPU against the CPU.
-  if [[ $parts == *" training "* ]]; then
-    local tlog="$dir/training.log"
-    if [ -x "$dir/test_model" ]; then
-      if "$dir/test_model" --gtest_filter="$train_filter" >"$tlog" 2>&1; then :; else status=1; fi
-      count_results "$tlog"
-      note "training on the GPU vs the CPU: $passed passed, $failed failed, $skipped skipped ($tlog)"
-      ((skipped == 0 && passed > 0)) || status=1
-      grep -E 'Failure|step [0-9]+' "$tlog" | head -20 | sed 's/^/  /' || true
-    else
-      status=1
-      note "training on the GPU: no test_model in $dir: NOT run"
-    fi
-  fi
+  [[ $parts == *" training "* ]] && gtest_part "training on the GPU vs the CPU" test_model "$train_filter" \
+    training 'Failure|step [0-9]+' 20
   # 4. The NCCL data plane on one GPU: a one-rank communicator over every collective, from
   #    host and device memory, and a receive nobody sends ended by abort.
-  if [[ $parts == *" nccl "* ]]; then
-    local nlog="$dir/nccl.log"
-    if [ -x "$dir/test_nccl_gpu" ]; then
-      if "$dir/test_nccl_gpu" --gtest_filter='NcclComm.*:-NcclComm.WithoutAGpu*' >"$nlog" 2>&1; then :; else status=1; fi
-      count_results "$nlog"
-      note "NCCL communicator on the GPU: $passed passed, $failed failed, $skipped skipped ($nlog)"
-      ((skipped == 0 && passed > 0)) || status=1
-      grep -E 'Failure|what\(\)' "$nlog" | head -10 | sed 's/^/  /' || true
-    else
-      status=1
-      note "NCCL communicator: no test_nccl_gpu in $dir: NOT run"
-    fi
-  fi
+  [[ $parts == *" nccl "* ]] && gtest_part "NCCL communicator on the GPU" test_nccl_gpu \
+    'NcclComm.*:-NcclComm.WithoutAGpu*' nccl 'Failure|what\(\)' 10
   # 5. Speed: duet's BF16 training step on a model sized for one H200 against the cuBLAS BF16
   #    GEMM rate on its largest GEMM (same run), then the same model in PyTorch on the same GPU,
   #    eager and compiled, each under its own time limit. Results of an earlier run are removed

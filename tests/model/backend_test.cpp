@@ -291,7 +291,7 @@ TEST(CudaTraining, TheEmulatedBf16OpsTrainWithinTwoPercentOfFp32) {
 // A step that holds the weights fixed casts each weight to BF16 once and keeps the copy for
 // the step (forward and input backward of every micro-batch use it) — the same bits as a cast
 // at every call, so the same losses; a new step casts again (the optimizer changed them).
-TEST(CudaTraining, Bf16WeightCopiesKeptForAStepGiveTheSameLossesAsCastsAtEveryCall) {
+TEST(CudaTraining, TheEmulatedBf16WeightCopiesKeptForAStepGiveTheSameLossesAsCastsAtEveryCall) {
   const Backend& bf16 = duet::test::emulated_cuda_bf16_backend();
   ASSERT_NE(bf16.weights_fixed, nullptr);
   ModelConfig cfg = small_config();
