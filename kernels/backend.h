@@ -175,6 +175,23 @@ std::string cuda_backend_absent_reason();
 // columns in shared memory.
 constexpr int kCudaMaxHeadDim = 128;
 
+// Holds `b`'s weights fixed for a scope (weights_fixed(true) … weights_fixed(false), also when
+// the scope is left by an exception); nothing on a backend without the slot.
+class WeightsFixedScope {
+ public:
+  explicit WeightsFixedScope(const Backend& b) : b_(b.weights_fixed ? &b : nullptr) {
+    if (b_) b_->weights_fixed(true);
+  }
+  ~WeightsFixedScope() {
+    if (b_) b_->weights_fixed(false);
+  }
+  WeightsFixedScope(const WeightsFixedScope&) = delete;
+  WeightsFixedScope& operator=(const WeightsFixedScope&) = delete;
+
+ private:
+  const Backend* b_;
+};
+
 // Names of the ops (and attention_saved_floats) `b` leaves nullptr (empty for a complete backend).
 std::vector<std::string> missing_ops(const Backend& b);
 // Throws std::logic_error naming `who` and the missing ops unless `b` implements every op.

@@ -175,22 +175,18 @@ struct Anchor {
   }
 };
 
-double host_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 std::shared_ptr<Anchor> current_anchor(int rank) {
   static std::mutex mu;
   static cudaStream_t stream = nullptr;
   static std::shared_ptr<Anchor> anchor;
   std::lock_guard lock(mu);
-  if (anchor && host_now() - anchor->host < 10.0) return anchor;
+  if (anchor && io::TraceRecorder::now() - anchor->host < 10.0) return anchor;
   if (!stream) DUET_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), rank);
   auto a = std::make_shared<Anchor>();
   DUET_CUDA_OK(cudaEventCreate(&a->event), rank);
   DUET_CUDA_OK(cudaEventRecord(a->event, stream), rank);
   DUET_CUDA_OK(cudaEventSynchronize(a->event), rank);
-  a->host = host_now();
+  a->host = io::TraceRecorder::now();
   anchor = a;
   return anchor;
 }

@@ -65,27 +65,21 @@ class StagesDrained {
 
 // A step's ops hold the weights fixed — the optimizer updates them after the step — so a
 // backend may keep converted copies of them for the step (kernels::Backend::weights_fixed:
-// the BF16 table casts each weight once per step). Exception-safe: a step that throws ends the
-// stretch too.
+// the BF16 table casts each weight once per step): once per distinct backend of the stages.
 class WeightsFixed {
  public:
   explicit WeightsFixed(std::vector<RankStage>& stages) {
+    std::vector<const kernels::Backend*> seen;
     for (auto& s : stages) {
       const kernels::Backend* b = &s.arena->backend();
-      if (b->weights_fixed && std::find(held_.begin(), held_.end(), b) == held_.end()) {
-        b->weights_fixed(true);
-        held_.push_back(b);
-      }
+      if (std::find(seen.begin(), seen.end(), b) != seen.end()) continue;
+      seen.push_back(b);
+      held_.push_back(std::make_unique<kernels::WeightsFixedScope>(*b));
     }
   }
-  ~WeightsFixed() {
-    for (const kernels::Backend* b : held_) b->weights_fixed(false);
-  }
-  WeightsFixed(const WeightsFixed&) = delete;
-  WeightsFixed& operator=(const WeightsFixed&) = delete;
 
  private:
-  std::vector<const kernels::Backend*> held_;
+  std::vector<std::unique_ptr<kernels::WeightsFixedScope>> held_;
 };
 
 // The GPU time of one op, as an event of the trace's GPU thread of the executor that ran it

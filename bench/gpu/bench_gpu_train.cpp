@@ -196,15 +196,7 @@ struct Trainer {
     arena.zero_grads();
     double loss = 0;
     {
-      struct Fixed {  // as the engine's steps: BF16 weight copies kept for the step
-        const kernels::Backend& b;
-        explicit Fixed(const kernels::Backend& backend) : b(backend) {
-          if (b.weights_fixed) b.weights_fixed(true);
-        }
-        ~Fixed() {
-          if (b.weights_fixed) b.weights_fixed(false);
-        }
-      } fixed(b);
+      kernels::WeightsFixedScope fixed(b);  // as the engine's steps: BF16 weight copies kept for the step
       for (int k = 0; k < shape.micro; ++k) {
         stage.forward(acts, {shape.batch, shape.seq_len, tokens.data(), targets.data(), true}, nullptr);
         loss += stage.loss_sum(acts);
