@@ -74,7 +74,8 @@ ncclConfig_t nccl_config() {
 struct Shared {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;       // the operations, in issue order
-  cudaStream_t copy_stream = nullptr;  // staged results back to the host (never behind stream)
+  cudaStream_t copy_stream = nullptr;  // staging to and from the host (never behind stream)
+  cudaEvent_t staged_in = nullptr;     // under mu: the latest host buffer staged on copy_stream
   int rank = 0, size = 0;
   std::mutex mu;                          // NCCL communicators are not thread-safe
   std::atomic<bool> abort_requested{false};  // read by a thread polling NCCL under mu
@@ -96,6 +97,7 @@ struct Shared {
     }  // aborted: ncclCommAbort freed it already
     if (stream) cudaStreamDestroy(stream);
     if (copy_stream) cudaStreamDestroy(copy_stream);
+    if (staged_in) cudaEventDestroy(staged_in);
   }
 
   // Under mu. Ends every operation of the communicator; `why` is what its requests raise.
@@ -483,9 +485,19 @@ class NcclCommunicator final : public Communicator {
     void* stage(void* p, size_t bytes, bool copy_in, bool copy_out) {
       if (p && (bytes == 0 || !is_host_memory(p))) return p;
       Staged b{p, nullptr, std::max<size_t>(bytes, 4), copy_out && p};
-      DUET_CUDA_OK(cudaMallocAsync(&b.device, b.bytes, s_.stream), s_.rank);
-      if (copy_in && p) DUET_CUDA_OK(cudaMemcpyAsync(b.device, p, bytes, cudaMemcpyHostToDevice, s_.stream), s_.rank);
-      if (!p) DUET_CUDA_OK(cudaMemsetAsync(b.device, 0, b.bytes, s_.stream), s_.rank);
+      if (copy_in && p) {
+        // On the copy stream, which the operations' stream then waits for on the device: CUDA
+        // synchronises a stream before a copy from pageable memory, and the operations' stream
+        // may hold a receive whose sender waits for this very send.
+        if (!s_.staged_in) DUET_CUDA_OK(cudaEventCreateWithFlags(&s_.staged_in, cudaEventDisableTiming), s_.rank);
+        DUET_CUDA_OK(cudaMallocAsync(&b.device, b.bytes, s_.copy_stream), s_.rank);
+        DUET_CUDA_OK(cudaMemcpyAsync(b.device, p, bytes, cudaMemcpyHostToDevice, s_.copy_stream), s_.rank);
+        DUET_CUDA_OK(cudaEventRecord(s_.staged_in, s_.copy_stream), s_.rank);
+        DUET_CUDA_OK(cudaStreamWaitEvent(s_.stream, s_.staged_in, 0), s_.rank);
+      } else {
+        DUET_CUDA_OK(cudaMallocAsync(&b.device, b.bytes, s_.stream), s_.rank);
+        if (!p) DUET_CUDA_OK(cudaMemsetAsync(b.device, 0, b.bytes, s_.stream), s_.rank);
+      }
       staged.push_back(b);
       return b.device;
     }

@@ -534,7 +534,10 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
-  if (!is_device(src)) {  // pageable host memory is read before the call returns, as CUDA does
+  if (!is_device(src)) {
+    // From pageable host memory, as CUDA does it: the stream is synchronised first (its
+    // pending receives included), and the source is read before the call returns.
+    cudaStreamSynchronize(s);
     auto copy = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + bytes);
     s->push([dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });
   } else {
