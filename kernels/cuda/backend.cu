@@ -3,7 +3,6 @@
 // on the calling thread's own default stream (streams.h).
 #include <cuda_runtime.h>
 
-#include <array>
 
 #include "kernels/backend.h"
 #include "kernels/caching_allocator.h"
@@ -122,27 +121,3 @@ const Backend* cuda_bf16_backend() {
 std::string cuda_backend_absent_reason() { return problem(); }
 
 }  // namespace duet::kernels
-
-namespace duet::cuda {
-
-void* scratch(size_t bytes, int slot) {
-  struct Buffer {
-    void* p = nullptr;
-    size_t bytes = 0;
-  };
-  thread_local std::array<Buffer, 6> buffers;
-  Buffer& b = buffers.at(slot);
-  if (b.bytes < bytes) {
-    // Grows to the largest size asked for: after the first step of a run, no more allocations.
-    // Stream-ordered on this thread's stream: the old block goes once the kernels queued
-    // before have used it, and nothing waits for the device (cudaFree would, NCCL's pending
-    // receives included: kernels/cuda/streams.h).
-    if (b.p) CUDA_CHECK(cudaFreeAsync(b.p, cudaStreamPerThread));
-    b.p = nullptr;
-    CUDA_CHECK(cudaMallocAsync(&b.p, bytes, cudaStreamPerThread));
-    b.bytes = bytes;
-  }
-  return b.p;
-}
-
-}  // namespace duet::cuda

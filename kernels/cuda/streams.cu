@@ -1,9 +1,12 @@
-// kernels/cuda/streams.h: per-thread streams, and the allocator's per-block events (a pool,
-// since a run frees and reuses blocks in the thousands while it warms up).
+// kernels/cuda/streams.h: per-thread streams, the allocator's per-block events (a pool,
+// since a run frees and reuses blocks in the thousands while it warms up), and each thread's
+// stream-ordered scratch (common.cuh).
+#include <array>
 #include <mutex>
 #include <vector>
 
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/streams.h"
 
 namespace duet::cuda {
@@ -45,6 +48,26 @@ void mark_record(void* mark) { CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_
 void mark_synchronize(void* mark) { CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(mark))); }
 void mark_destroy(void* mark) {
   if (mark) (void)cudaEventDestroy(static_cast<cudaEvent_t>(mark));  // from destructors: not worth an abort
+}
+
+void* scratch(size_t bytes, int slot) {
+  struct Buffer {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  thread_local std::array<Buffer, 6> buffers;
+  Buffer& b = buffers.at(slot);
+  if (b.bytes < bytes) {
+    // Grows to the largest size asked for: after the first step of a run, no more allocations.
+    // Stream-ordered on this thread's stream: the old block goes once the kernels queued
+    // before have used it, and nothing waits for the device (cudaFree would, NCCL's pending
+    // receives included).
+    if (b.p) CUDA_CHECK(cudaFreeAsync(b.p, cudaStreamPerThread));
+    b.p = nullptr;
+    CUDA_CHECK(cudaMallocAsync(&b.p, bytes, cudaStreamPerThread));
+    b.bytes = bytes;
+  }
+  return b.p;
 }
 
 }  // namespace duet::cuda

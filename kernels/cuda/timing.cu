@@ -23,7 +23,7 @@ struct Timing {
   std::vector<cudaEvent_t> events;  // [2i], [2i + 1]: op i's start and end
   size_t used = 0;
   cudaEvent_t anchor = nullptr;
-  double anchor_host = -1e300;  // the host's time when `anchor` completed
+  double anchor_host = -1e300;  // the host's time just before `anchor` was recorded
   ~Timing() {                   // at thread exit; errors then are not worth an abort
     for (cudaEvent_t e : events) (void)cudaEventDestroy(e);
     if (anchor) (void)cudaEventDestroy(anchor);
@@ -56,9 +56,16 @@ bool timing_begin() {
   t.used = 0;
   if (host_now() - t.anchor_host > kReanchorSeconds) {
     if (!t.anchor) CUDA_CHECK(cudaEventCreate(&t.anchor));
+    // The host's time just before the record, on an idle stream: the device reaches the
+    // record no earlier. So the events placed through it are never later than the device
+    // reached them, nor earlier than the host's readings before the anchor: a span lies within
+    // the host's readings around it (the time after the sync would put it up to the sync's
+    // wake-up later than the host saw it end).
+    CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
+    const double issued = host_now();
     CUDA_CHECK(cudaEventRecord(t.anchor, 0));
     CUDA_CHECK(cudaEventSynchronize(t.anchor));
-    t.anchor_host = host_now();
+    t.anchor_host = issued;
   }
   return true;
 }

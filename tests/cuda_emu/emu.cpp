@@ -6,8 +6,12 @@
 #include <sys/mman.h>
 
 #include <boost/context/fiber.hpp>
+#include <cuda_runtime.h>  // the stand-in (include/)
 
+#include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -188,6 +192,122 @@ void check_shared(const void* kernel, size_t bytes) {
 
 void* dynamic_shared_bytes() { return t_block->memory.data(); }
 
+// ---- streams --------------------------------------------------------------------------------
+
+struct Stream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> work;
+  long queued = 0, done = 0;  // pieces (under mu)
+  bool busy = false;          // a thread runs piece `done` (under mu)
+  bool owner_gone = false;    // a thread's default stream whose thread ended (under mu)
+};
+
+namespace {
+
+std::mutex& registry_mu() {
+  static auto* m = new std::mutex;  // never destroyed: thread-local streams end after main's statics
+  return *m;
+}
+// Every stream whose work may still have to run: cudaDeviceSynchronize runs it all.
+std::vector<StreamRef>& registry() {
+  static auto* r = new std::vector<StreamRef>;
+  return *r;
+}
+
+struct ThreadStream {
+  StreamRef s = std::make_shared<Stream>();
+  ThreadStream() {
+    std::lock_guard lock(registry_mu());
+    auto& r = registry();
+    // Streams of ended threads leave once their work has run.
+    std::erase_if(r, [](const StreamRef& x) {
+      std::lock_guard l(x->mu);
+      return x->owner_gone && x->done == x->queued;
+    });
+    r.push_back(s);
+  }
+  ~ThreadStream() {
+    std::lock_guard lock(s->mu);
+    s->owner_gone = true;
+  }
+};
+
+}  // namespace
+
+StreamRef stream_of(const void* cuda_stream) {
+  // 0 (the legacy stream, per-thread under --default-stream per-thread), 1 (cudaStreamLegacy)
+  // and 2 (cudaStreamPerThread): the calling thread's. The stand-in creates no other streams.
+  if (reinterpret_cast<uintptr_t>(cuda_stream) > 2)
+    throw std::logic_error("emulated CUDA: a stream the emulation did not make");
+  thread_local ThreadStream t;
+  return t.s;
+}
+
+long enqueue(const StreamRef& s, std::function<void()> work) {
+  std::lock_guard lock(s->mu);
+  s->work.push_back(std::move(work));
+  return ++s->queued;
+}
+
+long queued(const StreamRef& s) {
+  std::lock_guard lock(s->mu);
+  return s->queued;
+}
+
+bool reached(const StreamRef& s, long position) {
+  std::lock_guard lock(s->mu);
+  return s->done >= position;
+}
+
+// One thread runs a stream's pieces at a time; others wanting them wait for it. A piece that
+// waits for another stream runs that one's pieces (or waits for the thread running them):
+// no cycle can form, since a wait only names work queued before it.
+void run_until(const StreamRef& s, long position) {
+  std::unique_lock lock(s->mu);
+  while (s->done < position) {
+    if (s->busy) {
+      s->cv.wait(lock);
+      continue;
+    }
+    std::function<void()> piece = std::move(s->work.front());
+    s->work.pop_front();
+    s->busy = true;
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      piece();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    s->busy = false;
+    ++s->done;
+    s->cv.notify_all();
+    if (error) std::rethrow_exception(error);
+  }
+}
+
+namespace {
+[[maybe_unused]] const bool g_hooked = [] {
+  queue_on_thread_stream = [](std::function<void()> reach) -> std::function<void()> {
+    StreamRef s = stream_of(nullptr);
+    const long position = enqueue(s, std::move(reach));
+    return [s, position] { run_until(s, position); };
+  };
+  return true;
+}();
+}  // namespace
+
+void run_all() {
+  std::vector<std::pair<StreamRef, long>> targets;
+  {
+    std::lock_guard lock(registry_mu());
+    for (const StreamRef& s : registry()) targets.push_back({s, queued(s)});
+  }
+  for (auto& [s, position] : targets) run_until(s, position);
+}
+
 void Launch::run(const std::function<void()>& kernel) const {
   const unsigned threads = block_.x * block_.y * block_.z;
   if (threads == 0 || threads > 1024)
@@ -248,25 +368,6 @@ void Launch::run(const std::function<void()>& kernel) const {
 
 }  // namespace duet_emu
 
-namespace duet::cuda_emu {
-
-void* scratch(size_t bytes, int slot) {
-  struct Buffer {
-    void* p = nullptr;
-    size_t bytes = 0;
-    ~Buffer() { std::free(p); }
-  };
-  thread_local Buffer buffers[6];
-  Buffer& b = buffers[slot];
-  if (b.bytes < bytes) {
-    std::free(b.p);
-    b.p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
-    b.bytes = bytes;
-  }
-  return b.p;
-}
-
-}  // namespace duet::cuda_emu
 
 namespace duet::test {
 
@@ -275,13 +376,16 @@ const kernels::Backend& emulated_cuda_backend() {
     kernels::Backend e{};
     e.name = "cuda-emulated";
     // Through a cache with the CUDA backend's hooks (kernels/cuda/streams.cu, translated);
-    // its raw allocator is the heap here.
-    static auto* cache = new kernels::CachingAllocator(
-        [](size_t bytes) { return std::aligned_alloc(256, (bytes + 255) / 256 * 256); }, [](void* p) { std::free(p); },
-        &cuda_emu::block_freed, &cuda_emu::block_reused);
+    // its raw allocator is the emulated device's (device_sync.h).
+    static auto* cache = new kernels::CachingAllocator([](size_t bytes) { return duet_emu::device_alloc(bytes); },
+                                                       [](void* p) { duet_emu::device_free(p); },
+                                                       &cuda_emu::block_freed, &cuda_emu::block_reused);
     e.alloc = [](size_t bytes) { return cache->alloc(bytes); };
     e.free = [](void* p) { cache->free(p); };
-    e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) { std::memcpy(dst, src, n); };
+    // As backend.cu's: a synchronous cudaMemcpy, after this thread's queued work.
+    e.copy_to_host = e.copy_from_host = [](void* dst, const void* src, size_t n) {
+      if (n) cudaMemcpy(dst, src, n, cudaMemcpyDefault);
+    };
     e.synchronize = &cuda_emu::synchronize_thread;  // as backend.cu's: what it waits for matters with NCCL
     e.attention_saved_floats = &cuda_emu::attention_saved_floats;
     e.timing_begin = &cuda_emu::timing_begin;

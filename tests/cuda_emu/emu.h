@@ -8,17 +8,22 @@
 // kernels can sit next to the real ones in one binary).
 //
 // What it checks: the kernels' indexing, masking, tiling and arithmetic — every op against
-// the CPU backend, on machines without a GPU (tests/kernels/backend_ops_test.cpp). What it
-// cannot: device memory semantics, timing, races (threads run one at a time), warp-synchronous
-// code without barriers (each shuffle here is a barrier of the warp's live threads), and
-// anything of cuBLAS beyond the column-major contract (include/cublas_v2.h). A GPU run is
-// still what checks the kernels on the device.
+// the CPU backend, on machines without a GPU (tests/kernels/backend_ops_test.cpp) — and the
+// order of work on streams: a launch, a cuBLAS call, an async copy, set or free is queued on
+// its stream and runs only when something waits for it (below), so a host read without a
+// wait, or a kernel on one thread's stream using another's output without an event, gets the
+// wrong values here instead of usually the right ones on a GPU. What it cannot: device memory
+// semantics beyond that, timing, races between the threads of a kernel (they run one at a
+// time), warp-synchronous code without barriers (each shuffle here is a barrier of the warp's
+// live threads), and anything of cuBLAS beyond the column-major contract
+// (include/cublas_v2.h). A GPU run is still what checks the kernels on the device.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <type_traits>
 
 struct dim3 {
@@ -59,23 +64,42 @@ T shuffle(T v, int src_lane) {
   return r;
 }
 
-// `grid` blocks of `block` threads, `shared` bytes of dynamic shared memory; the stream is
-// ignored (every launch runs to completion before it returns).
+// Streams: the device as slow as it may be. Work queued on a stream runs in queue order, but
+// only when a host thread waits for it (a stream or event synchronize, a synchronous copy,
+// cudaDeviceSynchronize) or another stream's work does (cudaStreamWaitEvent) — on the thread
+// that waits. So results are deterministic, and a missing wait shows as stale values, not as
+// a rare race. A host thread's default stream (stream 0 and cudaStreamPerThread: the kernels
+// are built with --default-stream per-thread) outlives the thread until its work has run.
+struct Stream;
+using StreamRef = std::shared_ptr<Stream>;
+StreamRef stream_of(const void* cuda_stream);
+// Queues `work`; returns the stream's position after it (pieces queued so far).
+long enqueue(const StreamRef& s, std::function<void()> work);
+long queued(const StreamRef& s);
+bool reached(const StreamRef& s, long position);  // the first `position` pieces have run
+void run_until(const StreamRef& s, long position);  // runs them, rethrowing a piece's exception
+void run_all();  // every stream's work queued so far
+
+// `grid` blocks of `block` threads, `shared` bytes of dynamic shared memory, on `stream`.
 class Launch {
  public:
   Launch(dim3 grid, dim3 block, size_t shared = 0, const void* stream = nullptr)
-      : grid_(grid), block_(block), shared_(shared) {}
+      : grid_(grid), block_(block), shared_(shared), stream_(stream) {}
+  // Runs the kernel now, to its end (the emulation's own tests).
   void run(const std::function<void()>& kernel) const;
-  // kernel(args...) in every thread, the arguments evaluated once (as a launch does).
+  // kernel(args...) in every thread, queued on the stream: the arguments evaluated once, now,
+  // and the launch's configuration checked now (as a launch does).
   template <class Kernel, class... Args>
   void call(Kernel kernel, Args... args) const {
     if constexpr (std::is_pointer_v<Kernel>) check_shared(reinterpret_cast<const void*>(kernel), shared_);
-    run([&] { kernel(args...); });
+    const Launch self = *this;
+    enqueue(stream_of(stream_), [self, kernel, args...] { self.run([&] { kernel(args...); }); });
   }
 
  private:
   dim3 grid_, block_;
   size_t shared_;
+  const void* stream_;
 };
 
 }  // namespace duet_emu

@@ -27,6 +27,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -663,6 +664,42 @@ TEST(BackendTable, CudaReductionsAreDeterministic) {
   for (float x : host) ref += (double)x * x;
   EXPECT_NEAR(first, ref, 1e-9 * ref);
   cuda->free(g);
+}
+
+// While weights are held fixed, a weight's BF16 copy is cast on the stream of the thread that
+// uses it first, and another thread's kernels read it after that cast (an event the other
+// stream waits for), without a host wait. The emulated streams run work only when something
+// waits for it (tests/cuda_emu/emu.h), so a missing wait reads the copy before its cast.
+TEST(EmulatedStreams, ABf16WeightCopyCastOnOneThreadIsReadOnAnotherAfterTheCast) {
+  const Backend& b = duet::test::emulated_cuda_bf16_backend();
+  const int N = 8, I = 16, O = 24;
+  std::vector<float> x(N * I), w(O * I);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37 * i);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = std::cos(0.11 * i);
+  auto put = [&](const std::vector<float>& h) {
+    auto* d = static_cast<float*>(b.alloc(h.size() * sizeof(float)));
+    b.copy_from_host(d, h.data(), h.size() * sizeof(float));
+    return d;
+  };
+  auto get = [&](const float* d, size_t n) {
+    std::vector<float> h(n);
+    b.copy_to_host(h.data(), d, n * sizeof(float));
+    return h;
+  };
+  float *dx = put(x), *dw = put(w), *ya = put(std::vector<float>(N * O)), *yb = put(std::vector<float>(N * O));
+  b.linear_forward(ya, dx, dw, N, I, O);  // cast at the call: the reference
+  const std::vector<float> want = get(ya, N * O);
+  {
+    duet::kernels::WeightsFixedScope fixed(b);
+    std::thread([&] { b.linear_forward(ya, dx, dw, N, I, O); }).join();  // casts; its stream has not run
+    std::thread([&] {
+      b.linear_forward(yb, dx, dw, N, I, O);  // the kept copy
+      b.synchronize();
+    }).join();
+  }
+  EXPECT_EQ(get(yb, N * O), want);
+  EXPECT_EQ(get(ya, N * O), want);
+  for (float* p : {dx, dw, ya, yb}) b.free(p);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "tests/cuda_emu/include/cuda_runtime.h"  // the stand-in: cudaFuncSetAttribute
@@ -105,6 +106,7 @@ TEST(CudaEmulation, MoreThan48KiBOfSharedMemoryMustBeAllowedFirst) {
   EXPECT_THROW(duet_emu::Launch(1, 32, bytes).call(&big_shared_kernel, out.data()), std::logic_error);
   cudaFuncSetAttribute(&big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
   duet_emu::Launch(1, 32, bytes).call(&big_shared_kernel, out.data());
+  cudaStreamSynchronize(cudaStreamPerThread);
   EXPECT_EQ(out[5], 1.0f);
   EXPECT_THROW(duet_emu::Launch(1, 32, 300 * 1024).call(&big_shared_kernel, out.data()), std::logic_error);
 }
@@ -114,7 +116,55 @@ TEST(CudaEmulation, LaunchArgumentsAreEvaluatedOnce) {
   auto kernel = [&](int v) { sum += v; };
   duet_emu::Launch(2, 64).call(kernel, (++evaluated, 3));
   EXPECT_EQ(evaluated, 1);
+  cudaStreamSynchronize(cudaStreamPerThread);
+  EXPECT_EQ(evaluated, 1);
   EXPECT_EQ(sum, 2 * 64 * 3);
+}
+
+void add_kernel(float* x, float v) { x[threadIdx.x] += v; }
+
+// The device as slow as it may be: queued work runs when something waits for it, so a read
+// without the wait sees the values from before — what a GPU shows only now and then.
+TEST(CudaEmulation, QueuedWorkRunsOnlyWhenWaitedFor) {
+  std::vector<float> x(32, 1.0f);
+  duet_emu::Launch(1, 32).call(&add_kernel, x.data(), 2.0f);
+  EXPECT_EQ(x[7], 1.0f);  // not yet
+  x[7] = 10.0f;           // the host writes after the launch: the kernel sees it
+  float out = 0;
+  cudaMemcpy(&out, &x[7], sizeof out, cudaMemcpyDeviceToHost);  // synchronous: after the kernel
+  EXPECT_EQ(out, 12.0f);
+
+  cudaEvent_t e = nullptr;
+  cudaEventCreate(&e);
+  duet_emu::Launch(1, 32).call(&add_kernel, x.data(), 1.0f);
+  cudaEventRecord(e, cudaStreamPerThread);
+  duet_emu::Launch(1, 32).call(&add_kernel, x.data(), 100.0f);
+  cudaEventSynchronize(e);  // the work before the record, not after
+  EXPECT_EQ(x[0], 4.0f);
+  cudaStreamSynchronize(cudaStreamPerThread);
+  EXPECT_EQ(x[0], 104.0f);
+  cudaEventDestroy(e);
+}
+
+// Another thread's stream waits on the device for an event: its work runs after the work
+// before the event, whoever waits. Without the wait it runs first and reads the old value.
+TEST(CudaEmulation, AStreamWaitsForAnotherThreadsEventOnlyWhenTold) {
+  for (bool wait : {true, false}) {
+    std::vector<float> x(32, 1.0f), y(32, 0.0f);
+    cudaEvent_t e = nullptr;
+    cudaEventCreate(&e);
+    duet_emu::Launch(1, 32).call(&add_kernel, x.data(), 2.0f);  // x = 3, on this thread's stream
+    cudaEventRecord(e, cudaStreamPerThread);
+    std::thread([&] {
+      if (wait) cudaStreamWaitEvent(cudaStreamPerThread, e, 0);
+      cudaMemcpyAsync(y.data(), x.data(), sizeof(float) * 32, cudaMemcpyDeviceToDevice, cudaStreamPerThread);
+      cudaStreamSynchronize(cudaStreamPerThread);
+    }).join();
+    EXPECT_EQ(y[3], wait ? 3.0f : 1.0f) << "wait " << wait;
+    cudaStreamSynchronize(cudaStreamPerThread);
+    EXPECT_EQ(x[3], 3.0f);
+    cudaEventDestroy(e);
+  }
 }
 
 }  // namespace

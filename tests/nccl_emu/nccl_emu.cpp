@@ -95,18 +95,32 @@ void device_synchronize() {
   }
 }
 
+void* allocate(size_t bytes);  // "device" memory, below
+void release(void* p);
 [[maybe_unused]] const bool g_hooked = [] {
   duet_emu::device_synchronize_hook = &device_synchronize;
+  duet_emu::device_alloc_hook = [](size_t bytes) -> void* { return allocate(bytes); };
+  duet_emu::device_free_hook = [](void* p) { release(p); };
   return true;
 }();
 
 // An event: the number of its latest record, the latest its stream has reached, and when (the
 // host's steady clock, seconds).
+// `progress`: for a record on cudaStreamPerThread with the kernels' emulation linked, what
+// makes that stream get there (it runs its work only when waited for: tests/cuda_emu/emu.h).
 struct Event {
   std::atomic<long> recorded{0};
   std::shared_ptr<std::atomic<long>> reached = std::make_shared<std::atomic<long>>(0);
   std::shared_ptr<std::atomic<double>> when = std::make_shared<std::atomic<double>>(0);
+  std::shared_ptr<const std::function<void()>> progress;  // the latest record's
 };
+
+// Waits until `reached` gets to `target`, making `progress` first.
+void wait_reached(const std::shared_ptr<const std::function<void()>>& progress,
+                  const std::shared_ptr<std::atomic<long>>& reached, long target) {
+  if (progress && *progress) (*progress)();
+  while (reached->load() < target) std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
 
 // ---- "device" memory: host memory allocated here ---------------------------------------
 
@@ -119,7 +133,7 @@ std::map<const char*, size_t>& allocations() {
   return *a;
 }
 void* allocate(size_t bytes) {
-  void* p = std::malloc(std::max<size_t>(bytes, 1));
+  void* p = std::aligned_alloc(256, std::max<size_t>((bytes + 255) / 256 * 256, 256));
   std::lock_guard lock(memory_mu());
   allocations()[(const char*)p] = bytes;
   return p;
@@ -487,25 +501,28 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     when->store(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
     reached->store(target);
   };
-  if (s == cudaStreamPerThread)
-    reach();  // the emulated kernels before it have run already
-  else
+  if (s == cudaStreamPerThread) {  // the compute kernels' stream (tests/cuda_emu)
+    if (duet_emu::queue_on_thread_stream)
+      e->progress = std::make_shared<const std::function<void()>>(duet_emu::queue_on_thread_stream(reach));
+    else
+      reach(), e->progress = nullptr;
+  } else {
     s->push(reach);
+    e->progress = nullptr;
+  }
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
   ++g_stream_waits;
   const long target = e->recorded.load();
-  s->push([reached = e->reached, target] {
-    while (reached->load() < target) std::this_thread::sleep_for(std::chrono::microseconds(20));
-  });
+  s->push([progress = e->progress, reached = e->reached, target] { wait_reached(progress, reached, target); });
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t e) {
   return e->reached->load() >= e->recorded.load() ? cudaSuccess : cudaErrorNotReady;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
-  while (cudaEventQuery(e) != cudaSuccess) std::this_thread::sleep_for(std::chrono::microseconds(20));
+  wait_reached(e->progress, e->reached, e->recorded.load());
   return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {

@@ -17,8 +17,8 @@ constexpr cudaError_t cudaErrorNotReady = 600;
 using cudaStream_t = duet_nccl_emu::Stream*;
 using cudaEvent_t = duet_nccl_emu::Event*;
 constexpr unsigned cudaStreamNonBlocking = 1;
-// The calling thread's stream: the compute kernels', which the host emulation of the kernels
-// (tests/cuda_emu) runs to completion at launch — an event recorded there is reached at once.
+// The calling thread's stream: the compute kernels'. An event recorded there is queued on the
+// kernels' emulation's stream (tests/cuda_emu/device_sync.h), or reached at once without it.
 inline cudaStream_t const cudaStreamPerThread = reinterpret_cast<cudaStream_t>(0x2);
 constexpr unsigned cudaEventDisableTiming = 2;
 constexpr unsigned cudaMemAttachGlobal = 1;
