@@ -2,6 +2,7 @@
 // Stage and AdamW refuse a backend that lacks an op they call (rather than crash on nullptr).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -234,6 +235,41 @@ TEST(Stage, OutputsLeftOnTheDeviceEndWithAMarkThatAnotherThreadWaitsFor) {
     EXPECT_EQ(syncs, 3 + 1);
     EXPECT_EQ(records, 0);
   }
+  duet::kernels::set_compute_backend(duet::kernels::cpu_backend());
+}
+
+// The same hand-over on the CUDA backend's code, whose emulated streams run work only when
+// something waits for it (tests/cuda_emu/emu.h): the forward's last kernels are still queued
+// on this thread's stream when the input backward starts on another thread, and that op's
+// kernels are queued on the other's when the weight pass starts here. Each op's wait for the
+// previous one's mark keeps the gradients bit-identical to running every op on one thread.
+TEST(Stage, OpsHandedToAnotherThreadsStreamGiveTheSameGradientsOnTheCudaCode) {
+  const Backend& emulated = duet::test::emulated_cuda_backend();
+  duet::kernels::set_compute_backend(emulated);
+  auto gradients = [](bool hand_over) {
+    ModelConfig cfg = small_config();
+    cfg.d_model = 16, cfg.heads = 2, cfg.layers = 3;  // heads of 8; two MoE layers
+    ParamArena arena(model_tensor_specs(cfg));
+    init_parameters(arena, cfg, 1);
+    arena.zero_grads();
+    Stage stage(cfg, StageRange::whole_model(cfg), arena);
+    std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8}, targets = {2, 3, 4, 5, 6, 7, 8, 9};
+    StageActivations a;
+    stage.set_outputs_read_on_host(false);
+    stage.forward(a, {2, 4, tokens.data(), targets.data(), true}, nullptr);
+    if (hand_over)
+      std::thread([&] { stage.backward_input(a, nullptr, 1.0f / 8); }).join();
+    else
+      stage.backward_input(a, nullptr, 1.0f / 8);
+    stage.backward_weight(a);
+    stage.wait_pending();
+    std::vector<float> g(arena.grads().size());
+    arena.backend().copy_to_host(g.data(), arena.grads().data(), g.size() * sizeof(float));
+    return g;
+  };
+  const std::vector<float> one_thread = gradients(false);
+  EXPECT_GT(*std::max_element(one_thread.begin(), one_thread.end()), 0.0f);
+  EXPECT_EQ(gradients(true), one_thread);
   duet::kernels::set_compute_backend(duet::kernels::cpu_backend());
 }
 
