@@ -74,7 +74,7 @@ ncclConfig_t nccl_config() {
 struct Shared {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;       // the operations, in issue order
-  cudaStream_t copy_stream = nullptr;  // staging to and from the host (never behind stream)
+  cudaStream_t copy_stream = nullptr;  // staging to and from the host (never waits for stream)
   cudaEvent_t staged_in = nullptr;     // under mu: the latest host buffer staged on copy_stream
   int rank = 0, size = 0;
   std::mutex mu;                          // NCCL communicators are not thread-safe
@@ -264,7 +264,12 @@ class NcclRequest final : public RequestState {
         DUET_CUDA_OK(cudaMemcpyAsync(b.host, b.device, b.bytes, cudaMemcpyDeviceToHost, s_->copy_stream), s_->rank);
         DUET_CUDA_OK(cudaStreamSynchronize(s_->copy_stream), s_->rank);
       }
-      cudaFreeAsync(b.device, s_->stream);
+      // On the copy stream: the host has seen the operation end. Freed on the operations'
+      // stream, a block could go back to the pool behind a pending receive there, and the pool
+      // may hand it to the next copy in on the copy stream with a wait for that stream (its
+      // default reuse across streams): the copy stream would then be behind a receive again.
+      // After an abort the operation's end is not known: its stream orders the free.
+      cudaFreeAsync(b.device, s_->aborted ? s_->stream : s_->copy_stream);
     }
     staged_.clear();
     return true;
@@ -487,8 +492,8 @@ class NcclCommunicator final : public Communicator {
       Staged b{p, nullptr, std::max<size_t>(bytes, 4), copy_out && p};
       if (copy_in && p) {
         // On the copy stream, which the operations' stream then waits for on the device: CUDA
-        // synchronises a stream before a copy from pageable memory, and the operations' stream
-        // may hold a receive whose sender waits for this very send.
+        // may synchronise a stream before a copy from pageable memory (to stage it), and the
+        // operations' stream may hold a receive whose sender waits for this very send.
         if (!s_.staged_in) DUET_CUDA_OK(cudaEventCreateWithFlags(&s_.staged_in, cudaEventDisableTiming), s_.rank);
         DUET_CUDA_OK(cudaMallocAsync(&b.device, b.bytes, s_.copy_stream), s_.rank);
         DUET_CUDA_OK(cudaMemcpyAsync(b.device, p, bytes, cudaMemcpyHostToDevice, s_.copy_stream), s_.rank);

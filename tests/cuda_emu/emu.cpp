@@ -201,6 +201,7 @@ struct Stream {
   long queued = 0, done = 0;  // pieces (under mu)
   bool busy = false;          // a thread runs piece `done` (under mu)
   bool owner_gone = false;    // a thread's default stream whose thread ended (under mu)
+  std::exception_ptr error;   // the first piece that threw: every later wait rethrows it (under mu)
 };
 
 namespace {
@@ -266,6 +267,9 @@ bool reached(const StreamRef& s, long position) {
 void run_until(const StreamRef& s, long position) {
   std::unique_lock lock(s->mu);
   while (s->done < position) {
+    // Sticky, as a CUDA context's errors: the stream runs nothing more, and every thread that
+    // waits for it learns why (an NCCL stream's worker waiting here ends the process with it).
+    if (s->error) std::rethrow_exception(s->error);
     if (s->busy) {
       s->cv.wait(lock);
       continue;
@@ -283,9 +287,10 @@ void run_until(const StreamRef& s, long position) {
     lock.lock();
     s->busy = false;
     ++s->done;
+    if (error && !s->error) s->error = error;
     s->cv.notify_all();
-    if (error) std::rethrow_exception(error);
   }
+  if (s->error) std::rethrow_exception(s->error);
 }
 
 namespace {
@@ -308,10 +313,15 @@ void run_all() {
   for (auto& [s, position] : targets) run_until(s, position);
 }
 
-void Launch::run(const std::function<void()>& kernel) const {
-  const unsigned threads = block_.x * block_.y * block_.z;
+void check_block(dim3 block) {
+  const unsigned threads = block.x * block.y * block.z;
   if (threads == 0 || threads > 1024)
     throw std::invalid_argument("emulated launch: a block of " + std::to_string(threads) + " threads");
+}
+
+void Launch::run(const std::function<void()>& kernel) const {
+  check_block(block_);
+  const unsigned threads = block_.x * block_.y * block_.z;
   thread_local Stacks stacks;
   Block block;
   block.kernel = &kernel;

@@ -47,6 +47,7 @@ void* dynamic_shared_bytes();
 constexpr size_t kDefaultSharedBytes = 48 * 1024, kMaxSharedBytes = 227 * 1024;
 void allow_shared(const void* kernel, int bytes);
 void check_shared(const void* kernel, size_t bytes);  // throws std::logic_error
+void check_block(dim3 block);  // 1 to 1024 threads, else throws std::invalid_argument
 
 template <class T>
 T* dynamic_shared() {
@@ -77,7 +78,9 @@ StreamRef stream_of(const void* cuda_stream);
 long enqueue(const StreamRef& s, std::function<void()> work);
 long queued(const StreamRef& s);
 bool reached(const StreamRef& s, long position);  // the first `position` pieces have run
-void run_until(const StreamRef& s, long position);  // runs them, rethrowing a piece's exception
+// Runs them. A piece that throws stops the stream for good: this and every later wait rethrow
+// its exception (a kernel's error is sticky, as on a device).
+void run_until(const StreamRef& s, long position);
 void run_all();  // every stream's work queued so far
 
 // `grid` blocks of `block` threads, `shared` bytes of dynamic shared memory, on `stream`.
@@ -91,6 +94,7 @@ class Launch {
   // and the launch's configuration checked now (as a launch does).
   template <class Kernel, class... Args>
   void call(Kernel kernel, Args... args) const {
+    check_block(block_);
     if constexpr (std::is_pointer_v<Kernel>) check_shared(reinterpret_cast<const void*>(kernel), shared_);
     const Launch self = *this;
     enqueue(stream_of(stream_), [self, kernel, args...] { self.run([&] { kernel(args...); }); });

@@ -686,20 +686,27 @@ TEST(EmulatedStreams, ABf16WeightCopyCastOnOneThreadIsReadOnAnotherAfterTheCast)
     b.copy_to_host(h.data(), d, n * sizeof(float));
     return h;
   };
-  float *dx = put(x), *dw = put(w), *ya = put(std::vector<float>(N * O)), *yb = put(std::vector<float>(N * O));
-  b.linear_forward(ya, dx, dw, N, I, O);  // cast at the call: the reference
-  const std::vector<float> want = get(ya, N * O);
+  const std::vector<float> zeros(N * O, 0.0f);
+  float *dx = put(x), *dw = put(w), *y = put(zeros), *ya = put(zeros), *yb = put(zeros);
+  b.linear_forward(y, dx, dw, N, I, O);  // cast at the call: the reference
+  const std::vector<float> want = get(y, N * O);
+  void* a_done = b.mark_create();
   {
     duet::kernels::WeightsFixedScope fixed(b);
-    std::thread([&] { b.linear_forward(ya, dx, dw, N, I, O); }).join();  // casts; its stream has not run
+    std::thread([&] {
+      b.linear_forward(ya, dx, dw, N, I, O);  // casts; its stream has not run
+      b.mark_record(a_done);
+    }).join();
     std::thread([&] {
       b.linear_forward(yb, dx, dw, N, I, O);  // the kept copy
       b.synchronize();
     }).join();
   }
   EXPECT_EQ(get(yb, N * O), want);
+  b.mark_synchronize(a_done);  // the first thread's own product, after its cast
   EXPECT_EQ(get(ya, N * O), want);
-  for (float* p : {dx, dw, ya, yb}) b.free(p);
+  b.mark_destroy(a_done);
+  for (float* p : {dx, dw, y, ya, yb}) b.free(p);
 }
 
 }  // namespace

@@ -167,4 +167,23 @@ TEST(CudaEmulation, AStreamWaitsForAnotherThreadsEventOnlyWhenTold) {
   }
 }
 
+// A queued kernel's error reaches whoever waits, and stays: the stream runs nothing after it
+// and every later wait says so again, as a device's sticky errors do. A block of more than
+// 1024 threads is refused at the launch. (On a thread of its own: its stream is spoilt.)
+TEST(CudaEmulation, AQueuedKernelsErrorIsStickyAndABadBlockIsRefusedAtLaunch) {
+  std::thread([] {
+    std::vector<float> x(32, 1.0f);
+    EXPECT_THROW(duet_emu::Launch(1, 2048).call(&add_kernel, x.data(), 1.0f), std::invalid_argument);
+    auto failing = [](float* p) {
+      if (threadIdx.x == 3) throw std::runtime_error("kernel fault");
+      p[threadIdx.x] += 1.0f;
+    };
+    duet_emu::Launch(1, 32).call(failing, x.data());
+    duet_emu::Launch(1, 32).call(&add_kernel, x.data(), 5.0f);
+    EXPECT_THROW(cudaStreamSynchronize(cudaStreamPerThread), std::runtime_error);
+    EXPECT_THROW(cudaStreamSynchronize(cudaStreamPerThread), std::runtime_error);
+    EXPECT_EQ(x[10], 1.0f);  // the block stopped at its error, and the next kernel never ran
+  }).join();
+}
+
 }  // namespace
