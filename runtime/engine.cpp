@@ -293,6 +293,7 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
   WeightsFixed fixed(stages_);
   OutputsOnDevice on_device(stages_, device_ordered_);
   StagesDrained drained(stages_);  // destroyed first: waits before the other two end
+  mb_loss_.assign((size_t)dirs_ * microbatches_per_dir_, 0.0);
   post_receives();
   if (opt_.overlap) {
     run_overlapped(stage_done, st);
@@ -307,6 +308,12 @@ StepStats PipelineEngine::run_step(int step, const std::function<void(int)>& sta
         if (last_backward_op_[d] == (int)k && stage_done) stage_done(d);
     }
   }
+  for (int d = 0; d < dirs_; ++d)
+    for (int mb = 0; mb < microbatches_per_dir_; ++mb) {
+      const double loss = mb_loss_[(size_t)d * microbatches_per_dir_ + mb];
+      if (!std::isfinite(loss) && st.nonfinite_mb < 0) st.nonfinite_dir = d, st.nonfinite_mb = mb;
+      st.loss_sum += loss;
+    }
   const auto t0 = Clock::now();
   if (sends_) sends_->wait_all();
   st.wait_s += since(t0);
@@ -409,9 +416,8 @@ void PipelineEngine::run_overlapped(const std::function<void(int)>& stage_done, 
     std::terminate();
   }
   second_->finish();
-  st.loss_sum += other.loss_sum, st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;
+  st.wait_s += other.wait_s, st.core_wait_s += other.core_wait_s;  // losses: mb_loss_
   st.cpu_s += other.cpu_s;
-  if (st.nonfinite_mb < 0) st.nonfinite_dir = other.nonfinite_dir, st.nonfinite_mb = other.nonfinite_mb;
   st.executors = 2;
 }
 
@@ -478,8 +484,7 @@ void PipelineEngine::forward(RankStage& s, int mb, StepStats& st) {
     int poisoned = mb;
     if (poison_mb_.load() == mb && poison_mb_.compare_exchange_strong(poisoned, -1))
       loss = std::numeric_limits<double>::quiet_NaN();
-    if (!std::isfinite(loss) && st.nonfinite_mb < 0) st.nonfinite_dir = s.dir, st.nonfinite_mb = mb;
-    st.loss_sum += loss;
+    mb_loss_[(size_t)s.dir * microbatches_per_dir_ + mb] = loss;  // one forward per slot
   } else
     deliver(kActivation, s.model->output(a), s.dir, mb);
 }

@@ -55,7 +55,8 @@ struct StepStats {
   // of the cores it shares. (The progress thread's sends are not in it.)
   double cpu_s = 0;
   int executors = 1;    // threads that ran ops (2 with overlap)
-  // The first micro-batch whose loss came out non-finite on this rank (last stages only).
+  // The first micro-batch (in direction, then micro-batch order) whose loss came out
+  // non-finite on this rank (last stages only).
   int nonfinite_dir = -1, nonfinite_mb = -1;
   long messages = 0;    // point-to-point sends and all-to-alls this rank issued
 };
@@ -129,6 +130,10 @@ class PipelineEngine {
   Baton& baton_;
   io::TraceRecorder* trace_;
   int microbatches_per_dir_, dirs_;
+  // This step's loss per (direction, micro-batch), summed in that order at the step's end:
+  // with overlap either executor may run a micro-batch's forward, and a sum in the order they
+  // finish would change in its last bits from run to run.
+  std::vector<double> mb_loss_;
   int activation_floats_;  // one micro-batch's activations (or their gradient): B·T·C
   int stamp_ = 0;          // floats of send time after each message (comm_delay_us > 0)
   // Sends ordered on the device (every channel orders sends by device work, the stages'
