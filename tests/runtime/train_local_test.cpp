@@ -28,16 +28,19 @@ using namespace duet;
 
 namespace {
 
-std::vector<double> losses(const fs::path& metrics) {
+// The values of `key` in a run's metrics.jsonl, step by step ("loss": every logged step;
+// "val_loss": the steps that validated, the last one included).
+std::vector<double> metric(const fs::path& metrics, const std::string& key) {
   std::ifstream in(metrics);
   std::vector<double> out;
-  const std::regex re("\"loss\":([-0-9.eE+]+)");
+  const std::regex re("\"" + key + "\":([-0-9.eE+]+)");
   for (std::string line; std::getline(in, line);) {
     std::smatch m;
     if (std::regex_search(line, m, re)) out.push_back(std::stod(m[1]));
   }
   return out;
 }
+std::vector<double> losses(const fs::path& metrics) { return metric(metrics, "loss"); }
 
 fs::path local_run_dir(const std::string& name) { return fs::temp_directory_path() / "duet-train-local" / name; }
 
@@ -163,6 +166,15 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWh
     const long host2 = host_waits;
     ASSERT_EQ(local.size(), 2u);
     EXPECT_EQ(over_nccl, local);
+    // Validation reads the stages' outputs on the host too: on the CPU's kernels the same
+    // losses within the CUDA code's rounding (a missing wait would read stale values).
+    const auto cpu = train_local("emu-cpu-" + schedule, with, &kernels::cpu_backend());
+    const auto val = metric(local_run_dir("emu-nccl-" + schedule) / "metrics.jsonl", "val_loss"),
+               cpu_val = metric(local_run_dir("emu-cpu-" + schedule) / "metrics.jsonl", "val_loss");
+    ASSERT_EQ(val.size(), 1u);
+    ASSERT_EQ(cpu_val.size(), 1u);
+    EXPECT_NEAR(val[0], cpu_val[0], 1e-4 * cpu_val[0]);
+    for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(local[i], cpu[i], 1e-4 * cpu[i]) << "step " << i + 1;
     // Over NCCL the sends wait for their producer's kernels on the device (an event per
     // send), not on the host: 2 steps × 8 micro-batches, an activation one way and a
     // gradient the other, and so forward and input backward end without a host wait — at
