@@ -1,7 +1,9 @@
 #include "kernels/caching_allocator.h"
 
+#include <cstdio>
 #include <new>
 #include <stdexcept>
+#include <string>
 
 namespace duet::kernels {
 
@@ -17,16 +19,28 @@ size_t size_class(size_t bytes) {
 CachingAllocator::~CachingAllocator() { release_cached(); }
 
 void* CachingAllocator::raw(size_t bytes) {
-  void* p = nullptr;
-  try {
-    p = raw_alloc_(bytes);
-  } catch (const std::bad_alloc&) {
-    p = nullptr;
-  }
+  auto within_cap = [&] { return stats_.live_bytes + stats_.cached_bytes + bytes <= cap_; };
+  auto attempt = [&]() -> void* {
+    if (!within_cap()) return nullptr;
+    try {
+      return raw_alloc_(bytes);
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+  };
+  void* p = attempt();
   if (!p) {  // out of memory: give the cache back and try once more
     give_back_cache();
-    p = raw_alloc_(bytes);
-    if (!p) throw std::bad_alloc();
+    p = attempt();
+    if (!p) {
+      auto gib = [](size_t b) {
+        char s[32];
+        std::snprintf(s, sizeof s, "%.2f GiB", b / 1073741824.0);
+        return std::string(s);
+      };
+      throw OutOfMemory("out of memory: " + gib(bytes) + " asked with " + gib(stats_.live_bytes) + " in use; " +
+                        (within_cap() ? std::string("the raw allocator refused") : "the cap is " + gib(cap_)));
+    }
   }
   ++stats_.raw_allocs;
   return p;

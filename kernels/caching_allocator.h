@@ -10,8 +10,11 @@
 // returned to it and the request is tried once more. Thread-safe.
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <mutex>
+#include <new>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -19,6 +22,17 @@ namespace duet::kernels {
 
 // The class `bytes` falls in: the smallest class size ≥ bytes.
 size_t size_class(size_t bytes);
+
+// What alloc throws when neither the raw allocator nor the cap leaves room, the cache given
+// back: the size asked for and what the allocator held, in its message.
+class OutOfMemory : public std::bad_alloc {
+ public:
+  explicit OutOfMemory(std::string what) : what_(std::move(what)) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  std::string what_;
+};
 
 class CachingAllocator {
  public:
@@ -34,8 +48,13 @@ class CachingAllocator {
   // allocator (the CUDA backend waits for the event, not for the whole device: runtime/
   // comm_nccl.h's receives may be pending there). After warm-up a run asks for no memory
   // (model/buffers.h), so this costs nothing in steady state.
-  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, OnFree on_free = nullptr, BeforeReuse before_reuse = nullptr)
-      : raw_alloc_(raw_alloc), raw_free_(raw_free), on_free_(on_free), before_reuse_(before_reuse) {}
+  //
+  // `cap`: the most bytes it holds from the raw allocator (live and cached), for raw memory that
+  // does not run out by itself — CUDA's managed memory pages to the host past the device's, and
+  // asking for more than the card has can hang it (kernels/cuda/backend.cu).
+  CachingAllocator(RawAlloc raw_alloc, RawFree raw_free, OnFree on_free = nullptr, BeforeReuse before_reuse = nullptr,
+                   size_t cap = SIZE_MAX)
+      : raw_alloc_(raw_alloc), raw_free_(raw_free), on_free_(on_free), before_reuse_(before_reuse), cap_(cap) {}
   ~CachingAllocator();  // returns the cached blocks; live ones are their owners' to free
   CachingAllocator(const CachingAllocator&) = delete;
   CachingAllocator& operator=(const CachingAllocator&) = delete;
@@ -57,6 +76,7 @@ class CachingAllocator {
   RawFree raw_free_;
   OnFree on_free_;
   BeforeReuse before_reuse_;
+  size_t cap_;
   mutable std::mutex mu_;
   struct Cached {
     void* block;

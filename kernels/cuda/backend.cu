@@ -3,6 +3,7 @@
 // on the calling thread's own default stream (streams.h).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 
 #include "kernels/backend.h"
 #include "kernels/caching_allocator.h"
@@ -37,9 +38,22 @@ void managed_free(void* p) { CUDA_CHECK(cudaFree(p)); }
 // freed block may still be in use by kernels queued before the free (the host zero-fills a
 // grown buffer at once): handing it out again waits for the freeing thread's stream to get
 // past the free (kernels/cuda/streams.h) — not for the device, where NCCL may be waiting.
+//
+// Managed memory does not run out by itself: past the device's it pages to the host, and a
+// program that asks for more than the card has free can hang the GPU, not only itself. So the
+// cache holds at most the device memory free when it is made, less a reserve for what
+// allocates beside it (each thread's stream-ordered scratch, the BF16 weight copies — 2 bytes
+// per parameter —, cuBLAS and NCCL): a tenth of the card, at least 4 GiB. Past that an
+// allocation fails with kernels::OutOfMemory, which says so.
+size_t managed_cap() {
+  size_t free = 0, total = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  const size_t reserve = std::max(total / 10, (size_t)4 << 30);
+  return free > reserve ? free - reserve : 0;
+}
 CachingAllocator& cache() {
   static CachingAllocator* c = new CachingAllocator(&managed_alloc, &managed_free, &cuda::block_freed,
-                                                    &cuda::block_reused);  // outlives every buffer
+                                                    &cuda::block_reused, managed_cap());  // outlives every buffer
   return *c;
 }
 void* device_alloc(size_t bytes) { return cache().alloc(bytes); }

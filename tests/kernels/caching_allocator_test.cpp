@@ -6,6 +6,7 @@
 #include <new>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/caching_allocator.h"
@@ -13,6 +14,7 @@
 namespace {
 
 using duet::kernels::CachingAllocator;
+using duet::kernels::OutOfMemory;
 using duet::kernels::size_class;
 
 long g_raw_live = 0;
@@ -119,6 +121,33 @@ TEST(CachingAllocator, OutOfMemoryReturnsTheCacheAndRetriesOnce) {
   EXPECT_THROW(c.alloc(200000), std::bad_alloc);
   g_fail_next = 0;
   c.free(p);
+}
+
+// Raw memory that never runs out by itself (CUDA's managed memory pages to the host) is held
+// within a cap: past it the cache goes back first, then the allocation fails with a message
+// that says what was asked, what is in use and the cap — and the raw allocator is not asked.
+TEST(CachingAllocator, ACapBoundsWhatItHoldsLiveAndCached) {
+  g_raw_live = 0;
+  CachingAllocator c(&raw_alloc, &raw_free, nullptr, nullptr, /*cap=*/20480);
+  void* a = c.alloc(8192);
+  c.free(c.alloc(4096));  // cached: 12288 held
+  void* b = c.alloc(4096);  // the cached block
+  EXPECT_EQ(c.stats().raw_allocs, 2);
+  void* d = c.alloc(4000);  // a block of 4096: 16384 held
+  EXPECT_EQ(g_raw_live, 3);
+  c.free(b);
+  void* e = c.alloc(5000);  // a class of 5120: 21504 > 20480 until the cached 4096 goes back
+  EXPECT_EQ(c.stats().raw_frees, 1);
+  EXPECT_EQ(c.stats().live_bytes, 8192u + 4096u + 5120u);
+  try {
+    c.alloc(4096);  // 17408 + 4096 > 20480 with nothing cached
+    ADD_FAILURE() << "no out of memory";
+  } catch (const OutOfMemory& oom) {
+    EXPECT_NE(std::string(oom.what()).find("asked with"), std::string::npos) << oom.what();
+    EXPECT_NE(std::string(oom.what()).find("the cap is"), std::string::npos) << oom.what();
+  }
+  EXPECT_EQ(c.stats().raw_allocs, 4);  // the refused one never reached the raw allocator
+  for (void* p : {a, d, e}) c.free(p);
 }
 
 }  // namespace
