@@ -171,6 +171,10 @@ const Backend* cuda_bf16_backend();
 // which the host reads (MPI sends, the optimizer's host steps) while another thread's kernels
 // run; without that attribute any such read faults (pre-Pascal GPUs, some virtualised ones).
 std::string cuda_backend_absent_reason();
+// Processes that share this process's GPU (ranks on one device, the MPI data plane): the CUDA
+// backend's memory cap is the device's memory divided among them. Before its first allocation;
+// 1 unless told (no-op without CUDA).
+void set_cuda_processes_per_device(int n);
 // The widest attention head (d_model / heads) the CUDA kernels take: their tiles hold a head's
 // columns in shared memory.
 constexpr int kCudaMaxHeadDim = 128;

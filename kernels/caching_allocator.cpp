@@ -19,9 +19,9 @@ size_t size_class(size_t bytes) {
 CachingAllocator::~CachingAllocator() { release_cached(); }
 
 void* CachingAllocator::raw(size_t bytes) {
-  auto within_cap = [&] { return stats_.live_bytes + stats_.cached_bytes + bytes <= cap_; };
+  auto fits = [&](size_t held) { return held <= cap_ && bytes <= cap_ - held; };
   auto attempt = [&]() -> void* {
-    if (!within_cap()) return nullptr;
+    if (!fits(stats_.live_bytes + stats_.cached_bytes)) return nullptr;
     try {
       return raw_alloc_(bytes);
     } catch (const std::bad_alloc&) {
@@ -29,18 +29,27 @@ void* CachingAllocator::raw(size_t bytes) {
     }
   };
   void* p = attempt();
-  if (!p) {  // out of memory: give the cache back and try once more
+  // Out of memory: give the cache back and try once more — unless even an empty cache would
+  // leave the request past the cap. Then it fails at once: giving back frees with cudaFree on
+  // a GPU, which waits for the whole device (a receive posted ahead included: streams.h).
+  const bool cache_may_help = fits(stats_.live_bytes);
+  if (!p && cache_may_help) {
     give_back_cache();
     p = attempt();
-    if (!p) {
-      auto gib = [](size_t b) {
-        char s[32];
+  }
+  if (!p) {
+    auto size = [](size_t b) {
+      char s[32];
+      if (b >= (size_t)1 << 30)
         std::snprintf(s, sizeof s, "%.2f GiB", b / 1073741824.0);
-        return std::string(s);
-      };
-      throw OutOfMemory("out of memory: " + gib(bytes) + " asked with " + gib(stats_.live_bytes) + " in use; " +
-                        (within_cap() ? std::string("the raw allocator refused") : "the cap is " + gib(cap_)));
-    }
+      else if (b >= (size_t)1 << 20)
+        std::snprintf(s, sizeof s, "%.1f MiB", b / 1048576.0);
+      else
+        std::snprintf(s, sizeof s, "%zu bytes", b);
+      return std::string(s);
+    };
+    throw OutOfMemory("out of memory: a block of " + size(bytes) + " asked with " + size(stats_.live_bytes) +
+                      " in use; " + (cache_may_help ? std::string("the raw allocator refused") : "the cap is " + size(cap_)));
   }
   ++stats_.raw_allocs;
   return p;

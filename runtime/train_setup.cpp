@@ -9,6 +9,7 @@
 
 #include "model/tensor_spec.h"
 #include "runtime/comm_nccl.h"
+#include "runtime/memory_estimate.h"  // local_ranks
 
 namespace duet::runtime {
 
@@ -84,7 +85,12 @@ const kernels::Backend& backend_for(const io::RunConfig& cfg) {
     throw io::ConfigError("runtime.device: cuda takes attention heads of at most " +
                           std::to_string(kernels::kCudaMaxHeadDim) + " dimensions; model.d_model / model.heads is " +
                           std::to_string(cfg.model.d_model / cfg.model.heads) + ": raise model.heads or use runtime.device: cpu");
-  if (cuda) return cfg.model.precision == io::Precision::kBF16 ? *kernels::cuda_bf16_backend() : *cuda;
+  if (cuda) {
+    // Over NCCL each rank has a GPU of its own (bind_local_gpu); over MPI the node's ranks share
+    // the visible one: its memory is divided among them.
+    kernels::set_cuda_processes_per_device(cfg.runtime.data_plane == io::DataPlane::Nccl ? 1 : local_ranks());
+    return cfg.model.precision == io::Precision::kBF16 ? *kernels::cuda_bf16_backend() : *cuda;
+  }
   throw io::ConfigError("runtime.device: cuda, but " + kernels::cuda_backend_absent_reason() + "; allowed: cpu, cuda");
 }
 

@@ -86,6 +86,7 @@ const Backend* cuda_bf16_backend() { return nullptr; }
 std::string cuda_backend_absent_reason() {
   return "this duet was built without CUDA (configure with -DDUET_CUDA=ON where the CUDA toolkit is installed)";
 }
+void set_cuda_processes_per_device(int) {}
 #endif
 
 std::vector<std::string> missing_ops(const Backend& b) {

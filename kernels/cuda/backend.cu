@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "kernels/backend.h"
 #include "kernels/caching_allocator.h"
@@ -41,15 +42,20 @@ void managed_free(void* p) { CUDA_CHECK(cudaFree(p)); }
 //
 // Managed memory does not run out by itself: past the device's it pages to the host, and a
 // program that asks for more than the card has free can hang the GPU, not only itself. So the
-// cache holds at most the device memory free when it is made, less a reserve for what
-// allocates beside it (each thread's stream-ordered scratch, the BF16 weight copies — 2 bytes
-// per parameter —, cuBLAS and NCCL): a tenth of the card, at least 4 GiB. Past that an
-// allocation fails with kernels::OutOfMemory, which says so.
+// cache holds at most this process's share of the device (its memory divided among the
+// processes on it: set_cuda_processes_per_device), and no more than was free at its first
+// allocation, less a reserve for what allocates beside it (each thread's stream-ordered
+// scratch, the BF16 weight copies — 2 bytes per parameter —, cuBLAS and NCCL): a tenth of the
+// share, at least 4 GiB where the share is 16 GiB or more. Past that an allocation fails with
+// kernels::OutOfMemory, which says so. A share, not the free memory alone: ranks that start
+// together all see the card empty.
+std::atomic<int> g_processes_per_device{1};
 size_t managed_cap() {
   size_t free = 0, total = 0;
   CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  const size_t reserve = std::max(total / 10, (size_t)4 << 30);
-  return free > reserve ? free - reserve : 0;
+  const size_t share = std::min(free, total / (size_t)std::max(1, g_processes_per_device.load()));
+  const size_t reserve = std::max(share / 10, std::min((size_t)4 << 30, share / 4));
+  return share - reserve;
 }
 CachingAllocator& cache() {
   static CachingAllocator* c = new CachingAllocator(&managed_alloc, &managed_free, &cuda::block_freed,
@@ -133,5 +139,6 @@ const Backend* cuda_bf16_backend() {
 }
 
 std::string cuda_backend_absent_reason() { return problem(); }
+void set_cuda_processes_per_device(int n) { g_processes_per_device = std::max(1, n); }
 
 }  // namespace duet::kernels

@@ -139,15 +139,19 @@ TEST(CachingAllocator, ACapBoundsWhatItHoldsLiveAndCached) {
   void* e = c.alloc(5000);  // a class of 5120: 21504 > 20480 until the cached 4096 goes back
   EXPECT_EQ(c.stats().raw_frees, 1);
   EXPECT_EQ(c.stats().live_bytes, 8192u + 4096u + 5120u);
+  c.free(d);  // cached: 13312 live, 4096 cached
   try {
-    c.alloc(4096);  // 17408 + 4096 > 20480 with nothing cached
+    c.alloc(8000);  // a block of 8192: 13312 + 8192 > 20480 even with the cache given back
     ADD_FAILURE() << "no out of memory";
   } catch (const OutOfMemory& oom) {
-    EXPECT_NE(std::string(oom.what()).find("asked with"), std::string::npos) << oom.what();
-    EXPECT_NE(std::string(oom.what()).find("the cap is"), std::string::npos) << oom.what();
+    EXPECT_NE(std::string(oom.what()).find("a block of 8192 bytes asked with 13312 bytes in use; the cap is 20480 bytes"),
+              std::string::npos)
+        << oom.what();
   }
   EXPECT_EQ(c.stats().raw_allocs, 4);  // the refused one never reached the raw allocator
-  for (void* p : {a, d, e}) c.free(p);
+  EXPECT_EQ(c.stats().raw_frees, 1);   // nor was the cache given back for nothing
+  EXPECT_EQ(c.stats().cached_bytes, 4096u);
+  for (void* p : {a, e}) c.free(p);
 }
 
 }  // namespace

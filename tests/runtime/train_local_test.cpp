@@ -174,20 +174,21 @@ TEST(TrainLocal, TheCudaBackendsCodeTrainsOverEmulatedNcclWithoutWaitingForTheWh
     ASSERT_EQ(val.size(), 1u);
     ASSERT_EQ(cpu_val.size(), 1u);
     EXPECT_NEAR(val[0], cpu_val[0], 1e-4 * cpu_val[0]);
+    ASSERT_EQ(cpu.size(), local.size());
     for (size_t i = 0; i < cpu.size(); ++i) EXPECT_NEAR(local[i], cpu[i], 1e-4 * cpu[i]) << "step " << i + 1;
     // Over NCCL the sends wait for their producer's kernels on the device (an event per
-    // send), not on the host: 2 steps × 8 micro-batches, an activation one way and a
-    // gradient the other, and so forward and input backward end without a host wait — at
-    // least those 2 × 8 fewer. The in-process communicator reads host memory: no device waits.
+    // send), not on the host: 2 steps × 8 micro-batches per pipeline (4 at DP 2), an activation
+    // one way and a gradient the other, and so forward and input backward end without a host
+    // wait — at least 2 × 8 fewer over the ranks. The in-process communicator reads host memory: no device waits.
     EXPECT_EQ(waits1, waits0);
     EXPECT_GE(duet::test::emulated_stream_waits() - waits1, 2 * 8);
     EXPECT_LE((host2 - host1) + 2 * 8, host1 - host0) << "host waits: " << host1 - host0 << " in-process, "
                                                        << host2 - host1 << " over NCCL";
     // NCCL's operations have the trace's NCCL-streams row (tid 6): each rank's sends and
     // receives of the pipeline; the in-process communicator has none.
-    const std::regex nccl_event("\"name\":\"(ncclSend to|ncclRecv from) [01]\",\"cat\":\"p2p\",\"ph\":\"X\",\"pid\":\\d+,\"tid\":6,");
+    const std::regex nccl_event("\"name\":\"(ncclSend to|ncclRecv from) \\d+\",\"cat\":\"p2p\",\"ph\":\"X\",\"pid\":\\d+,\"tid\":6,");
     for (const std::string run : {"emu-local-", "emu-nccl-"})
-      for (int rank = 0; rank < 2; ++rank) {
+      for (int rank = 0; rank < 2 * std::stoi(dp); ++rank) {
         std::ifstream in(local_run_dir(run + schedule) / "trace" / ("rank-0000" + std::to_string(rank) + ".json"));
         ASSERT_TRUE(in) << run << " rank " << rank << "'s trace";
         std::set<std::string> kinds;
