@@ -105,8 +105,7 @@ void release(void* p);
 }();
 
 // An event: the number of its latest record, the latest its stream has reached, and when (the
-// host's steady clock, seconds).
-// `progress`: for a record on cudaStreamPerThread with the kernels' emulation linked, what
+// host's steady clock, seconds). `progress`: for a record on cudaStreamPerThread with the kernels' emulation linked, what
 // makes that stream get there (it runs its work only when waited for: tests/cuda_emu/emu.h).
 struct Event {
   std::atomic<long> recorded{0};
@@ -552,8 +551,8 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t s) {
   if (!is_device(src)) {
-    // From pageable host memory, as CUDA does it: the stream is synchronised first (its
-    // pending receives included), and the source is read before the call returns.
+    // From pageable host memory, the worst case CUDA allows: the stream is synchronised first
+    // (its pending receives included), and the source is read before the call returns.
     cudaStreamSynchronize(s);
     auto copy = std::make_shared<std::vector<char>>((const char*)src, (const char*)src + bytes);
     s->push([dst, copy] { std::memcpy(dst, copy->data(), copy->size()); });

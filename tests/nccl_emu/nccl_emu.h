@@ -15,7 +15,8 @@
 //   - "device" memory is what cudaMalloc*/cudaMallocManaged returned here (the kernels' emulation
 //     allocates there too: tests/cuda_emu/device_sync.h); anything else is
 //     host memory (cudaPointerGetAttributes says unregistered), which comm_nccl stages;
-//   - a copy from pageable host memory synchronises its stream first, then reads the source.
+//   - a copy from pageable host memory synchronises its stream first (the worst case CUDA
+//     allows), then reads the source.
 // Not emulated: NCCL's algorithms and their summation order (a reduction here adds in rank
 // order), SM contention between concurrent kernels, anything between devices.
 
