@@ -36,24 +36,33 @@ cublasStatus_t cublas_emu_queue(cublasHandle_t h, Work work) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
-// op(X)(i, j) of a column-major X with leading dimension ld.
-inline float cublas_emu_at(const float* X, int ld, cublasOperation_t op, int i, int j) {
-  return op == CUBLAS_OP_N ? X[i + (size_t)j * ld] : X[j + (size_t)i * ld];
+// op(X)(i, j) of a column-major X with leading dimension ld, as a float.
+inline float cublas_emu_float(float x) { return x; }
+inline float cublas_emu_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <class T>
+float cublas_emu_at(const T* X, int ld, cublasOperation_t op, int i, int j) {
+  return cublas_emu_float(op == CUBLAS_OP_N ? X[i + (size_t)j * ld] : X[j + (size_t)i * ld]);
 }
 
-// C (m×n) = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
-inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                                  const float* alpha, const float* A, int lda, const float* B, int ldb,
-                                  const float* beta, float* C, int ldc) {
-  return cublas_emu_queue(h, [=, al = *alpha, be = *beta] {
+// Queues C (m×n) = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n, FP32 C and sums.
+template <class T>
+cublasStatus_t cublas_emu_gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                               float alpha, const T* A, int lda, const T* B, int ldb, float beta, float* C, int ldc) {
+  return cublas_emu_queue(h, [=] {
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
         float acc = 0.0f;
         for (int p = 0; p < k; ++p) acc += cublas_emu_at(A, lda, ta, i, p) * cublas_emu_at(B, ldb, tb, p, j);
         float& c = C[i + (size_t)j * ldc];
-        c = al * acc + (be == 0.0f ? 0.0f : be * c);
+        c = alpha * acc + (beta == 0.0f ? 0.0f : beta * c);
       }
   });
+}
+
+inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                  const float* alpha, const float* A, int lda, const float* B, int ldb,
+                                  const float* beta, float* C, int ldc) {
+  return cublas_emu_gemm(h, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
 
 // cublasGemmEx for the one combination duet uses: BF16 A and B, FP32 C, FP32 accumulation
@@ -69,21 +78,9 @@ inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cubla
     std::fprintf(stderr, "emulated cublasGemmEx: only BF16 x BF16 -> FP32 with FP32 compute is emulated\n");
     std::abort();
   }
-  auto at = [](const void* X, int ld, cublasOperation_t op, int i, int j) {
-    const auto* x = static_cast<const __nv_bfloat16*>(X);
-    return __bfloat162float(op == CUBLAS_OP_N ? x[i + (size_t)j * ld] : x[j + (size_t)i * ld]);
-  };
-  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  float* c = static_cast<float*>(C);
-  return cublas_emu_queue(h, [=] {
-    for (int j = 0; j < n; ++j)
-      for (int i = 0; i < m; ++i) {
-        float acc = 0.0f;
-        for (int p = 0; p < k; ++p) acc += at(A, lda, ta, i, p) * at(B, ldb, tb, p, j);
-        float& out = c[i + (size_t)j * ldc];
-        out = al * acc + (be == 0.0f ? 0.0f : be * out);
-      }
-  });
+  return cublas_emu_gemm(h, ta, tb, m, n, k, *static_cast<const float*>(alpha), static_cast<const __nv_bfloat16*>(A),
+                         lda, static_cast<const __nv_bfloat16*>(B), ldb, *static_cast<const float*>(beta),
+                         static_cast<float*>(C), ldc);
 }
 
 // cublasGemmEx over `batch` matrices at strides sA, sB, sC (elements).
