@@ -76,6 +76,12 @@ struct Backend {
                                 bool accumulate);
   void (*linear_backward_weight)(float* dw, const float* dout, const float* in, int N, int I,
                                  int O);
+  void (*grouped_linear_forward)(float* out, const float* in, const float* const* w,
+                                 const int* rows, int groups, int I, int O);
+  void (*grouped_linear_backward_input)(float* din, const float* dout, const float* const* w,
+                                        const int* rows, int groups, int I, int O);
+  void (*grouped_linear_backward_weight)(float* const* dw, const float* dout, const float* in,
+                                         const int* rows, int groups, int I, int O);
 
   // norm.h
   void (*rmsnorm_forward)(float* out, float* rstd, const float* in, const float* weight, int N,
@@ -144,6 +150,7 @@ struct Backend {
 // clang-format off
 #define DUET_BACKEND_OPS(X)                                                                      \
   X(gemm) X(linear_forward) X(linear_backward_input) X(linear_backward_weight)                  \
+  X(grouped_linear_forward) X(grouped_linear_backward_input) X(grouped_linear_backward_weight)   \
   X(rmsnorm_forward) X(rmsnorm_backward_input) X(rmsnorm_backward_weight)                       \
   X(rope_table) X(rope_forward) X(rope_backward)                                                 \
   X(attention_forward) X(attention_backward)                                                     \

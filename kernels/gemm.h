@@ -22,6 +22,18 @@ void linear_backward_input(float* din, const float* dout, const float* w, int N,
                            bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
 
+// Grouped linear layers: `groups` runs of consecutive rows, group g's rows[g] rows (0 allowed)
+// through its own weight w[g] (O×I) — a MoE layer's experts over their permuted rows. The same
+// contract per group as the linear ops above (backward-input writes, backward-weight adds);
+// `rows`, `w` and `dw` are host arrays. One call per layer lets a device backend convert the
+// activations once for all groups, not once per expert (kernels/grouped_linear.h defines them).
+void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows,
+                            int groups, int I, int O);
+void grouped_linear_backward_input(float* din, const float* dout, const float* const* w,
+                                   const int* rows, int groups, int I, int O);
+void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in,
+                                    const int* rows, int groups, int I, int O);
+
 // Compute threads (kernels/cpu/thread_pool.h): the most one product, or one of the other
 // kernels, is split over (small ones use fewer, chosen by shape); unset or 0: OMP_NUM_THREADS,
 // else the CPUs this process may run on. Applies to every thread that calls a kernel

@@ -106,6 +106,8 @@ std::map<std::string, OpTime> op_profile_totals() {
   return out;
 }
 
-bool is_gemm_op(const std::string& op) { return op == "gemm" || op.rfind("linear_", 0) == 0; }
+bool is_gemm_op(const std::string& op) {
+  return op == "gemm" || op.rfind("linear_", 0) == 0 || op.rfind("grouped_linear_", 0) == 0;
+}
 
 }  // namespace duet::kernels

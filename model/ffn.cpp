@@ -71,16 +71,12 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   const float* xo = exchange_ ? L.xo.data() : L.xp.data();
   const size_t R = L.plan.owner_rows();
   sized(L.abo, R * 2 * Fe), sized(L.ho, R * Fe), sized(L.yo, R * C);
-  size_t r0 = 0;
-  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
-    const int n = L.plan.local_counts[l];
-    if (n > 0) {
-      ops_.linear_forward(L.abo.data() + r0 * 2 * Fe, xo + r0 * C, p.ew13[l], n, C, 2 * Fe);
-      ops_.swiglu_forward(L.ho.data() + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
-      ops_.linear_forward(L.yo.data() + r0 * C, L.ho.data() + r0 * Fe, p.ew2[l], n, Fe, C);
-    }
-    r0 += n;
-  }
+  // The local experts over their runs of rows: one grouped op per GEMM, SwiGLU over all rows.
+  const int G = (int)L.plan.local_counts.size();
+  const int* counts = L.plan.local_counts.data();
+  ops_.grouped_linear_forward(L.abo.data(), xo, p.ew13.data(), counts, G, C, 2 * Fe);
+  ops_.swiglu_forward(L.ho.data(), L.abo.data(), (int)R, Fe);
+  ops_.grouped_linear_forward(L.yo.data(), L.ho.data(), p.ew2.data(), counts, G, Fe, C);
   // Combine: expert outputs come back to the tokens' rank.
   if (exchange_) {
     ops_.synchronize();
@@ -119,16 +115,11 @@ void Stage::ffn_backward_input(const LayerParams& p, LayerActivations& L, const 
   float* dho = sized(dho_, R * Fe);
   float* dabo = sized(L.dabo, R * 2 * Fe);
   float* dxo = sized(dxo_, R * C);
-  size_t r0 = 0;
-  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
-    const int n = L.plan.local_counts[l];
-    if (n > 0) {
-      ops_.linear_backward_input(dho + r0 * Fe, dyo + r0 * C, p.ew2[l], n, Fe, C, false);
-      ops_.swiglu_backward(dabo + r0 * 2 * Fe, dho + r0 * Fe, L.abo.data() + r0 * 2 * Fe, n, Fe);
-      ops_.linear_backward_input(dxo + r0 * C, dabo + r0 * 2 * Fe, p.ew13[l], n, C, 2 * Fe, false);
-    }
-    r0 += n;
-  }
+  const int G = (int)L.plan.local_counts.size();
+  const int* counts = L.plan.local_counts.data();
+  ops_.grouped_linear_backward_input(dho, dyo, p.ew2.data(), counts, G, Fe, C);
+  ops_.swiglu_backward(dabo, dho, L.abo.data(), (int)R, Fe);
+  ops_.grouped_linear_backward_input(dxo, dabo, p.ew13.data(), counts, G, C, 2 * Fe);
   const float* dxp = dxo;
   if (exchange_) {
     ops_.synchronize();
@@ -152,15 +143,10 @@ void Stage::ffn_backward_weight(const LayerParams& p, LayerActivations& L, const
   ops_.linear_backward_weight(p.g_router, L.dlogits.data(), L.ln2.data(), N, C, E);
   const float* xo = exchange_ ? L.xo.data() : L.xp.data();
   const float* dyo = exchange_ ? L.dyo.data() : L.dyp.data();
-  size_t r0 = 0;
-  for (size_t l = 0; l < L.plan.local_counts.size(); ++l) {
-    const int n = L.plan.local_counts[l];
-    if (n > 0)
-      swiglu_ffn_backward_weight(ops_, p.g_ew13[l], p.g_ew2[l], dyo + r0 * C,
-                                 L.dabo.data() + r0 * 2 * Fe, L.ho.data() + r0 * Fe, xo + r0 * C, n,
-                                 C, Fe);
-    r0 += n;
-  }
+  const int G = (int)L.plan.local_counts.size();
+  const int* counts = L.plan.local_counts.data();
+  ops_.grouped_linear_backward_weight(p.g_ew2.data(), dyo, L.ho.data(), counts, G, Fe, C);
+  ops_.grouped_linear_backward_weight(p.g_ew13.data(), L.dabo.data(), xo, counts, G, C, 2 * Fe);
   if (cfg_.d_shared() > 0)
     swiglu_ffn_backward_weight(ops_, p.g_sw13, p.g_sw2, dy, L.dab.data(), L.h.data(), L.ln2.data(),
                                N, C, cfg_.d_shared());

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/grouped_linear.h"
 
 // SGEMM is oneDNN's (docs/PERFORMANCE.md, "CPU GEMM": measured against OpenBLAS on the model's
 // shapes). oneDNN picks its kernels from the CPU's feature flags (AVX-512, AVX2, …), not from
@@ -112,6 +113,21 @@ void linear_backward_input(float* din, const float* dout, const float* w, int N,
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O) {
   if (N == 0) return;
   gemm(true, false, O, I, N, 1.0f, dout, O, in, I, 1.0f, dw, I);
+}
+
+void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows,
+                            int groups, int I, int O) {
+  kernels::grouped_forward_by_group<&linear_forward>(out, in, w, rows, groups, I, O);
+}
+
+void grouped_linear_backward_input(float* din, const float* dout, const float* const* w,
+                                   const int* rows, int groups, int I, int O) {
+  kernels::grouped_backward_input_by_group<&linear_backward_input>(din, dout, w, rows, groups, I, O);
+}
+
+void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in,
+                                    const int* rows, int groups, int I, int O) {
+  kernels::grouped_backward_weight_by_group<&linear_backward_weight>(dw, dout, in, rows, groups, I, O);
 }
 
 void set_gemm_threads(int threads) {

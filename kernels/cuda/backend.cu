@@ -126,13 +126,10 @@ const Backend* cuda_bf16_backend() {
   static const Backend b = [] {
     Backend t = make_cuda_backend();
     t.name = "cuda-bf16";
-    t.gemm = &cuda::Timed<&cuda::gemm_bf16>::call;
-    t.linear_forward = &cuda::Timed<&cuda::linear_forward_bf16>::call;
-    t.linear_backward_input = &cuda::Timed<&cuda::linear_backward_input_bf16>::call;
-    t.linear_backward_weight = &cuda::Timed<&cuda::linear_backward_weight_bf16>::call;
+#define DUET_CUDA_BF16_SLOT(op) t.op = &cuda::Timed<&cuda::op##_bf16>::call;
+    DUET_CUDA_BF16_OPS(DUET_CUDA_BF16_SLOT)
+#undef DUET_CUDA_BF16_SLOT
     t.weights_fixed = &cuda::bf16_weights_fixed;
-    t.attention_forward = &cuda::Timed<&cuda::attention_forward_bf16>::call;
-    t.attention_backward = &cuda::Timed<&cuda::attention_backward_bf16>::call;
     return t;
   }();
   return problem().empty() ? &b : nullptr;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cuda/blas.h"
+#include "kernels/grouped_linear.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -203,6 +204,58 @@ void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, 
   gemm_bf16(true, false, O, I, N, 1.0f, dout, O, in, I, 1.0f, dw, I);
 }
 
+namespace {
+
+long total_rows(const int* rows, int groups) {
+  long n = 0;
+  for (int g = 0; g < groups; ++g) n += rows[g];
+  return n;
+}
+
+}  // namespace
+
+// One cast of all groups' activations (scratch slot 4), then a GEMM per non-empty group on
+// its weight's BF16 form (slot 5 when not kept) — per group the same BF16 operands, so the
+// same results, as the linear ops group by group.
+void grouped_linear_forward_bf16(float* out, const float* in, const float* const* w, const int* rows, int groups,
+                                 int I, int O) {
+  const long R = total_rows(rows, groups);
+  if (R <= 0 || O <= 0 || I <= 0)
+    return kernels::grouped_forward_by_group<&linear_forward_bf16>(out, in, w, rows, groups, I, O);
+  const __nv_bfloat16* x = to_bf16(in, R, I, I, 4);
+  long r0 = 0;
+  for (int g = 0; g < groups; r0 += rows[g++])
+    if (rows[g] > 0)
+      gemm_bf16_of(false, true, rows[g], O, I, 1.0f, x + r0 * I, I, weight_bf16(w[g], (long)O * I, 5), I, 0.0f,
+                   out + r0 * O, O);
+}
+
+void grouped_linear_backward_input_bf16(float* din, const float* dout, const float* const* w, const int* rows,
+                                        int groups, int I, int O) {
+  const long R = total_rows(rows, groups);
+  if (R <= 0 || O <= 0 || I <= 0)
+    return kernels::grouped_backward_input_by_group<&linear_backward_input_bf16>(din, dout, w, rows, groups, I, O);
+  const __nv_bfloat16* d = to_bf16(dout, R, O, O, 4);
+  long r0 = 0;
+  for (int g = 0; g < groups; r0 += rows[g++])
+    if (rows[g] > 0)
+      gemm_bf16_of(false, false, rows[g], I, O, 1.0f, d + r0 * O, O, weight_bf16(w[g], (long)O * I, 5), I, 0.0f,
+                   din + r0 * I, I);
+}
+
+void grouped_linear_backward_weight_bf16(float* const* dw, const float* dout, const float* in, const int* rows,
+                                         int groups, int I, int O) {
+  const long R = total_rows(rows, groups);
+  if (R <= 0 || O <= 0 || I <= 0)
+    return kernels::grouped_backward_weight_by_group<&linear_backward_weight_bf16>(dw, dout, in, rows, groups, I, O);
+  const __nv_bfloat16* d = to_bf16(dout, R, O, O, 4);
+  const __nv_bfloat16* x = to_bf16(in, R, I, I, 5);
+  long r0 = 0;
+  for (int g = 0; g < groups; r0 += rows[g++])
+    if (rows[g] > 0)
+      gemm_bf16_of(true, false, O, I, rows[g], 1.0f, d + r0 * O, O, x + r0 * I, I, 1.0f, dw[g], I);
+}
+
 void linear_forward(float* out, const float* in, const float* w, int N, int I, int O) {
   gemm(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
 }
@@ -213,6 +266,21 @@ void linear_backward_input(float* din, const float* dout, const float* w, int N,
 
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O) {
   gemm(true, false, O, I, N, 1.0f, dout, O, in, I, 1.0f, dw, I);
+}
+
+void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows, int groups, int I,
+                            int O) {
+  kernels::grouped_forward_by_group<&linear_forward>(out, in, w, rows, groups, I, O);
+}
+
+void grouped_linear_backward_input(float* din, const float* dout, const float* const* w, const int* rows, int groups,
+                                   int I, int O) {
+  kernels::grouped_backward_input_by_group<&linear_backward_input>(din, dout, w, rows, groups, I, O);
+}
+
+void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in, const int* rows, int groups,
+                                    int I, int O) {
+  kernels::grouped_backward_weight_by_group<&linear_backward_weight>(dw, dout, in, rows, groups, I, O);
 }
 
 }  // namespace duet::cuda

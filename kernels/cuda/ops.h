@@ -16,6 +16,12 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 void linear_forward(float* out, const float* in, const float* w, int N, int I, int O);
 void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
+void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows, int groups, int I,
+                            int O);
+void grouped_linear_backward_input(float* din, const float* dout, const float* const* w, const int* rows, int groups,
+                                   int I, int O);
+void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in, const int* rows, int groups,
+                                    int I, int O);
 
 // norm.cu
 void rmsnorm_forward(float* out, float* rstd, const float* in, const float* weight, int N, int C, float eps);
@@ -65,6 +71,17 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O);
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O);
+// The grouped ops cast the activations once for all groups (one kernel, not one per expert).
+void grouped_linear_forward_bf16(float* out, const float* in, const float* const* w, const int* rows, int groups,
+                                 int I, int O);
+void grouped_linear_backward_input_bf16(float* din, const float* dout, const float* const* w, const int* rows,
+                                        int groups, int I, int O);
+void grouped_linear_backward_weight_bf16(float* const* dw, const float* dout, const float* in, const int* rows,
+                                         int groups, int I, int O);
+// The ops the cuda-bf16 table takes from above as op##_bf16 (the rest are the FP32 table's).
+#define DUET_CUDA_BF16_OPS(X)                                                                                         \
+  X(gemm) X(linear_forward) X(linear_backward_input) X(linear_backward_weight) X(grouped_linear_forward)              \
+  X(grouped_linear_backward_input) X(grouped_linear_backward_weight) X(attention_forward) X(attention_backward)
 // The cuda-bf16 table's weights_fixed (kernels/backend.h): while fixed, linear_forward_bf16 and
 // linear_backward_input_bf16 cast each weight once into a BF16 copy kept for the stretch.
 void bf16_weights_fixed(bool fixed);

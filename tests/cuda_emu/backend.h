@@ -12,5 +12,10 @@ const kernels::Backend& emulated_cuda_bf16_backend();
 // started.
 long emulated_bf16_weight_casts();
 long emulated_bf16_weight_copies_held();
+// Kernel launches and cuBLAS calls the emulated backends' code queued since the process started.
+struct EmulatedWork {
+  long launches = 0, blas_calls = 0;
+};
+EmulatedWork emulated_work_queued();
 
 }  // namespace duet::test

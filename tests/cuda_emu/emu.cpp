@@ -8,6 +8,7 @@
 #include <boost/context/fiber.hpp>
 #include <cuda_runtime.h>  // the stand-in (include/)
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -251,6 +252,13 @@ long enqueue(const StreamRef& s, std::function<void()> work) {
   return ++s->queued;
 }
 
+namespace {
+std::atomic<long> g_launches{0}, g_blas_calls{0};
+}  // namespace
+void count_launch() { g_launches.fetch_add(1, std::memory_order_relaxed); }
+void count_blas_call() { g_blas_calls.fetch_add(1, std::memory_order_relaxed); }
+Queued queued_work() { return {g_launches.load(), g_blas_calls.load()}; }
+
 long queued(const StreamRef& s) {
   std::lock_guard lock(s->mu);
   return s->queued;
@@ -412,18 +420,19 @@ const kernels::Backend& emulated_cuda_backend() {
 
 long emulated_bf16_weight_casts() { return cuda_emu::bf16_weight_casts(); }
 long emulated_bf16_weight_copies_held() { return cuda_emu::bf16_weight_copies_held(); }
+EmulatedWork emulated_work_queued() {
+  const duet_emu::Queued q = duet_emu::queued_work();
+  return {q.launches, q.blas_calls};
+}
 
 const kernels::Backend& emulated_cuda_bf16_backend() {
   static const kernels::Backend b = [] {
     kernels::Backend e = emulated_cuda_backend();
     e.name = "cuda-bf16-emulated";
-    e.gemm = &cuda_emu::Timed<&cuda_emu::gemm_bf16>::call;
-    e.linear_forward = &cuda_emu::Timed<&cuda_emu::linear_forward_bf16>::call;
-    e.linear_backward_input = &cuda_emu::Timed<&cuda_emu::linear_backward_input_bf16>::call;
-    e.linear_backward_weight = &cuda_emu::Timed<&cuda_emu::linear_backward_weight_bf16>::call;
+#define DUET_EMU_BF16_SLOT(op) e.op = &cuda_emu::Timed<&cuda_emu::op##_bf16>::call;
+    DUET_CUDA_BF16_OPS(DUET_EMU_BF16_SLOT)
+#undef DUET_EMU_BF16_SLOT
     e.weights_fixed = &cuda_emu::bf16_weights_fixed;
-    e.attention_forward = &cuda_emu::Timed<&cuda_emu::attention_forward_bf16>::call;
-    e.attention_backward = &cuda_emu::Timed<&cuda_emu::attention_backward_bf16>::call;
     return e;
   }();
   return b;

@@ -83,6 +83,15 @@ bool reached(const StreamRef& s, long position);  // the first `position` pieces
 void run_until(const StreamRef& s, long position);
 void run_all();  // every stream's work queued so far
 
+// Work the host queued since the process started: kernel launches, and cuBLAS calls (what a
+// GPU's host thread pays for per call, whatever the shapes).
+struct Queued {
+  long launches = 0, blas_calls = 0;
+};
+Queued queued_work();
+void count_launch();
+void count_blas_call();
+
 // `grid` blocks of `block` threads, `shared` bytes of dynamic shared memory, on `stream`.
 class Launch {
  public:
@@ -97,6 +106,7 @@ class Launch {
     check_block(block_);
     if constexpr (std::is_pointer_v<Kernel>) check_shared(reinterpret_cast<const void*>(kernel), shared_);
     const Launch self = *this;
+    count_launch();
     enqueue(stream_of(stream_), [self, kernel, args...] { self.run([&] { kernel(args...); }); });
   }
 

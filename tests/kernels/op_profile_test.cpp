@@ -65,6 +65,7 @@ TEST(OpProfile, RefusesASecondBase) {
 TEST(OpProfile, TellsGemmsFromTheRest) {
   EXPECT_TRUE(duet::kernels::is_gemm_op("gemm"));
   EXPECT_TRUE(duet::kernels::is_gemm_op("linear_backward_weight"));
+  EXPECT_TRUE(duet::kernels::is_gemm_op("grouped_linear_forward"));  // a MoE layer's experts
   EXPECT_FALSE(duet::kernels::is_gemm_op("attention_forward"));
   EXPECT_FALSE(duet::kernels::is_gemm_op("rmsnorm_forward"));
 }

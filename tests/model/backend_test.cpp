@@ -352,6 +352,38 @@ TEST(CudaTraining, TheEmulatedBf16WeightCopiesKeptForAStepGiveTheSameLossesAsCas
   EXPECT_EQ(duet::test::emulated_bf16_weight_copies_held(), 0);
 }
 
+// What the host pays per step on a GPU is a launch or a cuBLAS call each (a few µs), whatever
+// the shapes; an H200-sized MoE's expert GEMMs take about as long on the device (~256 rows
+// each). So the work a step queues must not grow with the experts beyond their GEMMs and their
+// weights' one cast and one update per step: the activations are cast once for all of a
+// layer's experts, and SwiGLU runs over all their rows. Counted on the emulated BF16 table with 4 and with 8 experts.
+TEST(CudaTraining, TheEmulatedBf16StepsKernelLaunchesGrowWithTheExpertsOnlyByTheirWeightsCastsAndUpdates) {
+  const Backend& bf16 = duet::test::emulated_cuda_bf16_backend();
+  ModelConfig cfg = small_config();
+  cfg.d_model = 16, cfg.heads = 2, cfg.layers = 3;  // one dense, two MoE layers
+  const int steps = 2, micro = 2;
+  auto per_step = [&](int experts) {
+    cfg.experts = experts;
+    const auto before = duet::test::emulated_work_queued();
+    train_on(bf16, cfg, steps, micro, 2, 16, /*fixed=*/true);
+    const auto after = duet::test::emulated_work_queued();
+    return std::pair{(after.launches - before.launches) / steps, (after.blas_calls - before.blas_calls) / steps};
+  };
+  const auto [launches4, blas4] = per_step(4);
+  const auto [launches8, blas8] = per_step(8);
+  RecordProperty("launches_per_step_4_experts", std::to_string(launches4));
+  RecordProperty("launches_per_step_8_experts", std::to_string(launches8));
+  RecordProperty("blas_calls_per_step_4_experts", std::to_string(blas4));
+  RecordProperty("blas_calls_per_step_8_experts", std::to_string(blas8));
+  const int moe_layers = cfg.layers - cfg.dense_layers;
+  // Each added expert, in each MoE layer, per step: its two weights cast once (if it got rows)
+  // and updated once by AdamW (a kernel per tensor).
+  EXPECT_LE(launches8 - launches4, (2 + 2) * 4 * moe_layers) << launches4 << " → " << launches8;
+  // and its GEMMs: forward 2, input backward 2, weight parts 2, per micro-batch and MoE layer.
+  EXPECT_LE(blas8 - blas4, 6 * 4 * micro * moe_layers) << blas4 << " → " << blas8;
+  EXPECT_GT(blas8, blas4);  // the experts' GEMMs are there
+}
+
 TEST(CudaTraining, Bf16OpsTrainTheTinyModelWithinTwoPercentOfFp32For100Steps) {
   const Backend* bf16 = duet::kernels::cuda_bf16_backend();
   if (!bf16) GTEST_SKIP() << "cuda backend absent: " << duet::kernels::cuda_backend_absent_reason();

@@ -32,6 +32,7 @@ inline cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
 // Queues `work` on the handle's stream (cudaStreamPerThread: the calling thread's).
 template <class Work>
 cublasStatus_t cublas_emu_queue(cublasHandle_t h, Work work) {
+  duet_emu::count_blas_call();
   duet_emu::enqueue(duet_emu::stream_of(h->stream), work);
   return CUBLAS_STATUS_SUCCESS;
 }
