@@ -38,6 +38,7 @@ struct Backend {
   // Memory. alloc returns storage aligned to at least 64 bytes; free(nullptr) is a no-op.
   void* (*alloc)(size_t bytes);
   void (*free)(void* p);
+  // After the calling thread's kernels launched before it (a wait, as synchronize).
   void (*copy_to_host)(void* host_dst, const void* src, size_t bytes);
   void (*copy_from_host)(void* dst, const void* host_src, size_t bytes);
   void (*synchronize)();  // waits until every kernel launched so far has finished

@@ -55,13 +55,16 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   ops_.moe_permute_plan(sized(L.row_of, (size_t)N * K), sized(L.offsets, E + 1), L.expert.data(), N,
                         E, K);
   ops_.moe_gather(sized(L.xp, (size_t)N * K * C), L.ln2.data(), L.row_of.data(), N, K, C);
-  ops_.synchronize();  // the host reads the routing (load, offsets) and the dispatch sends xp
-  if (training)
-    for (int32_t e : L.expert) load_[(size_t)p.load_row * E + e]++;
+  // The host plans the dispatch from the rows per expert, read by a copy: a wait for this
+  // thread's kernels (the dispatch sends xp), without the host touching a device buffer (on a
+  // GPU its managed pages would fault across to the host, and back at the next micro-batch).
+  std::vector<int32_t> offsets(E + 1), per_expert(E);
+  ops_.copy_to_host(offsets.data(), L.offsets.data(), sizeof(int32_t) * (E + 1));
+  for (int e = 0; e < E; ++e) per_expert[e] = offsets[e + 1] - offsets[e];
+  if (training)  // the balance bias's load: every (token, chosen expert) pair, counted by expert
+    for (int e = 0; e < E; ++e) load_[(size_t)p.load_row * E + e] += per_expert[e];
 
   // Dispatch: rows travel to their experts' owners (all-to-all), or stay (no expert parallelism).
-  std::vector<int32_t> per_expert(E);
-  for (int e = 0; e < E; ++e) per_expert[e] = L.offsets[e + 1] - L.offsets[e];
   if (exchange_) {
     exchange_->plan(L.plan, per_expert.data(), E);
     exchange_->dispatch(L.plan, L.xp.data(), L.xo, C);

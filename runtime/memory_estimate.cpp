@@ -57,15 +57,18 @@ struct StageActs {
   double per_microbatch = 0, scratch = 0;
 };
 
-StageActs stage_activations(const model::ModelConfig& c, const model::StageRange& r, int B, int T, bool ep) {
+// Attention's saved state per layer: the CPU keeps the softmax (B·H·T·T), the CUDA kernels the
+// rows' log-sum-exp (B·H·T) — the backends' attention_saved_floats.
+StageActs stage_activations(const model::ModelConfig& c, const model::StageRange& r, int B, int T, bool ep,
+                            io::Device device) {
   const double N = (double)B * T, C = c.d_model, H = c.heads, K = c.top_k, E = c.experts, R = N * K;
   const int nl = r.end_layer - r.first_layer;
   StageActs a;
   a.per_microbatch = 2 * (nl + 1) * N * C;  // res, dres
   double widest = N * C;
   for (int l = r.first_layer; l < r.end_layer; ++l) {
-    // x1 ln1 qkv(3) att ln2 | dx1 dqkv(3) dln1 dln2 = 13 N·C; rstd1, rstd2; probs (B,H,T,T)
-    a.per_microbatch += 13 * N * C + 2 * N + (double)B * H * T * T;
+    // x1 ln1 qkv(3) att ln2 | dx1 dqkv(3) dln1 dln2 = 13 N·C; rstd1, rstd2; attention's saved
+    a.per_microbatch += 13 * N * C + 2 * N + (double)B * H * T * (device == io::Device::Cuda ? 1 : T);
     if (!c.is_moe(l)) {
       a.per_microbatch += 5 * N * c.d_ff;  // ab (N,2F), h (N,F), dab (N,2F)
       widest = std::max(widest, N * c.d_ff);
@@ -142,7 +145,7 @@ MemoryEstimate estimate_rank_memory(const io::RunConfig& cfg, int pp_rank) {
     const StageParams p = stage_params(m, r, local_experts);
     params += p.dense + p.expert, tensors += p.tensors;
     owned += p.dense / dense_copies + p.expert / expert_copies;
-    const StageActs a = stage_activations(m, r, B, T, ep > 1);
+    const StageActs a = stage_activations(m, r, B, T, ep > 1, cfg.runtime.device);
     acts += a.per_microbatch;
     scratch += a.scratch;
   }

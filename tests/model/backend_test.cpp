@@ -114,6 +114,19 @@ std::vector<double> train_on(const Backend& backend, const ModelConfig& cfg, int
   return losses;
 }
 
+// The CPU backend counting the waits for the device a GPU backend would make: synchronize, and
+// copy_to_host (after the thread's kernels).
+int device_waits = 0;
+Backend wait_counting_backend() {
+  Backend b = duet::kernels::cpu_backend();
+  b.synchronize = [] { ++device_waits; };
+  b.copy_to_host = [](void* dst, const void* src, size_t n) {
+    ++device_waits;
+    duet::kernels::cpu_backend().copy_to_host(dst, src, n);
+  };
+  return b;
+}
+
 }  // namespace
 
 // runtime.device: every buffer the model computes on — activations, the routing tables, the
@@ -150,14 +163,13 @@ TEST(Buffers, ActivationsAndMomentsComeFromTheComputeBackend) {
 
 // A device backend's synchronize() drains the calling thread's stream, and the host touching
 // the residual stream pulls its managed pages across: inside a layer neither happens any
-// more. A stage's forward waits once per MoE layer (the host reads the routing to plan the
-// dispatch) and once at its end (the output is sent); its input backward only at its end
+// more. A stage's forward waits once per MoE layer (the host copies the rows per expert to plan
+// the dispatch) and once at its end (the output is sent); its input backward only at its end
 // (without expert parallelism); each weight part once (its gradients are reduced next). Counted
 // on a second micro-batch of the same shape: a buffer that grows waits once more (model/buffers.h).
 TEST(Stage, WaitsForTheDeviceOnlyWhereTheHostReads) {
-  static int syncs = 0;
-  Backend counting = duet::kernels::cpu_backend();
-  counting.synchronize = [] { ++syncs; };
+  int& syncs = device_waits;
+  const Backend counting = wait_counting_backend();
   duet::kernels::set_compute_backend(counting);
   {
     ModelConfig cfg = small_config();
@@ -187,9 +199,9 @@ TEST(Stage, WaitsForTheDeviceOnlyWhereTheHostReads) {
 // waits for that mark only when it runs on another thread (another stream). The MoE layers'
 // routing still waits (the host plans the dispatch), and so does each weight part.
 TEST(Stage, OutputsLeftOnTheDeviceEndWithAMarkThatAnotherThreadWaitsFor) {
-  static int syncs = 0, records = 0, mark_waits = 0;
-  Backend counting = duet::kernels::cpu_backend();
-  counting.synchronize = [] { ++syncs; };
+  static int records = 0, mark_waits = 0;
+  int& syncs = device_waits;
+  Backend counting = wait_counting_backend();
   counting.mark_create = [] { return static_cast<void*>(new int(0)); };
   counting.mark_record = [](void*) { ++records; };
   counting.mark_synchronize = [](void*) { ++mark_waits; };

@@ -46,6 +46,19 @@ TEST(MemoryEstimate, GrowsWithWhatDrivesIt) {
   EXPECT_LT(split.parameters, base.parameters);
 }
 
+// On the GPU attention keeps each row's log-sum-exp, not the T×T softmax the CPU keeps.
+TEST(MemoryEstimate, AttentionOnTheGpuKeepsARowNotARowOfScores) {
+  const std::vector<std::string> o = {"train.seq_len=256"};
+  const io::RunConfig cpu = tiny(o);
+  std::vector<std::string> on_gpu = o;
+  on_gpu.push_back("runtime.device=cuda");
+  const io::RunConfig gpu = tiny(on_gpu);
+  const auto a = runtime::estimate_rank_memory(cpu, 0), b = runtime::estimate_rank_memory(gpu, 0);
+  const int64_t B = cpu.train.micro_batch_size, T = 256, H = cpu.model.heads, layers = cpu.model.layers;
+  EXPECT_EQ(a.activation_per_microbatch - b.activation_per_microbatch, 4 * layers * B * H * (T * T - T));
+  EXPECT_EQ(a.parameters, b.parameters);
+}
+
 TEST(MemoryEstimate, AbsurdConfigsAreEstimatedQuicklyAndRefused) {
   const auto t0 = std::chrono::steady_clock::now();
   const io::RunConfig cfg = tiny({"model.layers=1000000"});
