@@ -138,6 +138,7 @@ struct Backend {
   void (*adamw_update)(float* params, const float* grads, float* m, float* v, long n,
                        const AdamWParams& p);
   double (*sum_squares)(const float* g, long n);
+  void (*sum_squares_ranges)(const float* g, const int64_t* ranges, int count, double* sums);
   void (*scale)(float* x, long n, float s);
 
   // elementwise.h
@@ -160,7 +161,7 @@ struct Backend {
   X(moe_route) X(moe_route_backward) X(moe_permute_plan) X(moe_gather) X(moe_gather_backward)    \
   X(moe_combine) X(moe_combine_backward)                                                         \
   X(cross_entropy_forward) X(cross_entropy_backward)                                             \
-  X(adamw_update) X(sum_squares) X(scale)                                                        \
+  X(adamw_update) X(sum_squares) X(sum_squares_ranges) X(scale)                                  \
   X(vec_copy) X(vec_add) X(vec_fill)
 // clang-format on
 

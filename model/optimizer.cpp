@@ -1,6 +1,7 @@
 #include "model/optimizer.h"
 
 #include <cmath>
+#include <vector>
 
 #include "kernels/backend.h"
 
@@ -13,11 +14,23 @@ double learning_rate(const OptimizerConfig& c, long step) {
   return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1.0 + std::cos(M_PI * t));
 }
 
+namespace {
+
+// Σ g² of each [lo, hi) of the gradients, in one call to the backend (one wait on a device).
+std::vector<double> range_sums(const ParamArena& arena, const std::vector<int64_t>& ranges) {
+  std::vector<double> sums(ranges.size() / 2);
+  arena.backend().sum_squares_ranges(arena.grads().data(), ranges.data(), (int)sums.size(), sums.data());
+  return sums;
+}
+
+}  // namespace
+
 double grad_sum_squares(const ParamArena& arena) {
-  double s = 0.0;
+  std::vector<int64_t> ranges;
   for (const auto& spec : arena.specs())
-    if (spec.trainable())
-      s += arena.backend().sum_squares(arena.grads().data() + spec.offset, spec.numel());
+    if (spec.trainable()) ranges.insert(ranges.end(), {spec.offset, spec.offset + spec.numel()});
+  double s = 0.0;
+  for (double x : range_sums(arena, ranges)) s += x;  // tensor by tensor, in order
   return s;
 }
 
@@ -69,11 +82,15 @@ std::vector<AdamW::OwnedPiece> AdamW::owned_pieces(const ParamArena& arena) cons
 }
 
 void AdamW::grad_sum_squares(const ParamArena& arena, double& dense, double& experts) const {
-  dense = experts = 0;
+  std::vector<int64_t> ranges;
+  std::vector<bool> expert;
   for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t) {
-    (spec.expert >= 0 ? experts : dense) +=
-        arena.backend().sum_squares(arena.grads().data() + lo, hi - lo);
+    ranges.insert(ranges.end(), {lo, hi});
+    expert.push_back(spec.expert >= 0);
   });
+  const std::vector<double> sums = range_sums(arena, ranges);
+  dense = experts = 0;
+  for (size_t i = 0; i < sums.size(); ++i) (expert[i] ? experts : dense) += sums[i];  // in the same order
 }
 
 }  // namespace duet::model

@@ -65,6 +65,10 @@ double sum_squares(const float* g, long n) {
   return s;
 }
 
+void sum_squares_ranges(const float* g, const int64_t* ranges, int count, double* sums) {
+  for (int i = 0; i < count; ++i) sums[i] = sum_squares(g + ranges[2 * i], (long)(ranges[2 * i + 1] - ranges[2 * i]));
+}
+
 void scale(float* x, long n, float s) {
   DUET_PROFILE("adamw");
   const long blocks = (n + 15) / 16;

@@ -97,6 +97,7 @@ void attention_backward_bf16(float* dqkv, const float* dout, const float* qkv, c
 // optim.cu
 void adamw_update(float* params, const float* grads, float* m, float* v, long n, const kernels::AdamWParams& p);
 double sum_squares(const float* g, long n);
+void sum_squares_ranges(const float* g, const int64_t* ranges, int count, double* sums);
 void scale(float* x, long n, float s);
 
 // elementwise.cu

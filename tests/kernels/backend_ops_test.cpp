@@ -390,6 +390,17 @@ const std::map<std::string, Runner>& runners() {
          const auto [n] = dims<1>(s);
          r.result("sum", r.b.sum_squares(r.in(rnd(n, 1)), n));
        }},
+      {"sum_squares_ranges",  // n, then each range's begin and end (up to 4 ranges)
+       [](Run& r, const Shape& s) {
+         const int n = s.at(0);
+         const std::vector<int64_t> ranges(s.begin() + 1, s.end());
+         const int count = (int)ranges.size() / 2;
+         if (ranges.size() % 2 || count > 4) throw std::logic_error("sum_squares_ranges case: 1 to 4 pairs");
+         std::vector<double> sums(count);
+         r.b.sum_squares_ranges(r.in(rnd(n, 1)), ranges.data(), count, sums.data());
+         static const char* names[] = {"sum0", "sum1", "sum2", "sum3"};
+         for (int i = 0; i < count; ++i) r.result(names[i], sums[i]);
+       }},
       {"scale",  // n
        [](Run& r, const Shape& s) {
          const auto [n] = dims<1>(s);
@@ -479,6 +490,7 @@ const std::vector<Case> kCases = {
     {"adamw_update", {1001, 1}, 1e-10},
     {"adamw_update", {1001, 7}, 1e-10},
     {"sum_squares", {1001}, 1e-10},
+    {"sum_squares_ranges", {1001, 0, 1001, 5, 5, 17, 530, 900, 1001}, 1e-10},  // an empty range
     {"scale", {1001}, 1e-10},
     {"vec_copy", {1001}, 1e-10},
     {"vec_add", {1001}, 1e-10},
@@ -717,6 +729,34 @@ TEST(BackendTable, CudaReductionsAreDeterministic) {
   EXPECT_NEAR(first, ref, 1e-9 * ref);
   cuda->free(g);
 }
+
+// The gradient norm's sums over many tensors at once are, range by range, the very values of
+// sum_squares over each range alone: the norm does not change by asking for them together.
+class SumSquaresRanges : public testing::TestWithParam<std::string> {};
+
+TEST_P(SumSquaresRanges, EachIsTheRangesOwnSumBitForBit) {
+  std::string why;
+  const Backend* b = find_backend(GetParam(), why);
+  if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
+  const long n = 300000;
+  std::vector<float> host(n);
+  for (long i = 0; i < n; ++i) host[i] = std::sin(0.001 * i) * 3.0f;
+  float* g = static_cast<float*>(b->alloc(n * sizeof(float)));
+  b->copy_from_host(g, host.data(), n * sizeof(float));
+  std::vector<int64_t> ranges;  // 65 ranges of odd sizes: more than one launch's worth on CUDA (64)
+  for (int64_t lo = 0, k = 1; ranges.size() < 130; lo += 37 * k, ++k) ranges.insert(ranges.end(), {lo, lo + 113 * k});
+  ranges.insert(ranges.end(), {5, 5});  // and an empty one
+  const int count = (int)ranges.size() / 2;
+  std::vector<double> sums(count, -1.0);
+  b->sum_squares_ranges(g, ranges.data(), count, sums.data());
+  for (int i : {0, 1, 62, 63, 64, 65})  // each launch's first and last (every one is a CUDA fiber here)
+    EXPECT_EQ(sums[i], b->sum_squares(g + ranges[2 * i], (long)(ranges[2 * i + 1] - ranges[2 * i]))) << "range " << i;
+  EXPECT_EQ(sums.back(), 0.0);
+  b->free(g);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, SumSquaresRanges, testing::Values("cpu", "cuda_emulated", "cuda"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // While weights are held fixed, a weight's BF16 copy is cast on the stream of the thread that
 // uses it first, and another thread's kernels read it after that cast (an event the other
