@@ -32,11 +32,13 @@ def main(bench_path, *torch_paths):
     pcts = sorted(((k[4:], v) for k, v in train.items() if k.startswith("pct_")), key=lambda kv: -kv[1])
     # The benchmark tells GEMMs from the rest (kernels::is_gemm_op) and names the largest other op
     # in its label: "largest op besides GEMMs and attention: NAME P% of a step".
-    worst_name = label.get(train["run_name"], "").split(": ")[-1].split(" ")[0] or "none"
-    worst = train.get("other_max_pct", 0.0)
-    print("  GEMM ops %.1f%% of a step, attention (GEMMs + softmax) %.1f%%; largest other op %s %.1f%% -- "
-          "target <= 15%%: %s" % (train.get("gemm_pct", 0.0), train.get("attn_pct", 0.0), worst_name, worst,
-                                  "met" if worst <= 15 else "MISSED"))
+    # (the label of the last repetition; the profiled step is the same model every time)
+    worst_name = label.get(train["run_name"], "").split(": ")[-1].split(" ")[0] or "?"
+    worst = train.get("other_max_pct")
+    print("  GEMM ops %.1f%% of a step, attention (GEMMs + softmax) %.1f%%; largest other op %s %s -- "
+          "target <= 15%%: %s" % (train.get("gemm_pct", 0.0), train.get("attn_pct", 0.0), worst_name,
+                                  "?" if worst is None else "%.1f%%" % worst,
+                                  "unknown" if worst is None else "met" if worst <= 15 else "MISSED"))
     print("  per op: " + ", ".join("%s %.1f%%" % kv for kv in pcts[:10]))
     for torch_path in torch_paths:
         if not os.path.exists(torch_path):

@@ -215,8 +215,9 @@ long total_rows(const int* rows, int groups) {
 }  // namespace
 
 // One cast of all groups' activations (scratch slot 4), then a GEMM per non-empty group on
-// its weight's BF16 form (slot 5 when not kept) — per group the same BF16 operands, so the
-// same results, as the linear ops group by group.
+// its weight's BF16 form (slot 5 when not kept) — per group the same BF16 operand values as
+// the linear ops group by group; the same bits where cuBLAS picks the same kernel (it may
+// choose by the operands' alignment, here that of the group's first row).
 void grouped_linear_forward_bf16(float* out, const float* in, const float* const* w, const int* rows, int groups,
                                  int I, int O) {
   const long R = total_rows(rows, groups);

@@ -82,8 +82,9 @@ void grouped_linear_backward_weight_bf16(float* const* dw, const float* dout, co
 #define DUET_CUDA_BF16_OPS(X)                                                                                         \
   X(gemm) X(linear_forward) X(linear_backward_input) X(linear_backward_weight) X(grouped_linear_forward)              \
   X(grouped_linear_backward_input) X(grouped_linear_backward_weight) X(attention_forward) X(attention_backward)
-// The cuda-bf16 table's weights_fixed (kernels/backend.h): while fixed, linear_forward_bf16 and
-// linear_backward_input_bf16 cast each weight once into a BF16 copy kept for the stretch.
+// The cuda-bf16 table's weights_fixed (kernels/backend.h): while fixed, the forward and
+// input-backward linear ops (grouped ones included) cast each weight once into a BF16 copy
+// kept for the stretch.
 void bf16_weights_fixed(bool fixed);
 // Weights cast into kept copies since the process started, and copies held now (for tests).
 long bf16_weight_casts();
