@@ -17,6 +17,7 @@ pkgs=(
   libpmix-dev                           # srun --mpi=pmix starts Open MPI ranks under Slurm
   procps                                # ps: scripts/slurm-cluster.sh finds a crashed node's tasks
   python3                               # tests: the GPU check's speed summary (bench/gpu/speed_summary.py)
+  xz-utils                              # tests: the GPU check's bundle (scripts/gpu-check.sh pack)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -32,8 +32,8 @@ def main(bench_path, *torch_paths):
     pcts = sorted(((k[4:], v) for k, v in train.items() if k.startswith("pct_")), key=lambda kv: -kv[1])
     # The benchmark tells GEMMs from the rest (kernels::is_gemm_op) and names the largest other op
     # in its label: "largest op besides GEMMs and attention: NAME P% of a step".
-    # (the label of the last repetition; the profiled step is the same model every time)
-    worst_name = label.get(train["run_name"], "").split(": ")[-1].split(" ")[0] or "?"
+    # (absent when the repetitions named different ops)
+    worst_name = label.get(train["run_name"], "").split(": ")[-1] or "?"
     worst = train.get("other_max_pct")
     print("  GEMM ops %.1f%% of a step, attention (GEMMs + softmax) %.1f%%; largest other op %s %s -- "
           "target <= 15%%: %s" % (train.get("gemm_pct", 0.0), train.get("attn_pct", 0.0), worst_name,
