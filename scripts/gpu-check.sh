@@ -328,6 +328,13 @@ duet_part() {
     "$dir/duet" train "${common[@]}" --runtime.device cpu --run.name gpu >resume.log 2>&1 || fail "resume on the CPU failed" resume.log
     cmp=$(compare_losses runs/cpu/metrics.jsonl runs/gpu/metrics.jsonl 13 16 1e-4) || fail "resumed: $cmp"
     echo "its checkpoint resumed on the CPU, steps 13-16 vs an uninterrupted CPU run: $cmp"
+    # And the other way: a CPU run's step-8 checkpoint loaded into device memory.
+    "$dir/duet" train "${common[@]}" --runtime.device cpu --train.stop_at 8 --run.name to-gpu >to-gpu.log 2>&1 ||
+      fail "the CPU run to hand over failed" to-gpu.log
+    "$dir/duet" train "${common[@]}" --runtime.device "$device" --run.name to-gpu >to-gpu-resume.log 2>&1 ||
+      fail "resume on the GPU failed" to-gpu-resume.log
+    cmp=$(compare_losses runs/cpu/metrics.jsonl runs/to-gpu/metrics.jsonl 9 16 1e-4) || fail "resumed on the GPU: $cmp"
+    echo "a CPU checkpoint resumed on the GPU, steps 9-16 vs the uninterrupted CPU run: $cmp"
     # Managed memory through a non-CUDA-aware Open MPI: if its shared-memory single copy (CMA)
     # fails on it, say so and try once more without (docs/gpu.md).
     if ! "$dir/duet" launch -n 2 "${common[@]}" --parallel.pp 2 --parallel.schedule dualpipe --fault.max_restarts 0 \
