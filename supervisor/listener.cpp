@@ -1,5 +1,6 @@
 #include "supervisor/listener.h"
 
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,11 +16,19 @@ namespace {
 constexpr size_t kMaxLine = 256;  // longer lines are not ours: the connection is dropped
 }
 
+std::string advertised_host(const std::string& name) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET, hints.ai_socktype = SOCK_STREAM;  // as the ranks resolve it
+  if (name.empty() || getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0) return "127.0.0.1";
+  freeaddrinfo(res);
+  return name;
+}
+
 Listener::Listener(std::string host, int port) : host_(std::move(host)) {
   if (host_.empty()) {
     char buf[256] = {0};
     gethostname(buf, sizeof buf - 1);
-    host_ = buf;
+    host_ = advertised_host(buf);
   }
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listen_fd_ < 0) throw std::runtime_error(std::string("supervisor: socket: ") + std::strerror(errno));

@@ -18,10 +18,15 @@ struct RankReport {
   core::RankMessage message;
 };
 
+// The name ranks are given to reach a supervisor on a machine called `name`: the name itself,
+// or the loopback address where it does not resolve (a container without its own name in
+// /etc/hosts — then only ranks on this machine can reach it, as they only could anyway).
+std::string advertised_host(const std::string& name);
+
 class Listener {
  public:
   // Listens on all interfaces (port 0: the kernel picks one). `host` is the name the ranks
-  // are given to reach it (this machine's host name by default).
+  // are given to reach it (by default advertised_host of this machine's host name).
   explicit Listener(std::string host = "", int port = 0);
   ~Listener();
   Listener(const Listener&) = delete;

@@ -89,6 +89,14 @@ TEST(SupervisorJob, KillAllLeavesNoProcessOfTheGroup) {
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
 }
 
+// Ranks are told a name they can resolve: where the host's own name does not (a bare container
+// without it in /etc/hosts), the loopback address.
+TEST(SupervisorListener, AdvertisesANameThatResolvesOrTheLoopback) {
+  EXPECT_EQ(duet::supervisor::advertised_host("localhost"), "localhost");
+  EXPECT_EQ(duet::supervisor::advertised_host("no-such-host.invalid"), "127.0.0.1");  // RFC 2606: never resolves
+  EXPECT_EQ(duet::supervisor::advertised_host(""), "127.0.0.1");
+}
+
 TEST(SupervisorListener, HearsRanksAndNoticesAClosedConnection) {
   Listener l("127.0.0.1");
   EXPECT_EQ(l.address(), "127.0.0.1:" + std::to_string(l.port()));
