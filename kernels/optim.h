@@ -9,6 +9,9 @@ namespace duet::kernels {
 struct AdamWParams {
   float lr, beta1, beta2, eps, weight_decay;
   long step;
+  // The gradients are read as grads[i] · grad_scale (the global-norm clip): the same values as
+  // scaling them first, without a pass over them of its own; grads is left as it was.
+  float grad_scale = 1.0f;
 };
 
 }  // namespace duet::kernels

@@ -65,12 +65,12 @@ void AdamW::step(ParamArena& arena, double lr, float grad_scale) {
   ++step_;
   const kernels::Backend& ops = arena.backend();
   for_owned(arena, [&](const TensorSpec& spec, int64_t lo, int64_t hi, int64_t mo) {
-    float* g = arena.grads().data() + lo;
-    if (grad_scale != 1.0f) ops.scale(g, hi - lo, grad_scale);
     const float decay = spec.role == TensorRole::Weight ? (float)cfg_.weight_decay : 0.0f;
+    // The clip's scale is applied as AdamW reads the gradients: no pass of its own over them.
     const kernels::AdamWParams p{(float)lr, (float)cfg_.beta1, (float)cfg_.beta2, (float)cfg_.eps,
-                                 decay, step_};
-    ops.adamw_update(arena.params().data() + lo, g, m_.data() + mo, v_.data() + mo, hi - lo, p);
+                                 decay, step_, grad_scale};
+    ops.adamw_update(arena.params().data() + lo, arena.grads().data() + lo, m_.data() + mo, v_.data() + mo, hi - lo,
+                     p);
   });
   ops.synchronize();  // the updated pieces are gathered (MPI) and checkpointed on the host
 }

@@ -13,9 +13,9 @@ namespace duet::cpu {
 DUET_ISA_CLONES void adamw_update_range(float* params, const float* grads, float* m, float* v, const AdamWParams& p,
                                         float c1, float c2, long i0, long i1) {
   // Locals, not p's fields: the stores to params/m/v could alias p, and would force reloads.
-  const float beta1 = p.beta1, beta2 = p.beta2, lr = p.lr, eps = p.eps, wd = p.weight_decay;
+  const float beta1 = p.beta1, beta2 = p.beta2, lr = p.lr, eps = p.eps, wd = p.weight_decay, gs = p.grad_scale;
   for (long i = i0; i < i1; ++i) {
-    const float g = grads[i];
+    const float g = grads[i] * gs;  // exact when gs is 1: the same bits as unscaled
     m[i] = beta1 * m[i] + (1.0f - beta1) * g;
     v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
     const float mhat = m[i] * c1, vhat = v[i] * c2;

@@ -14,10 +14,10 @@ namespace {
 constexpr int kParts = 256;
 
 __global__ void adamw_kernel(float* params, const float* grads, float* m, float* v, long n, float lr, float beta1,
-                             float beta2, float eps, float wd, float c1, float c2) {
+                             float beta2, float eps, float wd, float c1, float c2, float gs) {
   const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  const float g = grads[i];
+  const float g = __fmul_rn(grads[i], gs);  // rounded as the host's scale-then-read (no fused multiply-add)
   m[i] = beta1 * m[i] + (1.0f - beta1) * g;
   v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
   const float mhat = m[i] * c1, vhat = v[i] * c2;
@@ -73,7 +73,7 @@ void adamw_update(float* params, const float* grads, float* m, float* v, long n,
   const float c1 = 1.0f / (1.0f - std::pow(p.beta1, (float)p.step));
   const float c2 = 1.0f / (1.0f - std::pow(p.beta2, (float)p.step));
   adamw_kernel<<<blocks_for(n), kThreads>>>(params, grads, m, v, n, p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, c1,
-                                            c2);
+                                            c2, p.grad_scale);
   DUET_CUDA_LAUNCHED();
 }
 

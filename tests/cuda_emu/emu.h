@@ -140,6 +140,11 @@ T __shfl_up_sync(unsigned, T v, unsigned delta) {
 }
 
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// A product rounded on its own, never fused into an add (the device's round-to-nearest multiply).
+inline float __fmul_rn(float a, float b) {
+  volatile float p = a * b;
+  return p;
+}
 template <class A, class B>
 auto min(A a, B b) {
   return a < b ? a : b;

@@ -782,6 +782,39 @@ TEST_P(GroupedLinear, IsTheLinearOpsGroupByGroupBitForBit) {
 INSTANTIATE_TEST_SUITE_P(Backends, GroupedLinear, testing::Values("cpu", "cuda_emulated", "cuda_bf16_emulated"),
                          [](const testing::TestParamInfo<std::string>& i) { return i.param; });
 
+// The clip's scale applied as AdamW reads the gradients is, bit for bit, scaling them first
+// and then updating (what the optimizer did before): on the CPU and the emulated CUDA code.
+class AdamWGradScale : public testing::TestWithParam<std::string> {};
+
+TEST_P(AdamWGradScale, IsScalingTheGradientsFirstBitForBit) {
+  std::string why;
+  const Backend* b = find_backend(GetParam(), why);
+  if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
+  const long n = 1000;
+  const float s = 0.3719f;
+  duet::kernels::AdamWParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
+  ::Run r(*b);
+  float* g_scaled = r.in(rnd(n, 2));
+  const float* g = r.in(rnd(n, 2));
+  float* params_a = r.out("params, scaled first", rnd(n, 1));
+  float* m_a = r.out("m, scaled first", rnd(n, 3, 0.1f));
+  float* v_a = r.out("v, scaled first", positive(n, 4));
+  float* params_b = r.out("params, scaled as read", rnd(n, 1));
+  float* m_b = r.out("m, scaled as read", rnd(n, 3, 0.1f));
+  float* v_b = r.out("v, scaled as read", positive(n, 4));
+  b->scale(g_scaled, n, s);
+  b->adamw_update(params_a, g_scaled, m_a, v_a, n, p);
+  p.grad_scale = s;
+  b->adamw_update(params_b, g, m_b, v_b, n, p);
+  const auto outs = r.outputs();
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(outs[i].values, outs[i + 3].values) << outs[i].name;
+  const auto init = rnd(n, 1);
+  EXPECT_NE(outs[0].values, std::vector<double>(init.begin(), init.end()));  // it did update
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AdamWGradScale, testing::Values("cpu", "cuda_emulated", "cuda"),
+                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+
 // The gradient norm's sums over many tensors at once are, range by range, the very values of
 // sum_squares over each range alone: the norm does not change by asking for them together.
 class SumSquaresRanges : public testing::TestWithParam<std::string> {};
