@@ -72,7 +72,8 @@ struct Backend {
   // gemm.h
   void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A,
                int lda, const float* B, int ldb, float beta, float* C, int ldc);
-  void (*linear_forward)(float* out, const float* in, const float* w, int N, int I, int O);
+  void (*linear_forward)(float* out, const float* in, const float* w, int N, int I, int O,
+                         bool accumulate);
   void (*linear_backward_input)(float* din, const float* dout, const float* w, int N, int I, int O,
                                 bool accumulate);
   void (*linear_backward_weight)(float* dw, const float* dout, const float* in, int N, int I,

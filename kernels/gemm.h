@@ -5,7 +5,7 @@
 // its kernels from the CPU's features at run time (kernels/cpu/gemm.cpp says why not OpenBLAS).
 //
 // Linear layers store weights as [out, in] (like torch.nn.Linear), so
-//   forward:          out[N,O]  = in[N,I] · w[O,I]ᵀ
+//   forward:          out[N,O]  = in[N,I] · w[O,I]ᵀ         ('=' or '+=': a residual stream)
 //   backward-input:   din[N,I]  = dout[N,O] · w[O,I]      (activation gradient: '=' or '+=')
 //   backward-weight:  dw[O,I]  += dout[N,O]ᵀ · in[N,I]    (parameter gradient: always '+=')
 // Parameter gradients accumulate so that micro-batches add up; activation gradients are
@@ -17,7 +17,8 @@ namespace duet::cpu {
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
 
-void linear_forward(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O,
+                    bool accumulate);
 void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O,
                            bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);

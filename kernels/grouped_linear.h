@@ -5,7 +5,7 @@
 
 namespace duet::kernels {
 
-using LinearForward = void (*)(float* out, const float* in, const float* w, int N, int I, int O);
+using LinearForward = void (*)(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate);
 using LinearBackwardInput = void (*)(float* din, const float* dout, const float* w, int N, int I, int O,
                                      bool accumulate);
 using LinearBackwardWeight = void (*)(float* dw, const float* dout, const float* in, int N, int I, int O);
@@ -15,7 +15,7 @@ void grouped_forward_by_group(float* out, const float* in, const float* const* w
                               int O) {
   long r0 = 0;
   for (int g = 0; g < groups; r0 += rows[g++])
-    if (rows[g] > 0) Op(out + r0 * O, in + r0 * I, w[g], rows[g], I, O);
+    if (rows[g] > 0) Op(out + r0 * O, in + r0 * I, w[g], rows[g], I, O, false);
 }
 
 template <LinearBackwardInput Op>

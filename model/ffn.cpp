@@ -16,9 +16,9 @@ namespace {
 void swiglu_ffn_forward(const kernels::Backend& ops, float* out, kernels::Buffer<float>& ab,
                         kernels::Buffer<float>& h, const float* in, const float* w13, const float* w2,
                         int N, int C, int F) {
-  ops.linear_forward(sized(ab, (size_t)N * 2 * F), in, w13, N, C, 2 * F);
+  ops.linear_forward(sized(ab, (size_t)N * 2 * F), in, w13, N, C, 2 * F, false);
   ops.swiglu_forward(sized(h, (size_t)N * F), ab.data(), N, F);
-  ops.gemm(false, true, N, C, F, 1.0f, h.data(), F, w2, F, 1.0f, out, C);
+  ops.linear_forward(out, h.data(), w2, N, F, C, /*accumulate=*/true);
 }
 
 // dab (stashed for the weight pass) and din (+= when accumulate) from dout (N,C).
@@ -48,7 +48,7 @@ void Stage::ffn_forward(const LayerParams& p, LayerActivations& L, float* out, i
   }
   const int E = cfg_.experts, K = cfg_.top_k, Fe = cfg_.d_expert;
   float* scores = sized(L.scores, (size_t)N * E);
-  ops_.linear_forward(scores, L.ln2.data(), p.router, N, C, E);
+  ops_.linear_forward(scores, L.ln2.data(), p.router, N, C, E, false);
   ops_.sigmoid_forward(scores, scores, (long)N * E);
   ops_.moe_route(sized(L.expert, (size_t)N * K), sized(L.gate, (size_t)N * K), scores, p.bias, N, E,
                  K);

@@ -119,7 +119,7 @@ void Stage::forward(StageActivations& a, const MicroBatch& mb, const float* x_in
     a.targets.assign(mb.targets, mb.targets + N);
     ops_.rmsnorm_forward(sized(a.lnf, (size_t)N * C), sized(a.rstdf, N), a.res[nl].data(),
                          final_norm_, N, C, cfg_.norm_eps);
-    ops_.linear_forward(sized(a.logits, (size_t)N * V), a.lnf.data(), head_, N, C, V);
+    ops_.linear_forward(sized(a.logits, (size_t)N * V), a.lnf.data(), head_, N, C, V, false);
     a.loss_sum = ops_.cross_entropy_forward(a.logits.data(), a.targets.data(), N, V);
   }
   a.awaiting_weight = false;
@@ -180,13 +180,13 @@ void Stage::layer_forward(const LayerParams& p, LayerActivations& L, const float
   const int N = B * T, C = cfg_.d_model, H = cfg_.heads, D = cfg_.head_dim();
   ops_.rmsnorm_forward(sized(L.ln1, (size_t)N * C), sized(L.rstd1, N), x, p.attn_norm, N, C,
                        cfg_.norm_eps);
-  ops_.linear_forward(sized(L.qkv, (size_t)N * 3 * C), L.ln1.data(), p.wqkv, N, C, 3 * C);
+  ops_.linear_forward(sized(L.qkv, (size_t)N * 3 * C), L.ln1.data(), p.wqkv, N, C, 3 * C, false);
   ops_.rope_forward(L.qkv.data(), rope_table(T), B, T, H, D);
   ops_.attention_forward(sized(L.att, (size_t)N * C),
                          sized(L.att_saved, ops_.attention_saved_floats(B, T, H, D)), L.qkv.data(), B, T,
                          H, D);
   float* x1 = sized(L.x1, (size_t)N * C);
-  ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C);
+  ops_.linear_forward(x1, L.att.data(), p.wo, N, C, C, false);
   ops_.vec_add(x1, x, (long)N * C);  // the residual, on the backend: no wait, no trip to the host
   ops_.rmsnorm_forward(sized(L.ln2, (size_t)N * C), sized(L.rstd2, N), x1, p.ffn_norm, N, C,
                        cfg_.norm_eps);

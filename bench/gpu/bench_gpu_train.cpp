@@ -157,7 +157,7 @@ void BM_Gemm(benchmark::State& state, const std::string& device, const Shape& s)
     std::vector<float> a(g.M * g.K, 0.01f), b(g.N * g.K, 0.01f), c(g.M * g.N);
     for (auto _ : state) {
       const auto t0 = std::chrono::steady_clock::now();
-      cpu.linear_forward(c.data(), a.data(), b.data(), (int)g.M, (int)g.K, (int)g.N);
+      cpu.linear_forward(c.data(), a.data(), b.data(), (int)g.M, (int)g.K, (int)g.N, false);
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       state.SetIterationTime(dt);
       seconds += dt;

@@ -101,8 +101,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
   });
 }
 
-void linear_forward(float* out, const float* in, const float* w, int N, int I, int O) {
-  gemm(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate) {
+  gemm(false, true, N, O, I, 1.0f, in, I, w, I, accumulate ? 1.0f : 0.0f, out, O);
 }
 
 void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O,

@@ -187,10 +187,11 @@ void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, con
 
 // The linear ops know which operand is the weight (w: O×I): its BF16 form may be the stretch's
 // kept copy (bf16_weights_fixed); the activations are cast at every call.
-void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O) {
-  if (N <= 0 || O <= 0 || I <= 0) return gemm_bf16(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
+void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate) {
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (N <= 0 || O <= 0 || I <= 0) return gemm_bf16(false, true, N, O, I, 1.0f, in, I, w, I, beta, out, O);
   const __nv_bfloat16* wb = weight_bf16(w, (long)O * I, 5);
-  gemm_bf16_of(false, true, N, O, I, 1.0f, to_bf16(in, N, I, I, 4), I, wb, I, 0.0f, out, O);
+  gemm_bf16_of(false, true, N, O, I, 1.0f, to_bf16(in, N, I, I, 4), I, wb, I, beta, out, O);
 }
 
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate) {
@@ -257,8 +258,8 @@ void grouped_linear_backward_weight_bf16(float* const* dw, const float* dout, co
       gemm_bf16_of(true, false, O, I, rows[g], 1.0f, d + r0 * O, O, x + r0 * I, I, 1.0f, dw[g], I);
 }
 
-void linear_forward(float* out, const float* in, const float* w, int N, int I, int O) {
-  gemm(false, true, N, O, I, 1.0f, in, I, w, I, 0.0f, out, O);
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate) {
+  gemm(false, true, N, O, I, 1.0f, in, I, w, I, accumulate ? 1.0f : 0.0f, out, O);
 }
 
 void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate) {

@@ -13,7 +13,7 @@ namespace duet::cuda {
 // gemm.cu (cuBLAS, FP32, TF32 off)
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc);
-void linear_forward(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_forward(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_input(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight(float* dw, const float* dout, const float* in, int N, int I, int O);
 void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows, int groups, int I,
@@ -68,7 +68,7 @@ void cross_entropy_backward(float* probs_to_dlogits, const int32_t* targets, int
 // gemm.cu, BF16 (the cuda-bf16 table: model.precision bf16)
 void gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
                int ldb, float beta, float* C, int ldc);
-void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O);
+void linear_forward_bf16(float* out, const float* in, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_input_bf16(float* din, const float* dout, const float* w, int N, int I, int O, bool accumulate);
 void linear_backward_weight_bf16(float* dw, const float* dout, const float* in, int N, int I, int O);
 // The grouped ops cast the activations once for all groups (one kernel, not one per expert).

@@ -179,11 +179,11 @@ const std::map<std::string, Runner>& runners() {
                   r.in(rnd((size_t)K * N, 2)), tb ? K : N, 0.3f, r.out("C", rnd((size_t)M * N, 3)),
                   N);
        }},
-      {"linear_forward",  // N, I, O
+      {"linear_forward",  // N, I, O, accumulate
        [](Run& r, const Shape& s) {
-         const auto [N, I, O] = dims<3>(s);
+         const auto [N, I, O, acc] = dims<4>(s);
          r.b.linear_forward(r.out("out", rnd((size_t)N * O, 1)), r.in(rnd((size_t)N * I, 2)),
-                            r.in(rnd((size_t)O * I, 3)), N, I, O);
+                            r.in(rnd((size_t)O * I, 3)), N, I, O, acc);
        }},
       {"linear_backward_input",  // N, I, O, accumulate
        [](Run& r, const Shape& s) {
@@ -444,7 +444,8 @@ const std::vector<Case> kCases = {
     {"gemm", {7, 5, 3, 1, 0}, 1e-10},
     {"gemm", {7, 5, 3, 0, 1}, 1e-10},
     {"gemm", {33, 65, 17, 1, 1}, 1e-10},
-    {"linear_forward", {13, 24, 19}, 1e-10},
+    {"linear_forward", {13, 24, 19, 0}, 1e-10},
+    {"linear_forward", {13, 24, 19, 1}, 1e-10},
     {"linear_backward_input", {13, 24, 19, 0}, 1e-10},
     {"linear_backward_input", {13, 24, 19, 1}, 1e-10},
     {"linear_backward_weight", {13, 24, 19}, 1e-10},
@@ -766,7 +767,7 @@ TEST_P(GroupedLinear, IsTheLinearOpsGroupByGroupBitForBit) {
     long r0 = 0;
     for (int g = 0; g < G; r0 += rows[g++]) {
       if (rows[g] == 0) continue;
-      b->linear_forward(out_ref + r0 * O, in + r0 * I, w[g], rows[g], I, O);
+      b->linear_forward(out_ref + r0 * O, in + r0 * I, w[g], rows[g], I, O, false);
       b->linear_backward_input(din_ref + r0 * I, dout + r0 * O, w[g], rows[g], I, O, false);
       b->linear_backward_weight(dw_ref[g], dout + r0 * O, in + r0 * I, rows[g], I, O);
     }
@@ -865,17 +866,17 @@ TEST(EmulatedStreams, ABf16WeightCopyCastOnOneThreadIsReadOnAnotherAfterTheCast)
   };
   const std::vector<float> zeros(N * O, 0.0f);
   float *dx = put(x), *dw = put(w), *y = put(zeros), *ya = put(zeros), *yb = put(zeros);
-  b.linear_forward(y, dx, dw, N, I, O);  // cast at the call: the reference
+  b.linear_forward(y, dx, dw, N, I, O, false);  // cast at the call: the reference
   const std::vector<float> want = get(y, N * O);
   void* a_done = b.mark_create();
   {
     duet::kernels::WeightsFixedScope fixed(b);
     std::thread([&] {
-      b.linear_forward(ya, dx, dw, N, I, O);  // casts; its stream has not run
+      b.linear_forward(ya, dx, dw, N, I, O, false);  // casts; its stream has not run
       b.mark_record(a_done);
     }).join();
     std::thread([&] {
-      b.linear_forward(yb, dx, dw, N, I, O);  // the kept copy
+      b.linear_forward(yb, dx, dw, N, I, O, false);  // the kept copy
       b.synchronize();
     }).join();
   }

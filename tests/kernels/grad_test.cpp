@@ -28,7 +28,7 @@ TEST(KernelGrad, Linear) {
   const int N = 5, I = 7, O = 3;
   auto x = random_vec(N * I, 1), w = random_vec(O * I, 2), dy = random_vec(N * O, 3);
   std::vector<float> y(N * O), dx(N * I), dw(O * I, 0.0f);
-  linear_forward(y.data(), x.data(), w.data(), N, I, O);
+  linear_forward(y.data(), x.data(), w.data(), N, I, O, false);
   linear_backward_input(dx.data(), dy.data(), w.data(), N, I, O, false);
   linear_backward_weight(dw.data(), dy.data(), x.data(), N, I, O);
   auto fwd = [&](const V& xx, const V& ww) {
