@@ -35,8 +35,8 @@ class AdamW {
   AdamW(const ParamArena& arena, OptimizerConfig cfg);                      // owns everything
   AdamW(const ParamArena& arena, OptimizerConfig cfg, ArenaRanges owned);  // owns a shard
 
-  // One update of every owned trainable element: grads are first multiplied by grad_scale
-  // (the clip factor, computed by the caller from the global norm). Weight decay only on
+  // One update of every owned trainable element: grads are read multiplied by grad_scale
+  // (the clip factor, computed by the caller from the global norm; grads are left as they are). Weight decay only on
   // Weight tensors; State tensors are never touched.
   void step(ParamArena& arena, double lr, float grad_scale);
   long steps_taken() const { return step_; }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -19,9 +20,16 @@ constexpr size_t kMaxLine = 256;  // longer lines are not ours: the connection i
 std::string advertised_host(const std::string& name) {
   addrinfo hints{}, *res = nullptr;
   hints.ai_family = AF_INET, hints.ai_socktype = SOCK_STREAM;  // as the ranks resolve it
-  if (name.empty() || getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0) return "127.0.0.1";
-  freeaddrinfo(res);
-  return name;
+  const int e = name.empty() ? EAI_NONAME : getaddrinfo(name.c_str(), nullptr, &hints, &res);
+  if (e == 0) {
+    freeaddrinfo(res);
+    return name;
+  }
+  // Said once per listener: ranks on other machines cannot reach a loopback address, and this
+  // line tells why they fail to.
+  std::fprintf(stderr, "supervisor: this machine's name '%s' does not resolve here (%s): ranks are told 127.0.0.1, "
+               "which only ranks on this machine can reach\n", name.c_str(), gai_strerror(e));
+  return "127.0.0.1";
 }
 
 Listener::Listener(std::string host, int port) : host_(std::move(host)) {
