@@ -246,6 +246,7 @@ run() {
   if [[ $parts == *" speed "* ]]; then
     local blog="$dir/bench.log" bjson="$dir/bench.json" plog="$dir/torch.log" t0=$SECONDS
     local device="${GPU_CHECK_DEVICE:-cuda}"
+    local speed_end=$((SECONDS + 570))  # the part ends inside a device command's 10 minutes, summary included
     rm -f "$bjson" "$dir"/torch-*.json
     if [ -x "$dir/bench_gpu_train" ] && timeout 240 "$dir/bench_gpu_train" --benchmark_filter="/$device/" \
          --benchmark_repetitions=3 --benchmark_report_aggregates_only=true \
@@ -264,6 +265,12 @@ run() {
       for mode in eager compile; do
         limit=150
         [ "$mode" = compile ] && limit=240  # compiling 16 blocks takes a minute or two
+        ((limit <= speed_end - SECONDS)) || limit=$((speed_end - SECONDS))
+        if ((limit < 30)); then
+          status=1
+          note "PyTorch $mode: NOT run: the speed part's 570 s are spent"
+          continue
+        fi
         t0=$SECONDS
         if LD_LIBRARY_PATH="$outer_ld" timeout "$limit" "$python" "$dir/torch_baseline.py" --device "$device" --mode "$mode" \
              --json "$dir/torch-$mode.json" >>"$plog" 2>&1; then
