@@ -213,10 +213,23 @@ long total_rows(const int* rows, int groups) {
   return n;
 }
 
+// out (R × N) = act (R × K) · op(w[g]) group by group, op(w) = wᵀ when trans_w (w: O × I, row
+// major): act cast to BF16 once for all groups (scratch slot 4), each weight's BF16 form from
+// weight_bf16 (slot 5 when not kept).
+void times_each_weight_bf16(float* out, const float* act, const float* const* w, const int* rows, int groups, long R,
+                            int K, int N, bool trans_w, int I, int O) {
+  const __nv_bfloat16* a = to_bf16(act, R, K, K, 4);
+  long r0 = 0;
+  for (int g = 0; g < groups; r0 += rows[g++])
+    if (rows[g] > 0)
+      gemm_bf16_of(false, trans_w, rows[g], N, K, 1.0f, a + r0 * K, K, weight_bf16(w[g], (long)O * I, 5), I, 0.0f,
+                   out + r0 * N, N);
+}
+
 }  // namespace
 
-// One cast of all groups' activations (scratch slot 4), then a GEMM per non-empty group on
-// its weight's BF16 form (slot 5 when not kept) — per group the same BF16 operand values as
+// One cast of all groups' activations, then a GEMM per non-empty group on its weight's BF16
+// form (times_each_weight_bf16) — per group the same BF16 operand values as
 // the linear ops group by group; the same bits where cuBLAS picks the same kernel (it may
 // choose by the operands' alignment, here that of the group's first row).
 void grouped_linear_forward_bf16(float* out, const float* in, const float* const* w, const int* rows, int groups,
@@ -224,12 +237,7 @@ void grouped_linear_forward_bf16(float* out, const float* in, const float* const
   const long R = total_rows(rows, groups);
   if (R <= 0 || O <= 0 || I <= 0)
     return kernels::grouped_forward_by_group<&linear_forward_bf16>(out, in, w, rows, groups, I, O);
-  const __nv_bfloat16* x = to_bf16(in, R, I, I, 4);
-  long r0 = 0;
-  for (int g = 0; g < groups; r0 += rows[g++])
-    if (rows[g] > 0)
-      gemm_bf16_of(false, true, rows[g], O, I, 1.0f, x + r0 * I, I, weight_bf16(w[g], (long)O * I, 5), I, 0.0f,
-                   out + r0 * O, O);
+  times_each_weight_bf16(out, in, w, rows, groups, R, I, O, /*trans_w=*/true, I, O);
 }
 
 void grouped_linear_backward_input_bf16(float* din, const float* dout, const float* const* w, const int* rows,
@@ -237,12 +245,7 @@ void grouped_linear_backward_input_bf16(float* din, const float* dout, const flo
   const long R = total_rows(rows, groups);
   if (R <= 0 || O <= 0 || I <= 0)
     return kernels::grouped_backward_input_by_group<&linear_backward_input_bf16>(din, dout, w, rows, groups, I, O);
-  const __nv_bfloat16* d = to_bf16(dout, R, O, O, 4);
-  long r0 = 0;
-  for (int g = 0; g < groups; r0 += rows[g++])
-    if (rows[g] > 0)
-      gemm_bf16_of(false, false, rows[g], I, O, 1.0f, d + r0 * O, O, weight_bf16(w[g], (long)O * I, 5), I, 0.0f,
-                   din + r0 * I, I);
+  times_each_weight_bf16(din, dout, w, rows, groups, R, O, I, /*trans_w=*/false, I, O);
 }
 
 void grouped_linear_backward_weight_bf16(float* const* dw, const float* dout, const float* in, const int* rows,

@@ -732,16 +732,25 @@ TEST(BackendTable, CudaReductionsAreDeterministic) {
   cuda->free(g);
 }
 
+// A test of one backend, the parameter naming it (find_backend); skips visibly where it is absent.
+class OnBackend : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    b = find_backend(GetParam(), why);
+    if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
+  }
+  const Backend* b = nullptr;
+};
+std::string backend_name(const testing::TestParamInfo<std::string>& i) { return i.param; }
+
 // The grouped linear ops are the linear ops run group by group over the runs of rows — bit for
 // bit on the CPU and on the emulated CUDA code (FP32 and BF16; a GPU's cuBLAS may pick kernels
 // by alignment, so there the op cases above bound it instead). Leading, inner and trailing
 // experts without rows, and none with any.
-class GroupedLinear : public testing::TestWithParam<std::string> {};
+class GroupedLinear : public OnBackend {};
 
 TEST_P(GroupedLinear, IsTheLinearOpsGroupByGroupBitForBit) {
-  std::string why;
-  const Backend* b = find_backend(GetParam(), why);
-  if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
   const int I = 12, O = 20;
   for (const std::vector<int>& rows : {std::vector<int>{0, 5, 0, 7, 3, 0}, std::vector<int>{0, 0}}) {
     const int G = (int)rows.size();
@@ -780,17 +789,13 @@ TEST_P(GroupedLinear, IsTheLinearOpsGroupByGroupBitForBit) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, GroupedLinear, testing::Values("cpu", "cuda_emulated", "cuda_bf16_emulated"),
-                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, GroupedLinear, testing::Values("cpu", "cuda_emulated", "cuda_bf16_emulated"), backend_name);
 
 // The clip's scale applied as AdamW reads the gradients is, bit for bit, scaling them first
 // and then updating (what the optimizer did before): on the CPU and the emulated CUDA code.
-class AdamWGradScale : public testing::TestWithParam<std::string> {};
+class AdamWGradScale : public OnBackend {};
 
 TEST_P(AdamWGradScale, IsScalingTheGradientsFirstBitForBit) {
-  std::string why;
-  const Backend* b = find_backend(GetParam(), why);
-  if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
   const long n = 1000;
   const float s = 0.3719f;
   duet::kernels::AdamWParams p{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3};
@@ -813,17 +818,13 @@ TEST_P(AdamWGradScale, IsScalingTheGradientsFirstBitForBit) {
   EXPECT_NE(outs[0].values, std::vector<double>(init.begin(), init.end()));  // it did update
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, AdamWGradScale, testing::Values("cpu", "cuda_emulated", "cuda"),
-                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, AdamWGradScale, testing::Values("cpu", "cuda_emulated", "cuda"), backend_name);
 
 // The gradient norm's sums over many tensors at once are, range by range, the very values of
 // sum_squares over each range alone: the norm does not change by asking for them together.
-class SumSquaresRanges : public testing::TestWithParam<std::string> {};
+class SumSquaresRanges : public OnBackend {};
 
 TEST_P(SumSquaresRanges, EachIsTheRangesOwnSumBitForBit) {
-  std::string why;
-  const Backend* b = find_backend(GetParam(), why);
-  if (!b) GTEST_SKIP() << GetParam() << " backend absent: " << why;
   const long n = 300000;
   std::vector<float> host(n);
   for (long i = 0; i < n; ++i) host[i] = std::sin(0.001 * i) * 3.0f;
@@ -841,8 +842,7 @@ TEST_P(SumSquaresRanges, EachIsTheRangesOwnSumBitForBit) {
   b->free(g);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, SumSquaresRanges, testing::Values("cpu", "cuda_emulated", "cuda"),
-                         [](const testing::TestParamInfo<std::string>& i) { return i.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, SumSquaresRanges, testing::Values("cpu", "cuda_emulated", "cuda"), backend_name);
 
 // While weights are held fixed, a weight's BF16 copy is cast on the stream of the thread that
 // uses it first, and another thread's kernels read it after that cast (an event the other
