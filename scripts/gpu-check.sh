@@ -43,7 +43,7 @@ max_bytes=$((64 * 1024 * 1024))
 pack() {
   local build="${1:-$here/build}"
   cmake --build "$build" -j"$(nproc)" --target test_kernels test_model test_nccl_gpu bench_gpu_train duet >/dev/null
-  ldd "$build/tests/test_kernels" | grep -q libcudart ||
+  ldd "$build/tests/test_kernels" | grep libcudart >/dev/null ||
     { echo "gpu-check: $build is not a CUDA build (configure with nvcc found, or -DDUET_CUDA=ON)" >&2; exit 2; }
   local out="$build/gpu-check" stage="$build/gpu-check.stage"
   rm -rf "$out" "$stage" && mkdir -p "$out" "$stage/lib"
@@ -178,7 +178,7 @@ run() {
     export LD_LIBRARY_PATH="$dir/lib/cxx:$LD_LIBRARY_PATH"
   fi
   # NCCL: the toolkit's, else the one a PyTorch installation brings (pip's nvidia-nccl).
-  if ! ls "$cuda"/lib64/libnccl.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libnccl.so; then
+  if ! ls "$cuda"/lib64/libnccl.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep libnccl.so >/dev/null; then
     local nccl_lib
     nccl_lib=$(LD_LIBRARY_PATH="$outer_ld" "${PYTHON:-python3}" -c \
       'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)

@@ -21,7 +21,7 @@ pkgs=(
 )
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#pkgs[@]} packages present"
@@ -41,7 +41,7 @@ rc=0
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" || rc=$?
 still=()
 for p in "${missing[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || still+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || still+=("$p")
 done
 if [ ${#still[@]} -gt 0 ]; then
   echo "install-deps: apt-get exited with $rc; still missing: ${still[*]}" >&2

@@ -34,7 +34,7 @@ stepds() {
   for d in /proc/[0-9]*; do
     p=${d#/proc/}
     case "$(readlink "$d/exe" 2>/dev/null)" in */slurmstepd*) ;; *) continue ;; esac
-    ls -l "$d/fd" 2>/dev/null | grep -q -- "-> $dir/log/slurmd-${1:-}" && echo "$p"
+    ls -l "$d/fd" 2>/dev/null | grep -- "-> $dir/log/slurmd-${1:-}" >/dev/null && echo "$p"
   done
   return 0
 }
@@ -119,7 +119,7 @@ export OMPI_MCA_btl=self,tcp OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_
 ENV
   slurmctld -f "$SLURM_CONF"
   local end=$((SECONDS + 30))
-  until scontrol ping 2>/dev/null | grep -q UP; do
+  until scontrol ping 2>/dev/null | grep UP >/dev/null; do
     [ $SECONDS -lt $end ] || { echo "slurm-cluster: slurmctld did not answer; $dir/log/slurmctld.log" >&2; return 1; }
     sleep 0.1
   done
