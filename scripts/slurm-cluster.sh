@@ -42,7 +42,7 @@ stepds() {
 wait_idle() {
   local want=$1 end=$((SECONDS + $2)) n=0
   while [ $SECONDS -lt $end ]; do
-    n=$(sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l)
+    n=$(sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l) || n=0  # a busy controller: ask again
     [ "$n" -ge "$want" ] && return 0
     sleep 0.2
   done
@@ -146,7 +146,7 @@ stop() {
     for p in "${pids[@]}"; do alive "$p" && left=1; done
     [ $left = 1 ] && sleep 0.1
   done
-  for p in "${pids[@]}"; do alive "$p" && kill -9 "$p" 2>/dev/null; done
+  for p in "${pids[@]}"; do alive "$p" && { kill -9 "$p" 2>/dev/null || true; }; done  # may end meanwhile
   # A slurmstepd outlives its slurmd (a crashed node): it and its tasks go too.
   for p in $(stepds); do
     for c in $(descendants "$p"); do kill -9 "$c" 2>/dev/null || true; done

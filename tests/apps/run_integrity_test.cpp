@@ -158,8 +158,14 @@ TEST(RunIntegrity, SecondLaunchIsRefusedWhileTheFirstRuns) {
   CommandResult first;
   std::thread t([&] { first = run_duet(cmd); });
   const fs::path lock = dir / "l/run.lock";
-  for (int i = 0; i < 300 && !fs::exists(lock); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const std::string holder = read_file(lock);
+  // The lock is created, then written: wait for its text (its holder's pid line), not only the file.
+  std::string holder;
+  for (int i = 0; i < 300; ++i) {
+    holder = fs::exists(lock) ? read_file(lock) : std::string();
+    const auto at = holder.find("\npid ");
+    if (at != std::string::npos && holder.find('\n', at + 1) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const auto second = run_duet(cmd);
   t.join();
   ASSERT_EQ(first.exit_code, 0) << first.output;
