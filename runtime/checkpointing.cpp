@@ -147,8 +147,14 @@ void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long o
     auto& adam = zero.adam((int)i);
     for (const auto& piece : adam.owned_pieces(arena)) {
       const int64_t off = piece.begin - piece.spec->offset, len = piece.end - piece.begin;
-      read_range("opt.m/" + piece.spec->name, off, std::span<float>(adam.m().data() + piece.moment, len));
-      read_range("opt.v/" + piece.spec->name, off, std::span<float>(adam.v().data() + piece.moment, len));
+      // Through host memory, as the parameters above: the moments are the backend's memory
+      // (managed memory on CUDA), which some GPU sandboxes refuse to a system call (the file
+      // read; EFAULT), and the copy is nothing next to the read.
+      std::vector<float> host((size_t)len);
+      read_range("opt.m/" + piece.spec->name, off, host);
+      std::copy(host.begin(), host.end(), adam.m().data() + piece.moment);
+      read_range("opt.v/" + piece.spec->name, off, host);
+      std::copy(host.begin(), host.end(), adam.v().data() + piece.moment);
     }
     adam.set_steps_taken(optimizer_steps);
   }
