@@ -16,7 +16,7 @@ pkgs=(
   slurmctld slurmd slurm-client munge   # the `slurm` tests' local cluster (scripts/slurm-cluster.sh)
   libpmix-dev                           # srun --mpi=pmix starts Open MPI ranks under Slurm
   procps                                # ps: scripts/slurm-cluster.sh finds a crashed node's tasks
-  python3                               # tests: the GPU check's speed summary (bench/gpu/speed_summary.py)
+  python3                               # tests: the GPU speed summary, scripts/check-pipes.py
   xz-utils                              # tests: the GPU check's bundle (scripts/gpu-check.sh pack)
 )
 missing=()
