@@ -31,14 +31,10 @@ def main(bench_path, *torch_paths):
            label.get(gemm["run_name"], "?"), "met" if of >= 0.40 else "MISSED"))
     pcts = sorted(((k[4:], v) for k, v in train.items() if k.startswith("pct_")), key=lambda kv: -kv[1])
     # The benchmark tells GEMMs from the rest (kernels::is_gemm_op): other_pct_<op> for each op
-    # that is neither a GEMM nor attention. The largest median names the op; the label does only
-    # when every repetition named the same one, so it is the fallback.
+    # that is neither a GEMM nor attention; the largest median names the op (not the label,
+    # which the aggregates keep only when every repetition named the same op).
     others = [(k[len("other_pct_"):], v) for k, v in train.items() if k.startswith("other_pct_")]
-    if others:
-        worst_name, worst = max(others, key=lambda kv: kv[1])
-    else:
-        worst_name = label.get(train["run_name"], "").split(": ")[-1] or "?"
-        worst = train.get("other_max_pct")
+    worst_name, worst = max(others, key=lambda kv: kv[1]) if others else ("none", None)
     print("  GEMM ops %.1f%% of a step, attention (GEMMs + softmax) %.1f%%; largest other op %s %s -- "
           "target <= 15%%: %s" % (train.get("gemm_pct", 0.0), train.get("attn_pct", 0.0), worst_name,
                                   "?" if worst is None else "%.1f%%" % worst,
