@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 
 #include "checkpoint/checkpoint.h"
 #include "io/resume_policy.h"
+#include "kernels/buffer.h"
 
 namespace duet::runtime {
 
@@ -124,6 +126,19 @@ std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages,
   return slices;
 }
 
+std::vector<ckpt::TensorSlice> host_copies(const std::vector<ckpt::TensorSlice>& slices,
+                                           std::vector<std::vector<float>>& storage) {
+  const kernels::Backend& backend = kernels::compute_backend();
+  storage.assign(slices.size(), {});
+  std::vector<ckpt::TensorSlice> out = slices;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    storage[i].resize(slices[i].data.size());
+    backend.copy_to_host(storage[i].data(), slices[i].data.data(), slices[i].data.size_bytes());
+    out[i].data = storage[i];
+  }
+  return out;
+}
+
 ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero) {
   ckpt::ShardState state;
   state.data_position = (int64_t)step * cfg.train.global_batch;
@@ -174,6 +189,12 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   }
   ckpt::ShardRequest req;
   req.dir = dir_, req.step = step, req.rank = rank_, req.layout = layout_, req.slices = slices;
+  // A synchronous save hands HDF5 host memory only, as the asynchronous one (its own buffers)
+  // and the load (through a host vector) do: on a device backend the tensors are its memory,
+  // which a system call may not be able to read (docs/gpu.md: EFAULT on managed memory).
+  std::vector<std::vector<float>> host;
+  std::vector<ckpt::TensorSlice> host_slices;  // req.slices is a view: these must outlive the save
+  if (std::string_view(kernels::compute_backend().name) != "cpu") req.slices = host_slices = host_copies(slices, host);
   req.state = state;
   const ckpt::SaveOptions opt = save_options();
   const auto agree = [&](bool ok) { return agree_.allreduce<int32_t>(ok ? 1 : 0, ReduceOp::LogicalAnd) != 0; };

@@ -93,6 +93,10 @@ class TrainCheckpoints {
 // its stages (whole) and its ZeRO-1 pieces of the AdamW moments ("opt.m/<tensor>",
 // "opt.v/<tensor>", 1-D slices of the flattened tensor).
 std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+// The same slices over host copies of their data, made with the compute backend's
+// copy_to_host (which first waits for the kernels that wrote them); `storage` owns the copies.
+std::vector<ckpt::TensorSlice> host_copies(const std::vector<ckpt::TensorSlice>& slices,
+                                           std::vector<std::vector<float>>& storage);
 // The state each rank's shard (or snapshot) carries besides the tensors.
 ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero);
 

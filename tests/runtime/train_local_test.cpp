@@ -18,7 +18,9 @@
 
 #include "io/config.h"
 #include "io/metrics.h"
+#include "model/tensor_spec.h"
 #include "runtime/comm_local.h"
+#include "runtime/train_setup.h"
 #include "runtime/trainer.h"
 #include "tests/cuda_emu/backend.h"
 #include "tests/nccl_emu/nccl_emu.h"
@@ -319,6 +321,41 @@ TEST(TrainLocal, TheSameThreadsComputeEveryStep) {
 // same files on every backend. A run on the CUDA backend's code (emulated) stops at step 3
 // with a checkpoint and resumes on the CPU; a CPU run's checkpoint resumes on the CUDA code.
 // Both continue as an uninterrupted CPU run does (the backends agree to 1e-4, not bit for bit).
+// A synchronous save hands HDF5 host copies of a device backend's memory, never that memory
+// (docs/gpu.md: a system call may be refused on managed memory): on the emulated CUDA backend
+// the save copies every parameter and both AdamW moments to the host through copy_to_host,
+// and a run resumed from it on the CPU goes on as an uninterrupted one.
+TEST(TrainLocal, ASynchronousSaveOnADeviceBackendWritesFromHostCopies) {
+  static std::atomic<long> copied{0};
+  static const kernels::Backend cuda = [] {
+    kernels::Backend b = duet::test::emulated_cuda_backend();
+    b.copy_to_host = [](void* dst, const void* src, size_t bytes) {
+      copied += (long)bytes;
+      duet::test::emulated_cuda_backend().copy_to_host(dst, src, bytes);
+    };
+    return b;
+  }();
+  const auto with = [](int steps, int every) {
+    return small_model({"train.steps=" + std::to_string(steps), "train.log_every=1", "checkpoint.async=false",
+                       "checkpoint.memory=off", "checkpoint.every=" + std::to_string(every)});
+  };
+  copied = 0;
+  ASSERT_EQ(train_local("sync-save-none", with(2, 0), &cuda).size(), 2u);
+  const long without = copied;
+  copied = 0;
+  ASSERT_EQ(train_local("sync-save-every-2", with(2, 2), &cuda).size(), 2u);
+  ASSERT_TRUE(fs::exists(local_run_dir("sync-save-every-2") / "checkpoints")) << "no checkpoint written";
+  const int64_t params =
+      model::total_params(runtime::to_model_config(io::parse_config(io::default_config_text(), with(2, 2), "<test>")));
+  EXPECT_GE(copied - without, 3 * (long)sizeof(float) * params) << "parameters, m and v, each at least once";
+
+  const auto ref = train_local("sync-save-ref", with(3, 0));
+  const auto resumed = train_local("sync-save-every-2", with(3, 0), nullptr, /*fresh=*/false);  // step 3 added
+  ASSERT_EQ(ref.size(), 3u);
+  ASSERT_EQ(resumed.size(), 3u);
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_LE(std::abs(resumed[i] - ref[i]) / ref[i], 1e-4) << "step " << i + 1;
+}
+
 TEST(TrainLocal, CheckpointsMoveBetweenTheCudaCodeAndTheCpu) {
   auto with = [](std::vector<std::string> more) {
     for (std::string o : {"train.global_batch=2", "train.steps=6", "checkpoint.every=3"}) more.push_back(o);
