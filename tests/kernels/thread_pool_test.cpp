@@ -137,7 +137,7 @@ TEST(ThreadPool, AThreadSharingItsCoreWithABusyOneSaysItIsContended) {
 }
 
 TEST(ThreadPool, ASplitProductEqualsTheOneThreadProduct) {
-  // Shapes that split by rows (M large), by columns (few rows, many columns) and ones too
+  // Shapes that split by rows (more rows than columns), by columns (more columns) and ones too
   // small or ragged to split evenly; every transpose combination (the model's NT, NN, TN).
   // At 2 and 3 threads (3: a middle range), checking that the product was split.
   struct S { int M, N, K; };
