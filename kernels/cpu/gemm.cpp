@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/grouped_linear.h"
@@ -119,19 +120,60 @@ void linear_backward_weight(float* dw, const float* dout, const float* in, int N
   gemm(true, false, O, I, N, 1.0f, dout, O, in, I, 1.0f, dw, I);
 }
 
+namespace {
+
+// The experts' products of a grouped linear op, whole groups per thread: with at least two
+// non-empty groups per thread, each thread takes the next group (largest first) and computes
+// its product alone, instead of every product being split across the threads. Threads then
+// read different weights rather than sharing one operand, and no product pays a split; the
+// bits are those of the one-thread run, whichever thread takes a group, since each group is
+// one whole one-thread call. one_group(g, r0) computes group g, whose rows start at r0.
+// False (nothing done) when it does not apply: the caller then loops over the groups itself.
+template <class F>
+bool groups_on_threads(const int* rows, int groups, double flops_per_row, F&& one_group) {
+  if (in_parallel()) return false;
+  const int k = std::min(gemm_threads(), usable_cpus());
+  std::vector<int> order;
+  std::vector<long> first_row(groups);
+  double flops = 0;
+  for (long g = 0, r0 = 0; g < groups; r0 += rows[g++]) {
+    first_row[g] = r0;
+    if (rows[g] > 0) order.push_back((int)g), flops += flops_per_row * rows[g];
+  }
+  if (k <= 1 || (int)order.size() < 2 * k || flops < 2 * kMinFlopsPerThread) return false;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return rows[a] > rows[b]; });
+  std::atomic<size_t> next{0};
+  parallel_run(k, [&](int, int) {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < order.size();)
+      one_group(order[i], first_row[order[i]]);
+  });
+  return true;
+}
+
+}  // namespace
+
 void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows,
                             int groups, int I, int O) {
-  kernels::grouped_forward_by_group<&linear_forward>(out, in, w, rows, groups, I, O);
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
+        linear_forward(out + r0 * O, in + r0 * I, w[g], rows[g], I, O, false);
+      }))
+    kernels::grouped_forward_by_group<&linear_forward>(out, in, w, rows, groups, I, O);
 }
 
 void grouped_linear_backward_input(float* din, const float* dout, const float* const* w,
                                    const int* rows, int groups, int I, int O) {
-  kernels::grouped_backward_input_by_group<&linear_backward_input>(din, dout, w, rows, groups, I, O);
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
+        linear_backward_input(din + r0 * I, dout + r0 * O, w[g], rows[g], I, O, false);
+      }))
+    kernels::grouped_backward_input_by_group<&linear_backward_input>(din, dout, w, rows, groups, I, O);
 }
 
 void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in,
                                     const int* rows, int groups, int I, int O) {
-  kernels::grouped_backward_weight_by_group<&linear_backward_weight>(dw, dout, in, rows, groups, I, O);
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
+        linear_backward_weight(dw[g], dout + r0 * O, in + r0 * I, rows[g], I, O);
+      }))
+    kernels::grouped_backward_weight_by_group<&linear_backward_weight>(dw, dout, in, rows, groups, I, O);
 }
 
 void set_gemm_threads(int threads) {

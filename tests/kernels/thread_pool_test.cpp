@@ -165,6 +165,54 @@ TEST(ThreadPool, ASplitProductEqualsTheOneThreadProduct) {
   }
 }
 
+TEST(ThreadPool, ExpertsOnTheirOwnThreadsGiveTheOneThreadBitsInOneRegion) {
+  NEED_TWO_CPUS();
+  // A grouped op with at least two non-empty groups per thread runs whole groups per thread
+  // (one region for the op), each one a one-thread product: the same bits as at one thread.
+  // With fewer groups each product is split as a plain GEMM (one region per product).
+  const int I = 64, O = 96;
+  for (const std::vector<int> rows : {std::vector<int>{120, 0, 95, 130, 64, 77, 101, 88, 50},  // 4+ per thread
+                                      std::vector<int>{1400, 0, 1300}}) {                     // too few groups
+    const int groups = (int)rows.size();
+    long R = 0;
+    for (int r : rows) R += r;
+    const auto in = rnd((size_t)R * I, 1), dout = rnd((size_t)R * O, 2);
+    std::vector<std::vector<float>> w, dw[2];
+    for (int g = 0; g < groups; ++g) w.push_back(rnd((size_t)O * I, 10 + g));
+    std::vector<const float*> wp;
+    for (auto& x : w) wp.push_back(x.data());
+    std::vector<float> out[2], din[2];
+    int64_t regions[2] = {0, 0};
+    for (int threads : {1, 2}) {
+      const int t = threads - 1;
+      cpu::set_gemm_threads(threads);
+      out[t].assign((size_t)R * O, 0.0f), din[t].assign((size_t)R * I, 0.0f);
+      for (int g = 0; g < groups; ++g) dw[t].push_back(rnd((size_t)O * I, 30 + g));  // accumulated into
+      std::vector<float*> dwp;
+      for (auto& x : dw[t]) dwp.push_back(x.data());
+      const int64_t r0 = cpu::pool_stats().regions;
+      cpu::grouped_linear_forward(out[t].data(), in.data(), wp.data(), rows.data(), groups, I, O);
+      cpu::grouped_linear_backward_input(din[t].data(), dout.data(), wp.data(), rows.data(), groups, I, O);
+      cpu::grouped_linear_backward_weight(dwp.data(), dout.data(), in.data(), rows.data(), groups, I, O);
+      regions[t] = cpu::pool_stats().regions - r0;
+    }
+    cpu::set_gemm_threads(1);
+    EXPECT_EQ(regions[0], 0);
+    if (groups == 9) {
+      EXPECT_EQ(regions[1], 3) << "one region per grouped op";
+      EXPECT_EQ(out[1], out[0]);
+      EXPECT_EQ(din[1], din[0]);
+      EXPECT_EQ(dw[1], dw[0]);
+    } else {
+      EXPECT_EQ(regions[1], 6) << "each of the 2 products split, in each of the 3 ops";
+      for (size_t i = 0; i < out[0].size(); ++i) ASSERT_NEAR(out[1][i], out[0][i], 1e-4);
+      for (size_t i = 0; i < din[0].size(); ++i) ASSERT_NEAR(din[1][i], din[0][i], 1e-4);
+      for (int g = 0; g < groups; ++g)
+        for (size_t i = 0; i < dw[0][g].size(); ++i) ASSERT_NEAR(dw[1][g][i], dw[0][g][i], 1e-4);
+    }
+  }
+}
+
 TEST(ThreadPool, TheGemmLibraryStartsNoThreadsOfItsOwn) {
   NEED_TWO_CPUS();
   // oneDNN runs on OpenMP; were it asked for more than one thread, libgomp would start
