@@ -127,20 +127,26 @@ namespace {
 // its product alone, instead of every product being split across the threads. Threads then
 // read different weights rather than sharing one operand, and no product pays a split; the
 // bits are those of the one-thread run, whichever thread takes a group, since each group is
-// one whole one-thread call. one_group(g, r0) computes group g, whose rows start at r0.
+// one whole one-thread call with the arguments linear_* would pass cpu::gemm. The region's time
+// is profiled on the calling thread. one_group(g, r0) computes group g, whose rows start at r0.
 // False (nothing done) when it does not apply: the caller then loops over the groups itself.
 template <class F>
 bool groups_on_threads(const int* rows, int groups, double flops_per_row, F&& one_group) {
   if (in_parallel()) return false;
-  const int k = std::min(gemm_threads(), usable_cpus());
   std::vector<int> order;
   std::vector<long> first_row(groups);
   double flops = 0;
+  long total_rows = 0, most_rows = 0;
   for (long g = 0, r0 = 0; g < groups; r0 += rows[g++]) {
     first_row[g] = r0;
     if (rows[g] > 0) order.push_back((int)g), flops += flops_per_row * rows[g];
+    total_rows += std::max(rows[g], 0), most_rows = std::max<long>(most_rows, rows[g]);
   }
-  if (k <= 1 || (int)order.size() < 2 * k || flops < 2 * kMinFlopsPerThread) return false;
+  // As many threads as the work is worth (kMinFlopsPerThread each), two groups per thread at
+  // least, and no group larger than one thread's share: one expert with most of the rows would
+  // leave the other threads idle, where splitting its product keeps them all busy.
+  const int k = std::min({gemm_threads(), usable_cpus(), (int)(flops / kMinFlopsPerThread)});
+  if (k <= 1 || (int)order.size() < 2 * k || most_rows * k > total_rows) return false;
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return rows[a] > rows[b]; });
   std::atomic<size_t> next{0};
   parallel_run(k, [&](int, int) {
@@ -154,24 +160,27 @@ bool groups_on_threads(const int* rows, int groups, double flops_per_row, F&& on
 
 void grouped_linear_forward(float* out, const float* in, const float* const* w, const int* rows,
                             int groups, int I, int O) {
-  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
-        linear_forward(out + r0 * O, in + r0 * I, w[g], rows[g], I, O, false);
+  DUET_PROFILE("gemm");  // the region's time, on the calling thread only (helpers open no scope)
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {  // linear_forward's product
+        sgemm_one_thread(false, true, rows[g], O, I, 1.0f, in + r0 * I, I, w[g], I, 0.0f, out + r0 * O, O);
       }))
     kernels::grouped_forward_by_group<&linear_forward>(out, in, w, rows, groups, I, O);
 }
 
 void grouped_linear_backward_input(float* din, const float* dout, const float* const* w,
                                    const int* rows, int groups, int I, int O) {
-  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
-        linear_backward_input(din + r0 * I, dout + r0 * O, w[g], rows[g], I, O, false);
+  DUET_PROFILE("gemm");
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {  // linear_backward_input's
+        sgemm_one_thread(false, false, rows[g], I, O, 1.0f, dout + r0 * O, O, w[g], I, 0.0f, din + r0 * I, I);
       }))
     kernels::grouped_backward_input_by_group<&linear_backward_input>(din, dout, w, rows, groups, I, O);
 }
 
 void grouped_linear_backward_weight(float* const* dw, const float* dout, const float* in,
                                     const int* rows, int groups, int I, int O) {
-  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {
-        linear_backward_weight(dw[g], dout + r0 * O, in + r0 * I, rows[g], I, O);
+  DUET_PROFILE("gemm");
+  if (!groups_on_threads(rows, groups, 2.0 * I * O, [&](int g, long r0) {  // linear_backward_weight's
+        sgemm_one_thread(true, false, O, I, rows[g], 1.0f, dout + r0 * O, O, in + r0 * I, I, 1.0f, dw[g], I);
       }))
     kernels::grouped_backward_weight_by_group<&linear_backward_weight>(dw, dout, in, rows, groups, I, O);
 }

@@ -169,10 +169,12 @@ TEST(ThreadPool, ExpertsOnTheirOwnThreadsGiveTheOneThreadBitsInOneRegion) {
   NEED_TWO_CPUS();
   // A grouped op with at least two non-empty groups per thread runs whole groups per thread
   // (one region for the op), each one a one-thread product: the same bits as at one thread.
-  // With fewer groups each product is split as a plain GEMM (one region per product).
+  // With fewer groups, or one group larger than a thread's share of the rows, each product
+  // worth splitting is split as a plain GEMM (one region per product).
   const int I = 64, O = 96;
   for (const std::vector<int> rows : {std::vector<int>{120, 0, 95, 130, 64, 77, 101, 88, 50},  // 4+ per thread
-                                      std::vector<int>{1400, 0, 1300}}) {                     // too few groups
+                                      std::vector<int>{1400, 0, 1300},                        // too few groups
+                                      std::vector<int>{3000, 10, 10, 10, 2900}}) {            // one too large
     const int groups = (int)rows.size();
     long R = 0;
     for (int r : rows) R += r;
@@ -198,13 +200,13 @@ TEST(ThreadPool, ExpertsOnTheirOwnThreadsGiveTheOneThreadBitsInOneRegion) {
     }
     cpu::set_gemm_threads(1);
     EXPECT_EQ(regions[0], 0);
-    if (groups == 9) {
+    if (rows.size() == 9) {
       EXPECT_EQ(regions[1], 3) << "one region per grouped op";
       EXPECT_EQ(out[1], out[0]);
       EXPECT_EQ(din[1], din[0]);
       EXPECT_EQ(dw[1], dw[0]);
     } else {
-      EXPECT_EQ(regions[1], 6) << "each of the 2 products split, in each of the 3 ops";
+      EXPECT_EQ(regions[1], 6) << "each of the 2 large products split, in each of the 3 ops";
       for (size_t i = 0; i < out[0].size(); ++i) ASSERT_NEAR(out[1][i], out[0][i], 1e-4);
       for (size_t i = 0; i < din[0].size(); ++i) ASSERT_NEAR(din[1][i], din[0][i], 1e-4);
       for (int g = 0; g < groups; ++g)
