@@ -132,7 +132,8 @@ namespace {
 // False (nothing done) when it does not apply: the caller then loops over the groups itself.
 template <class F>
 bool groups_on_threads(const int* rows, int groups, double flops_per_row, F&& one_group) {
-  if (in_parallel()) return false;
+  const int most = std::min(gemm_threads(), usable_cpus());
+  if (most <= 1 || in_parallel()) return false;  // one thread (a rank bound to a core): nothing to do
   std::vector<int> order;
   std::vector<long> first_row(groups);
   double flops = 0;
@@ -145,7 +146,7 @@ bool groups_on_threads(const int* rows, int groups, double flops_per_row, F&& on
   // As many threads as the work is worth (kMinFlopsPerThread each), two groups per thread at
   // least, and no group larger than one thread's share: one expert with most of the rows would
   // leave the other threads idle, where splitting its product keeps them all busy.
-  const int k = std::min({gemm_threads(), usable_cpus(), (int)(flops / kMinFlopsPerThread)});
+  const int k = std::min(most, (int)(flops / kMinFlopsPerThread));
   if (k <= 1 || (int)order.size() < 2 * k || most_rows * k > total_rows) return false;
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return rows[a] > rows[b]; });
   std::atomic<size_t> next{0};
