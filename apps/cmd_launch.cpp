@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <algorithm>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -258,6 +259,12 @@ int cmd_launch(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
+  // SIGUSR1 is ignored around supervise(), which handles it while the run lasts and then puts
+  // back what it found. A warning that comes after the run ended (Slurm checks limits every
+  // 30 s) must not end this process by SIGUSR1's default action: the job would end FAILED though
+  // training finished (seen in SlurmJob.TimeLimitCheckpointsRequeuesResumesAndFinishes). The
+  // ranks start with the default (supervisor/job.cpp).
+  std::signal(SIGUSR1, SIG_IGN);
   const int code = supervisor::supervise(so);
   // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
   // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so

@@ -200,3 +200,20 @@ TEST(ExitsCli, MemoryEstimateMatchesMeasuredPeak) {
   }
   fs::remove_all(dir);
 }
+
+// Slurm's time-limit warning (SIGUSR1) can come just after the run has ended: `duet launch`
+// must still exit 0, not die of the signal (the job would end FAILED). USR1 is sent again and
+// again from the moment the supervisor says it finished until the process is gone.
+TEST(ExitsCli, AWarningAfterTheRunEndedDoesNotKillTheLauncher) {
+  const auto dir = scratch_dir("exits-late-usr1");
+  const std::string out = (dir / "launch.out").string();
+  const auto r = run_command(
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + std::string(DUET_BINARY) +  // $p: duet itself
+      " launch --parallel.pp 1 --parallel.dp 1 --parallel.ep 1 --train.steps 2 --train.eval_batches 1"
+      " --checkpoint.memory off --run.dir " + dir.string() + " > " + out + " 2>&1 & p=$!; "
+      "until grep 'supervisor: finished' " + out + " >/dev/null 2>&1 || ! kill -0 $p 2>/dev/null; do sleep 0.01; done; "
+      "n=0; while kill -USR1 $p 2>/dev/null; do n=$((n+1)); done; wait $p; s=$?; echo \"signals sent: $n\"; exit $s");
+  EXPECT_EQ(r.exit_code, kDone) << r.output << read_file(out);
+  EXPECT_TRUE(has(r, "signals sent: ")) << r.output;
+  EXPECT_NE(read_file(out).find("supervisor: finished (exit code 0)"), std::string::npos) << read_file(out);
+}
