@@ -6,6 +6,7 @@
 #include "kernels/profile.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -16,22 +17,26 @@
 // buffers whose width D is padded to kCols, then two kernels do all the work:
 //   scores:  S[i, j] = Σ_d X[i, d] · Yᵀ[d, j]          (QKᵀ, dO·Vᵀ), only j < i + R rounded up
 //   mix:     O[i, :] = Σ_j A(i, j) · M[j, :]           (P·V, dS·K; with A transposed: Pᵀ·dO, dSᵀ·Q)
-// both on R rows × kCols columns of output held in registers, skipping the masked upper
-// triangle in blocks of R rows. R is 8 where the CPU has AVX-512 (16 accumulators of its 32
-// registers: each loaded row of the other operand feeds twice the FMAs of R = 4, 1.05–1.11×
-// on the attention benchmark, docs/PERFORMANCE.md) and 4 elsewhere (AVX2 has 16 registers,
-// which R = 4's accumulators already fill). Each output element is the same sum in the same
-// order for either R (a larger block only adds exact zeros from the masked triangle), so
-// results do not depend on it. Plain C++ vectors (GCC vector extensions) compiled per ISA
-// (isa_clones.h): 16 floats are one AVX-512 register, two AVX2 ones. Results depend only on
-// the shapes and the ISA, never on the thread that computes a head.
+// both on R rows × W vectors of output columns held in registers, skipping the masked upper
+// triangle in blocks of R rows. The block is sized to the vector registers of the ISA the
+// loader picked (isa_clones.h): AVX-512 (32 registers) R = 8 rows × 2 v16 = 32 columns, 16
+// accumulators (each loaded row of the other operand feeds twice the FMAs of R = 4, 1.05–1.11×
+// on the attention benchmark, docs/PERFORMANCE.md); AVX2 and the SSE baseline (16 registers)
+// R = 6 × 2 vectors of their own width (16 or 8 columns), 12 accumulators, two loads and a
+// broadcast. A block wider than the registers (16-float vectors on AVX2, as before) spills its
+// accumulators to the stack on every FMA: attention then ran at 1.5 GFLOP/s on a Zen 3 and took
+// 73% of a d256 step. Each output element is the same sum in the same order for any block (a
+// larger block only adds exact zeros from the masked triangle), so results depend only on the
+// shapes and the ISA, never on the block or on the thread that computes a head.
 
 namespace duet::cpu {
 
 namespace {
 
 typedef float v16 __attribute__((vector_size(64)));
-constexpr int kCols = 32;               // output columns per block: two v16
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+constexpr int kCols = 32;  // buffers' widths (D, T) are padded to a multiple of this: any block's columns
 constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // Per-thread scratch for one head (the head functions run on the compute threads: thread_local is
@@ -46,96 +51,129 @@ struct HeadScratch {
 
 }  // namespace
 
-#define DUET_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(v16))
-#define DUET_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(v16))
+#define DUET_LOAD(v, p) __builtin_memcpy(&(v), (p), sizeof(V))
+#define DUET_STORE(p, v) __builtin_memcpy((p), &(v), sizeof(V))
 
-// S[i, j] for rows i in [0, T) and columns j in [0, min(ldy, round_up(i0 + R, kCols))) of
-// each row block i0: X is T × Dp (row stride Dp), Yt is Dp × ldy (ldy a multiple of kCols, zero
-// beyond the valid columns), S has row stride lds ≥ ldy. Rows past T in the last block repeat
-// row T−1 and are not stored.
-template <int R>
+// S[i, j] for rows i in [0, T) and columns j in [0, min(ldy, round_up(i0 + R, N))) of each row
+// block i0 (N = W vectors of V, the block's columns): X is T × Dp (row stride Dp), Yt is Dp × ldy
+// (ldy a multiple of kCols, zero beyond the valid columns), S has row stride lds ≥ ldy. Rows
+// past T in the last block repeat row T−1 and are not stored.
+template <typename V, int R, int W>
 static inline __attribute__((always_inline)) void att_scores_rows(float* S, int lds, const float* X, const float* Yt,
                                                                   int ldy, int T, int Dp) {
+  constexpr int N = W * (int)(sizeof(V) / sizeof(float));
   for (int i0 = 0; i0 < T; i0 += R) {
     const float* x[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) x[r] = X + (size_t)std::min(i0 + r, T - 1) * Dp;
-    const int jend = std::min(ldy, round_up(i0 + R, kCols));
+    const int jend = std::min(ldy, round_up(i0 + R, N));
     const int rows = std::min(R, T - i0);
-    for (int j = 0; j < jend; j += kCols) {
-      v16 acc[R][2] = {};
+    for (int j = 0; j < jend; j += N) {
+      V acc[R][W] = {};
       for (int d = 0; d < Dp; ++d) {
-        v16 y0, y1;
-        DUET_LOAD(y0, Yt + (size_t)d * ldy + j);
-        DUET_LOAD(y1, Yt + (size_t)d * ldy + j + 16);
+        V y[W];
+#pragma GCC unroll 4
+        for (int w = 0; w < W; ++w) DUET_LOAD(y[w], Yt + (size_t)d * ldy + j + w * (N / W));
 #pragma GCC unroll 8
         for (int r = 0; r < R; ++r) {
           const float b = x[r][d];
-          acc[r][0] += b * y0, acc[r][1] += b * y1;
+#pragma GCC unroll 4
+          for (int w = 0; w < W; ++w) acc[r][w] += b * y[w];
         }
       }
       float* out = S + (size_t)i0 * lds + j;
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r)
-        if (r < rows) DUET_STORE(out + (size_t)r * lds, acc[r][0]), DUET_STORE(out + (size_t)r * lds + 16, acc[r][1]);
+        if (r < rows)
+#pragma GCC unroll 4
+          for (int w = 0; w < W; ++w) DUET_STORE(out + (size_t)r * lds + w * (N / W), acc[r][w]);
     }
   }
 }
 
+static std::atomic<int> g_forced_block{kAttentionBlockAuto};
+
+void set_attention_block_for_testing(int block) { g_forced_block.store(block, std::memory_order_relaxed); }
+
+// Which of the loader's three clones runs (isa_clones.h): the block that fits its registers.
+static inline int att_isa() {
+  if (const int forced = g_forced_block.load(std::memory_order_relaxed); forced != kAttentionBlockAuto) return forced;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (__builtin_cpu_supports("x86-64-v4")) return 2;
+  if (__builtin_cpu_supports("x86-64-v3")) return 1;
+#endif
+  return 0;
+}
+
 DUET_ISA_CLONES void att_scores(float* S, int lds, const float* X, const float* Yt, int ldy, int T, int Dp) {
-  if (__builtin_cpu_supports("avx512f"))
-    att_scores_rows<8>(S, lds, X, Yt, ldy, T, Dp);
-  else
-    att_scores_rows<4>(S, lds, X, Yt, ldy, T, Dp);
+  switch (att_isa()) {
+    case 2: att_scores_rows<v16, 8, 2>(S, lds, X, Yt, ldy, T, Dp); break;
+    case 1: att_scores_rows<v8, 6, 2>(S, lds, X, Yt, ldy, T, Dp); break;
+    default: att_scores_rows<v4, 6, 2>(S, lds, X, Yt, ldy, T, Dp); break;
+  }
 }
 
 // O[i, d] = alpha · Σ_j A(i, j) · M[j, d] for i in [0, T), d in [0, D): A(i, j) = A[i·lda + j],
 // or A[j·lda + i] when trans_a. Causal ranges: j in [0, min(T, i0 + R)) for the row block
 // i0, or j in [i0, T) when trans_a (A must be 0 where j > i, resp. j < i, inside the block).
-// M is T × Dp (row stride Dp, Dp a multiple of kCols); O has row stride ldo.
-template <int R>
+// M is T × Dp (row stride Dp, Dp a multiple of kCols, zero beyond D); O has row stride ldo.
+template <typename V, int R, int W, bool Trans>
 static inline __attribute__((always_inline)) void att_mix_rows(float* O, int ldo, float alpha, const float* A, int lda,
-                                                               bool trans_a, const float* M, int T, int D, int Dp) {
+                                                               const float* M, int T, int D, int Dp) {
+  constexpr int N = W * (int)(sizeof(V) / sizeof(float));
   for (int i0 = 0; i0 < T; i0 += R) {
-    int ri[R];
+    // A(i, j) for the block's row r is a[r][j · step]; rows past T repeat row T−1.
+    const float* a[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) ri[r] = std::min(i0 + r, T - 1);
-    const int jb = trans_a ? i0 : 0, je = trans_a ? T : std::min(T, i0 + R);
+    for (int r = 0; r < R; ++r) {
+      const int i = std::min(i0 + r, T - 1);
+      a[r] = Trans ? A + i : A + (size_t)i * lda;
+    }
+    const size_t step = Trans ? (size_t)lda : 1;
+    const int jb = Trans ? i0 : 0, je = Trans ? T : std::min(T, i0 + R);
     const int rows = std::min(R, T - i0);
-    for (int c = 0; c < Dp; c += kCols) {
-      v16 acc[R][2] = {};
+    for (int c = 0; c < D; c += N) {
+      V acc[R][W] = {};
       for (int j = jb; j < je; ++j) {
-        v16 m0, m1;
-        DUET_LOAD(m0, M + (size_t)j * Dp + c);
-        DUET_LOAD(m1, M + (size_t)j * Dp + c + 16);
-        float b[R];
-        if (trans_a) {
-          const float* a = A + (size_t)j * lda;
+        V m[W];
+#pragma GCC unroll 4
+        for (int w = 0; w < W; ++w) DUET_LOAD(m[w], M + (size_t)j * Dp + c + w * (N / W));
+        const size_t at = (size_t)j * step;
 #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) b[r] = a[ri[r]];
-        } else {
-#pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) b[r] = A[(size_t)ri[r] * lda + j];
+        for (int r = 0; r < R; ++r) {
+          const float b = a[r][at];
+#pragma GCC unroll 4
+          for (int w = 0; w < W; ++w) acc[r][w] += b * m[w];
         }
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) acc[r][0] += b[r] * m0, acc[r][1] += b[r] * m1;
       }
-      float tile[R][kCols];
+      float tile[R][N];
 #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) DUET_STORE(&tile[r][0], acc[r][0]), DUET_STORE(&tile[r][16], acc[r][1]);
-      const int cols = std::min(kCols, D - c);
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int w = 0; w < W; ++w) DUET_STORE(&tile[r][w * (N / W)], acc[r][w]);
+      const int cols = std::min(N, D - c);
       for (int r = 0; r < rows; ++r)
         for (int k = 0; k < cols; ++k) O[(size_t)(i0 + r) * ldo + c + k] = alpha * tile[r][k];
     }
   }
 }
 
+template <typename V, int R, int W>
+static inline __attribute__((always_inline)) void att_mix_isa(float* O, int ldo, float alpha, const float* A, int lda,
+                                                              bool trans_a, const float* M, int T, int D, int Dp) {
+  if (trans_a)
+    att_mix_rows<V, R, W, true>(O, ldo, alpha, A, lda, M, T, D, Dp);
+  else
+    att_mix_rows<V, R, W, false>(O, ldo, alpha, A, lda, M, T, D, Dp);
+}
+
 DUET_ISA_CLONES void att_mix(float* O, int ldo, float alpha, const float* A, int lda, bool trans_a, const float* M,
                              int T, int D, int Dp) {
-  if (__builtin_cpu_supports("avx512f"))
-    att_mix_rows<8>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp);
-  else
-    att_mix_rows<4>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp);
+  switch (att_isa()) {
+    case 2: att_mix_isa<v16, 8, 2>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp); break;
+    case 1: att_mix_isa<v8, 6, 2>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp); break;
+    default: att_mix_isa<v4, 6, 2>(O, ldo, alpha, A, lda, trans_a, M, T, D, Dp); break;
+  }
 }
 
 #undef DUET_LOAD
@@ -167,13 +205,17 @@ DUET_ISA_CLONES void att_copy_transposed(float* dst, int ldt, const float* src, 
 
 // Softmax of the causal part of rows [0, T) of S (row stride lds) straight into probs (row
 // stride T, zero above the diagonal), which the forward's P·V then reads: one pass over the
-// T×T block instead of softmax in S and a copy.
+// T×T block instead of softmax in S and a copy. The exponentials run to a multiple of 8
+// columns (within the row): a row's odd tail in the compiler's scalar loop took most of the
+// softmax's time on AVX2; the extra values (from scores the kernel computed, or stale ones) are
+// overwritten with the zeros above the diagonal and never summed.
 DUET_ISA_CLONES void att_softmax(float* probs, const float* S, int lds, int T) {
   for (int t = 0; t < T; ++t) {
     const float* row = S + (size_t)t * lds;
     float* p = probs + (size_t)t * T;
     const float m = max_lanes(row, t + 1);
-    for (int s = 0; s <= t; ++s) p[s] = fast_exp(row[s] - m);  // vectorised
+    const int n = std::min(T, round_up(t + 1, 8));
+    for (int s = 0; s < n; ++s) p[s] = fast_exp(row[s] - m);  // vectorised
     const float inv = 1.0f / sum_lanes(p, t + 1);
     for (int s = 0; s <= t; ++s) p[s] *= inv;
     for (int s = t + 1; s < T; ++s) p[s] = 0.0f;

@@ -5,6 +5,7 @@
 // reference, since its products are our own.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -168,4 +169,30 @@ void expect_attention_matches_a_reference(int D) {
 
 TEST(ParallelKernels, AttentionMatchesAReference) {
   for (int D : {20, 32, 64}) expect_attention_matches_a_reference(D);
+}
+
+// A machine runs one register block (the one for its ISA); the others are checked here, on any
+// machine, against it: the same sums in the same order, so the same bits. T 70 and 9 end in a
+// partial row block for every block height (6, 8); D 20 and 40 in a partial column block.
+TEST(ParallelKernels, EveryAttentionBlockGivesTheSameBits) {
+  for (auto [Bt, Tt, Ht, Dt] : {std::array{2, 70, 3, 20}, std::array{1, 9, 2, 40}, std::array{1, 128, 2, 64}}) {
+    const int Ct = Ht * Dt;
+    const auto qkv = rnd((size_t)Bt * Tt * 3 * Ct, 31), dout = rnd((size_t)Bt * Tt * Ct, 32);
+    std::vector<float> out[4], probs[4], dqkv[4];
+    for (int block : {cpu::kAttentionBlockAuto, 0, 1, 2}) {
+      const int i = block + 1;
+      cpu::set_attention_block_for_testing(block);
+      out[i].assign((size_t)Bt * Tt * Ct, 0.0f);
+      probs[i].assign(cpu::attention_saved_floats(Bt, Tt, Ht, Dt), 0.0f);
+      dqkv[i].assign(qkv.size(), 0.0f);
+      cpu::attention_forward(out[i].data(), probs[i].data(), qkv.data(), Bt, Tt, Ht, Dt);
+      cpu::attention_backward(dqkv[i].data(), dout.data(), qkv.data(), out[i].data(), probs[i].data(), Bt, Tt, Ht, Dt);
+    }
+    cpu::set_attention_block_for_testing(cpu::kAttentionBlockAuto);
+    for (int i = 1; i < 4; ++i) {
+      EXPECT_TRUE(same_bits(out[0], out[i])) << "T " << Tt << " D " << Dt << " block " << i - 1 << ": out";
+      EXPECT_TRUE(same_bits(probs[0], probs[i])) << "T " << Tt << " D " << Dt << " block " << i - 1 << ": probs";
+      EXPECT_TRUE(same_bits(dqkv[0], dqkv[i])) << "T " << Tt << " D " << Dt << " block " << i - 1 << ": dqkv";
+    }
+  }
 }
