@@ -28,5 +28,7 @@ size_t attention_saved_floats(int B, int T, int H, int D);
 // ever run one of them. 0: SSE-sized (6 rows × 8 columns), 1: AVX2 (6 × 16), 2: AVX-512 (8 × 32).
 constexpr int kAttentionBlockAuto = -1;
 void set_attention_block_for_testing(int block);
+// The block the next call will use (0, 1 or 2).
+int attention_block();
 
 }  // namespace duet::cpu

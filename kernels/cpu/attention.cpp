@@ -26,8 +26,8 @@
 // broadcast. A block wider than the registers (16-float vectors on AVX2, as before) spills its
 // accumulators to the stack on every FMA: attention then ran at 1.5 GFLOP/s on a Zen 3 and took
 // 73% of a d256 step. Each output element is the same sum in the same order for any block (a
-// larger block only adds exact zeros from the masked triangle), so results depend only on the
-// shapes and the ISA, never on the block or on the thread that computes a head.
+// larger block only adds exact zeros from the masked triangle), so for finite inputs results
+// depend only on the shapes and the ISA, never on the block or on the thread that computes a head.
 
 namespace duet::cpu {
 
@@ -62,6 +62,8 @@ template <typename V, int R, int W>
 static inline __attribute__((always_inline)) void att_scores_rows(float* S, int lds, const float* X, const float* Yt,
                                                                   int ldy, int T, int Dp) {
   constexpr int N = W * (int)(sizeof(V) / sizeof(float));
+  // Every block width divides the buffers' padding, and is a multiple of the softmax's 8.
+  static_assert(kCols % N == 0 && N % 8 == 0);
   for (int i0 = 0; i0 < T; i0 += R) {
     const float* x[R];
 #pragma GCC unroll 8
@@ -105,6 +107,8 @@ static inline int att_isa() {
   return 0;
 }
 
+int attention_block() { return att_isa(); }
+
 DUET_ISA_CLONES void att_scores(float* S, int lds, const float* X, const float* Yt, int ldy, int T, int Dp) {
   switch (att_isa()) {
     case 2: att_scores_rows<v16, 8, 2>(S, lds, X, Yt, ldy, T, Dp); break;
@@ -121,6 +125,7 @@ template <typename V, int R, int W, bool Trans>
 static inline __attribute__((always_inline)) void att_mix_rows(float* O, int ldo, float alpha, const float* A, int lda,
                                                                const float* M, int T, int D, int Dp) {
   constexpr int N = W * (int)(sizeof(V) / sizeof(float));
+  static_assert(kCols % N == 0 && N % 8 == 0);
   for (int i0 = 0; i0 < T; i0 += R) {
     // A(i, j) for the block's row r is a[r][j · step]; rows past T repeat row T−1.
     const float* a[R];
@@ -207,8 +212,8 @@ DUET_ISA_CLONES void att_copy_transposed(float* dst, int ldt, const float* src, 
 // stride T, zero above the diagonal), which the forward's P·V then reads: one pass over the
 // T×T block instead of softmax in S and a copy. The exponentials run to a multiple of 8
 // columns (within the row): a row's odd tail in the compiler's scalar loop took most of the
-// softmax's time on AVX2; the extra values (from scores the kernel computed, or stale ones) are
-// overwritten with the zeros above the diagonal and never summed.
+// softmax's time on AVX2. The extra columns are ones att_scores computed (its blocks end on a
+// multiple of 8); their values are overwritten with the zeros above the diagonal, never summed.
 DUET_ISA_CLONES void att_softmax(float* probs, const float* S, int lds, int T) {
   for (int t = 0; t < T; ++t) {
     const float* row = S + (size_t)t * lds;

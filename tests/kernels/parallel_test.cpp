@@ -173,9 +173,18 @@ TEST(ParallelKernels, AttentionMatchesAReference) {
 
 // A machine runs one register block (the one for its ISA); the others are checked here, on any
 // machine, against it: the same sums in the same order, so the same bits. T 70 and 9 end in a
-// partial row block for every block height (6, 8); D 20 and 40 in a partial column block.
+// partial row block for every block height (6, 8), T 5 is shorter than any block; D 20 ends in a
+// partial column block for every width (8, 16, 32), D 40 for 16 and 32.
 TEST(ParallelKernels, EveryAttentionBlockGivesTheSameBits) {
-  for (auto [Bt, Tt, Ht, Dt] : {std::array{2, 70, 3, 20}, std::array{1, 9, 2, 40}, std::array{1, 128, 2, 64}}) {
+  const int machines = cpu::attention_block();
+  for (int block : {0, 1, 2}) {  // the override reaches the kernels' choice
+    cpu::set_attention_block_for_testing(block);
+    EXPECT_EQ(cpu::attention_block(), block);
+  }
+  cpu::set_attention_block_for_testing(cpu::kAttentionBlockAuto);
+  EXPECT_EQ(cpu::attention_block(), machines);
+  for (auto [Bt, Tt, Ht, Dt] :
+       {std::array{2, 70, 3, 20}, std::array{1, 9, 2, 40}, std::array{1, 5, 2, 20}, std::array{1, 128, 2, 64}}) {
     const int Ct = Ht * Dt;
     const auto qkv = rnd((size_t)Bt * Tt * 3 * Ct, 31), dout = rnd((size_t)Bt * Tt * Ct, 32);
     std::vector<float> out[4], probs[4], dqkv[4];
