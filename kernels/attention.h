@@ -23,7 +23,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
 size_t attention_saved_floats(int B, int T, int H, int D);
 
 // The products' register block: the one sized for the ISA of the clone the loader picked
-// (kAuto), or one of the others, for tests: each is the same sums in the same order, so all
+// (kAttentionBlockAuto), or one of the others, for tests: each is the same sums in the same order, so all
 // give the same bits on one machine, and a test can check that on a machine that would only
 // ever run one of them. 0: SSE-sized (6 rows × 8 columns), 1: AVX2 (6 × 16), 2: AVX-512 (8 × 32).
 constexpr int kAttentionBlockAuto = -1;

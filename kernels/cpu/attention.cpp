@@ -36,7 +36,7 @@ namespace {
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));
-constexpr int kCols = 32;  // buffers' widths (D, T) are padded to a multiple of this: any block's columns
+constexpr int kCols = 32;  // D and T are padded to a multiple of this; every block's width divides it
 constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // Per-thread scratch for one head (the head functions run on the compute threads: thread_local is
