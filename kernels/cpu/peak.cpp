@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <thread>
 #include <vector>
 
@@ -87,28 +88,45 @@ Loop widest_loop() {
   return fma_loop_sse2;
 }
 
-// All threads run `iters` iterations, released together; FLOP/s over the wall time.
+// The CPU time the calling thread has run, in seconds: the time it was on a CPU, not the time
+// it waited for one (or, under a hypervisor that reports steal time, for its vCPU).
+double thread_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// All threads run `iters` iterations, released together. Each thread's rate is its FLOPs over
+// its own CPU time, and the result is their sum: what the threads' cores do while the threads
+// run on them. A wall-clock rate would count the time a thread waited for a core (a build still
+// finishing, another job, the threads of one process outnumbering the CPUs it may use) as time
+// the core was slow: on a busy machine it read half the peak and halved every report's share.
+// Two threads that run at once on two hyperthreads of one core each run the whole time at
+// half speed, so their sum is still one core's rate (the test for real cores holds).
 double run_threads(Loop loop, int threads, long iters) {
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::vector<float> sinks(threads * 16, 0.0f);  // a cache line each
-  std::vector<double> flops(threads, 0.0);
+  std::vector<double> rates(threads, 0.0);
+  auto run = [&](int t) {
+    const double c0 = thread_cpu_seconds();
+    const double flops = loop(iters, &sinks[t * 16]);
+    rates[t] = flops / std::max(thread_cpu_seconds() - c0, 1e-9);
+  };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t)
     pool.emplace_back([&, t] {
       ready.fetch_add(1);
       while (!go.load(std::memory_order_acquire)) {}
-      flops[t] = loop(iters, &sinks[t * 16]);
+      run(t);
     });
   while (ready.load() < threads - 1) std::this_thread::yield();
-  const auto t0 = Clock::now();
   go.store(true, std::memory_order_release);
-  flops[0] = loop(iters, &sinks[0]);
+  run(0);
   for (auto& th : pool) th.join();
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   double total = 0;
-  for (double f : flops) total += f;
-  return total / s;
+  for (double r : rates) total += r;
+  return total;
 }
 
 }  // namespace

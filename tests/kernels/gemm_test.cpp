@@ -3,6 +3,9 @@
 // the pipeline engine calls GEMMs from two executor threads.
 #include <gtest/gtest.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <cstring>
 #include <random>
 #include <thread>
@@ -68,4 +71,27 @@ TEST(FmaPeak, MeasuresTheWidestIsa) {
   EXPECT_GT(p.flops, 1e9);  // any x86 core with SSE2 does more than 1 GFLOP/s
   EXPECT_EQ(p.threads, 1);
   EXPECT_STREQ(p.isa, cpu::widest_fma_isa());
+}
+
+// The peak is what the cores do while the probe's threads run on them, not how much of the
+// machine the probe got: a thread that waits for a core must not read as a slow core. Two
+// threads confined to one CPU take turns on it; each runs at the core's full rate while it runs,
+// so together they read two cores' worth (a wall-clock rate reads one: what the old probe did,
+// and why a probe taken on a busy machine halved every report's share of the peak).
+TEST(FmaPeak, ThreadsWaitingForACoreDoNotReadAsASlowCore) {
+  double one = 0, two = 0;
+  std::thread probe([&] {
+    cpu_set_t allowed, first;
+    ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int c = 0;
+    while (!CPU_ISSET(c, &allowed)) ++c;
+    CPU_ZERO(&first);
+    CPU_SET(c, &first);
+    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof first, &first), 0);  // its threads inherit it
+    one = cpu::measure_fma_peak(1, 0.002, 20).flops;
+    two = cpu::measure_fma_peak(2, 0.002, 20).flops;
+  });
+  probe.join();
+  ASSERT_GT(one, 0);
+  EXPECT_GT(two / one, 1.5) << "one thread " << one * 1e-9 << " GFLOP/s, two on the same CPU " << two * 1e-9;
 }
