@@ -9,7 +9,6 @@
 #include <boost/program_options.hpp>
 #include <algorithm>
 #include <climits>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +50,13 @@ bool has_layout_override(const po::variables_map& vm) {
 }  // namespace
 
 int cmd_launch(int argc, char** argv) {
+  // SIGUSR1 (a scheduler's time-limit warning, a preemption) must never end this process by its
+  // default action: the job would end FAILED, or lose its checkpoint and requeue. One that comes
+  // while the launch is still getting ready is acted on once the supervisor runs; one after the
+  // run ended (Slurm checks limits every 30 s: seen in
+  // SlurmJob.TimeLimitCheckpointsRequeuesResumesAndFinishes) is counted and nothing more. The
+  // ranks start with the default action (supervisor/job.cpp).
+  supervisor::hold_usr1_until_supervised();
   po::options_description opts(
       "usage: duet launch [--nproc N] [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
       "Runs `duet train` on N local ranks under mpirun (oversubscribed when N exceeds the cores).\n"
@@ -259,12 +265,6 @@ int cmd_launch(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  // SIGUSR1 is ignored around supervise(), which handles it while the run lasts and then puts
-  // back what it found. A warning that comes after the run ended (Slurm checks limits every
-  // 30 s) must not end this process by SIGUSR1's default action: the job would end FAILED though
-  // training finished (seen in SlurmJob.TimeLimitCheckpointsRequeuesResumesAndFinishes). The
-  // ranks start with the default (supervisor/job.cpp).
-  std::signal(SIGUSR1, SIG_IGN);
   const int code = supervisor::supervise(so);
   // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
   // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so

@@ -34,6 +34,7 @@ namespace fs = std::filesystem;
 
 // Signals arrive on any thread at any time: the handler only counts them.
 std::atomic<int> g_signals[3];  // SIGTERM, SIGINT, SIGUSR1
+std::atomic<bool> g_usr1_held{false};  // hold_usr1_until_supervised() was called
 void on_signal(int sig) {
   const int i = sig == SIGTERM ? 0 : sig == SIGINT ? 1 : 2;
   g_signals[i].fetch_add(1);
@@ -42,7 +43,8 @@ void on_signal(int sig) {
 class SignalScope {
  public:
   SignalScope() {
-    for (auto& c : g_signals) c = 0;
+    g_signals[0] = 0, g_signals[1] = 0;
+    if (!g_usr1_held) g_signals[2] = 0;  // held: one that came before supervise() counts
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -132,6 +134,18 @@ bool is_fault(const std::string& what) {
 }
 
 }  // namespace
+
+void hold_usr1_until_supervised() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  g_usr1_held = true;
+  sigaction(SIGUSR1, &sa, nullptr);
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_UNBLOCK, &usr1, nullptr);  // one pending from before runs the handler now
+}
 
 int supervise(const SuperviseOptions& o) {
   SignalScope signals;

@@ -4,8 +4,15 @@
 // eating the machine. Exit codes: core/exit_code.h (docs/runtime.md, "Exit codes").
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <regex>
+#include <thread>
 
 #include "tests/apps/cli_util.h"
 
@@ -216,4 +223,59 @@ TEST(ExitsCli, AWarningAfterTheRunEndedDoesNotKillTheLauncher) {
   EXPECT_EQ(r.exit_code, kDone) << r.output << read_file(out);
   EXPECT_TRUE(has(r, "signals sent: ")) << r.output;
   EXPECT_NE(read_file(out).find("supervisor: finished (exit code 0)"), std::string::npos) << read_file(out);
+}
+
+// A SIGUSR1 that comes while `duet launch` is still getting ready (the Slurm checks, the peak
+// probe, the run directory: before the supervisor runs) is a time-limit warning like any other:
+// the ranks stop at a step boundary with a checkpoint and the launcher exits 5 (requeue). The
+// signal is made pending before duet starts (blocked in the child, sent, then exec): it reaches
+// duet the moment duet unblocks it, earlier than any timing could place it. Before the fix it was
+// thrown away, and the job ran on into its time limit without a checkpoint.
+TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
+  const auto dir = scratch_dir("exits-early-usr1");
+  const std::string out = (dir / "launch.out").string(), run_dir = dir.string();
+  std::vector<std::string> args = {DUET_BINARY, "launch", "--parallel.pp", "1", "--parallel.dp", "1",
+                                   "--parallel.ep", "1", "--train.steps", "50", "--train.eval_batches", "1",
+                                   "--checkpoint.memory", "off", "--run.dir", run_dir};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_text = {"OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+  for (char** e = environ; *e; ++e) env_text.push_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_text) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // only async-signal-safe calls from here to exec
+    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) _exit(126);
+    dup2(fd, 1), dup2(fd, 2);
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, nullptr);
+    kill(getpid(), SIGUSR1);  // pending across exec
+    execve(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "duet launch still running after 120 s\n" << read_file(out);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a child, not synchronising
+  }
+  const std::string text = read_file(out);
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n" << text;
+  EXPECT_EQ(WEXITSTATUS(status), 5) << text;  // RequeueRequested
+  auto says = [&](const std::string& what) { return text.find(what) != std::string::npos; };
+  EXPECT_TRUE(says("SIGUSR1: every rank stops at the next step boundary with a checkpoint")) << text;
+  EXPECT_TRUE(says("supervisor: finished (exit code 5)")) << text;
+  EXPECT_FALSE(says("done: 50 steps")) << text;  // it did not run on to the end
+  fs::remove_all(dir);
 }
