@@ -21,9 +21,10 @@ const char* widest_fma_isa();
 // Best of `repeats` runs, each about `seconds` long, all threads starting together; each
 // thread's rate counts only the CPU time it ran, so a thread that waits for a core (other
 // processes, or more threads than CPUs) does not read as a slow core. Short runs, many of them
-// (~0.1 s in all by default): the best one is the machine's rate. Two threads at twice one
-// thread's rate means two real cores; at one thread's rate, two hyperthreads (or vCPUs)
-// sharing one core's units.
+// (~0.1 s in all by default): the best one is the machine's rate. Several threads reading
+// less than 0.9 of one thread's rate each probe again for up to 1.5 s (a hypervisor can put
+// two vCPUs on one core for a while). Two threads at twice one thread's rate means two real
+// cores; at one thread's rate, two hyperthreads (or vCPUs) sharing one core's units.
 FmaPeak measure_fma_peak(int threads, double seconds = 0.002, int repeats = 50);
 
 }  // namespace duet::cpu

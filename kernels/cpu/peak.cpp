@@ -152,10 +152,30 @@ FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
     }
     iters *= 4;
   }
+  auto best_of = [&](int t, int n) {
+    double best = 0;
+    for (int r = 0; r < std::max(1, n); ++r) best = std::max(best, run_threads(loop, t, iters));
+    return best;
+  };
   FmaPeak p;
   p.isa = widest_fma_isa();
   p.threads = threads;
-  for (int r = 0; r < std::max(1, repeats); ++r) p.flops = std::max(p.flops, run_threads(loop, threads, iters));
+  p.flops = best_of(threads, repeats);
+  // Under a hypervisor, threads on separate vCPUs can share one core's FMA units for a while:
+  // on a 2-vCPU Zen 3 VM, one 100 ms probe in ten read one core's worth for two threads, in
+  // spells of 0.5-1.5 s, with no steal time counted and each thread on its vCPU the whole time
+  // (docs/PERFORMANCE.md). Threads below kSharedShare of their number times one thread's rate
+  // probe again, a pause apart, for up to kRetrySeconds: a spell passes, while two hyperthreads
+  // of one core stay at one core's rate and cost that time.
+  constexpr double kSharedShare = 0.9, kRetrySeconds = 1.5;
+  if (threads > 1) {
+    const double one = best_of(1, repeats / 5);
+    const auto give_up = Clock::now() + std::chrono::duration<double>(kRetrySeconds);
+    while (p.flops < kSharedShare * threads * one && Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      p.flops = std::max(p.flops, best_of(threads, repeats));
+    }
+  }
   return p;
 }
 
