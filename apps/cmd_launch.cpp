@@ -27,6 +27,7 @@
 #include "checkpoint/snapshot.h"
 #include "runtime/memory_estimate.h"
 #include "runtime/memory_snapshots.h"
+#include "runtime/train_setup.h"
 #include "slurm/hostlist.h"
 #include "supervisor/supervise.h"
 
@@ -202,9 +203,13 @@ int cmd_launch(int argc, char** argv) {
   setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
 
   // The ranks report model FLOP/s against the FMA peak of the cores they share, measured here
-  // before they start (measured by the ranks themselves, at once, it would be shared too).
+  // before they start (measured by the ranks themselves, at once, it would be shared too): as
+  // many threads as this machine's ranks compute on, at most one per core.
   const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
-  const cpu::FmaPeak peak = cpu::measure_fma_peak(std::min(cores, nproc));
+  const int local_ranks =
+      launcher == "srun" ? std::max(1, nproc / (int)std::max<size_t>(1, slurm_launch.nodes.size())) : nproc;
+  const cpu::FmaPeak peak =
+      cpu::measure_fma_peak(std::min(cores, local_ranks * runtime::compute_threads(cfg, local_ranks)));
   setenv("DUET_FMA_PEAK_GFLOPS", std::to_string(peak.flops * 1e-9).c_str(), 1);
 
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and

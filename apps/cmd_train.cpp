@@ -124,11 +124,20 @@ int cmd_train(int argc, char** argv) {
     if (fma_peak > 0)
       std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
     if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
-    char line[512];
+    // A run stopped early (a signal, train.stop_at) may have no evaluation after its start.
+    char val[96];
+    if (s.last_val_step == 0)
+      std::snprintf(val, sizeof val, "val loss %.4f (no evaluation since)", s.first_val_loss);
+    else if (s.last_val_step < s.steps)
+      std::snprintf(val, sizeof val, "val loss %.4f -> %.4f (at step %d)", s.first_val_loss, s.last_val_loss,
+                    s.last_val_step);
+    else
+      std::snprintf(val, sizeof val, "val loss %.4f -> %.4f", s.first_val_loss, s.last_val_loss);
+    char line[640];
     std::snprintf(line, sizeof line,
-                  "done: %d steps in %s; train loss %.4f; val loss %.4f -> %.4f; %s tok/s; %.2f GFLOP/s (model)%s; "
+                  "done: %d steps in %s; train loss %.4f; %s; %s tok/s; %.2f GFLOP/s (model)%s; "
                   "%.1f%% of executor time waiting on communication (or for a core: see the report)",
-                  s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, s.first_val_loss, s.last_val_loss,
+                  s.steps, io::format_duration(s.seconds).c_str(), s.last_loss, val,
                   io::format_rate(s.tokens_per_s).c_str(), s.model_flops_per_s / 1e9, of_peak, 100 * s.wait_fraction);
     log.print(line);
     const std::uint64_t peak = runtime::peak_rss();

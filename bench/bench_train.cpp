@@ -47,7 +47,8 @@ double median_rate(std::map<int, std::vector<double>>& rates, int threads) {
 
 int threads_arg(const benchmark::State& s) { return (int)s.range(0); }
 
-// Two threads at ~2× one thread: two real cores; at ~1×: two vCPUs sharing one core.
+// Two threads, each on its own CPU, at ~2× one thread: two real cores; at ~1×: two vCPUs
+// sharing one core (kernels/peak.h).
 void BM_FmaPeak(benchmark::State& state) {
   const int threads = threads_arg(state);
   double rate = 0;

@@ -346,6 +346,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     const bool last = step == cfg.train.steps;
     if (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0)) {
       out.last_val_loss = validate();
+      out.last_val_step = step;
       j.add("val_loss", out.last_val_loss);
       char v[32];
       std::snprintf(v, sizeof v, "val %.3f", out.last_val_loss);

@@ -44,7 +44,8 @@ class SignalScope {
  public:
   SignalScope() {
     g_signals[0] = 0, g_signals[1] = 0;
-    if (!g_usr1_held) g_signals[2] = 0;  // held: one that came before supervise() counts
+    // Held: a SIGUSR1 that came before this supervise() counts, once; a later call starts afresh.
+    if (!g_usr1_held.exchange(false)) g_signals[2] = 0;
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -138,6 +139,7 @@ bool is_fault(const std::string& what) {
 void hold_usr1_until_supervised() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;  // outside supervise() nothing expects EINTR from it
   sigemptyset(&sa.sa_mask);
   g_usr1_held = true;
   sigaction(SIGUSR1, &sa, nullptr);

@@ -73,14 +73,16 @@ struct SuperviseOptions {
 };
 
 // Runs the job to its end and returns the supervisor's exit code (Outcome). SIGTERM, SIGINT
-// and SIGUSR1 are handled while it runs (previous handlers are restored on return).
+// and SIGUSR1 are handled while it runs (previous handlers are restored on return), and a
+// SIGUSR1 held by hold_usr1_until_supervised() since before it started is acted on.
 int supervise(const SuperviseOptions& options);
 
 // For a process that will call supervise(), first thing: from now on SIGUSR1 (a scheduler's
 // time-limit warning, a preemption notice) is counted, never the end of the process, and it is
 // unblocked (a blocked one would silently cancel the requeue). One that comes before supervise()
 // starts is acted on as soon as it does (the ranks stop at their first step boundary with a
-// checkpoint); one after supervise() has returned is counted and nothing more. SIGTERM and
+// checkpoint); one after supervise() has returned is counted and nothing more. Only the first
+// supervise() after this call sees the earlier ones. SIGTERM and
 // SIGINT keep their default action outside supervise(): with no ranks running, ending is right.
 void hold_usr1_until_supervised();
 

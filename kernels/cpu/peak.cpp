@@ -1,6 +1,7 @@
 #include "kernels/peak.h"
 
 #include <immintrin.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -96,22 +97,40 @@ double thread_cpu_seconds() {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// All threads run `iters` iterations, released together. Each thread's rate is its FLOPs over
-// its own CPU time, and the result is their sum: what the threads' cores do while the threads
-// run on them. A wall-clock rate would count the time a thread waited for a core (a build still
-// finishing, another job, the threads of one process outnumbering the CPUs it may use) as time
-// the core was slow: on a busy machine it read half the peak and halved every report's share.
-// Two threads that run at once on two hyperthreads of one core each run the whole time at
-// half speed, so their sum is still one core's rate (the test for real cores holds).
+// CPUs the calling thread may run on: the most threads a probe uses.
+int allowed_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+
+// All threads run `iters` iterations, released together; the rate of what the threads' cores
+// do while the threads run on them.
+// - One thread: its FLOPs over its CPU time. A wall-clock rate would count the time it waited
+//   for a core (a build still finishing, another job) as time the core was slow.
+// - Several: the sum of those rates, but only when every thread ran at least kOverlap of the
+//   window from the first start to the last end, so that they ran at the same time. Two
+//   hyperthreads of one core running at once each run at half speed and sum to one core's
+//   rate (the test for real cores); one of them alone, its sibling waiting, runs at full speed,
+//   and a sum of CPU-time rates would read two cores. Otherwise the FLOPs over the window's
+//   wall time: low, and left to the caller's best-of.
 double run_threads(Loop loop, int threads, long iters) {
+  constexpr double kOverlap = 0.9;
   std::atomic<int> ready{0};
   std::atomic<bool> go{false};
   std::vector<float> sinks(threads * 16, 0.0f);  // a cache line each
-  std::vector<double> rates(threads, 0.0);
+  struct Ran {
+    Clock::time_point begin, end;
+    double flops = 0, cpu_s = 0;
+  };
+  std::vector<Ran> ran(threads);
   auto run = [&](int t) {
+    Ran& r = ran[t];
+    r.begin = Clock::now();
     const double c0 = thread_cpu_seconds();
-    const double flops = loop(iters, &sinks[t * 16]);
-    rates[t] = flops / std::max(thread_cpu_seconds() - c0, 1e-9);
+    r.flops = loop(iters, &sinks[t * 16]);
+    r.cpu_s = std::max(thread_cpu_seconds() - c0, 1e-9);
+    r.end = Clock::now();
   };
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t)
@@ -124,9 +143,16 @@ double run_threads(Loop loop, int threads, long iters) {
   go.store(true, std::memory_order_release);
   run(0);
   for (auto& th : pool) th.join();
-  double total = 0;
-  for (double r : rates) total += r;
-  return total;
+  auto begin = ran[0].begin, end = ran[0].end;
+  for (const Ran& r : ran) begin = std::min(begin, r.begin), end = std::max(end, r.end);
+  const double window = std::max(std::chrono::duration<double>(end - begin).count(), 1e-9);
+  double rates = 0, flops = 0;
+  bool together = true;
+  for (const Ran& r : ran) {
+    rates += r.flops / r.cpu_s, flops += r.flops;
+    together = together && r.cpu_s >= kOverlap * window;
+  }
+  return threads == 1 || together ? rates : flops / window;
 }
 
 }  // namespace
@@ -137,7 +163,7 @@ const char* widest_fma_isa() {
 }
 
 FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
-  threads = std::max(1, threads);
+  threads = std::clamp(threads, 1, allowed_cpus());
   const Loop loop = widest_loop();
   float sink = 0;
   // Calibrate on one thread (this also brings the core to its vector clock).
@@ -161,13 +187,15 @@ FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
   p.isa = widest_fma_isa();
   p.threads = threads;
   p.flops = best_of(threads, repeats);
-  // Under a hypervisor, threads on separate vCPUs can share one core's FMA units for a while:
-  // on a 2-vCPU Zen 3 VM, one 100 ms probe in ten read one core's worth for two threads, in
-  // spells of 0.5-1.5 s, with no steal time counted and each thread on its vCPU the whole time
-  // (docs/PERFORMANCE.md). Threads below kSharedShare of their number times one thread's rate
-  // probe again, a pause apart, for up to kRetrySeconds: a spell passes, while two hyperthreads
-  // of one core stay at one core's rate and cost that time.
-  constexpr double kSharedShare = 0.9, kRetrySeconds = 1.5;
+  // Under a hypervisor, threads on separate vCPUs can share one core's FMA units for a while.
+  // On a 2-vCPU Zen 3 VM, 200 probes of 100 ms with two threads: one in ten read under 1.45
+  // cores, the lowest one core, in spells of 0.5-1.4 s, with no steal time counted and each
+  // thread on its vCPU the whole time (docs/PERFORMANCE.md). Threads below kSharedShare of
+  // their number times one thread's rate probe again, a pause apart, for up to kRetrySeconds:
+  // a spell passes. (A spell reads ~0.5 of it. Real cores all at once read more than 0.75 even
+  // at their lower all-core clock: two threads on a busy Ice Lake Xeon, 1.79x one. Two
+  // hyperthreads of one core stay at ~0.5 and spend that time.)
+  constexpr double kSharedShare = 0.75, kRetrySeconds = 1.5;
   if (threads > 1) {
     const double one = best_of(1, repeats / 5);
     const auto give_up = Clock::now() + std::chrono::duration<double>(kRetrySeconds);

@@ -249,7 +249,7 @@ TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {  // only async-signal-safe calls from here to exec
-    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) _exit(126);
     dup2(fd, 1), dup2(fd, 2);
     sigset_t usr1;
@@ -271,11 +271,16 @@ TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a child, not synchronising
   }
   const std::string text = read_file(out);
-  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n" << text;
+  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n"
+                                 << text;
   EXPECT_EQ(WEXITSTATUS(status), 5) << text;  // RequeueRequested
   auto says = [&](const std::string& what) { return text.find(what) != std::string::npos; };
   EXPECT_TRUE(says("SIGUSR1: every rank stops at the next step boundary with a checkpoint")) << text;
   EXPECT_TRUE(says("supervisor: finished (exit code 5)")) << text;
   EXPECT_FALSE(says("done: 50 steps")) << text;  // it did not run on to the end
+  EXPECT_TRUE(says("stopping after step 1 (the supervisor asked)")) << text;
+  EXPECT_TRUE(says("supervisor: checkpoint: step 1 committed")) << text;
+  // No evaluation ran after the first one: the summary says so rather than "-> 0.0000".
+  EXPECT_TRUE(says("val loss 5.") && says("(no evaluation since)")) << text;
   fs::remove_all(dir);
 }
