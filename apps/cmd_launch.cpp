@@ -163,7 +163,9 @@ int cmd_launch(int argc, char** argv) {
     // Round-robin over cores: ranks are numbered pp-major (dp fastest), so with dp a multiple
     // of the cores each core holds whole pipeline replicas, whose ranks fill each other's
     // bubbles and communication waits; a rank pinned to a core keeps its caches.
+    // Open MPI binds by itself when not told (to a core for two ranks or fewer): "none" says so.
     if (bind == "core") cmd.insert(cmd.end(), {"--map-by", "core", "--bind-to", "core:overload-allowed"});
+    else cmd.insert(cmd.end(), {"--bind-to", "none"});
     if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
     // The supervisor's address, the attempt, the data to skip and the run directory's claim
     // reach ranks on every node.
@@ -203,13 +205,24 @@ int cmd_launch(int argc, char** argv) {
   setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
 
   // The ranks report model FLOP/s against the FMA peak of the cores they share, measured here
-  // before they start (measured by the ranks themselves, at once, it would be shared too): as
-  // many threads as this machine's ranks compute on, at most one per core.
+  // before they start (measured by the ranks themselves, at once, it would be shared too), on
+  // as many threads as this machine's ranks compute on: a rank bound to a core (--bind core,
+  // the default) computes on that core, an srun task on its --cpus-per-task (1 from duet
+  // submit), an unbound rank (--bind none) on its compute threads. The ranks' model FLOP/s are
+  // the whole job's: with several nodes, assumed alike, the peak is this node's times their
+  // number.
   const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
-  const int local_ranks =
-      launcher == "srun" ? std::max(1, nproc / (int)std::max<size_t>(1, slurm_launch.nodes.size())) : nproc;
-  const cpu::FmaPeak peak =
-      cpu::measure_fma_peak(std::min(cores, local_ranks * runtime::compute_threads(cfg, local_ranks)));
+  const int nodes = launcher == "srun" ? (int)std::max<size_t>(1, slurm_launch.nodes.size()) : 1;
+  const int local_ranks = std::max(1, nproc / nodes);
+  int per_rank = 1;
+  if (launcher == "srun") {
+    const char* cpt = std::getenv("SLURM_CPUS_PER_TASK");
+    per_rank = std::min(runtime::compute_threads(cfg, local_ranks), cpt && std::atoi(cpt) > 0 ? std::atoi(cpt) : 1);
+  } else if (bind == "none") {
+    per_rank = runtime::compute_threads(cfg, local_ranks);
+  }
+  cpu::FmaPeak peak = cpu::measure_fma_peak(std::min(cores, local_ranks * per_rank));
+  peak.flops *= nodes;
   setenv("DUET_FMA_PEAK_GFLOPS", std::to_string(peak.flops * 1e-9).c_str(), 1);
 
   // This process becomes the job's supervisor: it starts mpirun, watches the ranks and

@@ -124,10 +124,13 @@ int cmd_train(int argc, char** argv) {
     if (fma_peak > 0)
       std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
     if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
-    // A run stopped early (a signal, train.stop_at) may have no evaluation after its start.
-    char val[96];
-    if (s.last_val_step == 0)
-      std::snprintf(val, sizeof val, "val loss %.4f (no evaluation since)", s.first_val_loss);
+    // A run stopped early (a signal, train.stop_at) may have had no evaluation since its start.
+    char val[128];
+    const int start = s.steps - s.trained;
+    if (s.trained == 0)  // it found the run complete: one evaluation, at the end
+      std::snprintf(val, sizeof val, "val loss %.4f", s.first_val_loss);
+    else if (s.last_val_step == start)
+      std::snprintf(val, sizeof val, "val loss %.4f at step %d, none since", s.first_val_loss, start);
     else if (s.last_val_step < s.steps)
       std::snprintf(val, sizeof val, "val loss %.4f -> %.4f (at step %d)", s.first_val_loss, s.last_val_loss,
                     s.last_val_step);

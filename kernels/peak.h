@@ -23,7 +23,7 @@ const char* widest_fma_isa();
 // time it ran, so a thread that waits for a core (other processes) does not read as a slow
 // core; several threads count that way only in a run where they all ran at the same time.
 // Short runs, many of them (~0.1 s in all by default for one thread): the best one is the
-// machine's rate. Several threads reading less than 0.75 of one thread's rate each probe again
+// machine's rate. Several threads reading less than 0.85 of one thread's rate each probe again
 // for up to 1.5 s more (a hypervisor can put two vCPUs on one core for a while). Two threads,
 // each on its own CPU, at twice one thread's rate means two real cores; at one thread's rate,
 // two hyperthreads (or vCPUs) sharing one core's units.

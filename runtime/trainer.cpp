@@ -20,6 +20,7 @@
 #include "io/fault_plan.h"
 #include "io/run_dir.h"
 #include "io/run_records.h"
+#include "kernels/cpu/thread_pool.h"
 #include "kernels/gemm.h"
 #include "model/optimizer.h"
 #include "runtime/batches.h"
@@ -62,6 +63,15 @@ void damage_newest_checkpoint(const std::string& dir, io::RunLog& log) {
     log.print("fault injection: damaged " + shard);
     return;
   }
+}
+
+// The log's "N compute threads per rank": what a rank computes on, which is at most the CPUs it
+// may run on (a rank bound to a core has one, whatever runtime.threads asks).
+std::string compute_threads_text(int asked) {
+  const int cpus = cpu::usable_cpus();
+  if (asked <= cpus) return std::to_string(asked) + (asked == 1 ? " compute thread" : " compute threads") + " per rank";
+  return std::to_string(cpus) + (cpus == 1 ? " compute thread" : " compute threads") + " per rank (" +
+         std::to_string(asked) + " asked; a rank may run on " + std::to_string(cpus) + (cpus == 1 ? " CPU)" : " CPUs)");
 }
 
 }  // namespace
@@ -244,12 +254,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                   sched::format_schedule_kind(schedule.kind).c_str(), microbatches, cfg.train.micro_batch_size, T,
                   cfg.runtime.device == io::Device::Cuda
                       ? "on the GPU (runtime.device cuda; managed memory, MPI through the host)"
-                      : (std::to_string(threads) + " compute threads per rank").c_str());
+                      : compute_threads_text(threads).c_str());
     log.print(line);
   }
 
   TrainSummary out;
-  out.first_val_loss = validate();
+  out.first_val_loss = out.last_val_loss = validate();
+  out.last_val_step = start_step;
   {
     char line[64];
     std::snprintf(line, sizeof line, "step %d: val loss %.4f", start_step, out.first_val_loss);

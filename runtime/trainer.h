@@ -21,9 +21,9 @@ struct TrainSummary {
   int steps = 0;              // the step the run is at when train() returns
   int trained = 0;            // steps this call trained (0 when it resumed at the end)
   double last_loss = 0;       // training loss of the last step
-  double first_val_loss = 0;  // before the first step
+  double first_val_loss = 0;  // before the first step this call trains
   double last_val_loss = 0;   // at last_val_step
-  int last_val_step = 0;      // the step of the latest evaluation since the start (0: none)
+  int last_val_step = 0;      // the step of the latest evaluation (that first one, when no other ran)
   double tokens_per_s = 0;    // training tokens over training time (evaluation excluded)
   double model_flops_per_s = 0;
   double seconds = 0;

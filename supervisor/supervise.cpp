@@ -34,7 +34,7 @@ namespace fs = std::filesystem;
 
 // Signals arrive on any thread at any time: the handler only counts them.
 std::atomic<int> g_signals[3];  // SIGTERM, SIGINT, SIGUSR1
-std::atomic<bool> g_usr1_held{false};  // hold_usr1_until_supervised() was called
+std::atomic<bool> g_usr1_held{false};  // held since hold_usr1_until_supervised(), until a supervise()
 void on_signal(int sig) {
   const int i = sig == SIGTERM ? 0 : sig == SIGINT ? 1 : 2;
   g_signals[i].fetch_add(1);

@@ -100,24 +100,30 @@ double thread_cpu_seconds() {
 // CPUs the calling thread may run on: the most threads a probe uses.
 int allowed_cpus() {
   cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  if (sched_getaffinity(0, sizeof set, &set) != 0)  // e.g. more CPUs than a cpu_set_t holds
+    return (int)std::max(1u, std::thread::hardware_concurrency());
   return std::max(1, CPU_COUNT(&set));
 }
 
-// All threads run `iters` iterations, released together; the rate of what the threads' cores
-// do while the threads run on them.
+// All threads start together and run until the first of them has done `iters` iterations (in
+// chunks, so that the others stop at once too): every thread spans the same window, whatever
+// its core's speed. The result is the rate of what the threads' cores do while the threads run
+// on them:
 // - One thread: its FLOPs over its CPU time. A wall-clock rate would count the time it waited
 //   for a core (a build still finishing, another job) as time the core was slow.
 // - Several: the sum of those rates, but only when every thread ran at least kOverlap of the
-//   window from the first start to the last end, so that they ran at the same time. Two
-//   hyperthreads of one core running at once each run at half speed and sum to one core's
-//   rate (the test for real cores); one of them alone, its sibling waiting, runs at full speed,
-//   and a sum of CPU-time rates would read two cores. Otherwise the FLOPs over the window's
-//   wall time: low, and left to the caller's best-of.
+//   window, so that they ran at the same time (the sum may then read up to 1/kOverlap high,
+//   ~11%, and the best of many prefers that). Two hyperthreads of
+//   one core running at once each run at half speed and sum to one core's rate (the test for
+//   real cores); one of them alone, its sibling waiting, runs at full speed, and a sum of
+//   CPU-time rates would read two cores. Otherwise the FLOPs over the window's wall time: low,
+//   and left to the caller's best-of.
 double run_threads(Loop loop, int threads, long iters) {
   constexpr double kOverlap = 0.9;
+  constexpr long kChunks = 32;
+  const long chunk = std::max(1L, iters / kChunks);
   std::atomic<int> ready{0};
-  std::atomic<bool> go{false};
+  std::atomic<bool> go{false}, stop{false};
   std::vector<float> sinks(threads * 16, 0.0f);  // a cache line each
   struct Ran {
     Clock::time_point begin, end;
@@ -128,7 +134,9 @@ double run_threads(Loop loop, int threads, long iters) {
     Ran& r = ran[t];
     r.begin = Clock::now();
     const double c0 = thread_cpu_seconds();
-    r.flops = loop(iters, &sinks[t * 16]);
+    for (long done = 0; done < iters && !stop.load(std::memory_order_relaxed); done += chunk)
+      r.flops += loop(chunk, &sinks[t * 16]);
+    stop.store(true, std::memory_order_relaxed);
     r.cpu_s = std::max(thread_cpu_seconds() - c0, 1e-9);
     r.end = Clock::now();
   };
@@ -188,14 +196,14 @@ FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
   p.threads = threads;
   p.flops = best_of(threads, repeats);
   // Under a hypervisor, threads on separate vCPUs can share one core's FMA units for a while.
-  // On a 2-vCPU Zen 3 VM, 200 probes of 100 ms with two threads: one in ten read under 1.45
-  // cores, the lowest one core, in spells of 0.5-1.4 s, with no steal time counted and each
+  // On a 2-vCPU Zen 3 VM, 200 probes of ~93 ms with two threads: one in ten read under 1.45
+  // cores, the lowest one core, in spells of 0.5-1.3 s, with no steal time counted and each
   // thread on its vCPU the whole time (docs/PERFORMANCE.md). Threads below kSharedShare of
   // their number times one thread's rate probe again, a pause apart, for up to kRetrySeconds:
-  // a spell passes. (A spell reads ~0.5 of it. Real cores all at once read more than 0.75 even
+  // a spell passes. (A spell reads ~0.5 of it. Real cores all at once read more than 0.85 even
   // at their lower all-core clock: two threads on a busy Ice Lake Xeon, 1.79x one. Two
   // hyperthreads of one core stay at ~0.5 and spend that time.)
-  constexpr double kSharedShare = 0.75, kRetrySeconds = 1.5;
+  constexpr double kSharedShare = 0.85, kRetrySeconds = 1.5;
   if (threads > 1) {
     const double one = best_of(1, repeats / 5);
     const auto give_up = Clock::now() + std::chrono::duration<double>(kRetrySeconds);
