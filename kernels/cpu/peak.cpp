@@ -1,7 +1,6 @@
 #include "kernels/peak.h"
 
 #include <immintrin.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +8,8 @@
 #include <ctime>
 #include <thread>
 #include <vector>
+
+#include "kernels/cpu/thread_pool.h"
 
 // The loops keep enough independent accumulators in registers to cover the FMA latency on
 // every FMA port (4 cycles × 2 ports = 8 in flight on current Intel and AMD cores): 16 for
@@ -97,14 +98,6 @@ double thread_cpu_seconds() {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-// CPUs the calling thread may run on: the most threads a probe uses.
-int allowed_cpus() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0)  // e.g. more CPUs than a cpu_set_t holds
-    return (int)std::max(1u, std::thread::hardware_concurrency());
-  return std::max(1, CPU_COUNT(&set));
-}
-
 // All threads start together and run until the first of them has done `iters` iterations (in
 // chunks, so that the others stop at once too): every thread spans the same window, whatever
 // its core's speed. The result is the rate of what the threads' cores do while the threads run
@@ -171,7 +164,7 @@ const char* widest_fma_isa() {
 }
 
 FmaPeak measure_fma_peak(int threads, double seconds, int repeats) {
-  threads = std::clamp(threads, 1, allowed_cpus());
+  threads = std::clamp(threads, 1, usable_cpus());  // the CPUs this thread may run on
   const Loop loop = widest_loop();
   float sink = 0;
   // Calibrate on one thread (this also brings the core to its vector clock).

@@ -3,9 +3,6 @@
 // the pipeline engine calls GEMMs from two executor threads.
 #include <gtest/gtest.h>
 
-#include <pthread.h>
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -15,6 +12,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/peak.h"
+#include "tests/kernels/pin_cpu.h"
 
 using namespace duet;
 
@@ -82,14 +80,8 @@ namespace {
 template <class F>
 void on_first_cpu(F&& f) {
   std::thread t([&] {
-    cpu_set_t allowed, first;
-    ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-    int c = 0;
-    while (!CPU_ISSET(c, &allowed)) ++c;
-    CPU_ZERO(&first);
-    CPU_SET(c, &first);
-    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof first, &first), 0);
-    f();
+    test::pin_to_first_cpu();
+    if (!::testing::Test::HasFatalFailure()) f();
   });
   t.join();
 }

@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/gemm.h"
+#include "tests/kernels/pin_cpu.h"
 
 using namespace duet;
 
@@ -49,16 +50,7 @@ void run_regions(int want, int regions) {
   EXPECT_FALSE(cpu::in_parallel());
 }
 
-// Pins the calling thread to the first CPU this process may use.
-void pin_to_first_cpu() {
-  cpu_set_t allowed, one;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
-  int first = 0;
-  while (!CPU_ISSET(first, &allowed)) ++first;
-  CPU_ZERO(&one);
-  CPU_SET(first, &one);
-  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
-}
+using duet::test::pin_to_first_cpu;
 
 std::vector<float> rnd(size_t n, unsigned seed) {
   std::mt19937 rng(seed);
