@@ -152,8 +152,20 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
     if (r.cpu_s > 0) cpus.push_back(r.cpu_s);
   }
   const double step_time = median(times);
-  // The representative step: the steady step closest to the median step time.
-  const StepMetrics rep = *std::min_element(steady.begin(), steady.end(), [&](auto& a, auto& b) {
+  // The representative step: the steady step closest to the median step time, among the steps
+  // the traces hold. A resumed run's metrics go back to its first start, its traces only to
+  // this attempt's: a step of an earlier start would show an empty window.
+  std::set<int> traced;
+  for (const auto& t : traces)
+    for (const auto& e : t) traced.insert(e.step);
+  std::vector<StepMetrics> candidates;
+  for (const auto& r : steady)
+    if (traced.count(r.step)) candidates.push_back(r);
+  if (candidates.empty())
+    for (const auto& r : metrics)
+      if (traced.count(r.step)) candidates.push_back(r);
+  if (candidates.empty()) candidates = steady;
+  const StepMetrics rep = *std::min_element(candidates.begin(), candidates.end(), [&](auto& a, auto& b) {
     return std::abs(a.step_time - step_time) < std::abs(b.step_time - step_time);
   });
 

@@ -166,6 +166,25 @@ TEST(Measured, OneRankRunByHand) {
   EXPECT_EQ(r.timeline[2].t1, 1);
 }
 
+// A run resumed at step 4: metrics.jsonl goes back to step 1, the newest attempt's traces only
+// to step 5. The step closest to the median (step 3, an earlier start's) has no trace here:
+// the step shown is the closest one traced, not an empty window.
+TEST(Measured, AResumedRunShowsAStepItsTracesHold) {
+  RunShape shape;
+  shape.pp = 1, shape.dp = 1, shape.ep = 1;
+  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
+  shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  const std::vector<StepMetrics> metrics = {{1, 9, 10, 0, false},  {2, 8, 10, 0, false},  {3, 1, 64, 0, false},
+                                            {4, 1, 64, 0, false},  {5, 1.5, 40, 0, false}, {6, 2, 30, 0, false},
+                                            {7, 0.25, 90, 0, false}};
+  const Report r = measured_report("resumed", shape, metrics, {one_rank_trace(5, 7)});
+  EXPECT_EQ(headline(r, "step_time_s"), 1);  // the median of the whole run's steady steps 3..7
+  EXPECT_NE(r.subtitle.find("step 5 shown"), std::string::npos) << r.subtitle;
+  EXPECT_EQ(r.busy_per_rank, std::vector<double>{0.75});
+  EXPECT_EQ(headline(r, "exposed_comm_s"), 0.25);
+  EXPECT_EQ(r.timeline.size(), 3u);
+}
+
 // Two data-parallel replicas of the one-rank run, each B0:0 half on a run queue (0.25 s) and
 // each wait half (0.125 s): ranks that took turns on a core.
 TEST(Measured, CoreWaitIsItsOwnPartAndSharedCoresQueueTheCompute) {
