@@ -28,6 +28,7 @@
 #include "runtime/memory_estimate.h"
 #include "runtime/memory_snapshots.h"
 #include "runtime/train_setup.h"
+#include "slurm/client.h"
 #include "slurm/hostlist.h"
 #include "supervisor/supervise.h"
 
@@ -200,6 +201,7 @@ int cmd_launch(int argc, char** argv) {
   const io::RunClaim claim = io::claim_run_dir(cfg, [](std::string_view l) { std::printf("%.*s\n", (int)l.size(), l.data()); });
   for (const auto& note : claim.notes) std::printf("duet launch: %s\n", note.c_str());
   std::fflush(stdout);
+  if (claim.finished) return 0;  // a requeued job whose run had already finished: done
   setenv(io::kEnvRunDir, claim.dir.c_str(), 1);
   setenv(io::kEnvRunId, claim.id.c_str(), 1);
   setenv(io::kEnvRunLock, claim.lock->token().c_str(), 1);
@@ -209,10 +211,10 @@ int cmd_launch(int argc, char** argv) {
   // as many threads as this machine's ranks compute on: a rank bound to a core (--bind core,
   // the default) computes on that core, an srun task on its --cpus-per-task (1 from duet
   // submit), an unbound rank (--bind none) on its compute threads. The ranks' model FLOP/s are
-  // the whole job's: with several nodes, assumed alike, the peak is this node's times their
-  // number.
+  // the whole job's: with several machines, assumed alike, the peak is this one's times their
+  // number — machines, not Slurm nodes: several slurmd may share one (the test cluster's do).
   const int cores = (int)std::max(1u, std::thread::hardware_concurrency());
-  const int nodes = launcher == "srun" ? (int)std::max<size_t>(1, slurm_launch.nodes.size()) : 1;
+  const int nodes = launcher == "srun" ? std::max(1, slurm::distinct_hosts(slurm_launch.nodes)) : 1;
   const int local_ranks = std::max(1, nproc / nodes);
   int per_rank = 1;
   if (launcher == "srun") {
@@ -222,6 +224,9 @@ int cmd_launch(int argc, char** argv) {
     per_rank = runtime::compute_threads(cfg, local_ranks);
   }
   cpu::FmaPeak peak = cpu::measure_fma_peak(std::min(cores, local_ranks * per_rank));
+  if (launcher == "srun")
+    std::printf("duet launch: FMA peak %.0f GFLOP/s: %d thread(s) measured here, times %d machine(s) for %zu node(s)\n",
+                peak.flops * nodes * 1e-9, peak.threads, nodes, slurm_launch.nodes.size());
   peak.flops *= nodes;
   setenv("DUET_FMA_PEAK_GFLOPS", std::to_string(peak.flops * 1e-9).c_str(), 1);
 
@@ -283,7 +288,13 @@ int cmd_launch(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  const int code = supervisor::supervise(so);
+  int code = supervisor::supervise(so);
+  // A stop asked for as the last step ended (Slurm's warning, just then) finds the run
+  // finished: nothing is left to requeue it for.
+  if (code == core::exit_code(core::ExitCode::RequeueRequested) && io::run_finished(claim.dir)) {
+    say("the run finished its last step (" + claim.dir + "/FINISHED): nothing to requeue");
+    code = 0;
+  }
   // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
   // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so
   // nothing else is left to do it.

@@ -110,6 +110,12 @@ int cmd_train(int argc, char** argv) {
     std::string run_dir = claim.dir, run_id = claim.id;
     comm->broadcast(run_dir, 0);
     comm->broadcast(run_id, 0);
+    // run.id names a run that has finished: nothing to train (io/run_dir.h).
+    if (comm->allreduce<int32_t>(claim.finished ? 1 : 0, runtime::ReduceOp::Max) != 0) {
+      if (rank == 0)
+        for (const auto& note : claim.notes) std::printf("duet train: %s\n", note.c_str());
+      return 0;
+    }
     cfg.run.id = run_id;
     cfg.run.name = std::filesystem::path(run_dir).filename().string();
     auto done = comm->dup();  // for the barrier after training: train() owns `comm`

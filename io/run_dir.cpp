@@ -52,6 +52,17 @@ void mark_run_finished(const std::string& run_dir, const RunConfig& cfg, int ste
                                                                std::to_string(cfg.train.steps) + "\n");
 }
 
+namespace {
+// The run id a finished directory's config.yaml records; empty when it cannot be read.
+std::string finished_run_id(const fs::path& dir) {
+  try {
+    return parse_config(read_text(dir / "config.yaml"), {}, (dir / "config.yaml").string()).run.id;
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+}  // namespace
+
 RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say) {
   const fs::path root = cfg.run.dir;
   const bool timestamped = cfg.run.name.empty();  // a fresh directory every time
@@ -64,6 +75,15 @@ RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::strin
     if (fs::exists(dir, ec)) {
       if (timestamped) continue;
       if (run_finished(dir.string())) {  // finished runs are never written again: no lock needed
+        if (!cfg.run.id.empty() && finished_run_id(dir) == cfg.run.id) {
+          RunClaim done;
+          done.dir = dir.string(), done.id = cfg.run.id, done.finished = true;
+          std::string marker = read_text(dir / kFinishedFile);
+          while (!marker.empty() && marker.back() == '\n') marker.pop_back();
+          done.notes.push_back("run " + cfg.run.id + " in " + done.dir + " has finished (" + marker +
+                               "): nothing to do");
+          return done;
+        }
         skipped.push_back(dir.string() + " holds a finished run");
         continue;
       }

@@ -35,12 +35,15 @@ struct RunClaim {
   std::string dir;                 // the run directory
   std::string id;                  // the lineage id; give it to the run as cfg.run.id
   bool continued = false;          // an existing directory of this lineage is continued
+  bool finished = false;           // run.id names a run that finished here: nothing to do (no lock)
   std::unique_ptr<RunLock> lock;   // held while the job lives (null for a rank under launch)
   std::vector<std::string> notes;  // lines for the console and train.log
 };
 
 // The job's top process: chooses the directory, takes its lock, checks a continued run's
-// config (throws ConfigError naming the keys), writes config.yaml (with run.id).
+// config (throws ConfigError naming the keys), writes config.yaml (with run.id). A run.id
+// whose run finished in the directory it names (a Slurm job requeued after its last step)
+// returns that directory with `finished` set: the run is not started again under a new name.
 RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say = {});
 
 // Rank 0 of a job started by `duet launch` (kEnvRunLock set): the claimed directory and id,

@@ -375,7 +375,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     if (supervisor) supervisor->step_time(step, step_time);
     // A stop the supervisor asked for (or its death) is agreed on by every rank here, at a
     // step boundary, so they all save the same step.
-    const bool asked = supervisor && all.allreduce<int32_t>(supervisor->stop_requested() ? 1 : 0, ReduceOp::Max) != 0;
+    // At the last step there is nothing left to stop: the run finishes as it would have.
+    const bool asked = supervisor && all.allreduce<int32_t>(supervisor->stop_requested() ? 1 : 0, ReduceOp::Max) != 0 &&
+                       step < cfg.train.steps;
     const bool stopping = step == cfg.train.stop_at || asked;
     if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0)) {
       progress(step, 1 << 21, SupervisorLink::Phase::Save);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -174,6 +175,21 @@ std::map<std::string, std::string> node_states(const std::vector<std::string>& n
     if (!name.empty()) states[name] = state;
   }
   return states;
+}
+
+int distinct_hosts(const std::vector<std::string>& nodes) {
+  if (nodes.empty()) return 0;
+  const CommandOutput r = run_command({"scontrol", "show", "node", "-o", hostlist_compress(nodes)});
+  if (r.exit_code != 0) return (int)nodes.size();
+  std::set<std::string> hosts;
+  int named = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    for (std::string w; words >> w;)
+      if (w.rfind("NodeHostName=", 0) == 0) hosts.insert(w.substr(13)), ++named;
+  }
+  return named == (int)nodes.size() ? (int)hosts.size() : (int)nodes.size();
 }
 
 bool node_unusable(const std::string& s) {

@@ -48,6 +48,10 @@ void requeue(const std::string& job_id, const std::vector<std::string>& exclude 
 // Each node's state as `scontrol show node` writes it ("IDLE", "ALLOCATED", "DOWN*",
 // "IDLE+NOT_RESPONDING", ...).
 std::map<std::string, std::string> node_states(const std::vector<std::string>& nodes);
+// How many machines the nodes are: the distinct hosts `scontrol show node` names for them
+// (NodeHostName). Several slurmd may run on one machine (a test cluster, a fat node split in
+// two); nodes.size() when the controller cannot be asked.
+int distinct_hosts(const std::vector<std::string>& nodes);
 // Whether a state is one a job cannot run on: down, drained or draining, failing, not responding.
 bool node_unusable(const std::string& state);
 

@@ -231,12 +231,12 @@ TEST(ExitsCli, AWarningAfterTheRunEndedDoesNotKillTheLauncher) {
 // signal is made pending before duet starts (blocked in the child, sent, then exec): it reaches
 // duet the moment duet unblocks it, earlier than any timing could place it. Before the fix it was
 // thrown away, and the job ran on into its time limit without a checkpoint.
-TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
-  const auto dir = scratch_dir("exits-early-usr1");
-  const std::string out = (dir / "launch.out").string(), run_dir = dir.string();
-  std::vector<std::string> args = {DUET_BINARY, "launch", "--parallel.pp", "1", "--parallel.dp", "1",
-                                   "--parallel.ep", "1", "--train.steps", "50", "--train.eval_batches", "1",
-                                   "--checkpoint.memory", "off", "--run.dir", run_dir};
+// Runs `duet launch` with `args` and a SIGUSR1 already pending: the signal is blocked in the
+// child, sent, then the child execs duet, which gets it the moment it unblocks it. Returns the
+// wait status and the output.
+std::pair<int, std::string> launch_with_usr1_pending(const std::vector<std::string>& launch_args, const fs::path& out) {
+  std::vector<std::string> args = {DUET_BINARY, "launch"};
+  args.insert(args.end(), launch_args.begin(), launch_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -245,11 +245,12 @@ TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
   std::vector<char*> envp;
   for (auto& e : env_text) envp.push_back(e.data());
   envp.push_back(nullptr);
+  const std::string out_path = out.string();
 
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) return {-1, "fork failed"};
   if (pid == 0) {  // only async-signal-safe calls from here to exec
-    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) _exit(126);
     dup2(fd, 1), dup2(fd, 2);
     sigset_t usr1;
@@ -266,12 +267,20 @@ TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
     if (std::chrono::steady_clock::now() > deadline) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      FAIL() << "duet launch still running after 120 s\n" << read_file(out);
+      return {-1, "duet launch still running after 120 s\n" + read_file(out)};
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a child, not synchronising
   }
-  const std::string text = read_file(out);
-  ASSERT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n"
+  return {status, read_file(out)};
+}
+
+TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
+  const auto dir = scratch_dir("exits-early-usr1");
+  const auto [status, text] =
+      launch_with_usr1_pending({"--parallel.pp", "1", "--parallel.dp", "1", "--parallel.ep", "1", "--train.steps", "50",
+                                "--train.eval_batches", "1", "--checkpoint.memory", "off", "--run.dir", dir.string()},
+                               dir / "launch.out");
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "\n"
                                  << text;
   EXPECT_EQ(WEXITSTATUS(status), 5) << text;  // RequeueRequested
   auto says = [&](const std::string& what) { return text.find(what) != std::string::npos; };
@@ -286,5 +295,45 @@ TEST(ExitsCli, AWarningBeforeTheSupervisorRunsIsActedOn) {
   EXPECT_TRUE(says("supervisor: checkpoint: step " + m[1].str() + " committed")) << text;
   // No evaluation ran after the first one: the summary says so rather than "-> 0.0000".
   EXPECT_TRUE(says("val loss 5.") && says("at step 0, none since")) << text;
+  fs::remove_all(dir);
+}
+
+// The same warning when the first step is the last: the stop comes as the run ends, so there is
+// nothing to stop or requeue — the run finishes (exit 0, FINISHED). Before, the job asked to be
+// requeued, and its next start found the run finished and trained it again from step 0 in
+// <name>-2. That next start, given the run's id (as every start of a Slurm job is), now says
+// the run has finished and does nothing.
+TEST(ExitsCli, AWarningAtTheLastStepFinishesTheRunAndARequeuedStartDoesNothing) {
+  const auto dir = scratch_dir("exits-last-step-usr1");
+  const std::vector<std::string> args = {"--parallel.pp",        "1",   "--parallel.dp", "1",         "--parallel.ep",
+                                         "1",                    "--train.steps",        "1",         "--train.eval_batches",
+                                         "1",                    "--checkpoint.memory",  "off",       "--run.dir",
+                                         dir.string(),           "--run.name",           "last"};
+  const auto [status, text] = launch_with_usr1_pending(args, dir / "launch.out");
+  ASSERT_TRUE(status >= 0 && WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << text;
+  auto says = [&](const std::string& what) { return text.find(what) != std::string::npos; };
+  EXPECT_TRUE(says("SIGUSR1: every rank stops at the next step boundary with a checkpoint")) << text;
+  EXPECT_TRUE(says("done: 1 steps")) << text;
+  EXPECT_FALSE(says("stopping after step")) << text;
+  EXPECT_TRUE(says("the run finished its last step")) << text;
+  ASSERT_TRUE(fs::exists(dir / "last/FINISHED")) << text;
+
+  std::smatch id;
+  const std::string config = read_file(dir / "last/config.yaml");
+  ASSERT_TRUE(std::regex_search(config, id, std::regex("id: \"([0-9a-f]{16})\""))) << config;
+  const std::string metrics = read_file(dir / "last/metrics.jsonl");
+  std::vector<std::string> again = args;
+  again.insert(again.end(), {"--run.id", id[1].str()});
+  const auto r = run_duet("launch " + [&] {
+    std::string words;
+    for (const auto& a : again) words += (words.empty() ? "" : " ") + a;
+    return words;
+  }());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(has(r, "run " + id[1].str() + " in " + (dir / "last").string() + " has finished")) << r.output;
+  EXPECT_TRUE(has(r, "nothing to do")) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "last-2")) << r.output;
+  EXPECT_EQ(read_file(dir / "last/metrics.jsonl"), metrics);
   fs::remove_all(dir);
 }

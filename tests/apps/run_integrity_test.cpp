@@ -132,6 +132,25 @@ TEST(RunIntegrity, RerunOfAFinishedRunStartsANewDirectory) {
   fs::remove_all(dir);
 }
 
+// Asked for by its own id, the finished run is reported, not trained again in <name>-2.
+TEST(RunIntegrity, AFinishedRunAskedForByItsIdIsNotTrainedAgain) {
+  const auto dir = scratch_dir("rerun-id");
+  const std::string base = "train" + kQuick + " --train.steps 2 --run.dir " + dir.string() + " --run.name a";
+  ASSERT_EQ(run_duet(base).exit_code, 0);
+  std::smatch id;
+  const std::string config = read_file(dir / "a/config.yaml"), metrics = read_file(dir / "a/metrics.jsonl");
+  ASSERT_TRUE(std::regex_search(config, id, std::regex("id: \"([0-9a-f]{16})\""))) << config;
+  const auto r = run_duet(base + " --run.id " + id[1].str());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("duet train: run " + id[1].str() + " in " + (dir / "a").string() + " has finished"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("nothing to do"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "a-2"));
+  EXPECT_EQ(read_file(dir / "a/metrics.jsonl"), metrics);
+  fs::remove_all(dir);
+}
+
 // A lock left by a job that died (its PID is gone) is taken over, with a line saying so.
 TEST(RunIntegrity, StaleLockIsTakenOver) {
   const auto dir = scratch_dir("lock-stale");

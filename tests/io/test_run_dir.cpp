@@ -144,6 +144,39 @@ TEST_F(RunDirs, FinishedRunIsNeverWrittenAgain) {
   EXPECT_FALSE(fs::exists(root / "exp/run.lock"));
 }
 
+// Its own id names the finished run (a Slurm job requeued after its last step): no new
+// directory, nothing written, no lock; the claim says the run has finished.
+TEST_F(RunDirs, AFinishedRunAskedForByItsIdIsReportedNotStartedAgain) {
+  std::string id;
+  {
+    const RunClaim c = claim_run_dir(cfg);
+    id = c.id;
+    RunConfig done = cfg;
+    done.run.id = c.id;
+    mark_run_finished(c.dir, done, cfg.train.steps);
+  }
+  const std::string before = text(root / "exp/config.yaml");
+  cfg.run.id = id;
+  const RunClaim again = claim_run_dir(cfg);
+  EXPECT_TRUE(again.finished);
+  EXPECT_FALSE(again.continued);
+  EXPECT_EQ(fs::path(again.dir), root / "exp");
+  EXPECT_EQ(again.id, id);
+  EXPECT_EQ(again.lock, nullptr);
+  EXPECT_NE(joined(again.notes).find("run " + id + " in " + (root / "exp").string() + " has finished (duet run " + id +
+                                     " finished: step "),
+            std::string::npos)
+      << joined(again.notes);
+  EXPECT_FALSE(fs::exists(root / "exp-2"));
+  EXPECT_EQ(text(root / "exp/config.yaml"), before);
+  EXPECT_FALSE(fs::exists(root / "exp/run.lock"));
+  // Another id still starts a new run beside it.
+  cfg.run.id = "0123456789abcdef";
+  const RunClaim other = claim_run_dir(cfg);
+  EXPECT_FALSE(other.finished);
+  EXPECT_EQ(fs::path(other.dir), root / "exp-2");
+}
+
 TEST_F(RunDirs, ResumeFalseOrAnotherIdStartsANewDirectory) {
   std::string id;
   { id = claim_run_dir(cfg).id; }
