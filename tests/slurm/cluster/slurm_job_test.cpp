@@ -113,6 +113,18 @@ duet::slurm::CommandOutput cluster_script(const std::vector<std::string>& args) 
   return run_command(argv, 120);
 }
 
+// The lines of a job's output that tell its story: each start, the supervisor's decisions,
+// what each start resumed from and where it stopped. A failure prints them.
+std::string job_story(const std::string& out) {
+  std::stringstream in(out);
+  std::string story;
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("duet job ") || line.starts_with("supervisor: ") || line.starts_with("resuming from ") ||
+        line.starts_with("stopping after ") || line.find("error") != std::string::npos)
+      story += line.substr(0, 240) + "\n";
+  return story;
+}
+
 bool finished_state(const std::string& s) {
   return s == "COMPLETED" || s == "FAILED" || s == "CANCELLED" || s == "TIMEOUT" || s == "NODE_FAIL" ||
          s == "OUT_OF_MEMORY" || s == "BOOT_FAIL" || s == "DEADLINE" || s == "PREEMPTED";
@@ -212,6 +224,8 @@ TEST_F(SlurmJob, SubmittedTwoNodeJobTrainsLikeALocalLaunch) {
   const std::string out = read_file(run / ("slurm-" + s.job_id + ".out"));
   EXPECT_NE(out.find("ranks start with srun --mpi=pmix"), std::string::npos) << out;
   EXPECT_NE(out.find("srun --mpi=pmix --nodes=2 --ntasks=4 --nodelist=n[1-2]"), std::string::npos) << out;
+  // The two nodes are slurmd on this one machine: its cores are the job's peak, once.
+  EXPECT_NE(out.find("thread(s) measured here, times 1 machine(s) for 2 node(s)"), std::string::npos) << out;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
   // The run adopted the lineage id duet submit chose.
   std::smatch id;
@@ -251,10 +265,14 @@ TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
 // reference run's step time to 45 s of training, longer than the longest first start: each
 // start is cut short by Slurm's warning (checkpoint, requeue) until one finishes it —
 // typically the second or the third. Nothing is lost: every start resumes exactly at the step
-// the one before stopped at, no step is missing or trained twice, and the job completes.
+// the one before stopped at, no step is missing or trained twice, and the job completes. (A
+// fault inside a start — seen once in CI, on a loaded machine — restarts the ranks from the
+// last checkpoint as any fault does; the steps it recomputed are accounted for, and the job's
+// story is printed.)
 TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
   const int kTimeLimitSteps = std::clamp((int)std::ceil(45.0 / reference_step_s_), 40, 1000);
   auto args = job_options(*root_, "time-limit", kTimeLimitSteps);
+  fs::remove_all(*root_ / "time-limit-2");
   // Only the stops' checkpoints: every 4 steps would add a save of 42 MiB each time.
   *(std::find(args.begin(), args.end(), "--checkpoint.every") + 1) = "100000";
   args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "1", "--signal-seconds", "50"});
@@ -266,14 +284,31 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
   const int restarts = std::stoi(duet::slurm::job_fields(s.job_id).at("Restarts"));
   EXPECT_GE(restarts, 1) << "the time limit never cut a start short";
   const std::string text = read_file(out);
+  const std::string story = job_story(text);
+  // A fault (a rank died, a hang) would restart the ranks inside a start from the newest
+  // checkpoint or snapshot, recomputing the steps after it: that is recovery, not the time
+  // limit's doing. Such faults are counted from the supervisor's records and printed.
+  int faults = 0;
+  std::string fault_lines;
+  {
+    std::stringstream ev(read_file(run / "events.jsonl"));
+    const std::regex fault("\"kind\": *\"(rank-died|hang|job-died|non-finite|host-lost)\"");
+    for (std::string line; std::getline(ev, line);)
+      if (std::regex_search(line, fault)) ++faults, fault_lines += line + "\n";
+  }
+  if (faults > 0) std::printf("faults inside a start:\n%s%s", fault_lines.c_str(), story.c_str());
   EXPECT_NE(text.find("SIGUSR1: every rank stops at the next step boundary with a checkpoint"), std::string::npos) << text;
   EXPECT_NE(text.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << text;
   EXPECT_NE(text.find("restart count " + std::to_string(restarts)), std::string::npos) << text;
   EXPECT_TRUE(fs::exists(run / "FINISHED"));
-  // Walk metrics.jsonl: the last step before each resume is the step it resumes from, and the
-  // steps are 1..N, each trained once.
+  // A warning as the last step ended finishes the run; no later start trains it again elsewhere.
+  EXPECT_FALSE(fs::exists(*root_ / "time-limit-2")) << story;
+  EXPECT_EQ(text.find("this run starts in"), std::string::npos) << story;
+  // Walk metrics.jsonl: the last step before each resume is the step it resumes from (a resume
+  // from an earlier step needs a fault to explain it), and the steps are 1..N, each trained
+  // once — but for those a fault's restart recomputed.
   std::stringstream ss(read_file(run / "metrics.jsonl"));
-  int last = 0, resumes = 0, lines = 0, trainer_starts = 0;
+  int last = 0, resumes = 0, lines = 0, trainer_starts = 0, rewinds = 0, recomputed = 0;
   std::set<int> trained;
   const std::regex resume("\"event\":\"resume\",\"from_step\":(\\d+)");
   const std::regex step("\"step\":(\\d+),\"loss\"");
@@ -282,7 +317,9 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
     std::smatch m;
     if (std::regex_search(line, header)) ++trainer_starts;
     if (std::regex_search(line, m, resume)) {
-      EXPECT_EQ(std::stoi(m[1]), last) << "resumed from step " << m[1] << " after training step " << last;
+      const int from = std::stoi(m[1]);
+      EXPECT_LE(from, last) << "resumed from step " << from << " after training step " << last << "\n" << story;
+      if (from < last) ++rewinds, recomputed += last - from;
       ++resumes;
     } else if (std::regex_search(line, m, step)) {
       last = std::stoi(m[1]);
@@ -290,17 +327,21 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
       ++lines;
     }
   }
+  EXPECT_LE(rewinds, faults) << "a start resumed from before the step the one before it stopped at, with no fault "
+                                "to explain it: a time-limit stop lost steps\n"
+                             << fault_lines << story;
   // Every start that reached the trainer after the first resumed (a resume line); a start the
   // warning cut before its ranks got there (seen once, on a loaded machine: 10 starts, 5 of
   // them before training) resumes nothing and loses nothing.
   EXPECT_EQ(resumes, trainer_starts - 1);
   EXPECT_GE(resumes, 1);
-  EXPECT_LE(resumes, restarts);
+  EXPECT_LE(resumes, restarts + faults);
   EXPECT_EQ((int)trained.size(), kTimeLimitSteps) << "a step is missing";
   EXPECT_EQ(*trained.rbegin(), kTimeLimitSteps);
-  EXPECT_EQ(lines, kTimeLimitSteps) << "a step was trained twice";
-  std::printf("time limit: %d start(s), %d of them training, for %d steps (%.2f s each in the reference run)\n",
-              restarts + 1, trainer_starts, kTimeLimitSteps, reference_step_s_);
+  EXPECT_EQ(lines, kTimeLimitSteps + recomputed) << "a step was trained twice\n" << story;
+  std::printf("time limit: %d start(s), %d of them training, %d fault(s), for %d steps (%.2f s each in the reference "
+              "run)\n",
+              restarts + 1, trainer_starts, faults, kTimeLimitSteps, reference_step_s_);
 }
 
 // Crashes the node of `job` that is not its batch host (its slurmd, slurmstepd and ranks
