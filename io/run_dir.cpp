@@ -53,12 +53,16 @@ void mark_run_finished(const std::string& run_dir, const RunConfig& cfg, int ste
 }
 
 namespace {
-// The run id a finished directory's config.yaml records; empty when it cannot be read.
-std::string finished_run_id(const fs::path& dir) {
+// Whether `cfg` asks for no more than the finished run in `dir` did: its own id (as every start
+// of a Slurm job gives it), at most its steps, resuming allowed. A run asked to train on
+// (more train.steps), or afresh, starts a new directory as any rerun of a finished run does.
+bool asks_for_finished_run(const RunConfig& cfg, const fs::path& dir) {
+  if (cfg.run.id.empty() || !cfg.checkpoint.resume) return false;
   try {
-    return parse_config(read_text(dir / "config.yaml"), {}, (dir / "config.yaml").string()).run.id;
+    const RunConfig done = parse_config(read_text(dir / "config.yaml"), {}, (dir / "config.yaml").string());
+    return done.run.id == cfg.run.id && cfg.train.steps <= done.train.steps;
   } catch (const std::exception&) {
-    return "";
+    return false;  // unreadable: not known to be this run
   }
 }
 }  // namespace
@@ -75,7 +79,7 @@ RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::strin
     if (fs::exists(dir, ec)) {
       if (timestamped) continue;
       if (run_finished(dir.string())) {  // finished runs are never written again: no lock needed
-        if (!cfg.run.id.empty() && finished_run_id(dir) == cfg.run.id) {
+        if (asks_for_finished_run(cfg, dir)) {
           RunClaim done;
           done.dir = dir.string(), done.id = cfg.run.id, done.finished = true;
           std::string marker = read_text(dir / kFinishedFile);

@@ -42,8 +42,9 @@ struct RunClaim {
 
 // The job's top process: chooses the directory, takes its lock, checks a continued run's
 // config (throws ConfigError naming the keys), writes config.yaml (with run.id). A run.id
-// whose run finished in the directory it names (a Slurm job requeued after its last step)
-// returns that directory with `finished` set: the run is not started again under a new name.
+// whose run finished in the directory it names, asked for no more train.steps than it ran (a
+// Slurm job requeued after its last step), returns that directory with `finished` set: the
+// run is not started again under a new name.
 RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say = {});
 
 // Rank 0 of a job started by `duet launch` (kEnvRunLock set): the claimed directory and id,

@@ -170,11 +170,26 @@ TEST_F(RunDirs, AFinishedRunAskedForByItsIdIsReportedNotStartedAgain) {
   EXPECT_FALSE(fs::exists(root / "exp-2"));
   EXPECT_EQ(text(root / "exp/config.yaml"), before);
   EXPECT_FALSE(fs::exists(root / "exp/run.lock"));
-  // Another id still starts a new run beside it.
+  // Asked to train on (more steps), or afresh, it starts a new run beside it, as before; so
+  // does another id.
+  RunConfig more = cfg;
+  more.train.steps = cfg.train.steps + 1;
+  {
+    const RunClaim longer = claim_run_dir(more);
+    EXPECT_FALSE(longer.finished);
+    EXPECT_EQ(fs::path(longer.dir), root / "exp-2");
+  }
+  RunConfig afresh = cfg;
+  afresh.checkpoint.resume = false;
+  {
+    const RunClaim c = claim_run_dir(afresh);
+    EXPECT_FALSE(c.finished);
+    EXPECT_EQ(fs::path(c.dir), root / "exp-3");
+  }
   cfg.run.id = "0123456789abcdef";
   const RunClaim other = claim_run_dir(cfg);
   EXPECT_FALSE(other.finished);
-  EXPECT_EQ(fs::path(other.dir), root / "exp-2");
+  EXPECT_EQ(fs::path(other.dir), root / "exp-4");
 }
 
 TEST_F(RunDirs, ResumeFalseOrAnotherIdStartsANewDirectory) {
