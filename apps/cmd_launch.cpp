@@ -288,13 +288,10 @@ int cmd_launch(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   };
-  int code = supervisor::supervise(so);
   // A stop asked for as the last step ended (Slurm's warning, just then) finds the run
-  // finished: nothing is left to requeue it for.
-  if (code == core::exit_code(core::ExitCode::RequeueRequested) && io::run_finished(claim.dir)) {
-    say("the run finished its last step (" + claim.dir + "/FINISHED): nothing to requeue");
-    code = 0;
-  }
+  // finished: the job is done, with nothing left to requeue it for.
+  so.run_finished = [dir = claim.dir] { return io::run_finished(dir); };
+  const int code = supervisor::supervise(so);
   // Exit 5: stopped by SIGUSR1 (Slurm's time-limit warning, a preemption) with a checkpoint
   // saved. Under Slurm the job requeues itself: the batch script exec'd this process, so
   // nothing else is left to do it.

@@ -69,6 +69,7 @@ struct Event {
   int ranks = 0;                // Launched: the attempt's ranks (0: as before)
   std::string node;             // Hello: its host, or logical node
   std::string where;            // NonFinite: which micro-batch, when known
+  bool run_finished = false;    // JobExited: the run trained all its steps
 };
 
 struct Action {

@@ -203,6 +203,7 @@ int supervise(const SuperviseOptions& o) {
     if (pending && pending->gone < 0) pending->gone = now();
     Event e;
     e.kind = Event::Kind::JobExited, e.t = now(), e.exit_code = s.code, e.signal = s.signal;
+    e.run_finished = s.code == 0 && s.signal == 0 && o.run_finished && o.run_finished();
     apply(policy.on(e));
   };
   // Elastic: excluded nodes are kept in a file a person may edit (a line removed brings the

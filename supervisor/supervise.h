@@ -70,6 +70,9 @@ struct SuperviseOptions {
   std::string snapshot_dir;
   std::string schedule;      // for events.jsonl: "dualpipe"
   std::function<void(const std::string&)> log;  // the console
+  // Whether the run has trained all its steps (its FINISHED marker), asked when the job ends
+  // well: a stop that came with the last step then ends the job as finished, not stopped.
+  std::function<bool()> run_finished;
 };
 
 // Runs the job to its end and returns the supervisor's exit code (Outcome). SIGTERM, SIGINT

@@ -316,7 +316,7 @@ TEST(ExitsCli, AWarningAtTheLastStepFinishesTheRunAndARequeuedStartDoesNothing) 
   EXPECT_TRUE(says("SIGUSR1: every rank stops at the next step boundary with a checkpoint")) << text;
   EXPECT_TRUE(says("done: 1 steps")) << text;
   EXPECT_FALSE(says("stopping after step")) << text;
-  EXPECT_TRUE(says("the run finished its last step")) << text;
+  EXPECT_TRUE(says("supervisor: finished (exit code 0): training finished (the stop came with its last step)")) << text;
   ASSERT_TRUE(fs::exists(dir / "last/FINISHED")) << text;
 
   std::smatch id;

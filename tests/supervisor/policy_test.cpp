@@ -249,6 +249,22 @@ TEST(SupervisorPolicy, SigtermStopsAtAStepBoundaryAndSigusr1AsksForARequeue) {
   }
 }
 
+// The stop came as the last step ended: the ranks finished the run instead of stopping, and the
+// job ends as finished (0), not stopped (5: requeue) — there is nothing left to requeue for.
+TEST(SupervisorPolicy, AStopThatCameWithTheLastStepEndsAsFinished) {
+  Policy p(quick(), 2);
+  start(p, 2);
+  EXPECT_TRUE(has(p.on(signal(2, Signal::Usr1)), A::RequestStop));
+  p.on(exited(3, 0, 0));
+  p.on(exited(3, 1, 0));
+  Event done = job_exited(3, 0);
+  done.run_finished = true;
+  const auto a = p.on(done);
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, 0);
+  EXPECT_NE(get(a, A::Finish).why.find("the stop came with its last step"), std::string::npos) << get(a, A::Finish).why;
+}
+
 TEST(SupervisorPolicy, ASecondSigintStopsAtOnce) {
   Policy p(quick(), 2);
   start(p, 2);
