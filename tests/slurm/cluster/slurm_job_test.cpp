@@ -119,7 +119,8 @@ std::string job_story(const std::string& out) {
   std::stringstream in(out);
   std::string story;
   for (std::string line; std::getline(in, line);)
-    if (line.starts_with("duet job ") || line.starts_with("supervisor: ") || line.starts_with("resuming from ") ||
+    if (line.starts_with("duet job ") || line.starts_with("duet train: run directory ") ||
+        line.starts_with("supervisor: ") || line.starts_with("resuming from ") ||
         line.starts_with("stopping after ") || line.find("error") != std::string::npos)
       story += line.substr(0, 240) + "\n";
   return story;
@@ -308,7 +309,7 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
   // from an earlier step needs a fault to explain it), and the steps are 1..N, each trained
   // once — but for those a fault's restart recomputed.
   std::stringstream ss(read_file(run / "metrics.jsonl"));
-  int last = 0, resumes = 0, lines = 0, trainer_starts = 0, rewinds = 0, recomputed = 0;
+  int last = 0, resumes = 0, lines = 0, trainer_starts = 0, rewinds = 0, recomputed = 0, loads = 0;
   std::set<int> trained;
   const std::regex resume("\"event\":\"resume\",\"from_step\":(\\d+)");
   const std::regex step("\"step\":(\\d+),\"loss\"");
@@ -320,7 +321,7 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
       const int from = std::stoi(m[1]);
       EXPECT_LE(from, last) << "resumed from step " << from << " after training step " << last << "\n" << story;
       if (from < last) ++rewinds, recomputed += last - from;
-      ++resumes;
+      ++resumes, loads += from > 0;  // from step 0 nothing is loaded
     } else if (std::regex_search(line, m, step)) {
       last = std::stoi(m[1]);
       trained.insert(last);
@@ -330,6 +331,35 @@ TEST_F(SlurmJob, TimeLimitCheckpointsRequeuesResumesAndFinishes) {
   EXPECT_LE(rewinds, faults) << "a start resumed from before the step the one before it stopped at, with no fault "
                                 "to explain it: a time-limit stop lost steps\n"
                              << fault_lines << story;
+  // The same, start by start in the job's output: the first trainer of each Slurm start resumes
+  // exactly where the last stop left off; a second trainer in one start follows a fault in it.
+  {
+    std::stringstream in(text);
+    int last_stop = 0, start = 0, trainers = 0, resumed_lines = 0;  // trainers: of this start
+    bool fault_here = false;
+    const std::regex resumed("^resuming from (?:the in-memory snapshot of step (\\d+)|.*\\(step (\\d+),)");
+    const std::regex stopped("^stopping after step (\\d+)");
+    const std::regex fault("^supervisor: (rank-died|hang|job-died|non-finite|host-lost):");
+    for (std::string line; std::getline(in, line);) {
+      std::smatch m;
+      if (line.starts_with("duet job ")) {
+        ++start, trainers = 0, fault_here = false;
+      } else if (line.starts_with("duet train: run directory ")) {
+        if (++trainers > 1) EXPECT_TRUE(fault_here) << "start " << start << " ran a second trainer without a fault\n" << story;
+      } else if (std::regex_search(line, m, resumed)) {
+        const int from = std::stoi(m[1].matched ? m[1].str() : m[2].str());
+        ++resumed_lines;
+        if (trainers == 1)
+          EXPECT_EQ(from, last_stop) << "start " << start << " resumed from step " << from << ", the last stop was at "
+                                     << last_stop << "\n" << story;
+      } else if (std::regex_search(line, m, stopped)) {
+        last_stop = std::stoi(m[1]);
+      } else if (std::regex_search(line, fault)) {
+        fault_here = true;
+      }
+    }
+    EXPECT_EQ(resumed_lines, loads) << story;  // the output's resumes are metrics.jsonl's
+  }
   // Every start that reached the trainer after the first resumed (a resume line); a start the
   // warning cut before its ranks got there (seen once, on a loaded machine: 10 starts, 5 of
   // them before training) resumes nothing and loses nothing.
