@@ -98,13 +98,19 @@ std::vector<TraceEvent> one_rank_trace(int first_step, int last_step) {
   return ev;
 }
 
-// On a GPU each op also has an event on the GPU thread: device time, which the host accounting
-// leaves out (the same figures as without it); the report says how long the kernels ran.
-TEST(Measured, GpuEventsAreANoteNotHostTime) {
+// One rank, 1F1B, one micro-batch of 64 tokens: the run one_rank_trace() traces.
+RunShape one_rank_shape() {
   RunShape shape;
   shape.pp = 1, shape.dp = 1, shape.ep = 1;
   shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
   shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  return shape;
+}
+
+// On a GPU each op also has an event on the GPU thread: device time, which the host accounting
+// leaves out (the same figures as without it); the report says how long the kernels ran.
+TEST(Measured, GpuEventsAreANoteNotHostTime) {
+  const RunShape shape = one_rank_shape();
   const std::vector<StepMetrics> metrics = {{1, 9, 10, 0, false}, {2, 8, 10, 0, false}, {3, 1, 64, 0, false},
                                             {4, 1, 64, 0, false}};
   auto trace = one_rank_trace(1, 4);
@@ -130,10 +136,7 @@ TEST(Measured, GpuEventsAreANoteNotHostTime) {
 }
 
 TEST(Measured, OneRankRunByHand) {
-  RunShape shape;
-  shape.pp = 1, shape.dp = 1, shape.ep = 1;
-  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
-  shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  const RunShape shape = one_rank_shape();
   // Steps 1 and 2 warm up; step 4 evaluates; steady: 3, 5, 6 with median 1.25 s (step 6).
   const std::vector<StepMetrics> metrics = {
       {1, 9, 10, 0, false}, {2, 8, 10, 0, false}, {3, 1, 64, 0, false},
@@ -170,10 +173,7 @@ TEST(Measured, OneRankRunByHand) {
 // to step 5. The step closest to the median (step 3, an earlier start's) has no trace here:
 // the step shown is the closest one traced, not an empty window.
 TEST(Measured, AResumedRunShowsAStepItsTracesHold) {
-  RunShape shape;
-  shape.pp = 1, shape.dp = 1, shape.ep = 1;
-  shape.schedule = core::ScheduleKind::OneFOneB, shape.microbatches_per_pipeline = 1;
-  shape.global_batch = 1, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+  const RunShape shape = one_rank_shape();
   const std::vector<StepMetrics> metrics = {{1, 9, 10, 0, false},  {2, 8, 10, 0, false},  {3, 1, 64, 0, false},
                                             {4, 1, 64, 0, false},  {5, 1.5, 40, 0, false}, {6, 2, 30, 0, false},
                                             {7, 0.25, 90, 0, false}};
