@@ -170,6 +170,9 @@ TEST_F(RunDirs, AFinishedRunAskedForByItsIdIsReportedNotStartedAgain) {
   EXPECT_FALSE(fs::exists(root / "exp-2"));
   EXPECT_EQ(text(root / "exp/config.yaml"), before);
   EXPECT_FALSE(fs::exists(root / "exp/run.lock"));
+  RunConfig fewer = cfg;  // a config asking for less than the run did: it is done too
+  fewer.train.steps = cfg.train.steps - 1;
+  EXPECT_TRUE(claim_run_dir(fewer).finished);
   // Asked to train on (more steps), or afresh, it starts a new run beside it, as before; so
   // does another id.
   RunConfig more = cfg;
