@@ -259,11 +259,12 @@ std::vector<Action> Policy::on(const Event& e) {
       }
       if (e.exit_code == 0 && e.signal == 0) {
         state_ = State::Finished;
-        // A stop that came with the last step found nothing left to stop: the run finished.
-        out.push_back(stop_outcome_ && !e.run_finished
-                          ? finish(*stop_outcome_, "stopped at a step boundary with a checkpoint")
-                      : stop_outcome_ ? finish(Outcome::Done, "training finished (the stop came with its last step)")
-                                      : finish(Outcome::Done, "training finished"));
+        if (!stop_outcome_)
+          out.push_back(finish(Outcome::Done, "training finished"));
+        else if (e.run_finished)  // a stop that came with the last step found nothing left to stop
+          out.push_back(finish(Outcome::Done, "training finished (the stop came with its last step)"));
+        else
+          out.push_back(finish(*stop_outcome_, "stopped at a step boundary with a checkpoint"));
         break;
       }
       if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;
