@@ -43,6 +43,10 @@ void grouped_linear_backward_weight(float* const* dw, const float* dout, const f
 void set_gemm_threads(int threads);
 int gemm_threads();
 
+// How many operands the CPU GEMM has copied so far, in this process, to give their rows a
+// leading dimension its library's kernels read fast (kernels/cpu/gemm.cpp): for tests.
+long gemm_operand_copies();
+
 // For the run log: the library, its version and the instruction set its kernels use here.
 std::string gemm_library();
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ namespace duet::cpu {
 namespace {
 
 std::atomic<int> g_threads{0};  // 0: not set (default_threads)
+std::atomic<long> g_operand_copies{0};
 
 // 2·M·N·K per thread at least: ~25 µs of work on one AVX-512 core.
 constexpr double kMinFlopsPerThread = 4e6;
@@ -55,10 +57,62 @@ int threads_for(int M, int N, int K) {
   return std::max(1, std::min(set, (int)(flops / kMinFlopsPerThread)));
 }
 
+// oneDNN's AVX2 SGEMM multiplies small products in place, with its "no-copy" kernels, and
+// packs larger ones into its own buffers first. This is the choice oneDNN 2.6 (Debian 12's)
+// makes for one thread (nocopy_checker_avx2 in its gemm_driver.cpp, with nthr = 1), in its
+// column-major terms: its m, n are our N, M and its transb is our trans_a. It looks at sizes
+// only, never at the leading dimensions; its AVX-512 rule also takes the copy-based kernels
+// when a leading dimension is a multiple of 256, which the AVX2 rule does not.
+bool onednn_avx2_no_copy(bool trans_a, int M, int N, int K) {
+  const long m = N, n = M, k = K;
+  if (1.0 / m + 1.0 / n >= 0.0038) return true;
+  if (m <= 378 && n <= 378 && k >= 378) return false;
+  if (m >= 378 && k >= 378) return false;
+  if (m <= 128 && n <= 128) return true;
+  if (!trans_a) return n <= 16 || k <= 2 || (m <= 64 && n >= 16);
+  return n <= 1 || k <= 1;
+}
+
+// Whether this process's oneDNN runs its AVX or AVX2 kernels (below AVX-512), where the
+// no-copy kernels above read the operands in place.
+bool onednn_runs_avx2() {
+  static const bool avx2 = [] {
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return isa == dnnl_cpu_isa_avx || isa == dnnl_cpu_isa_avx2 || isa == dnnl_cpu_isa_avx2_vnni;
+  }();
+  return avx2;
+}
+
+// Rows of `cols` floats, `ld` apart, copied `cols` rounded up to 16 plus 16 floats apart (64
+// bytes aligned, never a multiple of 128 floats) into this thread's buffer `buf`.
+const float* padded_rows(const float* X, int rows, int cols, int ld, std::vector<float>& buf, int* new_ld) {
+  int n = (cols + 15) / 16 * 16;
+  if (n % 128 == 0) n += 16;
+  buf.resize((size_t)rows * n);
+  g_operand_copies.fetch_add(1, std::memory_order_relaxed);
+  for (int r = 0; r < rows; ++r) std::memcpy(buf.data() + (size_t)r * n, X + (size_t)r * ld, sizeof(float) * cols);
+  *new_ld = n;
+  return buf.data();
+}
+
 void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
                       const float* B, int ldb, float beta, float* C, int ldc) {
   thread_local bool one_thread = false;  // this thread's OpenMP setting, which oneDNN reads
   if (!one_thread) omp_set_num_threads(1), one_thread = true;
+  // The no-copy kernels walk an operand's rows at its leading dimension; at a multiple of 512
+  // floats (2 KiB) those rows fall on one or two cache sets and evict each other. With oneDNN's
+  // AVX2 kernels on one thread, TN 512 × 512 × 1024 ran at 56 GFLOP/s in place and at 74 from
+  // copies of both operands with 16 more floats per row, the copies included; NN 256 × 512 ×
+  // 512 at 62 in place and 90 with B copied (docs/PERFORMANCE.md, "Operands 2 KiB apart").
+  // Measured per case: a weight gradient (TN) gains from a copy of either operand, a
+  // backward-input product (NN) from a copy of B only, a forward product (NT) from neither.
+  // The kernels and their order of sums do not depend on the leading dimension, so the bits
+  // are those of the call in place (Gemm.CopiedOperandsGiveTheBitsOfTheProductInPlace).
+  if (!trans_b && onednn_runs_avx2() && onednn_avx2_no_copy(trans_a, M, N, K)) {
+    thread_local std::vector<float> copy_a, copy_b;
+    if (trans_a && lda % 512 == 0) A = padded_rows(A, K, M, lda, copy_a, &lda);
+    if (ldb % 512 == 0) B = padded_rows(B, K, N, ldb, copy_b, &ldb);
+  }
   const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B,
                                       ldb, beta, C, ldc);
   if (st != dnnl_success) {  // only bad arguments fail: a programming error
@@ -189,6 +243,8 @@ void grouped_linear_backward_weight(float* const* dw, const float* dout, const f
 void set_gemm_threads(int threads) {
   if (threads > 0) g_threads.store(threads, std::memory_order_relaxed);
 }
+
+long gemm_operand_copies() { return g_operand_copies.load(std::memory_order_relaxed); }
 
 int gemm_threads() {
   const int set = g_threads.load(std::memory_order_relaxed);

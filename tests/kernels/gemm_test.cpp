@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -65,6 +67,70 @@ TEST(Gemm, SameBitsEveryRunAndFromAnyThread) {
 }
 
 TEST(Gemm, NamesItsLibrary) { EXPECT_NE(cpu::gemm_library().find("oneDNN"), std::string::npos); }
+
+namespace {
+
+// rows × cols values of a seeded generator, rows `ld` floats apart, NaN between them: a
+// product that reads outside its operand shows NaN.
+std::vector<float> strided(int rows, int cols, int ld, unsigned seed) {
+  std::vector<float> v((size_t)rows * ld, std::nanf(""));
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) v[(size_t)r * ld + c] = u(rng);
+  return v;
+}
+
+}  // namespace
+
+// Operands whose rows are a multiple of 512 floats apart are copied to rows 16 floats further
+// apart before oneDNN's AVX2 no-copy kernels run (kernels/cpu/gemm.cpp): a speed change only,
+// the bits must be those of the same values stored at a leading dimension that is not copied.
+TEST(Gemm, CopiedOperandsGiveTheBitsOfTheProductInPlace) {
+  const std::string lib = cpu::gemm_library();
+  if (lib.find("AVX2") == std::string::npos && lib.find(" AVX kernels") == std::string::npos)
+    GTEST_SKIP() << lib << ": operands are copied for oneDNN's AVX and AVX2 kernels only; ctest runs this "
+                 << "case again under ONEDNN_MAX_CPU_ISA=AVX2 (tests/CMakeLists.txt)";
+  struct Case {
+    bool trans_a;
+    int M, N, K, lda, ldb;
+    long copies;  // operands copied by one one-thread call
+  };
+  const Case cases[] = {
+      {true, 512, 512, 1024, 512, 512, 2},  // a weight gradient (TN): both operands
+      {true, 256, 512, 300, 256, 512, 1},   // A's rows 1 KiB apart are left alone
+      {true, 37, 300, 77, 512, 1024, 2},    // parts of wider rows, sizes off 16
+      {false, 256, 512, 512, 512, 512, 1},  // a backward-input product (NN): B only
+      {false, 100, 200, 64, 64, 1024, 1},
+  };
+  for (int threads : {1, 2}) {
+    cpu::set_gemm_threads(threads);
+    for (const Case& c : cases) {
+      const int a_rows = c.trans_a ? c.K : c.M, a_cols = c.trans_a ? c.M : c.K, ldc = c.N + 5;
+      // The same values at leading dimensions a copy is never made for (cols + 3: odd).
+      const auto a = strided(a_rows, a_cols, c.lda, 1), b = strided(c.K, c.N, c.ldb, 2);
+      const auto a_odd = strided(a_rows, a_cols, a_cols + 3, 1), b_odd = strided(c.K, c.N, c.N + 3, 2);
+      std::vector<float> want = strided(c.M, c.N, ldc, 3), got = want;
+      const long before = cpu::gemm_operand_copies();
+      cpu::gemm(c.trans_a, false, c.M, c.N, c.K, 0.75f, a_odd.data(), a_cols + 3, b_odd.data(), c.N + 3, 1.0f,
+                want.data(), ldc);
+      EXPECT_EQ(cpu::gemm_operand_copies(), before) << "copied an operand at an odd leading dimension";
+      cpu::gemm(c.trans_a, false, c.M, c.N, c.K, 0.75f, a.data(), c.lda, b.data(), c.ldb, 1.0f, got.data(), ldc);
+      const long copies = cpu::gemm_operand_copies() - before;
+      const std::string what = std::string(c.trans_a ? "TN " : "NN ") + std::to_string(c.M) + " x " +
+                               std::to_string(c.N) + " x " + std::to_string(c.K) + ", " + std::to_string(threads) +
+                               " thread(s)";
+      if (threads == 1)
+        EXPECT_EQ(copies, c.copies) << what;
+      else
+        EXPECT_GE(copies, c.copies) << what;  // each part of a split product copies its own operands
+      for (int r = 0; r < c.M; ++r)
+        for (int j = 0; j < c.N; ++j) ASSERT_FALSE(std::isnan(got[(size_t)r * ldc + j])) << what;
+      EXPECT_TRUE(same_bits(got, want)) << what;
+    }
+  }
+  cpu::set_gemm_threads(1);
+}
 
 TEST(FmaPeak, MeasuresTheWidestIsa) {
   const cpu::FmaPeak p = cpu::measure_fma_peak(1, 0.005, 2);
