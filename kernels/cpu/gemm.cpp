@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -61,8 +62,9 @@ int threads_for(int M, int N, int K) {
 // packs larger ones into its own buffers first. This is the choice oneDNN 2.6 (Debian 12's)
 // makes for one thread (nocopy_checker_avx2 in its gemm_driver.cpp, with nthr = 1), in its
 // column-major terms: its m, n are our N, M and its transb is our trans_a. It looks at sizes
-// only, never at the leading dimensions; its AVX-512 rule also takes the copy-based kernels
-// when a leading dimension is a multiple of 256, which the AVX2 rule does not.
+// only, never at the leading dimensions. (Its AVX-512 rule has a test for leading dimensions
+// that are multiples of 256, but its size test comes first and takes these products in place
+// too; whether AVX-512's kernels suffer from it is not measured, and nothing is copied there.)
 bool onednn_avx2_no_copy(bool trans_a, int M, int N, int K) {
   const long m = N, n = M, k = K;
   if (1.0 / m + 1.0 / n >= 0.0038) return true;
@@ -83,16 +85,40 @@ bool onednn_runs_avx2() {
   return avx2;
 }
 
-// Rows of `cols` floats, `ld` apart, copied `cols` rounded up to 16 plus 16 floats apart (64
-// bytes aligned, never a multiple of 128 floats) into this thread's buffer `buf`.
-const float* padded_rows(const float* X, int rows, int cols, int ld, std::vector<float>& buf, int* new_ld) {
+// A thread's buffer for copies, 64-byte aligned as the arena's tensors are (oneDNN's AVX
+// no-copy kernels read an operand in place only when its rows are 32-byte aligned, and
+// repack it as they go otherwise: the same sums either way, not the same speed).
+class CopyBuffer {
+ public:
+  CopyBuffer() = default;
+  CopyBuffer(const CopyBuffer&) = delete;
+  CopyBuffer& operator=(const CopyBuffer&) = delete;
+  ~CopyBuffer() { std::free(p_); }
+  float* get(size_t floats) {
+    if (floats > n_) {
+      std::free(p_);
+      p_ = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64));
+      n_ = p_ ? floats : 0;
+      if (!p_) throw std::bad_alloc();
+    }
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// Rows of `cols` floats, `ld` apart, copied into `buf` with rows `cols` rounded up to 16
+// floats apart (64 bytes), 16 more when that is a multiple of 128 floats.
+const float* padded_rows(const float* X, int rows, int cols, int ld, CopyBuffer& buf, int* new_ld) {
   int n = (cols + 15) / 16 * 16;
   if (n % 128 == 0) n += 16;
-  buf.resize((size_t)rows * n);
+  float* out = buf.get((size_t)rows * n);
   g_operand_copies.fetch_add(1, std::memory_order_relaxed);
-  for (int r = 0; r < rows; ++r) std::memcpy(buf.data() + (size_t)r * n, X + (size_t)r * ld, sizeof(float) * cols);
+  for (int r = 0; r < rows; ++r) std::memcpy(out + (size_t)r * n, X + (size_t)r * ld, sizeof(float) * cols);
   *new_ld = n;
-  return buf.data();
+  return out;
 }
 
 void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
@@ -102,14 +128,16 @@ void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alp
   // The no-copy kernels walk an operand's rows at its leading dimension; at a multiple of 512
   // floats (2 KiB) those rows fall on one or two cache sets and evict each other. With oneDNN's
   // AVX2 kernels on one thread, TN 512 × 512 × 1024 ran at 56 GFLOP/s in place and at 74 from
-  // copies of both operands with 16 more floats per row, the copies included; NN 256 × 512 ×
-  // 512 at 62 in place and 90 with B copied (docs/PERFORMANCE.md, "Operands 2 KiB apart").
-  // Measured per case: a weight gradient (TN) gains from a copy of either operand, a
-  // backward-input product (NN) from a copy of B only, a forward product (NT) from neither.
-  // The kernels and their order of sums do not depend on the leading dimension, so the bits
-  // are those of the call in place (Gemm.CopiedOperandsGiveTheBitsOfTheProductInPlace).
-  if (!trans_b && onednn_runs_avx2() && onednn_avx2_no_copy(trans_a, M, N, K)) {
-    thread_local std::vector<float> copy_a, copy_b;
+  // copies of both operands with rows 16 floats further apart, the copies included; NN 256 ×
+  // 512 × 512 at 62 in place and 90 with B copied (docs/PERFORMANCE.md, "Operands 2 KiB
+  // apart"). Measured per case: a weight gradient (TN) gains from copies of both operands
+  // (of one alone, only in some products), a backward-input product (NN) from a copy of B
+  // only, a forward product (NT) from neither. The kernels and their order of sums do not
+  // depend on the leading dimension, so the bits are those of the call in place
+  // (Gemm.CopiedOperandsGiveTheBitsOfTheProductInPlace). M or N of 1 is a GEMV in oneDNN,
+  // K of 0 has nothing to copy.
+  if (!trans_b && M > 1 && N > 1 && K > 0 && onednn_runs_avx2() && onednn_avx2_no_copy(trans_a, M, N, K)) {
+    thread_local CopyBuffer copy_a, copy_b;
     if (trans_a && lda % 512 == 0) A = padded_rows(A, K, M, lda, copy_a, &lda);
     if (ldb % 512 == 0) B = padded_rows(B, K, N, ldb, copy_b, &ldb);
   }

@@ -86,6 +86,8 @@ std::vector<float> strided(int rows, int cols, int ld, unsigned seed) {
 // Operands whose rows are a multiple of 512 floats apart are copied to rows 16 floats further
 // apart before oneDNN's AVX2 no-copy kernels run (kernels/cpu/gemm.cpp): a speed change only,
 // the bits must be those of the same values stored at a leading dimension that is not copied.
+// The copies' rows are 64-byte aligned, which oneDNN's kernels read in place; the odd leading
+// dimensions are not, which they repack as they go: both of its paths are compared.
 TEST(Gemm, CopiedOperandsGiveTheBitsOfTheProductInPlace) {
   const std::string lib = cpu::gemm_library();
   if (lib.find("AVX2") == std::string::npos && lib.find(" AVX kernels") == std::string::npos)
@@ -130,6 +132,15 @@ TEST(Gemm, CopiedOperandsGiveTheBitsOfTheProductInPlace) {
     }
   }
   cpu::set_gemm_threads(1);
+  // Nothing to copy: K = 0 and a one-row product (a GEMV in oneDNN).
+  const auto a = strided(1024, 512, 512, 4), b = strided(1024, 512, 512, 5);
+  std::vector<float> c(512 * 512, 2.0f);
+  const long before = cpu::gemm_operand_copies();
+  cpu::gemm(true, false, 512, 512, 0, 1.0f, a.data(), 512, b.data(), 512, 1.0f, c.data(), 512);
+  EXPECT_EQ(c.back(), 2.0f);
+  cpu::gemm(true, false, 1, 512, 1024, 1.0f, a.data(), 512, b.data(), 512, 0.0f, c.data(), 512);
+  EXPECT_FALSE(std::isnan(c[511]));
+  EXPECT_EQ(cpu::gemm_operand_copies(), before);
 }
 
 TEST(FmaPeak, MeasuresTheWidestIsa) {
