@@ -163,6 +163,11 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
           const float* B, int ldb, float beta, float* C, int ldc) {
   DUET_PROFILE("gemm");
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // C = beta · C: oneDNN 2.6 returns with C untouched whatever beta is
+    for (int r = 0; r < M; ++r)
+      for (int j = 0; j < N; ++j) C[(size_t)r * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)r * ldc + j];
+    return;
+  }
   int k = in_parallel() ? 1 : std::min(threads_for(M, N, K), usable_cpus());  // the parts parallel_run will give
   // Split C along its longer side: each thread then reads its share of the larger operand and
   // all of the smaller one, the least memory traffic of the two (a rows split reads all of B,

@@ -198,3 +198,13 @@ TEST(FmaPeak, NeverMoreThreadsThanCpusToRunOn) {
   EXPECT_EQ(two.threads, 1);
   EXPECT_GT(two.flops, 0);
 }
+
+// An empty sum: C = beta · C, as BLAS defines it (oneDNN 2.6 alone leaves C as it was).
+TEST(Gemm, AProductOverNothingScalesCByBeta) {
+  std::vector<float> a(4), b(4), c(6, 2.0f);
+  cpu::gemm(false, false, 2, 3, 0, 1.0f, a.data(), 1, b.data(), 3, 0.5f, c.data(), 3);
+  for (float x : c) EXPECT_EQ(x, 1.0f);
+  std::fill(c.begin(), c.end(), std::nanf(""));
+  cpu::gemm(true, false, 2, 3, 0, 1.0f, a.data(), 2, b.data(), 3, 0.0f, c.data(), 3);  // beta 0: NaN gone
+  for (float x : c) EXPECT_EQ(x, 0.0f);
+}
