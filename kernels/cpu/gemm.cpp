@@ -93,7 +93,10 @@ class CopyBuffer {
   CopyBuffer() = default;
   CopyBuffer(const CopyBuffer&) = delete;
   CopyBuffer& operator=(const CopyBuffer&) = delete;
-  ~CopyBuffer() { std::free(p_); }
+  ~CopyBuffer() {
+    std::free(p_);
+    p_ = nullptr, n_ = 0;
+  }
   float* get(size_t floats) {
     if (floats > n_) {
       std::free(p_);

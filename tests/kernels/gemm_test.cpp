@@ -132,7 +132,7 @@ TEST(Gemm, CopiedOperandsGiveTheBitsOfTheProductInPlace) {
     }
   }
   cpu::set_gemm_threads(1);
-  // Nothing to copy: K = 0 and a one-row product (a GEMV in oneDNN).
+  // Nothing to copy: K = 0 (gemm's own empty sum) and a one-row product (a GEMV in oneDNN).
   const auto a = strided(1024, 512, 512, 4), b = strided(1024, 512, 512, 5);
   std::vector<float> c(512 * 512, 2.0f);
   const long before = cpu::gemm_operand_copies();
@@ -201,10 +201,16 @@ TEST(FmaPeak, NeverMoreThreadsThanCpusToRunOn) {
 
 // An empty sum: C = beta · C, as BLAS defines it (oneDNN 2.6 alone leaves C as it was).
 TEST(Gemm, AProductOverNothingScalesCByBeta) {
-  std::vector<float> a(4), b(4), c(6, 2.0f);
-  cpu::gemm(false, false, 2, 3, 0, 1.0f, a.data(), 1, b.data(), 3, 0.5f, c.data(), 3);
-  for (float x : c) EXPECT_EQ(x, 1.0f);
+  // C is 2 × 3 in rows 4 apart; the fourth column is not C's and must keep its sentinel.
+  const float sentinel = -7.0f;
+  std::vector<float> a(4), b(4), c(8, 2.0f);
+  c[3] = c[7] = sentinel;
+  cpu::gemm(false, false, 2, 3, 0, 1.0f, a.data(), 1, b.data(), 3, 0.5f, c.data(), 4);
+  for (int i : {0, 1, 2, 4, 5, 6}) EXPECT_EQ(c[i], 1.0f) << i;
   std::fill(c.begin(), c.end(), std::nanf(""));
-  cpu::gemm(true, false, 2, 3, 0, 1.0f, a.data(), 2, b.data(), 3, 0.0f, c.data(), 3);  // beta 0: NaN gone
-  for (float x : c) EXPECT_EQ(x, 0.0f);
+  c[3] = c[7] = sentinel;
+  cpu::gemm(true, false, 2, 3, 0, 1.0f, a.data(), 2, b.data(), 3, 0.0f, c.data(), 4);  // beta 0: NaN gone
+  for (int i : {0, 1, 2, 4, 5, 6}) EXPECT_EQ(c[i], 0.0f) << i;
+  EXPECT_EQ(c[3], sentinel);
+  EXPECT_EQ(c[7], sentinel);
 }
