@@ -9,10 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
+#include "kernels/buffer.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/grouped_linear.h"
 
@@ -85,39 +86,19 @@ bool onednn_runs_avx2() {
   return avx2;
 }
 
-// A thread's buffer for copies, 64-byte aligned as the arena's tensors are (oneDNN's AVX
-// no-copy kernels read an operand in place only when its rows are 32-byte aligned, and
-// repack it as they go otherwise: the same sums either way, not the same speed).
-class CopyBuffer {
- public:
-  CopyBuffer() = default;
-  CopyBuffer(const CopyBuffer&) = delete;
-  CopyBuffer& operator=(const CopyBuffer&) = delete;
-  ~CopyBuffer() {
-    std::free(p_);
-    p_ = nullptr, n_ = 0;
-  }
-  float* get(size_t floats) {
-    if (floats > n_) {
-      std::free(p_);
-      p_ = static_cast<float*>(std::aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64));
-      n_ = p_ ? floats : 0;
-      if (!p_) throw std::bad_alloc();
-    }
-    return p_;
-  }
-
- private:
-  float* p_ = nullptr;
-  size_t n_ = 0;
-};
+// A thread's buffer for copies: the CPU backend's memory, 64-byte aligned as the arena's
+// tensors are (oneDNN's AVX no-copy kernels read an operand in place only when its rows are
+// 32-byte aligned, and repack it as they go otherwise: the same sums either way, not the same
+// speed). Always the CPU's, whatever backend the model computes on.
+using CopyBuffer = kernels::Buffer<float>;
 
 // Rows of `cols` floats, `ld` apart, copied into `buf` with rows `cols` rounded up to 16
 // floats apart (64 bytes), 16 more when that is a multiple of 128 floats.
 const float* padded_rows(const float* X, int rows, int cols, int ld, CopyBuffer& buf, int* new_ld) {
   int n = (cols + 15) / 16 * 16;
   if (n % 128 == 0) n += 16;
-  float* out = buf.get((size_t)rows * n);
+  if (buf.size() < (size_t)rows * n) buf.resize((size_t)rows * n);
+  float* out = buf.data();
   g_operand_copies.fetch_add(1, std::memory_order_relaxed);
   for (int r = 0; r < rows; ++r) std::memcpy(out + (size_t)r * n, X + (size_t)r * ld, sizeof(float) * cols);
   *new_ld = n;
@@ -140,7 +121,8 @@ void sgemm_one_thread(bool trans_a, bool trans_b, int M, int N, int K, float alp
   // (Gemm.CopiedOperandsGiveTheBitsOfTheProductInPlace). M or N of 1 is a GEMV in oneDNN,
   // K of 0 has nothing to copy.
   if (!trans_b && M > 1 && N > 1 && K > 0 && onednn_runs_avx2() && onednn_avx2_no_copy(trans_a, M, N, K)) {
-    thread_local CopyBuffer copy_a, copy_b;
+    thread_local CopyBuffer copy_a{kernels::BackendAllocator<float>(kernels::cpu_backend())},
+        copy_b{kernels::BackendAllocator<float>(kernels::cpu_backend())};
     if (trans_a && lda % 512 == 0) A = padded_rows(A, K, M, lda, copy_a, &lda);
     if (ldb % 512 == 0) B = padded_rows(B, K, N, ldb, copy_b, &ldb);
   }
