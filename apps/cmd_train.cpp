@@ -129,7 +129,18 @@ int cmd_train(int argc, char** argv) {
     char of_peak[64] = "";
     if (fma_peak > 0)
       std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
-    if (rank == 0 && s.steps == cfg.train.steps) io::mark_run_finished(run_dir, cfg, s.steps);
+    // The run is finished once its last step is trained and the checkpoint asked for there (if
+    // any) is saved, and only the attempt that owns the run may say so: a rank of a superseded
+    // attempt (checkpoint/fence.h) must not end the newer attempt's run.
+    std::string not_finished;
+    if (rank == 0 && s.steps == cfg.train.steps && s.checkpoint_not_saved.empty()) {
+      try {
+        const ckpt::FenceGuard owner(s.fence);
+        io::mark_run_finished(run_dir, cfg, s.steps);
+      } catch (const std::runtime_error& e) {
+        not_finished = e.what();
+      }
+    }
     // A run stopped early (a signal, train.stop_at) may have had no evaluation since its start.
     char val[128];
     const int start = s.steps - s.trained;
@@ -157,6 +168,10 @@ int cmd_train(int argc, char** argv) {
     if (!s.checkpoint_not_saved.empty()) {
       log.print("duet train: " + s.checkpoint_not_saved);
       exit_status = core::ExitCode::CheckpointNotSaved;
+    }
+    if (!not_finished.empty()) {
+      log.print("duet train: the run is not marked finished: " + not_finished);
+      if (exit_status == core::ExitCode::Done) exit_status = core::ExitCode::Failed;
     }
     // Every rank's trace is written: rank 0 turns them into the run's report — unless this
     // start trained nothing (it resumed a run that had finished: the last report stands).

@@ -12,6 +12,8 @@
 //     checkpoint.resume is false. Nothing is appended to or overwritten in it.
 //
 //   <run dir>/FINISHED   "duet run <id> finished: step N of N": written when train.steps are done
+//                        and the checkpoint asked for at the last step (if any) is saved, by the
+//                        attempt that owns the run (apps/cmd_train.cpp, under its fence)
 
 #include <functional>
 #include <memory>

@@ -259,6 +259,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   }
 
   TrainSummary out;
+  out.fence = fence;
   out.first_val_loss = out.last_val_loss = validate();
   out.last_val_step = start_step;
   {

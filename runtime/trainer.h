@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "checkpoint/fence.h"
 #include "io/config.h"
 #include "io/metrics.h"
 #include "runtime/comm.h"
@@ -30,6 +31,7 @@ struct TrainSummary {
   double wait_fraction = 0;   // share of step time the ranks spent blocked on communication
   bool stopped = false;       // ended at train.stop_at
   std::string checkpoint_not_saved;  // "" or why the run's last requested checkpoint is missing
+  ckpt::Fence fence;          // this attempt's: what marks the run finished is fenced like a save
 };
 
 // Trains as the config says, as rank world->rank() of world->size(). Rank 0 writes

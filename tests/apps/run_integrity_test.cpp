@@ -151,6 +151,31 @@ TEST(RunIntegrity, AFinishedRunAskedForByItsIdIsNotTrainedAgain) {
   fs::remove_all(dir);
 }
 
+// A run whose last step's checkpoint could not be saved (a full disk) has trained every step but
+// is not finished: its final state is not on disk. It is not marked FINISHED, so the next
+// start with its id resumes from the step before and saves the end; marked, that start would
+// have said "finished, nothing to do" and the state at the end would stay lost.
+TEST(RunIntegrity, ARunWhoseLastCheckpointWasNotSavedIsNotFinished) {
+  const auto dir = scratch_dir("unsaved-end");
+  const std::string base = "train" + kQuick + " --train.steps 4 --checkpoint.every 2 --checkpoint.async false"
+                                              " --run.dir " + dir.string() + " --run.name u";
+  auto r = run_duet(base + " --runtime.fail_plan 1:diskfull:0:4");
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
+  EXPECT_NE(r.output.find("the checkpoint of step 4 was not saved"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "u/FINISHED")) << r.output;
+  std::smatch id;
+  const std::string config = read_file(dir / "u/config.yaml");
+  ASSERT_TRUE(std::regex_search(config, id, std::regex("id: \"([0-9a-f]{16})\""))) << config;
+  r = run_duet(base + " --run.id " + id[1].str());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + (dir / "u/checkpoints/step-000002").string()), std::string::npos)
+      << r.output;
+  EXPECT_TRUE(fs::exists(dir / "u/checkpoints/step-000004/COMMITTED")) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "u/FINISHED"));
+  EXPECT_FALSE(fs::exists(dir / "u-2"));
+  fs::remove_all(dir);
+}
+
 // A lock left by a job that died (its PID is gone) is taken over, with a line saying so.
 TEST(RunIntegrity, StaleLockIsTakenOver) {
   const auto dir = scratch_dir("lock-stale");

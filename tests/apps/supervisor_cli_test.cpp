@@ -139,6 +139,25 @@ TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
       << r.output;
   EXPECT_FALSE(fs::exists(dir / "f/checkpoints/step-000002"));
   EXPECT_FALSE(fs::exists(dir / "f/checkpoints/latest"));
+  EXPECT_FALSE(fs::exists(dir / "f/FINISHED")) << r.output;
+  fs::remove_all(dir);
+}
+
+// Nor can it end the run: with no checkpoint asked for at its last step, its rank 0 used to mark
+// the newer attempt's run FINISHED, and that attempt's next start would then find nothing to do.
+TEST(SupervisorFence, AnOlderAttemptCannotMarkTheRunFinished) {
+  const fs::path dir = scratch_dir("fence-finish");
+  fs::create_directories(dir / "f");
+  { std::ofstream(dir / "f/fence") << "5\n"; }
+  const auto r = run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
+                             " train --train.steps 2 --checkpoint.every 0 --train.eval_batches 1"
+                             " --train.log_every 10 --run.dir " + dir.string() + " --run.name f");
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // core::ExitCode::Failed
+  EXPECT_NE(r.output.find("the run is not marked finished: fenced: this attempt (generation 3) was superseded by "
+                          "generation 5"),
+            std::string::npos)
+      << r.output;
+  EXPECT_FALSE(fs::exists(dir / "f/FINISHED"));
   fs::remove_all(dir);
 }
 
