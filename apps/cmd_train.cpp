@@ -130,10 +130,11 @@ int cmd_train(int argc, char** argv) {
     if (fma_peak > 0)
       std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
     // The run is finished once its last step is trained and the checkpoint asked for there (if
-    // any) is saved, and only the attempt that owns the run may say so: a rank of a superseded
-    // attempt (checkpoint/fence.h) must not end the newer attempt's run.
+    // any) is saved — else a rerun with its id resumes and saves the end — and only the attempt
+    // that owns the run may say so: a rank of a superseded attempt (checkpoint/fence.h) must not
+    // end the newer attempt's run. (An earlier checkpoint that failed still makes the exit 3.)
     std::string not_finished;
-    if (rank == 0 && s.steps == cfg.train.steps && s.checkpoint_not_saved.empty()) {
+    if (rank == 0 && s.steps == cfg.train.steps && !s.end_not_saved) {
       try {
         const ckpt::FenceGuard owner(s.fence);
         io::mark_run_finished(run_dir, cfg, s.steps);

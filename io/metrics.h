@@ -6,7 +6,7 @@
 //       config.yaml     the resolved config (to_yaml), run.name and run.id filled in
 //       metrics.jsonl   one JSON object per line: each job's header record, then one per step
 //       train.log       what was printed, with timestamps
-//       run.lock        while a job owns the directory; FINISHED once all steps are done
+//       run.lock        while a job owns the directory; FINISHED once all steps are done and saved
 //                       (io/run_dir.h: who owns a run directory; `duet train` uses claim_run_dir)
 
 #include <concepts>

@@ -5,7 +5,8 @@
 // each job with a header record naming it, every checkpoint's manifest names it. A job
 // starting on <run.dir>/<run.name>:
 //   - takes the directory's lock first (io/run_lock.h), before anything is written;
-//   - continues the run there when it stopped early (killed, train.stop_at) — same lineage,
+//   - continues the run there when it stopped early (killed, train.stop_at, its last step's
+//     checkpoint not saved) — same lineage,
 //     after checking what the new config changes (io/resume_policy.h);
 //   - starts a new run in <name>-2 (-3, …), saying so, when that directory holds a finished
 //     run (FINISHED), another lineage (run.id given and different, or none recorded), or
@@ -53,7 +54,9 @@ RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::strin
 // after checking that the lock is still launch's. Returns an empty dir when not under launch.
 RunClaim join_launched_run();
 
-// Called when all train.steps are done: a rerun then starts a new run instead.
+// Called when all train.steps are done (and the last step's checkpoint, if asked for, is saved;
+// apps/cmd_train.cpp calls it under the attempt's fence): a rerun then starts a new run instead,
+// unless it asks for this run by its id (claim_run_dir).
 void mark_run_finished(const std::string& run_dir, const RunConfig& cfg, int steps);
 bool run_finished(const std::string& run_dir);
 

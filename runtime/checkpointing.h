@@ -64,6 +64,8 @@ class TrainCheckpoints {
   // was asked for); else why not, naming the step — the run must not exit as if it could
   // resume from there.
   std::string unsaved() const;
+  // The newest step save() was called for (-1: none).
+  int64_t last_requested() const { return last_requested_; }
 
   const std::string& dir() const { return dir_; }
   // Called with the step of every checkpoint that commits (a background save's when it is

@@ -501,11 +501,24 @@ void MemorySnapshots::finish(bool remove) {
   }
   if (!remove) return;
   comm_.barrier();  // nobody writes any more
-  std::error_code ec;
-  if (rank_ % per_node_ == 0) fs::remove_all(node_dir_, ec);
+  // The folder is the run's, not the attempt's: a superseded attempt (checkpoint/fence.h) leaves
+  // it to the newer one, whose snapshots it holds. Each removal holds the fence's shared lock.
+  auto remove_if_owner = [&](const std::string& dir) {
+    try {
+      const ckpt::FenceGuard owner(fence_);
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      return true;
+    } catch (const std::runtime_error& e) {
+      log_.print("memory snapshots: " + dir + " left in place: " + e.what());
+      return false;
+    }
+  };
+  bool removed = true;
+  if (rank_ % per_node_ == 0) removed = remove_if_owner(node_dir_);
   comm_.barrier();
-  if (rank_ % per_node_ == 0) fs::remove_all(run_dir_, ec);
-  if (rank_ == 0) log_.print("memory snapshots: removed " + run_dir_ + " (the run is over)");
+  if (rank_ % per_node_ == 0 && removed) removed = remove_if_owner(run_dir_);
+  if (rank_ == 0 && removed) log_.print("memory snapshots: removed " + run_dir_ + " (the run is over)");
 }
 
 }  // namespace duet::runtime

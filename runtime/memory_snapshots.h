@@ -85,7 +85,8 @@ class MemorySnapshots {
   // parameters or moments. Returns the seconds it blocked.
   double before_update();
   // Waits for the snapshot in flight. remove: the run is over (finished or stopped with its
-  // checkpoint) — every rank's snapshots are deleted (collective).
+  // checkpoint) — every rank's snapshots are deleted (collective), unless a newer attempt owns
+  // the run (the fence moved on): then they are left to it.
   void finish(bool remove);
 
   // The newest finished snapshot of this rank: seconds from the hand-over to the replica

@@ -31,6 +31,7 @@ struct TrainSummary {
   double wait_fraction = 0;   // share of step time the ranks spent blocked on communication
   bool stopped = false;       // ended at train.stop_at
   std::string checkpoint_not_saved;  // "" or why the run's last requested checkpoint is missing
+  bool end_not_saved = false;        // that checkpoint was of the step the run ended at
   ckpt::Fence fence;          // this attempt's: what marks the run finished is fenced like a save
 };
 

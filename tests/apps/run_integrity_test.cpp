@@ -154,25 +154,42 @@ TEST(RunIntegrity, AFinishedRunAskedForByItsIdIsNotTrainedAgain) {
 // A run whose last step's checkpoint could not be saved (a full disk) has trained every step but
 // is not finished: its final state is not on disk. It is not marked FINISHED, so the next
 // start with its id resumes from the step before and saves the end; marked, that start would
-// have said "finished, nothing to do" and the state at the end would stay lost.
+// have said "finished, nothing to do" and the state at the end would stay lost. A failed save
+// before the last step, with none asked for there, still exits 3 but the run is finished.
 TEST(RunIntegrity, ARunWhoseLastCheckpointWasNotSavedIsNotFinished) {
   const auto dir = scratch_dir("unsaved-end");
-  const std::string base = "train" + kQuick + " --train.steps 4 --checkpoint.every 2 --checkpoint.async false"
-                                              " --run.dir " + dir.string() + " --run.name u";
-  auto r = run_duet(base + " --runtime.fail_plan 1:diskfull:0:4");
+  const std::string base = "train" + kQuick + " --checkpoint.every 2 --checkpoint.async false"
+                                              " --run.dir " + dir.string();
+  auto r = run_duet(base + " --run.name whole --train.steps 4");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto reference = loss_texts(dir / "whole/metrics.jsonl");
+  ASSERT_EQ(reference.size(), 4u);
+  r = run_duet(base + " --run.name early --train.steps 3 --runtime.fail_plan 1:diskfull:0:2");
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("the checkpoint of step 2 was not saved"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(dir / "early/FINISHED")) << r.output;
+  r = run_duet(base + " --run.name u --train.steps 4 --runtime.fail_plan 1:diskfull:0:4");
   EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
   EXPECT_NE(r.output.find("the checkpoint of step 4 was not saved"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "u/FINISHED")) << r.output;
   std::smatch id;
   const std::string config = read_file(dir / "u/config.yaml");
   ASSERT_TRUE(std::regex_search(config, id, std::regex("id: \"([0-9a-f]{16})\""))) << config;
-  r = run_duet(base + " --run.id " + id[1].str());
+  r = run_duet(base + " --run.name u --train.steps 4 --run.id " + id[1].str());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming from " + (dir / "u/checkpoints/step-000002").string()), std::string::npos)
       << r.output;
   EXPECT_TRUE(fs::exists(dir / "u/checkpoints/step-000004/COMMITTED")) << r.output;
   EXPECT_TRUE(fs::exists(dir / "u/FINISHED"));
   EXPECT_FALSE(fs::exists(dir / "u-2"));
+  // Steps 3 and 4 trained again (metrics.jsonl is append-only), to the losses of the run that
+  // saved every checkpoint.
+  EXPECT_EQ(loss_texts(dir / "u/metrics.jsonl"), reference);
+  const std::string metrics = read_file(dir / "u/metrics.jsonl");
+  int step4_lines = 0;
+  for (size_t at = metrics.find("\"step\":4,"); at != std::string::npos; at = metrics.find("\"step\":4,", at + 1))
+    ++step4_lines;
+  EXPECT_EQ(step4_lines, 2) << metrics;
   fs::remove_all(dir);
 }
 

@@ -145,19 +145,26 @@ TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
 
 // Nor can it end the run: with no checkpoint asked for at its last step, its rank 0 used to mark
 // the newer attempt's run FINISHED, and that attempt's next start would then find nothing to do.
+// Its end also removed the run's in-memory snapshots, which are the newer attempt's by then.
 TEST(SupervisorFence, AnOlderAttemptCannotMarkTheRunFinished) {
   const fs::path dir = scratch_dir("fence-finish");
   fs::create_directories(dir / "f");
   { std::ofstream(dir / "f/fence") << "5\n"; }
   const auto r = run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
-                             " train --train.steps 2 --checkpoint.every 0 --train.eval_batches 1"
-                             " --train.log_every 10 --run.dir " + dir.string() + " --run.name f");
+                             " train --train.steps 2 --checkpoint.every 0 --train.eval_batches 1 --train.log_every 10"
+                             " --checkpoint.memory on --checkpoint.memory_dir " + (dir / "shm").string() +
+                             " --run.dir " + dir.string() + " --run.name f");
   EXPECT_EQ(r.exit_code, 1) << r.output;  // core::ExitCode::Failed
   EXPECT_NE(r.output.find("the run is not marked finished: fenced: this attempt (generation 3) was superseded by "
                           "generation 5"),
             std::string::npos)
       << r.output;
   EXPECT_FALSE(fs::exists(dir / "f/FINISHED"));
+  EXPECT_NE(r.output.find("left in place: fenced: this attempt (generation 3)"), std::string::npos) << r.output;
+  int snapshot_folders = 0;
+  for (const auto& e : fs::directory_iterator(dir / "shm"))
+    snapshot_folders += e.path().filename().string().rfind("duet-", 0) == 0;
+  EXPECT_EQ(snapshot_folders, 1) << r.output;
   fs::remove_all(dir);
 }
 
