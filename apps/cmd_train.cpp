@@ -130,7 +130,7 @@ int cmd_train(int argc, char** argv) {
     if (fma_peak > 0)
       std::snprintf(of_peak, sizeof of_peak, " = %.1f%% of the FMA peak", 100 * s.model_flops_per_s / fma_peak);
     // The run is finished once its last step is trained and the checkpoint asked for there (if
-    // any) is saved — else a rerun with its id resumes and saves the end — and only the attempt
+    // any) is saved — else running it again resumes and saves the end — and only the attempt
     // that owns the run may say so: a rank of a superseded attempt (checkpoint/fence.h) must not
     // end the newer attempt's run. (An earlier checkpoint that failed still makes the exit 3.)
     std::string not_finished;
@@ -168,6 +168,9 @@ int cmd_train(int argc, char** argv) {
               std::to_string(runtime::largest_rank_memory(cfg).total()) + " bytes per rank)");
     if (!s.checkpoint_not_saved.empty()) {
       log.print("duet train: " + s.checkpoint_not_saved);
+      if (s.end_not_saved && s.steps == cfg.train.steps)
+        log.print("duet train: the run is not marked finished (its end is not saved): run it again to resume from "
+                  "its newest checkpoint and save the end");
       exit_status = core::ExitCode::CheckpointNotSaved;
     }
     if (!not_finished.empty()) {

@@ -398,8 +398,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   out.end_not_saved = !out.checkpoint_not_saved.empty() && checkpoints.last_requested() == out.steps;
   // The run is over (all steps trained, its last step's checkpoint saved if one was asked for;
   // or stopped with its checkpoint): its snapshots go. A run that stopped or ended without the
-  // checkpoint it asked for there keeps them for the restart.
-  snapshots.finish(/*remove=*/out.checkpoint_not_saved.empty() || (out.steps == cfg.train.steps && !out.end_not_saved));
+  // checkpoint it asked for there keeps them for a restart (train() returns before the last
+  // step only at a stop, which always asks for a checkpoint of its step).
+  snapshots.finish(/*remove=*/!out.end_not_saved);
   if (out.stopped)
     log.print("stopping after step " + std::to_string(out.steps) + " (" + stop_reason + "); " +
               (out.checkpoint_not_saved.empty() ? "run again to resume" : "NOT resumable: " + out.checkpoint_not_saved));

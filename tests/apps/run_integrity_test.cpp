@@ -168,10 +168,12 @@ TEST(RunIntegrity, ARunWhoseLastCheckpointWasNotSavedIsNotFinished) {
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("the checkpoint of step 2 was not saved"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir / "early/FINISHED")) << r.output;
+  EXPECT_EQ(r.output.find("not marked finished"), std::string::npos) << r.output;
   r = run_duet(base + " --run.name u --train.steps 4 --runtime.fail_plan 1:diskfull:0:4");
   EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
   EXPECT_NE(r.output.find("the checkpoint of step 4 was not saved"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(dir / "u/FINISHED")) << r.output;
+  EXPECT_NE(r.output.find("the run is not marked finished (its end is not saved)"), std::string::npos) << r.output;
   std::smatch id;
   const std::string config = read_file(dir / "u/config.yaml");
   ASSERT_TRUE(std::regex_search(config, id, std::regex("id: \"([0-9a-f]{16})\""))) << config;
