@@ -94,6 +94,15 @@ inline std::map<int, std::string> losses_by_step(const std::filesystem::path& me
   return out;
 }
 
+// Folders of runs' in-memory snapshots (checkpoint.memory) left under the memory folder.
+inline int snapshot_folders(const std::filesystem::path& shm) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(shm, ec))
+    if (e.path().filename().string().rfind("duet-", 0) == 0) ++n;
+  return n;
+}
+
 // The "kind" of every record of events.jsonl, in order.
 inline std::vector<std::string> event_kinds(const std::filesystem::path& events) {
   std::vector<std::string> out;

@@ -42,15 +42,6 @@ std::map<std::string, std::string> recovered(const fs::path& events) {
   return out;
 }
 
-// Folders of runs' snapshots left under the memory folder.
-int snapshot_folders(const fs::path& shm) {
-  int n = 0;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(shm, ec))
-    if (e.path().filename().string().rfind("duet-", 0) == 0) ++n;
-  return n;
-}
-
 class Snapshots : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -51,6 +51,16 @@ class Supervisor : public ::testing::Test {
 fs::path* Supervisor::dir_ = nullptr;
 std::map<int, std::string>* Supervisor::reference_ = nullptr;
 
+// `duet train` for 2 steps as an attempt of generation 3 on run directory <dir>/f, whose fence
+// a newer attempt has moved to 5 (a cut-off rank of an earlier attempt).
+CommandResult train_as_superseded_attempt(const fs::path& dir, const std::string& args) {
+  fs::create_directories(dir / "f");
+  { std::ofstream(dir / "f/fence") << "5\n"; }
+  return run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
+                     " train --train.steps 2 --train.eval_batches 1 --train.log_every 10" + args + " --run.dir " +
+                     dir.string() + " --run.name f");
+}
+
 }  // namespace
 
 TEST_F(Supervisor, AnUninterruptedRunLogsNoFault) {
@@ -129,11 +139,7 @@ TEST_F(Supervisor, AKillDuringACommitUsesNoPartialCheckpoint) {
 // attempt) trains, but its checkpoint is refused and `latest` never moves to it.
 TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
   const fs::path dir = scratch_dir("fence");
-  fs::create_directories(dir / "f");
-  { std::ofstream(dir / "f/fence") << "5\n"; }
-  const auto r = run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
-                             " train --train.steps 2 --checkpoint.every 2 --checkpoint.async false --train.eval_batches 1"
-                             " --train.log_every 10 --run.dir " + dir.string() + " --run.name f");
+  const auto r = train_as_superseded_attempt(dir, " --checkpoint.every 2 --checkpoint.async false");
   EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
   EXPECT_NE(r.output.find("fenced: this attempt (generation 3) was superseded by generation 5"), std::string::npos)
       << r.output;
@@ -148,12 +154,8 @@ TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
 // Its end also removed the run's in-memory snapshots, which are the newer attempt's by then.
 TEST(SupervisorFence, AnOlderAttemptCannotMarkTheRunFinished) {
   const fs::path dir = scratch_dir("fence-finish");
-  fs::create_directories(dir / "f");
-  { std::ofstream(dir / "f/fence") << "5\n"; }
-  const auto r = run_command(std::string("DUET_FENCE=3 timeout 300 ") + DUET_BINARY +
-                             " train --train.steps 2 --checkpoint.every 0 --train.eval_batches 1 --train.log_every 10"
-                             " --checkpoint.memory on --checkpoint.memory_dir " + (dir / "shm").string() +
-                             " --run.dir " + dir.string() + " --run.name f");
+  const auto r = train_as_superseded_attempt(
+      dir, " --checkpoint.every 0 --checkpoint.memory on --checkpoint.memory_dir " + (dir / "shm").string());
   EXPECT_EQ(r.exit_code, 1) << r.output;  // core::ExitCode::Failed
   EXPECT_NE(r.output.find("the run is not marked finished: fenced: this attempt (generation 3) was superseded by "
                           "generation 5"),
@@ -161,10 +163,7 @@ TEST(SupervisorFence, AnOlderAttemptCannotMarkTheRunFinished) {
       << r.output;
   EXPECT_FALSE(fs::exists(dir / "f/FINISHED"));
   EXPECT_NE(r.output.find("left in place: fenced: this attempt (generation 3)"), std::string::npos) << r.output;
-  int snapshot_folders = 0;
-  for (const auto& e : fs::directory_iterator(dir / "shm"))
-    snapshot_folders += e.path().filename().string().rfind("duet-", 0) == 0;
-  EXPECT_EQ(snapshot_folders, 1) << r.output;
+  EXPECT_EQ(snapshot_folders(dir / "shm"), 1) << r.output;
   fs::remove_all(dir);
 }
 
