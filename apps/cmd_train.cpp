@@ -134,7 +134,7 @@ int cmd_train(int argc, char** argv) {
     // that owns the run may say so: a rank of a superseded attempt (checkpoint/fence.h) must not
     // end the newer attempt's run. (An earlier checkpoint that failed still makes the exit 3.)
     std::string not_finished;
-    if (rank == 0 && s.steps == cfg.train.steps && !s.end_not_saved) {
+    if (rank == 0 && s.steps == cfg.train.steps && !s.end_not_saved && s.superseded.empty()) {
       try {
         const ckpt::FenceGuard owner(s.fence);
         io::mark_run_finished(run_dir, cfg, s.steps);
@@ -177,9 +177,14 @@ int cmd_train(int argc, char** argv) {
       log.print("duet train: the run is not marked finished: " + not_finished);
       if (exit_status == core::ExitCode::Done) exit_status = core::ExitCode::Failed;
     }
+    // A superseded attempt ends having written nothing more of the run (its report included).
+    if (!s.superseded.empty()) {
+      log.print("duet train: this attempt was superseded (see above) and wrote nothing more of the run");
+      exit_status = core::ExitCode::Failed;
+    }
     // Every rank's trace is written: rank 0 turns them into the run's report — unless this
     // start trained nothing (it resumed a run that had finished: the last report stands).
-    if (cfg.runtime.trace && s.trained > 0) {
+    if (cfg.runtime.trace && s.trained > 0 && s.superseded.empty()) {
       done->barrier();
       if (rank == 0) {
         const report::Report r = measured_run_report(run_dir);

@@ -225,10 +225,26 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   // (it resumed from an older step, or starts afresh): after its own failure they must not win.
   snapshots.discard_newer_than(start_step);
   if (supervisor) supervisor->mark(from_memory ? "load_memory" : "load", since(load_start), start_step);
+  // A superseded attempt (checkpoint/fence.h: a rank of it outlived it, cut off or stopped and
+  // continued) records nothing more of the run, which is the newer attempt's: rank 0 writes
+  // each line of metrics.jsonl while it holds the fence's shared lock, and from the first line
+  // refused every rank stops at the next step boundary, saving nothing.
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
-  if (metrics) metrics->write(io::run_header(cfg, start_step));  // each job's lines start with its run id
-  if (metrics && attempt > 1) metrics->write(io::resume_record(start_step, attempt));
+  std::string superseded;  // rank 0: the fence's refusal, once a line was refused
+  auto record = [&](const io::JsonLine& line) {
+    if (!metrics || !superseded.empty()) return;
+    std::optional<ckpt::FenceGuard> owner;
+    try {
+      owner.emplace(fence);
+    } catch (const std::runtime_error& e) {
+      superseded = e.what();
+      return;
+    }
+    metrics->write(line);
+  };
+  record(io::run_header(cfg, start_step));  // each job's lines start with its run id
+  if (attempt > 1) record(io::resume_record(start_step, attempt));
   Communicator& all = *groups.world;
   const EvalShape eval_shape{cfg.train.micro_batch_size, cfg.train.seq_len, cfg.train.eval_batches * cfg.train.global_batch};
   auto validate = [&] {
@@ -260,6 +276,11 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
 
   TrainSummary out;
   out.fence = fence;
+  // Why every rank stops without saving (rank 0 knows the fence's words).
+  auto agree_superseded = [&](bool flag) {
+    if (flag) out.superseded = superseded.empty() ? "a newer attempt owns the run (rank 0 was fenced)" : superseded;
+    return flag;
+  };
   out.first_val_loss = out.last_val_loss = validate();
   out.last_val_step = start_step;
   {
@@ -273,7 +294,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   std::string stop_reason;  // why the loop ended before train.steps
   const auto run_start = Clock::now();
   out.steps = start_step;  // an attempt that finds the run complete trains nothing
-  for (int step = start_step + 1; step <= cfg.train.steps; ++step) {
+  // Superseded before its first step: it trains none.
+  const bool superseded_at_start = agree_superseded(all.allreduce<int32_t>(superseded.empty() ? 0 : 1, ReduceOp::Max) != 0);
+  for (int step = start_step + 1; step <= cfg.train.steps && !superseded_at_start; ++step) {
     const auto t0 = Clock::now();
     const double lr = model::learning_rate(ocfg, step);
     for (auto& s : stages) s.arena->zero_grads();
@@ -364,7 +387,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       std::snprintf(v, sizeof v, "val %.3f", out.last_val_loss);
       extra = v;
     }
-    if (metrics) metrics->write(j);
+    record(j);
     if (step % cfg.train.log_every == 0 || step == 1 || last) {
       const int done = step - start_step;  // steps this process ran (a resumed run skips some)
       const double per_step = train_seconds / done;
@@ -374,11 +397,17 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     out.steps = step;
     checkpoints.poll();
     if (supervisor) supervisor->step_time(step, step_time);
-    // A stop the supervisor asked for (or its death) is agreed on by every rank here, at a
-    // step boundary, so they all save the same step.
+    // A stop the supervisor asked for (or its death), and a superseded attempt, are agreed on
+    // by every rank here, at a step boundary, so they all save the same step — or, superseded,
+    // none. One collective for both: 2 (superseded) outranks 1 (asked) under Max.
     // At the last step there is nothing left to stop: the run finishes as it would have.
-    const bool asked = supervisor && all.allreduce<int32_t>(supervisor->stop_requested() ? 1 : 0, ReduceOp::Max) != 0 &&
-                       step < cfg.train.steps;
+    const int32_t agreed = all.allreduce<int32_t>(
+        !superseded.empty() ? 2 : (supervisor && supervisor->stop_requested() ? 1 : 0), ReduceOp::Max);
+    if (agree_superseded(agreed == 2)) {
+      out.stopped = true;
+      break;
+    }
+    const bool asked = agreed == 1 && step < cfg.train.steps;
     const bool stopping = step == cfg.train.stop_at || asked;
     if (stopping || (cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0)) {
       progress(step, 1 << 21, SupervisorLink::Phase::Save);
@@ -401,7 +430,9 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   // checkpoint it asked for there keeps them for a restart (train() returns before the last
   // step only at a stop, which always asks for a checkpoint of its step).
   snapshots.finish(/*remove=*/!out.end_not_saved);
-  if (out.stopped)
+  if (!out.superseded.empty())
+    log.print("stopping after step " + std::to_string(out.steps) + ", saving nothing: " + out.superseded);
+  else if (out.stopped)
     log.print("stopping after step " + std::to_string(out.steps) + " (" + stop_reason + "); " +
               (out.checkpoint_not_saved.empty() ? "run again to resume" : "NOT resumable: " + out.checkpoint_not_saved));
   if (trace) {

@@ -33,6 +33,7 @@ struct TrainSummary {
   std::string checkpoint_not_saved;  // "" or why the run's last requested checkpoint is missing
   bool end_not_saved = false;        // that checkpoint was of the step the run ended at
   ckpt::Fence fence;          // this attempt's: what marks the run finished is fenced like a save
+  std::string superseded;     // "" or why it stopped saving nothing: a newer attempt owns the run
 };
 
 // Trains as the config says, as rank world->rank() of world->size(). Rank 0 writes

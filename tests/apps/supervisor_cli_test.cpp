@@ -9,7 +9,9 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 
+#include "checkpoint/fence.h"
 #include "tests/apps/cli_util.h"
 
 using namespace duet::test;
@@ -136,33 +138,72 @@ TEST_F(Supervisor, AKillDuringACommitUsesNoPartialCheckpoint) {
 }
 
 // An attempt whose generation is no longer the run's newest (a cut-off rank of an earlier
-// attempt) trains, but its checkpoint is refused and `latest` never moves to it.
-TEST(SupervisorFence, AnOlderAttemptCannotCommit) {
+// attempt, started late) records nothing of the run: no line of metrics.jsonl, no step
+// trained, no checkpoint, no FINISHED.
+TEST(SupervisorFence, AnOlderAttemptRecordsNothing) {
   const fs::path dir = scratch_dir("fence");
   const auto r = train_as_superseded_attempt(dir, " --checkpoint.every 2 --checkpoint.async false");
-  EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
-  EXPECT_NE(r.output.find("fenced: this attempt (generation 3) was superseded by generation 5"), std::string::npos)
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // core::ExitCode::Failed
+  EXPECT_NE(r.output.find("stopping after step 0, saving nothing: fenced: this attempt (generation 3) was superseded "
+                          "by generation 5"),
+            std::string::npos)
       << r.output;
-  EXPECT_FALSE(fs::exists(dir / "f/checkpoints/step-000002"));
+  EXPECT_NE(r.output.find("this attempt was superseded (see above) and wrote nothing more of the run"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(read_file(dir / "f/metrics.jsonl"), "");
   EXPECT_FALSE(fs::exists(dir / "f/checkpoints/latest"));
   EXPECT_FALSE(fs::exists(dir / "f/FINISHED")) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "f/report.json"));
   fs::remove_all(dir);
 }
 
-// Nor can it end the run: with no checkpoint asked for at its last step, its rank 0 used to mark
-// the newer attempt's run FINISHED, and that attempt's next start would then find nothing to do.
-// Its end also removed the run's in-memory snapshots, which are the newer attempt's by then.
-TEST(SupervisorFence, AnOlderAttemptCannotMarkTheRunFinished) {
-  const fs::path dir = scratch_dir("fence-finish");
-  const auto r = train_as_superseded_attempt(
-      dir, " --checkpoint.every 0 --checkpoint.memory on --checkpoint.memory_dir " + (dir / "shm").string());
-  EXPECT_EQ(r.exit_code, 1) << r.output;  // core::ExitCode::Failed
-  EXPECT_NE(r.output.find("the run is not marked finished: fenced: this attempt (generation 3) was superseded by "
-                          "generation 5"),
-            std::string::npos)
-      << r.output;
+// An attempt superseded while it trains — its rank stopped and continued, or cut off from
+// its supervisor, while a newer attempt took the run over — stops at the next step boundary.
+// From the moment the fence moved it wrote no line of metrics.jsonl (each is written under
+// the fence's shared lock), committed no checkpoint, did not mark the run finished, and left
+// the run's in-memory snapshots (the newer attempt's by then) in place. Two ranks: rank 0 sees
+// the fence, and the other stops with it.
+TEST(SupervisorFence, AnAttemptSupersededMidRunStopsAtTheNextStep) {
+  const fs::path dir = scratch_dir("fence-midrun");
+  const int steps = 400;  // far more than it reaches
+  CommandResult r;
+  std::thread run([&] {
+    r = run_command(mpirun_train(2, "timeout 300 ") + " --parallel.pp 2 --train.steps " + std::to_string(steps) +
+                    " --train.eval_batches 1 --train.log_every 1000 --runtime.trace false --checkpoint.every 2"
+                    " --checkpoint.async false --checkpoint.memory on --checkpoint.memory_dir " +
+                    (dir / "shm").string() + " --run.dir " + dir.string() + " --run.name f");
+  });
+  // Step 3's line is written after step 2's checkpoint is committed.
+  const fs::path metrics = dir / "f/metrics.jsonl";
+  bool third = false;
+  for (int i = 0; i < 6000 && !third; ++i) {
+    third = fs::exists(metrics) && read_file(metrics).find("{\"step\":3,") != std::string::npos;
+    if (!third) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a file, not synchronising
+  }
+  // Once advance_fence returns, no line of the older generation can land.
+  const std::int64_t newer = third ? duet::ckpt::advance_fence((dir / "f/fence").string()) : 0;
+  const std::string recorded = read_file(metrics);
+  run.join();
+  ASSERT_TRUE(third) << r.output;
+  EXPECT_EQ(newer, 2);  // the run took generation 1 itself
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  std::smatch m;
+  const std::regex stopped("stopping after step ([0-9]+), saving nothing: fenced: this attempt \\(generation 1\\) was "
+                           "superseded by generation 2");
+  ASSERT_TRUE(std::regex_search(r.output, m, stopped)) << r.output;
+  const int at = std::stoi(m[1].str());
+  EXPECT_GE(at, 3);
+  EXPECT_LT(at, steps);
+  EXPECT_EQ(read_file(metrics), recorded);  // nothing written after the fence moved
+  const auto losses = losses_by_step(metrics);
+  ASSERT_FALSE(losses.empty());
+  EXPECT_EQ(losses.rbegin()->first, at - 1) << recorded;  // step `at` trained, its line refused
+  // The newest checkpoint is one committed before the fence moved (none is saved at `at`).
+  ASSERT_TRUE(fs::exists(dir / "f/checkpoints/latest"));
+  const std::string latest = fs::read_symlink(dir / "f/checkpoints/latest").string();
+  EXPECT_LT(std::stoi(latest.substr(latest.find('-') + 1)), at) << latest;
   EXPECT_FALSE(fs::exists(dir / "f/FINISHED"));
-  EXPECT_NE(r.output.find("left in place: fenced: this attempt (generation 3)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("left in place: fenced: this attempt (generation 1)"), std::string::npos) << r.output;
   EXPECT_EQ(snapshot_folders(dir / "shm"), 1) << r.output;
   fs::remove_all(dir);
 }
