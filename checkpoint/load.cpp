@@ -33,9 +33,12 @@ Manifest detail::read_committed_manifest(const std::string& path) {
   if (m.step != step)
     throw std::runtime_error("'" + manifest + "' is for step " + std::to_string(m.step) + ", COMMITTED for step " +
                              std::to_string(step));
+  // A run resumes at the step its checkpoint's name says (step-N, or step-N.<run id> beside
+  // another run's step-N): a name that disagrees with the manifest is refused.
   const std::string dirname = fs::path(path).filename().string();
-  if (dirname.starts_with("step-") && dirname != checkpoint_dirname(m.step) &&
-      dirname.find_first_not_of("0123456789", 5) == std::string::npos)
+  const std::string digits = dirname.starts_with("step-") ? dirname.substr(5, dirname.find('.', 5) - 5) : "";
+  if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string::npos &&
+      digits.size() < 19 && std::stoll(digits) != m.step)
     throw std::runtime_error("'" + path + "' holds step " + std::to_string(m.step) + " (renamed by hand?)");
   return m;
 }

@@ -79,5 +79,32 @@ TEST(CheckpointLineage, ListAcceptsLineageSuffixesOnly) {
   EXPECT_EQ(names_on_disk(dir.str()), (std::vector<std::string>{"step-000005", "step-000005.b"}));
 }
 
+// A run resumes at the step its checkpoint's name says: a copy or rename whose name disagrees
+// with its manifest is refused, the name with a run's suffix (step-N.<id>) as well as the plain
+// one. (step-000009.b holding step 5 was loaded as step 9: training went on from step 10 with
+// step 5's weights and optimizer.)
+TEST(CheckpointLineage, ANameThatDisagreesWithItsStepIsRefused) {
+  ScratchDir dir("lineage-renamed");
+  save_sequential(dir.str(), 5, test_model(), of_run("a"));
+  const std::string p5b = save_sequential(dir.str(), 5, test_model(), of_run("b"));
+  ASSERT_EQ(fs::path(p5b).filename(), "step-000005.b");
+  EXPECT_NO_THROW(CheckpointReader{p5b});
+  fs::copy(p5b, dir.path / "step-000009.b", fs::copy_options::recursive);
+  fs::copy(dir.path / "step-000005", dir.path / "step-000008", fs::copy_options::recursive);
+  for (const char* renamed : {"step-000009.b", "step-000008"}) {
+    try {
+      CheckpointReader reader((dir.path / renamed).string());
+      ADD_FAILURE() << renamed << " was loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("holds step 5 (renamed by hand?)"), std::string::npos) << e.what();
+    }
+  }
+  VerifyOptions mine = full_check();
+  mine.lineage = "b";
+  const ResumePoint rp = find_resumable_checkpoint(dir.str(), mine);
+  EXPECT_EQ(rp.step, 5) << rp.path;
+  EXPECT_EQ(fs::path(rp.path).filename(), "step-000005.b");
+}
+
 }  // namespace
 }  // namespace duet::ckpt
