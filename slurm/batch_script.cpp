@@ -3,6 +3,7 @@
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace duet::slurm {
 
@@ -39,10 +40,28 @@ bool valid_slurm_time(const std::string& t) {
   return std::regex_match(t, re);
 }
 
+long slurm_time_seconds(const std::string& t) {
+  if (!valid_slurm_time(t)) return -1;
+  std::vector<long> f;  // the numbers, in order
+  long days = 0;
+  std::string rest = t;
+  const auto dash = t.find('-');
+  if (dash != std::string::npos) days = std::stol(t.substr(0, dash)), rest = t.substr(dash + 1);
+  std::stringstream in(rest);
+  for (std::string part; std::getline(in, part, ':');) f.push_back(std::stol(part));
+  if (dash != std::string::npos) {  // D-HH[:MM[:SS]]
+    f.resize(3, 0);
+    return ((days * 24 + f[0]) * 60 + f[1]) * 60 + f[2];
+  }
+  if (f.size() == 1) return f[0] * 60;             // minutes
+  if (f.size() == 2) return f[0] * 60 + f[1];      // MM:SS
+  return (f[0] * 60 + f[1]) * 60 + f[2];           // HH:MM:SS
+}
+
 std::string make_batch_script(const BatchJob& j) {
   require(plain_name(j.job_name), "run.name", j.job_name,
           "a job name holds only letters, digits, '.', '_' and '-' under Slurm");
-  require(plain_path(j.run_dir), "run directory", j.run_dir,
+  require(plain_path(j.run_dir), "run.dir/run.name", j.run_dir,
           "an absolute path of letters, digits and . _ / + , = @ : - (it is written into #SBATCH --output)");
   require(!j.work_dir.empty() && j.work_dir.find('\n') == std::string::npos && j.work_dir[0] == '/',
           "working directory", j.work_dir, "an absolute path without newlines");
@@ -55,8 +74,14 @@ std::string make_batch_script(const BatchJob& j) {
   require(j.partition.empty() || plain_name(j.partition), "--partition", j.partition,
           "letters, digits, '.', '_' and '-'");
   require(j.account.empty() || plain_name(j.account), "--account", j.account, "letters, digits, '.', '_' and '-'");
-  require(j.signal_seconds >= 0 && j.signal_seconds <= 65535, "signal seconds", std::to_string(j.signal_seconds),
+  require(j.signal_seconds >= 0 && j.signal_seconds <= 65535, "--signal-seconds", std::to_string(j.signal_seconds),
           "0 to 65535");
+  // A warning due at or before the job starts would stop every start at its first step and
+  // requeue it, forever.
+  require(j.time.empty() || j.signal_seconds == 0 || j.signal_seconds < slurm_time_seconds(j.time), "--signal-seconds",
+          std::to_string(j.signal_seconds),
+          "must be shorter than the time limit (--time " + j.time + " = " + std::to_string(slurm_time_seconds(j.time)) +
+              " s), with room for start-up, steps and a checkpoint");
   require(!j.command.empty(), "command", "", "the job needs a command");
   for (const auto& [k, v] : j.env) {
     static const std::regex name("[A-Za-z_][A-Za-z0-9_]*");

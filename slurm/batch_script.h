@@ -40,5 +40,7 @@ std::string shell_quote(const std::string& value);
 
 // Slurm's time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
 bool valid_slurm_time(const std::string& t);
+// The length of such a time in seconds ("30" is 30 minutes); -1 when it is not one.
+long slurm_time_seconds(const std::string& t);
 
 }  // namespace duet::slurm

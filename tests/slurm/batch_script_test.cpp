@@ -82,10 +82,11 @@ TEST(BatchScript, RejectsValuesSbatchWouldMisreadNamingTheField) {
       {"--account", [](BatchJob& j) { j.account = "a'b"; }},
       {"--time", [](BatchJob& j) { j.time = "10\n#SBATCH --exclusive"; }},
       {"--time", [](BatchJob& j) { j.time = "ten minutes"; }},
-      {"run directory", [](BatchJob& j) { j.run_dir = "/tmp/a b"; }},
-      {"run directory", [](BatchJob& j) { j.run_dir = "/tmp/$(id)"; }},
-      {"run directory", [](BatchJob& j) { j.run_dir = "relative/dir"; }},
+      {"run.dir/run.name", [](BatchJob& j) { j.run_dir = "/tmp/a b"; }},
+      {"run.dir/run.name", [](BatchJob& j) { j.run_dir = "/tmp/$(id)"; }},
+      {"run.dir/run.name", [](BatchJob& j) { j.run_dir = "relative/dir"; }},
       {"--nodes", [](BatchJob& j) { j.nodes = 0; }},
+      {"--signal-seconds", [](BatchJob& j) { j.signal_seconds = -1; }},
   };
   for (const auto& [field, mutate] : cases) {
     BatchJob j = example();
@@ -102,6 +103,32 @@ TEST(BatchScript, RejectsValuesSbatchWouldMisreadNamingTheField) {
 TEST(BatchScript, SlurmTimeFormats) {
   for (const char* t : {"30", "30:00", "1:30:00", "2-0", "2-12:30", "2-12:30:00"}) EXPECT_TRUE(valid_slurm_time(t)) << t;
   for (const char* t : {"", "1h", "-5", "1:2:3:4", "now", "1-", "30;id"}) EXPECT_FALSE(valid_slurm_time(t)) << t;
+  EXPECT_EQ(slurm_time_seconds("30"), 1800);
+  EXPECT_EQ(slurm_time_seconds("30:15"), 1815);
+  EXPECT_EQ(slurm_time_seconds("1:30:00"), 5400);
+  EXPECT_EQ(slurm_time_seconds("2-0"), 172800);
+  EXPECT_EQ(slurm_time_seconds("2-12:30"), 217800);
+  EXPECT_EQ(slurm_time_seconds("2-12:30:05"), 217805);
+  EXPECT_EQ(slurm_time_seconds("1h"), -1);
+}
+
+// A time-limit warning due at or before the start (--time 2 with the default 120 s) would stop
+// every start at its first step and requeue it, forever: refused, naming both options.
+TEST(BatchScript, AWarningNoEarlierThanTheStartIsRefused) {
+  BatchJob j = example();
+  j.time = "2", j.signal_seconds = 120;
+  try {
+    make_batch_script(j);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--signal-seconds '120': must be shorter than the time limit (--time 2 = 120 s)"),
+              std::string::npos)
+        << e.what();
+  }
+  j.signal_seconds = 119;
+  EXPECT_NO_THROW(make_batch_script(j));
+  j.time = "", j.signal_seconds = 600;  // the partition's limit: not known here
+  EXPECT_NO_THROW(make_batch_script(j));
 }
 
 // Values that reach the script body are quoted: running it prints each one back unchanged,
