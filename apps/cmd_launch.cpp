@@ -36,21 +36,6 @@ namespace po = boost::program_options;
 
 namespace duet::app {
 
-namespace {
-
-bool has_layout_override(const po::variables_map& vm) {
-  if (vm.count("config")) return true;
-  for (const char* k : {"parallel.pp", "parallel.dp", "parallel.ep"})
-    if (vm.count(k)) return true;
-  if (vm.count("set"))
-    for (const auto& s : vm["set"].as<std::vector<std::string>>())
-      if (s.rfind("parallel.pp=", 0) == 0 || s.rfind("parallel.dp=", 0) == 0 || s.rfind("parallel.ep=", 0) == 0)
-        return true;
-  return false;
-}
-
-}  // namespace
-
 int cmd_launch(int argc, char** argv) {
   // SIGUSR1 (a scheduler's time-limit warning, a preemption) must never end this process by its
   // default action: the job would end FAILED, or lose its checkpoint and requeue. One that comes
@@ -92,12 +77,13 @@ int cmd_launch(int argc, char** argv) {
       continue;
     train_args.push_back(a);
   }
-  if (!has_layout_override(vm))
-    for (const char* s : {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=dualpipe"})
-      train_args.insert(train_args.end(), {"--set", s});
+  // First, so that a key the user gave (--set parallel.schedule=zb1p) wins.
+  std::vector<std::string> layout;
+  for (const auto& s : default_layout(vm)) layout.insert(layout.end(), {"--set", s});
+  train_args.insert(train_args.begin(), layout.begin(), layout.end());
   // Validate here, once, so a config error is one clear message rather than N.
   po::variables_map resolved;
-  po::store(po::command_line_parser(train_args).options(opts).run(), resolved);
+  po::store(po::command_line_parser(train_args).options(opts).style(option_style()).run(), resolved);
   const io::RunConfig cfg = config_from_options(resolved);
   const int need = cfg.parallel.pp * cfg.parallel.dp;
   const int nproc = vm.count("nproc") ? vm["nproc"].as<int>() : need;

@@ -1,7 +1,8 @@
 // duet submit: writes <run dir>/job.sbatch for a run config and submits it with sbatch. The
 // job execs `duet launch` in its allocation (apps/cmd_launch.cpp), which starts the ranks with
 // srun --mpi=pmix, checkpoints and requeues on Slurm's USR1 warning and after a node loss.
-// The run's lineage id is chosen here, so every start of the job continues the same run.
+// The run's lineage id is chosen here, so every start of the job continues the same run (a
+// run stopped early in the same directory is continued: its id).
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
@@ -15,6 +16,7 @@
 
 #include "apps/commands.h"
 #include "apps/config_options.h"
+#include "io/resume_policy.h"
 #include "io/run_dir.h"
 #include "slurm/batch_script.h"
 #include "slurm/client.h"
@@ -24,14 +26,55 @@ namespace fs = std::filesystem;
 
 namespace duet::app {
 
+namespace {
+
+// The lineage every start of the job continues. A directory that holds a run stopped early
+// (a cancelled, timed-out or given-up job, or one stopped at train.stop_at) is continued, as
+// the same command run again continues it under `duet launch`: the job takes that run's id,
+// after the checks its start would make (io/resume_policy.h). A new id for it would make the
+// job's start skip to <name>-2 and train from step 0, while Slurm's output, job.sbatch and
+// slurm-jobs still went to <name>. Throws std::invalid_argument or io::ConfigError saying why
+// the directory cannot be continued.
+std::string run_id_for(const io::RunConfig& cfg, const fs::path& run_dir) {
+  const fs::path config_file = run_dir / "config.yaml";
+  std::error_code ec;
+  if (!fs::exists(config_file, ec) || io::run_finished(run_dir.string()))
+    return cfg.run.id.empty() ? io::new_run_id() : cfg.run.id;  // a finished run is refused below
+  const std::string holds = "run.name '" + cfg.run.name + "': " + run_dir.string() + " holds ";
+  io::RunConfig existing;
+  try {
+    existing = io::load_config(config_file.string());
+  } catch (const std::exception& e) {
+    throw std::invalid_argument(holds + "a config.yaml that cannot be read (" + e.what() +
+                                "); choose another run.name (or remove it)");
+  }
+  if (existing.run.id.empty())
+    throw std::invalid_argument(holds + "a run without a run id (written before run lineages); choose another run.name");
+  if (!cfg.run.id.empty() && cfg.run.id != existing.run.id)
+    throw std::invalid_argument(holds + "run " + existing.run.id + ", not run.id " + cfg.run.id +
+                                "; give no run.id (or that one) to continue it, or choose another run.name");
+  if (!cfg.checkpoint.resume)
+    throw std::invalid_argument(holds + "run " + existing.run.id +
+                                " and checkpoint.resume is false; choose another run.name to start afresh");
+  const std::string what = "run " + existing.run.id + " in " + run_dir.string() + " (its config.yaml)";
+  for (const auto& change : io::check_resume(existing, cfg, what))
+    std::fprintf(stderr, "duet submit: %s changes %s\n", what.c_str(), change.c_str());
+  std::fprintf(stderr, "duet submit: the job continues run %s in %s\n", existing.run.id.c_str(), run_dir.c_str());
+  return existing.run.id;
+}
+
+}  // namespace
+
 
 int cmd_submit(int argc, char** argv) {
   po::options_description opts(
-      "usage: duet submit --config FILE --nodes N [--ranks-per-node R] [--time T] [--partition P]\n"
+      "usage: duet submit [--config FILE] --nodes N [--ranks-per-node R] [--time T] [--partition P]\n"
       "                   [--account A] [--dry-run] [--set key=value ...]\n\n"
       "Writes <run.dir>/<run.name>/job.sbatch and submits it with sbatch (--dry-run: prints it).\n"
       "The job runs `duet launch` on N nodes x R ranks (= parallel.pp x parallel.dp), checkpoints\n"
-      "and requeues itself on Slurm's time-limit warning (USR1) and after losing a node");
+      "and requeues itself on Slurm's time-limit warning (USR1) and after losing a node. Without a\n"
+      "config or parallel.* keys: configs/tiny.yaml as PP 4 DualPipe x DP 2, EP 2 (8 ranks), as\n"
+      "duet launch runs it. A run stopped early in <run.dir>/<run.name> is continued (its run.id)");
   opts.add_options()("help,h", "show this help")("nodes", po::value<int>(), "nodes (required)")(
       "ranks-per-node", po::value<int>()->default_value(1), "ranks (MPI tasks) per node")(
       "gpus-per-node", po::value<int>()->default_value(0), "GPUs per node (0: no --gpus-per-node line)")(
@@ -49,7 +92,9 @@ int cmd_submit(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_options(opts, argc, argv, vm)) return 0;
   if (!vm.count("nodes")) throw std::invalid_argument("--nodes: required (the number of nodes of the job)");
-  const io::RunConfig cfg = config_from_options(vm);
+  // Without a layout, the job `duet launch` runs without one (8 ranks, apps/config_options.h).
+  const std::vector<std::string> layout = default_layout(vm);
+  const io::RunConfig cfg = config_from_options(vm, layout);
   // A simulate-only model (MLA, FP8, ...) is refused before anything is written.
   try {
     io::require_trainable(cfg);
@@ -64,9 +109,9 @@ int cmd_submit(int argc, char** argv) {
                                 std::to_string(cfg.parallel.dp) + " = " + std::to_string(ranks) + " ranks");
   if (cfg.run.name.empty()) throw std::invalid_argument("run.name: duet submit needs a run name (the job's name)");
 
-  const std::string id = cfg.run.id.empty() ? io::new_run_id() : cfg.run.id;
   const fs::path run_root = fs::absolute(cfg.run.dir).lexically_normal();
   const fs::path run_dir = run_root / cfg.run.name;
+  const std::string id = run_id_for(cfg, run_dir);
   slurm::BatchJob job;
   job.job_name = cfg.run.name;
   job.run_dir = run_dir.string();
@@ -78,6 +123,7 @@ int cmd_submit(int argc, char** argv) {
   job.no_kill = vm.count("no-kill") > 0;
   // `duet launch` with the same config options, the lineage and an absolute run directory.
   job.command = {self_exe(), "launch"};
+  for (const auto& s : layout) job.command.insert(job.command.end(), {"--set", s});  // spelled out: what was checked
   if (job.no_kill) job.command.push_back("--elastic");  // shrink in the allocation after a node loss
   static const std::vector<std::string> own = {"--nodes", "--ranks-per-node", "--gpus-per-node", "--cpus-per-task",
                                                "--time", "--partition", "--account", "--signal-seconds"};

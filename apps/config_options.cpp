@@ -1,10 +1,40 @@
 #include "apps/config_options.h"
 
+#include <algorithm>
 #include <iostream>
+#include <stdexcept>
 
 namespace po = boost::program_options;
 
 namespace duet::app {
+
+namespace {
+
+// "unrecognised option '--part' (did you mean '--partition'? names are not abbreviated)": the
+// options the text begins, else (for a config key) the key nearest it.
+std::string unknown_option_message(const po::options_description& opts, const std::string& option) {
+  std::string msg = "unrecognised option '" + option + "'";
+  const std::string name = option.substr(std::min(option.find_first_not_of('-'), option.size()));
+  if (name.empty() || option.rfind("--", 0) != 0) return msg;
+  std::vector<std::string> longer;
+  for (const auto& o : opts.options())
+    if (o->long_name().rfind(name, 0) == 0) longer.push_back("'--" + o->long_name() + "'");
+  if (!longer.empty()) {
+    std::string list;
+    for (size_t i = 0; i < longer.size() && i < 4; ++i) list += (i ? ", " : "") + longer[i];
+    return msg + " (did you mean " + (longer.size() == 1 ? "" : "one of ") + list + (longer.size() > 4 ? ", ..." : "") +
+           "? option names are not abbreviated)";
+  }
+  const std::string key = name.find('.') != std::string::npos ? io::closest_key(name) : "";
+  if (!key.empty()) return msg + " (did you mean '--" + key + "'?)";
+  return msg + " (--help lists the options)";
+}
+
+}  // namespace
+
+int option_style() {
+  return po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+}
 
 void add_config_options(po::options_description& opts) {
   opts.add_options()
@@ -17,7 +47,11 @@ void add_config_options(po::options_description& opts) {
 }
 
 bool parse_options(const po::options_description& opts, int argc, char** argv, po::variables_map& vm) {
-  po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).style(option_style()).run(), vm);
+  } catch (const po::unknown_option& e) {
+    throw std::invalid_argument(unknown_option_message(opts, e.get_option_name()));
+  }
   po::notify(vm);
   if (vm.count("help")) {
     std::cout << opts << "\n";
@@ -26,9 +60,27 @@ bool parse_options(const po::options_description& opts, int argc, char** argv, p
   return true;
 }
 
-io::RunConfig config_from_options(const po::variables_map& vm) {
-  std::vector<std::string> overrides;
-  if (vm.count("set")) overrides = vm["set"].as<std::vector<std::string>>();
+std::vector<std::string> default_layout(const po::variables_map& vm) {
+  auto names_layout = [&] {
+    if (vm.count("config")) return true;
+    for (const char* k : {"parallel.pp", "parallel.dp", "parallel.ep"})
+      if (vm.count(k)) return true;
+    if (vm.count("set"))
+      for (const auto& s : vm["set"].as<std::vector<std::string>>())
+        if (s.rfind("parallel.pp=", 0) == 0 || s.rfind("parallel.dp=", 0) == 0 || s.rfind("parallel.ep=", 0) == 0)
+          return true;
+    return false;
+  };
+  if (names_layout()) return {};
+  return {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=dualpipe"};
+}
+
+io::RunConfig config_from_options(const po::variables_map& vm, const std::vector<std::string>& extra) {
+  std::vector<std::string> overrides = extra;
+  if (vm.count("set")) {
+    const auto& set = vm["set"].as<std::vector<std::string>>();
+    overrides.insert(overrides.end(), set.begin(), set.end());
+  }
   for (const auto& k : io::config_keys())
     if (vm.count(k.path)) overrides.push_back(k.path + "=" + vm[k.path].as<std::string>());
   if (vm.count("config")) return io::load_config(vm["config"].as<std::string>(), overrides);

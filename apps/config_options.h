@@ -11,13 +11,25 @@
 
 namespace duet::app {
 
+// Boost's default style without abbreviations: whole option names only. Boost would take a
+// unique prefix (--part for --partition), which `duet submit` and `duet launch` would then pass
+// on, unrecognised, to the job's command (they strip their own options by name), and which a
+// key added later with the same prefix would silently change the meaning of.
+int option_style();
+
 void add_config_options(boost::program_options::options_description& opts);
 
 // Parses argv into vm. Returns false when --help was given (the options were printed): the
 // subcommand should return 0.
 bool parse_options(const boost::program_options::options_description& opts, int argc, char** argv,
                    boost::program_options::variables_map& vm);
-// The config named by --config (or the embedded default) with every override applied.
-io::RunConfig config_from_options(const boost::program_options::variables_map& vm);
+// The config named by --config (or the embedded default) with `extra` overrides, then the
+// options', applied.
+io::RunConfig config_from_options(const boost::program_options::variables_map& vm,
+                                  const std::vector<std::string>& extra = {});
+// The layout of a job that names none (no --config, no parallel.pp, .dp or .ep), as
+// overrides: the README's default job, PP 4 DualPipe x DP 2, EP 2 (8 ranks), which `duet
+// launch` runs and `duet submit` submits. {} when the options name a layout.
+std::vector<std::string> default_layout(const boost::program_options::variables_map& vm);
 
 }  // namespace duet::app

@@ -68,8 +68,12 @@ std::vector<std::string> srun_command(const std::vector<std::string>& nodes, int
   // controller's books for a moment; the relaunch must not queue behind it.
   // --distribution=block: rank r runs on the (r / ranks-per-node)-th node, the placement the
   // supervisor assumes when it tells which node a dead rank was on (supervisor/nodes.h).
-  return {"srun", "--mpi=pmix", "--nodes=" + std::to_string(nodes.size()), "--ntasks=" + std::to_string(ranks),
-          "--nodelist=" + slurm::hostlist_compress(nodes), "--kill-on-bad-exit=1", "--overlap", "--distribution=block"};
+  // --export=ALL: the ranks need this process's environment (the run directory, its id and
+  // lock token, the supervisor's address, the fence); a site or user default of
+  // SBATCH_EXPORT=NONE would otherwise reach srun through the job's SLURM_EXPORT_ENV.
+  return {"srun", "--mpi=pmix", "--export=ALL", "--nodes=" + std::to_string(nodes.size()),
+          "--ntasks=" + std::to_string(ranks), "--nodelist=" + slurm::hostlist_compress(nodes), "--kill-on-bad-exit=1",
+          "--overlap", "--distribution=block"};
 }
 
 bool requeue_this_job(const std::string& job_id, const std::vector<std::string>& exclude,

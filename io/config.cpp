@@ -261,6 +261,8 @@ std::string num(double x) {
 
 }  // namespace
 
+std::string closest_key(const std::string& path) { return closest_path(path); }
+
 std::pair<std::string, std::string> split_override(std::string_view text) {
   const auto eq = text.find('=');
   std::string key(text.substr(0, eq == std::string_view::npos ? text.size() : eq));
@@ -325,6 +327,15 @@ void check_cross_key_rules(const RunConfig& c) {
   const std::string& name = c.run.name;
   if (name.find('/') != std::string::npos || name == "." || name == "..")
     fail("run.name: expected a folder name without '/' (not '.' or '..'), got '" + name + "'");
+  // run.id becomes part of file names (a checkpoint of a run that shares checkpoint.dir is
+  // step-N.<id>; its listing splits names at '.'): letters, digits, '-' and '_' only.
+  const std::string& id = c.run.id;
+  const bool id_ok = id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+  });
+  if (!id_ok)
+    fail("run.id: expected \"\" or up to 64 letters, digits, '-' and '_' (a new run gets 16 hex digits), got '" + id +
+         "'");
 }
 
 }  // namespace detail

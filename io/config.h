@@ -27,6 +27,10 @@ namespace duet::io {
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The config key nearest a mistyped one ("train.setps" -> "train.steps", "train.experts" ->
+// "model.moe.experts"), or "" when none is close: the hint of an unknown key.
+std::string closest_key(const std::string& path);
 // A ConfigError that every rank of a job throws at the same point, from a decision they took
 // together (a collective): the ranks can end with the usage exit code instead of aborting the
 // job like a crash, which a supervisor would restart.

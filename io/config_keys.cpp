@@ -150,7 +150,7 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(run.name), "run name; the run directory is <run.dir>/<run.name>; \"\" = a timestamp"),
       make_key(DUET_KEY(run.dir), "folder that holds run directories", non_empty_string()),
       make_key(DUET_KEY(run.id), "the run's lineage id, recorded in config.yaml, metrics.jsonl and every checkpoint; "
-                                 "\"\" = adopt the run directory's, or a new one"),
+                                 "\"\" = adopt the run directory's, or a new one; letters, digits, - and _ (at most 64)"),
       make_key(DUET_KEY(run.lock_lease_s),
                "seconds after which the lock of a job on another host that stopped renewing it is stale",
                at_least(1)),

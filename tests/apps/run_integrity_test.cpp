@@ -241,3 +241,76 @@ TEST(RunIntegrity, SecondLaunchIsRefusedWhileTheFirstRuns) {
   EXPECT_FALSE(fs::exists(lock));  // released when the job ended
   fs::remove_all(dir);
 }
+
+// `duet submit` on a directory that holds a run stopped early gives the job that run's id, so
+// that the same command again continues it (a new id made the job's start skip to <name>-2 and
+// train from step 0); another run.id, or a config that run cannot resume with, is refused
+// naming why, before anything is written. Without a layout it submits the default job (PP 4 x
+// DP 2, EP 2), the one its `duet launch` runs; it used to check the config's 1 rank while the
+// job's launch ran 8.
+TEST(RunIntegrity, SubmitContinuesARunStoppedEarly) {
+  const auto dir = scratch_dir("submit-again");
+  const auto r = run_duet("train" + kQuick + " --train.steps 4 --train.stop_at 2 --run.dir " + dir.string() +
+                          " --run.name s");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::smatch m;
+  const std::string config = read_file(dir / "s/config.yaml");
+  ASSERT_TRUE(std::regex_search(config, m, std::regex("\n  id: \"([0-9a-f]{16})\""))) << config;
+  const std::string id = m[1];
+  const std::string submit = "submit --dry-run --nodes 1 --set parallel.pp=1 --set parallel.dp=1" + kQuick +
+                             " --train.steps 4 --run.dir " + dir.string() + " --run.name s";
+  const auto again = run_duet(submit);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("the job continues run " + id + " in " + (dir / "s").string()), std::string::npos)
+      << again.output;
+  EXPECT_NE(again.output.find("'--set' 'run.id=" + id + "'"), std::string::npos) << again.output;
+
+  const auto other = run_duet(submit + " --run.id 0123456789abcdef");
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find("holds run " + id + ", not run.id 0123456789abcdef"), std::string::npos) << other.output;
+  const auto changed = run_duet(submit + " --model.layers 6");
+  EXPECT_EQ(changed.exit_code, 2) << changed.output;
+  EXPECT_NE(changed.output.find("model.layers"), std::string::npos) << changed.output;
+  EXPECT_EQ(read_file(dir / "s/config.yaml"), config);
+  EXPECT_FALSE(fs::exists(dir / "s/job.sbatch"));
+
+  const auto fresh = run_duet("submit --dry-run --nodes 2 --ranks-per-node 4 --run.dir " + dir.string() + " --run.name n");
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.output;
+  EXPECT_NE(fresh.output.find("exec '" + std::string(DUET_BINARY) +
+                              "' 'launch' '--set' 'parallel.pp=4' '--set' 'parallel.dp=2' '--set' 'parallel.ep=2'"),
+            std::string::npos)
+      << fresh.output;
+  EXPECT_FALSE(fs::exists(dir / "n"));
+  fs::remove_all(dir);
+}
+
+// Option names are whole: an abbreviation is refused naming the option it abbreviates (Boost
+// took it, and `duet submit` passed `--part gpu` on to the job's `duet launch`, which refused
+// it only when the job started, after its wait in the queue).
+TEST(RunIntegrity, AbbreviatedOptionsAreRefusedNamingTheOption) {
+  const auto part = run_duet("submit --dry-run --nodes 8 --part gpu");
+  EXPECT_EQ(part.exit_code, 2) << part.output;
+  EXPECT_NE(part.output.find("unrecognised option '--part' (did you mean '--partition'? option names are not "
+                             "abbreviated)"),
+            std::string::npos)
+      << part.output;
+  const auto steps = run_duet("train --train.step 2 --dry-run");
+  EXPECT_EQ(steps.exit_code, 2) << steps.output;
+  EXPECT_NE(steps.output.find("did you mean '--train.steps'?"), std::string::npos) << steps.output;
+  const auto typo = run_duet("train --train.setps 2 --dry-run");
+  EXPECT_NE(typo.output.find("unrecognised option '--train.setps' (did you mean '--train.steps'?)"), std::string::npos)
+      << typo.output;
+}
+
+// run.id becomes part of checkpoint names (step-N.<id> beside another run's step-N, listed by
+// splitting at '.'): an id with a '.' made a run's checkpoints invisible, and it trained again
+// from step 0. Such ids are refused naming the key.
+TEST(RunIntegrity, ARunIdThatCannotNameACheckpointIsRefused) {
+  for (const std::string& bad : std::vector<std::string>{"exp.1", "a/b", "x y", std::string(65, 'a')}) {
+    const auto r = run_duet("train --dry-run --run.id '" + bad + "'");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("run.id: expected \"\" or up to 64 letters, digits, '-' and '_'"), std::string::npos)
+        << r.output;
+  }
+  EXPECT_EQ(run_duet("train --dry-run --run.id exp-1_b").exit_code, 0);
+}

@@ -224,7 +224,7 @@ TEST_F(SlurmJob, SubmittedTwoNodeJobTrainsLikeALocalLaunch) {
   const fs::path run = *root_ / "two-nodes";
   const std::string out = read_file(run / ("slurm-" + s.job_id + ".out"));
   EXPECT_NE(out.find("ranks start with srun --mpi=pmix"), std::string::npos) << out;
-  EXPECT_NE(out.find("srun --mpi=pmix --nodes=2 --ntasks=4 --nodelist=n[1-2]"), std::string::npos) << out;
+  EXPECT_NE(out.find("srun --mpi=pmix --export=ALL --nodes=2 --ntasks=4 --nodelist=n[1-2]"), std::string::npos) << out;
   // The two nodes are slurmd on this one machine: its cores are the job's peak, once.
   EXPECT_NE(out.find("thread(s) measured here, times 1 machine(s) for 2 node(s)"), std::string::npos) << out;
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
@@ -258,6 +258,51 @@ TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
   EXPECT_NE(text.find("requeued: it resumes from the newest verified checkpoint"), std::string::npos) << text;
   EXPECT_NE(text.find("restart count 1"), std::string::npos) << text;
   EXPECT_NE(text.find("resuming from"), std::string::npos) << text;
+  expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+}
+
+// How docs/slurm.md ends a job with a checkpoint: SIGTERM to the batch shell only (a plain
+// `scancel JOB` signals the ranks too, and they end at once). The supervisor stops every rank
+// at the next step boundary with a checkpoint, and the job completes, its run not finished.
+// The same `duet submit` command again continues that run (its lineage, from that checkpoint)
+// to the end, with the losses of an uninterrupted run. It used to give the job a new run id:
+// its start skipped to <name>-2 and trained from step 0, while Slurm's output went to <name>.
+TEST_F(SlurmJob, AJobStoppedAndSubmittedAgainContinuesItsRun) {
+  auto args = job_options(*root_, "again");
+  fs::remove_all(*root_ / "again-2");
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "10"});
+  const Submitted first = submit(args);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(first.output, id, std::regex("run ([0-9a-f]{16})"))) << first.output;
+  const fs::path run = *root_ / "again";
+  const fs::path out1 = run / ("slurm-" + first.job_id + ".out");
+  ASSERT_TRUE(wait_for([&] { return read_file(out1).find("checkpoint: step 4 committed") != std::string::npos; }, 120))
+      << read_file(out1);
+  ASSERT_EQ(run_command({"scancel", "--signal=TERM", "--batch", first.job_id}).exit_code, 0);
+  EXPECT_EQ(wait_finished(first.job_id, 180), "COMPLETED") << job_story(read_file(out1));
+  const std::string text1 = read_file(out1);
+  EXPECT_EQ(duet::slurm::job_fields(first.job_id).at("Restarts"), "0") << job_story(text1);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text1, m, std::regex("stopping after step ([0-9]+) \\(the supervisor asked\\)")))
+      << job_story(text1);
+  const std::string stopped = m[1];
+  ASSERT_FALSE(fs::exists(run / "FINISHED")) << job_story(text1);
+
+  const Submitted second = submit(args);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("the job continues run " + id[1].str() + " in " + run.string()), std::string::npos)
+      << second.output;
+  EXPECT_NE(second.output.find("run " + id[1].str()), std::string::npos) << second.output;
+  const fs::path out2 = run / ("slurm-" + second.job_id + ".out");
+  EXPECT_EQ(wait_finished(second.job_id, 300), "COMPLETED") << job_story(read_file(out2));
+  const std::string text2 = read_file(out2);
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof step_dir, "step-%06d", std::stoi(stopped));
+  EXPECT_NE(text2.find("resuming from " + (run / "checkpoints" / step_dir).string()), std::string::npos)
+      << job_story(text2);
+  EXPECT_TRUE(fs::exists(run / "FINISHED")) << job_story(text2);
+  EXPECT_FALSE(fs::exists(*root_ / "again-2"));
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
 }
 
