@@ -118,8 +118,11 @@ struct ShardRequest {
 // "step-000100" (at least six digits); checkpoint_path(dir, step) = dir/step-000100.
 std::string checkpoint_dirname(std::int64_t step);
 std::string checkpoint_path(const std::string& dir, std::int64_t step);
-// Where a save of `step` by attempt generation `generation` (0: unfenced) is written.
-std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation = 0);
+// Where a save of `step` by attempt generation `generation` (0: unfenced) of run `lineage`
+// ("": none recorded) is written: step-N[.<lineage>][.gG].staging. Runs sharing a checkpoint
+// folder, whose generations come from fences of their own, never stage in the same place.
+std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation = 0,
+                         const std::string& lineage = "");
 
 // Every rank: writes <staging>/shard-RRRRR.h5 (through a temporary name), fsyncs it, hashes
 // it, then writes its sidecar shard-RRRRR.json. Throws std::invalid_argument for bad slices
@@ -137,7 +140,8 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
                               const SaveOptions& opt = {});
 
 // Rank 0, after the agreement failed: removes the staging directory of `step`.
-void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation = 0);
+void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation = 0,
+                      const std::string& lineage = "");
 
 // Deletes committed checkpoints older than the newest `keep` that pass the structure check
 // (commit_checkpoint calls it with SaveOptions::keep). With fewer than `keep` good ones it

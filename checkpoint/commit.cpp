@@ -11,7 +11,10 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <sstream>
+#include <string_view>
 #include <tuple>
+#include <vector>
 
 #include "checkpoint/files.h"
 #include "checkpoint/hash.h"
@@ -123,14 +126,46 @@ void move_into_place(const std::string& staging, const std::string& final_path) 
   fs::remove_all(old, ec);
 }
 
-// Removes staging leftovers of interrupted saves (other steps than the one just committed:
-// no other save can be in flight while rank 0 commits).
-void remove_leftovers(const std::string& dir, std::int64_t step, const SaveOptions& opt) {
-  const std::string current = staging_path(dir, step, opt.fence.generation);
+// Whether `name` (a folder of the checkpoint directory) is a leftover of this run's own saves:
+// a staging folder of its lineage, of this attempt's generation or an older one's
+// (step-N[.<lineage>][.gG].staging, staging_path), or a checkpoint of its own moved aside by
+// an interrupted replacement (step-N[.<lineage>].replaced). Another run's, and a newer
+// attempt's, are never its to remove.
+bool own_leftover(const std::string& dir, const std::string& name, const std::string& lineage, std::int64_t generation) {
+  if (!name.starts_with("step-")) return false;
+  auto parts_of = [&](std::string_view suffix) {
+    std::vector<std::string> parts;
+    std::stringstream in(name.substr(0, name.size() - suffix.size()));
+    for (std::string p; std::getline(in, p, '.');) parts.push_back(p);
+    return parts;
+  };
+  auto generation_part = [&](const std::string& p) {
+    if (p.size() < 2 || p[0] != 'g' || p.find_first_not_of("0123456789", 1) != std::string::npos || p.size() > 19)
+      return false;
+    return std::stoll(p.substr(1)) <= generation;
+  };
+  if (name.ends_with(kStagingSuffix)) {
+    const auto parts = parts_of(kStagingSuffix);
+    if (lineage.empty())
+      return parts.size() == 1 || (parts.size() == 2 && generation_part(parts[1]));
+    return parts.size() >= 2 && parts[1] == lineage &&
+           (parts.size() == 2 || (parts.size() == 3 && generation_part(parts[2])));
+  }
+  if (name.ends_with(".replaced")) {
+    const auto parts = parts_of(".replaced");
+    if (parts.size() == 2) return !lineage.empty() && parts[1] == lineage;
+    return parts.size() == 1 && checkpoint_lineage((fs::path(dir) / name).string()).value_or("") == lineage;
+  }
+  return false;
+}
+
+// Removes this run's leftovers of interrupted saves (other steps than the one just committed:
+// no other save of this attempt can be in flight while rank 0 commits).
+void remove_leftovers(const std::string& dir, std::int64_t step, const std::string& lineage, const SaveOptions& opt) {
+  const std::string current = staging_path(dir, step, opt.fence.generation, lineage);
   for (const auto& e : fs::directory_iterator(dir)) {
     const std::string name = e.path().filename().string();
-    const bool stale = name.starts_with("step-") && (name.ends_with(kStagingSuffix) || name.ends_with(".replaced"));
-    if (stale && e.path().string() != current) {
+    if (e.path().string() != current && own_leftover(dir, name, lineage, opt.fence.generation)) {
       std::error_code ec;
       fs::remove_all(e.path(), ec);
       say(opt, "checkpoint: removed leftover '" + e.path().string() + "' of an interrupted save");
@@ -184,8 +219,9 @@ std::optional<std::string> checkpoint_lineage(const std::string& path) {
   }
 }
 
-std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation) {
-  return checkpoint_path(dir, step) + (generation > 0 ? ".g" + std::to_string(generation) : "") + kStagingSuffix;
+std::string staging_path(const std::string& dir, std::int64_t step, std::int64_t generation, const std::string& lineage) {
+  return checkpoint_path(dir, step) + (lineage.empty() ? "" : "." + lineage) +
+         (generation > 0 ? ".g" + std::to_string(generation) : "") + kStagingSuffix;
 }
 
 std::string detail::committed_text(std::int64_t step, std::string_view manifest_text) {
@@ -198,7 +234,7 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
                                 std::to_string(req.layout.world));
   if (req.step < 0) throw std::invalid_argument("write_shard: negative step");
   validate_slices(req.slices);
-  const std::string staging = staging_path(req.dir, req.step, opt.fence.generation);
+  const std::string staging = staging_path(req.dir, req.step, opt.fence.generation, req.layout.lineage);
   std::error_code ec;
   fs::create_directories(staging, ec);  // every rank does this; the first one wins, fine
   if (!fs::is_directory(staging)) throw std::runtime_error("cannot create '" + staging + "': " + ec.message());
@@ -233,14 +269,14 @@ ShardRecord write_shard(const ShardRequest& req, const SaveOptions& opt) {
   return rec;
 }
 
-void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation) {
+void abort_checkpoint(const std::string& dir, std::int64_t step, std::int64_t generation, const std::string& lineage) {
   std::error_code ec;
-  fs::remove_all(staging_path(dir, step, generation), ec);
+  fs::remove_all(staging_path(dir, step, generation, lineage), ec);
 }
 
 std::string commit_checkpoint(const std::string& dir, std::int64_t step, const CheckpointLayout& layout,
                               const SaveOptions& opt) {
-  const std::string staging = staging_path(dir, step, opt.fence.generation);
+  const std::string staging = staging_path(dir, step, opt.fence.generation, layout.lineage);
   const std::string final_path = checkpoint_final_path(dir, step, layout.lineage);
   const std::string final_name = fs::path(final_path).filename().string();
   auto reached = [&](CommitStage s) {
@@ -279,7 +315,7 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
   } catch (const CheckpointCrash&) {
     throw;
   } catch (const std::exception& e) {
-    abort_checkpoint(dir, step, opt.fence.generation);
+    abort_checkpoint(dir, step, opt.fence.generation, layout.lineage);
     throw std::runtime_error("checkpoint " + checkpoint_dirname(step) + " not committed: " + e.what());
   }
   reached(CommitStage::renamed);
@@ -292,14 +328,15 @@ std::string commit_checkpoint(const std::string& dir, std::int64_t step, const C
     say(opt, "checkpoint " + checkpoint_dirname(step) + " committed, but 'latest' was not updated: " + e.what());
   }
   reached(CommitStage::latest_updated);
-  fence.reset();
+  // Still under the fence: an attempt superseded from here on removes nothing of the newer one's.
   try {
-    remove_leftovers(dir, step, opt);
+    remove_leftovers(dir, step, layout.lineage, opt);
     rotate_checkpoints(dir, opt.keep, opt.log,
                        layout.lineage.empty() ? std::nullopt : std::optional<std::string>(layout.lineage));
   } catch (const std::exception& e) {
     say(opt, std::string("checkpoint rotation failed (nothing else affected): ") + e.what());
   }
+  fence.reset();
   std::uint64_t bytes = 0;
   for (const auto& s : m.shards) bytes += s.bytes;
   say(opt, "checkpoint " + final_path + " committed: " + std::to_string(m.shards.size()) + " shards, " +
@@ -322,7 +359,7 @@ SaveResult save_checkpoint(const ShardRequest& req, const AgreeFn& all_agree, co
   bool committed_here = all_wrote;
   if (req.rank == 0) {
     if (!all_wrote) {
-      abort_checkpoint(req.dir, req.step, opt.fence.generation);
+      abort_checkpoint(req.dir, req.step, opt.fence.generation, req.layout.lineage);
     } else {
       try {
         r.path = commit_checkpoint(req.dir, req.step, req.layout, opt);

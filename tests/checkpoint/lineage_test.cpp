@@ -106,5 +106,44 @@ TEST(CheckpointLineage, ANameThatDisagreesWithItsStepIsRefused) {
   EXPECT_EQ(fs::path(rp.path).filename(), "step-000005.b");
 }
 
+// Two runs sharing a checkpoint folder take their attempt generations from fences of their
+// own (each in its run directory), so both are generation 1 at first. Their saves of the same
+// step staged in one folder, step-N.g1.staging, writing the same shard paths; and each commit
+// removed every staging folder but its own, the other run's save in progress included. Now
+// each stages under its lineage, and a commit removes only its own run's leftovers of its
+// generation or an older one.
+TEST(CheckpointLineage, RunsSharingAFolderStageApartAndRemoveOnlyTheirOwnLeftovers) {
+  ScratchDir dir("lineage-staging");
+  const auto model_a = test_model(1), model_b = test_model(2);
+  SaveOptions gen1;
+  gen1.fence.generation = 1;  // no fence file: the generation names the staging folder only
+  // Both runs write every shard of step 4 before either commits.
+  for (const auto& [lineage, model] : {std::pair{"a", &model_a}, std::pair{"b", &model_b}})
+    for (int r = 0; r < 2; ++r) {
+      RankSlices rs = rank_slices(*model, r, 2);
+      write_shard({dir.str(), 4, r, of_run(lineage), rs.slices, rs.state}, gen1);
+    }
+  EXPECT_TRUE(fs::is_directory(staging_path(dir.str(), 4, 1, "a")));
+  EXPECT_TRUE(fs::is_directory(staging_path(dir.str(), 4, 1, "b")));
+  // Leftovers: b's interrupted save of step 2, a's own of step 3 (generation 1) and a newer
+  // attempt's of a (generation 2, not a generation-1 commit's to remove).
+  for (const auto& [step, gen, lineage] : std::vector<std::tuple<int, int, std::string>>{{2, 1, "b"}, {3, 1, "a"}, {7, 2, "a"}})
+    fs::create_directories(staging_path(dir.str(), step, gen, lineage));
+  const std::string pa = commit_checkpoint(dir.str(), 4, of_run("a"), gen1);
+  EXPECT_FALSE(fs::exists(staging_path(dir.str(), 3, 1, "a")));
+  EXPECT_TRUE(fs::exists(staging_path(dir.str(), 7, 2, "a")));
+  EXPECT_TRUE(fs::exists(staging_path(dir.str(), 2, 1, "b")));
+  EXPECT_TRUE(fs::is_directory(staging_path(dir.str(), 4, 1, "b")));  // b's save in progress
+  const std::string pb = commit_checkpoint(dir.str(), 4, of_run("b"), gen1);
+  EXPECT_FALSE(fs::exists(staging_path(dir.str(), 2, 1, "b")));
+  EXPECT_EQ(fs::path(pa).filename(), "step-000004");
+  EXPECT_EQ(fs::path(pb).filename(), "step-000004.b");
+  for (const auto& [path, model] : {std::pair{pa, &model_a}, std::pair{pb, &model_b}}) {
+    EXPECT_TRUE(verify_checkpoint(path, full_check("model-A")).ok()) << path;
+    CheckpointReader reader(path, "model-A");
+    for (const GlobalTensor& t : *model) EXPECT_EQ(reader.read(t.name), t.values) << path << " " << t.name;
+  }
+}
+
 }  // namespace
 }  // namespace duet::ckpt
