@@ -15,7 +15,7 @@ void TrainBatches::fill(int step, std::vector<RankStage>& stages) {
     for (int mb = 0; mb < per_dir; ++mb) {
       const uint64_t local = (uint64_t)s.model_copy * per_dir + mb;
       const uint64_t first =
-          (uint64_t)(step - 1) * global_batch_ + ((uint64_t)dp_rank_ * microbatches_ + local) * batch_;
+          (uint64_t)((int64_t)(step - 1) * global_batch_ + offset_) + ((uint64_t)dp_rank_ * microbatches_ + local) * batch_;
       window_.resize((size_t)batch_ * (T + 1));
       for (int j = 0; j < batch_; ++j) data_.train_sequence(seed_, first + j, T, window_.data() + (size_t)j * (T + 1));
       auto& tok = s.tokens[mb];

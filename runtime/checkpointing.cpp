@@ -139,9 +139,9 @@ std::vector<ckpt::TensorSlice> host_copies(const std::vector<ckpt::TensorSlice>&
   return out;
 }
 
-ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, ZeroOptimizer& zero) {
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, int64_t data_offset, ZeroOptimizer& zero) {
   ckpt::ShardState state;
-  state.data_position = (int64_t)step * cfg.train.global_batch;
+  state.data_position = (int64_t)step * cfg.train.global_batch + data_offset;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
   if (rank == 0) state.attributes["config"] = io::to_yaml(cfg);  // what a resume is checked against
   return state;
@@ -178,7 +178,7 @@ void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long o
 bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   last_requested_ = step;
   const std::vector<ckpt::TensorSlice> slices = rank_state_slices(stages, zero);
-  const ckpt::ShardState state = rank_shard_state(cfg_, rank_, step, zero);
+  const ckpt::ShardState state = rank_shard_state(cfg_, rank_, step, data_offset_, zero);
   if (writer_) {
     // The copy happens on the writer thread; before_update() waits for it.
     const auto t0 = std::chrono::steady_clock::now();
@@ -235,6 +235,7 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
   const auto load_start = std::chrono::steady_clock::now();
   ckpt::CheckpointReader reader(at.path, layout_.model_hash);
   const auto saved = reader.state(0).attributes;
+  data_position_ = reader.state(0).data_position;
   if (const auto c = saved.find("config"); c != saved.end()) {  // checkpoints before lineages have none
     const auto changes = io::check_resume(io::parse_config(c->second, {}, at.path + " config"), cfg_, "the checkpoint " + at.path);
     if (rank_ == 0 && !changes.empty()) {

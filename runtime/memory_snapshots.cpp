@@ -297,6 +297,7 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   }
   ckpt::SnapshotReader reader(std::move(files));
   const auto& saved = reader.state(0).attributes;
+  data_position_ = reader.state(0).data_position;
   const std::string where = "the in-memory snapshot of step " + std::to_string(set.step);
   if (const auto c = saved.find("config"); c != saved.end()) {
     const auto changes = io::check_resume(io::parse_config(c->second, {}, where + " config"), cfg_, where);
@@ -347,7 +348,7 @@ double MemorySnapshots::save(int step, std::vector<RankStage>& stages, ZeroOptim
   wait_for_job(lk);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   views_ = rank_state_slices(stages, zero);
-  state_ = rank_shard_state(cfg_, rank_, step, zero);
+  state_ = rank_shard_state(cfg_, rank_, step, data_offset_, zero);
   job_step_ = step, has_job_ = true;
   lk.unlock();
   cv_.notify_all();

@@ -73,6 +73,10 @@ class MemorySnapshots {
   // wrote it) and returns the step; a file on another node is sent by a rank of that node.
   // Rank 0 says so.
   int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
+  // The data position (sequences) the snapshot load() read was saved at; -1 before one.
+  int64_t data_position() const { return data_position_; }
+  // Sequences each snapshot adds to step × train.global_batch as its data position.
+  void set_data_offset(int64_t sequences) { data_offset_ = sequences; }
   // After the resume point is chosen (0: from scratch): the first rank of each node removes
   // from its node's folder the snapshots of earlier attempts of steps after `step` — a history
   // this attempt replaces, which a later restart must not choose. Not collective.
@@ -100,6 +104,7 @@ class MemorySnapshots {
   const std::string& run_dir() const { return run_dir_; }
 
  private:
+  int64_t data_position_ = -1, data_offset_ = 0;
   void run();  // the background thread
   // With mu_ held: waits until the snapshot in flight is done, at normal priority meanwhile.
   void wait_for_job(std::unique_lock<std::mutex>& lk);

@@ -221,6 +221,22 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   int start_step = checkpoints.resume(stages, zero, memory_step);
   const bool from_memory = start_step < 0;
   if (from_memory) start_step = snapshots.load(stages, zero);
+  // The data goes on where the loaded state was saved: step × train.global_batch sequences,
+  // unless the global batch changed since (checkpoint.allow_changes), when step × the new
+  // global batch would train on sequences again or skip some (runtime/batches.h).
+  int64_t data_offset = 0;
+  if (start_step > 0) {
+    const int64_t saved = from_memory ? snapshots.data_position() : checkpoints.data_position();
+    if (saved >= 0) data_offset = saved - (int64_t)start_step * cfg.train.global_batch;
+    if (data_offset != 0 && rank == 0)
+      log.print("data: continuing at sequence " + std::to_string(saved) + ", where step " + std::to_string(start_step) +
+                " was saved (train.global_batch is now " + std::to_string(cfg.train.global_batch) + "): step " +
+                std::to_string(start_step + 1) + " trains on sequences " + std::to_string(saved) + " to " +
+                std::to_string(saved + cfg.train.global_batch - 1));
+  }
+  batches.set_data_offset(data_offset);
+  checkpoints.set_data_offset(data_offset);
+  snapshots.set_data_offset(data_offset);
   // Snapshots of earlier attempts past this point belong to a history this attempt replaces
   // (it resumed from an older step, or starts afresh): after its own failure they must not win.
   snapshots.discard_newer_than(start_step);
@@ -365,7 +381,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     out.last_loss = loss;
     io::JsonLine j;
     j.add("step", step).add("loss", loss).add("lr", lr).add("grad_norm", grad_norm);
-    j.add("tokens", (int64_t)(step * tokens_per_step)).add("step_time_s", step_time);
+    j.add("tokens", ((int64_t)step * G + data_offset) * T).add("step_time_s", step_time);  // trained on so far
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);

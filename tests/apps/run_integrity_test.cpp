@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <regex>
 #include <thread>
 
@@ -313,4 +314,41 @@ TEST(RunIntegrity, ARunIdThatCannotNameACheckpointIsRefused) {
         << r.output;
   }
   EXPECT_EQ(run_duet("train --dry-run --run.id exp-1_b").exit_code, 0);
+}
+
+// A resume with another train.global_batch (checkpoint.allow_changes) goes on at the data
+// position its checkpoint saved. It went on at step × the new global batch: with 4 → 8 after
+// step 2 it skipped sequences 8-15, with 8 → 4 it would train sequences 8-15 again. With a
+// learning rate too small to move the weights (and the experts' routing biases held still), a
+// step's loss is a function of its sequences alone: step 3 at a global batch of 8 must see sequences 8-15, the mean of the losses an
+// uninterrupted global batch of 4 sees at its steps 3 and 4.
+TEST(RunIntegrity, AResumeWithAnotherGlobalBatchGoesOnAtTheSavedDataPosition) {
+  const auto dir = scratch_dir("resume-batch");
+  const std::string base = "train --train.eval_batches 1 --runtime.trace false --train.lr 1e-12 --train.min_lr 1e-12"
+                           " --model.moe.bias_update_rate 0 --checkpoint.every 2 --run.dir " + dir.string();
+  const auto whole = run_duet(base + " --train.global_batch 4 --train.steps 4 --run.name whole");
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  const auto at4 = loss_values(dir / "whole/metrics.jsonl");
+  ASSERT_EQ(at4.size(), 4u);
+  ASSERT_EQ(run_duet(base + " --train.global_batch 4 --train.steps 5 --train.stop_at 2 --run.name c").exit_code, 0);
+  const auto r = run_duet(base + " --train.global_batch 8 --train.steps 5 --train.stop_at 4 --checkpoint.allow_changes true"
+                                 " --run.name c");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("data: continuing at sequence 8, where step 2 was saved (train.global_batch is now 8): step 3 "
+                          "trains on sequences 8 to 15"),
+            std::string::npos)
+      << r.output;
+  const auto resumed = loss_values(dir / "c/metrics.jsonl");
+  ASSERT_EQ(resumed.size(), 4u);  // steps 1-4
+  EXPECT_NEAR(resumed[2], (at4[2] + at4[3]) / 2, 1e-6) << "step 3 did not train on sequences 8-15";
+  EXPECT_GT(std::abs(at4[2] - at4[3]), 1e-4);  // the check can tell sequences apart
+  const std::string metrics = read_file(dir / "c/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"step\":3,"), std::string::npos);
+  EXPECT_NE(metrics.find("\"tokens\":" + std::to_string(16 * 128) + ","), std::string::npos) << metrics;  // after step 3
+  // Its checkpoint of step 4 saved that position: a further resume goes on from sequence 24.
+  const auto again = run_duet(base + " --train.global_batch 4 --train.steps 5 --checkpoint.allow_changes true --run.name c");
+  EXPECT_FALSE(fs::exists(dir / "c-2"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("data: continuing at sequence 24, where step 4 was saved"), std::string::npos) << again.output;
+  fs::remove_all(dir);
 }
