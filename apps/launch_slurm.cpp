@@ -80,7 +80,7 @@ bool requeue_this_job(const std::string& job_id, const std::vector<std::string>&
                       const std::function<void(const std::string&)>& say) {
   signal(SIGTERM, SIG_IGN);
   try {
-    slurm::requeue(job_id, exclude);
+    if (const std::string warning = slurm::requeue(job_id, exclude); !warning.empty()) say(warning);
   } catch (const std::exception& e) {
     say(std::string("requeue refused: ") + e.what());
     return false;

@@ -154,11 +154,25 @@ void cancel(const std::string& job_id, const std::string& signal, bool batch_onl
   checked(argv);
 }
 
-void requeue(const std::string& job_id, const std::vector<std::string>& exclude) {
+std::string requeue(const std::string& job_id, const std::vector<std::string>& exclude) {
+  // The job's exclusions so far (the user's --exclude, an earlier start's lost nodes) stay:
+  // `scontrol update ExcNodeList=` replaces the list.
+  std::set<std::string> all(exclude.begin(), exclude.end());
+  if (!exclude.empty()) {
+    const std::string before = job_fields(job_id)["ExcNodeList"];
+    if (!before.empty() && before != "(null)")
+      for (const auto& n : hostlist_expand(before)) all.insert(n);
+  }
   checked({"scontrol", "requeue", job_id});
   // Only a pending job's exclusions can change: requeue first.
-  if (!exclude.empty())
-    checked({"scontrol", "update", "JobId=" + job_id, "ExcNodeList=" + hostlist_compress(exclude)});
+  if (all.empty()) return "";
+  const std::string list = hostlist_compress({all.begin(), all.end()});
+  try {
+    checked({"scontrol", "update", "JobId=" + job_id, "ExcNodeList=" + list});
+  } catch (const std::exception& e) {
+    return "the job is requeued, but its excluded nodes could not be set to " + list + ": " + e.what();
+  }
+  return "";
 }
 
 std::map<std::string, std::string> node_states(const std::vector<std::string>& nodes) {

@@ -42,8 +42,11 @@ void cancel(const std::string& job_id, const std::string& signal = "", bool batc
 // Puts a running job back in the queue (`scontrol requeue`) and keeps it off `exclude` (nodes
 // found dead). Slurm then ends this run of the job (SIGTERM to its steps and batch shell: the
 // caller ignores it if it has more to do) and holds the job back for the credential lifetime
-// (AuthInfo cred_expire, 120 s by default) before starting it again.
-void requeue(const std::string& job_id, const std::vector<std::string>& exclude = {});
+// (AuthInfo cred_expire, 120 s by default) before starting it again. The job's earlier
+// exclusions are kept (the list becomes their union with `exclude`). Throws when the requeue
+// is refused; returns "" or, when the job was requeued but its exclusions could not be set,
+// a line saying so.
+std::string requeue(const std::string& job_id, const std::vector<std::string>& exclude = {});
 
 // Each node's state as `scontrol show node` writes it ("IDLE", "ALLOCATED", "DOWN*",
 // "IDLE+NOT_RESPONDING", ...).

@@ -597,6 +597,21 @@ TEST_F(SlurmSubmit, SlurmErrorsNameWhatWasAsked) {
   }
 }
 
+// A requeue keeps the job's earlier exclusions (the user's --exclude, an earlier start's lost
+// nodes): `scontrol update ExcNodeList=` replaces the list, so a second lost node used to put
+// the first back among the nodes the job could get.
+TEST_F(SlurmSubmit, ARequeueAddsToTheJobsExcludedNodes) {
+  const fs::path script = *root_ / "exclude.sbatch";
+  std::ofstream(script) << "#!/bin/bash\n#SBATCH --nodes=1\n#SBATCH --requeue\n#SBATCH --exclude=n4\n#SBATCH --output="
+                        << (*root_ / "exclude-%j.out").string() << "\nsleep 300\n";
+  const std::string job = duet::slurm::submit(script.string());
+  std::string state;
+  ASSERT_TRUE(wait_for([&] { return (state = duet::slurm::job_state(job)) == "RUNNING"; }, 60)) << state;
+  EXPECT_EQ(duet::slurm::job_fields(job).at("ExcNodeList"), "n4");
+  EXPECT_EQ(duet::slurm::requeue(job, {"n3"}), "");
+  EXPECT_EQ(duet::slurm::job_fields(job).at("ExcNodeList"), "n[3-4]");
+}
+
 TEST_F(SlurmSubmit, DryRunOfA256NodeJobAndTestOnlySubmission) {
   // PP 16 x DP 128 on 256 nodes x 8 ranks: printed, nothing written.
   const auto big = run_command({kDuet, "submit", "--dry-run", "--nodes", "256", "--ranks-per-node", "8",
