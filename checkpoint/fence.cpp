@@ -71,7 +71,7 @@ FenceGuard::FenceGuard(const Fence& fence) {
   if (now != fence.generation) {
     ::close(fd_);
     fd_ = -1;
-    throw std::runtime_error("fenced: this attempt (generation " + std::to_string(fence.generation) +
+    throw Fenced("fenced: this attempt (generation " + std::to_string(fence.generation) +
                              ") was superseded by generation " + std::to_string(now) + " (" + fence.path +
                              "); a newer attempt of the run owns its checkpoints");
   }

@@ -16,6 +16,7 @@
 // its own directory (staging_path), so an old attempt's shards never mix with a new one's.
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace duet::ckpt {
@@ -31,8 +32,14 @@ std::int64_t advance_fence(const std::string& path);
 // The generation the file holds now (0 when it does not exist).
 std::int64_t read_fence(const std::string& path);
 
-// Holds the shared lock while a commit completes; throws std::runtime_error ("fenced: ...")
-// when a newer attempt has started.
+// What FenceGuard throws when a newer attempt has started ("fenced: ..."); a fence it cannot
+// open or lock is a plain std::runtime_error.
+struct Fenced : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Holds the shared lock while a commit completes; throws Fenced when a newer attempt has
+// started, std::runtime_error when the fence cannot be read.
 class FenceGuard {
  public:
   explicit FenceGuard(const Fence& fence);

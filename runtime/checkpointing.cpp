@@ -139,9 +139,9 @@ std::vector<ckpt::TensorSlice> host_copies(const std::vector<ckpt::TensorSlice>&
   return out;
 }
 
-ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, int64_t data_offset, ZeroOptimizer& zero) {
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int64_t data_position, ZeroOptimizer& zero) {
   ckpt::ShardState state;
-  state.data_position = (int64_t)step * cfg.train.global_batch + data_offset;
+  state.data_position = data_position;
   state.attributes["optimizer_steps"] = std::to_string(zero.adam(0).steps_taken());
   if (rank == 0) state.attributes["config"] = io::to_yaml(cfg);  // what a resume is checked against
   return state;
@@ -178,7 +178,8 @@ void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long o
 bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimizer& zero) {
   last_requested_ = step;
   const std::vector<ckpt::TensorSlice> slices = rank_state_slices(stages, zero);
-  const ckpt::ShardState state = rank_shard_state(cfg_, rank_, step, data_offset_, zero);
+  const ckpt::ShardState state =
+      rank_shard_state(cfg_, rank_, data_position_of_ ? data_position_of_(step) : (int64_t)step * cfg_.train.global_batch, zero);
   if (writer_) {
     // The copy happens on the writer thread; before_update() waits for it.
     const auto t0 = std::chrono::steady_clock::now();

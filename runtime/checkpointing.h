@@ -49,8 +49,8 @@ class TrainCheckpoints {
   int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most = -1);
   // The data position (sequences) the checkpoint resume() loaded was saved at; -1 before one.
   int64_t data_position() const { return data_position_; }
-  // Sequences each save adds to step × train.global_batch as its data position.
-  void set_data_offset(int64_t sequences) { data_offset_ = sequences; }
+  // The data position a save of a step records (default: step × train.global_batch).
+  void set_data_position(std::function<int64_t(int step)> f) { data_position_of_ = std::move(f); }
   // Saves `step` on every rank. Synchronous: returns whether it committed. With
   // checkpoint.async: returns after the in-memory snapshot (true), a background thread writes
   // and commits, and poll()/finish() report the verdict; a save still writing when the next
@@ -77,7 +77,8 @@ class TrainCheckpoints {
   void on_commit(std::function<void(int)> f) { on_commit_ = std::move(f); }
 
  private:
-  int64_t data_position_ = -1, data_offset_ = 0;
+  int64_t data_position_ = -1;
+  std::function<int64_t(int)> data_position_of_;
   io::RunConfig cfg_;
   std::string dir_;
   int rank_;
@@ -104,9 +105,9 @@ std::vector<ckpt::TensorSlice> rank_state_slices(std::vector<RankStage>& stages,
 // copy_to_host (which first waits for the kernels that wrote them); `storage` owns the copies.
 std::vector<ckpt::TensorSlice> host_copies(const std::vector<ckpt::TensorSlice>& slices,
                                            std::vector<std::vector<float>>& storage);
-// The state each rank's shard (or snapshot) carries besides the tensors; its data position is
-// step × train.global_batch + data_offset sequences (runtime/batches.h).
-ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int step, int64_t data_offset, ZeroOptimizer& zero);
+// The state each rank's shard (or snapshot) carries besides the tensors; data_position: the
+// sequences trained on when the step is done (runtime/batches.h).
+ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int64_t data_position, ZeroOptimizer& zero);
 
 // Loads a rank's state from any source that reads tensors by name: read_whole(name) returns
 // the whole tensor, read_range(name, offset, out) elements [offset, offset + out.size()) of

@@ -348,7 +348,8 @@ double MemorySnapshots::save(int step, std::vector<RankStage>& stages, ZeroOptim
   wait_for_job(lk);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   views_ = rank_state_slices(stages, zero);
-  state_ = rank_shard_state(cfg_, rank_, step, data_offset_, zero);
+  state_ = rank_shard_state(cfg_, rank_, data_position_of_ ? data_position_of_(step) : (int64_t)step * cfg_.train.global_batch,
+                            zero);
   job_step_ = step, has_job_ = true;
   lk.unlock();
   cv_.notify_all();

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -75,8 +76,8 @@ class MemorySnapshots {
   int load(std::vector<RankStage>& stages, ZeroOptimizer& zero);
   // The data position (sequences) the snapshot load() read was saved at; -1 before one.
   int64_t data_position() const { return data_position_; }
-  // Sequences each snapshot adds to step × train.global_batch as its data position.
-  void set_data_offset(int64_t sequences) { data_offset_ = sequences; }
+  // The data position a snapshot of a step records (default: step × train.global_batch).
+  void set_data_position(std::function<int64_t(int step)> f) { data_position_of_ = std::move(f); }
   // After the resume point is chosen (0: from scratch): the first rank of each node removes
   // from its node's folder the snapshots of earlier attempts of steps after `step` — a history
   // this attempt replaces, which a later restart must not choose. Not collective.
@@ -104,7 +105,8 @@ class MemorySnapshots {
   const std::string& run_dir() const { return run_dir_; }
 
  private:
-  int64_t data_position_ = -1, data_offset_ = 0;
+  int64_t data_position_ = -1;
+  std::function<int64_t(int)> data_position_of_;
   void run();  // the background thread
   // With mu_ held: waits until the snapshot in flight is done, at normal priority meanwhile.
   void wait_for_job(std::unique_lock<std::mutex>& lk);

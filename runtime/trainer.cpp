@@ -12,6 +12,7 @@
 #include <fstream>
 #include <optional>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
@@ -221,13 +222,16 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   int start_step = checkpoints.resume(stages, zero, memory_step);
   const bool from_memory = start_step < 0;
   if (from_memory) start_step = snapshots.load(stages, zero);
-  // The data goes on where the loaded state was saved: step × train.global_batch sequences,
-  // unless the global batch changed since (checkpoint.allow_changes), when step × the new
-  // global batch would train on sequences again or skip some (runtime/batches.h).
+  // The data goes on where the loaded state was saved: the sequences its steps trained on.
+  // That is data_step(step) × train.global_batch unless the global batch changed since
+  // (checkpoint.allow_changes), or steps whose data was skipped are no longer known (a new
+  // job: the supervisor's list of them lives with it): then data_step(step) × the global
+  // batch now would train on sequences again or skip some (runtime/batches.h).
+  auto data_step_of = [&](int step) { return supervisor ? core::data_step(step, supervisor->skipped_steps()) : step; };
   int64_t data_offset = 0;
   if (start_step > 0) {
     const int64_t saved = from_memory ? snapshots.data_position() : checkpoints.data_position();
-    if (saved >= 0) data_offset = saved - (int64_t)start_step * cfg.train.global_batch;
+    if (saved >= 0) data_offset = saved - (int64_t)data_step_of(start_step) * cfg.train.global_batch;
     if (data_offset != 0 && rank == 0)
       log.print("data: continuing at sequence " + std::to_string(saved) + ", where step " + std::to_string(start_step) +
                 " was saved (train.global_batch is now " + std::to_string(cfg.train.global_batch) + "): step " +
@@ -235,8 +239,11 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
                 std::to_string(saved + cfg.train.global_batch - 1));
   }
   batches.set_data_offset(data_offset);
-  checkpoints.set_data_offset(data_offset);
-  snapshots.set_data_offset(data_offset);
+  auto data_position = [&, data_offset](int step) {
+    return (int64_t)data_step_of(step) * cfg.train.global_batch + data_offset;
+  };
+  checkpoints.set_data_position(data_position);
+  snapshots.set_data_position(data_position);
   // Snapshots of earlier attempts past this point belong to a history this attempt replaces
   // (it resumed from an older step, or starts afresh): after its own failure they must not win.
   snapshots.discard_newer_than(start_step);
@@ -248,14 +255,19 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   std::unique_ptr<io::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<io::MetricsWriter>(run_dir + "/metrics.jsonl");
   std::string superseded;  // rank 0: the fence's refusal, once a line was refused
+  bool fence_unread = false;  // rank 0: said once that the fence could not be read
   auto record = [&](const io::JsonLine& line) {
     if (!metrics || !superseded.empty()) return;
     std::optional<ckpt::FenceGuard> owner;
     try {
       owner.emplace(fence);
-    } catch (const std::runtime_error& e) {
+    } catch (const ckpt::Fenced& e) {
       superseded = e.what();
       return;
+    } catch (const std::runtime_error& e) {  // not known to be superseded (an NFS lock error): go on
+      if (!std::exchange(fence_unread, true))
+        log.print("metrics: the attempt's fence could not be read (" + std::string(e.what()) +
+                  "); lines are written without that check (a commit still needs it)");
     }
     metrics->write(line);
   };
@@ -322,7 +334,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     if (inject) strike(step, "at the start of the step");
     // A step whose data produced a non-finite value in an earlier attempt is skipped: this
     // step trains on the next data instead (core/supervision.h).
-    batches.fill(supervisor ? core::data_step(step, supervisor->skipped_steps()) : step, stages);
+    batches.fill(data_step_of(step), stages);
     const long expert_before = expert_messages();
     // An injected NaN: in the loss of micro-batch 0 where this rank computes losses (a last
     // stage), else in the rank's loss sum.
@@ -381,7 +393,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     out.last_loss = loss;
     io::JsonLine j;
     j.add("step", step).add("loss", loss).add("lr", lr).add("grad_norm", grad_norm);
-    j.add("tokens", ((int64_t)step * G + data_offset) * T).add("step_time_s", step_time);  // trained on so far
+    j.add("tokens", data_position(step) * T).add("step_time_s", step_time);  // the data position, in tokens
     j.add("tokens_per_s", tokens_per_step / step_time);
     j.add("model_flops_per_s", tokens_per_step * flops_per_token / step_time);
     j.add("comm_wait_s", waited / world).add("grad_sync_s", sync_s);

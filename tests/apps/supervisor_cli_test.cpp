@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/fence.h"
 #include "tests/apps/cli_util.h"
 
@@ -247,6 +248,12 @@ TEST_F(Supervisor, ANonFiniteLossRestartsWithoutThatStepsData) {
   for (int s = 1; s <= 5; ++s) EXPECT_EQ(got.at(s), reference_->at(s)) << "step " << s;  // before: unchanged
   EXPECT_NE(got.at(6), reference_->at(6));  // step 6 trained on step 7's data
   for (const auto& [s, loss] : got) EXPECT_TRUE(std::isfinite(std::stod(loss))) << "step " << s;
+  // Its last checkpoint (step 12) records the data it reached, 13 steps' worth with the one
+  // skipped: a later job, which does not know the skipped step, goes on from there instead of
+  // training step 12's data again (it recorded 12 steps' worth).
+  duet::ckpt::CheckpointReader last((*dir_ / "nan/checkpoints/latest").string());
+  EXPECT_EQ(last.manifest().step, 12);
+  EXPECT_EQ(last.state(0).data_position, 13 * 16);  // configs/tiny.yaml: a global batch of 16
 }
 
 TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
