@@ -128,9 +128,11 @@ void move_into_place(const std::string& staging, const std::string& final_path) 
 
 // Whether `name` (a folder of the checkpoint directory) is a leftover of this run's own saves:
 // a staging folder of its lineage, of this attempt's generation or an older one's
-// (step-N[.<lineage>][.gG].staging, staging_path), or a checkpoint of its own moved aside by
-// an interrupted replacement (step-N[.<lineage>].replaced). Another run's, and a newer
-// attempt's, are never its to remove.
+// (step-N.<lineage>[.gG].staging, staging_path), or a checkpoint of its own moved aside by an
+// interrupted replacement (step-N[.<lineage>].replaced; a step-N.replaced whose manifest is
+// gone was being deleted). Another run's, and a newer attempt's, are never its to remove.
+// Staging folders without a lineage (step-N[.gG].staging) are of saves made before stagings
+// were named by run, or of runs without an id: removed by any commit, as they always were.
 bool own_leftover(const std::string& dir, const std::string& name, const std::string& lineage, std::int64_t generation) {
   if (!name.starts_with("step-")) return false;
   auto parts_of = [&](std::string_view suffix) {
@@ -146,15 +148,19 @@ bool own_leftover(const std::string& dir, const std::string& name, const std::st
   };
   if (name.ends_with(kStagingSuffix)) {
     const auto parts = parts_of(kStagingSuffix);
-    if (lineage.empty())
-      return parts.size() == 1 || (parts.size() == 2 && generation_part(parts[1]));
-    return parts.size() >= 2 && parts[1] == lineage &&
+    const bool legacy = parts.size() == 1 || (parts.size() == 2 && parts[1] != lineage && parts[1].size() > 1 &&
+                                              parts[1][0] == 'g' &&
+                                              parts[1].find_first_not_of("0123456789", 1) == std::string::npos);
+    if (legacy) return true;
+    return !lineage.empty() && parts.size() >= 2 && parts[1] == lineage &&
            (parts.size() == 2 || (parts.size() == 3 && generation_part(parts[2])));
   }
   if (name.ends_with(".replaced")) {
     const auto parts = parts_of(".replaced");
     if (parts.size() == 2) return !lineage.empty() && parts[1] == lineage;
-    return parts.size() == 1 && checkpoint_lineage((fs::path(dir) / name).string()).value_or("") == lineage;
+    if (parts.size() != 1) return false;
+    const auto owner = checkpoint_lineage((fs::path(dir) / name).string());
+    return !owner || *owner == lineage;
   }
   return false;
 }

@@ -129,7 +129,15 @@ TEST(CheckpointLineage, RunsSharingAFolderStageApartAndRemoveOnlyTheirOwnLeftove
   // attempt's of a (generation 2, not a generation-1 commit's to remove).
   for (const auto& [step, gen, lineage] : std::vector<std::tuple<int, int, std::string>>{{2, 1, "b"}, {3, 1, "a"}, {7, 2, "a"}})
     fs::create_directories(staging_path(dir.str(), step, gen, lineage));
+  // Saves staged before stagings were named by run (any run removes them, as before), a
+  // replaced checkpoint whose deletion was cut short (its manifest gone: removed) and b's
+  // replaced checkpoint (kept).
+  for (const char* name : {"step-000001.g1.staging", "step-000001.staging", "step-000005.replaced", "step-000006.b.replaced"})
+    fs::create_directories(dir.path / name);
   const std::string pa = commit_checkpoint(dir.str(), 4, of_run("a"), gen1);
+  for (const char* gone : {"step-000001.g1.staging", "step-000001.staging", "step-000005.replaced"})
+    EXPECT_FALSE(fs::exists(dir.path / gone)) << gone;
+  EXPECT_TRUE(fs::exists(dir.path / "step-000006.b.replaced"));
   EXPECT_FALSE(fs::exists(staging_path(dir.str(), 3, 1, "a")));
   EXPECT_TRUE(fs::exists(staging_path(dir.str(), 7, 2, "a")));
   EXPECT_TRUE(fs::exists(staging_path(dir.str(), 2, 1, "b")));
