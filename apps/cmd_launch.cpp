@@ -77,7 +77,6 @@ int cmd_launch(int argc, char** argv) {
       continue;
     train_args.push_back(a);
   }
-  // First, so that a key the user gave (--set parallel.schedule=zb1p) wins.
   std::vector<std::string> layout;
   for (const auto& s : default_layout(vm)) layout.insert(layout.end(), {"--set", s});
   train_args.insert(train_args.begin(), layout.begin(), layout.end());

@@ -146,8 +146,10 @@ int cmd_submit(int argc, char** argv) {
       if (a == "--" + k) ++i, skip = true;
       else if (a.rfind("--" + k + "=", 0) == 0) skip = true;
     }
-    if (a == "--set" && i + 1 < argc && sets_resolved_key(argv[i + 1])) ++i, skip = true;
+    if ((a == "--set" || a == "-s") && i + 1 < argc && sets_resolved_key(argv[i + 1])) ++i, skip = true;
     else if (a.rfind("--set=", 0) == 0 && sets_resolved_key(a.substr(6))) skip = true;
+    else if (a.rfind("-s", 0) == 0 && a.size() > 2 && a[2] != '-' && sets_resolved_key(a.substr(a[2] == '=' ? 3 : 2)))
+      skip = true;
     if (!skip) job.command.push_back(a);
   }
   job.command.insert(job.command.end(), {"--set", "run.dir=" + run_root.string(), "--set", "run.name=" + cfg.run.name,

@@ -72,7 +72,13 @@ std::vector<std::string> default_layout(const po::variables_map& vm) {
     return false;
   };
   if (names_layout()) return {};
-  return {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2", "parallel.schedule=dualpipe"};
+  std::vector<std::string> layout = {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2"};
+  // A schedule the user gave is theirs (a key set twice is an error).
+  bool schedule = vm.count("parallel.schedule") > 0;
+  if (vm.count("set"))
+    for (const auto& s : vm["set"].as<std::vector<std::string>>()) schedule = schedule || s.rfind("parallel.schedule=", 0) == 0;
+  if (!schedule) layout.push_back("parallel.schedule=dualpipe");
+  return layout;
 }
 
 io::RunConfig config_from_options(const po::variables_map& vm, const std::vector<std::string>& extra) {

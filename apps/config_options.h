@@ -29,7 +29,8 @@ io::RunConfig config_from_options(const boost::program_options::variables_map& v
                                   const std::vector<std::string>& extra = {});
 // The layout of a job that names none (no --config, no parallel.pp, .dp or .ep), as
 // overrides: the README's default job, PP 4 DualPipe x DP 2, EP 2 (8 ranks), which `duet
-// launch` runs and `duet submit` submits. {} when the options name a layout.
+// launch` runs and `duet submit` submits (with the user's parallel.schedule, if given). {}
+// when the options name a layout.
 std::vector<std::string> default_layout(const boost::program_options::variables_map& vm);
 
 }  // namespace duet::app

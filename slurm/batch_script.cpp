@@ -41,7 +41,7 @@ bool valid_slurm_time(const std::string& t) {
 }
 
 long slurm_time_seconds(const std::string& t) {
-  if (!valid_slurm_time(t)) return -1;
+  if (!valid_slurm_time(t) || t.size() > 16) return -1;  // no number of it overflows a long
   std::vector<long> f;  // the numbers, in order
   long days = 0;
   std::string rest = t;
@@ -69,7 +69,7 @@ std::string make_batch_script(const BatchJob& j) {
   require(j.ranks_per_node >= 1, "--ranks-per-node", std::to_string(j.ranks_per_node), "at least 1");
   require(j.gpus_per_node >= 0, "--gpus-per-node", std::to_string(j.gpus_per_node), "0 or more");
   require(j.cpus_per_task >= 1, "--cpus-per-task", std::to_string(j.cpus_per_task), "at least 1");
-  require(j.time.empty() || valid_slurm_time(j.time), "--time", j.time,
+  require(j.time.empty() || slurm_time_seconds(j.time) >= 0, "--time", j.time,
           "minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS");
   require(j.partition.empty() || plain_name(j.partition), "--partition", j.partition,
           "letters, digits, '.', '_' and '-'");
@@ -78,7 +78,10 @@ std::string make_batch_script(const BatchJob& j) {
           "0 to 65535");
   // A warning due at or before the job starts would stop every start at its first step and
   // requeue it, forever.
-  require(j.time.empty() || j.signal_seconds == 0 || j.signal_seconds < slurm_time_seconds(j.time), "--signal-seconds",
+  // (A time of 0 is Slurm's "no limit".)
+  require(j.time.empty() || j.signal_seconds == 0 || slurm_time_seconds(j.time) == 0 ||
+              j.signal_seconds < slurm_time_seconds(j.time),
+          "--signal-seconds",
           std::to_string(j.signal_seconds),
           "must be shorter than the time limit (--time " + j.time + " = " + std::to_string(slurm_time_seconds(j.time)) +
               " s), with room for start-up, steps and a checkpoint");

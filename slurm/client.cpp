@@ -159,9 +159,12 @@ std::string requeue(const std::string& job_id, const std::vector<std::string>& e
   // `scontrol update ExcNodeList=` replaces the list.
   std::set<std::string> all(exclude.begin(), exclude.end());
   if (!exclude.empty()) {
-    const std::string before = job_fields(job_id)["ExcNodeList"];
-    if (!before.empty() && before != "(null)")
-      for (const auto& n : hostlist_expand(before)) all.insert(n);
+    try {  // best effort: the requeue matters more than the list
+      const std::string before = job_fields(job_id)["ExcNodeList"];
+      if (!before.empty() && before != "(null)")
+        for (const auto& n : hostlist_expand(before)) all.insert(n);
+    } catch (const std::exception&) {
+    }
   }
   checked({"scontrol", "requeue", job_id});
   // Only a pending job's exclusions can change: requeue first.

@@ -352,3 +352,19 @@ TEST(RunIntegrity, AResumeWithAnotherGlobalBatchGoesOnAtTheSavedDataPosition) {
   EXPECT_NE(again.output.find("data: continuing at sequence 24, where step 4 was saved"), std::string::npos) << again.output;
   fs::remove_all(dir);
 }
+
+// The default layout does not override a schedule the user gave (it set the key twice, an
+// error), and run.* given with the short -s are replaced by the resolved ones like --set's
+// (they reached the job's launch twice, which refused them when the job started).
+TEST(RunIntegrity, SubmitKeepsTheUsersScheduleAndResolvesShortSets) {
+  const auto dir = scratch_dir("submit-schedule");
+  const auto r = run_duet("submit --dry-run --nodes 2 --ranks-per-node 4 --parallel.schedule zb1p -s run.name=x"
+                          " --run.dir " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("'--parallel.schedule' 'zb1p'"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("parallel.schedule=dualpipe"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("'-s' 'run.name=x'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'--set' 'run.name=x'"), std::string::npos) << r.output;
+  EXPECT_EQ(run_duet("launch --dry-run --parallel.schedule zb1p").exit_code, 0);
+  fs::remove_all(dir);
+}

@@ -129,6 +129,15 @@ TEST(BatchScript, AWarningNoEarlierThanTheStartIsRefused) {
   EXPECT_NO_THROW(make_batch_script(j));
   j.time = "", j.signal_seconds = 600;  // the partition's limit: not known here
   EXPECT_NO_THROW(make_batch_script(j));
+  j.time = "0";  // Slurm's "no limit"
+  EXPECT_NO_THROW(make_batch_script(j));
+  j.time = "99999999999999999999";  // a number no long holds: refused as a time, not thrown as stol's
+  try {
+    make_batch_script(j);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--time '", 0), 0u) << e.what();
+  }
 }
 
 // Values that reach the script body are quoted: running it prints each one back unchanged,
