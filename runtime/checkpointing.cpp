@@ -147,6 +147,16 @@ ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int64_t da
   return state;
 }
 
+long saved_optimizer_steps(const std::map<std::string, std::string>& attributes, const std::string& where) {
+  const auto it = attributes.find("optimizer_steps");
+  const std::string text = it == attributes.end() ? "" : it->second;
+  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos)
+    throw std::runtime_error(where + ": its state has no optimizer step count (attribute 'optimizer_steps' " +
+                             (it == attributes.end() ? std::string("missing") : "is '" + text + "'") +
+                             "): not a checkpoint duet can resume from");
+  return std::stol(text);
+}
+
 void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long optimizer_steps,
                      const std::function<std::vector<float>(const std::string&)>& read_whole,
                      const std::function<void(const std::string&, int64_t, std::span<float>)>& read_range,
@@ -246,7 +256,7 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     }
   }
   load_rank_state(
-      stages, zero, std::stol(reader.state(0).attributes.at("optimizer_steps")),
+      stages, zero, saved_optimizer_steps(reader.state(0).attributes, "checkpoint " + at.path),
       [&](const std::string& name) { return reader.read(name); },
       [&](const std::string& name, int64_t off, std::span<float> out) {
         const std::vector<int64_t> o = {off}, l = {(int64_t)out.size()};

@@ -112,6 +112,10 @@ ckpt::ShardState rank_shard_state(const io::RunConfig& cfg, int rank, int64_t da
 // Loads a rank's state from any source that reads tensors by name: read_whole(name) returns
 // the whole tensor, read_range(name, offset, out) elements [offset, offset + out.size()) of
 // its flattened view. `where` names the source in errors.
+// The optimizer's step count a shard's (or snapshot's) state recorded. Throws
+// std::runtime_error naming `where` when it is missing or not a number.
+long saved_optimizer_steps(const std::map<std::string, std::string>& attributes, const std::string& where);
+
 void load_rank_state(std::vector<RankStage>& stages, ZeroOptimizer& zero, long optimizer_steps,
                      const std::function<std::vector<float>(const std::string&)>& read_whole,
                      const std::function<void(const std::string&, int64_t, std::span<float>)>& read_range,

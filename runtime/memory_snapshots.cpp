@@ -308,7 +308,7 @@ int MemorySnapshots::load(std::vector<RankStage>& stages, ZeroOptimizer& zero) {
     }
   }
   load_rank_state(
-      stages, zero, std::stol(saved.at("optimizer_steps")),
+      stages, zero, saved_optimizer_steps(saved, where),
       [&](const std::string& name) { return reader.read(name); },
       [&](const std::string& name, int64_t off, std::span<float> out) { reader.read_range(name, off, out); }, where);
   if (rank_ == 0) {
