@@ -26,9 +26,11 @@ void lock(int fd, short type, const std::string& path) {
     if (errno != EINTR) throw error(path, "cannot lock");
 }
 
-std::int64_t read_generation(int fd) {
+// The generation the file holds (0 when empty); throws when it cannot be read.
+std::int64_t read_generation(int fd, const std::string& path) {
   char buf[32] = {0};
   const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n < 0) throw error(path, "cannot read");
   return n > 0 ? std::strtoll(buf, nullptr, 10) : 0;
 }
 
@@ -39,7 +41,7 @@ std::int64_t advance_fence(const std::string& path) {
   if (fd < 0) throw error(path, "cannot open");
   try {
     lock(fd, F_WRLCK, path);
-    const std::int64_t next = read_generation(fd) + 1;
+    const std::int64_t next = read_generation(fd, path) + 1;
     const std::string text = std::to_string(next) + "\n";
     // Rewritten in place under the lock: readers take the shared lock, so none sees it half
     // written; fsync so a crash of this host does not hand out the number again.
@@ -56,18 +58,30 @@ std::int64_t advance_fence(const std::string& path) {
 std::int64_t read_fence(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
-  lock(fd, F_RDLCK, path);
-  const std::int64_t g = read_generation(fd);
-  ::close(fd);
-  return g;
+  try {
+    lock(fd, F_RDLCK, path);
+    const std::int64_t g = read_generation(fd, path);
+    ::close(fd);
+    return g;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 FenceGuard::FenceGuard(const Fence& fence) {
   if (fence.generation <= 0 || fence.path.empty()) return;
   fd_ = ::open(fence.path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw error(fence.path, "cannot open");
-  lock(fd_, F_RDLCK, fence.path);
-  const std::int64_t now = read_generation(fd_);
+  std::int64_t now = 0;
+  try {  // a constructor that throws runs no destructor: close here (rank 0 checks every step)
+    lock(fd_, F_RDLCK, fence.path);
+    now = read_generation(fd_, fence.path);
+  } catch (...) {
+    ::close(fd_);
+    fd_ = -1;
+    throw;
+  }
   if (now != fence.generation) {
     ::close(fd_);
     fd_ = -1;

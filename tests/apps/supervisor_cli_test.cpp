@@ -209,6 +209,41 @@ TEST(SupervisorFence, AnAttemptSupersededMidRunStopsAtTheNextStep) {
   fs::remove_all(dir);
 }
 
+// A fence that cannot be read (here: replaced by a folder once step 2 is recorded) is not a
+// newer attempt: the run goes on recording every step, saying once that it could not check.
+// Only its checkpoint commits, which need the check, fail (exit 3). It used to take any fence
+// error for a supersession and stop every rank without saving.
+TEST(SupervisorFence, AFenceThatCannotBeReadDoesNotStopTheRun) {
+  const fs::path dir = scratch_dir("fence-unread");
+  const int steps = 40;
+  CommandResult r;
+  std::thread run([&] {
+    r = run_command("timeout 300 " + std::string(DUET_BINARY) + " train --train.steps " + std::to_string(steps) +
+                    " --train.eval_batches 1 --train.log_every 1000 --runtime.trace false --checkpoint.every 20"
+                    " --checkpoint.async false --checkpoint.memory off --run.dir " + dir.string() + " --run.name f");
+  });
+  const fs::path metrics = dir / "f/metrics.jsonl";
+  bool second = false;
+  for (int i = 0; i < 6000 && !second; ++i) {
+    second = fs::exists(metrics) && read_file(metrics).find("{\"step\":2,") != std::string::npos;
+    if (!second) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling a file, not synchronising
+  }
+  if (second) {
+    fs::remove(dir / "f/fence");
+    fs::create_directory(dir / "f/fence");
+  }
+  run.join();
+  ASSERT_TRUE(second) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // core::ExitCode::CheckpointNotSaved
+  const std::string said = "metrics: the attempt's fence could not be read";
+  const auto first = r.output.find(said);
+  EXPECT_NE(first, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(said, first + 1), std::string::npos) << "said more than once";
+  EXPECT_EQ(r.output.find("saving nothing"), std::string::npos) << r.output;
+  EXPECT_EQ(losses_by_step(metrics).size(), (size_t)steps) << r.output;
+  fs::remove_all(dir);
+}
+
 TEST_F(Supervisor, AStoppedRankIsAHangWithItsStateSavedThenRestarted) {
   const auto r = run_command(launch(*dir_, "hang",
                                     " --runtime.fail_rank 5 --runtime.fail_step 6 --runtime.fail_signal 19",

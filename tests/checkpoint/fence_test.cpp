@@ -101,3 +101,36 @@ TEST(Fence, AdvanceWaitsForACommitInProgress) {
 
 }  // namespace
 }  // namespace duet::ckpt
+
+namespace duet::ckpt {
+namespace {
+
+int open_descriptors() {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// A fence that cannot be read is an error, not a newer attempt (Fenced), and a guard that
+// fails closes what it opened: rank 0 checks the fence at every step, and one descriptor per
+// failed check ran a process out of them.
+TEST(Fence, AnUnreadableFenceIsAnErrorThatLeaksNothing) {
+  test::ScratchDir dir("fence-unreadable");
+  const std::string f = (dir.path / "fence").string();
+  std::filesystem::create_directory(f);  // opens, but cannot be read as the generation
+  const int before = open_descriptors();
+  for (int i = 0; i < 50; ++i) {
+    try {
+      FenceGuard guard(Fence{f, 1});
+      ADD_FAILURE() << "a folder was taken for a fence";
+    } catch (const Fenced& e) {
+      ADD_FAILURE() << "taken for a newer attempt: " << e.what();
+    } catch (const std::runtime_error& e) {
+      if (i == 0) EXPECT_NE(std::string(e.what()).find("fence '" + f + "'"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(open_descriptors(), before);
+}
+
+}  // namespace
+}  // namespace duet::ckpt
