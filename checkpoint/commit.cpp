@@ -132,7 +132,8 @@ void move_into_place(const std::string& staging, const std::string& final_path) 
 // interrupted replacement (step-N[.<lineage>].replaced; a step-N.replaced whose manifest is
 // gone was being deleted). Another run's, and a newer attempt's, are never its to remove.
 // Staging folders without a lineage (step-N[.gG].staging) are of saves made before stagings
-// were named by run, or of runs without an id: removed by any commit, as they always were.
+// were named by run, or of runs without an id: removed by any commit of the same generation or
+// a newer one, as they always were.
 bool own_leftover(const std::string& dir, const std::string& name, const std::string& lineage, std::int64_t generation) {
   if (!name.starts_with("step-")) return false;
   auto parts_of = [&](std::string_view suffix) {
@@ -148,10 +149,8 @@ bool own_leftover(const std::string& dir, const std::string& name, const std::st
   };
   if (name.ends_with(kStagingSuffix)) {
     const auto parts = parts_of(kStagingSuffix);
-    const bool legacy = parts.size() == 1 || (parts.size() == 2 && parts[1] != lineage && parts[1].size() > 1 &&
-                                              parts[1][0] == 'g' &&
-                                              parts[1].find_first_not_of("0123456789", 1) == std::string::npos);
-    if (legacy) return true;
+    // Without a lineage: step-N.staging, or step-N.gG.staging of this generation or an older one.
+    if (parts.size() == 1 || (parts.size() == 2 && parts[1] != lineage && generation_part(parts[1]))) return true;
     return !lineage.empty() && parts.size() >= 2 && parts[1] == lineage &&
            (parts.size() == 2 || (parts.size() == 3 && generation_part(parts[2])));
   }
