@@ -10,7 +10,7 @@ namespace duet::app {
 
 namespace {
 
-// "unrecognised option '--part' (did you mean '--partition'? names are not abbreviated)": the
+// "unrecognised option '--part' (did you mean '--partition'? option names are not abbreviated)": the
 // options the text begins, else (for a config key) the key nearest it.
 std::string unknown_option_message(const po::options_description& opts, const std::string& option) {
   std::string msg = "unrecognised option '" + option + "'";
