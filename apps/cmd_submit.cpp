@@ -31,31 +31,19 @@ namespace {
 // The lineage every start of the job continues. A directory that holds a run stopped early
 // (a cancelled, timed-out or given-up job, or one stopped at train.stop_at) is continued, as
 // the same command run again continues it under `duet launch`: the job takes that run's id,
-// after the checks its start would make (io/resume_policy.h). A new id for it would make the
-// job's start skip to <name>-2 and train from step 0, while Slurm's output, job.sbatch and
-// slurm-jobs still went to <name>. Throws std::invalid_argument or io::ConfigError saying why
-// the directory cannot be continued.
+// after the checks its start would make (io/run_dir.h, io/resume_policy.h). A new id for it
+// would make the job's start skip to <name>-2 and train from step 0, while Slurm's output,
+// job.sbatch and slurm-jobs still went to <name>; so does a directory its start would not
+// continue, which is refused. Throws std::invalid_argument or io::ConfigError saying why.
 std::string run_id_for(const io::RunConfig& cfg, const fs::path& run_dir) {
-  const fs::path config_file = run_dir / "config.yaml";
   std::error_code ec;
-  if (!fs::exists(config_file, ec) || io::run_finished(run_dir.string()))
+  if (!fs::exists(run_dir / "config.yaml", ec) || io::run_finished(run_dir.string()))
     return cfg.run.id.empty() ? io::new_run_id() : cfg.run.id;  // a finished run is refused below
-  const std::string holds = "run.name '" + cfg.run.name + "': " + run_dir.string() + " holds ";
   io::RunConfig existing;
-  try {
-    existing = io::load_config(config_file.string());
-  } catch (const std::exception& e) {
-    throw std::invalid_argument(holds + "a config.yaml that cannot be read (" + e.what() +
-                                "); choose another run.name (or remove it)");
-  }
-  if (existing.run.id.empty())
-    throw std::invalid_argument(holds + "a run without a run id (written before run lineages); choose another run.name");
-  if (!cfg.run.id.empty() && cfg.run.id != existing.run.id)
-    throw std::invalid_argument(holds + "run " + existing.run.id + ", not run.id " + cfg.run.id +
-                                "; give no run.id (or that one) to continue it, or choose another run.name");
-  if (!cfg.checkpoint.resume)
-    throw std::invalid_argument(holds + "run " + existing.run.id +
-                                " and checkpoint.resume is false; choose another run.name to start afresh");
+  if (const std::string why = io::why_not_continued(cfg, run_dir.string(), existing); !why.empty())
+    throw std::invalid_argument("run.name '" + cfg.run.name + "': " + run_dir.string() + " " + why +
+                                ": the job would start <run.name>-2 while Slurm's output went here; continue that "
+                                "run (its run.id, checkpoint.resume true) or choose another run.name");
   const std::string what = "run " + existing.run.id + " in " + run_dir.string() + " (its config.yaml)";
   for (const auto& change : io::check_resume(existing, cfg, what))
     std::fprintf(stderr, "duet submit: %s changes %s\n", what.c_str(), change.c_str());

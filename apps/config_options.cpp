@@ -61,23 +61,18 @@ bool parse_options(const po::options_description& opts, int argc, char** argv, p
 }
 
 std::vector<std::string> default_layout(const po::variables_map& vm) {
-  auto names_layout = [&] {
-    if (vm.count("config")) return true;
-    for (const char* k : {"parallel.pp", "parallel.dp", "parallel.ep"})
-      if (vm.count(k)) return true;
+  // Whether the options set `key` (--<key> VALUE, or --set/-s key=VALUE).
+  auto given = [&](const std::string& key) {
+    if (vm.count(key)) return true;
     if (vm.count("set"))
       for (const auto& s : vm["set"].as<std::vector<std::string>>())
-        if (s.rfind("parallel.pp=", 0) == 0 || s.rfind("parallel.dp=", 0) == 0 || s.rfind("parallel.ep=", 0) == 0)
-          return true;
+        if (s.rfind(key + "=", 0) == 0) return true;
     return false;
   };
-  if (names_layout()) return {};
+  if (vm.count("config") || given("parallel.pp") || given("parallel.dp") || given("parallel.ep")) return {};
   std::vector<std::string> layout = {"parallel.pp=4", "parallel.dp=2", "parallel.ep=2"};
   // A schedule the user gave is theirs (a key set twice is an error).
-  bool schedule = vm.count("parallel.schedule") > 0;
-  if (vm.count("set"))
-    for (const auto& s : vm["set"].as<std::vector<std::string>>()) schedule = schedule || s.rfind("parallel.schedule=", 0) == 0;
-  if (!schedule) layout.push_back("parallel.schedule=dualpipe");
+  if (!given("parallel.schedule")) layout.push_back("parallel.schedule=dualpipe");
   return layout;
 }
 

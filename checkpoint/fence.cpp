@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace duet::ckpt {
 
@@ -34,61 +35,50 @@ std::int64_t read_generation(int fd, const std::string& path) {
   return n > 0 ? std::strtoll(buf, nullptr, 10) : 0;
 }
 
+// An open fence file, closed when it goes out of scope (closing releases its lock), unless
+// released to a FenceGuard that holds it.
+struct OpenFence {
+  int fd;
+  ~OpenFence() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() { return std::exchange(fd, -1); }
+};
+
 }  // namespace
 
 std::int64_t advance_fence(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw error(path, "cannot open");
-  try {
-    lock(fd, F_WRLCK, path);
-    const std::int64_t next = read_generation(fd, path) + 1;
-    const std::string text = std::to_string(next) + "\n";
-    // Rewritten in place under the lock: readers take the shared lock, so none sees it half
-    // written; fsync so a crash of this host does not hand out the number again.
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, text.data(), text.size(), 0) != (ssize_t)text.size() || fsync(fd) != 0)
-      throw error(path, "cannot write");
-    ::close(fd);  // releases the lock
-    return next;
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  OpenFence f{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
+  if (f.fd < 0) throw error(path, "cannot open");
+  lock(f.fd, F_WRLCK, path);
+  const std::int64_t next = read_generation(f.fd, path) + 1;
+  const std::string text = std::to_string(next) + "\n";
+  // Rewritten in place under the lock: readers take the shared lock, so none sees it half
+  // written; fsync so a crash of this host does not hand out the number again.
+  if (ftruncate(f.fd, 0) != 0 || pwrite(f.fd, text.data(), text.size(), 0) != (ssize_t)text.size() || fsync(f.fd) != 0)
+    throw error(path, "cannot write");
+  return next;
 }
 
 std::int64_t read_fence(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  try {
-    lock(fd, F_RDLCK, path);
-    const std::int64_t g = read_generation(fd, path);
-    ::close(fd);
-    return g;
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
+  OpenFence f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return 0;
+  lock(f.fd, F_RDLCK, path);
+  return read_generation(f.fd, path);
 }
 
 FenceGuard::FenceGuard(const Fence& fence) {
   if (fence.generation <= 0 || fence.path.empty()) return;
-  fd_ = ::open(fence.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw error(fence.path, "cannot open");
-  std::int64_t now = 0;
-  try {  // a constructor that throws runs no destructor: close here (rank 0 checks every step)
-    lock(fd_, F_RDLCK, fence.path);
-    now = read_generation(fd_, fence.path);
-  } catch (...) {
-    ::close(fd_);
-    fd_ = -1;
-    throw;
-  }
-  if (now != fence.generation) {
-    ::close(fd_);
-    fd_ = -1;
+  // Closed on every way out but success: rank 0 takes a guard every step.
+  OpenFence f{::open(fence.path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) throw error(fence.path, "cannot open");
+  lock(f.fd, F_RDLCK, fence.path);
+  const std::int64_t now = read_generation(f.fd, fence.path);
+  if (now != fence.generation)
     throw Fenced("fenced: this attempt (generation " + std::to_string(fence.generation) +
-                             ") was superseded by generation " + std::to_string(now) + " (" + fence.path +
-                             "); a newer attempt of the run owns its checkpoints");
-  }
+                 ") was superseded by generation " + std::to_string(now) + " (" + fence.path +
+                 "); a newer attempt of the run owns its checkpoints");
+  fd_ = f.release();
 }
 
 FenceGuard::~FenceGuard() {

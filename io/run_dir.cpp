@@ -67,6 +67,21 @@ bool asks_for_finished_run(const RunConfig& cfg, const fs::path& dir) {
 }
 }  // namespace
 
+std::string why_not_continued(const RunConfig& cfg, const std::string& dir, RunConfig& existing) {
+  const fs::path config_file = fs::path(dir) / "config.yaml";
+  try {
+    existing = parse_config(read_text(config_file), {}, config_file.string());
+  } catch (const std::exception&) {
+    return "has an unreadable config.yaml";
+  }
+  if (run_finished(dir)) return "holds a finished run (" + existing.run.id + ")";
+  if (existing.run.id.empty()) return "holds a run without a run id (written before run lineages)";
+  if (!cfg.run.id.empty() && cfg.run.id != existing.run.id)
+    return "holds run " + existing.run.id + ", not run.id " + cfg.run.id;
+  if (!cfg.checkpoint.resume) return "holds run " + existing.run.id + " and checkpoint.resume is false";
+  return "";
+}
+
 RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say) {
   const fs::path root = cfg.run.dir;
   const bool timestamped = cfg.run.name.empty();  // a fresh directory every time
@@ -103,24 +118,8 @@ RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::strin
     resolved.run.name = name;
     const fs::path config_file = dir / "config.yaml";
     if (fs::exists(config_file, ec)) {
-      std::string why;
       RunConfig existing;
-      try {
-        existing = parse_config(read_text(config_file), {}, config_file.string());
-      } catch (const std::exception& e) {
-        why = "has an unreadable config.yaml";
-      }
-      if (!why.empty()) {
-      } else if (run_finished(claim.dir)) {
-        why = "holds a finished run (" + existing.run.id + ")";
-      } else if (existing.run.id.empty()) {
-        why = "holds a run without a run id (written before run lineages)";
-      } else if (!cfg.run.id.empty() && cfg.run.id != existing.run.id) {
-        why = "holds run " + existing.run.id + ", not run.id " + cfg.run.id;
-      } else if (!cfg.checkpoint.resume) {
-        why = "holds run " + existing.run.id + " and checkpoint.resume is false";
-      }
-      if (!why.empty()) {
+      if (const std::string why = why_not_continued(cfg, claim.dir, existing); !why.empty()) {
         skipped.push_back(claim.dir + " " + why);
         continue;  // claim.lock goes with claim
       }

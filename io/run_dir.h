@@ -50,6 +50,12 @@ struct RunClaim {
 // run is not started again under a new name.
 RunClaim claim_run_dir(const RunConfig& cfg, const std::function<void(std::string_view)>& say = {});
 
+// Why a job with `cfg` would not continue the run in `dir`, which holds a config.yaml ("has an
+// unreadable config.yaml", "holds a finished run (…)", "holds run X, not run.id Y", …), or ""
+// when it would: then `existing` is that run's config, still to be checked against `cfg`
+// (check_resume). claim_run_dir starts <name>-2 for such a directory; duet submit refuses it.
+std::string why_not_continued(const RunConfig& cfg, const std::string& dir, RunConfig& existing);
+
 // Rank 0 of a job started by `duet launch` (kEnvRunLock set): the claimed directory and id,
 // after checking that the lock is still launch's. Returns an empty dir when not under launch.
 RunClaim join_launched_run();
