@@ -203,6 +203,9 @@ struct VerifyOptions {
   // find_resumable_checkpoint: only checkpoints of this lineage; committed ones of another
   // lineage are skipped (listed in ResumePoint::foreign, never verified or loaded).
   std::optional<std::string> lineage;
+  // find_resumable_checkpoint: only checkpoints of this step or older (the newer ones are not
+  // looked at), e.g. to search again below a step another rank could not verify.
+  std::optional<std::int64_t> at_most;
 };
 
 struct VerifyProblem {

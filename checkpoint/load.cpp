@@ -56,7 +56,8 @@ ResumePoint find_resumable_checkpoint(const std::string& dir, const VerifyOption
         continue;
       }
     }
-    if (out.found()) continue;  // only listing the other runs' checkpoints now
+    if (out.found()) continue;                              // only listing the other runs' checkpoints now
+    if (opt.at_most && it->step > *opt.at_most) continue;  // newer than asked for: not a candidate
     if (!it->committed) {
       why = "not committed (no COMMITTED file)";
     } else {

@@ -1,5 +1,6 @@
 #include "io/fault_plan.h"
 
+#include <algorithm>
 #include <csignal>
 #include <sstream>
 
@@ -44,15 +45,17 @@ std::vector<PlannedFault> parse_fault_plan(std::string_view text) {
     else if (k == "nodekill") s.signal = SIGKILL, s.scope = FailScope::Node;
     else if (k == "nodestop") s.signal = SIGSTOP, s.scope = FailScope::Node;
     else if (k == "diskfull") s.no_space = true, s.at = FailAt::Save;
+    else if (k == "unreadable") s.unreadable = true;
     else
       throw ConfigError("runtime.fail_plan: '" + entry + "': kind '" + k +
-                        "' is not one of kill, stop, fail, nan, killsave, killcommit, corrupt, nodekill, nodestop, diskfull");
+                        "' is not one of kill, stop, fail, nan, killsave, killcommit, corrupt, nodekill, nodestop, diskfull, "
+                        "unreadable");
     if (p.attempt < 1 || s.rank < 0 || s.step < 1)
       throw ConfigError("runtime.fail_plan: '" + entry + "': attempt and step must be >= 1, rank >= 0");
     for (const PlannedFault& q : out)
-      if (q.attempt == p.attempt && !q.fault.no_space && !s.no_space)
+      if (q.attempt == p.attempt && !q.fault.beside_another() && !s.beside_another())
         throw ConfigError("runtime.fail_plan: attempt " + std::to_string(p.attempt) +
-                          " has two faults; only diskfull may share an attempt with another");
+                          " has two faults; only diskfull and unreadable may share an attempt with another");
     out.push_back(p);
   }
   return out;
@@ -61,7 +64,7 @@ std::vector<PlannedFault> parse_fault_plan(std::string_view text) {
 std::optional<FaultSpec> fault_for_attempt(const RuntimeSection& r, int attempt) {
   if (!r.fail_plan.empty()) {
     for (const PlannedFault& p : parse_fault_plan(r.fail_plan))
-      if (p.attempt == attempt && !p.fault.no_space) return p.fault;
+      if (p.attempt == attempt && !p.fault.beside_another()) return p.fault;
     return std::nullopt;
   }
   if (r.fail_rank < 0 || attempt > r.fail_attempts) return std::nullopt;
@@ -76,6 +79,14 @@ std::vector<int> full_disk_steps(const RuntimeSection& r, int attempt, int rank)
   if (r.fail_plan.empty()) return out;
   for (const PlannedFault& p : parse_fault_plan(r.fail_plan))
     if (p.attempt == attempt && p.fault.no_space && p.fault.rank == rank) out.push_back(p.fault.step);
+  return out;
+}
+
+std::optional<int> unreadable_from(const RuntimeSection& r, int attempt, int rank) {
+  std::optional<int> out;
+  if (r.fail_plan.empty()) return out;
+  for (const PlannedFault& p : parse_fault_plan(r.fail_plan))
+    if (p.attempt == attempt && p.fault.unreadable && p.fault.rank == rank) out = std::min(out.value_or(p.fault.step), p.fault.step);
   return out;
 }
 

@@ -19,6 +19,10 @@
 //   diskfull   the rank's checkpoint shard of the step fails for lack of space (ENOSPC): the
 //              save is not committed and training goes on; it may share an attempt with one
 //              other fault
+//   unreadable when the attempt resumes, the rank alone cannot read the run's checkpoints of the
+//              step or newer (a read error on one rank: a bad NFS client, a flaky link), so
+//              its own search finds an older one; nothing is killed, and it may share an
+//              attempt with one other fault
 
 #include <optional>
 #include <string>
@@ -37,6 +41,8 @@ struct FaultSpec {
   bool nan = false;
   bool corrupt_newest = false;  // rank 0 damages the newest committed checkpoint first
   bool no_space = false;        // diskfull: the shard write fails, nothing is killed
+  bool unreadable = false;      // unreadable: checkpoints of step or newer fail to read on resume
+  bool beside_another() const { return no_space || unreadable; }  // may share an attempt
   bool operator==(const FaultSpec&) const = default;
 };
 
@@ -48,9 +54,13 @@ struct PlannedFault {
 // Parses runtime.fail_plan; throws ConfigError naming the key and the entry.
 std::vector<PlannedFault> parse_fault_plan(std::string_view text);
 
-// The fault attempt `attempt` (1-based) injects, a full disk aside; nullopt when none.
+// The fault attempt `attempt` (1-based) injects, a full disk and an unreadable checkpoint
+// aside; nullopt when none.
 std::optional<FaultSpec> fault_for_attempt(const RuntimeSection& runtime, int attempt);
 // The steps whose checkpoint shard fails for lack of space on `rank` in attempt `attempt`.
 std::vector<int> full_disk_steps(const RuntimeSection& runtime, int attempt, int rank);
+// The oldest step whose checkpoint `rank` cannot read when attempt `attempt` resumes (that one
+// and every newer one); nullopt when it reads them all.
+std::optional<int> unreadable_from(const RuntimeSection& runtime, int attempt, int rank);
 
 }  // namespace duet::io

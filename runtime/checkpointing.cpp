@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string_view>
@@ -214,6 +216,69 @@ bool TrainCheckpoints::save(int step, std::vector<RankStage>& stages, ZeroOptimi
   return r.committed;
 }
 
+// Every rank verifies the checkpoints itself, and a read error on one rank alone (an NFS
+// client, a flaky link) makes it reject a checkpoint the others accept: the ranks would then
+// load different steps, and the job would fail or hang. So they agree: the oldest step any
+// rank found, which each rank then looks for at or below that step, until all hold the same.
+ckpt::ResumePoint TrainCheckpoints::agreed_resume_point() {
+  ckpt::VerifyOptions vo;
+  vo.model_hash = layout_.model_hash;
+  if (!layout_.lineage.empty()) vo.lineage = layout_.lineage;
+  std::vector<std::string> rejected;  // this rank's lines; rank 0 logs its own as it goes
+  auto search = [&](std::optional<int64_t> at_most) {
+    if (hooks_.unreadable_from >= 0) {  // fault injection: as if those failed to read here
+      const int64_t below = hooks_.unreadable_from - 1;
+      if (!at_most || *at_most > below) {
+        rejected.push_back("fault injection: rank " + std::to_string(rank_) + " cannot read checkpoints of step " +
+                           std::to_string(hooks_.unreadable_from) + " or newer");
+        if (rank_ == 0) log_.print(rejected.back());
+      }
+      at_most = std::min(at_most.value_or(below), below);
+    }
+    vo.at_most = at_most;
+    return ckpt::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) {
+      rejected.emplace_back(line);
+      if (rank_ == 0) log_.print(std::string(line));
+    });
+  };
+  const int world = agree_.size();
+  auto steps_found = [&](const ckpt::ResumePoint& p) {  // each rank's step (-1: none), to every rank
+    std::vector<int64_t> steps((size_t)world, std::numeric_limits<int64_t>::min());
+    steps[(size_t)rank_] = p.found() ? p.step : -1;
+    agree_.allreduce(std::span<int64_t>(steps), ReduceOp::Max);
+    return steps;
+  };
+  ckpt::ResumePoint at = search(std::nullopt);
+  const std::vector<int64_t> found = steps_found(at);
+  const auto [lo, hi] = std::minmax_element(found.begin(), found.end());
+  if (*lo == *hi) return at;
+  // The ranks that disagree with rank 0 say why on their own output (rank 0's lines are in the log).
+  if (rank_ != 0 && found[(size_t)rank_] != found[0])
+    for (const auto& line : rejected) std::fprintf(stderr, "rank %d: %s\n", rank_, line.c_str());
+  std::string per_rank;
+  for (int r = 0; r < world; ++r)
+    if (found[(size_t)r] != *hi)
+      per_rank += (per_rank.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " " +
+                  (found[(size_t)r] < 0 ? std::string("none") : "step " + std::to_string(found[(size_t)r]));
+  const std::string disagreement = "the ranks verified different newest checkpoints (step " + std::to_string(*hi) +
+                                   " on the others; " + per_rank + ")";
+  const std::runtime_error none_on_every_rank(
+      "checkpoint: " + disagreement + ": no checkpoint verifies on every rank, and starting afresh would train " +
+      "again what the run's checkpoints hold; run again once every rank reads " + dir_ + " (duet launch restarts by itself)");
+  if (*lo < 0) throw none_on_every_rank;
+  if (rank_ == 0)
+    log_.print("checkpoint: " + disagreement + ": every rank resumes from the newest all of them verify, at most step " +
+               std::to_string(*lo));
+  for (int64_t agreed = *lo;;) {
+    if (!at.found() || at.step != agreed) at = search(agreed);
+    const std::vector<int64_t> now = steps_found(at);
+    const int64_t low = *std::min_element(now.begin(), now.end()), high = *std::max_element(now.begin(), now.end());
+    if (low == high && low >= 0) return at;
+    if (low < 0) throw none_on_every_rank;
+    agreed = low;
+  }
+}
+
 int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most) {
   if (!cfg_.checkpoint.resume) {
     if (rank_ == 0 && !layout_.lineage.empty()) {  // still say whose checkpoints are there
@@ -226,11 +291,7 @@ int TrainCheckpoints::resume(std::vector<RankStage>& stages, ZeroOptimizer& zero
     }
     return 0;
   }
-  ckpt::VerifyOptions vo;
-  vo.model_hash = layout_.model_hash;
-  if (!layout_.lineage.empty()) vo.lineage = layout_.lineage;
-  const ckpt::ResumePoint at =
-      ckpt::find_resumable_checkpoint(dir_, vo, [&](std::string_view line) { if (rank_ == 0) log_.print(std::string(line)); });
+  const ckpt::ResumePoint at = agreed_resume_point();
   if (rank_ == 0 && !at.foreign.empty()) {
     std::string list;
     for (const auto& f : at.foreign) list += (list.empty() ? "" : ", ") + f;

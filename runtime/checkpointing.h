@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/manifest.h"
 #include "checkpoint/writer.h"
 #include "core/layout.h"
@@ -33,6 +34,7 @@ struct SaveHooks {
   ckpt::Fence fence;
   std::function<void(int step)> shard_written;                      // each rank, shard written, not closed
   std::function<void(int step, ckpt::CommitStage stage)> commit_stage;  // rank 0, each stage of its commit
+  int unreadable_from = -1;  // this rank cannot read checkpoints of this step or newer on resume (-1: none)
 };
 
 class TrainCheckpoints {
@@ -42,8 +44,10 @@ class TrainCheckpoints {
   TrainCheckpoints(const io::RunConfig& cfg, const std::string& run_dir, const core::Topology& topo, int rank,
                    io::RunLog& log, Communicator& agreement, SaveHooks hooks = {});
 
-  // Loads the newest committed checkpoint that verifies into the stages and the optimizer.
-  // Returns its step, or 0 when there is none (or checkpoint.resume is false). With
+  // Loads the newest committed checkpoint that every rank verifies into the stages and the
+  // optimizer (a collective: the ranks agree on it). Returns its step, or 0 when there is none
+  // (or checkpoint.resume is false); throws when some rank verified one and another rank none
+  // (a run's checkpoints are not silently dropped for a read error on one rank). With
   // unless_at_most >= 0 (the step of an in-memory snapshot found) it loads nothing and returns
   // -1 when the newest checkpoint that verifies is not newer than that step.
   int resume(std::vector<RankStage>& stages, ZeroOptimizer& zero, int unless_at_most = -1);
@@ -95,6 +99,7 @@ class TrainCheckpoints {
   int64_t last_requested_ = -1, last_committed_ = -1;  // newest step save() was called for / committed
   std::string last_error_;                             // why the newest failed save failed
   void report(const ckpt::SaveResult& r);
+  ckpt::ResumePoint agreed_resume_point();  // a collective
 };
 
 // What a rank saves, as checkpoint slices viewing its live state: every parameter tensor of

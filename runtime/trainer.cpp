@@ -197,6 +197,8 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
         throw std::runtime_error("No space left on device (fault injection: a full disk at step " + std::to_string(step) +
                                  ")");
     };
+  if (const auto from = io::unreadable_from(cfg.runtime, supervisor ? supervisor->attempt() : 1, rank))
+    hooks.unreadable_from = *from;
   if (fault && rank == 0 && fault->at == io::FailAt::Commit)  // rank 0 commits
     hooks.commit_stage = [&, fail = fault->step](int step, ckpt::CommitStage stage) {
       if (step == fail && stage == ckpt::CommitStage::committed_marker) strike(step, "inside the checkpoint commit");

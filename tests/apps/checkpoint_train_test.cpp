@@ -170,3 +170,38 @@ TEST(CheckpointTrain, TensorsLargerThanABucketSaveResumeAndReshard) {
     EXPECT_LE(std::abs(std::stod(one[i]) - std::stod(ref[i])) / std::stod(ref[i]), 1e-4) << "step " << i + 1;
   fs::remove_all(dir);
 }
+
+// Every rank verifies the checkpoints itself. When one rank alone cannot read the newest (a
+// read error on that rank: fault kind `unreadable`), the ranks agree on the newest checkpoint
+// all of them verify instead of each loading its own; when one rank reads none, the run stops
+// with an error naming it and keeps the checkpoints, rather than training again from step 0.
+TEST(CheckpointTrain, RanksResumeFromACheckpointEveryRankVerifies) {
+  const auto dir = scratch_dir("ckpt-agree");
+  const std::string pp2 = mpirun_train(2) + " --train.steps 8 --train.eval_batches 1 --parallel.pp 2"
+                          " --parallel.schedule 1f1b --run.dir " + dir.string();
+  auto r = run_command(pp2 + " --run.name ref");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto ref = loss_texts(dir / "ref/metrics.jsonl");
+  ASSERT_EQ(ref.size(), 8u);
+  r = run_command(pp2 + " --run.name b --checkpoint.every 2 --train.stop_at 6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(fs::exists(dir / "b/checkpoints/step-000006/COMMITTED")) << r.output;
+  // Rank 0 reads no checkpoint, rank 1 reads step 6.
+  r = run_command(pp2 + " --run.name b --runtime.fail_plan 1:unreadable:0:2");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 0 none"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no checkpoint verifies on every rank"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("resuming from"), std::string::npos) << r.output;
+  for (const char* step : {"step-000002", "step-000004", "step-000006"})
+    EXPECT_TRUE(fs::exists(dir / "b/checkpoints" / step / "COMMITTED")) << step;
+  EXPECT_EQ(loss_texts(dir / "b/metrics.jsonl").size(), 6u);  // nothing trained
+  // Rank 1 cannot read step 6: both resume from step 4, and the losses are the uninterrupted run's.
+  r = run_command(pp2 + " --run.name b --runtime.fail_plan 1:unreadable:1:6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("rank 1: fault injection: rank 1 cannot read checkpoints of step 6"), std::string::npos)
+      << r.output;  // the rank that disagrees says why, on its own output
+  EXPECT_NE(r.output.find("(step 6 on the others; rank 1 step 4)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + (dir / "b/checkpoints/step-000004").string()), std::string::npos) << r.output;
+  EXPECT_EQ(loss_texts(dir / "b/metrics.jsonl"), ref);
+  fs::remove_all(dir);
+}

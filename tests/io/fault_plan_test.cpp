@@ -45,6 +45,19 @@ TEST(FaultPlan, AFullDiskSharesItsAttemptWithAnotherFault) {
   EXPECT_EQ(full_disk_steps(r, 2, 0), std::vector<int>{6});
 }
 
+TEST(FaultPlan, AnUnreadableCheckpointSharesItsAttemptAndStrikesOneRank) {
+  RuntimeSection r;
+  r.fail_plan = "1:kill:1:7,2:unreadable:1:6,2:unreadable:1:4,2:unreadable:0:9";
+  EXPECT_EQ(fault_for_attempt(r, 1)->signal, SIGKILL);
+  EXPECT_FALSE(fault_for_attempt(r, 2));  // nothing is killed
+  EXPECT_EQ(unreadable_from(r, 2, 1), 4);  // the oldest of its entries
+  EXPECT_EQ(unreadable_from(r, 2, 0), 9);
+  EXPECT_FALSE(unreadable_from(r, 2, 2));
+  EXPECT_FALSE(unreadable_from(r, 1, 1));
+  r.fail_plan = "1:unreadable:0:3,1:kill:1:5";
+  EXPECT_EQ(fault_for_attempt(r, 1)->rank, 1);
+}
+
 TEST(FaultPlan, BadEntriesNameTheKey) {
   for (const char* bad : {"1:kill:3", "x:kill:3:5", "1:explode:3:5", "0:kill:3:5", "1:kill:-1:5", "1:kill:1:5,1:stop:2:6"}) {
     try {
