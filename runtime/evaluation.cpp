@@ -9,7 +9,8 @@ namespace {
 // Σ token losses of validation sequences [first, first+count), on the rank holding the last
 // stage of model copy 0 (0 elsewhere).
 double eval_loss_sum(std::vector<RankStage>& stages, const sched::Placement& pl, int pp_rank, const EvalShape& shape,
-                     int first, int count, const io::TokenDataset& data, Communicator& comm) {
+                     int first, int count, const io::TokenDataset& data, Communicator& comm,
+                     const std::function<void()>& batch_done) {
   const int B = shape.batch, T = shape.seq_len;
   const int n = B * T * stages[0].model->config().d_model;
   constexpr int kTag = 0;
@@ -45,6 +46,7 @@ double eval_loss_sum(std::vector<RankStage>& stages, const sched::Placement& pl,
         local = carry.data();
       }
     }
+    if (batch_done) batch_done();
   }
   return sum;
 }
@@ -53,7 +55,7 @@ double eval_loss_sum(std::vector<RankStage>& stages, const sched::Placement& pl,
 
 double validation_loss(std::vector<RankStage>& stages, const sched::Placement& placement, int pp_rank, int dp_rank,
                        int dp, const EvalShape& shape, const io::TokenDataset& data, Communicator& pipeline,
-                       Communicator& world, Baton* baton) {
+                       Communicator& world, Baton* baton, const std::function<void()>& batch_done) {
   const int per_replica = shape.sequences / dp;
   double sum;
   {
@@ -64,7 +66,8 @@ double validation_loss(std::vector<RankStage>& stages, const sched::Placement& p
         if (b) b->release();
       }
     } release{baton};
-    sum = eval_loss_sum(stages, placement, pp_rank, shape, dp_rank * per_replica, per_replica, data, pipeline);
+    sum = eval_loss_sum(stages, placement, pp_rank, shape, dp_rank * per_replica, per_replica, data, pipeline,
+                         batch_done);
   }
   sum = world.allreduce(sum, ReduceOp::Sum);
   return sum / ((double)per_replica * dp * shape.seq_len);

@@ -2,6 +2,8 @@
 // Validation loss: fixed held-out sequences pushed through model copy 0 of each data-parallel
 // replica's pipeline (forwards only), the replicas splitting the sequences between them.
 
+#include <functional>
+
 #include "io/data.h"
 #include "runtime/comm.h"
 #include "runtime/progress.h"
@@ -18,9 +20,10 @@ struct EvalShape {
 // Mean token loss over the validation sequences. Collective over `world`; `pipeline` is
 // this replica's pipeline group (the evaluation communicator: no step traffic on it). The
 // expert exchanges hand the baton over inside a forward, so with overlap on this thread
-// takes it for the duration (pass nullptr when overlap is off).
+// takes it for the duration (pass nullptr when overlap is off). batch_done runs after each
+// micro-batch of this rank (progress for the supervisor: a long validation is not a hang).
 double validation_loss(std::vector<RankStage>& stages, const sched::Placement& placement, int pp_rank, int dp_rank,
                        int dp, const EvalShape& shape, const io::TokenDataset& data, Communicator& pipeline,
-                       Communicator& world, Baton* baton);
+                       Communicator& world, Baton* baton, const std::function<void()>& batch_done = {});
 
 }  // namespace duet::runtime

@@ -277,9 +277,12 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   if (attempt > 1) record(io::resume_record(start_step, attempt));
   Communicator& all = *groups.world;
   const EvalShape eval_shape{cfg.train.micro_batch_size, cfg.train.seq_len, cfg.train.eval_batches * cfg.train.global_batch};
-  auto validate = [&] {
+  // Each micro-batch is progress (ops past the step's own), so that a validation longer than
+  // the hang timeout is not taken for a hang.
+  auto validate = [&](int step, SupervisorLink::Phase phase) {
+    int batch = 0;
     return validation_loss(stages, placement, coords.pp_rank, coords.dp_rank, topo.dp(), eval_shape, data,
-                           *groups.evaluation, all, overlap_baton);
+                           *groups.evaluation, all, overlap_baton, [&] { progress(step, (1 << 23) + batch++, phase); });
   };
   auto expert_messages = [&] {
     long n = 0;
@@ -311,7 +314,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     if (flag) out.superseded = superseded.empty() ? "a newer attempt owns the run (rank 0 was fenced)" : superseded;
     return flag;
   };
-  out.first_val_loss = out.last_val_loss = validate();
+  out.first_val_loss = out.last_val_loss = validate(0, SupervisorLink::Phase::Setup);  // before the first step
   out.last_val_step = start_step;
   {
     char line[64];
@@ -410,7 +413,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     std::string extra;
     const bool last = step == cfg.train.steps;
     if (last || (cfg.train.eval_every > 0 && step % cfg.train.eval_every == 0)) {
-      out.last_val_loss = validate();
+      out.last_val_loss = validate(step, SupervisorLink::Phase::Step);
       out.last_val_step = step;
       j.add("val_loss", out.last_val_loss);
       char v[32];

@@ -103,6 +103,20 @@ TEST_F(Supervisor, AKilledRankIsRestartedFromTheCheckpointWithTheSameLosses) {
   EXPECT_EQ(field("recomputed_steps"), 1);
 }
 
+// A validation longer than the hang timeout is not a hang: each validation micro-batch is
+// progress. 120 batches of 16 sequences take ~4 s on the 2 cores of a dev machine (validation
+// runs at steps 2 and 4) against a 2 s timeout; before, both validations were taken for hangs.
+TEST(SupervisorEval, ALongValidationIsNotAHang) {
+  const fs::path dir = scratch_dir("supervisor-eval");
+  const auto r = run_command(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 300 ") +
+                             DUET_BINARY + " launch --parallel.pp 2 --train.steps 4 --train.eval_every 2"
+                             " --train.eval_batches 120 --fault.hang_timeout_s 2 --fault.max_restarts 0"
+                             " --checkpoint.memory off --runtime.trace false --run.dir " + dir.string() + " --run.name e");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(event_kinds(dir / "e/events.jsonl"), "hang"), 0) << r.output;
+  fs::remove_all(dir);
+}
+
 // A rank killed while it writes its shard of step 8: that checkpoint never commits, the
 // restart resumes from step 4 and every loss is the uninterrupted run's.
 TEST_F(Supervisor, AKillDuringASaveUsesNoPartialCheckpoint) {
