@@ -25,6 +25,7 @@
 #include "io/run_dir.h"
 #include "kernels/peak.h"
 #include "checkpoint/snapshot.h"
+#include "runtime/checkpointing.h"
 #include "runtime/memory_estimate.h"
 #include "runtime/memory_snapshots.h"
 #include "runtime/train_setup.h"
@@ -268,6 +269,22 @@ int cmd_launch(int argc, char** argv) {
   so.fence_path = (std::filesystem::path(claim.dir) / "fence").string();  // the ranks' run_dir + "/fence"
   if (cfg.checkpoint.memory != io::MemorySnapshots::Off)  // the ranks decide whether they keep any
     so.snapshot_dir = ckpt::snapshot_run_dir(runtime::memory_snapshot_dir(cfg), claim.id);
+  if (!so.snapshot_dir.empty())
+    so.keep_snapshot = [&cfg, id = claim.id, run_dir = claim.dir, snapshots = so.snapshot_dir,
+                        fence = so.fence_path](std::int64_t generation) -> std::string {
+      ckpt::SnapshotSearch search;
+      search.lineage = id, search.below_generation = generation, search.model_hash = runtime::model_hash(cfg);
+      ckpt::CheckpointLayout run;
+      run.lineage = id, run.model_hash = search.model_hash, run.config_hash = io::config_hash(cfg);
+      ckpt::SaveOptions opt;
+      opt.keep = cfg.checkpoint.keep, opt.fence = ckpt::Fence{fence, generation};
+      opt.log = [](std::string_view line) { std::printf("%.*s\n", (int)line.size(), line.data()); };
+      const auto saved = ckpt::save_snapshot_as_checkpoint(snapshots, search, io::checkpoint_dir(cfg, run_dir), run, opt);
+      if (!saved) return "";
+      return "saved the in-memory snapshot of step " + std::to_string(saved->step) + " as the checkpoint " + saved->path +
+             " (the newest was " + (saved->newest_checkpoint > 0 ? "step " + std::to_string(saved->newest_checkpoint) : "none") +
+             "): the next launch of this run resumes from it";
+    };
   so.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {
     std::printf("%s\n", line.c_str());

@@ -182,6 +182,26 @@ std::vector<std::string> discard_snapshots_after(const std::vector<SnapshotCandi
 // view, where every folder can be read.
 SnapshotSet find_snapshot_set(const std::string& run_dir, const SnapshotSearch& search, const LogFn& log = {});
 
+// ---- keeping a snapshot beyond its job -------------------------------------------------------
+
+// The newest complete snapshot set under run_dir (one machine's view: find_snapshot_set), saved
+// as a committed HDF5 checkpoint of step N in checkpoint_dir (write_shard for each writer rank,
+// then commit_checkpoint) when it is newer than every committed checkpoint of the same lineage
+// there. A supervisor does this before the snapshots go at the end of a job (given up, stopped
+// between attempts), so that the next job resumes from there instead of from an older
+// checkpoint — or from step 0. `run` gives the lineage and hashes to record (the set's own
+// layout gives the ranks); `opt` the fence (a generation newer than every attempt's), rotation
+// and log. Returns the checkpoint's path and step; nullopt when no set is newer. Throws
+// std::runtime_error when it cannot save one (nothing is committed then).
+struct SavedSnapshot {
+  std::string path;
+  std::int64_t step = 0;
+  std::int64_t newest_checkpoint = 0;  // the newest committed checkpoint's step before (0: none)
+};
+std::optional<SavedSnapshot> save_snapshot_as_checkpoint(const std::string& run_dir, const SnapshotSearch& search,
+                                                         const std::string& checkpoint_dir,
+                                                         const CheckpointLayout& run, const SaveOptions& opt);
+
 // Reads tensors and ranges out of snapshots, by name, like CheckpointReader: whole tensors
 // from any file that holds them whole, 1-D ranges (ZeRO-1 moments) stitched from the slices of
 // every file.

@@ -194,7 +194,7 @@ struct FaultSection {
   double setup_timeout_s = 900; // launch to the first completed step
   double save_timeout_s = 600;  // one checkpoint save
   double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by a new checkpoint
-  int max_restarts = 3;         // failures in a row without a new checkpoint before giving up
+  int max_restarts = 3;         // restarts in a row without progress (a new checkpoint or snapshot) before giving up
   int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
   double host_timeout_s = 1.0;  // a rank on another host silent this long: its host is lost
   double node_window_s = 600;   // single-rank failures on one node twice within this: node excluded

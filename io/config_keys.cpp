@@ -277,7 +277,7 @@ std::vector<KeyDef> build_table() {
       make_key(DUET_KEY(fault.save_timeout_s), "seconds one checkpoint save may take", above(0)),
       make_key(DUET_KEY(fault.backoff_s), "first restart delay (seconds); doubles to 300, reset by a new checkpoint",
                at_least(0)),
-      make_key(DUET_KEY(fault.max_restarts), "failures in a row without a new checkpoint before giving up", at_least(0)),
+      make_key(DUET_KEY(fault.max_restarts), "restarts in a row without progress (a new checkpoint, or a restart from a newer in-memory snapshot) before the next failure gives up", at_least(0)),
       make_key(DUET_KEY(fault.straggler_steps), "steps in a row at >= 1.5x the peers' median step that name a straggler",
                at_least(1)),
       make_key(DUET_KEY(fault.host_timeout_s),

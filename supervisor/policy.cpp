@@ -81,6 +81,8 @@ double Policy::timeout(Phase phase) const {
 std::vector<Action> Policy::fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
                                   bool dump_stacks) {
   if (state_ == State::TearingDown || state_ == State::Waiting || state_ == State::Finished) return {};
+  // A fault while the ranks stop: the stop's checkpoint is not saved, whatever asked for it.
+  if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;
   std::vector<Action> out = {log(what, why, ranks)};
   if (dump_stacks) {
     Action d = of(Action::Kind::DumpStacks);
@@ -95,12 +97,16 @@ std::vector<Action> Policy::fault(double t, const std::string& what, const std::
 std::vector<Action> Policy::after_teardown(double t) {
   if (stop_outcome_) {
     state_ = State::Finished;
-    return {finish(*stop_outcome_, "stopped by a signal")};
+    return {finish(*stop_outcome_, *stop_outcome_ == Outcome::Failed
+                                       ? "a fault while the ranks stopped for a signal: the stop saved no checkpoint"
+                                       : "stopped by a signal")};
   }
   if (failures_without_progress_ >= cfg_.max_restarts) {
     state_ = State::Finished;
     return {finish(Outcome::GaveUp, std::to_string(failures_without_progress_ + 1) +
-                                        " failures in a row without a new checkpoint (fault.max_restarts " +
+                                        " failures in a row without getting further than step " +
+                                        std::to_string(progress_step_) +
+                                        " (no new checkpoint or in-memory snapshot; fault.max_restarts " +
                                         std::to_string(cfg_.max_restarts) + "): giving up")};
   }
   ++failures_without_progress_;
@@ -220,7 +226,15 @@ std::vector<Action> Policy::on(const Event& e) {
       if (state_ == State::Starting) state_ = State::Running;
       record_step_times(e, out);
       break;
+    case Event::Kind::Resumed:  // from further on than ever before: the last attempt made progress
+      if (e.step > progress_step_) {
+        progress_step_ = e.step;
+        failures_without_progress_ = 0;
+        backoff_ = cfg_.backoff_s;
+      }
+      break;
     case Event::Kind::Committed:
+      progress_step_ = std::max(progress_step_, e.step);
       failures_without_progress_ = 0;
       backoff_ = cfg_.backoff_s;
       out.push_back(log("checkpoint", "step " + std::to_string(e.step) + " committed"));
@@ -300,8 +314,8 @@ std::vector<Action> Policy::on(const Event& e) {
       break;
     }
     case Event::Kind::Tick:
-      if (state_ == State::Starting || state_ == State::Running) {
-        check_hang(e.t, out);
+      if (state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) {
+        check_hang(e.t, out);  // a rank that hangs while stopping is a fault too
       } else if (state_ == State::Waiting && e.t >= relaunch_at_) {
         ++attempt_;
         if (skip_step_) {

@@ -7,8 +7,8 @@
 // Life of a job: Starting (launched, no step has run yet) → Running → either Done, or a fault
 // (a rank died, stopped progressing, or produced a non-finite loss) → the job is torn down →
 // after a backoff it is launched again as a new attempt from the newest checkpoint → ...
-// until the consecutive restarts that made no progress (no new checkpoint) reach
-// max_restarts: GiveUp. A stop signal asks every rank to stop at the next step boundary with
+// until the consecutive restarts that made no progress (no new checkpoint, and no restart from
+// a newer in-memory snapshot than any before) reach max_restarts: GiveUp. A stop signal asks every rank to stop at the next step boundary with
 // a checkpoint (Stopping); a second SIGINT stops at once.
 //
 // Times are seconds on one monotonic clock, given by the caller with each event.
@@ -28,7 +28,7 @@ struct PolicyConfig {
   double setup_timeout_s = 900;  // launch to the first completed step
   double save_timeout_s = 600;   // a checkpoint save in progress
   double backoff_s = 10;         // first restart delay; doubles to kMaxBackoff, reset by progress
-  int max_restarts = 3;          // consecutive restarts without a new checkpoint
+  int max_restarts = 3;          // consecutive restarts without progress (a new checkpoint or snapshot)
   int straggler_steps = 5;       // steps in a row at ≥ straggler_ratio × the peers' median
   double straggler_ratio = 1.5;
   // A node (host) of which every rank's heartbeats (every 100 ms) stopped for this long is
@@ -51,6 +51,7 @@ struct Event {
     RankExited,      // rank, exit_code or signal
     JobExited,       // the launcher (mpirun/srun) ended: exit_code or signal
     Committed,       // a checkpoint of `step` was committed by this attempt
+    Resumed,         // the attempt loaded the state of `step` (a checkpoint or an in-memory snapshot)
     NonFinite,       // a rank saw a non-finite loss or gradient norm at `step`
     SignalReceived,  // the supervisor got `signal`
     Tick,            // time passes (the caller's poll)
@@ -132,6 +133,7 @@ class Policy {
   State state_ = State::Starting;
   int attempt_ = 1;
   int failures_without_progress_ = 0;
+  int progress_step_ = 0;  // the newest step committed or resumed from: a restart beyond it is progress
   double backoff_;
   double relaunch_at_ = 0;
   int interrupts_ = 0;  // SIGINTs received

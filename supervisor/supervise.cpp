@@ -512,6 +512,11 @@ int supervise(const SuperviseOptions& o) {
               ev.checkpoint = m.step > 0 ? (memory ? "memory step " : "step ") + std::to_string(m.step) : "";
               ev.numbers = {{"seconds", m.seconds}};
               record(ev);
+              // A fault before this attempt's first step is at the step it resumed from.
+              last_full_step = std::max(last_full_step, m.step);
+              Event resumed;
+              resumed.kind = Event::Kind::Resumed, resumed.t = e.t, resumed.step = m.step;
+              apply(policy.on(resumed));
             }
           }
           continue;
@@ -573,9 +578,27 @@ int supervise(const SuperviseOptions& o) {
     }
   }
   if (job && job->group_alive()) job->kill_all(o.teardown_grace_s);
-  if (!o.snapshot_dir.empty()) {  // finished, stopped, cancelled or given up: nothing restarts from them
+  if (!o.snapshot_dir.empty()) {  // finished, stopped, cancelled or given up: no attempt restarts from them
+    // A run that has not finished keeps what they hold beyond the newest checkpoint: the next
+    // job resumes from it (given up or stopped between attempts, with checkpoint.every large or 0).
+    bool kept = false;
+    if (o.keep_snapshot && !(o.run_finished && o.run_finished())) {
+      try {
+        const std::int64_t generation = o.fence_path.empty() ? 0 : ckpt::advance_fence(o.fence_path);
+        if (const std::string line = o.keep_snapshot(generation); !line.empty()) {
+          say(line);
+          EventRecord e;
+          e.kind = "snapshot-saved", e.cause = line;
+          record(e);
+        }
+      } catch (const std::exception& e) {
+        kept = true;
+        say(std::string("could not save the newest in-memory snapshot as a checkpoint (") + e.what() +
+            "): the snapshots stay in " + o.snapshot_dir + ", where the next launch of this run on this machine finds them");
+      }
+    }
     std::error_code ec;
-    if (fs::remove_all(o.snapshot_dir, ec) > 0) say("removed the in-memory snapshots in " + o.snapshot_dir);
+    if (!kept && fs::remove_all(o.snapshot_dir, ec) > 0) say("removed the in-memory snapshots in " + o.snapshot_dir);
   }
   return *exit_code;
 }

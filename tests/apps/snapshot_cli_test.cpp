@@ -213,3 +213,37 @@ TEST(SnapshotsMemory, DeadRunsAreReclaimedAndAFinishedRunCleansUp) {
   EXPECT_EQ(snapshot_folders(dir / "shm"), 0);
   fs::remove_all(dir);
 }
+
+// A job that gives up (fault.max_restarts 0: at its first failure) saves its newest in-memory
+// snapshot (step 6, at worst 5) as an HDF5 checkpoint when that is newer than the newest
+// checkpoint (step 4) before the snapshots go; the next launch resumes from it, with the losses
+// of an uninterrupted run, instead of training steps 5-6 again (or, with checkpoint.every 0,
+// the default, everything).
+TEST(SnapshotsMemory, AJobThatGivesUpKeepsItsNewestSnapshotAsACheckpoint) {
+  const fs::path dir = scratch_dir("snapshots-keep");
+  const std::string job = " --parallel.pp 2";
+  auto r = run_command(launch(dir, "ref", job, "600", 8));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find("saved the in-memory snapshot"), std::string::npos) << r.output;  // finished: nothing kept
+  const auto reference = losses_by_step(dir / "ref/metrics.jsonl");
+  ASSERT_EQ(reference.size(), 8u);
+  r = run_command(launch(dir, "run",
+                         job + " --fault.max_restarts 0 --runtime.fail_rank 1 --runtime.fail_step 7 --runtime.fail_signal 9",
+                         "600", 8));
+  ASSERT_EQ(r.exit_code, 4) << r.output;  // gave up
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex("saved the in-memory snapshot of step (\\d+) as the checkpoint (\\S+) "
+                                                        "\\(the newest was step 4\\)")))
+      << r.output;
+  const int saved = std::stoi(m[1]);
+  EXPECT_GE(saved, 5);
+  EXPECT_TRUE(fs::exists(fs::path(m[2].str()) / "COMMITTED")) << m[2];
+  EXPECT_EQ(snapshot_folders(dir / "shm"), 0);
+  EXPECT_NE(read_file(dir / "run/events.jsonl").find("\"kind\": \"snapshot-saved\""), std::string::npos);
+  r = run_command(launch(dir, "run", job, "600", 8));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resuming from " + m[2].str() + " (step " + std::to_string(saved)), std::string::npos) << r.output;
+  EXPECT_EQ(losses_by_step(dir / "run/metrics.jsonl"), reference);
+  EXPECT_TRUE(no_orphans(dir));
+  fs::remove_all(dir);
+}

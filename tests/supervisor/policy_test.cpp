@@ -211,6 +211,68 @@ TEST(SupervisorPolicy, GivesUpAfterMaxRestartsWithoutANewCheckpoint) {
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(has(crash_q(i % 3 == 2), A::Launch)) << "restart " << i + 1;
 }
 
+// With checkpoint.every 0 (the default) nothing commits; an attempt that resumes from a newer
+// in-memory snapshot than any before got further, and its failure starts a new count. Resuming
+// from the same step again is no progress.
+TEST(SupervisorPolicy, ARestartFromANewerSnapshotIsProgress) {
+  PolicyConfig c = quick();
+  c.max_restarts = 1;
+  Policy p(c, 2);
+  double t = 0;
+  auto attempt = [&](int resumed_from) {  // resumed_from < 0: the first attempt, nothing loaded
+    start(p, 2, t);
+    if (resumed_from >= 0) {
+      Event r = ev(K::Resumed, t + 1);
+      r.step = resumed_from;
+      p.on(r);
+    }
+    p.on(exited(t + 2, 1, -1));
+    auto a = p.on(job_exited(t + 2, 1));
+    t += 400;
+    auto b = p.on(ev(K::Tick, t));
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  ASSERT_TRUE(has(attempt(-1), A::Launch));
+  for (int step : {3, 6, 9}) ASSERT_TRUE(has(attempt(step), A::Launch)) << "resumed from " << step;
+  const auto a = attempt(9);  // no further than the attempt before: two failures without progress
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::GaveUp));
+  EXPECT_NE(get(a, A::Finish).why.find("without getting further than step 9"), std::string::npos) << get(a, A::Finish).why;
+}
+
+// A fault while the ranks stop for a signal (here a non-finite loss; a hang is watched for as
+// in any other state) means the stop saved no checkpoint: the job fails (1), it does not end
+// as stopped (0) or requeued (5) as if the stop had saved one.
+TEST(SupervisorPolicy, AFaultWhileStoppingFailsTheStop) {
+  for (const Signal sig : {Signal::Term, Signal::Usr1}) {
+    Policy p(quick(), 2);
+    start(p, 2);
+    ASSERT_TRUE(has(p.on(signal(2, sig)), A::RequestStop));
+    Event nan = ev(K::NonFinite, 2.5);
+    nan.rank = 1, nan.step = 2;
+    auto a = p.on(nan);
+    EXPECT_TRUE(has(a, A::Teardown));
+    a = p.on(job_exited(3, 1, 9));
+    ASSERT_TRUE(has(a, A::Finish));
+    EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
+    EXPECT_NE(get(a, A::Finish).why.find("saved no checkpoint"), std::string::npos) << get(a, A::Finish).why;
+  }
+  // Rank 1 hangs in the step it finishes before stopping: found after the hang timeout (5 s).
+  Policy p(quick(), 2);
+  start(p, 2);
+  p.on(signal(2, Signal::Usr1));
+  p.on(heartbeat(2, 1, 2, 3));
+  p.on(heartbeat(3, 0, 2, 4, Phase::Save));
+  EXPECT_FALSE(has(p.on(ev(K::Tick, 6.5)), A::Teardown));  // 4.5 s
+  const auto a = p.on(ev(K::Tick, 7.5));
+  ASSERT_TRUE(logged(a, "hang")) << "a hang while stopping went unnoticed";
+  EXPECT_TRUE(has(a, A::Teardown));
+  const auto b = p.on(job_exited(8, 1, 9));
+  ASSERT_TRUE(has(b, A::Finish));
+  EXPECT_EQ(get(b, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
+}
+
 TEST(SupervisorPolicy, BackoffDoublesToItsCapAndResetsOnProgress) {
   PolicyConfig c = quick();
   c.backoff_s = 100, c.max_restarts = 10;
