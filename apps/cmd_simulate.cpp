@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -37,25 +39,47 @@ struct Row {
   report::GoodputModel g;  // expected goodput with failures (goodput.*)
 };
 
-void print_table(const std::string& first_column, const std::vector<Row>& rows) {
+std::string format_table(const std::string& first_column, const std::vector<Row>& rows) {
   int w = 22;  // the first column fits the longest row name
   for (const Row& r : rows) w = std::max(w, (int)r.name.size());
-  std::printf("%-*s %10s %9s %10s %8s %8s %12s %10s %9s %8s %10s %12s %12s\n", w, first_column.c_str(), "step_s", "bubble",
-              "exp_comm_s", "MFU", "MFU_fp8", "tok/s/GPU", "GPU-h/T", "mem_GiB", "ETTR", "ckpt_every", "tok/day_fail",
-              "GPU-h/T_fail");
+  std::string out;
+  char line[1024];
+  std::snprintf(line, sizeof line, "%-*s %10s %9s %10s %8s %8s %12s %10s %9s %8s %10s %12s %12s\n", w,
+                first_column.c_str(), "step_s", "bubble", "exp_comm_s", "MFU", "MFU_fp8", "tok/s/GPU", "GPU-h/T",
+                "mem_GiB", "ETTR", "ckpt_every", "tok/day_fail", "GPU-h/T_fail");
+  out += line;
   for (const Row& r : rows) {
     if (!r.error.empty()) {
-      std::printf("%-*s error: %s\n", w, r.name.c_str(), r.error.c_str());
+      out += r.name + std::string(r.name.size() < (size_t)w ? w - r.name.size() : 0, ' ') + " error: " + r.error + "\n";
       continue;
     }
     const auto& s = r.s;
-    std::printf("%-*s %10.3f %8.1f%% %10.3f %7.1f%% %7.1f%% %12.1f %10.0f %9.1f %7.2f%% %10d %12.4g %12.0f\n", w,
-                r.name.c_str(), s.step_time_s, 100 * s.bubble_s / s.step_time_s, s.exposed_comm_s, 100 * s.mfu,
-                100 * s.mfu_fp8_peak, s.tokens_per_s_per_gpu, s.gpu_hours_per_trillion_tokens,
-                s.memory.total() / (1024.0 * 1024 * 1024), 100 * r.g.ettr, r.g.interval_steps, r.g.tokens_per_day,
-                r.g.gpu_hours_per_trillion_tokens);
+    std::snprintf(line, sizeof line, "%-*s %10.3f %8.1f%% %10.3f %7.1f%% %7.1f%% %12.1f %10.0f %9.1f %7.2f%% %10d %12.4g %12.0f\n",
+                  w, r.name.c_str(), s.step_time_s, 100 * s.bubble_s / s.step_time_s, s.exposed_comm_s, 100 * s.mfu,
+                  100 * s.mfu_fp8_peak, s.tokens_per_s_per_gpu, s.gpu_hours_per_trillion_tokens,
+                  s.memory.total() / (1024.0 * 1024 * 1024), 100 * r.g.ettr, r.g.interval_steps, r.g.tokens_per_day,
+                  r.g.gpu_hours_per_trillion_tokens);
+    out += line;
   }
+  return out;
+}
+
+// Prints the table; with --out also writes it to DIR/<file> (the single-simulation reports
+// are not written: a table mode simulates several jobs).
+void emit_table(const std::string& first_column, const std::vector<Row>& rows, const po::variables_map& vm,
+                const std::string& file) {
+  const std::string text = format_table(first_column, rows);
+  std::fputs(text.c_str(), stdout);
   std::fflush(stdout);
+  if (!vm.count("out")) return;
+  const std::filesystem::path dir = vm["out"].as<std::string>();
+  std::filesystem::create_directories(dir);
+  const std::filesystem::path path = dir / file;
+  std::ofstream f(path);
+  f << text;
+  f.close();
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+  std::printf("wrote %s\n", path.string().c_str());
 }
 
 // A progress bar on stderr: redrawn in place on a terminal, one line per step otherwise.
@@ -108,8 +132,8 @@ io::RunConfig sweep_config(const po::variables_map& vm, const std::string& key, 
 int cmd_simulate(int argc, char** argv) {
   po::options_description opts(
       "usage: duet simulate --config FILE --out DIR [options]\n"
-      "       duet simulate --config FILE --sweep KEY=V1,V2,... [--out DIR]\n"
-      "       duet simulate --config FILE --compare-schedules\n\n"
+      "       duet simulate --config FILE --sweep KEY=V1,V2,... [--out DIR]   (the table also in DIR/sweep.txt)\n"
+      "       duet simulate --config FILE --compare-schedules [--out DIR]   (DIR/schedules.txt)\n\n"
       "Simulates one training step of every rank with a cost model of the model, the cluster\n"
       "and the layout, and writes DIR/report.json, report.md and report.html.\n\noptions");
   // clang-format off
@@ -151,7 +175,7 @@ int cmd_simulate(int argc, char** argv) {
       rows.push_back(row);
     }
     progress(static_cast<int>(values.size()), static_cast<int>(values.size()), "done");
-    print_table(key, rows);
+    emit_table(key, rows, vm, "sweep.txt");
     for (const Row& r : rows)
       if (r.error.empty()) return 0;
     throw std::invalid_argument("--sweep: every value failed (errors above)");
@@ -174,7 +198,7 @@ int cmd_simulate(int argc, char** argv) {
       }
       rows.push_back(row);
     }
-    print_table("schedule", rows);
+    emit_table("schedule", rows, vm, "schedules.txt");
     return 0;
   }
 

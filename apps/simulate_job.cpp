@@ -1,5 +1,6 @@
 #include "apps/simulate_job.h"
 
+#include "core/layout.h"
 #include "scheduler/schedule_size.h"
 
 #include <cstdio>
@@ -34,7 +35,7 @@ SimInputs simulation_inputs(const io::RunConfig& cfg) {
   e.gemm = c.gemm_efficiency, e.wgrad = c.wgrad_efficiency, e.attention_fwd = c.attention_fwd_efficiency;
   e.attention_bwd = c.attention_bwd_efficiency, e.hbm = c.hbm_efficiency;
   auto& l = in.layout;
-  l.schedule = cfg.parallel.schedule;
+  l.schedule = core::effective_schedule(cfg.parallel.schedule, cfg.parallel.pp);  // PP 1 trains 1F1B: simulate that
   l.pp = cfg.parallel.pp, l.dp = cfg.parallel.dp, l.ep = cfg.parallel.ep;
   l.seq_len = cfg.train.seq_len, l.micro_batch_size = cfg.train.micro_batch_size;
   l.global_batch = cfg.train.global_batch;

@@ -186,7 +186,10 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   // transfer of one activation.
   sched::SimConfig sim;
   const double act_bytes = 4.0 * shape.micro_batch_size * shape.seq_len * shape.d_model;
-  sim.stages = stage_costs(samples, place.num_stages(), act_bytes, median(syncs));
+  // A rank's measured sync is its whole tail — every direction's reduction and the optimizer —
+  // while the replay runs one sync per (rank, direction): each gets its share, or DualPipe's
+  // two directions would count the tail twice.
+  sim.stages = stage_costs(samples, place.num_stages(), act_bytes, median(syncs) / place.num_dirs());
   const double p2p = std::isfinite(samples.fastest_send) ? samples.fastest_send : shape.comm_delay_us * 1e-6;
   sim.link_classes = {sched::LinkClass{p2p, 0}};
   sim.pipelines = shape.dp;

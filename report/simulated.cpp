@@ -109,7 +109,11 @@ Report simulated_report(const SimOutcome& o, const SimLabels& labels) {
              " against the published average. The published figure averages the whole 14.8T-token run: the "
              "batch-size ramp (3,072 to 15,360 sequences over the first 469B tokens), restarts after failures, "
              "checkpoints, evaluation and uneven expert load are in it; this one-step simulation of balanced routing "
-             "has none of them, so it should come out somewhat below. Details: docs/cost-model.md.";
+             "has none of them, so it should come out somewhat below" +
+             (gap > 0 ? std::string(" — it comes out above: the inputs cost more than the published run's "
+                                    "(another cluster, layout or efficiency given)")
+                      : std::string()) +
+             ". Details: docs/cost-model.md.";
   }
   r.breakdown = {{"GEMMs", s.gemm_s},
                  {"attention core", s.attention_s},
@@ -141,7 +145,10 @@ Report simulated_report(const SimOutcome& o, const SimLabels& labels) {
     const auto& st = o.job.stages[k];
     std::string extras = std::string(st.embedding ? "embedding " : "") + (st.head ? "head " : "") +
                          (st.mtp_modules ? "MTP×" + std::to_string(st.mtp_modules) : "");
-    stages.rows.push_back({std::to_string(k), std::to_string(st.first_layer) + "–" + std::to_string(st.end_layer - 1),
+    const std::string layers = st.end_layer > st.first_layer  // a stage of only the head (and MTP) has none
+                                   ? std::to_string(st.first_layer) + "–" + std::to_string(st.end_layer - 1)
+                                   : "-";
+    stages.rows.push_back({std::to_string(k), layers,
                            std::to_string(st.moe_layers), extras.empty() ? "-" : extras, fmt("%.1f", 1e3 * st.cost.f),
                            fmt("%.1f", 1e3 * st.cost.b), fmt("%.1f", 1e3 * st.cost.w),
                            fmt("%.1f", 1e3 * st.cost.f_a2a), fmt("%.1f", 1e3 * st.cost.b_a2a),

@@ -131,6 +131,52 @@ TEST(SimulateCli, CompareSchedulesPrintsAllFour) {
     EXPECT_NE(r.output.find(k), std::string::npos) << k << "\n" << r.output;
 }
 
+// The table modes write their table into --out too (the README's `--out sim/ --compare-schedules`).
+TEST(SimulateCli, TableModesWriteTheirTableIntoOut) {
+  const auto dir = scratch_dir("simulate-tables");
+  CommandResult r = run_duet("simulate --config " + kConfig + " --out " + dir.string() + " --compare-schedules");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string schedules = read_file(dir / "schedules.txt");
+  for (const char* k : {"\n1f1b ", "\nzb1p ", "\ndualpipe ", "\ndualpipev "})
+    EXPECT_NE(schedules.find(k), std::string::npos) << k << "\n" << schedules;
+  EXPECT_NE(r.output.find(schedules), std::string::npos);  // what was printed
+  r = run_duet("simulate --config " + kConfig + " --out " + dir.string() + " --sweep cluster.ib_gbps=25,50");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(read_file(dir / "sweep.txt").find("cluster.ib_gbps=25 "), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+// The embedded default (tiny.yaml: DualPipe, PP 1) trains as 1F1B, and simulates as it trains.
+TEST(SimulateCli, TheDefaultConfigSimulatesAsItTrains) {
+  const auto dir = scratch_dir("simulate-default");
+  const CommandResult r = run_duet("simulate --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(read_file(dir / "report.md").find("1f1b"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+// The note under the published comparison follows the sign of the gap, and a stage holding
+// no transformer layer (DualPipeV's last: MTP and the head) shows "-", not a reversed range.
+TEST(SimulateCli, TheReportSaysWhatItsNumbersShow) {
+  const auto dir = scratch_dir("simulate-note");
+  CommandResult r = run_duet("simulate --config " + kConfig + " --set cluster.ib_gbps=25 --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  YAML::Node j = YAML::Load(read_file(dir / "report.json"));
+  ASSERT_GT(j["published"]["predicted_over_published"].as<double>(), 1.0);
+  EXPECT_NE(j["published"]["note"].as<std::string>().find("it comes out above"), std::string::npos);
+  r = run_duet("simulate --config " + kConfig + " --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = YAML::Load(read_file(dir / "report.json"));
+  ASSERT_LT(j["published"]["predicted_over_published"].as<double>(), 1.0);
+  EXPECT_EQ(j["published"]["note"].as<std::string>().find("it comes out above"), std::string::npos);
+  r = run_duet("simulate --config " + kConfig + " --set parallel.schedule=dualpipev --out " + dir.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string md = read_file(dir / "report.md");
+  EXPECT_EQ(md.find("| 61–60 |"), std::string::npos);
+  EXPECT_NE(md.find("| 31 | - |"), std::string::npos) << md.substr(md.find("## Stages"), 3000);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SimulateCli, UserErrorsExitTwoWithAMessage) {
   CommandResult r = run_duet("simulate --config " + kConfig);
   EXPECT_EQ(r.exit_code, 2);

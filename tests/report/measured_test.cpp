@@ -239,5 +239,22 @@ TEST(Measured, CoreWaitIsItsOwnPartAndSharedCoresQueueTheCompute) {
   EXPECT_NEAR(headline(used, "predicted_step_time_s"), 1.5, 1e-12);
 }
 
+// A rank's grad_sync_s is its whole tail after the pipeline — every direction's reduction and
+// the optimizer. DualPipe's ranks hold two stages each (two directions): the replay must count
+// that tail once per rank, not once per direction. With no op in the traces the replayed step
+// is the tail alone.
+TEST(Measured, TheReplayCountsARanksSyncTailOnceWhateverItsDirections) {
+  for (const auto kind : {core::ScheduleKind::OneFOneB, core::ScheduleKind::DualPipe}) {
+    RunShape shape;
+    shape.pp = 2, shape.dp = 1, shape.ep = 1;
+    shape.schedule = kind, shape.microbatches_per_pipeline = 4;
+    shape.global_batch = 4, shape.micro_batch_size = 1, shape.seq_len = 64, shape.d_model = 8;
+    const std::vector<StepMetrics> metrics = {{1, 9, 10, 0.1, false}, {2, 8, 10, 0.1, false}, {3, 1, 64, 0.1, false},
+                                              {4, 1, 64, 0.1, false}};
+    const Report r = measured_report("tail", shape, metrics, {{}, {}});
+    EXPECT_NEAR(headline(r, "predicted_step_time_s"), 0.1, 1e-12) << core::format_schedule_kind(kind);
+  }
+}
+
 }  // namespace
 }  // namespace duet::report
