@@ -79,6 +79,7 @@ Report simulated_report(const SimOutcome& o, const SimLabels& labels) {
       F::num("model_flops_per_token", "model FLOPs per token", o.job.model_flops_per_token),
       F::num("hardware_flops_per_token", "hardware FLOPs per token (with recomputation)",
              o.job.hardware_flops_per_token),
+      F::num("hfu", "HFU (hardware FLOPs, recomputation included, against the dense BF16 peak)", s.hfu),
       F::num("mfu", "MFU", s.mfu),
       F::str("mfu_convention", "MFU convention",
              "model FLOPs = 3 x forward FLOPs of every matmul (MLA projections, causal attention core counted "

@@ -139,7 +139,7 @@ struct JobCost {
   std::vector<StagePlan> stages;  // Placement::num_stages() entries
   double tokens_per_microbatch = 0;
   double model_flops_per_token = 0;     // 3 × forward, causal attention, no recomputation
-  double hardware_flops_per_token = 0;  // plus recomputation
+  double hardware_flops_per_token = 0;  // plus recomputation (MLA up-projections, attention scores)
   Routing routing;
   // Static memory (weights, gradients, optimizer) per pipeline rank, for the ranks' stages.
   std::vector<MemoryPerGpu> static_memory;

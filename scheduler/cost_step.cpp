@@ -79,7 +79,9 @@ JobCost build_job_cost(const ModelShape& m, const ClusterSpec& c, const Efficien
   const std::vector<Piece> pieces = model_pieces(m, lay, c);
   for (const Piece& p : pieces) {
     job.model_flops_per_token += 3 * p.flops.model_forward();
-    job.hardware_flops_per_token += 3 * p.flops.model_forward() + p.flops.recompute;
+    // What the GPUs run besides: the recomputed GEMMs, and the attention backward's recompute
+    // of the scores (2.5 forwards where the model counts 2; piece_time charges it the same way).
+    job.hardware_flops_per_token += 3 * p.flops.model_forward() + p.flops.recompute + 0.5 * p.flops.attention;
   }
 
   // pieces[0] is the embedding (first stage), then the layers, then MTP modules and the head

@@ -95,6 +95,12 @@ std::vector<Action> Policy::fault(double t, const std::string& what, const std::
 }
 
 std::vector<Action> Policy::after_teardown(double t) {
+  if (torn_down_after_done_) {  // the ranks had ended well: what they did stands
+    state_ = State::Finished;
+    return {finish(stop_outcome_.value_or(Outcome::Done),
+                   fmt("every rank had ended well; the launcher, still running %g s later, was torn down",
+                       cfg_.save_timeout_s))};
+  }
   if (stop_outcome_) {
     state_ = State::Finished;
     return {finish(*stop_outcome_, *stop_outcome_ == Outcome::Failed
@@ -205,6 +211,7 @@ std::vector<Action> Policy::on(const Event& e) {
     case Event::Kind::Launched:
       if (e.ranks > 0) ranks_.resize(e.ranks);  // an elastic attempt on fewer (or more) ranks
       for (auto& r : ranks_) r = RankState{-1, -1, Phase::Setup, e.t, e.t, false, 0, false, false, ""};
+      all_done_at_ = -1;
       state_ = State::Starting;
       out.push_back(log("launched", "attempt " + std::to_string(attempt_)));
       break;
@@ -251,7 +258,10 @@ std::vector<Action> Policy::on(const Event& e) {
     case Event::Kind::RankExited: {
       RankState& r = ranks_.at(e.rank);
       r.exited = true;
-      if (e.exit_code == 0 && e.signal == 0) break;  // the job's own exit says how it ended
+      if (e.exit_code == 0 && e.signal == 0) {  // the job's own exit says how it ended
+        if (std::all_of(ranks_.begin(), ranks_.end(), [](const RankState& s) { return s.exited; })) all_done_at_ = e.t;
+        break;
+      }
       if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;  // the stop's save did not finish
       out = fault(e.t, "rank-died", "rank " + std::to_string(e.rank) + ": " + describe_exit(e), {e.rank}, false);
       break;
@@ -314,7 +324,17 @@ std::vector<Action> Policy::on(const Event& e) {
       break;
     }
     case Event::Kind::Tick:
-      if (state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) {
+      if ((state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) && all_done_at_ >= 0 &&
+          e.t - all_done_at_ > cfg_.save_timeout_s) {
+        // Every rank ended well, and nothing watches what they do after (MPI_Finalize, rank 0's
+        // report on a stuck file system): the launcher gets the save's allowance to end.
+        out.push_back(log("stuck-at-exit", fmt("every rank ended well %.0f s ago and the launcher has not "
+                                               "(fault.save_timeout_s %g): tearing it down",
+                                               e.t - all_done_at_, cfg_.save_timeout_s)));
+        out.push_back(of(Action::Kind::Teardown));
+        state_ = State::TearingDown;
+        torn_down_after_done_ = true;
+      } else if (state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) {
         check_hang(e.t, out);  // a rank that hangs while stopping is a fault too
       } else if (state_ == State::Waiting && e.t >= relaunch_at_) {
         ++attempt_;

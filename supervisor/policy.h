@@ -26,7 +26,8 @@ struct PolicyConfig {
   // once steps have run (set-up and saves have their own allowances).
   double hang_timeout_s = 0;
   double setup_timeout_s = 900;  // launch to the first completed step
-  double save_timeout_s = 600;   // a checkpoint save in progress
+  double save_timeout_s = 600;   // a checkpoint save in progress; also the launcher's end after
+                                 // every rank finished (MPI_Finalize, rank 0's report)
   double backoff_s = 10;         // first restart delay; doubles to kMaxBackoff, reset by progress
   int max_restarts = 3;          // consecutive restarts without progress (a new checkpoint or snapshot)
   int straggler_steps = 5;       // steps in a row at ≥ straggler_ratio × the peers' median
@@ -139,6 +140,8 @@ class Policy {
   int interrupts_ = 0;  // SIGINTs received
   std::vector<double> step_times_;  // median per completed step, for the automatic timeout
   std::optional<Outcome> stop_outcome_;  // a stop signal is being honoured
+  double all_done_at_ = -1;     // when the last rank of this attempt ended well (-1: not all have)
+  bool torn_down_after_done_ = false;  // the launcher outlived its ranks' end: no restart
   std::optional<int> skip_step_;
 };
 

@@ -273,6 +273,35 @@ TEST(SupervisorPolicy, AFaultWhileStoppingFailsTheStop) {
   EXPECT_EQ(get(b, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
 }
 
+// Every rank ended well, but the launcher does not end (a rank stuck in MPI_Finalize, rank 0's
+// report on a stuck file system: nothing watches them). After the save's allowance (60 s here)
+// it is torn down, and the job ends as its ranks did — not restarted.
+TEST(SupervisorPolicy, ALauncherThatOutlivesItsRanksIsTornDownNotRestarted) {
+  Policy p(quick(), 2);
+  start(p, 2);
+  p.on(heartbeat(2, 0, 2, 0)), p.on(heartbeat(2, 1, 2, 0));
+  p.on(exited(3, 0, 0));
+  p.on(heartbeat(4, 1, 2, 1));
+  p.on(exited(5, 1, 0));
+  EXPECT_TRUE(p.on(ev(K::Tick, 64)).empty());  // 59 s after the last rank ended
+  auto a = p.on(ev(K::Tick, 66));
+  ASSERT_TRUE(logged(a, "stuck-at-exit"));
+  EXPECT_TRUE(has(a, A::Teardown));
+  a = p.on(job_exited(163, 0, 9));
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_FALSE(has(a, A::Launch));
+  EXPECT_EQ(get(a, A::Finish).exit_code, 0);
+  // A stop's ranks that ended well: the stop's outcome (5: requeue).
+  Policy q(quick(), 1);
+  start(q, 1);
+  q.on(signal(2, Signal::Usr1));
+  q.on(exited(3, 0, 0));
+  ASSERT_TRUE(has(q.on(ev(K::Tick, 64)), A::Teardown));
+  a = q.on(job_exited(65, 0, 9));
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::RequeueRequested));
+}
+
 TEST(SupervisorPolicy, BackoffDoublesToItsCapAndResetsOnProgress) {
   PolicyConfig c = quick();
   c.backoff_s = 100, c.max_restarts = 10;
