@@ -88,7 +88,13 @@ std::vector<RankReport> Listener::poll(int timeout_ms) {
           const auto m = core::decode_rank_message(std::string_view(c.buffer).substr(0, nl));
           c.buffer.erase(0, nl + 1);
           if (!m) continue;  // garbled: dropped
-          if (m->kind == core::RankMessage::Kind::Hello) c.rank = m->rank;
+          if (m->kind == core::RankMessage::Kind::Hello) {
+            if (attempt_ > 0 && m->attempt != attempt_) {  // another attempt's: closed unheard
+              c.rank = -1, open = false;
+              break;
+            }
+            c.rank = m->rank;
+          }
           out.push_back({RankReport::Kind::Message, c.rank, *m});
         }
         if (c.buffer.size() > kMaxLine) open = false;

@@ -48,6 +48,10 @@ class Listener {
   void cancel_stacks();
   // Closes every rank connection and forgets a stop (a new attempt starts afresh).
   void drop_all();
+  // The attempt whose ranks may speak (0: any). A connection whose hello names another one (a
+  // rank of a torn-down attempt that connected late) is closed unheard: its beats must not
+  // stand for a rank of this attempt, nor its close be taken for that rank's death.
+  void set_attempt(int attempt) { attempt_ = attempt; }
   int connected() const { return (int)conns_.size(); }
 
  private:
@@ -57,6 +61,7 @@ class Listener {
     std::string buffer;
   };
   int listen_fd_ = -1;
+  int attempt_ = 0;
   std::string host_;
   int port_ = 0;
   std::vector<Conn> conns_;

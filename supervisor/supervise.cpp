@@ -287,6 +287,7 @@ int supervise(const SuperviseOptions& o) {
     }
     ranks = plan.ranks;
     listener.drop_all();
+    listener.set_attempt(attempt);
     pids.assign(ranks, 0), hosts.assign(ranks, ""), nodes.assign(ranks, ""), finished_part.assign(ranks, 0);
     step_times.clear();
     last_sign.assign(ranks, now()), last_beat.assign(ranks, {-1, -1});

@@ -125,3 +125,34 @@ TEST(SupervisorListener, HearsRanksAndNoticesAClosedConnection) {
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(1));
   EXPECT_EQ(l.connected(), 0);
 }
+
+// A rank of an earlier attempt that connects late (a straggler of a torn-down job) is closed
+// unheard: neither its beats nor its close are reported as a rank of this attempt.
+TEST(SupervisorListener, AnotherAttemptsRankIsClosedUnheard) {
+  Listener l("127.0.0.1");
+  l.set_attempt(2);
+  const int stale = connect_loopback(l.port());
+  const std::string lines = "hello 5 1234 1 node-a\nbeat 3 7 step\n";
+  ASSERT_EQ(send(stale, lines.data(), lines.size(), 0), (ssize_t)lines.size());
+  const int fresh = connect_loopback(l.port());
+  const std::string hello = "hello 5 1235 2 node-a\nbeat 4 1 step\n";
+  ASSERT_EQ(send(fresh, hello.data(), hello.size(), 0), (ssize_t)hello.size());
+  const auto got = collect(l, 3);  // the stale one's close (no rank), the fresh one's two lines
+  int from_rank5 = 0;
+  for (const auto& r : got) {
+    if (r.rank == 5) {
+      ++from_rank5;
+      EXPECT_EQ(r.kind, RankReport::Kind::Message);
+      EXPECT_NE(r.message.step, 3) << "the stale rank's beat was reported";
+    } else {
+      EXPECT_EQ(r.kind, RankReport::Kind::Closed);
+      EXPECT_EQ(r.rank, -1);
+    }
+  }
+  EXPECT_EQ(from_rank5, 2);
+  char c;
+  EXPECT_EQ(recv(stale, &c, 1, 0), 0);  // closed by the listener
+  EXPECT_EQ(l.connected(), 1);
+  close(stale);
+  close(fresh);
+}
