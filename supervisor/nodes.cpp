@@ -27,17 +27,39 @@ bool NodePool::lost(const std::string& node, const std::string& why) {
   return excluded_.emplace(node, why).second;
 }
 
-bool NodePool::rank_failed(const std::string& node, double t) {
+bool NodePool::rank_failed(const std::string& node, double t, const std::string& signature,
+                           std::vector<std::string>* restored) {
+  auto seen = [&](const std::string& n) {
+    const auto it = seen_on_.find(n);
+    return it != seen_on_.end() && std::find(it->second.begin(), it->second.end(), signature) != it->second.end();
+  };
+  bool elsewhere = false;
+  if (!signature.empty())
+    for (const auto& n : nodes_) elsewhere = elsewhere || (n != node && seen(n));
+  if (!signature.empty() && !seen(node)) seen_on_[node].push_back(signature);
+  if (elsewhere) {  // it follows the work: no node's fault, and none stays out for it
+    std::vector<std::string> back;
+    for (const auto& [n, sigs] : excluded_for_)
+      if (std::find(sigs.begin(), sigs.end(), signature) != sigs.end()) back.push_back(n);
+    for (const auto& n : back)
+      if (restore(n) && restored) restored->push_back(n);
+    return false;
+  }
   auto& f = failures_[node];
-  f.push_back(t);
-  std::erase_if(f, [&](double x) { return t - x > window_s_; });
+  f.push_back({t, signature});
+  std::erase_if(f, [&](const Failure& x) { return t - x.t > window_s_; });
   if (f.size() < 2) return false;
+  std::vector<std::string> sigs;
+  for (const Failure& x : f) sigs.push_back(x.signature);
   f.clear();
-  return lost(node, "ranks on it failed twice within fault.node_window_s");
+  if (!lost(node, "ranks on it failed twice within fault.node_window_s")) return false;
+  excluded_for_[node] = std::move(sigs);
+  return true;
 }
 
 bool NodePool::restore(const std::string& node) {
   failures_.erase(node);
+  excluded_for_.erase(node);
   return excluded_.erase(node) > 0;
 }
 

@@ -37,8 +37,13 @@ class NodePool {
   // Returns true if it was not excluded before.
   bool lost(const std::string& node, const std::string& why);
   // A single rank on `node` failed at time t; the second within window_s excludes the node.
-  // Returns true when this excluded it.
-  bool rank_failed(const std::string& node, double t);
+  // Returns true when this excluded it. `signature` says which failure it was (the step it
+  // struck at): a failure with the signature of one seen on another node follows the work,
+  // not the node (a bug, bad data) — it counts against no node, and nodes excluded for
+  // failures of that signature come back (`restored`), so a crash loop ends as one (the
+  // supervisor gives up) instead of excluding every node in turn.
+  bool rank_failed(const std::string& node, double t, const std::string& signature = "",
+                   std::vector<std::string>* restored = nullptr);
   // Brings an excluded node back (it answers again, or a person re-enabled it).
   bool restore(const std::string& node);
 
@@ -47,7 +52,13 @@ class NodePool {
   int ranks_per_node_;
   double window_s_;
   std::map<std::string, std::string> excluded_;
-  std::map<std::string, std::vector<double>> failures_;
+  struct Failure {
+    double t;
+    std::string signature;
+  };
+  std::map<std::string, std::vector<Failure>> failures_;       // in the window, per node
+  std::map<std::string, std::vector<std::string>> seen_on_;    // every signature seen, per node
+  std::map<std::string, std::vector<std::string>> excluded_for_;  // the signatures that excluded a node
 };
 
 // The layout of an attempt with `slots` ranks available: the configured PP, the largest DP

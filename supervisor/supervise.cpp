@@ -215,9 +215,21 @@ int supervise(const SuperviseOptions& o) {
     f.close();
     fs::rename(o.elastic->excluded_path + ".tmp", o.elastic->excluded_path);
   };
-  auto exclude = [&](const std::string& node, const std::string& why, bool lost) {
+  // signature: which failure a single rank's was (its kind and step), to tell one that
+  // follows the work from one that stays with a node.
+  auto exclude = [&](const std::string& node, const std::string& why, bool lost, const std::string& signature = "") {
     if (!pool || node.empty()) return;
-    if (!(lost ? pool->lost(node, why) : pool->rank_failed(node, now()))) return;
+    std::vector<std::string> restored;
+    const bool excluded = lost ? pool->lost(node, why) : pool->rank_failed(node, now(), signature, &restored);
+    for (const auto& n : restored) {
+      say("node " + n + " is back: the failure that excluded it (" + signature + ") struck on node " + node +
+          " too, so it follows the work, not a node");
+      EventRecord e;
+      e.kind = "node-restored", e.host = n, e.cause = "the same failure on " + node + ": " + signature;
+      record(e);
+    }
+    if (!restored.empty()) write_excluded();
+    if (!excluded) return;
     say("node " + node + " excluded: " + pool->excluded().at(node));
     EventRecord e;
     e.kind = "node-excluded", e.host = node, e.cause = pool->excluded().at(node);
@@ -339,7 +351,7 @@ int supervise(const SuperviseOptions& o) {
     if (dead_on.size() == 1 && dead_on.begin()->second == ranks_on[dead_on.begin()->first] && plan.nodes.size() > 1)
       exclude(dead_on.begin()->first, "all its ranks died together", true);
     else
-      exclude(pool->node_of(first, plan.nodes), "", false);
+      exclude(pool->node_of(first, plan.nodes), "", false, "a rank died at step " + std::to_string(last_full_step + 1));
   };
   // Every rank that can answer writes its threads' stacks; the local ones' /proc state is
   // written for all (a stopped rank cannot answer, the kernel still can).
@@ -401,7 +413,8 @@ int supervise(const SuperviseOptions& o) {
           } else if (pool && a.what == "rank-died" && !a.ranks.empty()) {
             judge_death(a.ranks[0]);
           } else if (pool && a.what == "hang" && !a.ranks.empty()) {
-            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false);
+            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false,
+                    "a rank hung at step " + std::to_string(last_full_step + 1));
           }
           break;
         }

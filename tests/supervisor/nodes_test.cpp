@@ -51,6 +51,25 @@ TEST(NodePool, SingleRankFailuresExcludeOnTheSecondWithinTheWindow) {
   EXPECT_EQ(p.healthy(), std::vector<std::string>{"b"});
 }
 
+// The same failure (a rank dying at step 3) on node a twice, then on node b: it follows the
+// work, not a node. Node a comes back, b is not charged, and no node is excluded for it again;
+// another failure still counts as before.
+TEST(NodePool, AFailureThatFollowsTheWorkExcludesNoNode) {
+  NodePool p({"a", "b"}, 2, 600);
+  EXPECT_FALSE(p.rank_failed("a", 0, "a rank died at step 3"));
+  EXPECT_TRUE(p.rank_failed("a", 10, "a rank died at step 3"));  // a: twice, excluded
+  EXPECT_EQ(p.healthy(), std::vector<std::string>{"b"});
+  std::vector<std::string> back;
+  EXPECT_FALSE(p.rank_failed("b", 20, "a rank died at step 3", &back));
+  EXPECT_EQ(back, std::vector<std::string>{"a"});
+  EXPECT_EQ(p.healthy(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_FALSE(p.rank_failed("b", 30, "a rank died at step 3"));
+  EXPECT_FALSE(p.rank_failed("a", 40, "a rank died at step 3"));
+  EXPECT_TRUE(p.excluded().empty());
+  EXPECT_FALSE(p.rank_failed("b", 50, "a rank died at step 9"));
+  EXPECT_TRUE(p.rank_failed("b", 60, "a rank hung at step 12"));  // b's own trouble: two others
+}
+
 TEST(NodePool, RanksArePlacedInOrderOnTheNodesAnAttemptUses) {
   NodePool p({"n0", "n1", "n2"}, 4, 600);
   const std::vector<std::string> used = {"n0", "n2"};
