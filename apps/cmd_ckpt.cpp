@@ -172,7 +172,7 @@ int cmd_ckpt(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("action", 1).add("dir", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(all_opts).positional(pos).style(option_style()).run(), vm);
+  store_options(all_opts, argc, argv, vm, &pos);
   po::notify(vm);
   if (vm.count("help")) {
     std::cout << opts << "\n";

@@ -25,7 +25,7 @@ int cmd_status(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("run", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).style(option_style()).run(), vm);
+  store_options(opts, argc, argv, vm, &pos);
   if (vm.count("help")) {
     std::printf("%s\n", ((std::ostringstream&)(std::ostringstream() << opts)).str().c_str());
     return 0;

@@ -263,6 +263,15 @@ std::string num(double x) {
 
 std::string closest_key(const std::string& path) { return closest_path(path); }
 
+std::string closest_name(const std::string& typed, const std::vector<std::string>& names) {
+  const std::size_t limit = typed.size() <= 5 ? 1 : std::max<std::size_t>(2, typed.size() / 4);
+  std::string best;
+  std::size_t best_d = limit + 1;
+  for (const auto& n : names)
+    if (const std::size_t d = name_distance(typed, n); d < best_d) best = n, best_d = d;
+  return best;
+}
+
 std::pair<std::string, std::string> split_override(std::string_view text) {
   const auto eq = text.find('=');
   std::string key(text.substr(0, eq == std::string_view::npos ? text.size() : eq));

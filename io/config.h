@@ -31,6 +31,8 @@ struct ConfigError : std::runtime_error {
 // The config key nearest a mistyped one ("train.setps" -> "train.steps", "train.experts" ->
 // "model.moe.experts"), or "" when none is close: the hint of an unknown key.
 std::string closest_key(const std::string& path);
+// The name among `names` nearest a mistyped one by the same rule ("levl" -> "level"), or "".
+std::string closest_name(const std::string& typed, const std::vector<std::string>& names);
 // A ConfigError that every rank of a job throws at the same point, from a decision they took
 // together (a collective): the ranks can end with the usage exit code instead of aborting the
 // job like a crash, which a supervisor would restart.

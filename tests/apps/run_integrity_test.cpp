@@ -301,6 +301,15 @@ TEST(RunIntegrity, AbbreviatedOptionsAreRefusedNamingTheOption) {
   const auto typo = run_duet("train --train.setps 2 --dry-run");
   EXPECT_NE(typo.output.find("unrecognised option '--train.setps' (did you mean '--train.steps'?)"), std::string::npos)
       << typo.output;
+  // Every subcommand the same way: a typo of one of its options is named, with what was meant.
+  for (const auto& [command, hint] : std::vector<std::pair<std::string, std::string>>{
+           {"ckpt verify /tmp --levl full", "unrecognised option '--levl' (did you mean '--level'?)"},
+           {"status --ru /tmp", "unrecognised option '--ru' (did you mean '--run'? option names are not abbreviated)"},
+           {"submit --dry-run --partitoin gpu", "unrecognised option '--partitoin' (did you mean '--partition'?)"}}) {
+    const auto r = run_duet(command);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find(hint), std::string::npos) << command << "\n" << r.output;
+  }
 }
 
 // run.id becomes part of checkpoint names (step-N.<id> beside another run's step-N, listed by
