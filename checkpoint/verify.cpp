@@ -35,6 +35,17 @@ std::vector<VerifyProblem> scan_shard(const std::string& path, const Manifest& m
     out.push_back({sh.file, "", std::string(e.what()) + ": lost with it are " + tensors_held(sh)});
     return out;
   }
+  // A whole shard of another checkpoint (or rank) put in this one's place reads cleanly: its
+  // own step and rank say so.
+  try {
+    for (const auto& [attr, want] : {std::pair<const char*, std::int64_t>{"step", m.step}, {"rank", sh.rank}})
+      if (h5::has_attr(file.get(), attr))
+        if (const auto v = h5::read_attr_ints(file.get(), attr); v.size() == 1 && v[0] != want)
+          out.push_back({sh.file, "",
+                         std::string("the file is the shard of ") + attr + " " + std::to_string(v[0]) + ", not " +
+                             std::to_string(want) + " (a shard copied from another checkpoint or rank)"});
+  } catch (const std::exception&) {  // an unreadable attribute: the datasets below say more
+  }
   std::vector<float> buf;
   for (const SliceRecord& sl : sh.slices) {
     try {

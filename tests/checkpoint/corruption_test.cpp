@@ -194,6 +194,16 @@ TEST_F(CheckpointDamage, ShardFromAnotherStepIsCaught) {
   const VerifyReport rep = verify_checkpoint(path, level(VerifyLevel::checksums));
   ASSERT_FALSE(rep.ok());
   EXPECT_EQ(rep.problems[0].file, "shard-00002.h5");
+  // Said as what it is (it used to read "the damage is in HDF5 metadata or unused space").
+  EXPECT_NE(rep.summary().find("the file is the shard of step 100, not 200 (a shard copied from another checkpoint"),
+            std::string::npos)
+      << rep.summary();
+  EXPECT_EQ(rep.summary().find("HDF5 metadata"), std::string::npos) << rep.summary();
+  // Another rank's shard of the same checkpoint in its place.
+  fs::copy_file(fs::path(path) / shard_file_name(1), shard(2), fs::copy_options::overwrite_existing);
+  const VerifyReport other = verify_checkpoint(path, level(VerifyLevel::checksums));
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.summary().find("the file is the shard of rank 1, not 2"), std::string::npos) << other.summary();
 }
 
 }  // namespace
