@@ -271,19 +271,26 @@ int cmd_launch(int argc, char** argv) {
     so.snapshot_dir = ckpt::snapshot_run_dir(runtime::memory_snapshot_dir(cfg), claim.id);
   if (!so.snapshot_dir.empty())
     so.keep_snapshot = [&cfg, id = claim.id, run_dir = claim.dir, snapshots = so.snapshot_dir,
-                        fence = so.fence_path](std::int64_t generation) -> std::string {
+                        fence = so.fence_path](std::int64_t generation) -> std::optional<supervisor::SuperviseOptions::KeptSnapshot> {
       ckpt::SnapshotSearch search;
       search.lineage = id, search.below_generation = generation, search.model_hash = runtime::model_hash(cfg);
       ckpt::CheckpointLayout run;
       run.lineage = id, run.model_hash = search.model_hash, run.config_hash = io::config_hash(cfg);
       ckpt::SaveOptions opt;
       opt.keep = cfg.checkpoint.keep, opt.fence = ckpt::Fence{fence, generation};
-      opt.log = [](std::string_view line) { std::printf("%.*s\n", (int)line.size(), line.data()); };
+      opt.log = [](std::string_view line) {
+        std::printf("%.*s\n", (int)line.size(), line.data());
+        std::fflush(stdout);
+      };
       const auto saved = ckpt::save_snapshot_as_checkpoint(snapshots, search, io::checkpoint_dir(cfg, run_dir), run, opt);
-      if (!saved) return "";
-      return "saved the in-memory snapshot of step " + std::to_string(saved->step) + " as the checkpoint " + saved->path +
-             " (the newest was " + (saved->newest_checkpoint > 0 ? "step " + std::to_string(saved->newest_checkpoint) : "none") +
-             "): the next launch of this run resumes from it";
+      if (!saved) return std::nullopt;
+      supervisor::SuperviseOptions::KeptSnapshot kept;
+      kept.step = saved->step, kept.path = saved->path;
+      kept.line = "saved the in-memory snapshot of step " + std::to_string(saved->step) + " as the checkpoint " +
+                  saved->path + " (the newest was " +
+                  (saved->newest_checkpoint > 0 ? "step " + std::to_string(saved->newest_checkpoint) : "none") +
+                  "): the next launch of this run resumes from it";
+      return kept;
     };
   so.schedule = core::format_schedule_kind(cfg.parallel.schedule);
   so.log = [](const std::string& line) {

@@ -73,7 +73,7 @@ int cmd_status(int argc, char** argv) {
       if (std::regex_search(line, l, lay)) layout = l[1];
     } else if (k[1] == "restart-scheduled") {
       ++restarts;
-    } else if (k[1] == "checkpoint") {
+    } else if (k[1] == "checkpoint" || k[1] == "snapshot-saved") {  // the supervisor saved the snapshots' newest
       checkpoint = c[1];
     } else if (k[1] == "finished") {
       finished = c[1];

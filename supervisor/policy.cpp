@@ -44,6 +44,16 @@ Action finish(Outcome o, std::string why) {
   return a;
 }
 
+// What a heartbeat's op number stands for (runtime/trainer.cpp): the engine counts a step's
+// ops from 0; the larger numbers mark the parts of a step after them.
+std::string describe_op(int op) {
+  if (op >= (1 << 23)) return "validation micro-batch " + std::to_string(op - (1 << 23));
+  if (op == (1 << 22)) return "the run's final save";
+  if (op == (1 << 21)) return "the step's checkpoint save";
+  if (op == (1 << 20)) return "the gradient reduction and optimizer update";
+  return "op " + std::to_string(op);
+}
+
 std::string describe_exit(const Event& e) {
   if (e.exit_code == -1 && e.signal == 0) return "its connection closed before it finished (the process died)";
   return e.signal ? "killed by signal " + std::to_string(e.signal) : "exit code " + std::to_string(e.exit_code);
@@ -81,8 +91,7 @@ double Policy::timeout(Phase phase) const {
 std::vector<Action> Policy::fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
                                   bool dump_stacks) {
   if (state_ == State::TearingDown || state_ == State::Waiting || state_ == State::Finished) return {};
-  // A fault while the ranks stop: the stop's checkpoint is not saved, whatever asked for it.
-  if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;
+  if (state_ == State::Stopping) stop_failed();
   std::vector<Action> out = {log(what, why, ranks)};
   if (dump_stacks) {
     Action d = of(Action::Kind::DumpStacks);
@@ -94,18 +103,28 @@ std::vector<Action> Policy::fault(double t, const std::string& what, const std::
   return out;
 }
 
-std::vector<Action> Policy::after_teardown(double t) {
+void Policy::stop_failed() {
+  stop_failed_ = true;
+  // A SIGUSR1's stop (a scheduler's warning) still ends asking for a requeue: the next job
+  // resumes from the newest state there is. SIGTERM's and SIGINT's end as failed.
+  if (stop_outcome_ != Outcome::RequeueRequested) stop_outcome_ = Outcome::Failed;
+}
+
+std::vector<Action> Policy::after_teardown(double t, bool run_finished) {
   if (torn_down_after_done_) {  // the ranks had ended well: what they did stands
     state_ = State::Finished;
-    return {finish(stop_outcome_.value_or(Outcome::Done),
-                   fmt("every rank had ended well; the launcher, still running %g s later, was torn down",
-                       cfg_.save_timeout_s))};
+    const std::string why = fmt("every rank had ended well; the launcher, still running %g s later, was torn down",
+                                cfg_.save_timeout_s);
+    if (stop_outcome_) return {finish(*stop_outcome_, why)};
+    // A rank may have hung after its link closed, before marking the run finished.
+    if (!run_finished) return {finish(Outcome::Failed, why + "; the run is not marked finished")};
+    return {finish(Outcome::Done, why)};
   }
   if (stop_outcome_) {
     state_ = State::Finished;
-    return {finish(*stop_outcome_, *stop_outcome_ == Outcome::Failed
-                                       ? "a fault while the ranks stopped for a signal: the stop saved no checkpoint"
-                                       : "stopped by a signal")};
+    return {finish(*stop_outcome_, stop_failed_ ? "a fault while the ranks stopped for a signal: the stop saved no "
+                                                  "checkpoint (the newest one, or snapshot saved, stays)"
+                                                : "stopped by a signal")};
   }
   if (failures_without_progress_ >= cfg_.max_restarts) {
     state_ = State::Finished;
@@ -179,7 +198,7 @@ void Policy::check_hang(double t, std::vector<Action>& out) {
   const RankState& s = ranks_[first.front()];
   out = fault(t, "hang",
               who + " made no progress for " + fmt("%.1f s (timeout %.1f s)", t - s.last_progress, timeout(s.phase)) +
-                  " at step " + std::to_string(s.step) + ", op " + std::to_string(s.op),
+                  " at step " + std::to_string(s.step) + ", " + describe_op(s.op),
               first, /*dump_stacks=*/true);
 }
 
@@ -234,7 +253,10 @@ std::vector<Action> Policy::on(const Event& e) {
       record_step_times(e, out);
       break;
     case Event::Kind::Resumed:  // from further on than ever before: the last attempt made progress
-      if (e.step > progress_step_) {
+      // Only while its attempt runs: one reported after that attempt's own fault was counted
+      // would wipe out the count of that failure.
+      if ((state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) &&
+          e.step > progress_step_) {
         progress_step_ = e.step;
         failures_without_progress_ = 0;
         backoff_ = cfg_.backoff_s;
@@ -262,13 +284,13 @@ std::vector<Action> Policy::on(const Event& e) {
         if (std::all_of(ranks_.begin(), ranks_.end(), [](const RankState& s) { return s.exited; })) all_done_at_ = e.t;
         break;
       }
-      if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;  // the stop's save did not finish
+      if (state_ == State::Stopping) stop_failed();  // the stop's save did not finish
       out = fault(e.t, "rank-died", "rank " + std::to_string(e.rank) + ": " + describe_exit(e), {e.rank}, false);
       break;
     }
     case Event::Kind::JobExited:
       if (state_ == State::TearingDown) {
-        out = after_teardown(e.t);
+        out = after_teardown(e.t, e.run_finished);
         break;
       }
       if (state_ == State::Waiting) break;
@@ -291,7 +313,7 @@ std::vector<Action> Policy::on(const Event& e) {
           out.push_back(finish(*stop_outcome_, "stopped at a step boundary with a checkpoint"));
         break;
       }
-      if (state_ == State::Stopping) stop_outcome_ = Outcome::Failed;
+      if (state_ == State::Stopping) stop_failed();
       out = fault(e.t, "job-died", "the launcher ended: " + describe_exit(e), {}, false);
       for (const Action& a : after_teardown(e.t)) out.push_back(a);  // nothing left to tear down but strays
       break;

@@ -71,7 +71,7 @@ struct Event {
   int ranks = 0;                // Launched: the attempt's ranks (0: as before)
   std::string node;             // Hello: its host, or logical node
   std::string where;            // NonFinite: which micro-batch, when known
-  bool run_finished = false;    // JobExited: the run trained all its steps
+  bool run_finished = false;    // JobExited: the run is marked finished (trained all its steps)
 };
 
 struct Action {
@@ -125,7 +125,8 @@ class Policy {
   };
   std::vector<Action> fault(double t, const std::string& what, const std::string& why, std::vector<int> ranks,
                             bool dump_stacks);
-  std::vector<Action> after_teardown(double t);
+  std::vector<Action> after_teardown(double t, bool run_finished = false);
+  void stop_failed();  // a fault while the ranks stop for a signal
   void check_hang(double t, std::vector<Action>& out);
   void record_step_times(const Event& e, std::vector<Action>& out);
 
@@ -142,6 +143,7 @@ class Policy {
   std::optional<Outcome> stop_outcome_;  // a stop signal is being honoured
   double all_done_at_ = -1;     // when the last rank of this attempt ended well (-1: not all have)
   bool torn_down_after_done_ = false;  // the launcher outlived its ranks' end: no restart
+  bool stop_failed_ = false;           // a fault struck while the ranks stopped
   std::optional<int> skip_step_;
 };
 

@@ -203,7 +203,7 @@ int supervise(const SuperviseOptions& o) {
     if (pending && pending->gone < 0) pending->gone = now();
     Event e;
     e.kind = Event::Kind::JobExited, e.t = now(), e.exit_code = s.code, e.signal = s.signal;
-    e.run_finished = s.code == 0 && s.signal == 0 && o.run_finished && o.run_finished();
+    e.run_finished = o.run_finished && o.run_finished();
     apply(policy.on(e));
   };
   // Elastic: excluded nodes are kept in a file a person may edit (a line removed brings the
@@ -599,16 +599,18 @@ int supervise(const SuperviseOptions& o) {
     if (o.keep_snapshot && !(o.run_finished && o.run_finished())) {
       try {
         const std::int64_t generation = o.fence_path.empty() ? 0 : ckpt::advance_fence(o.fence_path);
-        if (const std::string line = o.keep_snapshot(generation); !line.empty()) {
-          say(line);
+        if (const auto kept = o.keep_snapshot(generation)) {
+          say(kept->line);
           EventRecord e;
-          e.kind = "snapshot-saved", e.cause = line;
+          e.kind = "snapshot-saved", e.step = (int)kept->step, e.checkpoint = "step " + std::to_string(kept->step);
+          e.cause = "step " + std::to_string(kept->step) + " saved from the in-memory snapshots as " + kept->path;
           record(e);
         }
       } catch (const std::exception& e) {
         kept = true;
         say(std::string("could not save the newest in-memory snapshot as a checkpoint (") + e.what() +
-            "): the snapshots stay in " + o.snapshot_dir + ", where the next launch of this run on this machine finds them");
+            "): the snapshots stay in " + o.snapshot_dir + " — the next launch of this run on this machine resumes from "
+            "them, unless another run starting here reclaims the folder first (copy it elsewhere to keep it)");
       }
     }
     std::error_code ec;

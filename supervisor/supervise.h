@@ -70,10 +70,14 @@ struct SuperviseOptions {
   std::string snapshot_dir;
   // At the end of a job whose run has not finished, before the snapshot folder goes: saves its
   // newest snapshot set as an HDF5 checkpoint when that is newer than the run's newest
-  // checkpoint, with `generation` (the fence, advanced past every attempt), and returns a line
-  // for the console ("" when nothing was newer). When it throws, the folder is kept and the
+  // checkpoint, with `generation` (the fence, advanced past every attempt), and says what it
+  // saved (nullopt when nothing was newer). When it throws, the folder is kept and the
   // console says where: deleting it would lose the steps since the newest checkpoint.
-  std::function<std::string(std::int64_t generation)> keep_snapshot;
+  struct KeptSnapshot {
+    std::int64_t step = 0;
+    std::string path, line;  // the checkpoint; a line for the console
+  };
+  std::function<std::optional<KeptSnapshot>(std::int64_t generation)> keep_snapshot;
   std::string schedule;      // for events.jsonl: "dualpipe"
   std::function<void(const std::string&)> log;  // the console
   // Whether the run has trained all its steps (its FINISHED marker), asked when the job ends

@@ -242,10 +242,11 @@ TEST(SupervisorPolicy, ARestartFromANewerSnapshotIsProgress) {
 }
 
 // A fault while the ranks stop for a signal (here a non-finite loss; a hang is watched for as
-// in any other state) means the stop saved no checkpoint: the job fails (1), it does not end
-// as stopped (0) or requeued (5) as if the stop had saved one.
+// in any other state) means the stop saved no checkpoint: after SIGTERM the job fails (1), it
+// does not end as stopped (0) as if the stop had saved one; after SIGUSR1 (a scheduler's
+// warning) it still asks for the requeue (5), whose job resumes from the newest state there is.
 TEST(SupervisorPolicy, AFaultWhileStoppingFailsTheStop) {
-  for (const Signal sig : {Signal::Term, Signal::Usr1}) {
+  for (const auto [sig, code] : {std::pair{Signal::Term, Outcome::Failed}, std::pair{Signal::Usr1, Outcome::RequeueRequested}}) {
     Policy p(quick(), 2);
     start(p, 2);
     ASSERT_TRUE(has(p.on(signal(2, sig)), A::RequestStop));
@@ -255,13 +256,13 @@ TEST(SupervisorPolicy, AFaultWhileStoppingFailsTheStop) {
     EXPECT_TRUE(has(a, A::Teardown));
     a = p.on(job_exited(3, 1, 9));
     ASSERT_TRUE(has(a, A::Finish));
-    EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
+    EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(code));
     EXPECT_NE(get(a, A::Finish).why.find("saved no checkpoint"), std::string::npos) << get(a, A::Finish).why;
   }
   // Rank 1 hangs in the step it finishes before stopping: found after the hang timeout (5 s).
   Policy p(quick(), 2);
   start(p, 2);
-  p.on(signal(2, Signal::Usr1));
+  p.on(signal(2, Signal::Term));
   p.on(heartbeat(2, 1, 2, 3));
   p.on(heartbeat(3, 0, 2, 4, Phase::Save));
   EXPECT_FALSE(has(p.on(ev(K::Tick, 6.5)), A::Teardown));  // 4.5 s
@@ -287,10 +288,19 @@ TEST(SupervisorPolicy, ALauncherThatOutlivesItsRanksIsTornDownNotRestarted) {
   auto a = p.on(ev(K::Tick, 66));
   ASSERT_TRUE(logged(a, "stuck-at-exit"));
   EXPECT_TRUE(has(a, A::Teardown));
-  a = p.on(job_exited(163, 0, 9));
+  Event killed = job_exited(163, 0, 9);
+  killed.run_finished = true;
+  const Policy before = p;
+  a = p.on(killed);
   ASSERT_TRUE(has(a, A::Finish));
   EXPECT_FALSE(has(a, A::Launch));
   EXPECT_EQ(get(a, A::Finish).exit_code, 0);
+  // A rank that hung after its link closed, before the run was marked finished: failed.
+  Policy unfinished = before;
+  a = unfinished.on(job_exited(163, 0, 9));
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
+  EXPECT_NE(get(a, A::Finish).why.find("not marked finished"), std::string::npos);
   // A stop's ranks that ended well: the stop's outcome (5: requeue).
   Policy q(quick(), 1);
   start(q, 1);
