@@ -189,6 +189,12 @@ int cmd_simulate(int argc, char** argv) {
       io::RunConfig c = cfg;
       c.parallel.schedule = kind;
       Row row{core::format_schedule_kind(kind), "", {}, {}};
+      if (core::effective_schedule(kind, c.parallel.pp) != kind) {  // PP 1: every schedule is 1F1B
+        row.error = "parallel.pp " + std::to_string(c.parallel.pp) + " trains " +
+                    core::format_schedule_kind(core::effective_schedule(kind, c.parallel.pp)) + " whatever the schedule";
+        rows.push_back(row);
+        continue;
+      }
       try {
         const SimOutcome o = simulate_config(c);
         row.s = o.summary;

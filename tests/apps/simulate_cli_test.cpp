@@ -152,6 +152,11 @@ TEST(SimulateCli, TheDefaultConfigSimulatesAsItTrains) {
   const CommandResult r = run_duet("simulate --out " + dir.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(read_file(dir / "report.md").find("1f1b"), std::string::npos);
+  // Compared at PP 1, the other schedules say they would be 1F1B, not four rows of its numbers.
+  const CommandResult c = run_duet("simulate --compare-schedules");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_NE(c.output.find("dualpipe"), std::string::npos);
+  EXPECT_NE(c.output.find("error: parallel.pp 1 trains 1f1b whatever the schedule"), std::string::npos) << c.output;
   std::filesystem::remove_all(dir);
 }
 
