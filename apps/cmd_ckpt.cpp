@@ -172,7 +172,7 @@ int cmd_ckpt(int argc, char** argv) {
   po::positional_options_description pos;
   pos.add("action", 1).add("dir", 1);
   po::variables_map vm;
-  store_options(all_opts, argc, argv, vm, &pos);
+  store_options(all_opts, argc, argv, vm, &pos, &opts);
   po::notify(vm);
   if (vm.count("help")) {
     std::cout << opts << "\n";

@@ -25,11 +25,14 @@ std::string unknown_option_message(const po::options_description& opts, const st
     return msg + " (did you mean " + (longer.size() == 1 ? "" : "one of ") + list + (longer.size() > 4 ? ", ..." : "") +
            "? option names are not abbreviated)";
   }
-  std::vector<std::string> names;  // a typo of an option ("--levl"), else of a config key
-  for (const auto& o : opts.options())
-    if (!o->long_name().empty() && o->long_name().find('.') == std::string::npos) names.push_back(o->long_name());
-  std::string key = io::closest_name(name, names);
-  if (key.empty() && name.find('.') != std::string::npos) key = io::closest_key(name);
+  // A typo of a config key ("--train.setps"), else of one of the command's own options ("--levl").
+  std::string key = name.find('.') != std::string::npos ? io::closest_key(name) : "";
+  if (key.empty()) {
+    std::vector<std::string> names;
+    for (const auto& o : opts.options())
+      if (!o->long_name().empty() && o->long_name().find('.') == std::string::npos) names.push_back(o->long_name());
+    key = io::closest_name(name, names);
+  }
   if (!key.empty()) return msg + " (did you mean '--" + key + "'?)";
   return msg + " (--help lists the options)";
 }
@@ -51,14 +54,14 @@ void add_config_options(po::options_description& opts) {
 }
 
 void store_options(const po::options_description& opts, int argc, char** argv, po::variables_map& vm,
-                   const po::positional_options_description* positional) {
+                   const po::positional_options_description* positional, const po::options_description* visible) {
   po::command_line_parser parser(argc, argv);
   parser.options(opts).style(option_style());
   if (positional) parser.positional(*positional);
   try {
     po::store(parser.run(), vm);
   } catch (const po::unknown_option& e) {
-    throw std::invalid_argument(unknown_option_message(opts, e.get_option_name()));
+    throw std::invalid_argument(unknown_option_message(visible ? *visible : opts, e.get_option_name()));
   }
 }
 

@@ -20,10 +20,12 @@ int option_style();
 void add_config_options(boost::program_options::options_description& opts);
 
 // Stores argv's options into vm (whole option names only: option_style); an unknown option is
-// std::invalid_argument naming the option it may have meant.
+// std::invalid_argument naming the option of `visible` (default: opts) it may have meant —
+// pass the options a user types when opts also holds hidden ones (positional arguments).
 void store_options(const boost::program_options::options_description& opts, int argc, char** argv,
                    boost::program_options::variables_map& vm,
-                   const boost::program_options::positional_options_description* positional = nullptr);
+                   const boost::program_options::positional_options_description* positional = nullptr,
+                   const boost::program_options::options_description* visible = nullptr);
 // Parses argv into vm. Returns false when --help was given (the options were printed): the
 // subcommand should return 0.
 bool parse_options(const boost::program_options::options_description& opts, int argc, char** argv,

@@ -194,8 +194,8 @@ struct RuntimeSection {
 struct FaultSection {
   double hang_timeout_s = 0;    // no progress for this long is a hang; 0 = max(10 × median step, 60 s)
   double setup_timeout_s = 900; // launch to the first completed step
-  double save_timeout_s = 600;  // one checkpoint save
-  double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by a new checkpoint
+  double save_timeout_s = 600;  // one checkpoint save; also the launcher outliving its ranks' end
+  double backoff_s = 10;        // first restart delay; doubles to 300 s, reset by progress
   int max_restarts = 3;         // restarts in a row without progress (a new checkpoint or snapshot) before giving up
   int straggler_steps = 5;      // steps in a row at >= 1.5x the peers' median that name a straggler
   double host_timeout_s = 1.0;  // a rank on another host silent this long: its host is lost

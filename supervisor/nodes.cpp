@@ -29,14 +29,17 @@ bool NodePool::lost(const std::string& node, const std::string& why) {
 
 bool NodePool::rank_failed(const std::string& node, double t, const std::string& signature,
                            std::vector<std::string>* restored) {
+  for (auto& [n, seen] : seen_on_) std::erase_if(seen, [&](const Failure& x) { return t - x.t > window_s_; });
   auto seen = [&](const std::string& n) {
     const auto it = seen_on_.find(n);
-    return it != seen_on_.end() && std::find(it->second.begin(), it->second.end(), signature) != it->second.end();
+    return it != seen_on_.end() && std::any_of(it->second.begin(), it->second.end(),
+                                               [&](const Failure& x) { return x.signature == signature; });
   };
   bool elsewhere = false;
-  if (!signature.empty())
+  if (!signature.empty()) {
     for (const auto& n : nodes_) elsewhere = elsewhere || (n != node && seen(n));
-  if (!signature.empty() && !seen(node)) seen_on_[node].push_back(signature);
+    seen_on_[node].push_back({t, signature});
+  }
   if (elsewhere) {  // it follows the work: no node's fault, and none stays out for it
     std::vector<std::string> back;
     for (const auto& [n, sigs] : excluded_for_)

@@ -38,7 +38,9 @@ class NodePool {
   bool lost(const std::string& node, const std::string& why);
   // A single rank on `node` failed at time t; the second within window_s excludes the node.
   // Returns true when this excluded it. `signature` says which failure it was (the step it
-  // struck at): a failure with the signature of one seen on another node follows the work,
+  // struck at; "" for one before the attempt's first step, a set-up failure, which is a
+  // node's classic symptom): a failure with the signature of one seen on another node within
+  // window_s follows the work,
   // not the node (a bug, bad data) — it counts against no node, and nodes excluded for
   // failures of that signature come back (`restored`), so a crash loop ends as one (the
   // supervisor gives up) instead of excluding every node in turn.
@@ -57,7 +59,7 @@ class NodePool {
     std::string signature;
   };
   std::map<std::string, std::vector<Failure>> failures_;       // in the window, per node
-  std::map<std::string, std::vector<std::string>> seen_on_;    // every signature seen, per node
+  std::map<std::string, std::vector<Failure>> seen_on_;        // signatures seen (within the window), per node
   std::map<std::string, std::vector<std::string>> excluded_for_;  // the signatures that excluded a node
 };
 

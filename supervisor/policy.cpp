@@ -115,10 +115,10 @@ std::vector<Action> Policy::after_teardown(double t, bool run_finished) {
     state_ = State::Finished;
     const std::string why = fmt("every rank had ended well; the launcher, still running %g s later, was torn down",
                                 cfg_.save_timeout_s);
+    if (run_finished) return {finish(Outcome::Done, why)};  // a stop with the last step found nothing to stop
     if (stop_outcome_) return {finish(*stop_outcome_, why)};
     // A rank may have hung after its link closed, before marking the run finished.
-    if (!run_finished) return {finish(Outcome::Failed, why + "; the run is not marked finished")};
-    return {finish(Outcome::Done, why)};
+    return {finish(Outcome::Failed, why + "; the run is not marked finished")};
   }
   if (stop_outcome_) {
     state_ = State::Finished;
@@ -253,10 +253,9 @@ std::vector<Action> Policy::on(const Event& e) {
       record_step_times(e, out);
       break;
     case Event::Kind::Resumed:  // from further on than ever before: the last attempt made progress
-      // Only while its attempt runs: one reported after that attempt's own fault was counted
-      // would wipe out the count of that failure.
-      if ((state_ == State::Starting || state_ == State::Running || state_ == State::Stopping) &&
-          e.step > progress_step_) {
+      // Not once its attempt's failure was counted (Waiting, after the teardown): that would
+      // wipe out the count of that failure. Before (tearing down) it is the attempt's progress.
+      if (state_ != State::Waiting && state_ != State::Finished && e.step > progress_step_) {
         progress_step_ = e.step;
         failures_without_progress_ = 0;
         backoff_ = cfg_.backoff_s;

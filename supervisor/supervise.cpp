@@ -335,6 +335,13 @@ int supervise(const SuperviseOptions& o) {
     e.kind = Event::Kind::Launched, e.t = now(), e.ranks = ranks;
     apply(policy.on(e));
   };
+  // Which failure a single rank's was, for NodePool::rank_failed: how and in which step (the
+  // rank's own last heartbeat); "" before the attempt's first step (a set-up failure: a node's
+  // classic symptom, never taken for one that follows the work).
+  auto failure_signature = [&](const std::string& how, int rank) -> std::string {
+    if (clock.first_step < 0 || rank < 0 || rank >= ranks || last_beat[rank].first < 0) return "";
+    return "a rank " + how + " in step " + std::to_string(last_beat[rank].first);
+  };
   // After a rank died: ranks that die with it within a moment show whether its whole node
   // went (every rank of one node, and no other) or one rank failed.
   auto judge_death = [&](int first) {
@@ -351,7 +358,7 @@ int supervise(const SuperviseOptions& o) {
     if (dead_on.size() == 1 && dead_on.begin()->second == ranks_on[dead_on.begin()->first] && plan.nodes.size() > 1)
       exclude(dead_on.begin()->first, "all its ranks died together", true);
     else
-      exclude(pool->node_of(first, plan.nodes), "", false, "a rank died at step " + std::to_string(last_full_step + 1));
+      exclude(pool->node_of(first, plan.nodes), "", false, failure_signature("died", first));
   };
   // Every rank that can answer writes its threads' stacks; the local ones' /proc state is
   // written for all (a stopped rank cannot answer, the kernel still can).
@@ -413,8 +420,7 @@ int supervise(const SuperviseOptions& o) {
           } else if (pool && a.what == "rank-died" && !a.ranks.empty()) {
             judge_death(a.ranks[0]);
           } else if (pool && a.what == "hang" && !a.ranks.empty()) {
-            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false,
-                    "a rank hung at step " + std::to_string(last_full_step + 1));
+            exclude(pool->node_of(a.ranks[0], plan.nodes), "", false, failure_signature("hung", a.ranks[0]));
           }
           break;
         }

@@ -305,7 +305,11 @@ TEST(RunIntegrity, AbbreviatedOptionsAreRefusedNamingTheOption) {
   for (const auto& [command, hint] : std::vector<std::pair<std::string, std::string>>{
            {"ckpt verify /tmp --levl full", "unrecognised option '--levl' (did you mean '--level'?)"},
            {"status --ru /tmp", "unrecognised option '--ru' (did you mean '--run'? option names are not abbreviated)"},
-           {"submit --dry-run --partitoin gpu", "unrecognised option '--partitoin' (did you mean '--partition'?)"}}) {
+           {"submit --dry-run --partitoin gpu", "unrecognised option '--partitoin' (did you mean '--partition'?)"},
+           // A dotted name is a config key first ("runtime" holds "time", an option of submit's).
+           {"submit --dry-run --runtime.tarce false", "(did you mean '--runtime.trace'?)"},
+           // Never the hidden names of positional arguments.
+           {"ckpt verify /tmp --d", "unrecognised option '--d' (--help lists the options)"}}) {
     const auto r = run_duet(command);
     EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.output;
     EXPECT_NE(r.output.find(hint), std::string::npos) << command << "\n" << r.output;

@@ -128,6 +128,8 @@ TEST(SupervisorEval, ALongValidationIsNotAHang) {
   std::smatch m;
   const std::string metrics = read_file(dir / "e/metrics.jsonl");
   ASSERT_TRUE(std::regex_search(metrics, m, std::regex("\"step\":2,[^\n]*\"step_time_s\":([0-9.e-]+)"))) << metrics;
+  ASSERT_GE(stamp(1), 0) << read_file(dir / "e/train.log");
+  ASSERT_GE(stamp(2), stamp(1)) << read_file(dir / "e/train.log");  // (a run across midnight: run it again)
   const double validation = stamp(2) - stamp(1) - std::stod(m[1]);
   fs::remove_all(dir);
   if (validation <= 2.5)

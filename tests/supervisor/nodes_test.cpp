@@ -56,18 +56,28 @@ TEST(NodePool, SingleRankFailuresExcludeOnTheSecondWithinTheWindow) {
 // another failure still counts as before.
 TEST(NodePool, AFailureThatFollowsTheWorkExcludesNoNode) {
   NodePool p({"a", "b"}, 2, 600);
-  EXPECT_FALSE(p.rank_failed("a", 0, "a rank died at step 3"));
-  EXPECT_TRUE(p.rank_failed("a", 10, "a rank died at step 3"));  // a: twice, excluded
+  EXPECT_FALSE(p.rank_failed("a", 0, "a rank died in step 3"));
+  EXPECT_TRUE(p.rank_failed("a", 10, "a rank died in step 3"));  // a: twice, excluded
   EXPECT_EQ(p.healthy(), std::vector<std::string>{"b"});
   std::vector<std::string> back;
-  EXPECT_FALSE(p.rank_failed("b", 20, "a rank died at step 3", &back));
+  EXPECT_FALSE(p.rank_failed("b", 20, "a rank died in step 3", &back));
   EXPECT_EQ(back, std::vector<std::string>{"a"});
   EXPECT_EQ(p.healthy(), (std::vector<std::string>{"a", "b"}));
-  EXPECT_FALSE(p.rank_failed("b", 30, "a rank died at step 3"));
-  EXPECT_FALSE(p.rank_failed("a", 40, "a rank died at step 3"));
+  EXPECT_FALSE(p.rank_failed("b", 30, "a rank died in step 3"));
+  EXPECT_FALSE(p.rank_failed("a", 40, "a rank died in step 3"));
   EXPECT_TRUE(p.excluded().empty());
-  EXPECT_FALSE(p.rank_failed("b", 50, "a rank died at step 9"));
-  EXPECT_TRUE(p.rank_failed("b", 60, "a rank hung at step 12"));  // b's own trouble: two others
+  EXPECT_FALSE(p.rank_failed("b", 50, "a rank died in step 9"));
+  EXPECT_TRUE(p.rank_failed("b", 60, "a rank hung in step 12"));  // b's own trouble: two others
+  // Set-up failures (no signature) always count against their node.
+  NodePool q({"a", "b"}, 2, 600);
+  EXPECT_FALSE(q.rank_failed("b", 0, ""));
+  EXPECT_FALSE(q.rank_failed("a", 1, ""));
+  EXPECT_TRUE(q.rank_failed("a", 2, ""));
+  // A signature seen on another node longer ago than the window is forgotten.
+  NodePool w({"a", "b"}, 2, 100);
+  EXPECT_FALSE(w.rank_failed("b", 0, "a rank died in step 3"));
+  EXPECT_FALSE(w.rank_failed("a", 500, "a rank died in step 3"));
+  EXPECT_TRUE(w.rank_failed("a", 510, "a rank died in step 3"));
 }
 
 TEST(NodePool, RanksArePlacedInOrderOnTheNodesAnAttemptUses) {

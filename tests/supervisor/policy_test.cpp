@@ -307,9 +307,16 @@ TEST(SupervisorPolicy, ALauncherThatOutlivesItsRanksIsTornDownNotRestarted) {
   q.on(signal(2, Signal::Usr1));
   q.on(exited(3, 0, 0));
   ASSERT_TRUE(has(q.on(ev(K::Tick, 64)), A::Teardown));
+  Policy q_finished = q;
   a = q.on(job_exited(65, 0, 9));
   ASSERT_TRUE(has(a, A::Finish));
   EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::RequeueRequested));
+  // The stop came with the last step: the run finished, nothing to requeue.
+  killed = job_exited(65, 0, 9);
+  killed.run_finished = true;
+  a = q_finished.on(killed);
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, 0);
 }
 
 TEST(SupervisorPolicy, BackoffDoublesToItsCapAndResetsOnProgress) {
