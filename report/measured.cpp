@@ -186,10 +186,11 @@ Report measured_report(const std::string& name, const RunShape& shape, const std
   // transfer of one activation.
   sched::SimConfig sim;
   const double act_bytes = 4.0 * shape.micro_batch_size * shape.seq_len * shape.d_model;
-  // A rank's measured sync is its whole tail — every direction's reduction and the optimizer —
-  // while the replay runs one sync per (rank, direction): each gets its share, or DualPipe's
-  // two directions would count the tail twice.
-  sim.stages = stage_costs(samples, place.num_stages(), act_bytes, median(syncs) / place.num_dirs());
+  // A rank's measured sync is its whole tail after the engine — every direction's reduction and
+  // the optimizer — so it goes after the rank's compute, once per rank: as a per-stage sync
+  // DualPipe's two directions counted it twice, and one direction's could overlap compute.
+  sim.stages = stage_costs(samples, place.num_stages(), act_bytes, 0);
+  sim.rank_tail = median(syncs);
   const double p2p = std::isfinite(samples.fastest_send) ? samples.fastest_send : shape.comm_delay_us * 1e-6;
   sim.link_classes = {sched::LinkClass{p2p, 0}};
   sim.pipelines = shape.dp;

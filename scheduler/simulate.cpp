@@ -287,7 +287,7 @@ class Simulator {
           t = t0 + syncs[d].dur;
           if (cfg_.record_timeline) res.events.push_back({EventKind::DpSync, g, -1, -1, syncs[d].dir, -1, t0, t, t});
         }
-        st.finish = std::max(st.compute_end, t);
+        st.finish = std::max(st.compute_end, t) + cfg_.rank_tail;
         st.exposed_comm += st.finish - st.compute_end;
         res.makespan = std::max(res.makespan, st.finish);
       }

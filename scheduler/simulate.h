@@ -68,6 +68,10 @@ struct SimConfig {
   std::function<int(int from_rank, int to_rank)> link_class;
   int pipelines = 1;
   std::vector<double> compute_scale;  // per global rank, multiplies compute times; empty: 1
+  // Time every rank spends after its compute and its DP synchronisations, whatever its stages
+  // (a measured run's post-engine tail: every direction's reduction and the optimizer, as one
+  // figure per rank). Counted as exposed communication, like the syncs.
+  double rank_tail = 0;
   bool record_timeline = true;
 };
 

@@ -195,6 +195,23 @@ TEST(SimulateDp, DualPipeSyncsBothStagesOfARankOneAfterTheOther) {
   }
 }
 
+// A per-rank tail (a measured run's post-engine reduction and optimizer) comes after a rank's
+// compute and syncs, once whatever the rank's directions, and counts as exposed communication.
+TEST(SimulateDp, ARanksTailComesOnceAfterItsComputeAndSyncs) {
+  for (auto kind : {ScheduleKind::OneFOneB, ScheduleKind::DualPipe}) {
+    Schedule s = make_schedule(kind, 4, 8);
+    const SimResult plain = simulate(s, unit_costs());
+    SimConfig c = unit_costs();
+    c.rank_tail = 3;
+    const SimResult r = simulate(s, c);
+    EXPECT_DOUBLE_EQ(r.makespan, plain.makespan + 3) << format_schedule_kind(kind);
+    for (size_t g = 0; g < r.rank_stats.size(); ++g) {
+      EXPECT_DOUBLE_EQ(r.rank_stats[g].finish, plain.rank_stats[g].finish + 3);
+      EXPECT_DOUBLE_EQ(r.rank_stats[g].exposed_comm, plain.rank_stats[g].exposed_comm + 3);
+    }
+  }
+}
+
 TEST(SimulateTimeline, RespectsOrderResourcesAndDependencies) {
   for (auto kind : {ScheduleKind::OneFOneB, ScheduleKind::ZB1P, ScheduleKind::DualPipe, ScheduleKind::DualPipeV}) {
     Schedule s = make_schedule(kind, 4, 12);
