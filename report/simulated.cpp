@@ -16,6 +16,25 @@ bool is_deepseek_v3(const sched::ModelShape& m) {
   return m.vocab == 129280 && m.d_model == 7168 && m.layers == 61 && m.experts == 256 && m.top_k == 8;
 }
 
+// What the model FLOPs count, for this model (its attention, its experts, MTP if any).
+std::string mfu_convention(const SimOutcome& o) {
+  const sched::ModelShape& m = o.in.model;
+  std::string counted = m.mla ? "MLA projections" : "attention projections";
+  counted += ", causal attention core counted over the s(s+1)/2 visible pairs";
+  if (m.layers > m.dense_layers) {
+    counted += std::string(", top-k routed") + (m.shared_experts > 0 ? " + shared" : "") + " experts";
+    if (m.dense_layers > 0) counted += ", dense FFNs";
+    counted += ", router";
+  } else {
+    counted += ", FFNs";
+  }
+  counted += ", output head";
+  if (m.mtp_depth > 0) counted += ", MTP modules";
+  return "model FLOPs = 3 x forward FLOPs of every matmul (" + counted +
+         "), no recomputation; divided by GPUs x dense BF16 peak (" + fmt("%g", o.in.cluster.bf16_tflops) +
+         " TFLOP/s)" + (is_deepseek_v3(m) ? ", as DeepSeek normalises" : "");
+}
+
 // Timeline events of pipeline 0: compute split into its parts (an F&B pair's forward and
 // backward, exposed all-to-all at the end of an op), then DP synchronisation.
 std::vector<ReportEvent> timeline_events(const SimOutcome& o, const sched::SimResult& r) {
@@ -81,11 +100,7 @@ Report simulated_report(const SimOutcome& o, const SimLabels& labels) {
              o.job.hardware_flops_per_token),
       F::num("hfu", "HFU (hardware FLOPs, recomputation included, against the dense BF16 peak)", s.hfu),
       F::num("mfu", "MFU", s.mfu),
-      F::str("mfu_convention", "MFU convention",
-             "model FLOPs = 3 x forward FLOPs of every matmul (MLA projections, causal attention core counted "
-             "over the s(s+1)/2 visible pairs, top-k routed + shared experts, dense FFNs, router, output head, "
-             "MTP modules), no recomputation; divided by GPUs x dense BF16 peak (" +
-                 fmt("%g", o.in.cluster.bf16_tflops) + " TFLOP/s), as DeepSeek normalises"),
+      F::str("mfu_convention", "MFU convention", mfu_convention(o)),
       F::num("mfu_fp8_peak", "MFU against the dense FP8 peak", s.mfu_fp8_peak),
       F::num("gpu_hours_per_trillion_tokens", "GPU-hours per trillion tokens", s.gpu_hours_per_trillion_tokens),
       F::num("days_per_trillion_tokens", "days per trillion tokens on this cluster", s.days_per_trillion_tokens),

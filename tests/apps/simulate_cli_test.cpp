@@ -152,6 +152,12 @@ TEST(SimulateCli, TheDefaultConfigSimulatesAsItTrains) {
   const CommandResult r = run_duet("simulate --out " + dir.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(read_file(dir / "report.md").find("1f1b"), std::string::npos);
+  // What its MFU counts is said of this model (MHA, no MTP), not of DeepSeek-V3.
+  const YAML::Node j = YAML::Load(read_file(dir / "report.json"));
+  const std::string convention = j["mfu_convention"].as<std::string>();
+  EXPECT_NE(convention.find("attention projections"), std::string::npos) << convention;
+  for (const char* not_here : {"MLA", "MTP", "DeepSeek"})
+    EXPECT_EQ(convention.find(not_here), std::string::npos) << not_here << ": " << convention;
   // Compared at PP 1, the other schedules say they would be 1F1B, not four rows of its numbers.
   const CommandResult c = run_duet("simulate --compare-schedules");
   ASSERT_EQ(c.exit_code, 0) << c.output;
