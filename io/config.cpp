@@ -126,9 +126,15 @@ std::size_t name_distance(const std::string& typed, const std::string& valid) {
 // The closest valid path to `path`, or "" when nothing is close. Siblings are tried first
 // (a typo), then every path by its full name or by its last name (a key in the wrong
 // section: train.experts -> model.moe.experts).
+// The most edits a typed name may be from the name it was meant as: 1 up to 5 letters, then
+// a quarter of its length (at least 2).
+std::size_t typo_limit(const std::string& typed) {
+  return typed.size() <= 5 ? 1 : std::max<std::size_t>(2, typed.size() / 4);
+}
+
 std::string closest_path(const std::string& path) {
   const std::string parent = parent_of(path), name = leaf_of(path);
-  const std::size_t limit = name.size() <= 5 ? 1 : std::max<std::size_t>(2, name.size() / 4);
+  const std::size_t limit = typo_limit(name);
   std::string best;
   std::size_t best_d = limit + 1;
   auto consider = [&](const std::string& candidate, std::size_t d) {
@@ -264,9 +270,8 @@ std::string num(double x) {
 std::string closest_key(const std::string& path) { return closest_path(path); }
 
 std::string closest_name(const std::string& typed, const std::vector<std::string>& names) {
-  const std::size_t limit = typed.size() <= 5 ? 1 : std::max<std::size_t>(2, typed.size() / 4);
   std::string best;
-  std::size_t best_d = limit + 1;
+  std::size_t best_d = typo_limit(typed) + 1;
   for (const auto& n : names)
     if (const std::size_t d = name_distance(typed, n); d < best_d) best = n, best_d = d;
   return best;
