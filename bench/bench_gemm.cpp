@@ -8,11 +8,13 @@
 // call (its THREAD_TIMEOUT, ~0.1 s) and hold a core while the other library's next product
 // runs. Compare libraries at 2 threads one per process (the last argument).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -81,6 +83,23 @@ Stat stat(std::vector<double> v) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
+#ifdef DUET_BENCH_OPENBLAS
+// How wide the vectors of an OpenBLAS x86-64 core type's kernels are: 3 AVX-512, 2 AVX2, 1
+// narrower. OpenBLAS's DYNAMIC_ARCH picks the core type from a table of CPU models; a model
+// newer than the build runs the generic "Prescott" kernels (SSE3), 3–5× below the CPU.
+int openblas_core_width(std::string_view core) {
+  std::string c(core);
+  std::transform(c.begin(), c.end(), c.begin(), [](unsigned char ch) { return (char)std::tolower(ch); });
+  for (const char* k : {"skylakex", "cooperlake", "sapphirerapids"})
+    if (c == k) return 3;
+  for (const char* k : {"haswell", "zen", "excavator"})
+    if (c == k) return 2;
+  return 1;
+}
+
+int isa_width(std::string_view isa) { return isa == "AVX-512" ? 3 : isa == "AVX2" ? 2 : 1; }
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,6 +130,12 @@ int main(int argc, char** argv) {
   }
 
   for (size_t l = 0; l < libs.size(); ++l) std::printf("lib %zu: %s\n", l, libs[l].first.c_str());
+#ifdef DUET_BENCH_OPENBLAS
+  if (openblas_core_width(openblas_get_corename()) < isa_width(cpu::widest_fma_isa()))
+    std::printf("note: OpenBLAS runs its '%s' kernels, narrower than this %s CPU's vectors (a CPU model it\n"
+                "      does not know): its column shows that fallback, not the CPU; duet's GEMM picks kernels by ISA\n",
+                openblas_get_corename(), cpu::widest_fma_isa());
+#endif
   for (int threads : {1, 2}) {
     cpu::set_gemm_threads(threads);
 #ifdef DUET_BENCH_OPENBLAS
