@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "runtime/stack_dump.h"
+#include "runtime/term_stop.h"
 
 namespace duet::runtime {
 
@@ -72,7 +73,16 @@ SupervisorLink::~SupervisorLink() {
 void SupervisorLink::send(const core::RankMessage& m) {
   const std::string line = core::encode(m);
   std::lock_guard lock(send_mu_);
-  if (::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != (ssize_t)line.size()) gone_ = true;
+  // A send cut short (a signal while the socket's buffer was full) goes on with the rest.
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::send(fd_, line.data() + done, line.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      gone_ = true;
+      return;
+    }
+    done += (size_t)n;
+  }
 }
 
 void SupervisorLink::step_time(int step, double seconds) {
@@ -108,6 +118,8 @@ void SupervisorLink::inject(int signal, int step) {
 void SupervisorLink::handle(const std::string& line) {
   if (line == "stop") {
     stop_ = true;
+  } else if (line == "abort") {  // the attempt is torn down: end now, as SIGTERM did before
+    die_by_sigterm();
   } else if (const auto dir = core::decode_stacks_request(line)) {
     write_all_stacks(*dir + "/rank-" + std::to_string(rank_) + ".stacks.txt",
                      "rank " + std::to_string(rank_) + ", pid " + std::to_string(getpid()) + ": every thread's stack");
@@ -117,7 +129,12 @@ void SupervisorLink::handle(const std::string& line) {
   }
 }
 
+void SupervisorLink::tell_term() {
+  if (TermStop::requested() && !told_term_.exchange(true)) mark("sigterm", 0, step_.load(std::memory_order_relaxed));
+}
+
 void SupervisorLink::done() {
+  tell_term();  // a stop that took less than one heartbeat: the supervisor still hears why
   core::RankMessage m;
   m.kind = core::RankMessage::Kind::Done;
   send(m);
@@ -126,6 +143,7 @@ void SupervisorLink::done() {
 void SupervisorLink::loop() {
   std::string inbox;
   while (!quit_) {
+    tell_term();
     core::RankMessage beat;
     beat.kind = core::RankMessage::Kind::Beat;
     beat.step = step_.load(std::memory_order_relaxed), beat.op = op_.load(std::memory_order_relaxed);

@@ -57,6 +57,9 @@ class SupervisorLink {
  private:
   void send(const core::RankMessage& m);
   void loop();
+  // A SIGTERM to this rank (runtime/term_stop.h) stops the whole job: the supervisor hears it
+  // once ("sigterm"), as if it had been sent the signal itself.
+  void tell_term();
 
   void handle(const std::string& line);
 
@@ -66,7 +69,7 @@ class SupervisorLink {
   std::vector<int> skipped_;
   std::mutex send_mu_;
   std::atomic<int> step_{0}, op_{-1}, phase_{(int)Phase::Setup};
-  std::atomic<bool> stop_{false}, gone_{false}, quit_{false};
+  std::atomic<bool> stop_{false}, gone_{false}, quit_{false}, told_term_{false};
   std::thread thread_;
 };
 

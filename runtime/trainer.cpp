@@ -35,6 +35,7 @@
 #include "runtime/process_groups.h"
 #include "runtime/stages.h"
 #include "runtime/supervisor_link.h"
+#include "runtime/term_stop.h"
 #include "kernels/buffer.h"
 #include "runtime/train_setup.h"
 #include "runtime/zero.h"
@@ -154,6 +155,12 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   // The supervisor that started this job (duet launch), if any: progress, step times and
   // commits go to it; a stop it asks for (or its death) ends the run at a step boundary.
   supervisor = SupervisorLink::from_environment(rank);
+  // From here SIGTERM stops the run at a step boundary with a checkpoint (runtime/term_stop.h);
+  // a supervisor that tears the job down can reach this rank to end it at once ("abort").
+  // Under a bare mpirun it stays fatal: there SIGTERM comes from mpirun (or reaches it too),
+  // which tears the job down beneath ranks that would go on.
+  std::optional<TermStop> term_stop;
+  if (supervisor || !launched_by_mpi_launcher()) term_stop.emplace();
   auto progress = [&](int step, int op, SupervisorLink::Phase phase) {
     if (supervisor) supervisor->progress(step, op, phase);
   };
@@ -171,6 +178,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
   auto strike = [&](int step, const std::string& where) {
     if (fault->corrupt_newest) damage_newest_checkpoint(io::checkpoint_dir(cfg, run_dir), log);
     if (supervisor) supervisor->inject(fault->signal, step);  // first: the fault's time
+    if (fault->signal == SIGTERM) die_by_sigterm();  // a kill by SIGTERM, not a request to stop
     if (fault->signal > 0) raise(fault->signal);
     if (!fault->nan || fault->at != io::FailAt::Step)  // a NaN strikes at the step's end
       throw std::runtime_error("injected failure " + where + " (rank " + std::to_string(rank) + ", step " +
@@ -430,12 +438,13 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     out.steps = step;
     checkpoints.poll();
     if (supervisor) supervisor->step_time(step, step_time);
-    // A stop the supervisor asked for (or its death), and a superseded attempt, are agreed on
-    // by every rank here, at a step boundary, so they all save the same step — or, superseded,
-    // none. One collective for both: 2 (superseded) outranks 1 (asked) under Max.
-    // At the last step there is nothing left to stop: the run finishes as it would have.
+    // A stop the supervisor asked for (or its death), a SIGTERM to any rank, and a superseded
+    // attempt, are agreed on by every rank here, at a step boundary, so they all save the same
+    // step — or, superseded, none. One collective for all: 2 (superseded) outranks 1 (stop)
+    // under Max. At the last step there is nothing left to stop: the run finishes as it would have.
+    const bool term = TermStop::requested();
     const int32_t agreed = all.allreduce<int32_t>(
-        !superseded.empty() ? 2 : (supervisor && supervisor->stop_requested() ? 1 : 0), ReduceOp::Max);
+        !superseded.empty() ? 2 : ((supervisor && supervisor->stop_requested()) || term ? 1 : 0), ReduceOp::Max);
     if (agree_superseded(agreed == 2)) {
       out.stopped = true;
       break;
@@ -449,8 +458,11 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     if (!stopping && step < cfg.train.steps) snapshot_save_wait = snapshots.save(step, stages, zero);
     if (stopping) {
       out.stopped = true;
-      stop_reason = asked ? (supervisor->supervisor_gone() ? "the supervisor is gone" : "the supervisor asked")
-                          : "train.stop_at";
+      stop_reason = !asked                                        ? "train.stop_at"
+                    : supervisor && supervisor->supervisor_gone() ? "the supervisor is gone"
+                    : term                                        ? "SIGTERM"
+                    : supervisor && supervisor->stop_requested()  ? "the supervisor asked"
+                                                                  : "SIGTERM to another rank";
       break;
     }
   }

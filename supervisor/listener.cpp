@@ -123,6 +123,10 @@ void Listener::stop() {
   for (const auto& c : conns_) (void)!send(c.fd, "stop\n", 5, MSG_NOSIGNAL);
 }
 
+void Listener::abort_all() {
+  for (const auto& c : conns_) (void)!send(c.fd, "abort\n", 6, MSG_NOSIGNAL);
+}
+
 std::vector<int> Listener::request_stacks(const std::string& dir) {
   const std::string line = core::encode_stacks_request(dir);
   std::vector<int> asked;

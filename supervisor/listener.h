@@ -40,6 +40,9 @@ class Listener {
   std::vector<RankReport> poll(int timeout_ms);
   // Sends "stop" to every connected rank, and to every rank that connects later.
   void stop();
+  // Sends "abort" to every connected rank: the attempt is being torn down, so a rank that
+  // would stop gracefully on SIGTERM (runtime/term_stop.h) ends at once instead.
+  void abort_all();
   // Sends "stacks <dir>" to every connected rank; returns the ranks asked (those that said
   // hello). Each answers "stacksdone" once its file is written.
   std::vector<int> request_stacks(const std::string& dir);

@@ -104,6 +104,12 @@ std::vector<Action> Policy::fault(double t, const std::string& what, const std::
 }
 
 void Policy::stop_failed() {
+  if (stop_by_rank_) {  // a launcher (mpirun) signals the ranks that survive a fault: a restart as for any fault
+    stop_by_rank_ = false;
+    stop_outcome_.reset();
+    state_ = State::Running;  // the fault is handled as one while running
+    return;
+  }
   stop_failed_ = true;
   // A SIGUSR1's stop (a scheduler's warning) still ends asking for a requeue: the next job
   // resumes from the newest state there is. SIGTERM's and SIGINT's end as failed.
@@ -318,13 +324,22 @@ std::vector<Action> Policy::on(const Event& e) {
       break;
     case Event::Kind::SignalReceived: {
       const Outcome o = e.received == Signal::Usr1 ? Outcome::RequeueRequested : Outcome::Done;
-      const char* name = e.received == Signal::Usr1 ? "SIGUSR1" : e.received == Signal::Int ? "SIGINT" : "SIGTERM";
+      const std::string name =
+          std::string(e.received == Signal::Usr1 ? "SIGUSR1" : e.received == Signal::Int ? "SIGINT" : "SIGTERM") +
+          (e.rank >= 0 ? " to rank " + std::to_string(e.rank) : "");
+      // A rank's SIGTERM counts only while its attempt runs: a teardown signals the ranks too,
+      // and one that is stopping already stops.
+      if (e.rank >= 0 && state_ != State::Starting && state_ != State::Running) break;
       if (state_ == State::Stopping) {
         if (e.received == Signal::Int && interrupts_ > 0) {
           stop_outcome_ = Outcome::Interrupted;
           out.push_back(log("stop-now", "a second SIGINT: stopping at once"));
           out.push_back(of(Action::Kind::Teardown));
           state_ = State::TearingDown;
+        } else if (stop_by_rank_ && e.rank < 0) {  // the job itself is told to stop too: that is final
+          stop_by_rank_ = false;
+          stop_outcome_ = o;
+          out.push_back(log("stop", name + ": the stop under way is the job's"));
         } else {
           out.push_back(log("signal-ignored", std::string(name) + " while the ranks save and stop"));
         }
@@ -338,8 +353,10 @@ std::vector<Action> Policy::on(const Event& e) {
         break;
       }
       stop_outcome_ = o;
+      stop_by_rank_ = e.rank >= 0;
       if (state_ == State::TearingDown) break;  // after the teardown: finish instead of restarting
       out.push_back(log("stop", std::string(name) + ": every rank stops at the next step boundary with a checkpoint"));
+      if (e.rank >= 0) out.back().ranks = {e.rank};
       out.push_back(of(Action::Kind::RequestStop));
       state_ = State::Stopping;
       break;

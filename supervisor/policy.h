@@ -54,7 +54,7 @@ struct Event {
     Committed,       // a checkpoint of `step` was committed by this attempt
     Resumed,         // the attempt loaded the state of `step` (a checkpoint or an in-memory snapshot)
     NonFinite,       // a rank saw a non-finite loss or gradient norm at `step`
-    SignalReceived,  // the supervisor got `signal`
+    SignalReceived,  // the supervisor got `received` (rank >= 0: that rank got it and said so)
     Tick,            // time passes (the caller's poll)
   };
   Kind kind = Kind::Tick;
@@ -141,6 +141,7 @@ class Policy {
   int interrupts_ = 0;  // SIGINTs received
   std::vector<double> step_times_;  // median per completed step, for the automatic timeout
   std::optional<Outcome> stop_outcome_;  // a stop signal is being honoured
+  bool stop_by_rank_ = false;  // ... one only a rank got (a launcher signals survivors of a fault too)
   double all_done_at_ = -1;     // when the last rank of this attempt ended well (-1: not all have)
   bool torn_down_after_done_ = false;  // the launcher outlived its ranks' end: no restart
   bool stop_failed_ = false;           // a fault struck while the ranks stopped

@@ -360,3 +360,32 @@ TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
     EXPECT_TRUE(no_orphans(*dir_)) << sig;
   }
 }
+
+// SIGTERM to one rank, as `scancel` or a preemption sends every rank one: the rank does not
+// die where it is (that lost every step since the last checkpoint); it tells the supervisor,
+// and every rank stops at the next step boundary with a checkpoint: exit 0, no restart.
+TEST_F(Supervisor, ASigtermToARankStopsTheJobWithACheckpoint) {
+  const std::string name = "rankterm";
+  const fs::path metrics = *dir_ / name / "metrics.jsonl";
+  // Rank 0's pid is in the run's first metrics line.
+  const std::string script = launch(*dir_, name, "", "600", 400) + " > " + (*dir_ / (name + ".log")).string() +
+                             " 2>&1 & pid=$!; for i in $(seq 2400); do [ -f " + metrics.string() + " ] && [ $(wc -l < " +
+                             metrics.string() + ") -ge 3 ] && break; kill -0 $pid || break; sleep 0.05; done; " +
+                             "rank0=$(head -1 " + metrics.string() + " | grep -o '\"pid\":[0-9]*' | cut -d: -f2); " +
+                             "kill -TERM $rank0; wait $pid; echo \"exit=$?\"";
+  const auto r = run_command("bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") + "'");
+  const std::string log = read_file(*dir_ / (name + ".log"));
+  EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output << "\n" << log;
+  EXPECT_NE(log.find("stop: SIGTERM to rank 0: every rank stops at the next step boundary"), std::string::npos) << log;
+  const auto losses = losses_by_step(metrics);
+  ASSERT_FALSE(losses.empty());
+  const int last = losses.rbegin()->first;
+  EXPECT_LT(last, 400);
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof step_dir, "step-%06d", last);
+  EXPECT_TRUE(fs::exists(*dir_ / name / "checkpoints" / step_dir / "COMMITTED")) << "step " << last << "\n" << log;
+  const auto kinds = event_kinds(*dir_ / name / "events.jsonl");
+  EXPECT_EQ(count(kinds, "launched"), 1);
+  EXPECT_EQ(count(kinds, "rank-died"), 0);
+  EXPECT_TRUE(no_orphans(*dir_));
+}

@@ -357,6 +357,64 @@ TEST(SupervisorPolicy, SigtermStopsAtAStepBoundaryAndSigusr1AsksForARequeue) {
   }
 }
 
+// A rank that got SIGTERM (scancel, a preemption) says so: the job stops as for the supervisor's
+// own SIGTERM, exit 0. While an attempt is torn down its ranks are signalled too: a rank's
+// SIGTERM then changes nothing — the next attempt still starts — and while the ranks already
+// stop it is not even logged (every rank of a cancelled Slurm job gets one).
+TEST(SupervisorPolicy, ARanksSigtermStopsTheJobOnlyWhileItsAttemptRuns) {
+  Policy p(quick(), 2);
+  start(p, 2);
+  Event term = signal(2, Signal::Term);
+  term.rank = 1;
+  auto a = p.on(term);
+  ASSERT_TRUE(has(a, A::RequestStop));
+  ASSERT_TRUE(logged(a, "stop"));
+  for (const auto& l : a)
+    if (l.kind == A::Log) EXPECT_NE(l.why.find("SIGTERM to rank 1"), std::string::npos) << l.why;
+  term.rank = 0, term.t = 2.5;
+  EXPECT_TRUE(p.on(term).empty());
+  p.on(exited(3, 0, 0));
+  p.on(exited(3, 1, 0));
+  a = p.on(job_exited(3, 0));
+  ASSERT_TRUE(has(a, A::Finish));
+  EXPECT_EQ(get(a, A::Finish).exit_code, 0);
+  EXPECT_NE(get(a, A::Finish).why.find("stopped at a step boundary"), std::string::npos) << get(a, A::Finish).why;
+
+  Policy q(quick(), 2);
+  start(q, 2);
+  ASSERT_TRUE(has(q.on(exited(2, 1, -1, 9)), A::Teardown));
+  term.t = 2.1;
+  EXPECT_TRUE(q.on(term).empty());  // the teardown's own SIGTERM, reported by rank 0
+  a = q.on(job_exited(2.2, 0, 15));
+  EXPECT_FALSE(has(a, A::Finish));
+  a = q.on(ev(K::Tick, 10));
+  EXPECT_TRUE(has(a, A::Launch)) << "a rank's SIGTERM during a teardown must not end the job";
+}
+
+// mpirun signals the ranks that survive a rank's death, and their report may come first: a
+// stop only a rank was asked for, then a fault, is a fault like any other — restarted. Once
+// the supervisor is told too (Slurm's scancel signals every process), the stop is the job's:
+// a fault then fails it (exit 1), as after the supervisor's own SIGTERM.
+TEST(SupervisorPolicy, AFaultAfterARanksSigtermRestartsUnlessTheJobWasToldToStop) {
+  for (const bool job_told : {false, true}) {
+    Policy p(quick(), 2);
+    start(p, 2);
+    Event term = signal(2, Signal::Term);
+    term.rank = 0;
+    ASSERT_TRUE(has(p.on(term), A::RequestStop));
+    if (job_told) EXPECT_TRUE(logged(p.on(signal(2.1, Signal::Term)), "stop"));
+    ASSERT_TRUE(has(p.on(exited(2.2, 1, -1, 9)), A::Teardown)) << job_told;
+    auto a = p.on(job_exited(2.3, 0, 15));
+    if (job_told) {
+      ASSERT_TRUE(has(a, A::Finish));
+      EXPECT_EQ(get(a, A::Finish).exit_code, static_cast<int>(Outcome::Failed));
+    } else {
+      EXPECT_FALSE(has(a, A::Finish));
+      EXPECT_TRUE(has(p.on(ev(K::Tick, 10)), A::Launch));
+    }
+  }
+}
+
 // The stop came as the last step ended: the ranks finished the run instead of stopping, and the
 // job ends as finished (0), not stopped (5: requeue) — there is nothing left to requeue for.
 TEST(SupervisorPolicy, AStopThatCameWithTheLastStepEndsAsFinished) {

@@ -262,7 +262,7 @@ TEST_F(SlurmJob, UsrSignalCheckpointsRequeuesAndResumes) {
 }
 
 // How docs/slurm.md ends a job with a checkpoint: SIGTERM to the batch shell only (a plain
-// `scancel JOB` signals the ranks too, and they end at once). The supervisor stops every rank
+// `scancel JOB` saves one too, but cancels the job: below). The supervisor stops every rank
 // at the next step boundary with a checkpoint, and the job completes, its run not finished.
 // The same `duet submit` command again continues that run (its lineage, from that checkpoint)
 // to the end, with the losses of an uninterrupted run. It used to give the job a new run id:
@@ -304,6 +304,35 @@ TEST_F(SlurmJob, AJobStoppedAndSubmittedAgainContinuesItsRun) {
   EXPECT_TRUE(fs::exists(run / "FINISHED")) << job_story(text2);
   EXPECT_FALSE(fs::exists(*root_ / "again-2"));
   expect_same_losses(losses(run / "metrics.jsonl"), *reference_);
+}
+
+// A plain `scancel JOB` signals every process of the job at once, the ranks included, and
+// SIGKILLs what is left KillWait (here 5 s) later. The ranks stop at the next step boundary
+// with a checkpoint of that step all the same (runtime/term_stop.h): with no periodic
+// checkpoint, it is the only state there is — they used to die where they were, leaving none.
+TEST_F(SlurmJob, APlainScancelStillSavesACheckpoint) {
+  auto args = job_options(*root_, "scancel", 5000);
+  *(std::find(args.begin(), args.end(), "--checkpoint.every") + 1) = "100000";
+  args.insert(args.end(), {"--nodes", "2", "--ranks-per-node", "2", "--time", "10"});
+  const Submitted s = submit(args);
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const fs::path run = *root_ / "scancel";
+  const fs::path out = run / ("slurm-" + s.job_id + ".out");
+  ASSERT_TRUE(wait_for([&] { return losses(run / "metrics.jsonl").size() >= 3; }, 120)) << read_file(out);
+  ASSERT_EQ(run_command({"scancel", s.job_id}).exit_code, 0);
+  EXPECT_EQ(wait_finished(s.job_id, 120), "CANCELLED") << job_story(read_file(out));
+  const std::string text = read_file(out);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text, m, std::regex("stopping after step ([0-9]+) \\((SIGTERM|the supervisor asked)")))
+      << job_story(text);
+  const int stopped = std::stoi(m[1]);
+  EXPECT_GE(stopped, 3);
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof step_dir, "step-%06d", stopped);
+  const fs::path ckpt = run / "checkpoints" / step_dir;
+  ASSERT_TRUE(fs::exists(ckpt / "COMMITTED")) << job_story(text);
+  const auto v = run_command({kDuet, "ckpt", "verify", ckpt.string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 
 // A real time limit: 1 minute, USR1 50 s before it. Slurm checks limits every 30 s, so the
