@@ -33,7 +33,9 @@ TermStop::TermStop() {
 
 TermStop::~TermStop() {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (--g_installed == 0) sigaction(SIGTERM, &g_previous, nullptr);
+  if (--g_installed > 0) return;
+  sigaction(SIGTERM, &g_previous, nullptr);
+  g_term.store(0);  // what was asked of this loop is answered: a later one starts clean
 }
 
 bool TermStop::requested() { return g_term.load() != 0; }

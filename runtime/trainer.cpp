@@ -442,7 +442,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
     // attempt, are agreed on by every rank here, at a step boundary, so they all save the same
     // step — or, superseded, none. One collective for all: 2 (superseded) outranks 1 (stop)
     // under Max. At the last step there is nothing left to stop: the run finishes as it would have.
-    const bool term = TermStop::requested();
+    const bool term = term_stop && TermStop::requested();
     const int32_t agreed = all.allreduce<int32_t>(
         !superseded.empty() ? 2 : ((supervisor && supervisor->stop_requested()) || term ? 1 : 0), ReduceOp::Max);
     if (agree_superseded(agreed == 2)) {
@@ -461,7 +461,7 @@ TrainSummary train(const io::RunConfig& cfg, const std::string& run_dir, io::Run
       stop_reason = !asked                                        ? "train.stop_at"
                     : supervisor && supervisor->supervisor_gone() ? "the supervisor is gone"
                     : term                                        ? "SIGTERM"
-                    : supervisor && supervisor->stop_requested()  ? "the supervisor asked"
+                    : supervisor                                  ? "the supervisor asked"
                                                                   : "SIGTERM to another rank";
       break;
     }

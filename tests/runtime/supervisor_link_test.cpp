@@ -5,7 +5,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,8 +15,10 @@
 #include <thread>
 
 #include "runtime/supervisor_link.h"
+#include "runtime/term_stop.h"
 
 using duet::runtime::SupervisorLink;
+using duet::runtime::TermStop;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -86,4 +90,29 @@ TEST(SupervisorLink, NoneNamedIsNoLinkAndAnUnreachableOneIsAnError) {
   close(s.listen_fd), s.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   EXPECT_THROW(SupervisorLink("127.0.0.1:" + std::to_string(port), 0, 1), std::runtime_error);
   EXPECT_THROW(SupervisorLink("no-colon", 0, 1), std::runtime_error);
+}
+
+// A rank that takes SIGTERM as a request (runtime/term_stop.h) tells its supervisor once, and
+// "abort" (a teardown) ends it by SIGTERM at once, whatever it is doing. In a child process:
+// the abort ends it.
+TEST(SupervisorLink, ASigtermIsToldOnceAndAbortEndsTheRankBySigterm) {
+  Server s;
+  const pid_t child = fork();
+  if (child == 0) {
+    const TermStop term;
+    SupervisorLink link("127.0.0.1:" + std::to_string(s.port), 0, 1);
+    link.progress(7, 0, SupervisorLink::Phase::Step);
+    kill(getpid(), SIGTERM);  // a request now: the process goes on
+    for (int i = 0; i < 1000; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    _exit(3);  // "abort" never came
+  }
+  s.accept_one();
+  ASSERT_TRUE(s.read_until("mark sigterm")) << s.received;
+  ASSERT_EQ(send(s.fd, "abort\n", 6, 0), 6);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  const size_t first = s.received.find("mark sigterm");
+  EXPECT_EQ(s.received.find("mark sigterm", first + 1), std::string::npos) << s.received;
 }
