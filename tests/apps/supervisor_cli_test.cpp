@@ -336,27 +336,44 @@ TEST_F(Supervisor, ACrashLoopGivesUpWithItsOwnExitCode) {
   EXPECT_TRUE(no_orphans(*dir_));
 }
 
+namespace {
+
+// A 400-step `duet launch` of run <name> in the background; once its third metrics line is
+// written (at most 120 s, or until the job ended by itself), `signal_cmd` runs in the same bash
+// ($pid: the supervisor's, $metrics: the metrics file), and the job is waited for. The output
+// ends with "exit=<its exit code>".
+CommandResult launch_then_signal(const fs::path& dir, const std::string& name, const std::string& signal_cmd) {
+  const fs::path metrics = dir / name / "metrics.jsonl";
+  const std::string script = "metrics=" + metrics.string() + "; " + launch(dir, name, "", "600", 400) + " > " +
+                             (dir / (name + ".log")).string() +
+                             " 2>&1 & pid=$!; for i in $(seq 2400); do [ -f $metrics ] && [ $(wc -l < $metrics) -ge 3 ] "
+                             "&& break; kill -0 $pid || break; sleep 0.05; done; " +
+                             signal_cmd + "; wait $pid; echo \"exit=$?\"";
+  return run_command("bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") + "'");
+}
+
+// The run stopped before its 400 steps, at a step whose checkpoint is committed.
+void expect_stopped_with_checkpoint(const fs::path& dir, const std::string& name) {
+  const auto losses = losses_by_step(dir / name / "metrics.jsonl");
+  ASSERT_FALSE(losses.empty()) << name;
+  const int last = losses.rbegin()->first;
+  EXPECT_LT(last, 400) << name;
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof step_dir, "step-%06d", last);
+  EXPECT_TRUE(fs::exists(dir / name / "checkpoints" / step_dir / "COMMITTED")) << name << " step " << last;
+}
+
+}  // namespace
+
 // SIGTERM / SIGINT / SIGUSR1 to the supervisor once step 3 is in metrics.jsonl: every rank stops at a
 // step boundary with a checkpoint; exit 0 / 0 / 5 (requeue requested); nothing is left running.
 TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
   for (const auto& [sig, code] : {std::pair<std::string, int>{"TERM", 0}, {"INT", 0}, {"USR1", 5}}) {
     const std::string name = "sig" + sig;
-    const fs::path metrics = *dir_ / name / "metrics.jsonl";
-    // Polls for the third metrics line (at most 120 s, or until the job ended by itself).
-    const std::string script = launch(*dir_, name, "", "600", 400) + " > " + (*dir_ / (name + ".log")).string() +
-                               " 2>&1 & pid=$!; for i in $(seq 2400); do [ -f " + metrics.string() + " ] && [ $(wc -l < " +
-                               metrics.string() + ") -ge 3 ] && break; kill -0 $pid || break; sleep 0.05; done; kill -" +
-                               sig + " $(pgrep -P $pid -x duet); wait $pid; echo \"exit=$?\"";
-    const auto r = run_command("bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") + "'");
+    const auto r = launch_then_signal(*dir_, name, "kill -" + sig + " $(pgrep -P $pid -x duet)");
     EXPECT_NE(r.output.find("exit=" + std::to_string(code)), std::string::npos) << sig << ": " << r.output << "\n"
                                                                                 << read_file(*dir_ / (name + ".log"));
-    const auto losses = losses_by_step(metrics);
-    ASSERT_FALSE(losses.empty());
-    const int last = losses.rbegin()->first;
-    EXPECT_LT(last, 400);
-    char step_dir[32];
-    std::snprintf(step_dir, sizeof step_dir, "step-%06d", last);
-    EXPECT_TRUE(fs::exists(*dir_ / name / "checkpoints" / step_dir / "COMMITTED")) << sig << " step " << last;
+    expect_stopped_with_checkpoint(*dir_, name);
     EXPECT_TRUE(no_orphans(*dir_)) << sig;
   }
 }
@@ -366,24 +383,12 @@ TEST_F(Supervisor, StopSignalsSaveAndExitWithTheirCodes) {
 // and every rank stops at the next step boundary with a checkpoint: exit 0, no restart.
 TEST_F(Supervisor, ASigtermToARankStopsTheJobWithACheckpoint) {
   const std::string name = "rankterm";
-  const fs::path metrics = *dir_ / name / "metrics.jsonl";
   // Rank 0's pid is in the run's first metrics line.
-  const std::string script = launch(*dir_, name, "", "600", 400) + " > " + (*dir_ / (name + ".log")).string() +
-                             " 2>&1 & pid=$!; for i in $(seq 2400); do [ -f " + metrics.string() + " ] && [ $(wc -l < " +
-                             metrics.string() + ") -ge 3 ] && break; kill -0 $pid || break; sleep 0.05; done; " +
-                             "rank0=$(head -1 " + metrics.string() + " | grep -o '\"pid\":[0-9]*' | cut -d: -f2); " +
-                             "kill -TERM $rank0; wait $pid; echo \"exit=$?\"";
-  const auto r = run_command("bash -c '" + std::regex_replace(script, std::regex("'"), "'\\''") + "'");
+  const auto r = launch_then_signal(*dir_, name, "kill -TERM $(head -1 $metrics | grep -o '\"pid\":[0-9]*' | cut -d: -f2)");
   const std::string log = read_file(*dir_ / (name + ".log"));
   EXPECT_NE(r.output.find("exit=0"), std::string::npos) << r.output << "\n" << log;
   EXPECT_NE(log.find("stop: SIGTERM to rank 0: every rank stops at the next step boundary"), std::string::npos) << log;
-  const auto losses = losses_by_step(metrics);
-  ASSERT_FALSE(losses.empty());
-  const int last = losses.rbegin()->first;
-  EXPECT_LT(last, 400);
-  char step_dir[32];
-  std::snprintf(step_dir, sizeof step_dir, "step-%06d", last);
-  EXPECT_TRUE(fs::exists(*dir_ / name / "checkpoints" / step_dir / "COMMITTED")) << "step " << last << "\n" << log;
+  expect_stopped_with_checkpoint(*dir_, name);
   const auto kinds = event_kinds(*dir_ / name / "events.jsonl");
   EXPECT_EQ(count(kinds, "launched"), 1);
   EXPECT_EQ(count(kinds, "rank-died"), 0);
