@@ -40,8 +40,6 @@ TermStop::~TermStop() {
 
 bool TermStop::requested() { return g_term.load() != 0; }
 
-void TermStop::clear() { g_term.store(0); }
-
 bool launched_by_mpi_launcher() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
          std::getenv("PMI_RANK") != nullptr;

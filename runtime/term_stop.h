@@ -7,8 +7,9 @@
 // instead, while training runs (from the rank's link to its supervisor, or its start without
 // one, to its end: a resume's checkpoint load and the last save included), SIGTERM only sets
 // a flag: at the next step boundary the ranks agree on it (the same collective as the
-// supervisor's "stop"), save a checkpoint of that step and end with exit 0, resumable. A supervised rank also tells its supervisor
-// (runtime/supervisor_link.h), which then stops the job as for its own SIGTERM.
+// supervisor's "stop"), save a checkpoint of that step and end with exit 0, resumable. A
+// supervised rank also tells its supervisor (runtime/supervisor_link.h), which then stops the
+// job as for its own SIGTERM.
 //
 // A supervisor that tears an attempt down (a dead or hung rank) still needs the ranks gone at
 // once: it sends "abort" over the link first, and a rank that reads it dies by SIGTERM as
@@ -27,9 +28,8 @@ class TermStop {
   TermStop(const TermStop&) = delete;
   TermStop& operator=(const TermStop&) = delete;
 
-  // Whether SIGTERM arrived while a TermStop was installed (and since the last clear()).
+  // Whether SIGTERM arrived since the first of the TermStops alive was installed.
   static bool requested();
-  static void clear();  // tests
 };
 
 // Whether an MPI launcher (mpirun, srun's PMIx) started this process: its environment says so.

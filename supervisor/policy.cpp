@@ -341,7 +341,7 @@ std::vector<Action> Policy::on(const Event& e) {
           stop_outcome_ = o;
           out.push_back(log("stop", name + ": the stop under way is the job's"));
         } else {
-          out.push_back(log("signal-ignored", std::string(name) + " while the ranks save and stop"));
+          out.push_back(log("signal-ignored", name + " while the ranks save and stop"));
         }
         if (e.received == Signal::Int) ++interrupts_;
         break;
@@ -349,14 +349,14 @@ std::vector<Action> Policy::on(const Event& e) {
       if (e.received == Signal::Int) ++interrupts_;
       if (state_ == State::Waiting) {  // nothing runs: the last checkpoint is the state
         state_ = State::Finished;
-        out.push_back(finish(o, std::string(name) + " between attempts"));
+        out.push_back(finish(o, name + " between attempts"));
         break;
       }
       stop_outcome_ = o;
       stop_by_rank_ = e.rank >= 0;
       if (state_ == State::TearingDown) break;  // after the teardown: finish instead of restarting
-      out.push_back(log("stop", std::string(name) + ": every rank stops at the next step boundary with a checkpoint"));
-      if (e.rank >= 0) out.back().ranks = {e.rank};
+      out.push_back(log("stop", name + ": every rank stops at the next step boundary with a checkpoint",
+                        e.rank >= 0 ? std::vector<int>{e.rank} : std::vector<int>{}));
       out.push_back(of(Action::Kind::RequestStop));
       state_ = State::Stopping;
       break;

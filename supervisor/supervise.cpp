@@ -182,7 +182,6 @@ int supervise(const SuperviseOptions& o) {
   std::vector<std::pair<int, int>> last_beat;  // per rank: (step, op) of its last heartbeat
   std::map<int, std::vector<double>> step_times;  // step -> seconds per rank
   int last_full_step = 0;           // the newest step every rank completed (this attempt)
-  int term_heard_in = 0;            // the attempt whose rank last reported a SIGTERM
   double injected_at = -1;          // a rank reported that injected fault strikes now
   AttemptClock clock;               // this attempt's start-up milestones
   std::optional<FaultClock> pending;  // the fault the current attempt recovers from
@@ -199,6 +198,12 @@ int supervise(const SuperviseOptions& o) {
   };
 
   std::function<void(const std::vector<Action>&)> apply;
+  // A teardown signals the whole job; ranks that would take SIGTERM as a request to stop
+  // (runtime/term_stop.h) are told "abort" first, so they end at once too.
+  auto tear_down = [&] {
+    listener.abort_all();
+    return job->kill_all(o.teardown_grace_s);
+  };
   auto job_exited = [&](const ExitStatus& s) {
     job_reported = true;
     if (pending && pending->gone < 0) pending->gone = now();
@@ -427,10 +432,7 @@ int supervise(const SuperviseOptions& o) {
         }
         case Action::Kind::DumpStacks: dump_stacks(a.ranks); break;
         case Action::Kind::Teardown:
-          if (job && !job_reported) {
-            listener.abort_all();  // ranks that would stop gracefully on SIGTERM end at once
-            job_exited(job->kill_all(o.teardown_grace_s));
-          }
+          if (job && !job_reported) job_exited(tear_down());
           break;
         case Action::Kind::RequestStop: listener.stop(); break;
         case Action::Kind::Launch: launch(a.attempt); break;
@@ -521,8 +523,7 @@ int supervise(const SuperviseOptions& o) {
         case core::RankMessage::Kind::StacksDone: continue;  // late: the dump's wait is over
         case core::RankMessage::Kind::Mark:
           if (m.name == "sigterm") {  // the rank got SIGTERM (scancel, a preemption): the job stops
-            if (term_heard_in == policy.attempt()) continue;  // every rank may get one: the first tells
-            term_heard_in = policy.attempt();
+            // Every rank may get one: the policy acts on the first, the stop it starts ignores the rest.
             Event term;
             term.kind = Event::Kind::SignalReceived, term.t = e.t, term.received = Signal::Term, term.rank = r.rank;
             apply(policy.on(term));
@@ -609,10 +610,7 @@ int supervise(const SuperviseOptions& o) {
       apply(policy.on(tick));
     }
   }
-  if (job && job->group_alive()) {
-    listener.abort_all();
-    job->kill_all(o.teardown_grace_s);
-  }
+  if (job && job->group_alive()) tear_down();
   if (!o.snapshot_dir.empty()) {  // finished, stopped, cancelled or given up: no attempt restarts from them
     // A run that has not finished keeps what they hold beyond the newest checkpoint: the next
     // job resumes from it (given up or stopped between attempts, with checkpoint.every large or 0).
