@@ -23,6 +23,7 @@
 #include "runtime/memory_estimate.h"
 #include "runtime/memory_snapshots.h"
 #include "runtime/mpi.h"
+#include "runtime/term_stop.h"
 #include "runtime/train_setup.h"
 #include "runtime/trainer.h"
 
@@ -69,6 +70,9 @@ double job_fma_peak(const io::RunConfig& cfg, int world, io::RunLog& log) {
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
+  // Before any thread starts (MPI's, OpenMP's, the compute threads): SIGTERM is taken on a
+  // thread of its own, never by a handler on a thread inside a GEMM (runtime/term_stop.h).
+  runtime::route_sigterm();
   po::options_description opts("usage: duet train [--config FILE] [--set key=value ...] [--<key> value ...]\n\n"
                                "Trains on this process, or as one rank under mpirun, and writes\n"
                                "runs/<name>/ (config.yaml, metrics.jsonl, train.log)");

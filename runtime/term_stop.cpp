@@ -1,41 +1,95 @@
 #include "runtime/term_stop.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 
 namespace duet::runtime {
 namespace {
 
-std::atomic<int> g_term{0};
-static_assert(std::atomic<int>::is_always_lock_free, "set from a signal handler");
-struct sigaction g_previous {};
-std::mutex g_mu;  // g_installed, g_previous
-int g_installed = 0;
+std::atomic<int> g_term{0};       // SIGTERM arrived while a TermStop lived
+std::atomic<int> g_installed{0};  // TermStops alive
+static_assert(std::atomic<int>::is_always_lock_free, "read and set from a signal handler");
+std::mutex g_mu;      // TermStop's first and last, routing
+bool g_routed = false;  // this process has its SIGTERM thread
 
-void on_term(int) { g_term.store(1); }
+sigset_t term_set() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, SIGTERM);
+  return s;
+}
+
+// For a thread that does not block SIGTERM (one started before route_sigterm()).
+void on_term(int) {
+  if (g_installed.load() > 0) {
+    g_term.store(1);
+    return;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  raise(SIGTERM);  // blocked while this handler runs: the default action ends the process on return
+}
+
+[[noreturn]] void take_sigterm() {
+  const sigset_t s = term_set();
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&s, &sig) != 0 || sig != SIGTERM) continue;
+    if (g_installed.load() > 0)
+      g_term.store(1);
+    else
+      die_by_sigterm();
+  }
+}
 
 }  // namespace
 
-TermStop::TermStop() {
+void route_sigterm() {
+  static std::once_flag at_fork;
+  std::call_once(at_fork, [] {
+    // A child of fork() has only the thread that forked: no thread takes SIGTERM there, and a
+    // blocked SIGTERM would outlive an exec. It unblocks it and routes again if it trains.
+    pthread_atfork([] { g_mu.lock(); }, [] { g_mu.unlock(); },
+                   [] {
+                     g_mu.unlock();
+                     if (!g_routed) return;
+                     g_routed = false;
+                     const sigset_t s = term_set();
+                     pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+                   });
+  });
   std::lock_guard<std::mutex> lock(g_mu);
-  if (g_installed++ > 0) return;  // ranks as threads of one process (in-process tests) share it
-  g_term.store(0);                 // a new training loop: nothing asked of it yet
+  const sigset_t s = term_set();
+  pthread_sigmask(SIG_BLOCK, &s, nullptr);  // this thread, and every thread it starts from now on
+  if (g_routed) return;
+  g_routed = true;
   struct sigaction sa {};
   sa.sa_handler = on_term;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // MPI's and the file system's calls go on where they were
-  sigaction(SIGTERM, &sa, &g_previous);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::thread(take_sigterm).detach();
+}
+
+TermStop::TermStop() {
+  route_sigterm();
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_installed.load() == 0) g_term.store(0);  // a new training loop: nothing asked of it yet
+  g_installed.fetch_add(1);
 }
 
 TermStop::~TermStop() {
   std::lock_guard<std::mutex> lock(g_mu);
-  if (--g_installed > 0) return;
-  sigaction(SIGTERM, &g_previous, nullptr);
-  g_term.store(0);  // what was asked of this loop is answered: a later one starts clean
+  // The last one gone: what was asked of this loop is answered, and SIGTERM ends the process.
+  if (g_installed.fetch_sub(1) == 1) g_term.store(0);
 }
 
 bool TermStop::requested() { return g_term.load() != 0; }
@@ -50,13 +104,11 @@ void die_by_sigterm() {
   sa.sa_handler = SIG_DFL;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
-  sigset_t term;
-  sigemptyset(&term);
-  sigaddset(&term, SIGTERM);
-  pthread_sigmask(SIG_UNBLOCK, &term, nullptr);
-  kill(getpid(), SIGTERM);
-  // The default action ends the process before kill() returns to a thread that does not block
-  // it; a process where every other thread blocks SIGTERM still ends here.
+  const sigset_t s = term_set();
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+  // To this thread, the one that does not block it: the default action ends the process before
+  // pthread_kill returns.
+  pthread_kill(pthread_self(), SIGTERM);
   _exit(128 + SIGTERM);
 }
 

@@ -16,11 +16,26 @@
 // before (die_by_sigterm). Ranks of a bare `mpirun` without a supervisor keep SIGTERM fatal:
 // mpirun itself gets it (or sends it) and tears the job down beneath them. A one-process
 // `duet train` stops like a supervised rank.
+//
+// No signal handler may run on a thread that computes. A handler's frame goes on the stack of
+// the thread the kernel picks, below its stack pointer, and oneDNN's SGEMM (Debian's 2.6.3)
+// keeps data there: a trivial handler that interrupts it corrupts the heap ("corrupted size vs.
+// prev_size" at its next free; a few percent of SIGTERMs to a training rank, 1 in 4 scancels of
+// 4 ranks). So the process blocks SIGTERM before any thread starts (route_sigterm(), the first
+// thing `duet train` does): every thread inherits the mask, and one thread that computes
+// nothing takes the signal with sigwait — a request while a TermStop lives, the default end
+// otherwise. A thread that unblocks it anyway runs a handler with the same two outcomes.
 
 namespace duet::runtime {
 
-// Installs the handler for as long as it lives (the training loop); restores what was there
-// before when the last one goes (ranks run as threads of one process in tests).
+// Blocks SIGTERM in the calling thread, and so in every thread it starts from now on, and
+// starts the thread that takes it (idempotent). Call it before MPI, OpenMP or any compute
+// thread starts; TermStop calls it too, for what starts later. In a child of fork() it starts
+// afresh (the thread that took the signal is not in the child).
+void route_sigterm();
+
+// While one lives (the training loop), SIGTERM is a request (requested()); when the last one
+// goes (ranks run as threads of one process in tests), it ends the process again.
 class TermStop {
  public:
   TermStop();
@@ -28,7 +43,8 @@ class TermStop {
   TermStop(const TermStop&) = delete;
   TermStop& operator=(const TermStop&) = delete;
 
-  // Whether SIGTERM arrived since the first of the TermStops alive was installed.
+  // Whether SIGTERM arrived since the first of the TermStops alive was made. The signal is
+  // taken on its own thread: a kill() has returned before this says so.
   static bool requested();
 };
 
