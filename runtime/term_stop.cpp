@@ -70,13 +70,18 @@ void route_sigterm() {
   const sigset_t s = term_set();
   pthread_sigmask(SIG_BLOCK, &s, nullptr);  // this thread, and every thread it starts from now on
   if (g_routed) return;
+  try {
+    std::thread(take_sigterm).detach();
+  } catch (...) {  // no thread to take it: SIGTERM stays as it was
+    pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+    throw;
+  }
   g_routed = true;
   struct sigaction sa {};
   sa.sa_handler = on_term;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // MPI's and the file system's calls go on where they were
   sigaction(SIGTERM, &sa, nullptr);
-  std::thread(take_sigterm).detach();
 }
 
 TermStop::TermStop() {

@@ -17,21 +17,26 @@
 // mpirun itself gets it (or sends it) and tears the job down beneath them. A one-process
 // `duet train` stops like a supervised rank.
 //
-// No signal handler may run on a thread that computes. A handler's frame goes on the stack of
-// the thread the kernel picks, below its stack pointer, and oneDNN's SGEMM (Debian's 2.6.3)
-// keeps data there: a trivial handler that interrupts it corrupts the heap ("corrupted size vs.
-// prev_size" at its next free; a few percent of SIGTERMs to a training rank, 1 in 4 scancels of
-// 4 ranks). So the process blocks SIGTERM before any thread starts (route_sigterm(), the first
-// thing `duet train` does): every thread inherits the mask, and one thread that computes
-// nothing takes the signal with sigwait — a request while a TermStop lives, the default end
-// otherwise. A thread that unblocks it anyway runs a handler with the same two outcomes.
+// No signal handler may run on a thread that computes. oneDNN's JIT SGEMM kernels (AVX2 and
+// AVX-512) point the stack pointer at a workspace on the heap while they run, so the frame of a
+// handler that interrupts them is written into the heap: a handler that only sets a flag
+// corrupted it ("corrupted size vs. prev_size" at the next free; 3 of 12 runs whose 4 ranks
+// each got one SIGTERM). oneDNN fixed it upstream in 2026 (its issue 4845, pull request 4855);
+// Debian 12's 2.6.3 has it. So the process blocks SIGTERM before any thread starts
+// (route_sigterm(), the first thing `duet train` does): every thread inherits the mask, and one
+// thread that computes nothing takes the signal with sigwait — a request while a TermStop
+// lives, the default end otherwise. A thread that unblocks it anyway runs a handler with the
+// same two outcomes.
 
 namespace duet::runtime {
 
 // Blocks SIGTERM in the calling thread, and so in every thread it starts from now on, and
 // starts the thread that takes it (idempotent). Call it before MPI, OpenMP or any compute
-// thread starts; TermStop calls it too, for what starts later. In a child of fork() it starts
-// afresh (the thread that took the signal is not in the child).
+// thread starts; TermStop calls it too, for what starts later. A child of fork() unblocks
+// SIGTERM in its one thread (the thread that took it is not in the child) and is routed again
+// by the next call. posix_spawn, popen and system run no fork handlers: a child started so from
+// a routed thread inherits the blocked SIGTERM across exec unless it is given a mask
+// (POSIX_SPAWN_SETSIGMASK). `duet train` starts no process.
 void route_sigterm();
 
 // While one lives (the training loop), SIGTERM is a request (requested()); when the last one

@@ -97,10 +97,11 @@ TEST(TermStop, ANewTrainingLoopStartsWithNothingAsked) {
 
 // Why the signal has a thread of its own: SIGTERMs that come while the main thread multiplies
 // (as a rank's does; scancel signals every rank) must leave the products alone. A handler run
-// on that thread, inside oneDNN's SGEMM, corrupted its heap ("corrupted size vs. prev_size"):
-// this child died by SIGABRT within a few hundred products when TermStop installed a handler.
+// on that thread, inside oneDNN's SGEMM (whose kernels point the stack pointer into the heap),
+// corrupted its heap ("corrupted size vs. prev_size"): this child died by SIGABRT within a few
+// hundred products when TermStop installed a handler.
 TEST(TermStop, SigtermsWhileTheMainThreadMultipliesLeaveItAlone) {
-  const int status = in_child([] {
+  const int status = in_child([]() -> int {
     duet::runtime::route_sigterm();  // what duet train does first
     const TermStop t;
     const int M = 128, N = 256, K = 512;
@@ -128,9 +129,11 @@ TEST(TermStop, SigtermsWhileTheMainThreadMultipliesLeaveItAlone) {
     }
     done.store(true);
     sender.join();
-    if (sent.load() < 100) return 2;  // the products outran the signals: nothing was tested
-    if (!wait_requested()) return 3;
-    return wrong ? 4 : 0;
+    // Ends while `t` lives: the last SIGTERM sent may not be taken yet, and with no TermStop
+    // left it would end the child.
+    if (sent.load() < 100) _exit(2);  // the products outran the signals: nothing was tested
+    if (!wait_requested()) _exit(3);
+    _exit(wrong ? 4 : 0);
   });
   ASSERT_TRUE(WIFEXITED(status)) << "the process ended by signal " << WTERMSIG(status);
   EXPECT_EQ(WEXITSTATUS(status), 0);
