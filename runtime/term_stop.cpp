@@ -25,28 +25,21 @@ sigset_t term_set() {
   return s;
 }
 
-// For a thread that does not block SIGTERM (one started before route_sigterm()).
-void on_term(int) {
-  if (g_installed.load() > 0) {
+// A request while a TermStop lives, else the default end. Async-signal-safe: the sigwait
+// thread calls it, and so does the handler of a thread that does not block SIGTERM (one
+// started before route_sigterm()).
+void arrived(int = SIGTERM) {
+  if (g_installed.load() > 0)
     g_term.store(1);
-    return;
-  }
-  struct sigaction sa {};
-  sa.sa_handler = SIG_DFL;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  raise(SIGTERM);  // blocked while this handler runs: the default action ends the process on return
+  else
+    die_by_sigterm();
 }
 
 [[noreturn]] void take_sigterm() {
   const sigset_t s = term_set();
   for (;;) {
     int sig = 0;
-    if (sigwait(&s, &sig) != 0 || sig != SIGTERM) continue;
-    if (g_installed.load() > 0)
-      g_term.store(1);
-    else
-      die_by_sigterm();
+    if (sigwait(&s, &sig) == 0 && sig == SIGTERM) arrived();
   }
 }
 
@@ -78,7 +71,7 @@ void route_sigterm() {
   }
   g_routed = true;
   struct sigaction sa {};
-  sa.sa_handler = on_term;
+  sa.sa_handler = arrived;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;  // MPI's and the file system's calls go on where they were
   sigaction(SIGTERM, &sa, nullptr);
